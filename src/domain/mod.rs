@@ -1,0 +1,15 @@
+//! The rules of the gateway, free of gRPC and SQL: what a valid customer, partner account or key
+//! is, who may do what, and the errors callers see.
+pub mod access;
+pub mod customer;
+pub mod error;
+pub mod idempotency;
+pub mod ids;
+pub mod money;
+pub mod paging;
+pub mod partner_account;
+pub mod tenant;
+pub mod text;
+pub mod vendor;
+
+pub use error::{Error, FieldViolation, Result};

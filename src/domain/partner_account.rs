@@ -1,0 +1,197 @@
+//! Partner accounts: the MSP's own account with each vendor, through which customers are
+//! enrolled and usage is pulled.
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::error::{Error, FieldViolation, Result};
+use super::money::parse_decimal;
+use super::text;
+use super::vendor::Vendor;
+
+pub const DEFAULT_POLL_INTERVAL_SECS: i64 = 15 * 60;
+const MIN_POLL_INTERVAL_SECS: i64 = 1;
+const MAX_POLL_INTERVAL_SECS: i64 = 24 * 60 * 60;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerAccount {
+    pub id: String,
+    pub tenant_id: String,
+    pub spec: PartnerAccountSpec,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The fields a caller sets, each already validated.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PartnerAccountSpec {
+    pub vendor: Vendor,
+    pub display_name: String,
+    pub vendor_account_id: String,
+    pub partner_discount_rate: Decimal,
+    pub credentials_ref: String,
+    pub poll_interval_secs: i64,
+    pub enabled: bool,
+    pub endpoint_url: String,
+}
+
+impl PartnerAccountSpec {
+    /// Cross-field rules, checked after every create and update: the account id's shape and the
+    /// need for credentials depend on the vendor.
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let mut violations = Vec::new();
+        if let Err(reason) = self.vendor.check_partner_account_id(&self.vendor_account_id) {
+            violations.push(FieldViolation::new(format!("{prefix}.vendor_account_id"), reason));
+        }
+        if self.vendor != Vendor::Simulator && self.credentials_ref.is_empty() {
+            violations.push(FieldViolation::new(
+                format!("{prefix}.credentials_ref"),
+                format!("is required for {} (\"env:NAME\" or \"file:PATH\")", self.vendor),
+            ));
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+
+    pub fn etag(version: i64) -> String {
+        format!("v{version}")
+    }
+}
+
+/// A fraction from 0 to 1, e.g. "0.15".
+pub fn parse_discount_rate(field: &str, text: &str) -> Result<Decimal, FieldViolation> {
+    let rate = parse_decimal(field, text)?;
+    if rate < Decimal::ZERO || rate > Decimal::ONE {
+        return Err(FieldViolation::new(
+            field,
+            format!("{text} is not a fraction from 0 to 1 (e.g. \"0.15\" for 15 %)"),
+        ));
+    }
+    Ok(rate)
+}
+
+/// Where credentials are found: `env:NAME` or `file:PATH`. Refuses anything that looks like a
+/// secret pasted in place of a reference.
+pub fn parse_credentials_ref(field: &str, value: &str) -> Result<String, FieldViolation> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let valid = match value.split_once(':') {
+        Some(("env", name)) => {
+            !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        }
+        Some(("file", path)) => !path.is_empty() && path.len() <= 1024 && !path.contains('\0'),
+        _ => false,
+    };
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(FieldViolation::new(
+            field,
+            "must be a reference, \"env:NAME\" (an upper-case environment variable) or \
+             \"file:PATH\"; never the secret itself",
+        ))
+    }
+}
+
+pub fn check_poll_interval(field: &str, secs: i64) -> Result<i64, FieldViolation> {
+    if (MIN_POLL_INTERVAL_SECS..=MAX_POLL_INTERVAL_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(FieldViolation::new(
+            field,
+            format!("{secs} s is outside 1 s to 1 day"),
+        ))
+    }
+}
+
+/// An optional http(s) endpoint override.
+pub fn parse_endpoint_url(field: &str, value: &str) -> Result<String, FieldViolation> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let scheme_ok = value.starts_with("https://") || value.starts_with("http://");
+    if !scheme_ok || value.len() > 2048 || value.chars().any(char::is_whitespace) {
+        return Err(FieldViolation::new(
+            field,
+            format!("{value:?} is not an http(s) URL"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+pub fn parse_display_name(field: &str, value: &str) -> Result<String, FieldViolation> {
+    text::display_name(field, value, text::NAME_MAX)
+}
+
+/// Which fields an update replaces; each `Some` is already validated on its own.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PartnerAccountPatch {
+    pub display_name: Option<String>,
+    pub vendor_account_id: Option<String>,
+    pub partner_discount_rate: Option<Decimal>,
+    pub credentials_ref: Option<String>,
+    pub poll_interval_secs: Option<i64>,
+    pub enabled: Option<bool>,
+    pub endpoint_url: Option<String>,
+}
+
+impl PartnerAccountPatch {
+    /// The spec after the patch, with the cross-field rules checked.
+    pub fn apply(&self, current: &PartnerAccountSpec) -> Result<PartnerAccountSpec> {
+        let mut next = current.clone();
+        let p = self.clone();
+        if let Some(v) = p.display_name {
+            next.display_name = v;
+        }
+        if let Some(v) = p.vendor_account_id {
+            next.vendor_account_id = v;
+        }
+        if let Some(v) = p.partner_discount_rate {
+            next.partner_discount_rate = v;
+        }
+        if let Some(v) = p.credentials_ref {
+            next.credentials_ref = v;
+        }
+        if let Some(v) = p.poll_interval_secs {
+            next.poll_interval_secs = v;
+        }
+        if let Some(v) = p.enabled {
+            next.enabled = v;
+        }
+        if let Some(v) = p.endpoint_url {
+            next.endpoint_url = v;
+        }
+        next.validate("partner_account")?;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_references_never_secrets() {
+        assert!(parse_credentials_ref("f", "env:AWS_MSP_KEYS").is_ok());
+        assert!(parse_credentials_ref("f", "file:/etc/mspgw/pc.json").is_ok());
+        for secret in ["AKIAIOSFODNN7EXAMPLE", "env:lower", "http://x", "file:", "wJalrXUtnFEMI/K7MDENG"] {
+            assert!(parse_credentials_ref("f", secret).is_err(), "{secret}");
+        }
+    }
+
+    #[test]
+    fn discount_rates_are_fractions() {
+        assert!(parse_discount_rate("f", "0.15").is_ok());
+        assert!(parse_discount_rate("f", "1").is_ok());
+        assert!(parse_discount_rate("f", "1.01").is_err());
+        assert!(parse_discount_rate("f", "-0.1").is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! Embedded migrations, one set per dialect, run under a lock so replicas can start together:
+//! a session advisory lock on PostgreSQL, an exclusive transaction on SQLite.
+use diesel::migration::MigrationVersion;
+use diesel::{Connection, SqliteConnection};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::{BackendKind, sqlite_path};
+use crate::domain::error::{Error, Result};
+
+const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Key of the PostgreSQL advisory lock held while migrating ("mspgw" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6d_73_70_67_77;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert every applied migration (tests and `migrate --revert-all`).
+    RevertAll,
+}
+
+/// Applies (or reverts) migrations and returns the versions touched, oldest first.
+pub async fn run(url: &str, direction: Direction) -> Result<Vec<String>> {
+    match BackendKind::of_url(url) {
+        BackendKind::Postgres => run_postgres(url, direction).await,
+        BackendKind::Sqlite => {
+            let path = sqlite_path(url).to_string();
+            if let Some(dir) = std::path::Path::new(&path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Unavailable("database", format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            tokio::task::spawn_blocking(move || run_sqlite(&path, direction))
+                .await
+                .map_err(|e| Error::Internal(format!("migration task failed: {e}")))?
+        }
+    }
+}
+
+fn versions(applied: Vec<MigrationVersion<'_>>) -> Vec<String> {
+    applied.into_iter().map(|v| v.to_string()).collect()
+}
+
+fn migration_error(error: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("migration failed: {error}"))
+}
+
+async fn run_postgres(url: &str, direction: Direction) -> Result<Vec<String>> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| Error::Unavailable("database", e.to_string()))?;
+    // Held until this session ends, so a concurrent replica waits here and then finds nothing to do.
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .await?;
+    // The harness drives sync Diesel through block_in_place; keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let mut harness = AsyncMigrationHarness::new(conn);
+        let result = match direction {
+            Direction::Up => harness.run_pending_migrations(POSTGRES).map(versions),
+            Direction::RevertAll => harness.revert_all_migrations(POSTGRES).map(versions),
+        };
+        drop(harness); // closes the session, releasing the advisory lock
+        result.map_err(migration_error)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("migration task failed: {e}")))?
+}
+
+fn run_sqlite(path: &str, direction: Direction) -> Result<Vec<String>> {
+    let mut conn = SqliteConnection::establish(path)
+        .map_err(|e| Error::Unavailable("database", e.to_string()))?;
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;",
+    )?;
+    // EXCLUSIVE keeps other processes out for the whole run; each migration nests as a savepoint.
+    conn.exclusive_transaction(|conn| {
+        let result = match direction {
+            Direction::Up => conn.run_pending_migrations(SQLITE).map(versions),
+            Direction::RevertAll => conn.revert_all_migrations(SQLITE).map(versions),
+        };
+        result.map_err(|e| MigrationFailed(e.to_string()))
+    })
+    .map_err(migration_error)
+}
+
+/// Lets a migration error roll back the enclosing transaction.
+#[derive(Debug)]
+struct MigrationFailed(String);
+
+impl From<diesel::result::Error> for MigrationFailed {
+    fn from(error: diesel::result::Error) -> Self {
+        MigrationFailed(error.to_string())
+    }
+}
+
+impl std::fmt::Display for MigrationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

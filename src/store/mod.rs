@@ -1,0 +1,256 @@
+//! Persistence: Diesel over diesel-async, PostgreSQL in production and SQLite embedded.
+//!
+//! Query code is written once per concept (`tenants`, `customers`, …) inside
+//! [`for_each_backend!`], which compiles it once per backend against the same schema; the
+//! [`Store`] methods pick the backend at run time. Dialect branches live only where the SQL
+//! differs. Everything returns domain types and [`crate::domain::Error`].
+pub mod api_keys;
+pub mod customers;
+mod errors;
+pub mod idempotency;
+pub mod migrate;
+pub mod partner_accounts;
+pub mod schema;
+pub mod sql_types;
+pub mod tenants;
+
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel::connection::SimpleConnection;
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use futures::FutureExt;
+
+use crate::domain::error::{Error, Result};
+
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// Expands the query functions given to it twice: in `pg` against [`AsyncPgConnection`] and in
+/// `sqlite` against [`SqliteConn`]. Inside, `Conn` is the backend's connection type, `q` names
+/// the same backend's query modules of the other concepts, and `IS_POSTGRES` tells the dialect.
+macro_rules! for_each_backend {
+    ($($item:item)*) => {
+        pub mod pg {
+            #![allow(unused_imports, dead_code)]
+            use super::*;
+            use $crate::store::pg_queries as q;
+            pub type Conn = diesel_async::AsyncPgConnection;
+            pub const IS_POSTGRES: bool = true;
+            $($item)*
+        }
+        pub mod sqlite {
+            #![allow(unused_imports, dead_code)]
+            use super::*;
+            use $crate::store::sqlite_queries as q;
+            pub type Conn = $crate::store::SqliteConn;
+            pub const IS_POSTGRES: bool = false;
+            $($item)*
+        }
+    };
+}
+pub(crate) use for_each_backend;
+
+/// Each concept's PostgreSQL query module, for query code that calls across concepts.
+pub mod pg_queries {
+    pub use super::api_keys::pg as api_keys;
+    pub use super::customers::pg as customers;
+    pub use super::idempotency::pg as idempotency;
+    pub use super::partner_accounts::pg as partner_accounts;
+    pub use super::tenants::pg as tenants;
+}
+
+/// Each concept's SQLite query module.
+pub mod sqlite_queries {
+    pub use super::api_keys::sqlite as api_keys;
+    pub use super::customers::sqlite as customers;
+    pub use super::idempotency::sqlite as idempotency;
+    pub use super::partner_accounts::sqlite as partner_accounts;
+    pub use super::tenants::sqlite as tenants;
+}
+
+/// Runs `$module::$function(conn, args…)` on the store's backend. `read` takes any pooled
+/// connection; `write` on SQLite takes the single writer connection inside `BEGIN IMMEDIATE`, so
+/// writers queue instead of failing with SQLITE_BUSY (the query's own transaction nests as a
+/// savepoint).
+macro_rules! dispatch {
+    ($store:expr, read, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
+        match &$store.backend {
+            $crate::store::Backend::Postgres(pool) => {
+                let mut conn = $crate::store::checkout(pool).await?;
+                $crate::store::$module::pg::$function(&mut conn, $($arg),*).await
+            }
+            $crate::store::Backend::Sqlite { readers, .. } => {
+                let mut conn = $crate::store::checkout(readers).await?;
+                $crate::store::$module::sqlite::$function(&mut conn, $($arg),*).await
+            }
+        }
+    };
+    ($store:expr, write, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
+        match &$store.backend {
+            $crate::store::Backend::Postgres(pool) => {
+                let mut conn = $crate::store::checkout(pool).await?;
+                $crate::store::$module::pg::$function(&mut conn, $($arg),*).await
+            }
+            $crate::store::Backend::Sqlite { writer, .. } => {
+                let mut conn = $crate::store::checkout(writer).await?;
+                conn.immediate_transaction(async |conn| {
+                    $crate::store::$module::sqlite::$function(conn, $($arg),*).await
+                })
+                .await
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+pub enum Backend {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite {
+        readers: Pool<SqliteConn>,
+        /// One connection: SQLite has one writer at a time.
+        writer: Pool<SqliteConn>,
+    },
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Postgres,
+    Sqlite,
+}
+
+impl BackendKind {
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            BackendKind::Postgres
+        } else {
+            BackendKind::Sqlite
+        }
+    }
+}
+
+/// The file path of a SQLite URL (`sqlite://path`, `sqlite:path` or a bare path).
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: usize,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Store {
+    /// Opens connection pools for `url`. Does not run migrations (see [`migrate`]).
+    pub fn connect(url: &str, options: &PoolOptions) -> Result<Self> {
+        let backend = match BackendKind::of_url(url) {
+            BackendKind::Postgres => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                Backend::Postgres(build_pool(manager, options.max_connections, options)?)
+            }
+            BackendKind::Sqlite => {
+                let path = sqlite_path(url);
+                if let Some(dir) = std::path::Path::new(path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Error::Unavailable("database", format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let manager = || {
+                    let mut config = ManagerConfig::<SqliteConn>::default();
+                    config.custom_setup = Box::new(|path| open_sqlite(path.to_string()).boxed());
+                    AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config)
+                };
+                Backend::Sqlite {
+                    readers: build_pool(manager(), options.max_connections, options)?,
+                    writer: build_pool(manager(), 1, options)?,
+                }
+            }
+        };
+        Ok(Store { backend })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+        }
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        use diesel_async::SimpleAsyncConnection;
+        match &self.backend {
+            Backend::Postgres(pool) => checkout(pool).await?.batch_execute("SELECT 1").await?,
+            Backend::Sqlite { readers, .. } => {
+                checkout(readers).await?.batch_execute("SELECT 1").await?
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_pool<C>(
+    manager: AsyncDieselConnectionManager<C>,
+    size: usize,
+    options: &PoolOptions,
+) -> Result<Pool<C>>
+where
+    AsyncDieselConnectionManager<C>: deadpool::managed::Manager,
+{
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .wait_timeout(Some(options.acquire_timeout))
+        .create_timeout(Some(options.acquire_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build the connection pool: {e}")))
+}
+
+pub(crate) async fn checkout<C>(pool: &Pool<C>) -> Result<Object<C>>
+where
+    AsyncDieselConnectionManager<C>: deadpool::managed::Manager,
+    <AsyncDieselConnectionManager<C> as deadpool::managed::Manager>::Error: std::fmt::Display,
+{
+    pool.get()
+        .await
+        .map_err(|e| Error::Unavailable("database", e.to_string()))
+}
+
+/// Busy timeout: how long a SQLite connection waits for another process's write lock.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    let conn = tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = SqliteConnection::establish(&path)?;
+        conn.batch_execute(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+        ))
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        Ok::<_, diesel::ConnectionError>(conn)
+    })
+    .await
+    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))??;
+    Ok(SyncConnectionWrapper::new(conn))
+}

@@ -1,0 +1,240 @@
+//! Partner accounts.
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::errors::is_unique_violation;
+use super::schema::partner_accounts;
+use super::sql_types::{DbDecimal, DbTime};
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::access::Principal;
+use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::ids;
+use crate::domain::paging::{Page, PageRequest};
+use crate::domain::partner_account::{PartnerAccount, PartnerAccountPatch, PartnerAccountSpec};
+use crate::domain::vendor::Vendor;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = partner_accounts)]
+struct PartnerAccountRow {
+    id: String,
+    tenant_id: String,
+    vendor: String,
+    display_name: String,
+    vendor_account_id: String,
+    partner_discount_rate: DbDecimal,
+    credentials_ref: String,
+    poll_interval_secs: i64,
+    enabled: bool,
+    endpoint_url: String,
+    version: i64,
+    created_at: DbTime,
+    updated_at: DbTime,
+}
+
+impl TryFrom<PartnerAccountRow> for PartnerAccount {
+    type Error = Error;
+    fn try_from(row: PartnerAccountRow) -> Result<Self> {
+        Ok(PartnerAccount {
+            spec: PartnerAccountSpec {
+                vendor: row
+                    .vendor
+                    .parse()
+                    .map_err(|e| Error::Internal(format!("stored partner account {}: {e}", row.id)))?,
+                display_name: row.display_name,
+                vendor_account_id: row.vendor_account_id,
+                partner_discount_rate: row.partner_discount_rate.0,
+                credentials_ref: row.credentials_ref,
+                poll_interval_secs: row.poll_interval_secs,
+                enabled: row.enabled,
+                endpoint_url: row.endpoint_url,
+            },
+            id: row.id,
+            tenant_id: row.tenant_id,
+            version: row.version,
+            created_at: row.created_at.0,
+            updated_at: row.updated_at.0,
+        })
+    }
+}
+
+fn taken(spec: &PartnerAccountSpec) -> Error {
+    Error::AlreadyExists {
+        kind: "partner account",
+        field: "partner_account.vendor_account_id".into(),
+        value: format!("{} {}", spec.vendor, spec.vendor_account_id),
+    }
+}
+
+for_each_backend! {
+    pub async fn create(
+        conn: &mut Conn,
+        tenant_id: &str,
+        spec: &PartnerAccountSpec,
+        request: &IdempotencyKey,
+    ) -> Result<PartnerAccount> {
+        conn.transaction(async |conn| {
+            let id = ids::new_id(ids::PARTNER_ACCOUNT);
+            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, &id).await? {
+                return get(conn, tenant_id, &resource_id).await;
+            }
+            let now = DbTime(Utc::now());
+            let inserted = diesel::insert_into(partner_accounts::table)
+                .values((
+                    partner_accounts::id.eq(&id),
+                    partner_accounts::tenant_id.eq(tenant_id),
+                    partner_accounts::vendor.eq(spec.vendor.as_str()),
+                    partner_accounts::display_name.eq(&spec.display_name),
+                    partner_accounts::vendor_account_id.eq(&spec.vendor_account_id),
+                    partner_accounts::partner_discount_rate.eq(DbDecimal(spec.partner_discount_rate)),
+                    partner_accounts::credentials_ref.eq(&spec.credentials_ref),
+                    partner_accounts::poll_interval_secs.eq(spec.poll_interval_secs),
+                    partner_accounts::enabled.eq(spec.enabled),
+                    partner_accounts::endpoint_url.eq(&spec.endpoint_url),
+                    partner_accounts::version.eq(1i64),
+                    partner_accounts::created_at.eq(now),
+                    partner_accounts::updated_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if inserted == 0 {
+                return Err(taken(spec));
+            }
+            get(conn, tenant_id, &id).await
+        })
+        .await
+    }
+
+    pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<PartnerAccount> {
+        partner_accounts::table
+            .filter(partner_accounts::tenant_id.eq(tenant_id))
+            .filter(partner_accounts::id.eq(id))
+            .select(PartnerAccountRow::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("partner account", id))?
+            .try_into()
+    }
+
+    pub async fn list(conn: &mut Conn, tenant_id: &str, vendor: Option<Vendor>, page: &PageRequest) -> Result<Page<PartnerAccount>> {
+        let mut query = partner_accounts::table
+            .filter(partner_accounts::tenant_id.eq(tenant_id))
+            .select(PartnerAccountRow::as_select())
+            .order(partner_accounts::id)
+            .limit(page.fetch_limit())
+            .into_boxed();
+        if let Some(vendor) = vendor {
+            query = query.filter(partner_accounts::vendor.eq(vendor.as_str()));
+        }
+        if let Some(after) = &page.after {
+            query = query.filter(partner_accounts::id.gt(after));
+        }
+        let rows = query
+            .load(conn)
+            .await?
+            .into_iter()
+            .map(PartnerAccount::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.page(rows, |a| &a.id))
+    }
+
+    /// Every partner account of the tenant (a handful), for choosing one to enroll through.
+    pub async fn all(conn: &mut Conn, tenant_id: &str) -> Result<Vec<PartnerAccount>> {
+        partner_accounts::table
+            .filter(partner_accounts::tenant_id.eq(tenant_id))
+            .select(PartnerAccountRow::as_select())
+            .order(partner_accounts::id)
+            .load(conn)
+            .await?
+            .into_iter()
+            .map(PartnerAccount::try_from)
+            .collect()
+    }
+
+    pub async fn update(
+        conn: &mut Conn,
+        tenant_id: &str,
+        id: &str,
+        etag: &str,
+        patch: &PartnerAccountPatch,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<PartnerAccount> {
+        conn.transaction(async |conn| {
+            if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, id).await? {
+                return get(conn, tenant_id, &resource_id).await;
+            }
+            let current = get(conn, tenant_id, id).await?;
+            let stale = || Error::EtagMismatch {
+                kind: "partner account",
+                id: id.to_string(),
+                sent: etag.to_string(),
+                current: PartnerAccountSpec::etag(current.version),
+            };
+            if !etag.is_empty() && etag != PartnerAccountSpec::etag(current.version) {
+                return Err(stale());
+            }
+            let next = patch.apply(&current.spec)?;
+            let result = diesel::update(partner_accounts::table)
+                .filter(partner_accounts::id.eq(id))
+                .filter(partner_accounts::version.eq(current.version))
+                .set((
+                    partner_accounts::display_name.eq(&next.display_name),
+                    partner_accounts::vendor_account_id.eq(&next.vendor_account_id),
+                    partner_accounts::partner_discount_rate.eq(DbDecimal(next.partner_discount_rate)),
+                    partner_accounts::credentials_ref.eq(&next.credentials_ref),
+                    partner_accounts::poll_interval_secs.eq(next.poll_interval_secs),
+                    partner_accounts::enabled.eq(next.enabled),
+                    partner_accounts::endpoint_url.eq(&next.endpoint_url),
+                    partner_accounts::version.eq(current.version + 1),
+                    partner_accounts::updated_at.eq(DbTime(Utc::now())),
+                ))
+                .execute(conn)
+                .await;
+            match result {
+                Ok(0) => Err(stale()),
+                Ok(_) => get(conn, tenant_id, id).await,
+                Err(e) if is_unique_violation(&e) => Err(taken(&next)),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+}
+
+impl Store {
+    pub async fn create_partner_account(
+        &self,
+        principal: &Principal,
+        spec: &PartnerAccountSpec,
+        request: &IdempotencyKey,
+    ) -> Result<PartnerAccount> {
+        dispatch!(self, write, partner_accounts::create(&principal.tenant_id, spec, request))
+    }
+
+    pub async fn partner_account(&self, principal: &Principal, id: &str) -> Result<PartnerAccount> {
+        dispatch!(self, read, partner_accounts::get(&principal.tenant_id, id))
+    }
+
+    pub async fn list_partner_accounts(
+        &self,
+        principal: &Principal,
+        vendor: Option<Vendor>,
+        page: &PageRequest,
+    ) -> Result<Page<PartnerAccount>> {
+        dispatch!(self, read, partner_accounts::list(&principal.tenant_id, vendor, page))
+    }
+
+    pub async fn update_partner_account(
+        &self,
+        principal: &Principal,
+        id: &str,
+        etag: &str,
+        patch: &PartnerAccountPatch,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<PartnerAccount> {
+        dispatch!(self, write, partner_accounts::update(&principal.tenant_id, id, etag, patch, request))
+    }
+}
