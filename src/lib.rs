@@ -1,3 +1,15 @@
+//! msp-gateway: a partner-integration gateway for ISPs that resell AWS, Azure and Microsoft 365.
+//!
+//! The layout follows the architecture:
+//! - [`api`]: the tonic services; validate, convert proto <-> domain, call the store, map errors.
+//! - [`domain`]: the rules, free of gRPC and SQL.
+//! - [`store`]: Diesel persistence for PostgreSQL and SQLite.
+//! - [`config`], [`telemetry`], [`server`], [`demo`]: start-up.
+pub mod api;
+pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod proto;
+pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,224 @@
-fn main(){}
+//! The `msp-gateway` binary: serve, migrate, and manage tenants and keys.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use msp_gateway::config::Config;
+use msp_gateway::domain::access::{Principal, Scope};
+use msp_gateway::domain::paging::PageRequest;
+use msp_gateway::domain::tenant::{NewTenant, Tenant};
+use msp_gateway::store::api_keys::NewApiKey;
+use msp_gateway::store::migrate::{self, Direction};
+use msp_gateway::store::Store;
+use msp_gateway::{demo, server, telemetry};
+
+#[derive(Parser)]
+#[command(name = "msp-gateway", version, about = "Partner-integration gateway for ISPs that resell cloud")]
+struct Cli {
+    /// Configuration file (TOML). Default: $MSPGW_CONFIG, then ./msp-gateway.toml if present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server (the default command). Migrations run first.
+    Serve {
+        /// Create a demo tenant with simulator data and print an API key and grpcurl commands.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending migrations (or revert them all) and exit.
+    Migrate {
+        /// Revert every migration instead: drops all gateway tables and data.
+        #[arg(long)]
+        revert_all: bool,
+    },
+    /// Manage tenants (MSPs).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage a tenant's API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its first admin key (once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// ISO 4217 code of the MSP's currency.
+        #[arg(long)]
+        currency: String,
+        /// IANA time zone in which billing periods are cut.
+        #[arg(long)]
+        time_zone: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key and print its secret (once).
+    Create {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// admin, billing, credit-control, help-desk or portal.
+        #[arg(long)]
+        scope: String,
+        /// The customer a portal key may read.
+        #[arg(long)]
+        customer: Option<String>,
+    },
+    /// List a tenant's keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    telemetry::init(config.log_format);
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => serve(&config, demo).await,
+        Command::Migrate { revert_all } => {
+            let direction = if revert_all { Direction::RevertAll } else { Direction::Up };
+            let versions = migrate::run(&config.database_url, direction).await?;
+            let verb = if revert_all { "reverted" } else { "applied" };
+            println!("{verb} {} migration(s): {}", versions.len(), versions.join(", "));
+            Ok(())
+        }
+        Command::Tenant { command } => tenant_command(&config, command).await,
+        Command::Key { command } => key_command(&config, command).await,
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let applied = migrate::run(&config.database_url, Direction::Up).await?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "migrations applied");
+    }
+    Ok(Arc::new(Store::connect(&config.database_url, &config.pool_options())?))
+}
+
+async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let tls = server::tls_config(config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, backend = ?store.kind(), tls = tls.is_some(), "msp-gateway serving");
+    if demo {
+        let access = demo::prepare(&store).await?;
+        println!("{}", demo::banner(&access, &address.to_string(), tls.is_none()));
+    }
+    server::serve(
+        listener,
+        store,
+        tls,
+        server::shutdown_signal(),
+        Duration::from_secs(config.shutdown_grace_secs),
+    )
+    .await?;
+    tracing::info!("msp-gateway stopped");
+    Ok(())
+}
+
+async fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    match command {
+        TenantCommand::Create { name, currency, time_zone } => {
+            let new = NewTenant::parse(&name, &currency, &time_zone)?;
+            let (tenant, key) = store.create_tenant(new).await?;
+            println!("tenant {} ({}) created", tenant.id, tenant.name);
+            println!("admin key (shown once, store it now): {}", key.token());
+        }
+    }
+    Ok(())
+}
+
+async fn find_tenant(store: &Store, id_or_name: &str) -> anyhow::Result<Tenant> {
+    if let Some(tenant) = store.tenant_by_name(id_or_name).await? {
+        return Ok(tenant);
+    }
+    store
+        .tenant(id_or_name)
+        .await
+        .with_context(|| format!("no tenant has the id or name {id_or_name:?}"))
+}
+
+async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let operator = |tenant: &Tenant| Principal {
+        tenant_id: tenant.id.clone(),
+        key_id: "cli".into(),
+        scope: Scope::Admin,
+        customer_id: None,
+    };
+    match command {
+        KeyCommand::Create { tenant, name, scope, customer } => {
+            let tenant = find_tenant(&store, &tenant).await?;
+            let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                (scope == Scope::Portal) == customer.is_some(),
+                "--customer is required for portal keys and refused for others"
+            );
+            let new = NewApiKey { name, scope, customer_id: customer };
+            let (key, minted) = store.create_api_key(&operator(&tenant), &new, None).await?;
+            println!("key {} ({}) created", key.id, key.scope);
+            if let Some(minted) = minted {
+                println!("secret (shown once, store it now): {}", minted.token());
+            }
+        }
+        KeyCommand::List { tenant } => {
+            let tenant = find_tenant(&store, &tenant).await?;
+            let mut token = String::new();
+            loop {
+                let page = PageRequest::parse(1000, &token, "api_keys")
+                    .map_err(|v| anyhow::anyhow!("{v:?}"))?;
+                let page = store.list_api_keys(&operator(&tenant), &page).await?;
+                for key in page.items {
+                    let state = match key.revoked_at {
+                        Some(at) => format!("revoked {at}"),
+                        None => "active".into(),
+                    };
+                    let customer = key.customer_id.map(|c| format!(" customer={c}")).unwrap_or_default();
+                    println!("{}\t{}\t{}\t{}{}", key.id, key.scope, key.name, state, customer);
+                }
+                match page.next_page_token {
+                    Some(next) => token = next,
+                    None => break,
+                }
+            }
+        }
+        KeyCommand::Revoke { tenant, id } => {
+            let tenant = find_tenant(&store, &tenant).await?;
+            let key = store.revoke_api_key(&tenant.id, &id).await?;
+            println!("key {} revoked", key.id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Authentication as a tower layer: every call but health and reflection must carry
+//! `authorization: Bearer <key>`; the resolved [`Principal`] travels in the request extensions
+//! to the services, which check scopes per call.
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use crate::domain::access::{PresentedKey, Principal};
+use crate::domain::error::{Error, Result};
+use crate::store::Store;
+
+/// Services callable without a key.
+const PUBLIC_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.",
+    "/grpc.reflection.v1.",
+    "/grpc.reflection.v1alpha.",
+];
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    store: Arc<Store>,
+}
+
+impl AuthLayer {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    store: Arc<Store>,
+}
+
+impl<S> Service<http::Request<Body>> for Authenticate<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The clone that was made ready stays with this call (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            if PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
+                return inner.call(request).await;
+            }
+            match authenticate(&store, request.headers()).await {
+                Ok(principal) => {
+                    tracing::Span::current().record("tenant", principal.tenant_id.as_str());
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(error) => Ok(Status::from(error).into_http()),
+            }
+        })
+    }
+}
+
+async fn authenticate(store: &Store, headers: &http::HeaderMap) -> Result<Principal> {
+    let value = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        Error::Unauthenticated(
+            "missing API key: send metadata \"authorization: Bearer <key>\"".into(),
+        )
+    })?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Error::Unauthenticated("the authorization metadata must be \"Bearer <key>\"".into())
+        })?;
+    let presented = PresentedKey::parse(token)?;
+    let rejected = || Error::Unauthenticated("the API key is unknown or revoked".into());
+    let (key, hash) = store
+        .api_key_for_authentication(presented.key_id)
+        .await?
+        .ok_or_else(rejected)?;
+    if !presented.matches(&hash) || key.revoked_at.is_some() {
+        return Err(rejected());
+    }
+    Ok(Principal {
+        tenant_id: key.tenant_id,
+        key_id: key.id,
+        scope: key.scope,
+        customer_id: key.customer_id,
+    })
+}
+
+/// The caller, as the auth layer resolved it.
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing API key"))
+}

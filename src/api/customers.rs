@@ -1,0 +1,311 @@
+//! CustomerService.
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::auth::principal;
+use super::convert::{
+    billing_cycle, billing_cycle_to_proto, customer_status_to_proto, optional_customer_status,
+    required_id, timestamp, update_mask, vendor, vendor_account_kind, vendor_account_kind_to_proto,
+    vendor_to_proto,
+};
+use crate::domain::access::{Action, Area};
+use crate::domain::customer::{
+    Customer, CustomerPatch, EnrollmentRequest, EnrollmentStatus, NewCustomer,
+    NewVendorAccountLink, check_enrollments, parse_credit_limit, parse_external_ref,
+};
+use crate::domain::error::{Error, Violations};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::money::{Currency, format_amount};
+use crate::domain::paging::PageRequest;
+use crate::domain::text;
+use crate::proto::v1;
+use crate::proto::v1::customer_service_server::CustomerService;
+use crate::store::Store;
+
+pub struct CustomerApi {
+    store: Arc<Store>,
+}
+
+impl CustomerApi {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+const UPDATABLE: &[&str] = &[
+    "display_name",
+    "external_ref",
+    "billing_cycle",
+    "time_zone",
+    "credit_limit",
+];
+
+fn enrollment_status_to_proto(s: EnrollmentStatus) -> v1::EnrollmentStatus {
+    match s {
+        EnrollmentStatus::AwaitingLink => v1::EnrollmentStatus::AwaitingLink,
+        EnrollmentStatus::Enrolled => v1::EnrollmentStatus::Enrolled,
+        EnrollmentStatus::Failed => v1::EnrollmentStatus::EnrollmentFailed,
+    }
+}
+
+pub fn to_proto(customer: Customer) -> v1::Customer {
+    let etag = customer.etag();
+    v1::Customer {
+        id: customer.id,
+        external_ref: customer.external_ref,
+        display_name: customer.display_name,
+        billing_currency: customer.billing_currency.code().to_string(),
+        billing_cycle: billing_cycle_to_proto(customer.billing_cycle).into(),
+        time_zone: customer.time_zone,
+        credit_limit: format_amount(customer.credit_limit, customer.billing_currency),
+        status: customer_status_to_proto(customer.status).into(),
+        enrollments: customer
+            .enrollments
+            .into_iter()
+            .map(|e| v1::Enrollment {
+                vendor: vendor_to_proto(e.vendor).into(),
+                partner_account_id: e.partner_account_id,
+                status: enrollment_status_to_proto(e.status).into(),
+                status_detail: e.status_detail,
+                portal_url: e.portal_url,
+                create_time: Some(timestamp(e.created_at)),
+            })
+            .collect(),
+        vendor_accounts: customer
+            .vendor_accounts
+            .into_iter()
+            .map(|l| v1::VendorAccount {
+                vendor: vendor_to_proto(l.kind.vendor()).into(),
+                kind: vendor_account_kind_to_proto(l.kind).into(),
+                account_id: l.account_id,
+                partner_account_id: l.partner_account_id,
+                link_time: Some(timestamp(l.linked_at)),
+            })
+            .collect(),
+        create_time: Some(timestamp(customer.created_at)),
+        update_time: Some(timestamp(customer.updated_at)),
+        etag,
+    }
+}
+
+fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCustomer), Error> {
+    let mut v = Violations::new();
+    let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
+    let external_ref = v.check(parse_external_ref("external_ref", &req.external_ref));
+    let display_name = v.check(text::display_name("display_name", &req.display_name, text::NAME_MAX));
+    let currency = v.check(Currency::parse("billing_currency", &req.billing_currency));
+    let cycle = v.check(billing_cycle("billing_cycle", req.billing_cycle));
+    let time_zone = if req.time_zone.is_empty() {
+        Some(None)
+    } else {
+        v.check(text::time_zone("time_zone", &req.time_zone)).map(Some)
+    };
+    let credit_limit = currency.and_then(|c| v.check(parse_credit_limit("credit_limit", &req.credit_limit, c)));
+    let mut enrollments = Vec::with_capacity(req.enrollments.len());
+    for (i, e) in req.enrollments.iter().enumerate() {
+        let vendor = v.check(vendor(&format!("enrollments[{i}].vendor"), e.vendor));
+        let partner_account_id = if e.partner_account_id.is_empty() {
+            Some(None)
+        } else {
+            match required_id(&format!("enrollments[{i}].partner_account_id"), &e.partner_account_id) {
+                Ok(id) => Some(Some(id)),
+                Err(Error::InvalidArgument(violations)) => {
+                    violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                    None
+                }
+                Err(other) => return Err(other),
+            }
+        };
+        if let (Some(vendor), Some(partner_account_id)) = (vendor, partner_account_id) {
+            enrollments.push(EnrollmentRequest { vendor, partner_account_id });
+        }
+    }
+    v.check(check_enrollments(&enrollments));
+    v.into_result()?;
+    match (request_id, external_ref, display_name, currency, cycle, time_zone, credit_limit) {
+        (Some(request_id), Some(external_ref), Some(display_name), Some(billing_currency), Some(billing_cycle), Some(time_zone), Some(credit_limit)) => {
+            Ok((
+                request_id,
+                NewCustomer {
+                    external_ref,
+                    display_name,
+                    billing_currency,
+                    billing_cycle,
+                    time_zone,
+                    credit_limit,
+                    enrollments,
+                },
+            ))
+        }
+        _ => Err(Error::Internal("validated fields missing".into())),
+    }
+}
+
+#[tonic::async_trait]
+impl CustomerService for CustomerApi {
+    async fn create_customer(
+        &self,
+        request: Request<v1::CreateCustomerRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Customers, Action::Write)?;
+        let (request_id, new) = parse_new_customer(request.get_ref())?;
+        let tenant = self.store.tenant(&principal.tenant_id).await?;
+        let idempotency = IdempotencyKey::new(request_id, "CreateCustomer", &new);
+        let customer = self
+            .store
+            .create_customer(&principal, &tenant.time_zone, &new, &idempotency)
+            .await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<v1::GetCustomerRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Customers, Action::Read)?;
+        let id = required_id("id", &request.get_ref().id)?;
+        Ok(Response::new(to_proto(self.store.customer(&principal, &id).await?)))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<v1::ListCustomersRequest>,
+    ) -> Result<Response<v1::ListCustomersResponse>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Customers, Action::Read)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let status = v.check(optional_customer_status("status", req.status)).flatten();
+        let external_ref = if req.external_ref.is_empty() {
+            None
+        } else {
+            v.check(parse_external_ref("external_ref", &req.external_ref))
+        };
+        let filters = format!("status={}|external_ref={}", req.status, req.external_ref);
+        let page = match PageRequest::parse(req.page_size, &req.page_token, &filters) {
+            Ok(page) => Some(page),
+            Err(violations) => {
+                violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                None
+            }
+        };
+        v.into_result()?;
+        let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
+        let page = self
+            .store
+            .list_customers(&principal, status, external_ref.as_deref(), &page)
+            .await?;
+        Ok(Response::new(v1::ListCustomersResponse {
+            customers: page.items.into_iter().map(to_proto).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<v1::UpdateCustomerRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Customers, Action::Write)?;
+        let req = request.into_inner();
+        let customer = req
+            .customer
+            .ok_or_else(|| Error::invalid("customer", "is required"))?;
+        let id = required_id("customer.id", &customer.id)?;
+        let paths = update_mask(req.update_mask.as_ref(), UPDATABLE)?;
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
+        let mut patch = CustomerPatch::default();
+        for path in &paths {
+            let field = format!("customer.{path}");
+            match path.as_str() {
+                "display_name" => {
+                    patch.display_name =
+                        v.check(text::display_name(&field, &customer.display_name, text::NAME_MAX))
+                }
+                "external_ref" => {
+                    patch.external_ref = v.check(parse_external_ref(&field, &customer.external_ref))
+                }
+                "billing_cycle" => {
+                    patch.billing_cycle = v.check(billing_cycle(&field, customer.billing_cycle))
+                }
+                "time_zone" => patch.time_zone = v.check(text::time_zone(&field, &customer.time_zone)),
+                // Checked against the stored currency when applied.
+                "credit_limit" => patch.credit_limit = Some(customer.credit_limit.clone()),
+                _ => {}
+            }
+        }
+        v.into_result()?;
+        let idempotency = request_id
+            .map(|r| IdempotencyKey::new(r, "UpdateCustomer", &(&id, &customer.etag, &patch)));
+        let updated = self
+            .store
+            .update_customer(&principal, &id, &customer.etag, &patch, idempotency.as_ref())
+            .await?;
+        Ok(Response::new(to_proto(updated)))
+    }
+
+    async fn link_vendor_account(
+        &self,
+        request: Request<v1::LinkVendorAccountRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Customers, Action::Write)?;
+        let req = request.into_inner();
+        let customer_id = required_id("customer_id", &req.customer_id)?;
+        let account = req
+            .vendor_account
+            .ok_or_else(|| Error::invalid("vendor_account", "is required"))?;
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
+        let vendor = v.check(vendor("vendor_account.vendor", account.vendor));
+        let kind = v.check(vendor_account_kind("vendor_account.kind", account.kind));
+        v.into_result()?;
+        let (Some(vendor), Some(kind)) = (vendor, kind) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        let link = NewVendorAccountLink::parse(
+            "vendor_account",
+            vendor,
+            kind,
+            &account.account_id,
+            &account.partner_account_id,
+        )?;
+        let idempotency = request_id
+            .map(|r| IdempotencyKey::new(r, "LinkVendorAccount", &(&customer_id, &link)));
+        let customer = self
+            .store
+            .link_vendor_account(&principal, &customer_id, &link, idempotency.as_ref())
+            .await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+
+    async fn unlink_vendor_account(
+        &self,
+        request: Request<v1::UnlinkVendorAccountRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Customers, Action::Write)?;
+        let req = request.into_inner();
+        let customer_id = required_id("customer_id", &req.customer_id)?;
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
+        let vendor = v.check(vendor("vendor", req.vendor));
+        if req.account_id.is_empty() {
+            v.add("account_id", "is required");
+        }
+        v.into_result()?;
+        let vendor = vendor.ok_or_else(|| Status::internal("validated fields missing"))?;
+        let idempotency = request_id.map(|r| {
+            IdempotencyKey::new(r, "UnlinkVendorAccount", &(&customer_id, vendor, &req.account_id))
+        });
+        let customer = self
+            .store
+            .unlink_vendor_account(&principal, &customer_id, vendor, &req.account_id, idempotency.as_ref())
+            .await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+}

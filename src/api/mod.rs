@@ -1,0 +1,8 @@
+//! The gRPC surface: one tonic service per proto service. Each validates its request, converts
+//! proto to domain, calls the store, and lets `status` map errors.
+pub mod auth;
+mod convert;
+pub mod customers;
+pub mod partner_accounts;
+mod status;
+pub mod tenants;

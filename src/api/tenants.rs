@@ -1,0 +1,152 @@
+//! TenantService: the caller's tenant and its API keys.
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::auth::principal;
+use super::convert::{required_id, timestamp};
+use crate::domain::access::{Action, ApiKey, Area, Scope};
+use crate::domain::error::{Error, Violations};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::paging::PageRequest;
+use crate::domain::text;
+use crate::proto::v1;
+use crate::proto::v1::tenant_service_server::TenantService;
+use crate::store::Store;
+use crate::store::api_keys::NewApiKey;
+
+pub struct TenantApi {
+    store: Arc<Store>,
+}
+
+impl TenantApi {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+fn scope_from_proto(value: i32) -> Result<Scope, Error> {
+    match v1::ApiKeyScope::try_from(value) {
+        Ok(v1::ApiKeyScope::Admin) => Ok(Scope::Admin),
+        Ok(v1::ApiKeyScope::Billing) => Ok(Scope::Billing),
+        Ok(v1::ApiKeyScope::CreditControl) => Ok(Scope::CreditControl),
+        Ok(v1::ApiKeyScope::HelpDesk) => Ok(Scope::HelpDesk),
+        Ok(v1::ApiKeyScope::Portal) => Ok(Scope::Portal),
+        Ok(v1::ApiKeyScope::Unspecified) => Err(Error::invalid("scope", "is required")),
+        Err(_) => Err(Error::invalid("scope", format!("{value} is not a known value"))),
+    }
+}
+
+fn scope_to_proto(scope: Scope) -> v1::ApiKeyScope {
+    match scope {
+        Scope::Admin => v1::ApiKeyScope::Admin,
+        Scope::Billing => v1::ApiKeyScope::Billing,
+        Scope::CreditControl => v1::ApiKeyScope::CreditControl,
+        Scope::HelpDesk => v1::ApiKeyScope::HelpDesk,
+        Scope::Portal => v1::ApiKeyScope::Portal,
+    }
+}
+
+fn api_key_to_proto(key: ApiKey) -> v1::ApiKey {
+    v1::ApiKey {
+        id: key.id,
+        name: key.name,
+        scope: scope_to_proto(key.scope).into(),
+        customer_id: key.customer_id.unwrap_or_default(),
+        create_time: Some(timestamp(key.created_at)),
+        revoke_time: key.revoked_at.map(timestamp),
+    }
+}
+
+#[tonic::async_trait]
+impl TenantService for TenantApi {
+    async fn get_tenant(
+        &self,
+        request: Request<v1::GetTenantRequest>,
+    ) -> Result<Response<v1::Tenant>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Tenant, Action::Read)?;
+        let tenant = self.store.tenant(&principal.tenant_id).await?;
+        Ok(Response::new(v1::Tenant {
+            id: tenant.id,
+            name: tenant.name,
+            currency: tenant.currency.code().to_string(),
+            time_zone: tenant.time_zone,
+            create_time: Some(timestamp(tenant.created_at)),
+        }))
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<v1::CreateApiKeyRequest>,
+    ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::ApiKeys, Action::Write)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
+        let name = v.check(text::display_name("name", &req.name, text::NAME_MAX));
+        let scope = match scope_from_proto(req.scope) {
+            Ok(scope) => Some(scope),
+            Err(Error::InvalidArgument(violations)) => {
+                violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                None
+            }
+            Err(other) => return Err(other.into()),
+        };
+        match (scope, req.customer_id.is_empty()) {
+            (Some(Scope::Portal), true) => v.add("customer_id", "is required for a PORTAL key"),
+            (Some(s), false) if s != Scope::Portal => {
+                v.add("customer_id", format!("is only for PORTAL keys, not {s}"))
+            }
+            _ => {}
+        }
+        v.into_result()?;
+        let (Some(request_id), Some(name), Some(scope)) = (request_id, name, scope) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        let new = NewApiKey {
+            name,
+            scope,
+            customer_id: (!req.customer_id.is_empty()).then_some(req.customer_id),
+        };
+        let idempotency = IdempotencyKey::new(request_id, "CreateApiKey", &new);
+        let (key, minted) = self
+            .store
+            .create_api_key(&principal, &new, Some(&idempotency))
+            .await?;
+        tracing::info!(key_id = %key.id, scope = %key.scope, "API key created");
+        Ok(Response::new(v1::CreateApiKeyResponse {
+            api_key: Some(api_key_to_proto(key)),
+            secret: minted.map(|m| m.token().to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<v1::ListApiKeysRequest>,
+    ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::ApiKeys, Action::Read)?;
+        let req = request.into_inner();
+        let page = PageRequest::parse(req.page_size, &req.page_token, "api_keys")
+            .map_err(Error::InvalidArgument)?;
+        let page = self.store.list_api_keys(&principal, &page).await?;
+        Ok(Response::new(v1::ListApiKeysResponse {
+            api_keys: page.items.into_iter().map(api_key_to_proto).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<v1::RevokeApiKeyRequest>,
+    ) -> Result<Response<v1::ApiKey>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::ApiKeys, Action::Write)?;
+        let id = required_id("id", &request.get_ref().id)?;
+        let key = self.store.revoke_api_key(&principal.tenant_id, &id).await?;
+        tracing::info!(key_id = %key.id, "API key revoked");
+        Ok(Response::new(api_key_to_proto(key)))
+    }
+}

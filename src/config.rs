@@ -1,0 +1,89 @@
+//! Configuration: defaults, then a TOML file, then `MSPGW_*` environment variables.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` and `MSPGW_CONFIG` are absent, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "msp-gateway.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// `postgres://…` for PostgreSQL; `sqlite://path` or a path for embedded SQLite.
+    pub database_url: String,
+    /// Connection pool size (readers, on SQLite; writes use one connection there).
+    pub database_max_connections: usize,
+    /// Seconds to wait for a pooled connection before answering UNAVAILABLE.
+    pub database_acquire_timeout_secs: u64,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// PEM certificate chain; TLS is on when this and `tls_key` are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Seconds in-flight calls get to finish after SIGINT/SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: "sqlite://data/msp-gateway.db".into(),
+            database_max_connections: 16,
+            database_acquire_timeout_secs: 10,
+            log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration. `file` is the `--config` argument; without it `MSPGW_CONFIG`,
+    /// then `msp-gateway.toml` if present.
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let explicit = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("MSPGW_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match explicit {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(figment::Error::from(format!(
+                        "configuration file {} does not exist",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        figment
+            .merge(Env::prefixed("MSPGW_").ignore(&["config"]))
+            .extract()
+    }
+
+    pub fn pool_options(&self) -> crate::store::PoolOptions {
+        crate::store::PoolOptions {
+            max_connections: self.database_max_connections,
+            acquire_timeout: Duration::from_secs(self.database_acquire_timeout_secs),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The gRPC server: our services behind the auth layer, plus health and reflection (v1 and
+//! v1alpha), optional TLS, and graceful shutdown.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::api::auth::AuthLayer;
+use crate::api::customers::CustomerApi;
+use crate::api::partner_accounts::PartnerAccountApi;
+use crate::api::tenants::TenantApi;
+use crate::config::Config;
+use crate::proto::v1::customer_service_server::CustomerServiceServer;
+use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
+use crate::proto::v1::tenant_service_server::TenantServiceServer;
+use crate::store::Store;
+
+/// The TLS settings of `config`, if TLS is configured.
+pub fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => anyhow::bail!("tls_cert and tls_key must be set together"),
+    };
+    let cert = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &config.tls_client_ca {
+        let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    Ok(Some(tls))
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then gives in-flight calls
+/// `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CustomerServiceServer<CustomerApi>>()
+        .await;
+    health_reporter
+        .set_serving::<PartnerAccountServiceServer<PartnerAccountApi>>()
+        .await;
+    health_reporter
+        .set_serving::<TenantServiceServer<TenantApi>>()
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
+        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path(), tenant = tracing::field::Empty))
+        .layer(AuthLayer::new(store.clone()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(TenantServiceServer::new(TenantApi::new(store.clone())))
+        .add_service(PartnerAccountServiceServer::new(PartnerAccountApi::new(
+            store.clone(),
+        )))
+        .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signalled = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let mut stop_wait = stop_rx.clone();
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signalled);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        _ = async {
+            let _ = stop_wait.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "calls still open after the grace period; closing them");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
