@@ -4,6 +4,7 @@
 //! - [`api`]: the tonic services; validate, convert proto <-> domain, call the store, map errors.
 //! - [`domain`]: the rules, free of gRPC and SQL.
 //! - [`store`]: Diesel persistence for PostgreSQL and SQLite.
+//! - [`vendors`]: one connector per vendor behind one trait.
 //! - [`config`], [`telemetry`], [`server`], [`demo`]: start-up.
 pub mod api;
 pub mod config;
@@ -13,3 +14,4 @@ pub mod proto;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod vendors;

@@ -10,6 +10,7 @@ pub mod paging;
 pub mod partner_account;
 pub mod tenant;
 pub mod text;
+pub mod usage;
 pub mod vendor;
 
 pub use error::{Error, FieldViolation, Result};

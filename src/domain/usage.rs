@@ -1,0 +1,37 @@
+//! Usage lines: a vendor's statement of cost for one key over one window, normalized across
+//! vendors. Each pull of a window restates the full truth for it.
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// What identifies one usage line across pulls: a re-pull of the same key restates it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UsageKey {
+    /// The vendor's id of the account that used the service: an AWS linked account, a Microsoft
+    /// customer tenant or subscription, a simulator account.
+    pub vendor_account_id: String,
+    /// e.g. "Amazon Elastic Compute Cloud - Compute", "Virtual Machines".
+    pub service: String,
+    /// The meter or usage type, e.g. "EU-BoxUsage:t3.micro" or a Microsoft MeterId.
+    pub meter: String,
+    /// Region or location; empty when the vendor does not say.
+    pub region: String,
+    pub window_start: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageLine {
+    pub key: UsageKey,
+    pub window_end: DateTime<Utc>,
+    /// Human-readable meter name where the vendor gives one.
+    pub meter_name: String,
+    pub quantity: Decimal,
+    pub unit: String,
+    /// What the vendor charges the MSP (after the partner discount), in `currency`.
+    pub cost: Decimal,
+    /// The list (retail) price total, where the vendor states it; rules priced off list use it.
+    pub list_cost: Option<Decimal>,
+    /// ISO 4217 code of `cost` and `list_cost`, as the vendor sent it.
+    pub currency: String,
+    /// The vendor may still revise this figure (AWS's Estimated flag, Microsoft's unbilled usage).
+    pub estimated: bool,
+}

@@ -1,0 +1,281 @@
+//! Test harness: a real gateway on 127.0.0.1:0 over a fresh database, called through the
+//! generated tonic clients.
+//!
+//! Every test runs on both backends (see [`both_backends!`]). SQLite uses a temporary file;
+//! PostgreSQL gets its own database, created at start and dropped at the end (even when the test
+//! fails). PostgreSQL is at `MSPGW_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL half
+//! fails, unless `MSPGW_TEST_SKIP_POSTGRES=1` says to skip it (the README's test script sets that
+//! only after telling you PostgreSQL is down).
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use msp_gateway::domain::access::MintedKey;
+use msp_gateway::domain::tenant::NewTenant;
+use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
+use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
+use msp_gateway::proto::v1::tenant_service_client::TenantServiceClient;
+use msp_gateway::store::Store;
+use msp_gateway::store::migrate::{self, Direction};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` test once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("MSPGW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// None when PostgreSQL is unreachable and skipping was asked for.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+                Some(TestDatabase {
+                    url,
+                    cleanup: Cleanup::Sqlite(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let mut admin = match AsyncPgConnection::establish(&admin_url).await {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        if std::env::var("MSPGW_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+                            eprintln!("PostgreSQL unreachable ({error}); PostgreSQL half SKIPPED");
+                            return None;
+                        }
+                        panic!(
+                            "PostgreSQL is unreachable at {admin_url}: {error}. Start it, set \
+                             MSPGW_TEST_POSTGRES_URL, or run scripts/test.sh, which skips the \
+                             PostgreSQL half only when it is down and says so."
+                        );
+                    }
+                };
+                let name = format!("mspgw_test_{}", uuid::Uuid::new_v4().simple());
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .unwrap_or(&admin_url);
+                Some(TestDatabase {
+                    url: format!("{base}/{name}"),
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; drop the database from a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cleanup runtime");
+                runtime.block_on(async {
+                    if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
+                        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running gateway with one tenant and its admin key.
+pub struct TestGateway {
+    pub address: SocketAddr,
+    pub store: Arc<Store>,
+    pub admin_key: String,
+    pub tenant_id: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pub database: TestDatabase,
+}
+
+impl TestGateway {
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        migrate::run(&database.url, Direction::Up)
+            .await
+            .expect("migrations");
+        let store = Arc::new(
+            Store::connect(&database.url, &Default::default()).expect("connect store"),
+        );
+        let (tenant, key) = store
+            .create_tenant(NewTenant::parse("Test ISP", "ZAR", "Africa/Johannesburg").unwrap())
+            .await
+            .expect("tenant");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server_store = store.clone();
+        let server = tokio::spawn(async move {
+            msp_gateway::server::serve(
+                listener,
+                server_store,
+                None,
+                async {
+                    let _ = rx.await;
+                },
+                Duration::from_secs(1),
+            )
+            .await
+            .expect("server");
+        });
+        Some(TestGateway {
+            address,
+            store,
+            admin_key: key.token().to_string(),
+            tenant_id: tenant.id,
+            shutdown: Some(tx),
+            server: Some(server),
+            database,
+        })
+    }
+
+    /// A second tenant and its admin key, for isolation tests.
+    pub async fn other_tenant(&self) -> String {
+        let (_, key): (_, MintedKey) = self
+            .store
+            .create_tenant(NewTenant::parse("Other ISP", "USD", "America/New_York").unwrap())
+            .await
+            .expect("second tenant");
+        key.token().to_string()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to gateway")
+    }
+
+    pub async fn customers(&self, key: &str) -> CustomerServiceClient<InterceptedService<Channel, Bearer>> {
+        CustomerServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
+    }
+
+    pub async fn partner_accounts(
+        &self,
+        key: &str,
+    ) -> PartnerAccountServiceClient<InterceptedService<Channel, Bearer>> {
+        PartnerAccountServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
+    }
+
+    pub async fn tenants(&self, key: &str) -> TenantServiceClient<InterceptedService<Channel, Bearer>> {
+        TenantServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <key>` to every call; an empty key sends none.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    pub fn new(key: &str) -> Self {
+        Bearer((!key.is_empty()).then(|| format!("Bearer {key}").parse().expect("ascii key")))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The field violations of a status, as (field, description) pairs.
+pub fn field_violations(status: &Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts `result` failed with `code` and a field violation naming `field`.
+#[track_caller]
+pub fn assert_violation<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code, field: &str) {
+    let status = result.expect_err("call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    let violations = field_violations(&status);
+    assert!(
+        violations.iter().any(|(f, _)| f == field),
+        "expected a violation of {field}, got {violations:?} ({})",
+        status.message()
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on an ephemeral port, called through the generated
+//! clients, on SQLite and on PostgreSQL.
+mod harness;
+
+mod auth;
+mod customers;
+mod migrations;
+mod partner_accounts;
+mod validation;
