@@ -58,7 +58,7 @@ impl Default for Config {
 impl Config {
     /// Loads the configuration. `file` is the `--config` argument; without it `MSPGW_CONFIG`,
     /// then `msp-gateway.toml` if present.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let explicit = file
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("MSPGW_CONFIG").map(PathBuf::from));
@@ -66,10 +66,10 @@ impl Config {
         match explicit {
             Some(path) => {
                 if !path.exists() {
-                    return Err(figment::Error::from(format!(
+                    return Err(Box::new(figment::Error::from(format!(
                         "configuration file {} does not exist",
                         path.display()
-                    )));
+                    ))));
                 }
                 figment = figment.merge(Toml::file(path));
             }
@@ -78,6 +78,7 @@ impl Config {
         figment
             .merge(Env::prefixed("MSPGW_").ignore(&["config"]))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn pool_options(&self) -> crate::store::PoolOptions {

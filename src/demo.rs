@@ -16,11 +16,36 @@ use crate::store::api_keys::NewApiKey;
 pub const DEMO_TENANT: &str = "Demo ISP";
 
 const CUSTOMERS: &[(&str, &str, &str, BillingCycle)] = &[
-    ("ACME-001", "Acme Logistics", "250000.00", BillingCycle::Monthly),
-    ("BLUE-002", "Bluecrane Engineering", "80000.00", BillingCycle::Monthly),
-    ("KARO-003", "Karoo Health Group", "500000.00", BillingCycle::Quarterly),
-    ("SUNB-004", "Sunbird Retail", "40000.00", BillingCycle::Monthly),
-    ("TABL-005", "Table Bay Insurance", "1200000.00", BillingCycle::Annual),
+    (
+        "ACME-001",
+        "Acme Logistics",
+        "250000.00",
+        BillingCycle::Monthly,
+    ),
+    (
+        "BLUE-002",
+        "Bluecrane Engineering",
+        "80000.00",
+        BillingCycle::Monthly,
+    ),
+    (
+        "KARO-003",
+        "Karoo Health Group",
+        "500000.00",
+        BillingCycle::Quarterly,
+    ),
+    (
+        "SUNB-004",
+        "Sunbird Retail",
+        "40000.00",
+        BillingCycle::Monthly,
+    ),
+    (
+        "TABL-005",
+        "Table Bay Insurance",
+        "1200000.00",
+        BillingCycle::Annual,
+    ),
 ];
 
 /// What the demo prints: the tenant and an admin key minted for this run.
@@ -54,9 +79,16 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         enabled: true,
         endpoint_url: String::new(),
     };
-    let key = IdempotencyKey::new("demo-partner-account".into(), "CreatePartnerAccount", &simulator);
-    store.create_partner_account(&system, &simulator, &key).await?;
-    let zar = Currency::parse("billing_currency", "ZAR").map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
+    let key = IdempotencyKey::new(
+        "demo-partner-account".into(),
+        "CreatePartnerAccount",
+        &simulator,
+    );
+    store
+        .create_partner_account(&system, &simulator, &key)
+        .await?;
+    let zar = Currency::parse("billing_currency", "ZAR")
+        .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
     for (external_ref, name, limit, cycle) in CUSTOMERS {
         let new = NewCustomer {
             external_ref: (*external_ref).into(),
@@ -70,11 +102,20 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
                 partner_account_id: None,
             }],
         };
-        let key = IdempotencyKey::new(format!("demo-customer-{external_ref}"), "CreateCustomer", &new);
-        store.create_customer(&system, &tenant.time_zone, &new, &key).await?;
+        let key = IdempotencyKey::new(
+            format!("demo-customer-{external_ref}"),
+            "CreateCustomer",
+            &new,
+        );
+        store
+            .create_customer(&system, &tenant.time_zone, &new, &key)
+            .await?;
     }
     let new_key = NewApiKey {
-        name: format!("demo admin key {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")),
+        name: format!(
+            "demo admin key {}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+        ),
         scope: Scope::Admin,
         customer_id: None,
     };

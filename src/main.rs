@@ -10,13 +10,17 @@ use msp_gateway::config::Config;
 use msp_gateway::domain::access::{Principal, Scope};
 use msp_gateway::domain::paging::PageRequest;
 use msp_gateway::domain::tenant::{NewTenant, Tenant};
+use msp_gateway::store::Store;
 use msp_gateway::store::api_keys::NewApiKey;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::store::Store;
 use msp_gateway::{demo, server, telemetry};
 
 #[derive(Parser)]
-#[command(name = "msp-gateway", version, about = "Partner-integration gateway for ISPs that resell cloud")]
+#[command(
+    name = "msp-gateway",
+    version,
+    about = "Partner-integration gateway for ISPs that resell cloud"
+)]
 struct Cli {
     /// Configuration file (TOML). Default: $MSPGW_CONFIG, then ./msp-gateway.toml if present.
     #[arg(long, global = true)]
@@ -104,10 +108,18 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => serve(&config, demo).await,
         Command::Migrate { revert_all } => {
-            let direction = if revert_all { Direction::RevertAll } else { Direction::Up };
+            let direction = if revert_all {
+                Direction::RevertAll
+            } else {
+                Direction::Up
+            };
             let versions = migrate::run(&config.database_url, direction).await?;
             let verb = if revert_all { "reverted" } else { "applied" };
-            println!("{verb} {} migration(s): {}", versions.len(), versions.join(", "));
+            println!(
+                "{verb} {} migration(s): {}",
+                versions.len(),
+                versions.join(", ")
+            );
             Ok(())
         }
         Command::Tenant { command } => tenant_command(&config, command).await,
@@ -120,7 +132,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "migrations applied");
     }
-    Ok(Arc::new(Store::connect(&config.database_url, &config.pool_options())?))
+    Ok(Arc::new(Store::connect(
+        &config.database_url,
+        &config.pool_options(),
+    )?))
 }
 
 async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
@@ -133,7 +148,10 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     tracing::info!(%address, backend = ?store.kind(), tls = tls.is_some(), "msp-gateway serving");
     if demo {
         let access = demo::prepare(&store).await?;
-        println!("{}", demo::banner(&access, &address.to_string(), tls.is_none()));
+        println!(
+            "{}",
+            demo::banner(&access, &address.to_string(), tls.is_none())
+        );
     }
     server::serve(
         listener,
@@ -150,7 +168,11 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
 async fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     match command {
-        TenantCommand::Create { name, currency, time_zone } => {
+        TenantCommand::Create {
+            name,
+            currency,
+            time_zone,
+        } => {
             let new = NewTenant::parse(&name, &currency, &time_zone)?;
             let (tenant, key) = store.create_tenant(new).await?;
             println!("tenant {} ({}) created", tenant.id, tenant.name);
@@ -179,14 +201,23 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
         customer_id: None,
     };
     match command {
-        KeyCommand::Create { tenant, name, scope, customer } => {
+        KeyCommand::Create {
+            tenant,
+            name,
+            scope,
+            customer,
+        } => {
             let tenant = find_tenant(&store, &tenant).await?;
             let scope: Scope = scope.parse().map_err(anyhow::Error::msg)?;
             anyhow::ensure!(
                 (scope == Scope::Portal) == customer.is_some(),
                 "--customer is required for portal keys and refused for others"
             );
-            let new = NewApiKey { name, scope, customer_id: customer };
+            let new = NewApiKey {
+                name,
+                scope,
+                customer_id: customer,
+            };
             let (key, minted) = store.create_api_key(&operator(&tenant), &new, None).await?;
             println!("key {} ({}) created", key.id, key.scope);
             if let Some(minted) = minted {
@@ -205,8 +236,14 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
                         Some(at) => format!("revoked {at}"),
                         None => "active".into(),
                     };
-                    let customer = key.customer_id.map(|c| format!(" customer={c}")).unwrap_or_default();
-                    println!("{}\t{}\t{}\t{}{}", key.id, key.scope, key.name, state, customer);
+                    let customer = key
+                        .customer_id
+                        .map(|c| format!(" customer={c}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}\t{}\t{}\t{}{}",
+                        key.id, key.scope, key.name, state, customer
+                    );
                 }
                 match page.next_page_token {
                     Some(next) => token = next,

@@ -12,4 +12,5 @@ pub mod msp {
 pub use msp::gateway::v1;
 
 /// The file descriptor set that gRPC reflection serves.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("msp_gateway_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("msp_gateway_descriptor");

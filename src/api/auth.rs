@@ -91,7 +91,10 @@ async fn authenticate(store: &Store, headers: &http::HeaderMap) -> Result<Princi
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(|| {
             Error::Unauthenticated("the authorization metadata must be \"Bearer <key>\"".into())

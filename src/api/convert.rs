@@ -121,9 +121,16 @@ pub fn vendor_account_kind_to_proto(k: VendorAccountKind) -> v1::VendorAccountKi
 pub fn required_id(field: &str, value: &str) -> Result<String, Error> {
     if value.is_empty() {
         Err(Error::invalid(field, "is required"))
-    } else if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    } else if value.len() > 64
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         // Cannot name anything stored; NOT_FOUND would also be true, but the caller sent garbage.
-        Err(Error::invalid(field, format!("{value:?} is not a gateway id")))
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not a gateway id"),
+        ))
     } else {
         Ok(value.to_string())
     }
@@ -138,7 +145,10 @@ pub fn update_mask(
     if paths.is_empty() {
         return Err(Error::invalid(
             "update_mask",
-            format!("is required; name the fields to change ({})", allowed.join(", ")),
+            format!(
+                "is required; name the fields to change ({})",
+                allowed.join(", ")
+            ),
         ));
     }
     let mut v = Violations::new();
@@ -146,7 +156,10 @@ pub fn update_mask(
         if !allowed.contains(&path.as_str()) {
             v.add(
                 format!("update_mask.paths[{i}]"),
-                format!("{path:?} cannot be updated; updatable: {}", allowed.join(", ")),
+                format!(
+                    "{path:?} cannot be updated; updatable: {}",
+                    allowed.join(", ")
+                ),
             );
         }
     }

@@ -93,51 +93,79 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
     let mut v = Violations::new();
     let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
     let external_ref = v.check(parse_external_ref("external_ref", &req.external_ref));
-    let display_name = v.check(text::display_name("display_name", &req.display_name, text::NAME_MAX));
+    let display_name = v.check(text::display_name(
+        "display_name",
+        &req.display_name,
+        text::NAME_MAX,
+    ));
     let currency = v.check(Currency::parse("billing_currency", &req.billing_currency));
     let cycle = v.check(billing_cycle("billing_cycle", req.billing_cycle));
     let time_zone = if req.time_zone.is_empty() {
         Some(None)
     } else {
-        v.check(text::time_zone("time_zone", &req.time_zone)).map(Some)
+        v.check(text::time_zone("time_zone", &req.time_zone))
+            .map(Some)
     };
-    let credit_limit = currency.and_then(|c| v.check(parse_credit_limit("credit_limit", &req.credit_limit, c)));
+    let credit_limit =
+        currency.and_then(|c| v.check(parse_credit_limit("credit_limit", &req.credit_limit, c)));
     let mut enrollments = Vec::with_capacity(req.enrollments.len());
     for (i, e) in req.enrollments.iter().enumerate() {
         let vendor = v.check(vendor(&format!("enrollments[{i}].vendor"), e.vendor));
         let partner_account_id = if e.partner_account_id.is_empty() {
             Some(None)
         } else {
-            match required_id(&format!("enrollments[{i}].partner_account_id"), &e.partner_account_id) {
+            match required_id(
+                &format!("enrollments[{i}].partner_account_id"),
+                &e.partner_account_id,
+            ) {
                 Ok(id) => Some(Some(id)),
                 Err(Error::InvalidArgument(violations)) => {
-                    violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                    violations
+                        .into_iter()
+                        .for_each(|f| v.add(f.field, f.description));
                     None
                 }
                 Err(other) => return Err(other),
             }
         };
         if let (Some(vendor), Some(partner_account_id)) = (vendor, partner_account_id) {
-            enrollments.push(EnrollmentRequest { vendor, partner_account_id });
+            enrollments.push(EnrollmentRequest {
+                vendor,
+                partner_account_id,
+            });
         }
     }
     v.check(check_enrollments(&enrollments));
     v.into_result()?;
-    match (request_id, external_ref, display_name, currency, cycle, time_zone, credit_limit) {
-        (Some(request_id), Some(external_ref), Some(display_name), Some(billing_currency), Some(billing_cycle), Some(time_zone), Some(credit_limit)) => {
-            Ok((
-                request_id,
-                NewCustomer {
-                    external_ref,
-                    display_name,
-                    billing_currency,
-                    billing_cycle,
-                    time_zone,
-                    credit_limit,
-                    enrollments,
-                },
-            ))
-        }
+    match (
+        request_id,
+        external_ref,
+        display_name,
+        currency,
+        cycle,
+        time_zone,
+        credit_limit,
+    ) {
+        (
+            Some(request_id),
+            Some(external_ref),
+            Some(display_name),
+            Some(billing_currency),
+            Some(billing_cycle),
+            Some(time_zone),
+            Some(credit_limit),
+        ) => Ok((
+            request_id,
+            NewCustomer {
+                external_ref,
+                display_name,
+                billing_currency,
+                billing_cycle,
+                time_zone,
+                credit_limit,
+                enrollments,
+            },
+        )),
         _ => Err(Error::Internal("validated fields missing".into())),
     }
 }
@@ -167,7 +195,9 @@ impl CustomerService for CustomerApi {
         let principal = principal(&request)?;
         principal.require(Area::Customers, Action::Read)?;
         let id = required_id("id", &request.get_ref().id)?;
-        Ok(Response::new(to_proto(self.store.customer(&principal, &id).await?)))
+        Ok(Response::new(to_proto(
+            self.store.customer(&principal, &id).await?,
+        )))
     }
 
     async fn list_customers(
@@ -178,7 +208,9 @@ impl CustomerService for CustomerApi {
         principal.require(Area::Customers, Action::Read)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let status = v.check(optional_customer_status("status", req.status)).flatten();
+        let status = v
+            .check(optional_customer_status("status", req.status))
+            .flatten();
         let external_ref = if req.external_ref.is_empty() {
             None
         } else {
@@ -188,7 +220,9 @@ impl CustomerService for CustomerApi {
         let page = match PageRequest::parse(req.page_size, &req.page_token, &filters) {
             Ok(page) => Some(page),
             Err(violations) => {
-                violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                violations
+                    .into_iter()
+                    .for_each(|f| v.add(f.field, f.description));
                 None
             }
         };
@@ -223,8 +257,11 @@ impl CustomerService for CustomerApi {
             let field = format!("customer.{path}");
             match path.as_str() {
                 "display_name" => {
-                    patch.display_name =
-                        v.check(text::display_name(&field, &customer.display_name, text::NAME_MAX))
+                    patch.display_name = v.check(text::display_name(
+                        &field,
+                        &customer.display_name,
+                        text::NAME_MAX,
+                    ))
                 }
                 "external_ref" => {
                     patch.external_ref = v.check(parse_external_ref(&field, &customer.external_ref))
@@ -232,7 +269,9 @@ impl CustomerService for CustomerApi {
                 "billing_cycle" => {
                     patch.billing_cycle = v.check(billing_cycle(&field, customer.billing_cycle))
                 }
-                "time_zone" => patch.time_zone = v.check(text::time_zone(&field, &customer.time_zone)),
+                "time_zone" => {
+                    patch.time_zone = v.check(text::time_zone(&field, &customer.time_zone))
+                }
                 // Checked against the stored currency when applied.
                 "credit_limit" => patch.credit_limit = Some(customer.credit_limit.clone()),
                 _ => {}
@@ -243,7 +282,13 @@ impl CustomerService for CustomerApi {
             .map(|r| IdempotencyKey::new(r, "UpdateCustomer", &(&id, &customer.etag, &patch)));
         let updated = self
             .store
-            .update_customer(&principal, &id, &customer.etag, &patch, idempotency.as_ref())
+            .update_customer(
+                &principal,
+                &id,
+                &customer.etag,
+                &patch,
+                idempotency.as_ref(),
+            )
             .await?;
         Ok(Response::new(to_proto(updated)))
     }
@@ -274,8 +319,8 @@ impl CustomerService for CustomerApi {
             &account.account_id,
             &account.partner_account_id,
         )?;
-        let idempotency = request_id
-            .map(|r| IdempotencyKey::new(r, "LinkVendorAccount", &(&customer_id, &link)));
+        let idempotency =
+            request_id.map(|r| IdempotencyKey::new(r, "LinkVendorAccount", &(&customer_id, &link)));
         let customer = self
             .store
             .link_vendor_account(&principal, &customer_id, &link, idempotency.as_ref())
@@ -300,11 +345,21 @@ impl CustomerService for CustomerApi {
         v.into_result()?;
         let vendor = vendor.ok_or_else(|| Status::internal("validated fields missing"))?;
         let idempotency = request_id.map(|r| {
-            IdempotencyKey::new(r, "UnlinkVendorAccount", &(&customer_id, vendor, &req.account_id))
+            IdempotencyKey::new(
+                r,
+                "UnlinkVendorAccount",
+                &(&customer_id, vendor, &req.account_id),
+            )
         });
         let customer = self
             .store
-            .unlink_vendor_account(&principal, &customer_id, vendor, &req.account_id, idempotency.as_ref())
+            .unlink_vendor_account(
+                &principal,
+                &customer_id,
+                vendor,
+                &req.account_id,
+                idempotency.as_ref(),
+            )
             .await?;
         Ok(Response::new(to_proto(customer)))
     }

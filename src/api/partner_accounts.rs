@@ -4,7 +4,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::auth::principal;
-use super::convert::{optional_vendor, required_id, timestamp, update_mask, vendor, vendor_to_proto};
+use super::convert::{
+    optional_vendor, required_id, timestamp, update_mask, vendor, vendor_to_proto,
+};
 use crate::domain::access::{Action, Area};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
@@ -84,18 +86,37 @@ impl PartnerAccountService for PartnerAccountApi {
         };
         let spec = (
             v.check(vendor("partner_account.vendor", account.vendor)),
-            v.check(parse_display_name("partner_account.display_name", &account.display_name)),
+            v.check(parse_display_name(
+                "partner_account.display_name",
+                &account.display_name,
+            )),
             v.check(parse_discount_rate(
                 "partner_account.partner_discount_rate",
                 &account.partner_discount_rate,
             )),
-            v.check(parse_credentials_ref("partner_account.credentials_ref", &account.credentials_ref)),
-            v.check(poll_interval("partner_account.poll_interval", account.poll_interval.as_ref())),
-            v.check(parse_endpoint_url("partner_account.endpoint_url", &account.endpoint_url)),
+            v.check(parse_credentials_ref(
+                "partner_account.credentials_ref",
+                &account.credentials_ref,
+            )),
+            v.check(poll_interval(
+                "partner_account.poll_interval",
+                account.poll_interval.as_ref(),
+            )),
+            v.check(parse_endpoint_url(
+                "partner_account.endpoint_url",
+                &account.endpoint_url,
+            )),
         );
         v.into_result()?;
         let (
-            (Some(vendor), Some(display_name), Some(rate), Some(credentials_ref), Some(poll), Some(endpoint_url)),
+            (
+                Some(vendor),
+                Some(display_name),
+                Some(rate),
+                Some(credentials_ref),
+                Some(poll),
+                Some(endpoint_url),
+            ),
             Some(request_id),
         ) = (spec, request_id)
         else {
@@ -127,7 +148,9 @@ impl PartnerAccountService for PartnerAccountApi {
         let principal = principal(&request)?;
         principal.require(Area::PartnerAccounts, Action::Read)?;
         let id = required_id("id", &request.get_ref().id)?;
-        Ok(Response::new(to_proto(self.store.partner_account(&principal, &id).await?)))
+        Ok(Response::new(to_proto(
+            self.store.partner_account(&principal, &id).await?,
+        )))
     }
 
     async fn list_partner_accounts(
@@ -143,7 +166,9 @@ impl PartnerAccountService for PartnerAccountApi {
         let page = match PageRequest::parse(req.page_size, &req.page_token, &filters) {
             Ok(page) => Some(page),
             Err(violations) => {
-                violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                violations
+                    .into_iter()
+                    .for_each(|f| v.add(f.field, f.description));
                 None
             }
         };
@@ -180,13 +205,16 @@ impl PartnerAccountService for PartnerAccountApi {
                 "display_name" => {
                     patch.display_name = v.check(parse_display_name(&field, &account.display_name))
                 }
-                "vendor_account_id" => patch.vendor_account_id = Some(account.vendor_account_id.clone()),
+                "vendor_account_id" => {
+                    patch.vendor_account_id = Some(account.vendor_account_id.clone())
+                }
                 "partner_discount_rate" => {
                     patch.partner_discount_rate =
                         v.check(parse_discount_rate(&field, &account.partner_discount_rate))
                 }
                 "credentials_ref" => {
-                    patch.credentials_ref = v.check(parse_credentials_ref(&field, &account.credentials_ref))
+                    patch.credentials_ref =
+                        v.check(parse_credentials_ref(&field, &account.credentials_ref))
                 }
                 "poll_interval" => {
                     patch.poll_interval_secs = match &account.poll_interval {
@@ -205,7 +233,8 @@ impl PartnerAccountService for PartnerAccountApi {
             }
         }
         v.into_result()?;
-        let idempotency = request_id.map(|r| IdempotencyKey::new(r, "UpdatePartnerAccount", &(&id, &account.etag, &patch)));
+        let idempotency = request_id
+            .map(|r| IdempotencyKey::new(r, "UpdatePartnerAccount", &(&id, &account.etag, &patch)));
         let updated = self
             .store
             .update_partner_account(&principal, &id, &account.etag, &patch, idempotency.as_ref())

@@ -28,7 +28,8 @@ impl From<Error> for Status {
                 ErrorDetails::with_resource_info(kind, id, "", "not found"),
             ),
             Error::AlreadyExists { kind, field, value } => {
-                let mut details = ErrorDetails::with_resource_info(kind, value, "", "already exists");
+                let mut details =
+                    ErrorDetails::with_resource_info(kind, value, "", "already exists");
                 details.add_bad_request_violation(field, "is already taken");
                 Status::with_error_details(Code::AlreadyExists, message, details)
             }

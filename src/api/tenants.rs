@@ -33,7 +33,10 @@ fn scope_from_proto(value: i32) -> Result<Scope, Error> {
         Ok(v1::ApiKeyScope::HelpDesk) => Ok(Scope::HelpDesk),
         Ok(v1::ApiKeyScope::Portal) => Ok(Scope::Portal),
         Ok(v1::ApiKeyScope::Unspecified) => Err(Error::invalid("scope", "is required")),
-        Err(_) => Err(Error::invalid("scope", format!("{value} is not a known value"))),
+        Err(_) => Err(Error::invalid(
+            "scope",
+            format!("{value} is not a known value"),
+        )),
     }
 }
 
@@ -89,7 +92,9 @@ impl TenantService for TenantApi {
         let scope = match scope_from_proto(req.scope) {
             Ok(scope) => Some(scope),
             Err(Error::InvalidArgument(violations)) => {
-                violations.into_iter().for_each(|f| v.add(f.field, f.description));
+                violations
+                    .into_iter()
+                    .for_each(|f| v.add(f.field, f.description));
                 None
             }
             Err(other) => return Err(other.into()),

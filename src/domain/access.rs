@@ -193,7 +193,9 @@ impl Default for MintedKey {
 
 impl fmt::Debug for MintedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MintedKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("MintedKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

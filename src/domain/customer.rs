@@ -197,7 +197,11 @@ pub fn parse_external_ref(field: &str, value: &str) -> Result<String, FieldViola
     text::identifier(field, value, EXTERNAL_REF_MAX)
 }
 
-pub fn parse_credit_limit(field: &str, value: &str, currency: Currency) -> Result<Decimal, FieldViolation> {
+pub fn parse_credit_limit(
+    field: &str,
+    value: &str,
+    currency: Currency,
+) -> Result<Decimal, FieldViolation> {
     if value.is_empty() {
         return Ok(Decimal::ZERO);
     }
@@ -233,7 +237,10 @@ pub fn choose_partner_account<'a>(
         if account.spec.vendor != vendor {
             return Err(Error::invalid(
                 field,
-                format!("partner account {id:?} is a {} account, not {vendor}", account.spec.vendor),
+                format!(
+                    "partner account {id:?} is a {} account, not {vendor}",
+                    account.spec.vendor
+                ),
             ));
         }
         if !account.spec.enabled {
@@ -255,7 +262,9 @@ pub fn choose_partner_account<'a>(
         )),
         (Some(_), Some(_)) => Err(Error::invalid(
             field,
-            format!("the tenant has several enabled {vendor} partner accounts; name one in partner_account_id"),
+            format!(
+                "the tenant has several enabled {vendor} partner accounts; name one in partner_account_id"
+            ),
         )),
     }
 }
@@ -287,8 +296,9 @@ impl CustomerPatch {
             next.time_zone = v.clone();
         }
         if let Some(v) = &self.credit_limit {
-            next.credit_limit = parse_credit_limit("customer.credit_limit", v, current.billing_currency)
-                .map_err(|v| Error::InvalidArgument(vec![v]))?;
+            next.credit_limit =
+                parse_credit_limit("customer.credit_limit", v, current.billing_currency)
+                    .map_err(|v| Error::InvalidArgument(vec![v]))?;
         }
         Ok(next)
     }
@@ -326,7 +336,8 @@ impl NewVendorAccountLink {
         Ok(NewVendorAccountLink {
             kind,
             account_id: account_id.to_string(),
-            partner_account_id: (!partner_account_id.is_empty()).then(|| partner_account_id.to_string()),
+            partner_account_id: (!partner_account_id.is_empty())
+                .then(|| partner_account_id.to_string()),
         })
     }
 }

@@ -15,7 +15,11 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    pub fn new(request_id: String, operation: &'static str, request: &impl serde::Serialize) -> Self {
+    pub fn new(
+        request_id: String,
+        operation: &'static str,
+        request: &impl serde::Serialize,
+    ) -> Self {
         let body = serde_json::to_vec(request).expect("domain requests serialize");
         let mut hasher = Sha256::new();
         hasher.update(operation.as_bytes());

@@ -64,14 +64,19 @@ pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, FieldViolation>
     let malformed = || {
         FieldViolation::new(
             field,
-            format!("{text:?} is not a decimal number (expected digits with an optional '-' and '.', e.g. \"1234.50\")"),
+            format!(
+                "{text:?} is not a decimal number (expected digits with an optional '-' and '.', e.g. \"1234.50\")"
+            ),
         )
     };
     if text.is_empty() || text.len() > MAX_DECIMAL_LEN {
         return Err(if text.is_empty() {
             FieldViolation::new(field, "is required (a decimal string such as \"1234.50\")")
         } else {
-            FieldViolation::new(field, format!("is longer than {MAX_DECIMAL_LEN} characters"))
+            FieldViolation::new(
+                field,
+                format!("is longer than {MAX_DECIMAL_LEN} characters"),
+            )
         });
     }
     let unsigned = text.strip_prefix('-').unwrap_or(text);
@@ -86,16 +91,25 @@ pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, FieldViolation>
     Decimal::from_str_exact(text).map_err(|_| {
         FieldViolation::new(
             field,
-            format!("{text:?} has more digits than can be held exactly (at most 28 significant digits)"),
+            format!(
+                "{text:?} has more digits than can be held exactly (at most 28 significant digits)"
+            ),
         )
     })
 }
 
 /// A non-negative amount in `currency`, with no more fractional digits than its minor unit.
-pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<Decimal, FieldViolation> {
+pub fn parse_amount(
+    field: &str,
+    text: &str,
+    currency: Currency,
+) -> Result<Decimal, FieldViolation> {
     let amount = parse_decimal(field, text)?;
     if amount.is_sign_negative() && !amount.is_zero() {
-        return Err(FieldViolation::new(field, format!("{text} is negative; it must be zero or more")));
+        return Err(FieldViolation::new(
+            field,
+            format!("{text} is negative; it must be zero or more"),
+        ));
     }
     let digits = currency.minor_digits();
     if amount.normalize().scale() > digits {
@@ -139,7 +153,9 @@ mod tests {
             "0.0000000001"
         );
         assert_eq!(parse_decimal("x", "-12.5").unwrap().to_string(), "-12.5");
-        for bad in ["", "1e5", "+1", " 1", "1,000", "1.", ".5", "NaN", "1.2.3", "--1", "0x10"] {
+        for bad in [
+            "", "1e5", "+1", " 1", "1,000", "1.", ".5", "NaN", "1.2.3", "--1", "0x10",
+        ] {
             let err = parse_decimal("x", bad).unwrap_err();
             assert_eq!(err.field, "x", "{bad}");
         }
@@ -148,7 +164,10 @@ mod tests {
 
     #[test]
     fn amounts_respect_sign_and_minor_unit() {
-        assert_eq!(parse_amount("x", "10.50", zar()).unwrap().to_string(), "10.50");
+        assert_eq!(
+            parse_amount("x", "10.50", zar()).unwrap().to_string(),
+            "10.50"
+        );
         assert!(parse_amount("x", "-1", zar()).is_err());
         assert!(parse_amount("x", "0.001", zar()).is_err());
         assert!(parse_amount("x", "0.010", zar()).is_ok());

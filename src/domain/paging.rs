@@ -25,7 +25,11 @@ pub struct Page<T> {
 
 impl PageRequest {
     /// `filters` describes the query's filters; a token is only valid with the same ones.
-    pub fn parse(page_size: i32, page_token: &str, filters: &str) -> Result<Self, Vec<FieldViolation>> {
+    pub fn parse(
+        page_size: i32,
+        page_token: &str,
+        filters: &str,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let mut violations = Vec::new();
         let size = match i64::from(page_size) {
             0 => DEFAULT_PAGE_SIZE,

@@ -40,13 +40,22 @@ impl PartnerAccountSpec {
     /// need for credentials depend on the vendor.
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let mut violations = Vec::new();
-        if let Err(reason) = self.vendor.check_partner_account_id(&self.vendor_account_id) {
-            violations.push(FieldViolation::new(format!("{prefix}.vendor_account_id"), reason));
+        if let Err(reason) = self
+            .vendor
+            .check_partner_account_id(&self.vendor_account_id)
+        {
+            violations.push(FieldViolation::new(
+                format!("{prefix}.vendor_account_id"),
+                reason,
+            ));
         }
         if self.vendor != Vendor::Simulator && self.credentials_ref.is_empty() {
             violations.push(FieldViolation::new(
                 format!("{prefix}.credentials_ref"),
-                format!("is required for {} (\"env:NAME\" or \"file:PATH\")", self.vendor),
+                format!(
+                    "is required for {} (\"env:NAME\" or \"file:PATH\")",
+                    self.vendor
+                ),
             ));
         }
         if violations.is_empty() {
@@ -182,7 +191,13 @@ mod tests {
     fn credentials_are_references_never_secrets() {
         assert!(parse_credentials_ref("f", "env:AWS_MSP_KEYS").is_ok());
         assert!(parse_credentials_ref("f", "file:/etc/mspgw/pc.json").is_ok());
-        for secret in ["AKIAIOSFODNN7EXAMPLE", "env:lower", "http://x", "file:", "wJalrXUtnFEMI/K7MDENG"] {
+        for secret in [
+            "AKIAIOSFODNN7EXAMPLE",
+            "env:lower",
+            "http://x",
+            "file:",
+            "wJalrXUtnFEMI/K7MDENG",
+        ] {
             assert!(parse_credentials_ref("f", secret).is_err(), "{secret}");
         }
     }

@@ -6,7 +6,10 @@ pub fn display_name(field: &str, value: &str, max: usize) -> Result<String, Fiel
     let trimmed = value.trim();
     let chars = trimmed.chars().count();
     if chars == 0 {
-        return Err(FieldViolation::new(field, "is required and must not be blank"));
+        return Err(FieldViolation::new(
+            field,
+            "is required and must not be blank",
+        ));
     }
     if chars > max {
         return Err(FieldViolation::new(
@@ -15,7 +18,10 @@ pub fn display_name(field: &str, value: &str, max: usize) -> Result<String, Fiel
         ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(FieldViolation::new(field, "must not contain control characters"));
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -29,7 +35,10 @@ pub fn identifier(field: &str, value: &str, max: usize) -> Result<String, FieldV
     if value.len() > max {
         return Err(FieldViolation::new(
             field,
-            format!("is {} characters long; at most {max} are allowed", value.len()),
+            format!(
+                "is {} characters long; at most {max} are allowed",
+                value.len()
+            ),
         ));
     }
     if !value.bytes().all(|b| b.is_ascii_graphic()) {

@@ -159,10 +159,18 @@ impl Store {
         request: Option<&IdempotencyKey>,
     ) -> Result<(ApiKey, Option<MintedKey>)> {
         let tenant = principal.tenant_id.as_str();
-        dispatch!(self, write, api_keys::create(tenant, new, request, MintedKey::new()))
+        dispatch!(
+            self,
+            write,
+            api_keys::create(tenant, new, request, MintedKey::new())
+        )
     }
 
-    pub async fn list_api_keys(&self, principal: &Principal, page: &PageRequest) -> Result<Page<ApiKey>> {
+    pub async fn list_api_keys(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>> {
         dispatch!(self, read, api_keys::list(&principal.tenant_id, page))
     }
 

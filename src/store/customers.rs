@@ -72,37 +72,52 @@ fn assemble(
 ) -> Result<Vec<Customer>> {
     let mut enrollments: HashMap<String, Vec<Enrollment>> = HashMap::new();
     for row in enrollment_rows {
-        enrollments.entry(row.customer_id.clone()).or_default().push(Enrollment {
-            vendor: row.vendor.parse::<Vendor>().map_err(|e| corrupt("enrollment", &row.customer_id, e))?,
-            status: row
-                .status
-                .parse::<EnrollmentStatus>()
-                .map_err(|e| corrupt("enrollment", &row.customer_id, e))?,
-            partner_account_id: row.partner_account_id,
-            status_detail: row.status_detail,
-            portal_url: row.portal_url,
-            created_at: row.created_at.0,
-        });
+        enrollments
+            .entry(row.customer_id.clone())
+            .or_default()
+            .push(Enrollment {
+                vendor: row
+                    .vendor
+                    .parse::<Vendor>()
+                    .map_err(|e| corrupt("enrollment", &row.customer_id, e))?,
+                status: row
+                    .status
+                    .parse::<EnrollmentStatus>()
+                    .map_err(|e| corrupt("enrollment", &row.customer_id, e))?,
+                partner_account_id: row.partner_account_id,
+                status_detail: row.status_detail,
+                portal_url: row.portal_url,
+                created_at: row.created_at.0,
+            });
     }
     let mut links: HashMap<String, Vec<VendorAccountLink>> = HashMap::new();
     for row in link_rows {
-        links.entry(row.customer_id.clone()).or_default().push(VendorAccountLink {
-            kind: row
-                .kind
-                .parse::<VendorAccountKind>()
-                .map_err(|e| corrupt("vendor account", &row.account_id, e))?,
-            account_id: row.account_id,
-            partner_account_id: row.partner_account_id,
-            linked_at: row.linked_at.0,
-        });
+        links
+            .entry(row.customer_id.clone())
+            .or_default()
+            .push(VendorAccountLink {
+                kind: row
+                    .kind
+                    .parse::<VendorAccountKind>()
+                    .map_err(|e| corrupt("vendor account", &row.account_id, e))?,
+                account_id: row.account_id,
+                partner_account_id: row.partner_account_id,
+                linked_at: row.linked_at.0,
+            });
     }
     rows.into_iter()
         .map(|row| {
             Ok(Customer {
                 billing_currency: Currency::parse("billing_currency", &row.billing_currency)
                     .map_err(|e| corrupt("customer", &row.id, e))?,
-                billing_cycle: row.billing_cycle.parse().map_err(|e| corrupt("customer", &row.id, e))?,
-                status: row.status.parse().map_err(|e| corrupt("customer", &row.id, e))?,
+                billing_cycle: row
+                    .billing_cycle
+                    .parse()
+                    .map_err(|e| corrupt("customer", &row.id, e))?,
+                status: row
+                    .status
+                    .parse()
+                    .map_err(|e| corrupt("customer", &row.id, e))?,
                 enrollments: enrollments.remove(&row.id).unwrap_or_default(),
                 vendor_accounts: links.remove(&row.id).unwrap_or_default(),
                 id: row.id,
@@ -486,7 +501,11 @@ impl Store {
         new: &NewCustomer,
         request: &IdempotencyKey,
     ) -> Result<Customer> {
-        dispatch!(self, write, customers::create(&principal.tenant_id, default_time_zone, new, request))
+        dispatch!(
+            self,
+            write,
+            customers::create(&principal.tenant_id, default_time_zone, new, request)
+        )
     }
 
     pub async fn customer(&self, principal: &Principal, id: &str) -> Result<Customer> {
@@ -502,7 +521,11 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<Customer>> {
         let only = principal.customer_scope();
-        dispatch!(self, read, customers::list(&principal.tenant_id, only, status, external_ref, page))
+        dispatch!(
+            self,
+            read,
+            customers::list(&principal.tenant_id, only, status, external_ref, page)
+        )
     }
 
     pub async fn update_customer(
@@ -513,7 +536,11 @@ impl Store {
         patch: &CustomerPatch,
         request: Option<&IdempotencyKey>,
     ) -> Result<Customer> {
-        dispatch!(self, write, customers::update(&principal.tenant_id, id, etag, patch, request))
+        dispatch!(
+            self,
+            write,
+            customers::update(&principal.tenant_id, id, etag, patch, request)
+        )
     }
 
     pub async fn link_vendor_account(
@@ -523,7 +550,11 @@ impl Store {
         link: &NewVendorAccountLink,
         request: Option<&IdempotencyKey>,
     ) -> Result<Customer> {
-        dispatch!(self, write, customers::link(&principal.tenant_id, customer_id, link, request))
+        dispatch!(
+            self,
+            write,
+            customers::link(&principal.tenant_id, customer_id, link, request)
+        )
     }
 
     pub async fn unlink_vendor_account(
@@ -534,6 +565,16 @@ impl Store {
         account_id: &str,
         request: Option<&IdempotencyKey>,
     ) -> Result<Customer> {
-        dispatch!(self, write, customers::unlink(&principal.tenant_id, customer_id, vendor, account_id, request))
+        dispatch!(
+            self,
+            write,
+            customers::unlink(
+                &principal.tenant_id,
+                customer_id,
+                vendor,
+                account_id,
+                request
+            )
+        )
     }
 }

@@ -9,13 +9,21 @@ impl From<DieselError> for Error {
     fn from(error: DieselError) -> Self {
         match &error {
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-                Error::Unavailable("database", format!("transaction conflict, retry: {}", info.message()))
+                Error::Unavailable(
+                    "database",
+                    format!("transaction conflict, retry: {}", info.message()),
+                )
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 Error::Unavailable("database", info.message().to_string())
             }
-            DieselError::DatabaseError(_, info) if info.message().contains("database is locked") => {
-                Error::Unavailable("database", "SQLite is locked by another writer, retry".into())
+            DieselError::DatabaseError(_, info)
+                if info.message().contains("database is locked") =>
+            {
+                Error::Unavailable(
+                    "database",
+                    "SQLite is locked by another writer, retry".into(),
+                )
             }
             _ => Error::Internal(format!("database: {error}")),
         }

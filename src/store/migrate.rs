@@ -77,7 +77,7 @@ fn run_sqlite(path: &str, direction: Direction) -> Result<Vec<String>> {
         .map_err(|e| Error::Unavailable("database", e.to_string()))?;
     diesel::connection::SimpleConnection::batch_execute(
         &mut conn,
-        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;",
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;",
     )?;
     // EXCLUSIVE keeps other processes out for the whole run; each migration nests as a savepoint.
     conn.exclusive_transaction(|conn| {

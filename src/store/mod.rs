@@ -172,7 +172,10 @@ impl Store {
                     && !dir.as_os_str().is_empty()
                 {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        Error::Unavailable("database", format!("cannot create {}: {e}", dir.display()))
+                        Error::Unavailable(
+                            "database",
+                            format!("cannot create {}: {e}", dir.display()),
+                        )
                     })?;
                 }
                 let manager = || {
@@ -244,8 +247,8 @@ async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
         use diesel::Connection;
         let mut conn = SqliteConnection::establish(&path)?;
         conn.batch_execute(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
         ))
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok::<_, diesel::ConnectionError>(conn)

@@ -38,10 +38,9 @@ impl TryFrom<PartnerAccountRow> for PartnerAccount {
     fn try_from(row: PartnerAccountRow) -> Result<Self> {
         Ok(PartnerAccount {
             spec: PartnerAccountSpec {
-                vendor: row
-                    .vendor
-                    .parse()
-                    .map_err(|e| Error::Internal(format!("stored partner account {}: {e}", row.id)))?,
+                vendor: row.vendor.parse().map_err(|e| {
+                    Error::Internal(format!("stored partner account {}: {e}", row.id))
+                })?,
                 display_name: row.display_name,
                 vendor_account_id: row.vendor_account_id,
                 partner_discount_rate: row.partner_discount_rate.0,
@@ -211,7 +210,11 @@ impl Store {
         spec: &PartnerAccountSpec,
         request: &IdempotencyKey,
     ) -> Result<PartnerAccount> {
-        dispatch!(self, write, partner_accounts::create(&principal.tenant_id, spec, request))
+        dispatch!(
+            self,
+            write,
+            partner_accounts::create(&principal.tenant_id, spec, request)
+        )
     }
 
     pub async fn partner_account(&self, principal: &Principal, id: &str) -> Result<PartnerAccount> {
@@ -224,7 +227,11 @@ impl Store {
         vendor: Option<Vendor>,
         page: &PageRequest,
     ) -> Result<Page<PartnerAccount>> {
-        dispatch!(self, read, partner_accounts::list(&principal.tenant_id, vendor, page))
+        dispatch!(
+            self,
+            read,
+            partner_accounts::list(&principal.tenant_id, vendor, page)
+        )
     }
 
     pub async fn update_partner_account(
@@ -235,6 +242,10 @@ impl Store {
         patch: &PartnerAccountPatch,
         request: Option<&IdempotencyKey>,
     ) -> Result<PartnerAccount> {
-        dispatch!(self, write, partner_accounts::update(&principal.tenant_id, id, etag, patch, request))
+        dispatch!(
+            self,
+            write,
+            partner_accounts::update(&principal.tenant_id, id, etag, patch, request)
+        )
     }
 }

@@ -14,12 +14,16 @@ use diesel::sql_types::{BigInt, Numeric, Text, Timestamptz};
 use diesel::sqlite::{Sqlite, SqliteValue};
 use rust_decimal::Decimal;
 
-#[derive(Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
 #[diesel(postgres_type(oid = 1700, array_oid = 1231))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct Exact;
 
-#[derive(Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
 #[diesel(postgres_type(oid = 1184, array_oid = 1185))]
 #[diesel(sqlite_type(name = "Long"))]
 pub struct Instant;

@@ -69,6 +69,6 @@ pub trait UsageSource: Send + Sync {
     fn vendor(&self) -> Vendor;
 
     /// Reads every line in the window. Connectors retry transient failures themselves.
-    async fn pull(&self, request: &PullRequest) -> Result<(PullOutcome, RequestCount), VendorError>;
+    async fn pull(&self, request: &PullRequest)
+    -> Result<(PullOutcome, RequestCount), VendorError>;
 }
-

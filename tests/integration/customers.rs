@@ -56,7 +56,9 @@ pub async fn aws_account(gw: &TestGateway) -> v1::PartnerAccount {
 }
 
 async fn lifecycle(backend: Backend) {
-    let Some(gw) = TestGateway::start(backend).await else { return };
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
     let sim = simulator_account(&gw).await;
     let mut client = gw.customers(&gw.admin_key).await;
 
@@ -66,42 +68,71 @@ async fn lifecycle(backend: Backend) {
         vendor: v1::Vendor::Simulator.into(),
         partner_account_id: String::new(),
     }];
-    let created = client.create_customer(request.clone()).await.unwrap().into_inner();
+    let created = client
+        .create_customer(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(created.external_ref, "ISP-0001");
     assert_eq!(created.billing_currency, "ZAR");
     assert_eq!(created.credit_limit, "50000.00");
-    assert_eq!(created.time_zone, "Africa/Johannesburg", "defaults to the tenant's zone");
+    assert_eq!(
+        created.time_zone, "Africa/Johannesburg",
+        "defaults to the tenant's zone"
+    );
     assert_eq!(created.status(), v1::CustomerStatus::Active);
     assert_eq!(created.enrollments.len(), 1);
-    assert_eq!(created.enrollments[0].status(), v1::EnrollmentStatus::Enrolled);
+    assert_eq!(
+        created.enrollments[0].status(),
+        v1::EnrollmentStatus::Enrolled
+    );
     assert_eq!(created.enrollments[0].partner_account_id, sim.id);
-    assert!(created.enrollments[0].portal_url.contains(&created.vendor_accounts[0].account_id));
+    assert!(
+        created.enrollments[0]
+            .portal_url
+            .contains(&created.vendor_accounts[0].account_id)
+    );
 
     // Get returns the same customer.
     let fetched = client
-        .get_customer(v1::GetCustomerRequest { id: created.id.clone() })
+        .get_customer(v1::GetCustomerRequest {
+            id: created.id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(fetched, created);
 
     // A retry with the same request_id returns the same customer and creates nothing.
-    let retried = client.create_customer(request.clone()).await.unwrap().into_inner();
+    let retried = client
+        .create_customer(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(retried.id, created.id);
 
     // The same request_id with a different body is refused.
     let mut changed = request.clone();
     changed.display_name = "Somebody else".into();
-    assert_violation(client.create_customer(changed).await, Code::InvalidArgument, "request_id");
+    assert_violation(
+        client.create_customer(changed).await,
+        Code::InvalidArgument,
+        "request_id",
+    );
 
     // A duplicate external_ref under a new request_id answers ALREADY_EXISTS.
-    let duplicate = client.create_customer(new_customer("req-2", "ISP-0001")).await;
+    let duplicate = client
+        .create_customer(new_customer("req-2", "ISP-0001"))
+        .await;
     assert_violation(duplicate, Code::AlreadyExists, "external_ref");
 
     // List across pages: 7 customers in pages of 3.
     for i in 2..=7 {
         client
-            .create_customer(new_customer(&format!("req-list-{i}"), &format!("ISP-000{i}")))
+            .create_customer(new_customer(
+                &format!("req-list-{i}"),
+                &format!("ISP-000{i}"),
+            ))
             .await
             .unwrap();
     }
@@ -175,7 +206,9 @@ async fn lifecycle(backend: Backend) {
         .expect_err("stale etag");
     assert_eq!(stale.code(), Code::Aborted);
     let after = client
-        .get_customer(v1::GetCustomerRequest { id: created.id.clone() })
+        .get_customer(v1::GetCustomerRequest {
+            id: created.id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -184,7 +217,9 @@ async fn lifecycle(backend: Backend) {
 }
 
 async fn vendor_account_links(backend: Backend) {
-    let Some(gw) = TestGateway::start(backend).await else { return };
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
     let aws = aws_account(&gw).await;
     let mut client = gw.customers(&gw.admin_key).await;
     let mut request = new_customer("req-a", "A");
@@ -193,8 +228,15 @@ async fn vendor_account_links(backend: Backend) {
         partner_account_id: String::new(),
     }];
     let a = client.create_customer(request).await.unwrap().into_inner();
-    assert_eq!(a.enrollments[0].status(), v1::EnrollmentStatus::AwaitingLink);
-    let b = client.create_customer(new_customer("req-b", "B")).await.unwrap().into_inner();
+    assert_eq!(
+        a.enrollments[0].status(),
+        v1::EnrollmentStatus::AwaitingLink
+    );
+    let b = client
+        .create_customer(new_customer("req-b", "B"))
+        .await
+        .unwrap()
+        .into_inner();
 
     let link = |customer_id: &str| v1::LinkVendorAccountRequest {
         customer_id: customer_id.into(),
@@ -206,14 +248,25 @@ async fn vendor_account_links(backend: Backend) {
         }),
         request_id: String::new(),
     };
-    let linked = client.link_vendor_account(link(&a.id)).await.unwrap().into_inner();
+    let linked = client
+        .link_vendor_account(link(&a.id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(linked.vendor_accounts.len(), 1);
     assert_eq!(linked.vendor_accounts[0].partner_account_id, aws.id);
-    assert_eq!(linked.enrollments[0].status(), v1::EnrollmentStatus::Enrolled);
+    assert_eq!(
+        linked.enrollments[0].status(),
+        v1::EnrollmentStatus::Enrolled
+    );
     assert!(linked.enrollments[0].portal_url.contains("444455556666"));
 
     // Linking again to the same customer is a no-op; to another customer is refused.
-    let again = client.link_vendor_account(link(&a.id)).await.unwrap().into_inner();
+    let again = client
+        .link_vendor_account(link(&a.id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.vendor_accounts.len(), 1);
     assert_violation(
         client.link_vendor_account(link(&b.id)).await,
@@ -248,14 +301,23 @@ async fn vendor_account_links(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(unlinked.vendor_accounts.is_empty());
-    assert_eq!(unlinked.enrollments[0].status(), v1::EnrollmentStatus::AwaitingLink);
-    let moved = client.link_vendor_account(link(&b.id)).await.unwrap().into_inner();
+    assert_eq!(
+        unlinked.enrollments[0].status(),
+        v1::EnrollmentStatus::AwaitingLink
+    );
+    let moved = client
+        .link_vendor_account(link(&b.id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(moved.vendor_accounts[0].account_id, "444455556666");
     gw.stop().await;
 }
 
 async fn concurrent_creates_with_one_request_id(backend: Backend) {
-    let Some(gw) = TestGateway::start(backend).await else { return };
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
     let client = gw.customers(&gw.admin_key).await;
     let calls = (0..50).map(|_| {
         let mut client = client.clone();
@@ -269,7 +331,10 @@ async fn concurrent_creates_with_one_request_id(backend: Backend) {
     let results = futures::future::join_all(calls).await;
     let ids: Vec<String> = results
         .into_iter()
-        .map(|r| r.expect("task").expect("every call succeeds with the same customer"))
+        .map(|r| {
+            r.expect("task")
+                .expect("every call succeeds with the same customer")
+        })
         .collect();
     assert_eq!(ids.len(), 50);
     assert!(ids.iter().all(|id| id == &ids[0]), "one customer: {ids:?}");
@@ -283,4 +348,8 @@ async fn concurrent_creates_with_one_request_id(backend: Backend) {
     gw.stop().await;
 }
 
-crate::both_backends!(lifecycle, vendor_account_links, concurrent_creates_with_one_request_id);
+crate::both_backends!(
+    lifecycle,
+    vendor_account_links,
+    concurrent_creates_with_one_request_id
+);

@@ -127,9 +127,11 @@ impl Drop for TestDatabase {
                     .expect("cleanup runtime");
                 runtime.block_on(async {
                     if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
-                        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
+                        let _ = diesel::sql_query(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        ))
+                        .execute(&mut admin)
+                        .await;
                     }
                 });
             })
@@ -143,10 +145,12 @@ pub struct TestGateway {
     pub address: SocketAddr,
     pub store: Arc<Store>,
     pub admin_key: String,
+    #[allow(dead_code)] // for tests that need the tenant id
     pub tenant_id: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    pub database: TestDatabase,
+    // Dropped with the gateway: removes the database.
+    _database: TestDatabase,
 }
 
 impl TestGateway {
@@ -155,9 +159,8 @@ impl TestGateway {
         migrate::run(&database.url, Direction::Up)
             .await
             .expect("migrations");
-        let store = Arc::new(
-            Store::connect(&database.url, &Default::default()).expect("connect store"),
-        );
+        let store =
+            Arc::new(Store::connect(&database.url, &Default::default()).expect("connect store"));
         let (tenant, key) = store
             .create_tenant(NewTenant::parse("Test ISP", "ZAR", "Africa/Johannesburg").unwrap())
             .await
@@ -186,7 +189,7 @@ impl TestGateway {
             tenant_id: tenant.id,
             shutdown: Some(tx),
             server: Some(server),
-            database,
+            _database: database,
         })
     }
 
@@ -208,7 +211,10 @@ impl TestGateway {
             .expect("connect to gateway")
     }
 
-    pub async fn customers(&self, key: &str) -> CustomerServiceClient<InterceptedService<Channel, Bearer>> {
+    pub async fn customers(
+        &self,
+        key: &str,
+    ) -> CustomerServiceClient<InterceptedService<Channel, Bearer>> {
         CustomerServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
     }
 
@@ -219,7 +225,10 @@ impl TestGateway {
         PartnerAccountServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
     }
 
-    pub async fn tenants(&self, key: &str) -> TenantServiceClient<InterceptedService<Channel, Bearer>> {
+    pub async fn tenants(
+        &self,
+        key: &str,
+    ) -> TenantServiceClient<InterceptedService<Channel, Bearer>> {
         TenantServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
     }
 
@@ -246,7 +255,9 @@ impl Bearer {
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -269,7 +280,11 @@ pub fn field_violations(status: &Status) -> Vec<(String, String)> {
 
 /// Asserts `result` failed with `code` and a field violation naming `field`.
 #[track_caller]
-pub fn assert_violation<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code, field: &str) {
+pub fn assert_violation<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: tonic::Code,
+    field: &str,
+) {
     let status = result.expect_err("call should fail");
     assert_eq!(status.code(), code, "{status:?}");
     let violations = field_violations(&status);

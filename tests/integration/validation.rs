@@ -1,0 +1,209 @@
+//! Bad input: each answers the right code with a field violation and writes nothing.
+use msp_gateway::proto::v1;
+use tonic::Code;
+
+use crate::customers::{new_customer, simulator_account};
+use crate::harness::{Backend, TestGateway, assert_violation};
+
+async fn bad_customer_input_writes_nothing(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    simulator_account(&gw).await;
+    let mut client = gw.customers(&gw.admin_key).await;
+
+    type Mutation = fn(&mut v1::CreateCustomerRequest);
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "empty name",
+            |r| r.display_name = "  ".into(),
+            "display_name",
+        ),
+        (
+            "oversized name",
+            |r| r.display_name = "x".repeat(201),
+            "display_name",
+        ),
+        (
+            "lower-case currency",
+            |r| r.billing_currency = "zar".into(),
+            "billing_currency",
+        ),
+        (
+            "unknown currency",
+            |r| r.billing_currency = "ABC".into(),
+            "billing_currency",
+        ),
+        (
+            "negative limit",
+            |r| r.credit_limit = "-1.00".into(),
+            "credit_limit",
+        ),
+        (
+            "malformed limit",
+            |r| r.credit_limit = "1,000".into(),
+            "credit_limit",
+        ),
+        (
+            "exponent limit",
+            |r| r.credit_limit = "1e6".into(),
+            "credit_limit",
+        ),
+        (
+            "too precise limit",
+            |r| r.credit_limit = "10.001".into(),
+            "credit_limit",
+        ),
+        (
+            "unknown billing cycle",
+            |r| r.billing_cycle = 42,
+            "billing_cycle",
+        ),
+        (
+            "missing billing cycle",
+            |r| r.billing_cycle = 0,
+            "billing_cycle",
+        ),
+        (
+            "bad time zone",
+            |r| r.time_zone = "Mars/Olympus".into(),
+            "time_zone",
+        ),
+        ("missing request id", |r| r.request_id.clear(), "request_id"),
+        (
+            "oversized external ref",
+            |r| r.external_ref = "r".repeat(129),
+            "external_ref",
+        ),
+        (
+            "spaces in external ref",
+            |r| r.external_ref = "A B".into(),
+            "external_ref",
+        ),
+        (
+            "unknown vendor",
+            |r| {
+                r.enrollments = vec![v1::EnrollmentRequest {
+                    vendor: 9,
+                    partner_account_id: String::new(),
+                }]
+            },
+            "enrollments[0].vendor",
+        ),
+        (
+            "vendor twice",
+            |r| {
+                let sim = v1::EnrollmentRequest {
+                    vendor: v1::Vendor::Simulator.into(),
+                    partner_account_id: String::new(),
+                };
+                r.enrollments = vec![sim.clone(), sim];
+            },
+            "enrollments[1].vendor",
+        ),
+    ];
+    for (i, (label, mutate, field)) in cases.into_iter().enumerate() {
+        let mut request = new_customer(&format!("bad-{i}"), &format!("BAD-{i}"));
+        mutate(&mut request);
+        let result = client.create_customer(request).await;
+        assert!(result.is_err(), "{label} was accepted");
+        assert_violation(result, Code::InvalidArgument, field);
+    }
+
+    // Enrolling with a vendor the tenant has no partner account for is a failed precondition.
+    let mut request = new_customer("no-aws", "NO-AWS");
+    request.enrollments = vec![v1::EnrollmentRequest {
+        vendor: v1::Vendor::Aws.into(),
+        partner_account_id: String::new(),
+    }];
+    let status = client
+        .create_customer(request)
+        .await
+        .expect_err("no AWS account");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Malformed page tokens and sizes.
+    let token = client
+        .list_customers(v1::ListCustomersRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_violation(token, Code::InvalidArgument, "page_token");
+    let size = client
+        .list_customers(v1::ListCustomersRequest {
+            page_size: -5,
+            ..Default::default()
+        })
+        .await;
+    assert_violation(size, Code::InvalidArgument, "page_size");
+
+    // Nothing was written by any of the refused calls.
+    let all = client
+        .list_customers(v1::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        all.customers.is_empty(),
+        "refused calls wrote {:?}",
+        all.customers
+    );
+    gw.stop().await;
+}
+
+async fn bad_updates_are_refused(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let mut client = gw.customers(&gw.admin_key).await;
+    let created = client
+        .create_customer(new_customer("u-1", "UPD-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let update = |customer: v1::Customer, paths: &[&str]| v1::UpdateCustomerRequest {
+        customer: Some(customer),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+        request_id: String::new(),
+    };
+    let mut bad = created.clone();
+    bad.credit_limit = "-5".into();
+    assert_violation(
+        client.update_customer(update(bad, &["credit_limit"])).await,
+        Code::InvalidArgument,
+        "customer.credit_limit",
+    );
+    assert_violation(
+        client
+            .update_customer(update(created.clone(), &["billing_currency"]))
+            .await,
+        Code::InvalidArgument,
+        "update_mask.paths[0]",
+    );
+    assert_violation(
+        client.update_customer(update(created.clone(), &[])).await,
+        Code::InvalidArgument,
+        "update_mask",
+    );
+    let mut missing = created.clone();
+    missing.id = "cus_doesnotexist".into();
+    let status = client
+        .update_customer(update(missing, &["display_name"]))
+        .await
+        .expect_err("unknown customer");
+    assert_eq!(status.code(), Code::NotFound);
+    let after = client
+        .get_customer(v1::GetCustomerRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, created, "refused updates changed nothing");
+    gw.stop().await;
+}
+
+crate::both_backends!(bad_customer_input_writes_nothing, bad_updates_are_refused);
