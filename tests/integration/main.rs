@@ -6,4 +6,5 @@ mod auth;
 mod customers;
 mod migrations;
 mod partner_accounts;
+mod server;
 mod validation;
