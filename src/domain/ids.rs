@@ -10,3 +10,4 @@ pub const TENANT: &str = "ten";
 pub const API_KEY: &str = "key";
 pub const PARTNER_ACCOUNT: &str = "pa";
 pub const CUSTOMER: &str = "cus";
+pub const PRICE_RULE: &str = "pr";

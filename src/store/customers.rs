@@ -446,6 +446,8 @@ for_each_backend! {
                     .await?;
             }
             touch(conn, &customer).await?;
+            // Usage that was waiting for this account can be rated now.
+            q::ingest::rerate(conn, tenant_id, true).await?;
             get(conn, tenant_id, customer_id).await
         })
         .await

@@ -5,14 +5,19 @@
 //! [`Store`] methods pick the backend at run time. Dialect branches live only where the SQL
 //! differs. Everything returns domain types and [`crate::domain::Error`].
 pub mod api_keys;
+mod batch;
+pub mod charges;
 pub mod customers;
 mod errors;
 pub mod idempotency;
+pub mod ingest;
 pub mod migrate;
 pub mod partner_accounts;
+pub mod pricing;
 pub mod schema;
 pub mod sql_types;
 pub mod tenants;
+pub mod usage_lines;
 
 use std::time::Duration;
 
@@ -56,19 +61,27 @@ pub(crate) use for_each_backend;
 /// Each concept's PostgreSQL query module, for query code that calls across concepts.
 pub mod pg_queries {
     pub use super::api_keys::pg as api_keys;
+    pub use super::charges::pg as charges;
     pub use super::customers::pg as customers;
     pub use super::idempotency::pg as idempotency;
+    pub use super::ingest::pg as ingest;
     pub use super::partner_accounts::pg as partner_accounts;
+    pub use super::pricing::pg as pricing;
     pub use super::tenants::pg as tenants;
+    pub use super::usage_lines::pg as usage_lines;
 }
 
 /// Each concept's SQLite query module.
 pub mod sqlite_queries {
     pub use super::api_keys::sqlite as api_keys;
+    pub use super::charges::sqlite as charges;
     pub use super::customers::sqlite as customers;
     pub use super::idempotency::sqlite as idempotency;
+    pub use super::ingest::sqlite as ingest;
     pub use super::partner_accounts::sqlite as partner_accounts;
+    pub use super::pricing::sqlite as pricing;
     pub use super::tenants::sqlite as tenants;
+    pub use super::usage_lines::sqlite as usage_lines;
 }
 
 /// Runs `$module::$function(conn, args…)` on the store's backend. `read` takes any pooled

@@ -115,6 +115,117 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::{Exact, Instant};
+
+    price_rules (id) {
+        id -> Text,
+        tenant_id -> Text,
+        vendor -> Nullable<Text>,
+        service -> Nullable<Text>,
+        meter -> Nullable<Text>,
+        customer_id -> Nullable<Text>,
+        kind -> Text,
+        value -> Exact,
+        currency -> Nullable<Text>,
+        effective_from -> Instant,
+        effective_to -> Nullable<Instant>,
+        created_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::{Exact, Instant};
+
+    fx_rates (tenant_id, from_currency, to_currency, effective_from) {
+        tenant_id -> Text,
+        from_currency -> Text,
+        to_currency -> Text,
+        effective_from -> Instant,
+        rate -> Exact,
+        created_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::{Exact, Instant};
+
+    usage_lines (tenant_id, line_key) {
+        tenant_id -> Text,
+        line_key -> Text,
+        partner_account_id -> Text,
+        vendor -> Text,
+        vendor_account_id -> Text,
+        service -> Text,
+        meter -> Text,
+        region -> Text,
+        window_start -> Instant,
+        window_end -> Instant,
+        meter_name -> Text,
+        quantity -> Exact,
+        unit -> Text,
+        cost -> Exact,
+        list_cost -> Nullable<Exact>,
+        currency -> Text,
+        estimated -> Bool,
+        removed -> Bool,
+        customer_id -> Nullable<Text>,
+        rated_amount -> Nullable<Exact>,
+        rated_currency -> Nullable<Text>,
+        rule_id -> Nullable<Text>,
+        unrated_reason -> Nullable<Text>,
+        updated_at -> Instant,
+    }
+}
+
+diesel::table! {
+    ledger_sequences (tenant_id) {
+        tenant_id -> Text,
+        last_sequence -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::{Exact, Instant};
+
+    charge_events (tenant_id, sequence) {
+        tenant_id -> Text,
+        sequence -> BigInt,
+        line_key -> Text,
+        customer_id -> Text,
+        kind -> Text,
+        amount -> Exact,
+        currency -> Text,
+        quantity -> Exact,
+        vendor -> Text,
+        service -> Text,
+        meter -> Text,
+        window_start -> Instant,
+        recorded_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
+    poll_states (partner_account_id) {
+        partner_account_id -> Text,
+        tenant_id -> Text,
+        version_tag -> Nullable<Text>,
+        last_poll_at -> Nullable<Instant>,
+        last_success_at -> Nullable<Instant>,
+        last_error -> Nullable<Text>,
+        requests_spent -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Instant>,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(customers -> tenants (tenant_id));
 diesel::joinable!(enrollments -> customers (customer_id));
@@ -130,4 +241,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     enrollments,
     vendor_accounts,
     idempotency_keys,
+    price_rules,
+    fx_rates,
+    usage_lines,
+    ledger_sequences,
+    charge_events,
+    poll_states,
 );

@@ -1,0 +1,294 @@
+//! The charge ledger's rules. The ledger is append-only: every change of a usage line's rated
+//! value appends a charge event carrying the delta, so for every usage key the sum of its events
+//! equals its current rated value, and re-ingesting identical data appends nothing.
+//!
+//! [`plan_pull`], [`plan_upsert`] and [`plan_rerate`] are pure: given the stored lines and the new
+//! facts they say which lines to write and which events to append; the store applies the plan in
+//! one transaction and numbers the events.
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use super::rating::{Chargee, PriceBook, RatedAmount, UnratedReason, rate};
+use super::usage::UsageLine;
+use super::vendor::Vendor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChargeKind {
+    /// First rating of a line.
+    New,
+    /// The vendor restated the line's usage or cost.
+    Revision,
+    /// The line disappeared from the vendor's data, or can no longer be rated.
+    Reversal,
+    /// A price rule or FX rate changed.
+    Rerate,
+}
+
+impl ChargeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeKind::New => "NEW",
+            ChargeKind::Revision => "REVISION",
+            ChargeKind::Reversal => "REVERSAL",
+            ChargeKind::Rerate => "RERATE",
+        }
+    }
+}
+
+impl std::str::FromStr for ChargeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "NEW" => Ok(ChargeKind::New),
+            "REVISION" => Ok(ChargeKind::Revision),
+            "REVERSAL" => Ok(ChargeKind::Reversal),
+            "RERATE" => Ok(ChargeKind::Rerate),
+            other => Err(format!("unknown charge kind {other:?}")),
+        }
+    }
+}
+
+/// A usage line as the ledger keeps it: the vendor's latest statement plus its current rating.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerLine {
+    pub line_key: String,
+    pub partner_account_id: String,
+    pub vendor: Vendor,
+    pub usage: UsageLine,
+    /// Gone from the vendor's latest restatement of its window.
+    pub removed: bool,
+    /// Fixed when the line is first seen with a linked vendor account, so a line's charges never
+    /// move between customers.
+    pub customer_id: Option<String>,
+    pub rating: Option<RatedAmount>,
+    pub unrated_reason: Option<UnratedReason>,
+}
+
+impl LedgerLine {
+    /// The amount currently charged for this line (zero when unrated or removed).
+    fn charged(&self) -> Option<(&RatedAmount, Decimal)> {
+        match (&self.rating, self.removed) {
+            (Some(r), false) => Some((r, self.usage.quantity)),
+            _ => None,
+        }
+    }
+}
+
+/// A charge event before the store numbers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChargeEvent {
+    pub line_key: String,
+    pub customer_id: String,
+    pub kind: ChargeKind,
+    pub amount: Decimal,
+    pub currency: super::money::Currency,
+    pub quantity: Decimal,
+    pub vendor: Vendor,
+    pub service: String,
+    pub meter: String,
+    pub window_start: DateTime<Utc>,
+}
+
+/// What to write: changed lines and the events their changes imply, in a stable order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LedgerPlan {
+    pub lines: Vec<LedgerLine>,
+    pub events: Vec<NewChargeEvent>,
+}
+
+/// The identity of a usage key within a tenant.
+pub fn line_key(partner_account_id: &str, line: &UsageLine) -> String {
+    let k = &line.key;
+    let mut hasher = Sha256::new();
+    for part in [
+        partner_account_id,
+        &k.vendor_account_id,
+        &k.service,
+        &k.meter,
+        &k.region,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    hasher.update(k.window_start.timestamp_micros().to_be_bytes());
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Everything rating needs besides the line: the partner account it came through, who owns
+/// which vendor account, and the prices.
+pub struct RatingContext<'a> {
+    pub partner_account_id: &'a str,
+    pub vendor: Vendor,
+    pub partner_discount_rate: Decimal,
+    /// vendor account id -> the customer it is linked to.
+    pub chargees: &'a HashMap<String, Chargee>,
+    pub chargee_currencies: &'a HashMap<String, super::money::Currency>,
+    pub prices: PriceBook<'a>,
+}
+
+impl RatingContext<'_> {
+    fn chargee_for(&self, customer_id: Option<&str>, vendor_account_id: &str) -> Option<Chargee> {
+        match customer_id {
+            Some(id) => self.chargee_currencies.get(id).map(|currency| Chargee {
+                customer_id: id.to_string(),
+                currency: *currency,
+            }),
+            None => self.chargees.get(vendor_account_id).cloned(),
+        }
+    }
+
+    /// The line after (re)rating `usage`, keeping an existing customer attribution.
+    fn rated(&self, previous: Option<&LedgerLine>, line_key: String, usage: UsageLine) -> LedgerLine {
+        let fixed_customer = previous.and_then(|p| p.customer_id.as_deref());
+        let chargee = self.chargee_for(fixed_customer, &usage.key.vendor_account_id);
+        let result = rate(
+            &usage,
+            self.vendor,
+            self.partner_discount_rate,
+            chargee.as_ref(),
+            &self.prices,
+        );
+        let (rating, unrated_reason) = match result {
+            Ok(r) => (Some(r), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let customer_id = fixed_customer
+            .map(str::to_string)
+            .or_else(|| chargee.map(|c| c.customer_id));
+        LedgerLine {
+            line_key,
+            partner_account_id: self.partner_account_id.to_string(),
+            vendor: self.vendor,
+            usage,
+            removed: false,
+            customer_id,
+            rating,
+            unrated_reason,
+        }
+    }
+}
+
+/// The event that takes a line from `before` to `after`, if its charge changed.
+fn delta(before: Option<&LedgerLine>, after: &LedgerLine, usage_changed: bool) -> Option<NewChargeEvent> {
+    let old = before.and_then(LedgerLine::charged);
+    let new = after.charged();
+    let (kind, amount, quantity, currency) = match (old, new) {
+        (None, None) => return None,
+        (None, Some((r, q))) => (ChargeKind::New, r.amount, q, r.currency),
+        (Some((r, q)), None) => (ChargeKind::Reversal, -r.amount, -q, r.currency),
+        (Some((o, oq)), Some((n, nq))) => {
+            if o.amount == n.amount && oq == nq {
+                return None;
+            }
+            let kind = if usage_changed { ChargeKind::Revision } else { ChargeKind::Rerate };
+            (kind, n.amount - o.amount, nq - oq, n.currency)
+        }
+    };
+    let customer_id = after
+        .customer_id
+        .clone()
+        .or_else(|| before.and_then(|b| b.customer_id.clone()))?;
+    Some(NewChargeEvent {
+        line_key: after.line_key.clone(),
+        customer_id,
+        kind,
+        amount,
+        currency,
+        quantity,
+        vendor: after.vendor,
+        service: after.usage.key.service.clone(),
+        meter: after.usage.key.meter.clone(),
+        window_start: after.usage.key.window_start,
+    })
+}
+
+fn apply(plan: &mut LedgerPlan, before: Option<&LedgerLine>, after: LedgerLine) {
+    if before == Some(&after) {
+        return; // identical data: nothing to append
+    }
+    let usage_changed = before.is_none_or(|b| b.removed || b.usage != after.usage);
+    if let Some(event) = delta(before, &after, usage_changed) {
+        plan.events.push(event);
+    }
+    plan.lines.push(after);
+}
+
+/// Lines pushed or pulled without restating a window: each incoming line replaces its key.
+pub fn plan_upsert(
+    stored: &HashMap<String, LedgerLine>,
+    incoming: Vec<UsageLine>,
+    ctx: &RatingContext<'_>,
+) -> LedgerPlan {
+    let mut plan = LedgerPlan::default();
+    let mut seen = HashMap::with_capacity(incoming.len());
+    for usage in incoming {
+        let key = line_key(ctx.partner_account_id, &usage);
+        // A duplicate key within one batch: the last statement wins.
+        seen.insert(key, usage);
+    }
+    let mut keys: Vec<_> = seen.into_iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, usage) in keys {
+        let before = stored.get(&key);
+        let after = ctx.rated(before, key, usage);
+        apply(&mut plan, before, after);
+    }
+    plan
+}
+
+/// A pull restating every line with a window start in `[start, end)`: lines of that window
+/// missing from `incoming` are removed and their charges reversed.
+pub fn plan_pull(
+    stored: &HashMap<String, LedgerLine>,
+    incoming: Vec<UsageLine>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    ctx: &RatingContext<'_>,
+) -> LedgerPlan {
+    let in_window = |at: DateTime<Utc>| at >= start && at < end;
+    let incoming: Vec<UsageLine> = incoming
+        .into_iter()
+        .filter(|l| in_window(l.key.window_start))
+        .collect();
+    let pulled: HashSet<String> = incoming
+        .iter()
+        .map(|l| line_key(ctx.partner_account_id, l))
+        .collect();
+    let mut plan = plan_upsert(stored, incoming, ctx);
+    let mut vanished: Vec<&LedgerLine> = stored
+        .values()
+        .filter(|l| {
+            !l.removed
+                && l.partner_account_id == ctx.partner_account_id
+                && in_window(l.usage.key.window_start)
+                && !pulled.contains(&l.line_key)
+        })
+        .collect();
+    vanished.sort_by(|a, b| a.line_key.cmp(&b.line_key));
+    for line in vanished {
+        let mut after = line.clone();
+        after.removed = true;
+        apply(&mut plan, Some(line), after);
+    }
+    plan
+}
+
+/// Re-rates stored lines against the current prices and links (after a rule, FX rate or link
+/// changed): every line whose charge changes gets an event.
+pub fn plan_rerate<'a>(
+    lines: impl IntoIterator<Item = &'a LedgerLine>,
+    ctx: &RatingContext<'_>,
+) -> LedgerPlan {
+    let mut plan = LedgerPlan::default();
+    for line in lines {
+        if line.removed {
+            continue;
+        }
+        let after = ctx.rated(Some(line), line.line_key.clone(), line.usage.clone());
+        apply(&mut plan, Some(line), after);
+    }
+    plan
+}

@@ -1,0 +1,174 @@
+//! The append-only charge ledger: numbering events with the per-tenant sequence and reading them.
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::for_each_backend;
+use super::schema::{charge_events, ledger_sequences};
+use super::sql_types::{DbDecimal, DbTime};
+use crate::domain::error::{Error, Result};
+use crate::domain::ledger::{ChargeKind, NewChargeEvent};
+use crate::domain::money::Currency;
+
+/// A recorded charge event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargeEvent {
+    pub sequence: i64,
+    pub line_key: String,
+    pub customer_id: String,
+    pub kind: ChargeKind,
+    pub amount: rust_decimal::Decimal,
+    pub currency: Currency,
+    pub quantity: rust_decimal::Decimal,
+    pub vendor: crate::domain::vendor::Vendor,
+    pub service: String,
+    pub meter: String,
+    pub window_start: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = charge_events, treat_none_as_default_value = false)]
+pub struct ChargeEventRow {
+    tenant_id: String,
+    sequence: i64,
+    line_key: String,
+    customer_id: String,
+    kind: String,
+    amount: DbDecimal,
+    currency: String,
+    quantity: DbDecimal,
+    vendor: String,
+    service: String,
+    meter: String,
+    window_start: DbTime,
+    recorded_at: DbTime,
+}
+
+impl ChargeEventRow {
+    fn into_event(self) -> Result<ChargeEvent> {
+        let corrupt = |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
+        Ok(ChargeEvent {
+            kind: self.kind.parse().map_err(corrupt)?,
+            vendor: self.vendor.parse().map_err(corrupt)?,
+            currency: Currency::parse("currency", &self.currency).map_err(|e| corrupt(e.to_string()))?,
+            sequence: self.sequence,
+            line_key: self.line_key,
+            customer_id: self.customer_id,
+            amount: self.amount.0,
+            quantity: self.quantity.0,
+            service: self.service,
+            meter: self.meter,
+            window_start: self.window_start.0,
+            recorded_at: self.recorded_at.0,
+        })
+    }
+}
+
+/// Filters of a charge listing.
+#[derive(Debug, Clone, Default)]
+pub struct ChargeFilter {
+    pub customer_id: Option<String>,
+    pub kinds: Vec<ChargeKind>,
+    /// Usage windows starting in `[from, to)`.
+    pub window_from: Option<DateTime<Utc>>,
+    pub window_to: Option<DateTime<Utc>>,
+}
+
+for_each_backend! {
+    /// Takes the tenant's ledger lock: the sequence row stays locked until the transaction ends,
+    /// so ledger writers of one tenant run one at a time and commit in sequence order.
+    pub async fn lock_ledger(conn: &mut Conn, tenant_id: &str) -> Result<()> {
+        diesel::insert_into(ledger_sequences::table)
+            .values((ledger_sequences::tenant_id.eq(tenant_id), ledger_sequences::last_sequence.eq(0i64)))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        diesel::update(ledger_sequences::table.find(tenant_id))
+            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Numbers and appends `events` (the ledger lock must be held). Returns the last sequence.
+    pub async fn append(conn: &mut Conn, tenant_id: &str, events: &[NewChargeEvent]) -> Result<Option<i64>> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let count = events.len() as i64;
+        let last: i64 = diesel::update(ledger_sequences::table.find(tenant_id))
+            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence + count))
+            .returning(ledger_sequences::last_sequence)
+            .get_result(conn)
+            .await?;
+        let first = last - count + 1;
+        let now = DbTime(Utc::now());
+        for (chunk_index, chunk) in events.chunks(crate::store::usage_lines::BATCH_ROWS).enumerate() {
+            let base = first + (chunk_index * crate::store::usage_lines::BATCH_ROWS) as i64;
+            let rows: Vec<ChargeEventRow> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, e)| ChargeEventRow {
+                    tenant_id: tenant_id.to_string(),
+                    sequence: base + i as i64,
+                    line_key: e.line_key.clone(),
+                    customer_id: e.customer_id.clone(),
+                    kind: e.kind.as_str().to_string(),
+                    amount: DbDecimal(e.amount),
+                    currency: e.currency.code().to_string(),
+                    quantity: DbDecimal(e.quantity),
+                    vendor: e.vendor.as_str().to_string(),
+                    service: e.service.clone(),
+                    meter: e.meter.clone(),
+                    window_start: DbTime(e.window_start),
+                    recorded_at: now,
+                })
+                .collect();
+            crate::store::batch::BatchWriter::insert_charge_events(conn, rows).await?;
+        }
+        Ok(Some(last))
+    }
+
+    /// Events after `after_sequence`, in sequence order.
+    pub async fn list(
+        conn: &mut Conn,
+        tenant_id: &str,
+        filter: &ChargeFilter,
+        after_sequence: i64,
+        limit: i64,
+    ) -> Result<Vec<ChargeEvent>> {
+        let mut query = charge_events::table
+            .filter(charge_events::tenant_id.eq(tenant_id))
+            .filter(charge_events::sequence.gt(after_sequence))
+            .select(ChargeEventRow::as_select())
+            .order(charge_events::sequence)
+            .limit(limit)
+            .into_boxed();
+        if let Some(customer_id) = &filter.customer_id {
+            query = query.filter(charge_events::customer_id.eq(customer_id));
+        }
+        if !filter.kinds.is_empty() {
+            let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+            query = query.filter(charge_events::kind.eq_any(kinds));
+        }
+        if let Some(from) = filter.window_from {
+            query = query.filter(charge_events::window_start.ge(DbTime(from)));
+        }
+        if let Some(to) = filter.window_to {
+            query = query.filter(charge_events::window_start.lt(DbTime(to)));
+        }
+        query.load(conn).await?.into_iter().map(ChargeEventRow::into_event).collect()
+    }
+
+    /// The tenant's last sequence (0 before the first event).
+    pub async fn high_water_mark(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
+        Ok(ledger_sequences::table
+            .find(tenant_id)
+            .select(ledger_sequences::last_sequence)
+            .first(conn)
+            .await
+            .optional()?
+            .unwrap_or(0))
+    }
+}

@@ -1,0 +1,163 @@
+//! Ledger writes: a vendor pull, pushed usage, or a re-rate, each in one transaction under the
+//! tenant's ledger lock. The domain plans what changes (`domain::ledger`); this applies it.
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::schema::{customers, vendor_accounts};
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::error::{Error, Result};
+use crate::domain::ledger::{LedgerPlan, RatingContext, line_key, plan_pull, plan_rerate, plan_upsert};
+use crate::domain::money::Currency;
+use crate::domain::partner_account::PartnerAccount;
+use crate::domain::pricing::{FxRate, PriceRule};
+use crate::domain::rating::{Chargee, PriceBook};
+use crate::domain::usage::UsageLine;
+use crate::domain::vendor::Vendor;
+use crate::vendors::Pull;
+
+/// What a ledger write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Usage lines inserted or changed.
+    pub lines_written: usize,
+    /// Charge events appended.
+    pub events_appended: usize,
+    /// The tenant's sequence after the write, when events were appended.
+    pub last_sequence: Option<i64>,
+}
+
+/// Prices and links of one tenant, loaded once per write.
+struct TenantPricing {
+    rules: Vec<PriceRule>,
+    fx: Vec<FxRate>,
+    /// (vendor, vendor account id) -> linked customer.
+    chargees: HashMap<Vendor, HashMap<String, Chargee>>,
+    currencies: HashMap<String, Currency>,
+}
+
+impl TenantPricing {
+    fn context<'a>(&'a self, account: &'a PartnerAccount, empty: &'a HashMap<String, Chargee>) -> RatingContext<'a> {
+        RatingContext {
+            partner_account_id: &account.id,
+            vendor: account.spec.vendor,
+            partner_discount_rate: account.spec.partner_discount_rate,
+            chargees: self.chargees.get(&account.spec.vendor).unwrap_or(empty),
+            chargee_currencies: &self.currencies,
+            prices: PriceBook { rules: &self.rules, fx: &self.fx },
+        }
+    }
+}
+
+fn parse_currency(code: &str) -> Result<Currency> {
+    Currency::parse("billing_currency", code).map_err(|e| Error::Internal(format!("stored customer: {e}")))
+}
+
+for_each_backend! {
+    async fn pricing(conn: &mut Conn, tenant_id: &str) -> Result<TenantPricing> {
+        let rules = q::pricing::rules(conn, tenant_id).await?;
+        let fx = q::pricing::fx(conn, tenant_id).await?;
+        let currencies: HashMap<String, Currency> = customers::table
+            .filter(customers::tenant_id.eq(tenant_id))
+            .select((customers::id, customers::billing_currency))
+            .load::<(String, String)>(conn)
+            .await?
+            .into_iter()
+            .map(|(id, code)| Ok((id, parse_currency(&code)?)))
+            .collect::<Result<_>>()?;
+        let links: Vec<(String, String, String)> = vendor_accounts::table
+            .filter(vendor_accounts::tenant_id.eq(tenant_id))
+            .select((vendor_accounts::vendor, vendor_accounts::account_id, vendor_accounts::customer_id))
+            .load(conn)
+            .await?;
+        let mut chargees: HashMap<Vendor, HashMap<String, Chargee>> = HashMap::new();
+        for (vendor, account_id, customer_id) in links {
+            let vendor: Vendor = vendor.parse().map_err(Error::Internal)?;
+            let Some(currency) = currencies.get(&customer_id) else { continue };
+            chargees.entry(vendor).or_default().insert(account_id, Chargee { customer_id, currency: *currency });
+        }
+        Ok(TenantPricing { rules, fx, chargees, currencies })
+    }
+
+    async fn apply(conn: &mut Conn, tenant_id: &str, plan: LedgerPlan) -> Result<IngestSummary> {
+        q::usage_lines::upsert(conn, tenant_id, &plan.lines).await?;
+        let last_sequence = q::charges::append(conn, tenant_id, &plan.events).await?;
+        Ok(IngestSummary {
+            lines_written: plan.lines.len(),
+            events_appended: plan.events.len(),
+            last_sequence,
+        })
+    }
+
+    /// Records a pull that restates `[pull.start, pull.end)` for the partner account.
+    pub async fn pull(conn: &mut Conn, tenant_id: &str, account: &PartnerAccount, pull: &Pull) -> Result<IngestSummary> {
+        conn.transaction(async |conn| {
+            q::charges::lock_ledger(conn, tenant_id).await?;
+            let pricing = pricing(conn, tenant_id).await?;
+            let stored = q::usage_lines::in_window(conn, tenant_id, &account.id, pull.start, pull.end).await?;
+            let empty = HashMap::new();
+            let plan = plan_pull(&stored, pull.lines.clone(), pull.start, pull.end, &pricing.context(account, &empty));
+            apply(conn, tenant_id, plan).await
+        })
+        .await
+    }
+
+    /// Records pushed lines: each replaces its key; nothing else is touched.
+    pub async fn push(conn: &mut Conn, tenant_id: &str, account: &PartnerAccount, lines: Vec<UsageLine>) -> Result<IngestSummary> {
+        conn.transaction(async |conn| {
+            q::charges::lock_ledger(conn, tenant_id).await?;
+            let pricing = pricing(conn, tenant_id).await?;
+            let keys: Vec<String> = lines.iter().map(|l| line_key(&account.id, l)).collect();
+            let stored = q::usage_lines::by_keys(conn, tenant_id, &keys).await?;
+            let empty = HashMap::new();
+            let plan = plan_upsert(&stored, lines, &pricing.context(account, &empty));
+            apply(conn, tenant_id, plan).await
+        })
+        .await
+    }
+
+    /// Re-rates live lines (only the unrated ones, after a link) against current prices.
+    pub async fn rerate(conn: &mut Conn, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
+        conn.transaction(async |conn| {
+            q::charges::lock_ledger(conn, tenant_id).await?;
+            let pricing = pricing(conn, tenant_id).await?;
+            let accounts: HashMap<String, PartnerAccount> = q::partner_accounts::all(conn, tenant_id)
+                .await?
+                .into_iter()
+                .map(|a| (a.id.clone(), a))
+                .collect();
+            let lines = q::usage_lines::for_rerate(conn, tenant_id, only_unrated).await?;
+            let mut by_account: HashMap<&str, Vec<&crate::domain::ledger::LedgerLine>> = HashMap::new();
+            for line in &lines {
+                by_account.entry(line.partner_account_id.as_str()).or_default().push(line);
+            }
+            let empty = HashMap::new();
+            let mut plan = LedgerPlan::default();
+            let mut account_ids: Vec<&str> = by_account.keys().copied().collect();
+            account_ids.sort_unstable();
+            for id in account_ids {
+                let Some(account) = accounts.get(id) else { continue };
+                let part = plan_rerate(by_account[id].iter().copied(), &pricing.context(account, &empty));
+                plan.lines.extend(part.lines);
+                plan.events.extend(part.events);
+            }
+            apply(conn, tenant_id, plan).await
+        })
+        .await
+    }
+}
+
+impl Store {
+    pub async fn ingest_pull(&self, tenant_id: &str, account: &PartnerAccount, pull: &Pull) -> Result<IngestSummary> {
+        dispatch!(self, write, ingest::pull(tenant_id, account, pull))
+    }
+
+    pub async fn ingest_push(&self, tenant_id: &str, account: &PartnerAccount, lines: Vec<UsageLine>) -> Result<IngestSummary> {
+        dispatch!(self, write, ingest::push(tenant_id, account, lines.clone()))
+    }
+
+    pub async fn rerate(&self, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
+        dispatch!(self, write, ingest::rerate(tenant_id, only_unrated))
+    }
+}

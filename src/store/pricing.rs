@@ -1,0 +1,215 @@
+//! Price rules and FX rates.
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::schema::{customers, fx_rates, price_rules};
+use super::sql_types::{DbDecimal, DbTime};
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::access::Principal;
+use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::ids;
+use crate::domain::money::Currency;
+use crate::domain::paging::{Page, PageRequest};
+use crate::domain::pricing::{FxRate, PriceRule, RuleScope};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = price_rules)]
+struct PriceRuleRow {
+    id: String,
+    vendor: Option<String>,
+    service: Option<String>,
+    meter: Option<String>,
+    customer_id: Option<String>,
+    kind: String,
+    value: DbDecimal,
+    currency: Option<String>,
+    effective_from: DbTime,
+    effective_to: Option<DbTime>,
+    created_at: DbTime,
+}
+
+impl PriceRuleRow {
+    fn into_rule(self) -> Result<PriceRule> {
+        let corrupt = |e: String| Error::Internal(format!("stored price rule {}: {e}", self.id));
+        Ok(PriceRule {
+            scope: RuleScope {
+                vendor: self.vendor.as_deref().map(str::parse).transpose().map_err(corrupt)?,
+                service: self.service,
+                meter: self.meter,
+                customer_id: self.customer_id,
+            },
+            kind: self.kind.parse().map_err(corrupt)?,
+            value: self.value.0,
+            currency: self
+                .currency
+                .as_deref()
+                .map(|c| Currency::parse("currency", c))
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            effective_from: self.effective_from.0,
+            effective_to: self.effective_to.map(|t| t.0),
+            created_at: self.created_at.0,
+            id: self.id,
+        })
+    }
+}
+
+/// A validated new rule (its id and creation time are the store's).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewPriceRule {
+    pub scope: RuleScope,
+    pub kind: crate::domain::pricing::PriceKind,
+    pub value: rust_decimal::Decimal,
+    #[serde(serialize_with = "serialize_currency")]
+    pub currency: Option<Currency>,
+    pub effective_from: chrono::DateTime<Utc>,
+    pub effective_to: Option<chrono::DateTime<Utc>>,
+}
+
+fn serialize_currency<S: serde::Serializer>(c: &Option<Currency>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_some(c.code()),
+        None => s.serialize_none(),
+    }
+}
+
+for_each_backend! {
+    pub async fn rules(conn: &mut Conn, tenant_id: &str) -> Result<Vec<PriceRule>> {
+        price_rules::table
+            .filter(price_rules::tenant_id.eq(tenant_id))
+            .select(PriceRuleRow::as_select())
+            .order(price_rules::id)
+            .load(conn)
+            .await?
+            .into_iter()
+            .map(PriceRuleRow::into_rule)
+            .collect()
+    }
+
+    pub async fn fx(conn: &mut Conn, tenant_id: &str) -> Result<Vec<FxRate>> {
+        let rows: Vec<(String, String, DbTime, DbDecimal)> = fx_rates::table
+            .filter(fx_rates::tenant_id.eq(tenant_id))
+            .select((fx_rates::from_currency, fx_rates::to_currency, fx_rates::effective_from, fx_rates::rate))
+            .order((fx_rates::from_currency, fx_rates::to_currency, fx_rates::effective_from))
+            .load(conn)
+            .await?;
+        rows.into_iter()
+            .map(|(from, to, at, rate)| {
+                let parse = |c: &str| Currency::parse("currency", c)
+                    .map_err(|e| Error::Internal(format!("stored FX rate: {e}")));
+                Ok(FxRate { from: parse(&from)?, to: parse(&to)?, rate: rate.0, effective_from: at.0 })
+            })
+            .collect()
+    }
+
+    /// Adds a rule and re-rates the tenant's lines in the same transaction.
+    pub async fn create_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule, request: &IdempotencyKey) -> Result<PriceRule> {
+        conn.transaction(async |conn| {
+            let id = ids::new_id(ids::PRICE_RULE);
+            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, &id).await? {
+                return get_rule(conn, tenant_id, &resource_id).await;
+            }
+            if let Some(customer_id) = &new.scope.customer_id {
+                let found: i64 = customers::table
+                    .filter(customers::tenant_id.eq(tenant_id))
+                    .filter(customers::id.eq(customer_id))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if found == 0 {
+                    return Err(Error::invalid("price_rule.customer_id", format!("customer {customer_id:?} not found")));
+                }
+            }
+            diesel::insert_into(price_rules::table)
+                .values((
+                    price_rules::id.eq(&id),
+                    price_rules::tenant_id.eq(tenant_id),
+                    price_rules::vendor.eq(new.scope.vendor.map(|v| v.as_str())),
+                    price_rules::service.eq(&new.scope.service),
+                    price_rules::meter.eq(&new.scope.meter),
+                    price_rules::customer_id.eq(&new.scope.customer_id),
+                    price_rules::kind.eq(new.kind.as_str()),
+                    price_rules::value.eq(DbDecimal(new.value)),
+                    price_rules::currency.eq(new.currency.map(|c| c.code())),
+                    price_rules::effective_from.eq(DbTime(new.effective_from)),
+                    price_rules::effective_to.eq(new.effective_to.map(DbTime)),
+                    price_rules::created_at.eq(DbTime(Utc::now())),
+                ))
+                .execute(conn)
+                .await?;
+            q::ingest::rerate(conn, tenant_id, false).await?;
+            get_rule(conn, tenant_id, &id).await
+        })
+        .await
+    }
+
+    pub async fn get_rule(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<PriceRule> {
+        price_rules::table
+            .filter(price_rules::tenant_id.eq(tenant_id))
+            .filter(price_rules::id.eq(id))
+            .select(PriceRuleRow::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("price rule", id))?
+            .into_rule()
+    }
+
+    pub async fn list_rules(conn: &mut Conn, tenant_id: &str, page: &PageRequest) -> Result<Page<PriceRule>> {
+        let mut query = price_rules::table
+            .filter(price_rules::tenant_id.eq(tenant_id))
+            .select(PriceRuleRow::as_select())
+            .order(price_rules::id)
+            .limit(page.fetch_limit())
+            .into_boxed();
+        if let Some(after) = &page.after {
+            query = query.filter(price_rules::id.gt(after));
+        }
+        let rules = query.load(conn).await?.into_iter().map(PriceRuleRow::into_rule).collect::<Result<Vec<_>>>()?;
+        Ok(page.page(rules, |r| &r.id))
+    }
+
+    /// Sets (or replaces) the rate from `effective_from` on and re-rates the tenant's lines.
+    pub async fn set_fx(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
+        use diesel::upsert::excluded;
+        conn.transaction(async |conn| {
+            diesel::insert_into(fx_rates::table)
+                .values((
+                    fx_rates::tenant_id.eq(tenant_id),
+                    fx_rates::from_currency.eq(rate.from.code()),
+                    fx_rates::to_currency.eq(rate.to.code()),
+                    fx_rates::effective_from.eq(DbTime(rate.effective_from)),
+                    fx_rates::rate.eq(DbDecimal(rate.rate)),
+                    fx_rates::created_at.eq(DbTime(Utc::now())),
+                ))
+                .on_conflict((fx_rates::tenant_id, fx_rates::from_currency, fx_rates::to_currency, fx_rates::effective_from))
+                .do_update()
+                .set(fx_rates::rate.eq(excluded(fx_rates::rate)))
+                .execute(conn)
+                .await?;
+            q::ingest::rerate(conn, tenant_id, false).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Store {
+    pub async fn create_price_rule(&self, principal: &Principal, new: &NewPriceRule, request: &IdempotencyKey) -> Result<PriceRule> {
+        dispatch!(self, write, pricing::create_rule(&principal.tenant_id, new, request))
+    }
+
+    pub async fn list_price_rules(&self, principal: &Principal, page: &PageRequest) -> Result<Page<PriceRule>> {
+        dispatch!(self, read, pricing::list_rules(&principal.tenant_id, page))
+    }
+
+    pub async fn set_fx_rate(&self, principal: &Principal, rate: &FxRate) -> Result<()> {
+        dispatch!(self, write, pricing::set_fx(&principal.tenant_id, rate))
+    }
+
+    pub async fn fx_rates(&self, principal: &Principal) -> Result<Vec<FxRate>> {
+        dispatch!(self, read, pricing::fx(&principal.tenant_id))
+    }
+}

@@ -1,0 +1,229 @@
+//! Usage lines as the ledger keeps them: row mapping and loading.
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::for_each_backend;
+use super::schema::usage_lines;
+use super::sql_types::{DbDecimal, DbTime};
+use crate::domain::error::{Error, Result};
+use crate::domain::ledger::LedgerLine;
+use crate::domain::money::Currency;
+use crate::domain::rating::{RatedAmount, UnratedReason};
+use crate::domain::usage::{UsageKey, UsageLine};
+
+/// Rows per multi-row INSERT: 24 columns stays under both SQLite's (32766) and PostgreSQL's
+/// (65535) bind-parameter limits.
+pub const BATCH_ROWS: usize = 1000;
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = usage_lines, treat_none_as_default_value = false)]
+pub struct UsageLineRow {
+    pub tenant_id: String,
+    pub line_key: String,
+    pub partner_account_id: String,
+    pub vendor: String,
+    pub vendor_account_id: String,
+    pub service: String,
+    pub meter: String,
+    pub region: String,
+    pub window_start: DbTime,
+    pub window_end: DbTime,
+    pub meter_name: String,
+    pub quantity: DbDecimal,
+    pub unit: String,
+    pub cost: DbDecimal,
+    pub list_cost: Option<DbDecimal>,
+    pub currency: String,
+    pub estimated: bool,
+    pub removed: bool,
+    pub customer_id: Option<String>,
+    pub rated_amount: Option<DbDecimal>,
+    pub rated_currency: Option<String>,
+    pub rule_id: Option<String>,
+    pub unrated_reason: Option<String>,
+    pub updated_at: DbTime,
+}
+
+/// Stored form of an unrated reason: its code, with the currency pair for FX.
+pub fn encode_reason(reason: &UnratedReason) -> String {
+    match reason {
+        UnratedReason::NoFxRate { from, to } => format!("NO_FX_RATE:{from}:{to}"),
+        UnratedReason::UnknownCurrency(code) => format!("UNKNOWN_CURRENCY:{code}"),
+        other => other.code().to_string(),
+    }
+}
+
+fn decode_reason(stored: &str) -> Result<UnratedReason> {
+    let mut parts = stored.split(':');
+    Ok(match (parts.next(), parts.next(), parts.next()) {
+        (Some("UNKNOWN_VENDOR_ACCOUNT"), None, None) => UnratedReason::UnknownVendorAccount,
+        (Some("NO_PRICE_RULE"), None, None) => UnratedReason::NoPriceRule,
+        (Some("OVERFLOW"), None, None) => UnratedReason::Overflow,
+        (Some("NO_FX_RATE"), Some(from), Some(to)) => UnratedReason::NoFxRate {
+            from: from.into(),
+            to: to.into(),
+        },
+        (Some("UNKNOWN_CURRENCY"), Some(code), None) => UnratedReason::UnknownCurrency(code.into()),
+        _ => return Err(Error::Internal(format!("stored unrated reason {stored:?}"))),
+    })
+}
+
+impl UsageLineRow {
+    pub fn from_line(tenant_id: &str, line: &LedgerLine, now: DateTime<Utc>) -> Self {
+        let u = &line.usage;
+        UsageLineRow {
+            tenant_id: tenant_id.to_string(),
+            line_key: line.line_key.clone(),
+            partner_account_id: line.partner_account_id.clone(),
+            vendor: line.vendor.as_str().to_string(),
+            vendor_account_id: u.key.vendor_account_id.clone(),
+            service: u.key.service.clone(),
+            meter: u.key.meter.clone(),
+            region: u.key.region.clone(),
+            window_start: DbTime(u.key.window_start),
+            window_end: DbTime(u.window_end),
+            meter_name: u.meter_name.clone(),
+            quantity: DbDecimal(u.quantity),
+            unit: u.unit.clone(),
+            cost: DbDecimal(u.cost),
+            list_cost: u.list_cost.map(DbDecimal),
+            currency: u.currency.clone(),
+            estimated: u.estimated,
+            removed: line.removed,
+            customer_id: line.customer_id.clone(),
+            rated_amount: line.rating.as_ref().map(|r| DbDecimal(r.amount)),
+            rated_currency: line.rating.as_ref().map(|r| r.currency.code().to_string()),
+            rule_id: line.rating.as_ref().map(|r| r.rule_id.clone()),
+            unrated_reason: line.unrated_reason.as_ref().map(encode_reason),
+            updated_at: DbTime(now),
+        }
+    }
+
+    pub fn into_line(self) -> Result<LedgerLine> {
+        let corrupt = |e: String| Error::Internal(format!("stored usage line {}: {e}", self.line_key));
+        let vendor = self.vendor.parse().map_err(corrupt)?;
+        let rating = match (self.rated_amount, &self.rated_currency, &self.rule_id) {
+            (Some(amount), Some(currency), Some(rule_id)) => Some(RatedAmount {
+                amount: amount.0,
+                currency: Currency::parse("rated_currency", currency)
+                    .map_err(|e| Error::Internal(format!("stored usage line {}: {e}", self.line_key)))?,
+                rule_id: rule_id.clone(),
+            }),
+            _ => None,
+        };
+        let unrated_reason = self.unrated_reason.as_deref().map(decode_reason).transpose()?;
+        Ok(LedgerLine {
+            line_key: self.line_key,
+            partner_account_id: self.partner_account_id,
+            vendor,
+            usage: UsageLine {
+                key: UsageKey {
+                    vendor_account_id: self.vendor_account_id,
+                    service: self.service,
+                    meter: self.meter,
+                    region: self.region,
+                    window_start: self.window_start.0,
+                },
+                window_end: self.window_end.0,
+                meter_name: self.meter_name,
+                quantity: self.quantity.0,
+                unit: self.unit,
+                cost: self.cost.0,
+                list_cost: self.list_cost.map(|d| d.0),
+                currency: self.currency,
+                estimated: self.estimated,
+            },
+            removed: self.removed,
+            customer_id: self.customer_id,
+            rating,
+            unrated_reason,
+        })
+    }
+}
+
+fn index(rows: Vec<UsageLineRow>) -> Result<HashMap<String, LedgerLine>> {
+    rows.into_iter()
+        .map(|row| row.into_line().map(|line| (line.line_key.clone(), line)))
+        .collect()
+}
+
+for_each_backend! {
+    /// The partner account's lines with a window start in `[start, end)`.
+    pub async fn in_window(
+        conn: &mut Conn,
+        tenant_id: &str,
+        partner_account_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<HashMap<String, LedgerLine>> {
+        let rows = usage_lines::table
+            .filter(usage_lines::tenant_id.eq(tenant_id))
+            .filter(usage_lines::partner_account_id.eq(partner_account_id))
+            .filter(usage_lines::window_start.ge(DbTime(start)))
+            .filter(usage_lines::window_start.lt(DbTime(end)))
+            .select(UsageLineRow::as_select())
+            .load(conn)
+            .await?;
+        index(rows)
+    }
+
+    /// The lines with these keys.
+    pub async fn by_keys(conn: &mut Conn, tenant_id: &str, keys: &[String]) -> Result<HashMap<String, LedgerLine>> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_ROWS) {
+            let rows = usage_lines::table
+                .filter(usage_lines::tenant_id.eq(tenant_id))
+                .filter(usage_lines::line_key.eq_any(chunk))
+                .select(UsageLineRow::as_select())
+                .load(conn)
+                .await?;
+            found.extend(index(rows)?);
+        }
+        Ok(found)
+    }
+
+    /// Every live line of the tenant that a price or link change may affect: the unrated ones,
+    /// or all of them.
+    pub async fn for_rerate(conn: &mut Conn, tenant_id: &str, only_unrated: bool) -> Result<Vec<LedgerLine>> {
+        let mut query = usage_lines::table
+            .filter(usage_lines::tenant_id.eq(tenant_id))
+            .filter(usage_lines::removed.eq(false))
+            .select(UsageLineRow::as_select())
+            .order(usage_lines::line_key)
+            .into_boxed();
+        if only_unrated {
+            query = query.filter(usage_lines::unrated_reason.is_not_null());
+        }
+        query.load(conn).await?.into_iter().map(UsageLineRow::into_line).collect()
+    }
+
+    /// Writes changed lines (insert or replace).
+    pub async fn upsert(conn: &mut Conn, tenant_id: &str, lines: &[LedgerLine]) -> Result<()> {
+        use crate::store::batch::BatchWriter;
+        let now = Utc::now();
+        for chunk in lines.chunks(BATCH_ROWS) {
+            let rows: Vec<UsageLineRow> = chunk.iter().map(|l| UsageLineRow::from_line(tenant_id, l, now)).collect();
+            conn.upsert_usage_lines(rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Unrated live lines, in key order.
+    pub async fn unrated(conn: &mut Conn, tenant_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<LedgerLine>> {
+        let mut query = usage_lines::table
+            .filter(usage_lines::tenant_id.eq(tenant_id))
+            .filter(usage_lines::removed.eq(false))
+            .filter(usage_lines::unrated_reason.is_not_null())
+            .select(UsageLineRow::as_select())
+            .order(usage_lines::line_key)
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(usage_lines::line_key.gt(after));
+        }
+        query.load(conn).await?.into_iter().map(UsageLineRow::into_line).collect()
+    }
+}
