@@ -8,6 +8,8 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/tenant.proto",
     "proto/msp/gateway/v1/partner_account.proto",
     "proto/msp/gateway/v1/customer.proto",
+    "proto/msp/gateway/v1/pricing.proto",
+    "proto/msp/gateway/v1/usage.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
