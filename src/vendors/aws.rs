@@ -10,6 +10,7 @@ mod retry;
 mod settings;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_costexplorer::Client;
 use aws_sdk_costexplorer::config::retry::RetryConfig;
@@ -38,6 +39,7 @@ use crate::domain::vendor::Vendor;
 pub struct AwsCostExplorer {
     client: Client,
     config: AwsCostExplorerConfig,
+    requests_sent: AtomicU64,
 }
 
 impl AwsCostExplorer {
@@ -67,11 +69,47 @@ impl AwsCostExplorer {
         Ok(AwsCostExplorer {
             client: Client::from_conf(sdk.build()),
             config,
+            requests_sent: AtomicU64::new(0),
         })
     }
 
     pub fn config(&self) -> &AwsCostExplorerConfig {
         &self.config
+    }
+
+    /// Billed requests sent since the connector was built, failed pulls included.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests_sent.load(Ordering::Relaxed)
+    }
+
+    /// Every line in the request's window, sorted by key.
+    async fn lines(
+        &self,
+        meter: &mut BudgetMeter,
+        request: &PullRequest,
+    ) -> Result<Vec<UsageLine>, VendorError> {
+        let Some(window) =
+            mapping::query_window(self.config.granularity, request.start, request.end)
+        else {
+            return Ok(Vec::new());
+        };
+        let by_service = self.query(meter, window, Grouping::AccountService).await?;
+        let lines = match self.config.meter_mode {
+            MeterMode::Service => by_service,
+            MeterMode::UsageType => {
+                // The service pass only tells which services to break down; sorted so the
+                // request sequence is deterministic.
+                let services: BTreeSet<String> =
+                    by_service.into_iter().map(|l| l.key.service).collect();
+                let mut detailed = Vec::new();
+                for service in &services {
+                    let grouping = Grouping::AccountUsageType { service };
+                    detailed.extend(self.query(meter, window, grouping).await?);
+                }
+                detailed
+            }
+        };
+        unique_by_key(lines)
     }
 
     /// All pages of one query.
@@ -189,30 +227,11 @@ impl UsageSource for AwsCostExplorer {
         request: &PullRequest,
     ) -> Result<(PullOutcome, RequestCount), VendorError> {
         let mut meter = BudgetMeter::new(self.config.request_budget);
-        let mut lines = Vec::new();
-        if let Some(window) =
-            mapping::query_window(self.config.granularity, request.start, request.end)
-        {
-            let by_service = self
-                .query(&mut meter, window, Grouping::AccountService)
-                .await?;
-            lines = match self.config.meter_mode {
-                MeterMode::Service => by_service,
-                MeterMode::UsageType => {
-                    // The service pass only tells which services to break down; sorted so the
-                    // request sequence is deterministic.
-                    let services: BTreeSet<String> =
-                        by_service.into_iter().map(|l| l.key.service).collect();
-                    let mut detailed = Vec::new();
-                    for service in &services {
-                        let grouping = Grouping::AccountUsageType { service };
-                        detailed.extend(self.query(&mut meter, window, grouping).await?);
-                    }
-                    detailed
-                }
-            };
-        }
-        let lines = unique_by_key(lines)?;
+        let result = self.lines(&mut meter, request).await;
+        // A failed pull was billed too; VendorError cannot carry the count.
+        self.requests_sent
+            .fetch_add(u64::from(meter.sent), Ordering::Relaxed);
+        let lines = result?;
         tracing::debug!(
             lines = lines.len(),
             requests = meter.sent,

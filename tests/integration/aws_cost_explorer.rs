@@ -20,7 +20,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use msp_gateway::domain::usage::UsageLine;
-use msp_gateway::vendors::aws::{AwsCostExplorer, AwsCostExplorerConfig, MeterMode, RetryPolicy};
+use msp_gateway::vendors::aws::{
+    AwsCostExplorer, AwsCostExplorerConfig, Granularity, MeterMode, RetryPolicy,
+};
 use msp_gateway::vendors::{PullOutcome, PullRequest, RequestCount, UsageSource, VendorError};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -594,4 +596,58 @@ async fn usage_type_mode_breaks_each_service_down() {
             json!({"Dimensions": {"Key": "SERVICE", "Values": [service]}})
         );
     }
+}
+
+#[tokio::test]
+async fn hourly_windows_use_timestamps() {
+    let moto = Moto::start().await;
+    moto.seed(vec![page(
+        vec![day(
+            "2026-11-01T06:00:00Z",
+            "2026-11-01T07:00:00Z",
+            true,
+            vec![group("111122223333", EC2, "0.0116", "1", "Hrs")],
+        )],
+        None,
+    )])
+    .await;
+    let proxy = FaultProxy::start(moto.address, &[]).await;
+    let source = connector(&proxy.url(), |c| c.granularity = Granularity::Hourly);
+    let request = PullRequest {
+        // 05:00 began before the window: only the 06:00 hour is ours.
+        start: at("2026-11-01T05:30:00Z"),
+        end: at("2026-11-01T07:00:00Z"),
+        previous_version: None,
+    };
+
+    let (outcome, count) = source.pull(&request).await.expect("pull");
+
+    assert_eq!(count, RequestCount(1));
+    let PullOutcome::Data(pull) = outcome else {
+        panic!("expected data")
+    };
+    let line = &pull.lines[0];
+    assert_eq!(line.key.window_start, at("2026-11-01T06:00:00Z"));
+    assert_eq!(line.window_end, at("2026-11-01T07:00:00Z"));
+    assert_eq!(line.cost.to_string(), "0.0116");
+    let body = &proxy.bodies()[0];
+    assert_eq!(body["Granularity"], "HOURLY");
+    assert_eq!(
+        body["TimePeriod"],
+        json!({"Start": "2026-11-01T06:00:00Z", "End": "2026-11-01T07:00:00Z"})
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_unavailable_after_retries() {
+    // A port nothing listens on: bind one, then free it.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let source = connector(&format!("http://{address}"), |_| {});
+
+    let error = pull(&source).await.expect_err("nobody listens");
+
+    assert!(matches!(error, VendorError::Unavailable(_)), "{error:?}");
+    assert_eq!(source.requests_sent(), 4, "each attempt counts");
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_costexplorer::types::Granularity as SdkGranularity;
 
+use crate::domain::partner_account::PartnerAccountSpec;
 use crate::vendors::VendorError;
 
 /// Cost Explorer's home region: the API is global and served from us-east-1.
@@ -52,6 +53,13 @@ impl AwsCostExplorerConfig {
             retry: RetryPolicy::default(),
             attempt_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// The partner account's credentials and endpoint override (empty = AWS), the rest default.
+    pub fn for_partner_account(spec: &PartnerAccountSpec) -> Self {
+        let mut config = Self::new(spec.credentials_ref.clone());
+        config.endpoint_url = Some(spec.endpoint_url.clone()).filter(|url| !url.is_empty());
+        config
     }
 }
 
@@ -274,6 +282,32 @@ mod tests {
         assert!(
             shown.contains("AKID") && !shown.contains("topsecret"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn partner_accounts_supply_the_reference_and_endpoint() {
+        let mut spec = PartnerAccountSpec {
+            vendor: crate::domain::vendor::Vendor::Aws,
+            display_name: "payer".into(),
+            vendor_account_id: "111122223333".into(),
+            partner_discount_rate: rust_decimal::Decimal::ZERO,
+            credentials_ref: "env:AWS_PAYER".into(),
+            poll_interval_secs: 900,
+            enabled: true,
+            endpoint_url: String::new(),
+        };
+        let config = AwsCostExplorerConfig::for_partner_account(&spec);
+        assert_eq!(config.credentials_ref, "env:AWS_PAYER");
+        assert_eq!(
+            (config.endpoint_url, config.region.as_str()),
+            (None, "us-east-1")
+        );
+        spec.endpoint_url = "http://127.0.0.1:5000".into();
+        let config = AwsCostExplorerConfig::for_partner_account(&spec);
+        assert_eq!(
+            config.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
         );
     }
 
