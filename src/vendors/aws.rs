@@ -5,6 +5,13 @@
 //! it sends, retries included, and refuses to send more than its budget. Throttling, 5xx and
 //! network failures are retried here with exponential back-off and jitter; the SDK's own
 //! retries are off so the budget sees every attempt.
+//!
+//! Cost Explorer groups by two dimensions at most. [`MeterMode::Service`] groups by
+//! LINKED_ACCOUNT and SERVICE (meter = service). [`MeterMode::UsageType`] runs that query to
+//! learn which services have data, then one query per service (by name, so the request sequence
+//! is deterministic) filtered to it and grouped by LINKED_ACCOUNT and USAGE_TYPE (meter = usage
+//! type); only the per-service lines are returned, so nothing is counted twice.
+//! DataUnavailableException is an empty window, not an error.
 mod mapping;
 mod retry;
 mod settings;
@@ -97,8 +104,7 @@ impl AwsCostExplorer {
         let lines = match self.config.meter_mode {
             MeterMode::Service => by_service,
             MeterMode::UsageType => {
-                // The service pass only tells which services to break down; sorted so the
-                // request sequence is deterministic.
+                // The service pass only tells which services to break down.
                 let services: BTreeSet<String> =
                     by_service.into_iter().map(|l| l.key.service).collect();
                 let mut detailed = Vec::new();
