@@ -1,5 +1,6 @@
 //! Vendor connectors: one module per vendor, each turning the vendor's cost data into
 //! normalized [`UsageLine`]s behind the [`UsageSource`] trait.
+pub mod aws;
 pub mod credentials;
 
 use chrono::{DateTime, Utc};

@@ -3,6 +3,7 @@
 mod harness;
 
 mod auth;
+mod aws_cost_explorer;
 mod customers;
 mod migrations;
 mod partner_accounts;

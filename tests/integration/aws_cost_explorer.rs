@@ -1,0 +1,462 @@
+//! The AWS Cost Explorer connector through the real SDK, against PyPI's moto server.
+//!
+//! Each test starts its own `moto_server` on a free port (killed on drop) and seeds Cost
+//! Explorer answers through moto's `/moto-api/static/ce/cost-and-usage-results`: moto hands the
+//! queued results out in order, one per distinct request body (a page token makes a new body).
+//! moto cannot throttle, so the connector talks to moto through [`moto::FaultProxy`], which answers the
+//! first queued requests with AWS JSON errors and records every request body it sees.
+//!
+//! `moto_server` missing from PATH fails the tests: `pip install 'moto[server]'`.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use msp_gateway::domain::usage::UsageLine;
+use msp_gateway::vendors::aws::{
+    AwsCostExplorer, AwsCostExplorerConfig, Granularity, MeterMode, RetryPolicy,
+};
+use msp_gateway::vendors::{PullOutcome, PullRequest, RequestCount, UsageSource, VendorError};
+use serde_json::{Value, json};
+
+use self::moto::{FaultProxy, Moto};
+
+mod moto;
+
+const EC2: &str = "Amazon Elastic Compute Cloud - Compute";
+const S3: &str = "Amazon Simple Storage Service";
+
+fn connector(
+    endpoint: &str,
+    configure: impl FnOnce(&mut AwsCostExplorerConfig),
+) -> AwsCostExplorer {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aws.json");
+    std::fs::write(
+        &path,
+        r#"{"access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"wJalrXUtnFEMI/K7MDENG"}"#,
+    )
+    .unwrap();
+    let mut config = AwsCostExplorerConfig::new(format!("file:{}", path.display()));
+    config.endpoint_url = Some(endpoint.to_string());
+    config.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+    };
+    configure(&mut config);
+    // The secret is read here; the file may go.
+    AwsCostExplorer::new(config).expect("connector")
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn november_1_to_3() -> PullRequest {
+    PullRequest {
+        start: at("2026-11-01T00:00:00Z"),
+        end: at("2026-11-03T00:00:00Z"),
+        previous_version: None,
+    }
+}
+
+/// One GetCostAndUsage answer.
+fn page(results_by_time: Vec<Value>, next_page_token: Option<&str>) -> Value {
+    let mut page = json!({ "ResultsByTime": results_by_time, "DimensionValueAttributes": [] });
+    if let Some(token) = next_page_token {
+        page["NextPageToken"] = json!(token);
+    }
+    page
+}
+
+fn day(date: &str, next: &str, estimated: bool, groups: Vec<Value>) -> Value {
+    json!({
+        "TimePeriod": { "Start": date, "End": next },
+        "Total": {},
+        "Groups": groups,
+        "Estimated": estimated,
+    })
+}
+
+fn group(account: &str, key: &str, cost: &str, quantity: &str, unit: &str) -> Value {
+    json!({
+        "Keys": [account, key],
+        "Metrics": {
+            "UnblendedCost": { "Amount": cost, "Unit": "USD" },
+            "UsageQuantity": { "Amount": quantity, "Unit": unit },
+        },
+    })
+}
+
+async fn pull(source: &AwsCostExplorer) -> Result<(Vec<UsageLine>, RequestCount), VendorError> {
+    let (outcome, count) = source.pull(&november_1_to_3()).await?;
+    match outcome {
+        PullOutcome::Data(pull) => {
+            assert_eq!(pull.version, None);
+            assert_eq!(
+                (pull.start, pull.end),
+                (at("2026-11-01T00:00:00Z"), at("2026-11-03T00:00:00Z"))
+            );
+            Ok((pull.lines, count))
+        }
+        PullOutcome::Unchanged => panic!("Cost Explorer has no version to be unchanged against"),
+    }
+}
+
+/// Each line as "account | service | meter | MM-DD | cost currency | quantity unit | flag".
+fn summary(lines: &[UsageLine]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l.key.region, "", "Cost Explorer lines carry no region");
+            assert_eq!(l.window_end - l.key.window_start, chrono::Duration::days(1));
+            format!(
+                "{} | {} | {} | {} | {} {} | {} {} | {}",
+                l.key.vendor_account_id,
+                l.key.service,
+                l.key.meter,
+                l.key.window_start.format("%m-%d"),
+                l.cost,
+                l.currency,
+                l.quantity,
+                l.unit,
+                if l.estimated { "estimated" } else { "final" }
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_are_followed_and_amounts_stay_exact() {
+    let moto = Moto::start().await;
+    moto.seed(vec![
+        page(
+            vec![day(
+                "2026-11-01",
+                "2026-11-02",
+                false,
+                vec![
+                    group("111122223333", EC2, "0.0101516483", "1.5", "N/A"),
+                    group("444455556666", S3, "1234.5678901234567", "0.000123", "N/A"),
+                ],
+            )],
+            Some("page-2"),
+        ),
+        page(
+            vec![day(
+                "2026-11-02",
+                "2026-11-03",
+                true,
+                vec![group("111122223333", EC2, "-0.0000000001", "0", "N/A")],
+            )],
+            None,
+        ),
+    ])
+    .await;
+    let proxy = FaultProxy::start(moto.address, &[]).await;
+    let source = connector(&proxy.url(), |_| {});
+
+    let (lines, count) = pull(&source).await.expect("pull");
+
+    assert_eq!(count, RequestCount(2));
+    assert_eq!(
+        summary(&lines),
+        vec![
+            format!("111122223333 | {EC2} | {EC2} | 11-01 | 0.0101516483 USD | 1.5 N/A | final"),
+            format!("111122223333 | {EC2} | {EC2} | 11-02 | -0.0000000001 USD | 0 N/A | estimated"),
+            format!(
+                "444455556666 | {S3} | {S3} | 11-01 | 1234.5678901234567 USD | 0.000123 N/A | final"
+            ),
+        ]
+    );
+    let bodies = proxy.bodies();
+    assert_eq!(
+        bodies[0]["TimePeriod"],
+        json!({"Start": "2026-11-01", "End": "2026-11-03"})
+    );
+    assert_eq!(bodies[0]["Granularity"], "DAILY");
+    assert_eq!(
+        bodies[0]["Metrics"],
+        json!(["UnblendedCost", "UsageQuantity"])
+    );
+    assert_eq!(
+        bodies[0]["GroupBy"],
+        json!([{"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}, {"Type": "DIMENSION", "Key": "SERVICE"}])
+    );
+    assert!(bodies[0].get("NextPageToken").is_none());
+    assert_eq!(bodies[1]["NextPageToken"], "page-2");
+}
+
+#[tokio::test]
+async fn an_estimate_is_restated_by_the_final_figure() {
+    let moto = Moto::start().await;
+    let source = connector(&format!("http://{}", moto.address), |_| {});
+    let answer = |estimated, cost| {
+        page(
+            vec![day(
+                "2026-11-01",
+                "2026-11-02",
+                estimated,
+                vec![group("111122223333", EC2, cost, "24", "Hrs")],
+            )],
+            None,
+        )
+    };
+
+    moto.seed(vec![answer(true, "10.1234567891")]).await;
+    let (first, count) = pull(&source).await.expect("estimated pull");
+    assert_eq!(count, RequestCount(1));
+    assert_eq!(
+        summary(&first),
+        vec![format!(
+            "111122223333 | {EC2} | {EC2} | 11-01 | 10.1234567891 USD | 24 Hrs | estimated"
+        )]
+    );
+
+    // moto answers a repeated request with its first answer: start it over with the revision.
+    moto.reset().await;
+    moto.seed(vec![answer(false, "10.1234567899")]).await;
+    let (second, count) = pull(&source).await.expect("final pull");
+    assert_eq!(count, RequestCount(1));
+    assert_eq!(
+        summary(&second),
+        vec![format!(
+            "111122223333 | {EC2} | {EC2} | 11-01 | 10.1234567899 USD | 24 Hrs | final"
+        )]
+    );
+    assert_eq!(
+        first[0].key, second[0].key,
+        "the revision restates the same usage key"
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_and_counted() {
+    let moto = Moto::start().await;
+    moto.seed(vec![page(
+        vec![day(
+            "2026-11-01",
+            "2026-11-02",
+            false,
+            vec![group("111122223333", EC2, "3.25", "1", "Hrs")],
+        )],
+        None,
+    )])
+    .await;
+    let proxy = FaultProxy::start(
+        moto.address,
+        &[
+            (400, "LimitExceededException"),
+            (503, "ServiceUnavailableException"),
+            (400, "ThrottlingException"),
+        ],
+    )
+    .await;
+    let source = connector(&proxy.url(), |_| {});
+
+    let (lines, count) = pull(&source).await.expect("pull after retries");
+
+    assert_eq!(count, RequestCount(4), "every attempt is a billed request");
+    assert_eq!(proxy.bodies().len(), 4);
+    assert_eq!(
+        summary(&lines),
+        vec![format!(
+            "111122223333 | {EC2} | {EC2} | 11-01 | 3.25 USD | 1 Hrs | final"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn throttling_that_outlasts_the_retries_is_reported() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(moto.address, &[(400, "LimitExceededException"); 10]).await;
+    let source = connector(&proxy.url(), |_| {});
+
+    let error = pull(&source).await.expect_err("throttled");
+
+    assert!(matches!(error, VendorError::Throttled { .. }), "{error:?}");
+    assert_eq!(proxy.bodies().len(), 4, "max_attempts bounds the attempts");
+}
+
+#[tokio::test]
+async fn the_budget_is_never_exceeded() {
+    let moto = Moto::start().await;
+    let one_day = |date: &str, next: &str, token: Option<&str>| {
+        page(
+            vec![day(
+                date,
+                next,
+                false,
+                vec![group("111122223333", EC2, "1", "1", "Hrs")],
+            )],
+            token,
+        )
+    };
+    moto.seed(vec![
+        one_day("2026-11-01", "2026-11-02", Some("page-2")),
+        one_day("2026-11-02", "2026-11-03", Some("page-3")),
+        one_day("2026-11-02", "2026-11-03", None),
+    ])
+    .await;
+    let proxy = FaultProxy::start(moto.address, &[]).await;
+    let source = connector(&proxy.url(), |c| c.request_budget = 2);
+
+    let error = pull(&source)
+        .await
+        .expect_err("three pages do not fit in two requests");
+    assert!(
+        matches!(error, VendorError::BudgetExhausted(_)),
+        "{error:?}"
+    );
+    assert_eq!(
+        proxy.bodies().len(),
+        2,
+        "the request past the budget was never sent"
+    );
+
+    // Retries spend the same budget.
+    let throttled = FaultProxy::start(moto.address, &[(400, "LimitExceededException"); 3]).await;
+    let source = connector(&throttled.url(), |c| c.request_budget = 2);
+    let error = pull(&source).await.expect_err("budget spent on retries");
+    assert!(
+        matches!(error, VendorError::BudgetExhausted(_)),
+        "{error:?}"
+    );
+    assert_eq!(throttled.bodies().len(), 2);
+}
+
+#[tokio::test]
+async fn data_unavailable_is_an_empty_window() {
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(moto.address, &[(400, "DataUnavailableException")]).await;
+    let source = connector(&proxy.url(), |_| {});
+
+    let (lines, count) = pull(&source).await.expect("no data is not an error");
+
+    assert!(lines.is_empty());
+    assert_eq!(count, RequestCount(1));
+}
+
+#[tokio::test]
+async fn usage_type_mode_breaks_each_service_down() {
+    let moto = Moto::start().await;
+    let nov1 = |groups| page(vec![day("2026-11-01", "2026-11-02", true, groups)], None);
+    moto.seed(vec![
+        // The service pass.
+        nov1(vec![
+            group("111122223333", EC2, "5.0000000003", "2", "N/A"),
+            group("111122223333", S3, "0.25", "7", "N/A"),
+        ]),
+        // Then one query per service, in name order.
+        nov1(vec![
+            group(
+                "111122223333",
+                "EU-BoxUsage:t3.micro",
+                "5.0000000001",
+                "1",
+                "Hrs",
+            ),
+            group(
+                "111122223333",
+                "EU-EBS:VolumeUsage.gp3",
+                "0.0000000002",
+                "1",
+                "GB-Mo",
+            ),
+        ]),
+        nov1(vec![group(
+            "111122223333",
+            "EU-TimedStorage-ByteHrs",
+            "0.25",
+            "7",
+            "GB-Mo",
+        )]),
+    ])
+    .await;
+    let proxy = FaultProxy::start(moto.address, &[]).await;
+    let source = connector(&proxy.url(), |c| c.meter_mode = MeterMode::UsageType);
+
+    let (lines, count) = pull(&source).await.expect("pull");
+
+    assert_eq!(count, RequestCount(3));
+    assert_eq!(
+        summary(&lines),
+        vec![
+            format!(
+                "111122223333 | {EC2} | EU-BoxUsage:t3.micro | 11-01 | 5.0000000001 USD | 1 Hrs | estimated"
+            ),
+            format!(
+                "111122223333 | {EC2} | EU-EBS:VolumeUsage.gp3 | 11-01 | 0.0000000002 USD | 1 GB-Mo | estimated"
+            ),
+            format!(
+                "111122223333 | {S3} | EU-TimedStorage-ByteHrs | 11-01 | 0.25 USD | 7 GB-Mo | estimated"
+            ),
+        ]
+    );
+    let bodies = proxy.bodies();
+    for (body, service) in bodies[1..].iter().zip([EC2, S3]) {
+        assert_eq!(
+            body["GroupBy"],
+            json!([{"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}, {"Type": "DIMENSION", "Key": "USAGE_TYPE"}])
+        );
+        assert_eq!(
+            body["Filter"],
+            json!({"Dimensions": {"Key": "SERVICE", "Values": [service]}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn hourly_windows_use_timestamps() {
+    let moto = Moto::start().await;
+    moto.seed(vec![page(
+        vec![day(
+            "2026-11-01T06:00:00Z",
+            "2026-11-01T07:00:00Z",
+            true,
+            vec![group("111122223333", EC2, "0.0116", "1", "Hrs")],
+        )],
+        None,
+    )])
+    .await;
+    let proxy = FaultProxy::start(moto.address, &[]).await;
+    let source = connector(&proxy.url(), |c| c.granularity = Granularity::Hourly);
+    let request = PullRequest {
+        // 05:00 began before the window: only the 06:00 hour is ours.
+        start: at("2026-11-01T05:30:00Z"),
+        end: at("2026-11-01T07:00:00Z"),
+        previous_version: None,
+    };
+
+    let (outcome, count) = source.pull(&request).await.expect("pull");
+
+    assert_eq!(count, RequestCount(1));
+    let PullOutcome::Data(pull) = outcome else {
+        panic!("expected data")
+    };
+    let line = &pull.lines[0];
+    assert_eq!(line.key.window_start, at("2026-11-01T06:00:00Z"));
+    assert_eq!(line.window_end, at("2026-11-01T07:00:00Z"));
+    assert_eq!(line.cost.to_string(), "0.0116");
+    let body = &proxy.bodies()[0];
+    assert_eq!(body["Granularity"], "HOURLY");
+    assert_eq!(
+        body["TimePeriod"],
+        json!({"Start": "2026-11-01T06:00:00Z", "End": "2026-11-01T07:00:00Z"})
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_unavailable_after_retries() {
+    // A port nothing listens on: bind one, then free it.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let source = connector(&format!("http://{address}"), |_| {});
+
+    let error = pull(&source).await.expect_err("nobody listens");
+
+    assert!(matches!(error, VendorError::Unavailable(_)), "{error:?}");
+    assert_eq!(source.requests_sent(), 4, "each attempt counts");
+}

@@ -1,0 +1,200 @@
+//! Test doubles for the AWS tests: a `moto_server` child process, and an HTTP proxy in front of
+//! it that injects AWS errors (moto cannot throttle).
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A moto server of the test's own.
+pub struct Moto {
+    child: Child,
+    pub address: SocketAddr,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "moto_server is not on PATH: the AWS connector tests need the moto AWS emulator. \
+                 Install it with: pip install 'moto[server]'"
+            ),
+            Err(e) => panic!("cannot start moto_server: {e}"),
+        };
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("moto_server status") {
+                panic!("moto_server exited at start ({status}); is port {port} free?");
+            }
+            if TcpStream::connect(address).await.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Moto { child, address }
+    }
+
+    /// Queues Cost Explorer answers, in the order distinct requests will take them.
+    pub async fn seed(&self, results: Vec<Value>) {
+        let body = json!({ "results": results }).to_string();
+        let (status, _) = post(
+            self.address,
+            "/moto-api/static/ce/cost-and-usage-results",
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "seeding moto");
+    }
+
+    /// Forgets every seeded and already handed-out answer.
+    pub async fn reset(&self) {
+        let (status, _) = post(self.address, "/moto-api/reset", String::new()).await;
+        assert!(status.is_success(), "resetting moto: {status}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(address: SocketAddr, path: &str, body: String) -> (StatusCode, Bytes) {
+    let request = Request::post(path)
+        .header("host", address.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    send(address, request).await
+}
+
+/// One request on a connection of its own.
+async fn send(address: SocketAddr, request: Request<Full<Bytes>>) -> (StatusCode, Bytes) {
+    let stream = TcpStream::connect(address).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.expect("HTTP request");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body)
+}
+
+/// An HTTP proxy to moto that answers the first requests with queued AWS errors.
+pub struct FaultProxy {
+    address: SocketAddr,
+    state: Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ProxyState {
+    upstream: SocketAddr,
+    faults: Mutex<VecDeque<(u16, &'static str)>>,
+    bodies: Mutex<Vec<Value>>,
+}
+
+impl FaultProxy {
+    /// `faults`: (HTTP status, AWS error code) answered to the first requests, in order.
+    pub async fn start(upstream: SocketAddr, faults: &[(u16, &'static str)]) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let state = Arc::new(ProxyState {
+            upstream,
+            faults: Mutex::new(faults.iter().copied().collect()),
+            bodies: Mutex::new(Vec::new()),
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, hyper::Error>(state.handle(request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy {
+            address,
+            state,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The JSON bodies of every request seen, faulted ones included.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state.bodies.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ProxyState {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.expect("request body").to_bytes();
+        self.bodies
+            .lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        let fault = self.faults.lock().unwrap().pop_front();
+        if let Some((status, code)) = fault {
+            let error = json!({ "__type": code, "message": "injected by the test proxy" });
+            return Response::builder()
+                .status(status)
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(Full::new(Bytes::from(error.to_string())))
+                .unwrap();
+        }
+        let mut forward = Request::from_parts(parts, Full::new(body));
+        forward.headers_mut().remove("connection");
+        let (status, body) = send(self.upstream, forward).await;
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(body))
+            .unwrap()
+    }
+}
