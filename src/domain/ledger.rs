@@ -141,7 +141,12 @@ impl RatingContext<'_> {
     }
 
     /// The line after (re)rating `usage`, keeping an existing customer attribution.
-    fn rated(&self, previous: Option<&LedgerLine>, line_key: String, usage: UsageLine) -> LedgerLine {
+    fn rated(
+        &self,
+        previous: Option<&LedgerLine>,
+        line_key: String,
+        usage: UsageLine,
+    ) -> LedgerLine {
         let fixed_customer = previous.and_then(|p| p.customer_id.as_deref());
         let chargee = self.chargee_for(fixed_customer, &usage.key.vendor_account_id);
         let result = rate(
@@ -172,7 +177,11 @@ impl RatingContext<'_> {
 }
 
 /// The event that takes a line from `before` to `after`, if its charge changed.
-fn delta(before: Option<&LedgerLine>, after: &LedgerLine, usage_changed: bool) -> Option<NewChargeEvent> {
+fn delta(
+    before: Option<&LedgerLine>,
+    after: &LedgerLine,
+    usage_changed: bool,
+) -> Option<NewChargeEvent> {
     let old = before.and_then(LedgerLine::charged);
     let new = after.charged();
     let (kind, amount, quantity, currency) = match (old, new) {
@@ -183,7 +192,11 @@ fn delta(before: Option<&LedgerLine>, after: &LedgerLine, usage_changed: bool) -
             if o.amount == n.amount && oq == nq {
                 return None;
             }
-            let kind = if usage_changed { ChargeKind::Revision } else { ChargeKind::Rerate };
+            let kind = if usage_changed {
+                ChargeKind::Revision
+            } else {
+                ChargeKind::Rerate
+            };
             (kind, n.amount - o.amount, nq - oq, n.currency)
         }
     };

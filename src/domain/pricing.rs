@@ -124,7 +124,12 @@ pub struct FxRate {
 }
 
 /// The rate in force at `at` for converting `from` to `to`; 1 for the same currency.
-pub fn fx_rate(rates: &[FxRate], from: Currency, to: Currency, at: DateTime<Utc>) -> Option<Decimal> {
+pub fn fx_rate(
+    rates: &[FxRate],
+    from: Currency,
+    to: Currency,
+    at: DateTime<Utc>,
+) -> Option<Decimal> {
     if from == to {
         return Some(Decimal::ONE);
     }

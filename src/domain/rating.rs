@@ -49,16 +49,21 @@ impl UnratedReason {
 impl fmt::Display for UnratedReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UnratedReason::UnknownVendorAccount => {
-                f.write_str("the vendor account is linked to no customer; link it with LinkVendorAccount")
-            }
-            UnratedReason::NoPriceRule => {
-                f.write_str("no price rule is in force for this usage; add one with CreatePriceRule")
-            }
+            UnratedReason::UnknownVendorAccount => f.write_str(
+                "the vendor account is linked to no customer; link it with LinkVendorAccount",
+            ),
+            UnratedReason::NoPriceRule => f.write_str(
+                "no price rule is in force for this usage; add one with CreatePriceRule",
+            ),
             UnratedReason::NoFxRate { from, to } => {
-                write!(f, "no {from}->{to} FX rate in force on the usage date; set one with SetFxRate")
+                write!(
+                    f,
+                    "no {from}->{to} FX rate in force on the usage date; set one with SetFxRate"
+                )
             }
-            UnratedReason::UnknownCurrency(code) => write!(f, "the vendor's currency {code:?} is not ISO 4217"),
+            UnratedReason::UnknownCurrency(code) => {
+                write!(f, "the vendor's currency {code:?} is not ISO 4217")
+            }
             UnratedReason::Overflow => f.write_str("the amount is out of range"),
         }
     }
@@ -110,7 +115,11 @@ pub fn rate(
                 Some(list) => Some(list),
                 None => {
                     let net = Decimal::ONE - partner_discount_rate;
-                    if net.is_zero() { None } else { line.cost.checked_div(net) }
+                    if net.is_zero() {
+                        None
+                    } else {
+                        line.cost.checked_div(net)
+                    }
                 }
             };
             (
@@ -124,11 +133,15 @@ pub fn rate(
         ),
     };
     let price = price.ok_or(UnratedReason::Overflow)?;
-    let rate = fx_rate(prices.fx, price_currency, chargee.currency, line.key.window_start).ok_or_else(|| {
-        UnratedReason::NoFxRate {
-            from: price_currency.code().into(),
-            to: chargee.currency.code().into(),
-        }
+    let rate = fx_rate(
+        prices.fx,
+        price_currency,
+        chargee.currency,
+        line.key.window_start,
+    )
+    .ok_or_else(|| UnratedReason::NoFxRate {
+        from: price_currency.code().into(),
+        to: chargee.currency.code().into(),
     })?;
     let amount = price.checked_mul(rate).ok_or(UnratedReason::Overflow)?;
     Ok(RatedAmount {

@@ -48,7 +48,10 @@ macro_rules! insert_charge_events {
 
 pub trait BatchWriter {
     fn upsert_usage_lines(&mut self, rows: Vec<UsageLineRow>) -> BoxFuture<'_, QueryResult<usize>>;
-    fn insert_charge_events(&mut self, rows: Vec<ChargeEventRow>) -> BoxFuture<'_, QueryResult<usize>>;
+    fn insert_charge_events(
+        &mut self,
+        rows: Vec<ChargeEventRow>,
+    ) -> BoxFuture<'_, QueryResult<usize>>;
 }
 
 impl BatchWriter for AsyncPgConnection {
@@ -58,7 +61,10 @@ impl BatchWriter for AsyncPgConnection {
         })
     }
 
-    fn insert_charge_events(&mut self, rows: Vec<ChargeEventRow>) -> BoxFuture<'_, QueryResult<usize>> {
+    fn insert_charge_events(
+        &mut self,
+        rows: Vec<ChargeEventRow>,
+    ) -> BoxFuture<'_, QueryResult<usize>> {
         Box::pin(async move {
             diesel_async::RunQueryDsl::execute(insert_charge_events!(&rows), self).await
         })
@@ -67,10 +73,17 @@ impl BatchWriter for AsyncPgConnection {
 
 impl BatchWriter for SqliteConn {
     fn upsert_usage_lines(&mut self, rows: Vec<UsageLineRow>) -> BoxFuture<'_, QueryResult<usize>> {
-        self.spawn_blocking(move |conn| diesel::RunQueryDsl::execute(upsert_usage_lines!(&rows), conn))
+        self.spawn_blocking(move |conn| {
+            diesel::RunQueryDsl::execute(upsert_usage_lines!(&rows), conn)
+        })
     }
 
-    fn insert_charge_events(&mut self, rows: Vec<ChargeEventRow>) -> BoxFuture<'_, QueryResult<usize>> {
-        self.spawn_blocking(move |conn| diesel::RunQueryDsl::execute(insert_charge_events!(&rows), conn))
+    fn insert_charge_events(
+        &mut self,
+        rows: Vec<ChargeEventRow>,
+    ) -> BoxFuture<'_, QueryResult<usize>> {
+        self.spawn_blocking(move |conn| {
+            diesel::RunQueryDsl::execute(insert_charge_events!(&rows), conn)
+        })
     }
 }

@@ -47,11 +47,13 @@ pub struct ChargeEventRow {
 
 impl ChargeEventRow {
     fn into_event(self) -> Result<ChargeEvent> {
-        let corrupt = |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
+        let corrupt =
+            |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
         Ok(ChargeEvent {
             kind: self.kind.parse().map_err(corrupt)?,
             vendor: self.vendor.parse().map_err(corrupt)?,
-            currency: Currency::parse("currency", &self.currency).map_err(|e| corrupt(e.to_string()))?,
+            currency: Currency::parse("currency", &self.currency)
+                .map_err(|e| corrupt(e.to_string()))?,
             sequence: self.sequence,
             line_key: self.line_key,
             customer_id: self.customer_id,

@@ -8,7 +8,9 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::schema::{customers, vendor_accounts};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
-use crate::domain::ledger::{LedgerPlan, RatingContext, line_key, plan_pull, plan_rerate, plan_upsert};
+use crate::domain::ledger::{
+    LedgerPlan, RatingContext, line_key, plan_pull, plan_rerate, plan_upsert,
+};
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::pricing::{FxRate, PriceRule};
@@ -38,20 +40,28 @@ struct TenantPricing {
 }
 
 impl TenantPricing {
-    fn context<'a>(&'a self, account: &'a PartnerAccount, empty: &'a HashMap<String, Chargee>) -> RatingContext<'a> {
+    fn context<'a>(
+        &'a self,
+        account: &'a PartnerAccount,
+        empty: &'a HashMap<String, Chargee>,
+    ) -> RatingContext<'a> {
         RatingContext {
             partner_account_id: &account.id,
             vendor: account.spec.vendor,
             partner_discount_rate: account.spec.partner_discount_rate,
             chargees: self.chargees.get(&account.spec.vendor).unwrap_or(empty),
             chargee_currencies: &self.currencies,
-            prices: PriceBook { rules: &self.rules, fx: &self.fx },
+            prices: PriceBook {
+                rules: &self.rules,
+                fx: &self.fx,
+            },
         }
     }
 }
 
 fn parse_currency(code: &str) -> Result<Currency> {
-    Currency::parse("billing_currency", code).map_err(|e| Error::Internal(format!("stored customer: {e}")))
+    Currency::parse("billing_currency", code)
+        .map_err(|e| Error::Internal(format!("stored customer: {e}")))
 }
 
 for_each_backend! {
@@ -149,11 +159,21 @@ for_each_backend! {
 }
 
 impl Store {
-    pub async fn ingest_pull(&self, tenant_id: &str, account: &PartnerAccount, pull: &Pull) -> Result<IngestSummary> {
+    pub async fn ingest_pull(
+        &self,
+        tenant_id: &str,
+        account: &PartnerAccount,
+        pull: &Pull,
+    ) -> Result<IngestSummary> {
         dispatch!(self, write, ingest::pull(tenant_id, account, pull))
     }
 
-    pub async fn ingest_push(&self, tenant_id: &str, account: &PartnerAccount, lines: Vec<UsageLine>) -> Result<IngestSummary> {
+    pub async fn ingest_push(
+        &self,
+        tenant_id: &str,
+        account: &PartnerAccount,
+        lines: Vec<UsageLine>,
+    ) -> Result<IngestSummary> {
         dispatch!(self, write, ingest::push(tenant_id, account, lines.clone()))
     }
 

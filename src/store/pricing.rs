@@ -35,7 +35,12 @@ impl PriceRuleRow {
         let corrupt = |e: String| Error::Internal(format!("stored price rule {}: {e}", self.id));
         Ok(PriceRule {
             scope: RuleScope {
-                vendor: self.vendor.as_deref().map(str::parse).transpose().map_err(corrupt)?,
+                vendor: self
+                    .vendor
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(corrupt)?,
                 service: self.service,
                 meter: self.meter,
                 customer_id: self.customer_id,
@@ -197,11 +202,24 @@ for_each_backend! {
 }
 
 impl Store {
-    pub async fn create_price_rule(&self, principal: &Principal, new: &NewPriceRule, request: &IdempotencyKey) -> Result<PriceRule> {
-        dispatch!(self, write, pricing::create_rule(&principal.tenant_id, new, request))
+    pub async fn create_price_rule(
+        &self,
+        principal: &Principal,
+        new: &NewPriceRule,
+        request: &IdempotencyKey,
+    ) -> Result<PriceRule> {
+        dispatch!(
+            self,
+            write,
+            pricing::create_rule(&principal.tenant_id, new, request)
+        )
     }
 
-    pub async fn list_price_rules(&self, principal: &Principal, page: &PageRequest) -> Result<Page<PriceRule>> {
+    pub async fn list_price_rules(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<PriceRule>> {
         dispatch!(self, read, pricing::list_rules(&principal.tenant_id, page))
     }
 

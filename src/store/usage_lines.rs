@@ -103,18 +103,24 @@ impl UsageLineRow {
     }
 
     pub fn into_line(self) -> Result<LedgerLine> {
-        let corrupt = |e: String| Error::Internal(format!("stored usage line {}: {e}", self.line_key));
+        let corrupt =
+            |e: String| Error::Internal(format!("stored usage line {}: {e}", self.line_key));
         let vendor = self.vendor.parse().map_err(corrupt)?;
         let rating = match (self.rated_amount, &self.rated_currency, &self.rule_id) {
             (Some(amount), Some(currency), Some(rule_id)) => Some(RatedAmount {
                 amount: amount.0,
-                currency: Currency::parse("rated_currency", currency)
-                    .map_err(|e| Error::Internal(format!("stored usage line {}: {e}", self.line_key)))?,
+                currency: Currency::parse("rated_currency", currency).map_err(|e| {
+                    Error::Internal(format!("stored usage line {}: {e}", self.line_key))
+                })?,
                 rule_id: rule_id.clone(),
             }),
             _ => None,
         };
-        let unrated_reason = self.unrated_reason.as_deref().map(decode_reason).transpose()?;
+        let unrated_reason = self
+            .unrated_reason
+            .as_deref()
+            .map(decode_reason)
+            .transpose()?;
         Ok(LedgerLine {
             line_key: self.line_key,
             partner_account_id: self.partner_account_id,
