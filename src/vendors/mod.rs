@@ -1,6 +1,7 @@
 //! Vendor connectors: one module per vendor, each turning the vendor's cost data into
 //! normalized [`UsageLine`]s behind the [`UsageSource`] trait.
 pub mod credentials;
+pub mod microsoft;
 
 use chrono::{DateTime, Utc};
 
