@@ -419,6 +419,37 @@ async fn microsoft_throttling_past_the_limit_is_reported() {
 }
 
 #[tokio::test]
+async fn microsoft_polling_honours_retry_after() {
+    let mut script = usage_script("etag-p");
+    script.polls_before_done = 1;
+    script.poll_retry_after = Some(1);
+    let fx = Fixture::start(script).await;
+    let started = Instant::now();
+    let (outcome, count) = fx.source().pull(&window(None)).await.expect("pull");
+    // Retry-After: 1 on the 202 and on the one running answer; poll_interval is 10 ms.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(data(outcome).lines.len(), 3);
+    assert_eq!(count, RequestCount(6));
+}
+
+#[tokio::test]
+async fn microsoft_operation_on_another_host_gets_no_token() {
+    let mut script = usage_script("etag-o");
+    script.location_origin = Some("https://attacker.example".into());
+    let fx = Fixture::start(script).await;
+    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    assert!(
+        matches!(&error, VendorError::Malformed(m) if m.contains("attacker.example")),
+        "{error:?}"
+    );
+    assert_eq!(fx.emulator.seen().operation_polls, 0);
+}
+
+#[tokio::test]
 async fn microsoft_failed_operation_is_a_vendor_failure() {
     let mut script = usage_script("etag-f");
     script.fail_operation = Some(("5000".into(), "No data available".into()));

@@ -63,6 +63,8 @@ pub struct Script {
     pub inline_manifest: bool,
     /// Served instead of the manifest JSON.
     pub manifest_override: Option<String>,
+    /// The export's `Location` names this origin instead of the emulator's own.
+    pub location_origin: Option<String>,
 }
 
 impl Default for Script {
@@ -77,6 +79,7 @@ impl Default for Script {
             fail_operation: None,
             inline_manifest: false,
             manifest_override: None,
+            location_origin: None,
         }
     }
 }
@@ -382,12 +385,14 @@ fn export(state: &mut State, body: &[u8]) -> Answer {
     }
     let id = uuid::Uuid::new_v4().to_string();
     state.operations.insert(id.clone(), 0);
+    let origin = state
+        .script
+        .location_origin
+        .clone()
+        .unwrap_or_else(|| state.origin.clone());
     let mut headers = vec![(
         "location",
-        format!(
-            "{}/v1.0/reports/partners/billing/operations/{id}",
-            state.origin
-        ),
+        format!("{origin}/v1.0/reports/partners/billing/operations/{id}"),
     )];
     headers.extend(retry_after(state.script.poll_retry_after));
     json(StatusCode::ACCEPTED, &headers, serde_json::json!({}))
