@@ -3,7 +3,9 @@
 //!
 //! Money and quantities are read from the JSON text itself (serde_json `RawValue`), so the
 //! vendor's 10+ fractional digits survive exactly; a JSON number never passes through `f64`.
-//! Numbers may also arrive as strings; both are accepted.
+//! Numbers may also arrive as strings; both are accepted. (serde_json's `arbitrary_precision`
+//! would also keep the digits, but it changes `Number` for every crate in the build, azure_identity's
+//! token parsing included; `raw_value` is additive.)
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, Utc};
