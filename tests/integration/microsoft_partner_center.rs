@@ -86,36 +86,90 @@ fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
 }
 
-/// One JSON line in the export's shape; numbers are written as literals, digit for digit.
-#[allow(clippy::too_many_arguments)]
-fn row(
-    customer: &str,
-    subscription: &str,
-    entitlement: &str,
-    meter: (&str, &str, &str),
-    location: Option<&str>,
-    usage_date: &str,
-    quantity: &str,
-    cost: &str,
-    pricing: (&str, &str, &str),
-) -> String {
-    let (meter_id, meter_name, category) = meter;
-    let (pricing_total, pricing_currency, rate) = pricing;
-    let location = location
-        .map(|l| format!(r#""ResourceLocation":"{l}","#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"PartnerId":"{TENANT}","PartnerName":"Fabrikam ISP","CustomerId":"{customer}","CustomerName":"Contoso","SubscriptionId":"{subscription}","EntitlementId":"{entitlement}","ProductName":"Azure plan","MeterId":"{meter_id}","MeterName":"{meter_name}","MeterCategory":"{category}","MeterRegion":"EU West",{location}"UsageDate":"{usage_date}","ChargeType":"new","Quantity":{quantity},"UnitOfMeasure":"1 Hour","UnitPrice":0.1234567890123,"EffectiveUnitPrice":0.1111111111111,"BillingPreTaxTotal":{cost},"BillingCurrency":"EUR","PricingPreTaxTotal":{pricing_total},"PricingCurrency":"{pricing_currency}","PCToBCExchangeRate":{rate},"PCToBCExchangeRateDate":"2026-11-01T00:00:00Z"}}"#
-    )
+/// One row of the export. Numbers are JSON literals, written digit for digit.
+#[derive(Clone)]
+struct Row {
+    customer: &'static str,
+    subscription: &'static str,
+    entitlement: &'static str,
+    meter: &'static str,
+    meter_name: &'static str,
+    category: &'static str,
+    location: Option<&'static str>,
+    usage_date: &'static str,
+    quantity: &'static str,
+    cost: &'static str,
+    pricing_total: &'static str,
+    pricing_currency: &'static str,
+    rate: &'static str,
 }
 
-fn vm() -> (&'static str, &'static str, &'static str) {
-    (VM_METER, "D2 v3", "Virtual Machines")
+/// A virtual machine row of plan S1 on 3 November, priced in USD and billed in EUR.
+fn vm_row() -> Row {
+    Row {
+        customer: C1,
+        subscription: S1,
+        entitlement: "e-1",
+        meter: VM_METER,
+        meter_name: "D2 v3",
+        category: "Virtual Machines",
+        location: Some("westeurope"),
+        usage_date: "2026-11-03T00:00:00",
+        quantity: "1",
+        cost: "1",
+        pricing_total: "1",
+        pricing_currency: "USD",
+        rate: RATE,
+    }
+}
+
+impl Row {
+    /// The JSON line, with the other fields a full-attribute export carries.
+    fn json(&self) -> String {
+        let text = |v: &str| serde_json::Value::from(v).to_string();
+        let mut fields = vec![
+            ("PartnerId", text(TENANT)),
+            ("PartnerName", text("Fabrikam ISP")),
+            ("CustomerId", text(self.customer)),
+            ("CustomerName", text("Contoso")),
+            ("SubscriptionId", text(self.subscription)),
+            ("EntitlementId", text(self.entitlement)),
+            ("ProductName", text("Azure plan")),
+            ("MeterId", text(self.meter)),
+            ("MeterName", text(self.meter_name)),
+            ("MeterCategory", text(self.category)),
+            ("MeterRegion", text("EU West")),
+            ("UsageDate", text(self.usage_date)),
+            ("ChargeType", text("new")),
+            ("Quantity", self.quantity.to_string()),
+            ("UnitOfMeasure", text("1 Hour")),
+            ("UnitPrice", "0.1234567890123".to_string()),
+            ("EffectiveUnitPrice", "0.1111111111111".to_string()),
+            ("BillingPreTaxTotal", self.cost.to_string()),
+            ("BillingCurrency", text("EUR")),
+            ("PricingPreTaxTotal", self.pricing_total.to_string()),
+            ("PricingCurrency", text(self.pricing_currency)),
+            ("PCToBCExchangeRate", self.rate.to_string()),
+            ("PCToBCExchangeRateDate", text("2026-11-01T00:00:00Z")),
+        ];
+        if let Some(location) = self.location {
+            fields.push(("ResourceLocation", text(location)));
+        }
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", body.join(","))
+    }
 }
 
 /// Two blobs: two rows of one key (two Azure subscriptions of plan S1), a storage row, a row
-/// of plan S2, and two rows outside the window.
+/// of plan S2, two rows outside the window, and a blank line.
 fn usage_script(etag: &str) -> Script {
+    let s2 = Row {
+        customer: C2,
+        subscription: S2,
+        entitlement: "e-3",
+        usage_date: "2026-11-04T00:00:00",
+        ..vm_row()
+    };
     Script {
         etag: etag.into(),
         polls_before_done: 2,
@@ -123,77 +177,57 @@ fn usage_script(etag: &str) -> Script {
             Blob::new(
                 "part-00000-6f1c.c000.json.gz",
                 vec![
-                    row(
-                        C1,
-                        S1,
-                        "e-1",
-                        vm(),
-                        Some("westeurope"),
-                        "2026-11-03T00:00:00",
-                        "24.000000000001",
-                        "2.66666666666667",
-                        ("3.0000000000001", "USD", RATE),
-                    ),
-                    row(
-                        C1,
-                        S1,
-                        "e-2",
-                        vm(),
-                        Some("westeurope"),
-                        "2026-11-03T00:00:00",
-                        "0.5000000000005",
-                        "0.0555555555556",
-                        ("0.0625000000001", "USD", RATE),
-                    ),
-                    row(
-                        C1,
-                        S1,
-                        "e-1",
-                        (BLOB_METER, "Hot LRS", "Storage"),
-                        None,
-                        "2026-11-04T00:00:00",
-                        "1.1234567890123",
-                        "0.0112345678901",
-                        ("0.0112345678901", "EUR", "1"),
-                    ),
+                    Row {
+                        quantity: "24.000000000001",
+                        cost: "2.66666666666667",
+                        pricing_total: "3.0000000000001",
+                        ..vm_row()
+                    }
+                    .json(),
+                    Row {
+                        entitlement: "e-2",
+                        quantity: "0.5000000000005",
+                        cost: "0.0555555555556",
+                        pricing_total: "0.0625000000001",
+                        ..vm_row()
+                    }
+                    .json(),
+                    Row {
+                        meter: BLOB_METER,
+                        meter_name: "Hot LRS",
+                        category: "Storage",
+                        location: None,
+                        usage_date: "2026-11-04T00:00:00",
+                        quantity: "1.1234567890123",
+                        cost: "0.0112345678901",
+                        pricing_total: "0.0112345678901",
+                        pricing_currency: "EUR",
+                        rate: "1",
+                        ..vm_row()
+                    }
+                    .json(),
                 ],
             ),
             Blob::new(
                 "part-00001-6f1c.c000.json.gz",
                 vec![
-                    row(
-                        C2,
-                        S2,
-                        "e-3",
-                        vm(),
-                        Some("westeurope"),
-                        "2026-11-04T00:00:00",
-                        "48",
-                        "5.3333333333333412",
-                        ("6.0000000000000001", "USD", RATE),
-                    ),
-                    row(
-                        C2,
-                        S2,
-                        "e-3",
-                        vm(),
-                        Some("westeurope"),
-                        "2026-11-05T00:00:00",
-                        "1",
-                        "1",
-                        ("1", "USD", RATE),
-                    ),
-                    row(
-                        C2,
-                        S2,
-                        "e-3",
-                        vm(),
-                        Some("westeurope"),
-                        "2026-11-02T00:00:00",
-                        "1",
-                        "1",
-                        ("1", "USD", RATE),
-                    ),
+                    Row {
+                        quantity: "48",
+                        cost: "5.3333333333333412",
+                        pricing_total: "6.0000000000000001",
+                        ..s2.clone()
+                    }
+                    .json(),
+                    Row {
+                        usage_date: "2026-11-05T00:00:00",
+                        ..s2.clone()
+                    }
+                    .json(),
+                    Row {
+                        usage_date: "2026-11-02T00:00:00",
+                        ..s2
+                    }
+                    .json(),
                     String::new(),
                 ],
             ),
@@ -302,10 +336,12 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
         seen.blob_requests_with_authorization, 0,
         "the API token must not reach blob storage"
     );
-    assert_eq!(
-        seen.export_bodies[0],
-        serde_json::json!({"currencyCode": "EUR", "billingPeriod": "current", "attributeSet": "full"})
-    );
+    let export_body = serde_json::json!({
+        "currencyCode": "EUR",
+        "billingPeriod": "current",
+        "attributeSet": "full",
+    });
+    assert_eq!(seen.export_bodies[0], export_body);
 
     // The detailed export keeps the Partner Center ids the usage key leaves out; a second pull
     // reuses the cached token.
@@ -411,7 +447,8 @@ async fn microsoft_throttling_past_the_limit_is_reported() {
     let started = Instant::now();
     let error = fx.source().pull(&window(None)).await.unwrap_err();
     assert!(
-        matches!(error, VendorError::Throttled { retry_after: Some(d) } if d == Duration::from_secs(3600)),
+        matches!(error, VendorError::Throttled { retry_after: Some(d) }
+            if d == Duration::from_secs(3600)),
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));

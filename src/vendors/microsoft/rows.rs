@@ -3,9 +3,9 @@
 //!
 //! Money and quantities are read from the JSON text itself (serde_json `RawValue`), so the
 //! vendor's 10+ fractional digits survive exactly; a JSON number never passes through `f64`.
-//! Numbers may also arrive as strings; both are accepted. (serde_json's `arbitrary_precision`
-//! would also keep the digits, but it changes `Number` for every crate in the build, azure_identity's
-//! token parsing included; `raw_value` is additive.)
+//! Numbers may also arrive as strings; both are accepted. (serde_json's
+//! `arbitrary_precision` would keep the digits too, but it changes `Number` for every crate in
+//! the build, azure_identity's token parsing included; `raw_value` is additive.)
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, Utc};
@@ -337,12 +337,13 @@ mod tests {
 
     use super::*;
 
-    const ROW: &str = r#"{"PartnerId":"p","CustomerId":"c1","SubscriptionId":"s1","EntitlementId":"e1",
-        "MeterId":"m1","MeterName":"D2 v3","MeterCategory":"Virtual Machines","MeterRegion":"EU West",
-        "ResourceLocation":"westeurope","UsageDate":"2026-11-03T00:00:00","Quantity":24.000000000001,
-        "UnitOfMeasure":"1 Hour","UnitPrice":0.1234567890123,"EffectiveUnitPrice":0.1111111111111,
-        "BillingPreTaxTotal":2.66666666666667,"BillingCurrency":"EUR","PricingPreTaxTotal":3.0000000000001,
-        "PricingCurrency":"USD","PCToBCExchangeRate":0.9234567891}"#;
+    const ROW: &str = r#"{"PartnerId":"p","CustomerId":"c1","SubscriptionId":"s1",
+        "EntitlementId":"e1","MeterId":"m1","MeterName":"D2 v3","MeterCategory":"Virtual Machines",
+        "MeterRegion":"EU West","ResourceLocation":"westeurope","UsageDate":"2026-11-03T00:00:00",
+        "Quantity":24.000000000001,"UnitOfMeasure":"1 Hour","UnitPrice":0.1234567890123,
+        "EffectiveUnitPrice":0.1111111111111,"BillingPreTaxTotal":2.66666666666667,
+        "BillingCurrency":"EUR","PricingPreTaxTotal":3.0000000000001,"PricingCurrency":"USD",
+        "PCToBCExchangeRate":0.9234567891}"#;
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
@@ -391,8 +392,9 @@ mod tests {
 
     #[test]
     fn camel_case_and_string_numbers() {
-        let text = r#"{"customerId":"c","subscriptionId":"s","meterId":"m","productName":"Storage",
-            "usageDate":"2026-11-03","quantity":"1.5","billingPreTaxTotal":"0.30","billingCurrency":"USD"}"#;
+        let text = r#"{"customerId":"c","subscriptionId":"s","meterId":"m",
+            "productName":"Storage","usageDate":"2026-11-03","quantity":"1.5",
+            "billingPreTaxTotal":"0.30","billingCurrency":"USD"}"#;
         let row = parse_row("b", 7, text, AccountKey::Subscription).unwrap();
         assert_eq!(row.line.key.service, "Storage");
         assert_eq!(row.line.quantity, d("1.5"));
