@@ -364,3 +364,63 @@ fn same_origin(base: &Url, from: &Url, link: &str, what: &str) -> Result<Url, Ve
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn manifest(root: &str, sas: &str) -> Manifest {
+        Manifest {
+            etag: "e".into(),
+            root_directory: root.into(),
+            sas_token: sas.into(),
+            blob_count: None,
+            blobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn blob_urls_carry_the_sas_and_need_https() {
+        let m = manifest(
+            "https://acct.blob.core.windows.net/c/v1/Fragment=full/",
+            "?sv=1&sig=a%2Bb",
+        );
+        let url = blob_url(&m, "part-0.json.gz").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://acct.blob.core.windows.net/c/v1/Fragment=full/part-0.json.gz?sv=1&sig=a%2Bb"
+        );
+        let m = manifest("http://acct.blob.core.windows.net/c", "sig=x");
+        let error = blob_url(&m, "part-0.json.gz").unwrap_err().to_string();
+        assert!(!error.contains("sig=x"), "{error}");
+    }
+
+    #[test]
+    fn gzip_or_already_decoded_bodies() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(b"{\"a\":1}\n").unwrap();
+        assert_eq!(gunzip(&encoder.finish().unwrap()).unwrap(), "{\"a\":1}\n");
+        assert_eq!(gunzip(b"{\"a\":1}").unwrap(), "{\"a\":1}");
+        assert!(gunzip(&[0x1f, 0x8b, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn links_must_stay_on_the_api_origin() {
+        let base = api_base("https://graph.microsoft.com/v1.0").unwrap();
+        assert_eq!(base.as_str(), "https://graph.microsoft.com/v1.0/");
+        let export = base.join(EXPORT_PATH).unwrap();
+        assert_eq!(
+            export.as_str(),
+            "https://graph.microsoft.com/v1.0/reports/partners/billing/usage/unbilled/export"
+        );
+        let op = same_origin(&base, &export, "../../operations/1", "op").unwrap();
+        assert_eq!(
+            op.as_str(),
+            "https://graph.microsoft.com/v1.0/reports/partners/billing/operations/1"
+        );
+        assert!(same_origin(&base, &export, "https://evil.example/x", "op").is_err());
+        assert!(api_base("http://graph.microsoft.com/v1.0").is_err());
+    }
+}

@@ -24,7 +24,15 @@
 //!
 //! All HTTP goes through azure_core pipelines (the bearer-token policy for the API, a plain
 //! pipeline for the SAS-signed blob downloads so the API token never reaches blob storage), and
-//! tokens come from azure_identity's `ClientSecretCredential`.
+//! tokens come from azure_identity's `ClientSecretCredential`. [`RequestCount`] counts the API
+//! and blob requests actually sent, 429s and pipeline retries included; Entra ID token requests
+//! are not counted (they cost nothing and are cached across pulls).
+//!
+//! Every row of every blob is parsed, in the window or not: a malformed row fails the pull with
+//! [`VendorError::Malformed`] naming the blob, line and field, since a half-read export is not
+//! the full truth the ledger needs. Rows whose `UsageDate` falls in the pull's window are kept
+//! and merged per usage key (one Azure-plan subscription can use a meter through several Azure
+//! subscriptions and resources on one day).
 mod export;
 mod http;
 mod rows;
