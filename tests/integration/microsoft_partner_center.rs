@@ -429,6 +429,42 @@ async fn microsoft_throttling_honours_retry_after_then_succeeds() {
 }
 
 #[tokio::test]
+async fn microsoft_pipeline_retries_transient_failures_but_not_429() {
+    let mut script = usage_script("etag-r");
+    script.unavailable = 2;
+    let mut fx = Fixture::start(script).await;
+    fx.config.retry = RetrySettings::Exponential {
+        max_retries: 3,
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(1),
+        max_total_elapsed: Duration::from_secs(10),
+    };
+    let source = fx.source();
+    let (outcome, count) = source.pull(&window(None)).await.expect("pull");
+    assert_eq!(data(outcome).lines.len(), 3);
+    assert_eq!(fx.emulator.seen().unavailable, 2);
+    assert_eq!(count, RequestCount(9), "the retried 503s are requests too");
+
+    // 429s are the connector's to handle: the pipeline must not retry them on top.
+    fx.emulator.script(|s| {
+        s.throttle = 100;
+        s.throttle_retry_after = Some(0);
+    });
+    let error = source.pull(&window(None)).await.unwrap_err();
+    assert!(matches!(error, VendorError::Throttled { .. }), "{error:?}");
+    assert_eq!(fx.emulator.seen().throttled, 4);
+
+    // 503s that outlast the pipeline's retries are reported as unavailable.
+    fx.emulator.script(|s| {
+        s.throttle = 0;
+        s.unavailable = 100;
+    });
+    let error = source.pull(&window(None)).await.unwrap_err();
+    assert!(matches!(error, VendorError::Unavailable(_)), "{error:?}");
+    assert_eq!(fx.emulator.seen().unavailable, 2 + 4);
+}
+
+#[tokio::test]
 async fn microsoft_throttling_past_the_limit_is_reported() {
     let mut script = usage_script("etag-t");
     script.throttle = 100;

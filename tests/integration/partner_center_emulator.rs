@@ -56,6 +56,8 @@ pub struct Script {
     pub poll_retry_after: Option<u64>,
     /// The next N API requests (export, operation, manifest) answer 429.
     pub throttle: u32,
+    /// The next N API requests answer 503 (after any throttling).
+    pub unavailable: u32,
     pub throttle_retry_after: Option<u64>,
     /// The operation ends `failed` with this (code, message).
     pub fail_operation: Option<(String, String)>,
@@ -75,6 +77,7 @@ impl Default for Script {
             polls_before_done: 1,
             poll_retry_after: None,
             throttle: 0,
+            unavailable: 0,
             throttle_retry_after: None,
             fail_operation: None,
             inline_manifest: false,
@@ -94,6 +97,7 @@ pub struct Seen {
     pub manifest_reads: u32,
     pub blob_downloads: u32,
     pub throttled: u32,
+    pub unavailable: u32,
     pub unauthorized: u32,
     pub blob_requests_with_authorization: u32,
 }
@@ -303,6 +307,15 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Answer {
                         .insert("retry-after", s.to_string().parse().unwrap());
                 }
                 return error;
+            }
+            if state.script.unavailable > 0 {
+                state.script.unavailable -= 1;
+                state.seen.unavailable += 1;
+                return graph_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "Try again.",
+                );
             }
             match (&method, rest) {
                 (&Method::POST, ["usage", "unbilled", "export"]) => export(&mut state, &body),
