@@ -2,6 +2,7 @@
 //! normalized [`UsageLine`]s behind the [`UsageSource`] trait.
 pub mod aws;
 pub mod credentials;
+pub mod microsoft;
 
 use chrono::{DateTime, Utc};
 

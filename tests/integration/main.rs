@@ -1,11 +1,13 @@
 //! Integration tests: the real server on an ephemeral port, called through the generated
-//! clients, on SQLite and on PostgreSQL.
+//! clients, on SQLite and on PostgreSQL; vendor connectors against local emulators.
 mod harness;
 
 mod auth;
 mod aws_cost_explorer;
 mod customers;
+mod microsoft_partner_center;
 mod migrations;
 mod partner_accounts;
+mod partner_center_emulator;
 mod server;
 mod validation;
