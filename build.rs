@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/common.proto",
     "proto/msp/gateway/v1/tenant.proto",
     "proto/msp/gateway/v1/partner_account.proto",
+    "proto/msp/gateway/v1/charges.proto",
     "proto/msp/gateway/v1/customer.proto",
     "proto/msp/gateway/v1/pricing.proto",
     "proto/msp/gateway/v1/usage.proto",
