@@ -12,11 +12,15 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::api::auth::AuthLayer;
 use crate::api::customers::CustomerApi;
 use crate::api::partner_accounts::PartnerAccountApi;
+use crate::api::pricing::PricingApi;
 use crate::api::tenants::TenantApi;
+use crate::api::usage::UsageApi;
 use crate::config::Config;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
+use crate::proto::v1::pricing_service_server::PricingServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
+use crate::proto::v1::usage_service_server::UsageServiceServer;
 use crate::store::Store;
 
 /// The TLS settings of `config`, if TLS is configured.
@@ -55,6 +59,12 @@ pub async fn serve(
     health_reporter
         .set_serving::<TenantServiceServer<TenantApi>>()
         .await;
+    health_reporter
+        .set_serving::<PricingServiceServer<PricingApi>>()
+        .await;
+    health_reporter
+        .set_serving::<UsageServiceServer<UsageApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -78,7 +88,9 @@ pub async fn serve(
         .add_service(PartnerAccountServiceServer::new(PartnerAccountApi::new(
             store.clone(),
         )))
-        .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())));
+        .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
+        .add_service(PricingServiceServer::new(PricingApi::new(store.clone())))
+        .add_service(UsageServiceServer::new(UsageApi::new(store.clone())));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {

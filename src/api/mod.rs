@@ -4,5 +4,7 @@ pub mod auth;
 mod convert;
 pub mod customers;
 pub mod partner_accounts;
+pub mod pricing;
 mod status;
 pub mod tenants;
+pub mod usage;

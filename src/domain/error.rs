@@ -130,6 +130,18 @@ impl Violations {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Violations) {
+        self.0.extend(other.0);
+    }
+
     pub fn into_result(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())

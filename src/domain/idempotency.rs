@@ -32,6 +32,19 @@ impl IdempotencyKey {
         }
     }
 
+    /// A key for a request given as bytes (e.g. an encoded message stream).
+    pub fn from_bytes(request_id: String, operation: &'static str, body: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(operation.as_bytes());
+        hasher.update([0]);
+        hasher.update(body);
+        IdempotencyKey {
+            request_id,
+            operation,
+            fingerprint: hex::encode(hasher.finalize()),
+        }
+    }
+
     /// The error for a request id reused with a different request.
     pub fn mismatch(&self) -> Error {
         Error::invalid(

@@ -8,6 +8,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::schema::{customers, vendor_accounts};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
     LedgerPlan, RatingContext, line_key, plan_pull, plan_rerate, plan_upsert,
 };
@@ -113,16 +114,26 @@ for_each_backend! {
         .await
     }
 
-    /// Records pushed lines: each replaces its key; nothing else is touched.
-    pub async fn push(conn: &mut Conn, tenant_id: &str, account: &PartnerAccount, lines: Vec<UsageLine>) -> Result<IngestSummary> {
+    /// Records pushed lines: each replaces its key; nothing else is touched. A retry of a
+    /// recorded request id writes nothing and answers `None`.
+    pub async fn push(
+        conn: &mut Conn,
+        tenant_id: &str,
+        account: &PartnerAccount,
+        lines: Vec<UsageLine>,
+        request: &IdempotencyKey,
+    ) -> Result<Option<IngestSummary>> {
         conn.transaction(async |conn| {
+            if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, &account.id).await? {
+                return Ok(None);
+            }
             q::charges::lock_ledger(conn, tenant_id).await?;
             let pricing = pricing(conn, tenant_id).await?;
             let keys: Vec<String> = lines.iter().map(|l| line_key(&account.id, l)).collect();
             let stored = q::usage_lines::by_keys(conn, tenant_id, &keys).await?;
             let empty = HashMap::new();
             let plan = plan_upsert(&stored, lines, &pricing.context(account, &empty));
-            apply(conn, tenant_id, plan).await
+            apply(conn, tenant_id, plan).await.map(Some)
         })
         .await
     }
@@ -168,13 +179,15 @@ impl Store {
         dispatch!(self, write, ingest::pull(tenant_id, account, pull))
     }
 
+    /// Records pushed usage; `None` when `request` was already recorded (a retry).
     pub async fn ingest_push(
         &self,
         tenant_id: &str,
         account: &PartnerAccount,
         lines: Vec<UsageLine>,
-    ) -> Result<IngestSummary> {
-        dispatch!(self, write, ingest::push(tenant_id, account, lines.clone()))
+        request: &IdempotencyKey,
+    ) -> Result<Option<IngestSummary>> {
+        dispatch!(self, write, ingest::push(tenant_id, account, lines, request))
     }
 
     pub async fn rerate(&self, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {

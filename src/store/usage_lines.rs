@@ -233,3 +233,21 @@ for_each_backend! {
         query.load(conn).await?.into_iter().map(UsageLineRow::into_line).collect()
     }
 }
+
+impl super::Store {
+    /// Usage kept but not yet rated, in key order (portal keys see only their customer's).
+    pub async fn unrated_usage(
+        &self,
+        principal: &crate::domain::access::Principal,
+        page: &crate::domain::paging::PageRequest,
+    ) -> Result<crate::domain::paging::Page<LedgerLine>> {
+        let tenant = principal.tenant_id.as_str();
+        let after = page.after.as_deref();
+        let limit = page.fetch_limit();
+        let mut lines = super::dispatch!(self, read, usage_lines::unrated(tenant, after, limit))?;
+        if let Some(own) = principal.customer_scope() {
+            lines.retain(|l| l.customer_id.as_deref() == Some(own));
+        }
+        Ok(page.page(lines, |l| &l.line_key))
+    }
+}

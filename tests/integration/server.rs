@@ -7,7 +7,9 @@ const EXPECTED: &[&str] = &[
     "grpc.health.v1.Health",
     "msp.gateway.v1.CustomerService",
     "msp.gateway.v1.PartnerAccountService",
+    "msp.gateway.v1.PricingService",
     "msp.gateway.v1.TenantService",
+    "msp.gateway.v1.UsageService",
 ];
 
 async fn reflection_lists_every_service(backend: Backend) {
