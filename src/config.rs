@@ -30,6 +30,8 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Seconds in-flight calls get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Run the vendor pollers in this process (turn off for API-only replicas).
+    pub pollers: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -51,6 +53,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             shutdown_grace_secs: 10,
+            pollers: true,
         }
     }
 }

@@ -8,10 +8,13 @@ use crate::domain::error::Result;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccountSpec;
+use crate::domain::pricing::{FxRate, PriceKind, RuleScope};
 use crate::domain::tenant::NewTenant;
 use crate::domain::vendor::Vendor;
 use crate::store::Store;
 use crate::store::api_keys::NewApiKey;
+use crate::store::pricing::NewPriceRule;
+use chrono::{DateTime, Utc};
 
 pub const DEMO_TENANT: &str = "Demo ISP";
 
@@ -87,6 +90,32 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
     store
         .create_partner_account(&system, &simulator, &key)
         .await?;
+    // 15 % over cost for everything, and a USD -> ZAR rate, so simulator usage rates at once.
+    let markup = NewPriceRule {
+        scope: RuleScope::default(),
+        kind: PriceKind::Markup,
+        value: Decimal::new(15, 2),
+        currency: None,
+        effective_from: DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default(),
+        effective_to: None,
+    };
+    let key = IdempotencyKey::new("demo-markup".into(), "CreatePriceRule", &markup);
+    store.create_price_rule(&system, &markup, &key).await?;
+    let usd = Currency::parse("from_currency", "USD")
+        .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
+    let zar = Currency::parse("to_currency", "ZAR")
+        .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
+    let fx = FxRate {
+        from: usd,
+        to: zar,
+        rate: Decimal::new(1825, 2),
+        effective_from: markup.effective_from,
+    };
+    if store.fx_rates(&system).await?.is_empty() {
+        store.set_fx_rate(&system, &fx).await?;
+    }
     let zar = Currency::parse("billing_currency", "ZAR")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
     for (external_ref, name, limit, cycle) in CUSTOMERS {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod poller;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -13,7 +13,7 @@ use msp_gateway::domain::tenant::{NewTenant, Tenant};
 use msp_gateway::store::Store;
 use msp_gateway::store::api_keys::NewApiKey;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::{demo, server, telemetry};
+use msp_gateway::{demo, poller, server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -153,14 +153,29 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             demo::banner(&access, &address.to_string(), tls.is_none())
         );
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pollers = config.pollers.then(|| {
+        tokio::spawn(poller::run(
+            store.clone(),
+            poller::PollerSettings::default(),
+            stop_rx,
+        ))
+    });
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
     server::serve(
         listener,
         store,
         tls,
-        server::shutdown_signal(),
+        shutdown,
         Duration::from_secs(config.shutdown_grace_secs),
     )
     .await?;
+    if let Some(pollers) = pollers {
+        let _ = pollers.await;
+    }
     tracing::info!("msp-gateway stopped");
     Ok(())
 }

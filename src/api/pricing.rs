@@ -33,7 +33,10 @@ impl PricingApi {
 /// percentages typed as whole numbers… above it.
 const MAX_FRACTION: Decimal = Decimal::TEN;
 
-pub fn instant(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, FieldViolation> {
+pub fn instant(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldViolation> {
     match t {
         None => Ok(None),
         Some(t) => u32::try_from(t.nanos)
@@ -50,7 +53,10 @@ fn kind_from_proto(field: &str, value: i32) -> Result<PriceKind, FieldViolation>
         Ok(v1::PriceRuleKind::ListMinusDiscount) => Ok(PriceKind::ListMinusDiscount),
         Ok(v1::PriceRuleKind::FixedUnitPrice) => Ok(PriceKind::FixedUnitPrice),
         Ok(v1::PriceRuleKind::Unspecified) => Err(FieldViolation::new(field, "is required")),
-        Err(_) => Err(FieldViolation::new(field, format!("{value} is not a known value"))),
+        Err(_) => Err(FieldViolation::new(
+            field,
+            format!("{value} is not a known value"),
+        )),
     }
 }
 
@@ -65,13 +71,20 @@ fn kind_to_proto(kind: PriceKind) -> v1::PriceRuleKind {
 fn rule_to_proto(rule: PriceRule) -> v1::PriceRule {
     v1::PriceRule {
         id: rule.id,
-        vendor: rule.scope.vendor.map(|v| vendor_to_proto(v).into()).unwrap_or(0),
+        vendor: rule
+            .scope
+            .vendor
+            .map(|v| vendor_to_proto(v).into())
+            .unwrap_or(0),
         service: rule.scope.service.unwrap_or_default(),
         meter: rule.scope.meter.unwrap_or_default(),
         customer_id: rule.scope.customer_id.unwrap_or_default(),
         kind: kind_to_proto(rule.kind).into(),
         value: rule.value.to_string(),
-        currency: rule.currency.map(|c| c.code().to_string()).unwrap_or_default(),
+        currency: rule
+            .currency
+            .map(|c| c.code().to_string())
+            .unwrap_or_default(),
         effective_from: Some(timestamp(rule.effective_from)),
         effective_to: rule.effective_to.map(timestamp),
         create_time: Some(timestamp(rule.created_at)),
@@ -116,7 +129,8 @@ fn parse_rule(rule: &v1::PriceRule) -> Result<NewPriceRule, Error> {
     let currency = if rule.currency.is_empty() {
         Some(None)
     } else {
-        v.check(Currency::parse("price_rule.currency", &rule.currency)).map(Some)
+        v.check(Currency::parse("price_rule.currency", &rule.currency))
+            .map(Some)
     };
     if let (Some(kind), Some(value), Some(currency)) = (kind, value, currency) {
         match kind {
@@ -133,7 +147,10 @@ fn parse_rule(rule: &v1::PriceRule) -> Result<NewPriceRule, Error> {
                     v.add("price_rule.currency", "is only for FIXED_UNIT_PRICE rules");
                 }
                 if value.is_sign_negative() && !value.is_zero() || value > MAX_FRACTION {
-                    v.add("price_rule.value", format!("{value} is not a fraction from 0 to 10 (e.g. \"0.15\")"));
+                    v.add(
+                        "price_rule.value",
+                        format!("{value} is not a fraction from 0 to 10 (e.g. \"0.15\")"),
+                    );
                 }
                 if kind == PriceKind::ListMinusDiscount && value > Decimal::ONE {
                     v.add("price_rule.value", "a discount cannot exceed 1 (100 %)");
@@ -141,8 +158,14 @@ fn parse_rule(rule: &v1::PriceRule) -> Result<NewPriceRule, Error> {
             }
         }
     }
-    let from = v.check(instant("price_rule.effective_from", rule.effective_from.as_ref()));
-    let to = v.check(instant("price_rule.effective_to", rule.effective_to.as_ref()));
+    let from = v.check(instant(
+        "price_rule.effective_from",
+        rule.effective_from.as_ref(),
+    ));
+    let to = v.check(instant(
+        "price_rule.effective_to",
+        rule.effective_to.as_ref(),
+    ));
     if let Some(None) = from {
         v.add("price_rule.effective_from", "is required");
     }
@@ -152,17 +175,40 @@ fn parse_rule(rule: &v1::PriceRule) -> Result<NewPriceRule, Error> {
         v.add("price_rule.effective_to", "must be after effective_from");
     }
     v.into_result()?;
-    match (vendor, service, meter, customer_id, kind, value, currency, from, to) {
-        (Some(vendor), Some(service), Some(meter), Some(customer_id), Some(kind), Some(value), Some(currency), Some(Some(from)), Some(to)) => {
-            Ok(NewPriceRule {
-                scope: RuleScope { vendor, service, meter, customer_id },
-                kind,
-                value,
-                currency,
-                effective_from: from,
-                effective_to: to,
-            })
-        }
+    match (
+        vendor,
+        service,
+        meter,
+        customer_id,
+        kind,
+        value,
+        currency,
+        from,
+        to,
+    ) {
+        (
+            Some(vendor),
+            Some(service),
+            Some(meter),
+            Some(customer_id),
+            Some(kind),
+            Some(value),
+            Some(currency),
+            Some(Some(from)),
+            Some(to),
+        ) => Ok(NewPriceRule {
+            scope: RuleScope {
+                vendor,
+                service,
+                meter,
+                customer_id,
+            },
+            kind,
+            value,
+            currency,
+            effective_from: from,
+            effective_to: to,
+        }),
         _ => Err(Error::Internal("validated fields missing".into())),
     }
 }
@@ -184,7 +230,10 @@ impl PricingService for PricingApi {
             .ok_or_else(|| Error::invalid("price_rule", "is required"))?;
         let new = parse_rule(&rule)?;
         let idempotency = IdempotencyKey::new(request_id, "CreatePriceRule", &new);
-        let created = self.store.create_price_rule(&principal, &new, &idempotency).await?;
+        let created = self
+            .store
+            .create_price_rule(&principal, &new, &idempotency)
+            .await?;
         Ok(Response::new(rule_to_proto(created)))
     }
 
@@ -215,7 +264,10 @@ impl PricingService for PricingApi {
             .fx_rate
             .ok_or_else(|| Error::invalid("fx_rate", "is required"))?;
         let mut v = Violations::new();
-        let from = v.check(Currency::parse("fx_rate.from_currency", &rate.from_currency));
+        let from = v.check(Currency::parse(
+            "fx_rate.from_currency",
+            &rate.from_currency,
+        ));
         let to = v.check(Currency::parse("fx_rate.to_currency", &rate.to_currency));
         let value = v.check(parse_decimal("fx_rate.rate", &rate.rate));
         if value.is_some_and(|r| r <= Decimal::ZERO) {
@@ -224,7 +276,10 @@ impl PricingService for PricingApi {
         if from.is_some() && from == to {
             v.add("fx_rate.to_currency", "must differ from from_currency");
         }
-        let at = v.check(instant("fx_rate.effective_from", rate.effective_from.as_ref()));
+        let at = v.check(instant(
+            "fx_rate.effective_from",
+            rate.effective_from.as_ref(),
+        ));
         if let Some(None) = at {
             v.add("fx_rate.effective_from", "is required");
         }
@@ -232,7 +287,12 @@ impl PricingService for PricingApi {
         let (Some(from), Some(to), Some(value), Some(Some(at))) = (from, to, value, at) else {
             return Err(Status::internal("validated fields missing"));
         };
-        let rate = FxRate { from, to, rate: value, effective_from: at };
+        let rate = FxRate {
+            from,
+            to,
+            rate: value,
+            effective_from: at,
+        };
         self.store.set_fx_rate(&principal, &rate).await?;
         Ok(Response::new(fx_to_proto(rate)))
     }

@@ -46,7 +46,11 @@ fn optional_text(field: &str, value: &str, max: usize) -> Result<String, FieldVi
 /// Validates one pushed line; `field` is its path, e.g. `lines[12]`.
 pub fn parse_line(field: &str, line: &v1::UsageLine, v: &mut Violations) -> Option<UsageLine> {
     let f = |name: &str| format!("{field}.{name}");
-    let vendor_account_id = v.check(text::identifier(&f("vendor_account_id"), &line.vendor_account_id, 128));
+    let vendor_account_id = v.check(text::identifier(
+        &f("vendor_account_id"),
+        &line.vendor_account_id,
+        128,
+    ));
     let service = v.check(text::display_name(&f("service"), &line.service, 256));
     let meter = v.check(optional_text(&f("meter"), &line.meter, 256));
     let region = v.check(optional_text(&f("region"), &line.region, 64));
@@ -54,7 +58,10 @@ pub fn parse_line(field: &str, line: &v1::UsageLine, v: &mut Violations) -> Opti
     let unit = v.check(optional_text(&f("unit"), &line.unit, 64));
     let quantity = v.check(parse_decimal(&f("quantity"), &line.quantity).and_then(|q| {
         if q < Decimal::ZERO {
-            Err(FieldViolation::new(f("quantity"), format!("{q} is negative; usage quantities are zero or more")))
+            Err(FieldViolation::new(
+                f("quantity"),
+                format!("{q} is negative; usage quantities are zero or more"),
+            ))
         } else {
             Ok(q)
         }
@@ -63,7 +70,8 @@ pub fn parse_line(field: &str, line: &v1::UsageLine, v: &mut Violations) -> Opti
     let list_cost = if line.list_cost.is_empty() {
         Some(None)
     } else {
-        v.check(parse_decimal(&f("list_cost"), &line.list_cost)).map(Some)
+        v.check(parse_decimal(&f("list_cost"), &line.list_cost))
+            .map(Some)
     };
     let currency = v.check(Currency::parse(&f("currency"), &line.currency));
     let start = v.check(instant(&f("window_start"), line.window_start.as_ref()));
@@ -157,15 +165,20 @@ impl UsageService for UsageApi {
         let mut first = true;
         while let Some(message) = stream.message().await? {
             if first {
-                request_id = v.check(text::request_id(&message.request_id, true)).flatten();
-                partner_account_id = match required_id("partner_account_id", &message.partner_account_id) {
-                    Ok(id) => Some(id),
-                    Err(Error::InvalidArgument(violations)) => {
-                        violations.into_iter().for_each(|f| v.add(f.field, f.description));
-                        None
-                    }
-                    Err(other) => return Err(other.into()),
-                };
+                request_id = v
+                    .check(text::request_id(&message.request_id, true))
+                    .flatten();
+                partner_account_id =
+                    match required_id("partner_account_id", &message.partner_account_id) {
+                        Ok(id) => Some(id),
+                        Err(Error::InvalidArgument(violations)) => {
+                            violations
+                                .into_iter()
+                                .for_each(|f| v.add(f.field, f.description));
+                            None
+                        }
+                        Err(other) => return Err(other.into()),
+                    };
                 first = false;
             }
             received += message.lines.len();
@@ -198,7 +211,10 @@ impl UsageService for UsageApi {
         let (Some(request_id), Some(partner_account_id)) = (request_id, partner_account_id) else {
             return Err(Status::internal("validated fields missing"));
         };
-        let account = self.store.partner_account(&principal, &partner_account_id).await?;
+        let account = self
+            .store
+            .partner_account(&principal, &partner_account_id)
+            .await?;
         let idempotency = IdempotencyKey::from_bytes(request_id, "IngestUsage", &fingerprint);
         let summary = self
             .store

@@ -187,7 +187,11 @@ impl Store {
         lines: Vec<UsageLine>,
         request: &IdempotencyKey,
     ) -> Result<Option<IngestSummary>> {
-        dispatch!(self, write, ingest::push(tenant_id, account, lines, request))
+        dispatch!(
+            self,
+            write,
+            ingest::push(tenant_id, account, lines, request)
+        )
     }
 
     pub async fn rerate(&self, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod migrate;
 pub mod partner_accounts;
+pub mod poll_states;
 pub mod pricing;
 pub mod schema;
 pub mod sql_types;

@@ -153,6 +153,30 @@ for_each_backend! {
             .collect()
     }
 
+    /// Enabled partner accounts of every tenant, for the pollers.
+    pub async fn all_enabled(conn: &mut Conn) -> Result<Vec<PartnerAccount>> {
+        partner_accounts::table
+            .filter(partner_accounts::enabled.eq(true))
+            .select(PartnerAccountRow::as_select())
+            .order(partner_accounts::id)
+            .load(conn)
+            .await?
+            .into_iter()
+            .map(PartnerAccount::try_from)
+            .collect()
+    }
+
+    /// The vendor account ids linked through the partner account (the simulator's accounts).
+    pub async fn linked_accounts(conn: &mut Conn, partner_account_id: &str) -> Result<Vec<String>> {
+        use crate::store::schema::vendor_accounts;
+        Ok(vendor_accounts::table
+            .filter(vendor_accounts::partner_account_id.eq(partner_account_id))
+            .select(vendor_accounts::account_id)
+            .order(vendor_accounts::account_id)
+            .load(conn)
+            .await?)
+    }
+
     pub async fn update(
         conn: &mut Conn,
         tenant_id: &str,
@@ -204,6 +228,18 @@ for_each_backend! {
 }
 
 impl Store {
+    pub async fn enabled_partner_accounts(&self) -> Result<Vec<PartnerAccount>> {
+        dispatch!(self, read, partner_accounts::all_enabled())
+    }
+
+    pub async fn linked_vendor_accounts(&self, partner_account_id: &str) -> Result<Vec<String>> {
+        dispatch!(
+            self,
+            read,
+            partner_accounts::linked_accounts(partner_account_id)
+        )
+    }
+
     pub async fn create_partner_account(
         &self,
         principal: &Principal,

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod credentials;
 pub mod microsoft;
+pub mod simulator;
 
 use chrono::{DateTime, Utc};
 

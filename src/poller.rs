@@ -1,0 +1,245 @@
+//! Pollers: one task per enabled partner account pulls its vendor's usage on the account's
+//! interval and records it in the ledger. On PostgreSQL a lease in `poll_states` lets one
+//! replica poll an account at a time; when that replica dies its lease expires and another
+//! takes over. Each pull restates a whole window in one transaction, so a poller killed between
+//! fetch and commit loses nothing: the next pull restates the same window.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Duration as Span, DurationRound, TimeZone, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::domain::error::{Error, Result};
+use crate::domain::partner_account::PartnerAccount;
+use crate::domain::vendor::Vendor;
+use crate::store::Store;
+use crate::store::ingest::IngestSummary;
+use crate::store::poll_states::PollResult;
+use crate::vendors::aws::{AwsCostExplorer, AwsCostExplorerConfig};
+use crate::vendors::microsoft::{PartnerCenterConfig, PartnerCenterSource};
+use crate::vendors::simulator::Simulator;
+use crate::vendors::{PullOutcome, PullRequest, UsageSource, VendorError};
+
+/// Seed of the simulator's synthetic usage; fixed so demos are reproducible.
+pub const SIMULATOR_SEED: u64 = 20_261_125;
+
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    /// This replica's name in leases.
+    pub owner: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often the set of enabled partner accounts is re-read.
+    pub refresh: Duration,
+}
+
+impl Default for PollerSettings {
+    fn default() -> Self {
+        PollerSettings {
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            lease_ttl: Duration::from_secs(60),
+            refresh: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollOutcome {
+    /// Another replica holds the lease.
+    NotLeased,
+    /// The vendor said nothing changed since the last pull.
+    Unchanged,
+    Recorded(IngestSummary),
+}
+
+/// The usage source for a partner account, built fresh for each poll so configuration and
+/// (for the simulator) newly linked accounts take effect.
+async fn source_for(store: &Store, account: &PartnerAccount) -> Result<Box<dyn UsageSource>> {
+    let vendor_error = |e: VendorError| {
+        Error::precondition(format!("partner account {}", account.id), e.to_string())
+    };
+    Ok(match account.spec.vendor {
+        Vendor::Simulator => {
+            let accounts = store.linked_vendor_accounts(&account.id).await?;
+            Box::new(Simulator::new(SIMULATOR_SEED, accounts))
+        }
+        Vendor::Aws => Box::new(
+            AwsCostExplorer::new(AwsCostExplorerConfig::for_partner_account(&account.spec))
+                .map_err(vendor_error)?,
+        ),
+        Vendor::Microsoft => {
+            let tenant = store.tenant(&account.tenant_id).await?;
+            let mut config = PartnerCenterConfig::new(
+                &account.spec.vendor_account_id,
+                &account.spec.credentials_ref,
+                tenant.currency.code(),
+            );
+            if !account.spec.endpoint_url.is_empty() {
+                config.api_base_url = account.spec.endpoint_url.clone();
+            }
+            Box::new(PartnerCenterSource::new(config).map_err(vendor_error)?)
+        }
+    })
+}
+
+/// The window each vendor restates on every poll.
+pub fn restatement_window(vendor: Vendor, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let day = Span::days(1);
+    let today = now.duration_trunc(day).unwrap_or(now);
+    let month_start = |y: i32, m: u32| {
+        Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(today)
+    };
+    match vendor {
+        Vendor::Simulator => Simulator::new(0, vec![]).at(now).window(),
+        // AWS revises until the month is closed, a few days into the next: re-read from the
+        // start of the previous month.
+        Vendor::Aws => {
+            let (y, m) = if now.month() == 1 {
+                (now.year() - 1, 12)
+            } else {
+                (now.year(), now.month() - 1)
+            };
+            (month_start(y, m), today + day)
+        }
+        // The unbilled export covers the current billing period.
+        Vendor::Microsoft => (month_start(now.year(), now.month()), today + day),
+    }
+}
+
+/// Polls one partner account once: lease, pull, record.
+pub async fn poll_once(
+    store: &Store,
+    account: &PartnerAccount,
+    settings: &PollerSettings,
+) -> Result<PollOutcome> {
+    let ttl = settings.lease_ttl.as_secs() as i64;
+    if !store
+        .lease_partner_account(&account.tenant_id, &account.id, &settings.owner, ttl)
+        .await?
+    {
+        return Ok(PollOutcome::NotLeased);
+    }
+    let status = store.poll_status(&account.id).await?;
+    let result = async {
+        let source = source_for(store, account).await?;
+        let (start, end) = restatement_window(account.spec.vendor, Utc::now());
+        let request = PullRequest {
+            start,
+            end,
+            previous_version: status.version_tag.clone(),
+        };
+        source
+            .pull(&request)
+            .await
+            .map_err(|e| Error::Unavailable("vendor", e.to_string()))
+    }
+    .await;
+    match result {
+        Ok((PullOutcome::Unchanged, requests)) => {
+            let tag = status.version_tag.as_deref();
+            store
+                .record_poll(
+                    &account.id,
+                    i64::from(requests.0),
+                    &PollResult::Success { version_tag: tag },
+                )
+                .await?;
+            Ok(PollOutcome::Unchanged)
+        }
+        Ok((PullOutcome::Data(pull), requests)) => {
+            let summary = store
+                .ingest_pull(&account.tenant_id, account, &pull)
+                .await?;
+            let tag = pull.version.as_deref();
+            store
+                .record_poll(
+                    &account.id,
+                    i64::from(requests.0),
+                    &PollResult::Success { version_tag: tag },
+                )
+                .await?;
+            Ok(PollOutcome::Recorded(summary))
+        }
+        Err(error) => {
+            let message = error.to_string();
+            store
+                .record_poll(&account.id, 0, &PollResult::Failure { error: &message })
+                .await?;
+            Err(error)
+        }
+    }
+}
+
+/// Runs a poller per enabled partner account until `shutdown` turns true.
+pub async fn run(store: Arc<Store>, settings: PollerSettings, mut shutdown: watch::Receiver<bool>) {
+    let mut tasks: HashMap<String, (JoinHandle<()>, watch::Sender<bool>)> = HashMap::new();
+    loop {
+        match store.enabled_partner_accounts().await {
+            Ok(accounts) => {
+                let wanted: HashMap<String, PartnerAccount> = accounts
+                    .into_iter()
+                    .map(|a| (format!("{}@v{}", a.id, a.version), a))
+                    .collect();
+                tasks.retain(|key, (handle, stop)| {
+                    let keep = wanted.contains_key(key) && !handle.is_finished();
+                    if !keep {
+                        let _ = stop.send(true);
+                    }
+                    keep
+                });
+                for (key, account) in wanted {
+                    if tasks.contains_key(&key) {
+                        continue;
+                    }
+                    let (stop_tx, stop_rx) = watch::channel(false);
+                    let handle =
+                        tokio::spawn(poll_loop(store.clone(), account, settings.clone(), stop_rx));
+                    tasks.insert(key, (handle, stop_tx));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list partner accounts to poll"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.refresh) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    for (_, (handle, stop)) in tasks {
+        let _ = stop.send(true);
+        let _ = handle.await;
+    }
+}
+
+/// One account's loop; a changed account (new version) gets a new loop from [`run`].
+async fn poll_loop(
+    store: Arc<Store>,
+    account: PartnerAccount,
+    settings: PollerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_secs(account.spec.poll_interval_secs.max(1) as u64);
+    loop {
+        match poll_once(&store, &account, &settings).await {
+            Ok(PollOutcome::Recorded(s)) => tracing::info!(
+                partner_account = %account.id,
+                lines = s.lines_written,
+                charges = s.events_appended,
+                "usage recorded"
+            ),
+            Ok(outcome) => tracing::debug!(partner_account = %account.id, ?outcome, "poll"),
+            Err(error) => tracing::warn!(partner_account = %account.id, %error, "poll failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    let _ = store
+        .release_partner_account(&account.id, &settings.owner)
+        .await;
+}
