@@ -143,11 +143,11 @@ impl Simulator {
         let h =
             mix(self.seed ^ fnv(account) ^ (meter_index as u64) << 56 ^ hour.timestamp() as u64);
         // Some meters are idle in some hours.
-        if h % 7 == 0 {
+        if h.is_multiple_of(7) {
             return None;
         }
         // One estimate in 25 is spurious: it disappears once the hour settles.
-        let spurious = mix(h ^ 0x5eed) % 25 == 0;
+        let spurious = mix(h ^ 0x5eed).is_multiple_of(25);
         if spurious && !estimated {
             return None;
         }
