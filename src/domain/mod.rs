@@ -6,11 +6,15 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+#[cfg(test)]
+mod ledger_properties;
 pub mod money;
 pub mod paging;
 pub mod partner_account;
 pub mod pricing;
 pub mod rating;
+#[cfg(test)]
+mod rating_tests;
 pub mod tenant;
 pub mod text;
 pub mod usage;
