@@ -174,3 +174,25 @@ for_each_backend! {
             .unwrap_or(0))
     }
 }
+
+impl super::Store {
+    /// Charges after `after_sequence` in sequence order (at most `limit`).
+    pub async fn list_charges(
+        &self,
+        tenant_id: &str,
+        filter: &ChargeFilter,
+        after_sequence: i64,
+        limit: i64,
+    ) -> Result<Vec<ChargeEvent>> {
+        super::dispatch!(
+            self,
+            read,
+            charges::list(tenant_id, filter, after_sequence, limit)
+        )
+    }
+
+    /// The tenant's last ledger sequence (0 before the first charge).
+    pub async fn ledger_high_water_mark(&self, tenant_id: &str) -> Result<i64> {
+        super::dispatch!(self, read, charges::high_water_mark(tenant_id))
+    }
+}

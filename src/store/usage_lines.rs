@@ -251,3 +251,20 @@ impl super::Store {
         Ok(page.page(lines, |l| &l.line_key))
     }
 }
+
+impl super::Store {
+    /// The partner account's lines with a window start in `[start, end)`.
+    pub async fn usage_lines_in_window(
+        &self,
+        tenant_id: &str,
+        partner_account_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<HashMap<String, LedgerLine>> {
+        super::dispatch!(
+            self,
+            read,
+            usage_lines::in_window(tenant_id, partner_account_id, start, end)
+        )
+    }
+}

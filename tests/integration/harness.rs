@@ -16,7 +16,9 @@ use msp_gateway::domain::access::MintedKey;
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
 use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
+use msp_gateway::proto::v1::pricing_service_client::PricingServiceClient;
 use msp_gateway::proto::v1::tenant_service_client::TenantServiceClient;
+use msp_gateway::proto::v1::usage_service_client::UsageServiceClient;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
 use tonic::metadata::MetadataValue;
@@ -145,7 +147,6 @@ pub struct TestGateway {
     pub address: SocketAddr,
     pub store: Arc<Store>,
     pub admin_key: String,
-    #[allow(dead_code)] // for tests that need the tenant id
     pub tenant_id: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -230,6 +231,20 @@ impl TestGateway {
         key: &str,
     ) -> TenantServiceClient<InterceptedService<Channel, Bearer>> {
         TenantServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
+    }
+
+    pub async fn pricing(
+        &self,
+        key: &str,
+    ) -> PricingServiceClient<InterceptedService<Channel, Bearer>> {
+        PricingServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
+    }
+
+    pub async fn usage(
+        &self,
+        key: &str,
+    ) -> UsageServiceClient<InterceptedService<Channel, Bearer>> {
+        UsageServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
     }
 
     pub async fn stop(mut self) {

@@ -10,4 +10,5 @@ mod migrations;
 mod partner_accounts;
 mod partner_center_emulator;
 mod server;
+mod usage;
 mod validation;

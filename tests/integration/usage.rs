@@ -1,0 +1,451 @@
+//! The usage pipeline through the API: pushed usage is validated, rated and recorded exactly
+//! once; unrated usage waits with its reason; the ledger sequence is gap-free.
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use msp_gateway::proto::v1;
+use msp_gateway::store::charges::ChargeFilter;
+use rust_decimal::Decimal;
+use tonic::Code;
+
+use crate::customers::{new_customer, simulator_account};
+use crate::harness::{Backend, TestGateway, assert_violation, field_violations};
+
+pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    }
+}
+
+pub fn hour(h: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+        + Duration::hours(h)
+}
+
+pub fn usage_line(account: &str, meter: &str, h: i64, cost: &str) -> v1::UsageLine {
+    v1::UsageLine {
+        vendor_account_id: account.into(),
+        service: "Compute".into(),
+        meter: meter.into(),
+        region: "af-south-1".into(),
+        window_start: Some(ts(hour(h))),
+        window_end: Some(ts(hour(h + 1))),
+        meter_name: String::new(),
+        quantity: "1.5".into(),
+        unit: "Hrs".into(),
+        cost: cost.into(),
+        list_cost: String::new(),
+        currency: "USD".into(),
+        estimated: false,
+    }
+}
+
+/// A tenant with a simulator partner account, a ZAR customer linked to `sim-linked`, a 20 %
+/// markup and a USD->ZAR rate of 18.5.
+pub struct Priced {
+    pub partner_account_id: String,
+    pub customer_id: String,
+}
+
+pub async fn priced_tenant(gw: &TestGateway) -> Priced {
+    let sim = simulator_account(gw).await;
+    let mut customers = gw.customers(&gw.admin_key).await;
+    let customer = customers
+        .create_customer(new_customer("cust", "PRICED-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    customers
+        .link_vendor_account(v1::LinkVendorAccountRequest {
+            customer_id: customer.id.clone(),
+            vendor_account: Some(v1::VendorAccount {
+                vendor: v1::Vendor::Simulator.into(),
+                kind: v1::VendorAccountKind::SimulatorAccount.into(),
+                account_id: "sim-linked".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut pricing = gw.pricing(&gw.admin_key).await;
+    pricing
+        .create_price_rule(v1::CreatePriceRuleRequest {
+            request_id: "markup".into(),
+            price_rule: Some(v1::PriceRule {
+                kind: v1::PriceRuleKind::Markup.into(),
+                value: "0.20".into(),
+                effective_from: Some(ts(hour(-1000))),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    pricing
+        .set_fx_rate(v1::SetFxRateRequest {
+            fx_rate: Some(v1::FxRate {
+                from_currency: "USD".into(),
+                to_currency: "ZAR".into(),
+                rate: "18.5".into(),
+                effective_from: Some(ts(hour(-1000))),
+            }),
+        })
+        .await
+        .unwrap();
+    Priced {
+        partner_account_id: sim.id,
+        customer_id: customer.id,
+    }
+}
+
+pub async fn push(
+    gw: &TestGateway,
+    request_id: &str,
+    partner_account_id: &str,
+    batches: Vec<Vec<v1::UsageLine>>,
+) -> Result<v1::IngestUsageResponse, tonic::Status> {
+    let messages: Vec<v1::IngestUsageRequest> = batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, lines)| v1::IngestUsageRequest {
+            request_id: if i == 0 {
+                request_id.into()
+            } else {
+                String::new()
+            },
+            partner_account_id: if i == 0 {
+                partner_account_id.into()
+            } else {
+                String::new()
+            },
+            lines,
+        })
+        .collect();
+    gw.usage(&gw.admin_key)
+        .await
+        .ingest_usage(tokio_stream::iter(messages))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn charges(gw: &TestGateway) -> Vec<msp_gateway::store::charges::ChargeEvent> {
+    gw.store
+        .list_charges(&gw.tenant_id, &ChargeFilter::default(), 0, 100_000)
+        .await
+        .unwrap()
+}
+
+async fn pushed_usage_is_rated_once(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let lines = vec![
+        usage_line("sim-linked", "vm.small", 0, "10.00"),
+        usage_line("sim-linked", "vm.large", 0, "2.5"),
+        usage_line("sim-linked", "vm.small", 1, "0.0000000001"),
+    ];
+    let first = push(
+        &gw,
+        "push-1",
+        &priced.partner_account_id,
+        vec![lines.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            first.lines_received,
+            first.lines_written,
+            first.events_appended
+        ),
+        (3, 3, 3)
+    );
+    let recorded = charges(&gw).await;
+    let amounts: Vec<String> = recorded.iter().map(|c| c.amount.to_string()).collect();
+    // cost x 1.20 x 18.5, exact.
+    let mut expected = vec![
+        "222".to_string(),
+        "55.5".to_string(),
+        "0.00000000222".to_string(),
+    ];
+    let mut sorted = amounts.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert!(
+        recorded
+            .iter()
+            .all(|c| c.customer_id == priced.customer_id && c.currency.code() == "ZAR")
+    );
+
+    // The same data again, under a new request id, appends nothing.
+    let again = push(
+        &gw,
+        "push-2",
+        &priced.partner_account_id,
+        vec![lines.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.lines_written, again.events_appended), (0, 0));
+    // A retry of the first request id is answered as a replay.
+    let replay = push(
+        &gw,
+        "push-1",
+        &priced.partner_account_id,
+        vec![lines.clone()],
+    )
+    .await
+    .unwrap();
+    assert!(replay.replayed);
+    // A revision appends the delta.
+    let mut revised = lines.clone();
+    revised[0].cost = "12.00".into();
+    let rev = push(&gw, "push-3", &priced.partner_account_id, vec![revised])
+        .await
+        .unwrap();
+    assert_eq!(rev.events_appended, 1);
+    let all = charges(&gw).await;
+    let last = all.last().unwrap();
+    assert_eq!(last.kind.as_str(), "REVISION");
+    assert_eq!(last.amount, Decimal::new(444, 1)); // (12 - 10) x 1.2 x 18.5
+    let sequences: Vec<i64> = all.iter().map(|c| c.sequence).collect();
+    assert_eq!(sequences, (1..=all.len() as i64).collect::<Vec<_>>());
+    gw.stop().await;
+}
+
+async fn unrated_usage_waits_for_its_fix(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    push(
+        &gw,
+        "u-1",
+        &priced.partner_account_id,
+        vec![vec![usage_line("sim-orphan", "vm.small", 3, "4.00")]],
+    )
+    .await
+    .unwrap();
+    let mut usage = gw.usage(&gw.admin_key).await;
+    let unrated = usage
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unrated.unrated_usage.len(), 1);
+    assert_eq!(
+        unrated.unrated_usage[0].reason_code,
+        "UNKNOWN_VENDOR_ACCOUNT"
+    );
+    assert!(charges(&gw).await.is_empty());
+
+    // A EUR customer without a USD->EUR rate: linked, but still unrated, now for FX.
+    let mut customers = gw.customers(&gw.admin_key).await;
+    let mut request = new_customer("eur", "EUR-1");
+    request.billing_currency = "EUR".into();
+    let eur = customers
+        .create_customer(request)
+        .await
+        .unwrap()
+        .into_inner();
+    customers
+        .link_vendor_account(v1::LinkVendorAccountRequest {
+            customer_id: eur.id.clone(),
+            vendor_account: Some(v1::VendorAccount {
+                vendor: v1::Vendor::Simulator.into(),
+                kind: v1::VendorAccountKind::SimulatorAccount.into(),
+                account_id: "sim-orphan".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let unrated = usage
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unrated.unrated_usage[0].reason_code, "NO_FX_RATE");
+    assert_eq!(unrated.unrated_usage[0].customer_id, eur.id);
+
+    gw.pricing(&gw.admin_key)
+        .await
+        .set_fx_rate(v1::SetFxRateRequest {
+            fx_rate: Some(v1::FxRate {
+                from_currency: "USD".into(),
+                to_currency: "EUR".into(),
+                rate: "0.9".into(),
+                effective_from: Some(ts(hour(-1000))),
+            }),
+        })
+        .await
+        .unwrap();
+    let unrated = usage
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unrated.unrated_usage.is_empty());
+    let recorded = charges(&gw).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].customer_id, eur.id);
+    assert_eq!(recorded[0].amount, Decimal::new(432, 2)); // 4 x 1.2 x 0.9
+    gw.stop().await;
+}
+
+async fn bad_pushed_usage_writes_nothing(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let pa = priced.partner_account_id.as_str();
+    type Mutation = fn(&mut v1::UsageLine);
+    let cases: Vec<(Mutation, &str)> = vec![
+        (|l| l.quantity = "-1".into(), "lines[1].quantity"),
+        (|l| l.quantity = "1e3".into(), "lines[1].quantity"),
+        (|l| l.cost = "12,50".into(), "lines[1].cost"),
+        (|l| l.cost = "NaN".into(), "lines[1].cost"),
+        (|l| l.currency = "usd".into(), "lines[1].currency"),
+        (|l| l.currency = "ABC".into(), "lines[1].currency"),
+        (|l| l.window_end = l.window_start, "lines[1].window_end"),
+        (|l| l.window_start = None, "lines[1].window_start"),
+        (
+            |l| l.vendor_account_id.clear(),
+            "lines[1].vendor_account_id",
+        ),
+        (|l| l.service.clear(), "lines[1].service"),
+        (|l| l.list_cost = "cheap".into(), "lines[1].list_cost"),
+    ];
+    for (i, (mutate, field)) in cases.into_iter().enumerate() {
+        let good = usage_line("sim-linked", "vm.small", 5, "1.00");
+        let mut bad = usage_line("sim-linked", "vm.large", 5, "1.00");
+        mutate(&mut bad);
+        let result = push(&gw, &format!("bad-{i}"), pa, vec![vec![good, bad]]).await;
+        assert_violation(result, Code::InvalidArgument, field);
+    }
+    assert_violation(
+        push(&gw, "", pa, vec![vec![]]).await,
+        Code::InvalidArgument,
+        "request_id",
+    );
+    assert_violation(
+        push(&gw, "no-pa", "", vec![vec![]]).await,
+        Code::InvalidArgument,
+        "partner_account_id",
+    );
+    let status = push(
+        &gw,
+        "ghost-pa",
+        "pa_doesnotexist",
+        vec![vec![usage_line("sim-linked", "x", 1, "1")]],
+    )
+    .await
+    .expect_err("unknown partner account");
+    assert_eq!(status.code(), Code::NotFound);
+
+    // Oversized: more lines than one transaction may carry, across several messages.
+    let big: Vec<Vec<v1::UsageLine>> = (0..11)
+        .map(|m| {
+            (0..10_000)
+                .map(|i| usage_line("sim-linked", &format!("m{m}-{i}"), 1, "1"))
+                .collect()
+        })
+        .collect();
+    let status = push(&gw, "too-big", pa, big)
+        .await
+        .expect_err("oversized batch");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        field_violations(&status).iter().any(|(f, _)| f == "lines"),
+        "{status:?}"
+    );
+
+    assert!(
+        charges(&gw).await.is_empty(),
+        "nothing of a refused batch is written"
+    );
+    let unrated = gw
+        .usage(&gw.admin_key)
+        .await
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unrated.unrated_usage.is_empty());
+    gw.stop().await;
+}
+
+async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let gw = std::sync::Arc::new(gw);
+    let pushes = (0..8).map(|p| {
+        let gw = gw.clone();
+        let pa = priced.partner_account_id.clone();
+        tokio::spawn(async move {
+            let lines = (0..25)
+                .map(|i| usage_line("sim-linked", &format!("p{p}-m{i}"), i, "1.00"))
+                .collect();
+            push(&gw, &format!("concurrent-{p}"), &pa, vec![lines])
+                .await
+                .unwrap()
+        })
+    });
+    for result in futures::future::join_all(pushes).await {
+        assert_eq!(result.unwrap().events_appended, 25);
+    }
+    let all = charges(&gw).await;
+    let sequences: Vec<i64> = all.iter().map(|c| c.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=200).collect::<Vec<_>>(),
+        "gap-free and in order"
+    );
+    assert_eq!(
+        gw.store
+            .ledger_high_water_mark(&gw.tenant_id)
+            .await
+            .unwrap(),
+        200
+    );
+    // Each line's charges sum to its rated value.
+    let lines = gw
+        .store
+        .usage_lines_in_window(
+            &gw.tenant_id,
+            &priced.partner_account_id,
+            hour(-10),
+            hour(100),
+        )
+        .await
+        .unwrap();
+    let mut sums: HashMap<String, Decimal> = HashMap::new();
+    for c in &all {
+        *sums.entry(c.line_key.clone()).or_default() += c.amount;
+    }
+    for (key, line) in lines {
+        assert_eq!(
+            sums.get(&key).copied().unwrap_or_default(),
+            line.rating.unwrap().amount
+        );
+    }
+    match std::sync::Arc::try_unwrap(gw) {
+        Ok(gw) => gw.stop().await,
+        Err(_) => panic!("gateway still shared"),
+    }
+}
+
+crate::both_backends!(
+    pushed_usage_is_rated_once,
+    unrated_usage_waits_for_its_fix,
+    bad_pushed_usage_writes_nothing,
+    concurrent_pushes_keep_the_sequence_gap_free
+);
