@@ -5,6 +5,7 @@ mod harness;
 mod auth;
 mod aws_cost_explorer;
 mod customers;
+mod ledger;
 mod microsoft_partner_center;
 mod migrations;
 mod partner_accounts;

@@ -1,0 +1,256 @@
+//! The ledger under vendor pulls: revisions and removals over time, pollers and their leases,
+//! and interrupted writes.
+use std::collections::HashMap;
+use std::time::Duration as StdDuration;
+
+use chrono::Utc;
+use msp_gateway::domain::ledger::LedgerLine;
+use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
+use msp_gateway::store::charges::{ChargeEvent, ChargeFilter};
+use msp_gateway::vendors::Pull;
+use msp_gateway::vendors::simulator::Simulator;
+use rust_decimal::Decimal;
+
+use crate::harness::{Backend, TestGateway};
+use crate::usage::{hour, priced_tenant};
+
+async fn ledger(
+    gw: &TestGateway,
+    partner_account_id: &str,
+) -> (HashMap<String, LedgerLine>, Vec<ChargeEvent>) {
+    let lines = gw
+        .store
+        .usage_lines_in_window(
+            &gw.tenant_id,
+            partner_account_id,
+            hour(-10_000),
+            hour(10_000),
+        )
+        .await
+        .unwrap();
+    let events = gw
+        .store
+        .list_charges(&gw.tenant_id, &ChargeFilter::default(), 0, 1_000_000)
+        .await
+        .unwrap();
+    (lines, events)
+}
+
+/// Every key's events sum to its current rated value; sequences run 1..=N.
+fn assert_consistent(lines: &HashMap<String, LedgerLine>, events: &[ChargeEvent]) {
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "gap-free, in order"
+    );
+    let mut sums: HashMap<&str, Decimal> = HashMap::new();
+    for e in events {
+        *sums.entry(e.line_key.as_str()).or_default() += e.amount;
+    }
+    for (key, line) in lines {
+        let current = match (&line.rating, line.removed) {
+            (Some(r), false) => r.amount,
+            _ => Decimal::ZERO,
+        };
+        assert_eq!(
+            sums.get(key.as_str()).copied().unwrap_or_default(),
+            current,
+            "line {key}"
+        );
+    }
+    assert!(sums.keys().all(|k| lines.contains_key(*k)));
+}
+
+fn simulator_pull(accounts: &[&str], now_hour: i64) -> Pull {
+    let sim =
+        Simulator::new(42, accounts.iter().map(|a| a.to_string()).collect()).at(hour(now_hour));
+    let (start, end) = sim.window();
+    Pull {
+        start,
+        end,
+        lines: sim.lines(start, end),
+        version: None,
+    }
+}
+
+async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let account = gw
+        .store
+        .partner_account(&admin(&gw), &priced.partner_account_id)
+        .await
+        .unwrap();
+    let mut total_events = 0;
+    // Hourly pulls for a day and a half: estimates, revisions, spurious estimates vanishing.
+    for now in (0..36).step_by(3) {
+        let pull = simulator_pull(&["sim-linked", "sim-unlinked"], now);
+        let summary = gw
+            .store
+            .ingest_pull(&gw.tenant_id, &account, &pull)
+            .await
+            .unwrap();
+        total_events += summary.events_appended;
+        // The identical pull again appends nothing.
+        let again = gw
+            .store
+            .ingest_pull(&gw.tenant_id, &account, &pull)
+            .await
+            .unwrap();
+        assert_eq!((again.lines_written, again.events_appended), (0, 0));
+    }
+    let (lines, events) = ledger(&gw, &account.id).await;
+    assert_eq!(events.len(), total_events);
+    assert!(
+        events.iter().any(|e| e.kind.as_str() == "REVISION"),
+        "estimates were revised"
+    );
+    assert!(
+        events.iter().any(|e| e.kind.as_str() == "REVERSAL"),
+        "spurious estimates were reversed"
+    );
+    assert_consistent(&lines, &events);
+    assert!(
+        lines.values().any(|l| l.unrated_reason.is_some()),
+        "the unlinked account waits"
+    );
+
+    // A price change re-rates every live line.
+    let rerated = gw.store.rerate(&gw.tenant_id, false).await.unwrap();
+    assert_eq!(
+        rerated.events_appended, 0,
+        "same prices: nothing to re-rate"
+    );
+    gw.pricing(&gw.admin_key)
+        .await
+        .create_price_rule(msp_gateway::proto::v1::CreatePriceRuleRequest {
+            request_id: "compute-markup".into(),
+            price_rule: Some(msp_gateway::proto::v1::PriceRule {
+                service: "Compute".into(),
+                kind: msp_gateway::proto::v1::PriceRuleKind::Markup.into(),
+                value: "0.35".into(),
+                effective_from: Some(crate::usage::ts(hour(-1000))),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let (lines, events) = ledger(&gw, &account.id).await;
+    assert!(events.iter().any(|e| e.kind.as_str() == "RERATE"));
+    assert_consistent(&lines, &events);
+    gw.stop().await;
+}
+
+fn admin(gw: &TestGateway) -> msp_gateway::domain::access::Principal {
+    msp_gateway::domain::access::Principal {
+        tenant_id: gw.tenant_id.clone(),
+        key_id: "test".into(),
+        scope: msp_gateway::domain::access::Scope::Admin,
+        customer_id: None,
+    }
+}
+
+async fn interrupted_writes_leave_no_trace(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let account = gw
+        .store
+        .partner_account(&admin(&gw), &priced.partner_account_id)
+        .await
+        .unwrap();
+    let pull = simulator_pull(&["sim-linked"], 30);
+    // Kill the write at many points between fetch and commit (the future is dropped mid-flight,
+    // as when a poller's task is aborted or a caller disconnects).
+    for step in 0..40u64 {
+        let _ = tokio::time::timeout(
+            StdDuration::from_micros(50 + step * 150),
+            gw.store.ingest_pull(&gw.tenant_id, &account, &pull),
+        )
+        .await;
+    }
+    // The poller restarts and pulls again: the ledger is exactly right.
+    gw.store
+        .ingest_pull(&gw.tenant_id, &account, &pull)
+        .await
+        .unwrap();
+    let (lines, events) = ledger(&gw, &account.id).await;
+    assert_consistent(&lines, &events);
+    let rated = lines.values().filter(|l| l.rating.is_some()).count();
+    assert_eq!(events.len(), rated, "one NEW charge per line, none twice");
+    assert_eq!(lines.len(), pull.lines.len());
+    gw.stop().await;
+}
+
+async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let account = gw
+        .store
+        .partner_account(&admin(&gw), &priced.partner_account_id)
+        .await
+        .unwrap();
+    let first = PollerSettings {
+        owner: "replica-1".into(),
+        ..Default::default()
+    };
+    let second = PollerSettings {
+        owner: "replica-2".into(),
+        ..Default::default()
+    };
+    let started = Utc::now();
+    let PollOutcome::Recorded(summary) = poll_once(&gw.store, &account, &first).await.unwrap()
+    else {
+        panic!("the first replica polls")
+    };
+    assert!(
+        summary.events_appended > 0,
+        "simulator usage was rated into charges"
+    );
+    assert_eq!(
+        poll_once(&gw.store, &account, &second).await.unwrap(),
+        PollOutcome::NotLeased
+    );
+    let again = poll_once(&gw.store, &account, &first).await.unwrap();
+    let crossed_hour = Utc::now().timestamp() / 3600 != started.timestamp() / 3600;
+    if !crossed_hour {
+        let PollOutcome::Recorded(s) = again else {
+            panic!("leased")
+        };
+        assert_eq!(s.events_appended, 0, "the same data again appends nothing");
+    }
+    let status = gw.store.poll_status(&account.id).await.unwrap();
+    assert_eq!(status.lease_owner.as_deref(), Some("replica-1"));
+    assert_eq!(status.requests_spent, 2);
+    assert!(status.last_success_at.is_some() && status.last_error.is_none());
+    // When replica 1 goes away its lease can be taken over.
+    gw.store
+        .release_partner_account(&account.id, "replica-1")
+        .await
+        .unwrap();
+    assert!(matches!(
+        poll_once(&gw.store, &account, &second).await.unwrap(),
+        PollOutcome::Recorded(_)
+    ));
+    let expired = PollerSettings {
+        owner: "replica-3".into(),
+        lease_ttl: StdDuration::from_secs(0),
+        ..Default::default()
+    };
+    let _ = expired;
+    let (lines, events) = ledger(&gw, &account.id).await;
+    assert_consistent(&lines, &events);
+    gw.stop().await;
+}
+
+crate::both_backends!(
+    revisions_over_time_keep_the_ledger_exact,
+    interrupted_writes_leave_no_trace,
+    pollers_lease_accounts_and_record_usage
+);
