@@ -69,7 +69,7 @@ fn usd_book<'a>(rules: &'a [PriceRule], fx: &'a [FxRate]) -> PriceBook<'a> {
 
 #[test]
 fn most_specific_rule_wins() {
-    let rules = vec![
+    let rules = [
         rule("tenant", RuleScope::default(), PriceKind::Markup, "0.10"),
         rule(
             "vendor",
