@@ -20,6 +20,7 @@ use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::partner_account_service_server::PartnerAccountService;
 use crate::store::Store;
+use crate::store::poll_states::PollStatus;
 
 pub struct PartnerAccountApi {
     store: Arc<Store>,
@@ -41,7 +42,7 @@ const UPDATABLE: &[&str] = &[
     "endpoint_url",
 ];
 
-fn to_proto(account: PartnerAccount) -> v1::PartnerAccount {
+fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
     let spec = account.spec;
     v1::PartnerAccount {
         id: account.id,
@@ -59,6 +60,19 @@ fn to_proto(account: PartnerAccount) -> v1::PartnerAccount {
         create_time: Some(timestamp(account.created_at)),
         update_time: Some(timestamp(account.updated_at)),
         etag: PartnerAccountSpec::etag(account.version),
+        poll_status: Some(v1::PollStatus {
+            last_poll_time: status.last_poll_at.map(timestamp),
+            last_success_time: status.last_success_at.map(timestamp),
+            last_error: status.last_error.unwrap_or_default(),
+            requests_spent: status.requests_spent,
+        }),
+    }
+}
+
+impl PartnerAccountApi {
+    async fn with_status(&self, account: PartnerAccount) -> Result<v1::PartnerAccount, Status> {
+        let status = self.store.poll_status(&account.id).await?;
+        Ok(to_proto(account, status))
     }
 }
 
@@ -138,7 +152,7 @@ impl PartnerAccountService for PartnerAccountApi {
             .store
             .create_partner_account(&principal, &spec, &idempotency)
             .await?;
-        Ok(Response::new(to_proto(created)))
+        Ok(Response::new(self.with_status(created).await?))
     }
 
     async fn get_partner_account(
@@ -148,9 +162,8 @@ impl PartnerAccountService for PartnerAccountApi {
         let principal = principal(&request)?;
         principal.require(Area::PartnerAccounts, Action::Read)?;
         let id = required_id("id", &request.get_ref().id)?;
-        Ok(Response::new(to_proto(
-            self.store.partner_account(&principal, &id).await?,
-        )))
+        let account = self.store.partner_account(&principal, &id).await?;
+        Ok(Response::new(self.with_status(account).await?))
     }
 
     async fn list_partner_accounts(
@@ -178,8 +191,12 @@ impl PartnerAccountService for PartnerAccountApi {
             .store
             .list_partner_accounts(&principal, vendor_filter, &page)
             .await?;
+        let mut partner_accounts = Vec::with_capacity(page.items.len());
+        for account in page.items {
+            partner_accounts.push(self.with_status(account).await?);
+        }
         Ok(Response::new(v1::ListPartnerAccountsResponse {
-            partner_accounts: page.items.into_iter().map(to_proto).collect(),
+            partner_accounts,
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -239,6 +256,6 @@ impl PartnerAccountService for PartnerAccountApi {
             .store
             .update_partner_account(&principal, &id, &account.etag, &patch, idempotency.as_ref())
             .await?;
-        Ok(Response::new(to_proto(updated)))
+        Ok(Response::new(self.with_status(updated).await?))
     }
 }
