@@ -1,0 +1,337 @@
+//! Ingest benchmark: simulated usage lines through validation-free rating into the ledger, on
+//! PostgreSQL and SQLite, beside a raw PostgreSQL COPY of the same rows measured in the same run.
+//!
+//! Run: `cargo bench --bench ingest` (env: MSPGW_BENCH_LINES, default 1000000;
+//! MSPGW_BENCH_RUNS, default 3; MSPGW_BENCH_BATCH, default 50000 lines per transaction;
+//! MSPGW_TEST_POSTGRES_URL as for the tests). Prints lines/s per run, the medians, the ratio to
+//! COPY, and peak RSS.
+use std::io::Write;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use msp_gateway::domain::access::{Principal, Scope};
+use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
+use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::money::Currency;
+use msp_gateway::domain::partner_account::PartnerAccountSpec;
+use msp_gateway::domain::pricing::{FxRate, PriceKind, RuleScope};
+use msp_gateway::domain::tenant::NewTenant;
+use msp_gateway::domain::usage::UsageLine;
+use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
+use msp_gateway::store::Store;
+use msp_gateway::store::migrate::{self, Direction};
+use msp_gateway::store::pricing::NewPriceRule;
+use msp_gateway::vendors::simulator::Simulator;
+use rust_decimal::Decimal;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// `accounts` simulator accounts over enough hours to make at least `target` lines.
+fn generate(target: usize, accounts: usize) -> (Vec<String>, Vec<UsageLine>) {
+    let ids: Vec<String> = (0..accounts).map(|i| format!("sim-{i:05}")).collect();
+    let start: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut hours = (target / (accounts * 4)).max(1) as i64;
+    loop {
+        let end = start + Duration::hours(hours);
+        let sim = Simulator::new(7, ids.clone()).at(end + Duration::days(2));
+        let mut lines = sim.lines(start, end);
+        if lines.len() >= target {
+            lines.truncate(target);
+            return (ids, lines);
+        }
+        hours += hours / 10 + 1;
+    }
+}
+
+async fn prepare(
+    url: &str,
+    accounts: &[String],
+) -> (
+    Store,
+    String,
+    msp_gateway::domain::partner_account::PartnerAccount,
+) {
+    migrate::run(url, Direction::Up).await.expect("migrations");
+    let store = Store::connect(url, &Default::default()).expect("store");
+    let (tenant, _) = store
+        .create_tenant(NewTenant::parse("Bench ISP", "ZAR", "Africa/Johannesburg").unwrap())
+        .await
+        .expect("tenant");
+    let admin = Principal {
+        tenant_id: tenant.id.clone(),
+        key_id: "bench".into(),
+        scope: Scope::Admin,
+        customer_id: None,
+    };
+    let spec = PartnerAccountSpec {
+        vendor: Vendor::Simulator,
+        display_name: "Bench simulator".into(),
+        vendor_account_id: "bench".into(),
+        partner_discount_rate: Decimal::new(12, 2),
+        credentials_ref: String::new(),
+        poll_interval_secs: 3600,
+        // No pollers run in the benchmark; enabled so customers can be linked through it.
+        enabled: true,
+        endpoint_url: String::new(),
+    };
+    let account = store
+        .create_partner_account(
+            &admin,
+            &spec,
+            &IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec),
+        )
+        .await
+        .unwrap();
+    let zar = Currency::parse("c", "ZAR").unwrap();
+    let effective_from = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let rule = NewPriceRule {
+        scope: RuleScope::default(),
+        kind: PriceKind::Markup,
+        value: Decimal::new(15, 2),
+        currency: None,
+        effective_from,
+        effective_to: None,
+    };
+    store
+        .create_price_rule(
+            &admin,
+            &rule,
+            &IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule),
+        )
+        .await
+        .unwrap();
+    store
+        .set_fx_rate(
+            &admin,
+            &FxRate {
+                from: Currency::parse("c", "USD").unwrap(),
+                to: zar,
+                rate: Decimal::new(1825, 2),
+                effective_from,
+            },
+        )
+        .await
+        .unwrap();
+    // 100 customers, each with accounts/100 linked simulator accounts.
+    let mut customer_ids = Vec::new();
+    for c in 0..100 {
+        let new = NewCustomer {
+            external_ref: format!("BENCH-{c}"),
+            display_name: format!("Bench customer {c}"),
+            billing_currency: zar,
+            billing_cycle: BillingCycle::Monthly,
+            time_zone: None,
+            credit_limit: Decimal::ZERO,
+            enrollments: vec![],
+        };
+        let key = IdempotencyKey::new(format!("c-{c}"), "CreateCustomer", &new);
+        customer_ids.push(
+            store
+                .create_customer(&admin, &tenant.time_zone, &new, &key)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    for (i, id) in accounts.iter().enumerate() {
+        let link = NewVendorAccountLink::parse(
+            "v",
+            Vendor::Simulator,
+            VendorAccountKind::SimulatorAccount,
+            id,
+            &account.id,
+        )
+        .unwrap();
+        store
+            .link_vendor_account(&admin, &customer_ids[i % customer_ids.len()], &link, None)
+            .await
+            .unwrap();
+    }
+    (store, tenant.id, account)
+}
+
+/// Ingests all lines in batches of `batch` (one transaction each); returns lines/s.
+async fn ingest(
+    store: &Store,
+    tenant_id: &str,
+    account: &msp_gateway::domain::partner_account::PartnerAccount,
+    lines: &[UsageLine],
+    batch: usize,
+    run: usize,
+) -> f64 {
+    let started = Instant::now();
+    let mut events = 0;
+    for (i, chunk) in lines.chunks(batch).enumerate() {
+        let key = IdempotencyKey::from_bytes(
+            format!("bench-{run}-{i}"),
+            "IngestUsage",
+            format!("{run}-{i}").as_bytes(),
+        );
+        let summary = store
+            .ingest_push(tenant_id, account, chunk.to_vec(), &key)
+            .await
+            .unwrap()
+            .unwrap();
+        events += summary.events_appended;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(events, lines.len(), "every line rated into one charge");
+    lines.len() as f64 / secs
+}
+
+fn admin_url() -> String {
+    std::env::var("MSPGW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn create_database(name: &str) -> String {
+    let admin = admin_url();
+    let mut conn = AsyncPgConnection::establish(&admin)
+        .await
+        .expect("PostgreSQL reachable");
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!(
+        "{}/{name}",
+        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
+    )
+}
+
+async fn drop_database(name: &str) {
+    let mut conn = AsyncPgConnection::establish(&admin_url()).await.unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Raw COPY of the same rows (as usage_lines rows) into an unindexed-but-keyed copy of the
+/// table, through psql; returns lines/s.
+fn raw_copy(url: &str, lines: &[UsageLine], dir: &std::path::Path) -> f64 {
+    let csv = dir.join("lines.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    for (i, l) in lines.iter().enumerate() {
+        writeln!(
+            out,
+            "ten,{i:032x},pa,SIMULATOR,{},{},{},{},{},{},{},{},{},{},,{},false,false,cus,{},ZAR,rule,,{}",
+            l.key.vendor_account_id, l.key.service, l.key.meter, l.key.region,
+            l.key.window_start.to_rfc3339(), l.window_end.to_rfc3339(), l.meter_name.replace(',', " "),
+            l.quantity, l.unit, l.cost, l.currency, l.cost, Utc::now().to_rfc3339()
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let setup = "DROP TABLE IF EXISTS copy_baseline; CREATE TABLE copy_baseline (LIKE usage_lines INCLUDING ALL);";
+    let status = std::process::Command::new("psql")
+        .args([url, "-q", "-c", setup])
+        .status()
+        .expect("psql");
+    assert!(status.success());
+    let started = Instant::now();
+    let copy = format!(
+        "\\copy copy_baseline FROM '{}' WITH (FORMAT csv)",
+        csv.display()
+    );
+    let status = std::process::Command::new("psql")
+        .args([url, "-q", "-c", &copy])
+        .status()
+        .expect("psql");
+    assert!(status.success());
+    lines.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let target = env_usize("MSPGW_BENCH_LINES", 1_000_000);
+    let runs = env_usize("MSPGW_BENCH_RUNS", 3);
+    let batch = env_usize("MSPGW_BENCH_BATCH", 50_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (accounts, lines) = generate(target, 1000);
+    println!(
+        "ingest benchmark: {} lines, {} accounts, batches of {batch}, {runs} runs each",
+        lines.len(),
+        accounts.len()
+    );
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::env::consts::ARCH
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = Vec::new();
+    let mut copy = Vec::new();
+    let mut sqlite = Vec::new();
+    for run in 0..runs {
+        let name = format!("mspgw_bench_{}_{run}", std::process::id());
+        let url = runtime.block_on(create_database(&name));
+        let (store, tenant, account) = runtime.block_on(prepare(&url, &accounts));
+        let rate = runtime.block_on(ingest(&store, &tenant, &account, &lines, batch, run));
+        let baseline = raw_copy(&url, &lines, dir.path());
+        println!(
+            "run {run}: PostgreSQL ingest {rate:>10.0} lines/s | raw COPY {baseline:>10.0} lines/s | ratio {:.2}",
+            rate / baseline
+        );
+        pg.push(rate);
+        copy.push(baseline);
+        drop(store);
+        runtime.block_on(drop_database(&name));
+
+        let path = dir.path().join(format!("bench-{run}.db"));
+        let url = format!("sqlite://{}", path.display());
+        let (store, tenant, account) = runtime.block_on(prepare(&url, &accounts));
+        let rate = runtime.block_on(ingest(&store, &tenant, &account, &lines, batch, run));
+        println!("run {run}: SQLite     ingest {rate:>10.0} lines/s");
+        sqlite.push(rate);
+    }
+    let (pg, copy, sqlite) = (median(pg), median(copy), median(sqlite));
+    println!(
+        "median: PostgreSQL {pg:.0} lines/s, raw COPY {copy:.0} lines/s, ratio {:.2}; SQLite {sqlite:.0} lines/s",
+        pg / copy
+    );
+    println!(
+        "targets: >= 100000 lines/s into PostgreSQL ({}), >= 0.5 of COPY ({})",
+        if pg >= 100_000.0 { "met" } else { "NOT met" },
+        if pg / copy >= 0.5 { "met" } else { "NOT met" }
+    );
+    println!("peak RSS: {:.0} MB", peak_rss_mb());
+}
