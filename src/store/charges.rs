@@ -30,19 +30,19 @@ pub struct ChargeEvent {
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = charge_events, treat_none_as_default_value = false)]
 pub struct ChargeEventRow {
-    tenant_id: String,
-    sequence: i64,
-    line_key: String,
-    customer_id: String,
-    kind: String,
-    amount: DbDecimal,
-    currency: String,
-    quantity: DbDecimal,
-    vendor: String,
-    service: String,
-    meter: String,
-    window_start: DbTime,
-    recorded_at: DbTime,
+    pub tenant_id: String,
+    pub sequence: i64,
+    pub line_key: String,
+    pub customer_id: String,
+    pub kind: String,
+    pub amount: DbDecimal,
+    pub currency: String,
+    pub quantity: DbDecimal,
+    pub vendor: String,
+    pub service: String,
+    pub meter: String,
+    pub window_start: DbTime,
+    pub recorded_at: DbTime,
 }
 
 impl ChargeEventRow {

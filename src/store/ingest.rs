@@ -91,8 +91,13 @@ for_each_backend! {
         Ok(TenantPricing { rules, fx, chargees, currencies })
     }
 
-    async fn apply(conn: &mut Conn, tenant_id: &str, plan: LedgerPlan) -> Result<IngestSummary> {
-        q::usage_lines::upsert(conn, tenant_id, &plan.lines).await?;
+    async fn apply(
+        conn: &mut Conn,
+        tenant_id: &str,
+        plan: LedgerPlan,
+        is_stored: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<IngestSummary> {
+        q::usage_lines::write(conn, tenant_id, &plan.lines, is_stored).await?;
         let last_sequence = q::charges::append(conn, tenant_id, &plan.events).await?;
         Ok(IngestSummary {
             lines_written: plan.lines.len(),
@@ -109,7 +114,7 @@ for_each_backend! {
             let stored = q::usage_lines::in_window(conn, tenant_id, &account.id, pull.start, pull.end).await?;
             let empty = HashMap::new();
             let plan = plan_pull(&stored, pull.lines.clone(), pull.start, pull.end, &pricing.context(account, &empty));
-            apply(conn, tenant_id, plan).await
+            apply(conn, tenant_id, plan, &|key| stored.contains_key(key)).await
         })
         .await
     }
@@ -133,7 +138,7 @@ for_each_backend! {
             let stored = q::usage_lines::by_keys(conn, tenant_id, &keys).await?;
             let empty = HashMap::new();
             let plan = plan_upsert(&stored, lines, &pricing.context(account, &empty));
-            apply(conn, tenant_id, plan).await.map(Some)
+            apply(conn, tenant_id, plan, &|key| stored.contains_key(key)).await.map(Some)
         })
         .await
     }
@@ -163,7 +168,7 @@ for_each_backend! {
                 plan.lines.extend(part.lines);
                 plan.events.extend(part.events);
             }
-            apply(conn, tenant_id, plan).await
+            apply(conn, tenant_id, plan, &|_| true).await
         })
         .await
     }

@@ -14,11 +14,15 @@ use crate::domain::money::Currency;
 use crate::domain::rating::{RatedAmount, UnratedReason};
 use crate::domain::usage::{UsageKey, UsageLine};
 
-/// Rows per multi-row INSERT: 24 columns stays under both SQLite's (32766) and PostgreSQL's
-/// (65535) bind-parameter limits.
+/// Rows per multi-row INSERT with a bind parameter per cell: 24 columns stays under SQLite's
+/// limit of 32766 parameters.
 pub const BATCH_ROWS: usize = 1000;
 
-#[derive(Queryable, Selectable, Insertable)]
+/// Rows per write: PostgreSQL binds whole columns as arrays, so only SQLite needs small
+/// statements (see `batch`); this bounds the memory a statement holds.
+const WRITE_CHUNK_ROWS: usize = 10_000;
+
+#[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = usage_lines, treat_none_as_default_value = false)]
 pub struct UsageLineRow {
     pub tenant_id: String,
@@ -178,17 +182,9 @@ for_each_backend! {
 
     /// The lines with these keys.
     pub async fn by_keys(conn: &mut Conn, tenant_id: &str, keys: &[String]) -> Result<HashMap<String, LedgerLine>> {
-        let mut found = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(BATCH_ROWS) {
-            let rows = usage_lines::table
-                .filter(usage_lines::tenant_id.eq(tenant_id))
-                .filter(usage_lines::line_key.eq_any(chunk))
-                .select(UsageLineRow::as_select())
-                .load(conn)
-                .await?;
-            found.extend(index(rows)?);
-        }
-        Ok(found)
+        use crate::store::batch::BatchWriter;
+        let rows = conn.usage_lines_by_keys(tenant_id.to_string(), keys.to_vec()).await?;
+        index(rows)
     }
 
     /// Every live line of the tenant that a price or link change may affect: the unrated ones,
@@ -206,13 +202,19 @@ for_each_backend! {
         query.load(conn).await?.into_iter().map(UsageLineRow::into_line).collect()
     }
 
-    /// Writes changed lines (insert or replace).
-    pub async fn upsert(conn: &mut Conn, tenant_id: &str, lines: &[LedgerLine]) -> Result<()> {
+    /// Writes changed lines; `is_stored` tells which keys already have a row.
+    pub async fn write(
+        conn: &mut Conn,
+        tenant_id: &str,
+        lines: &[LedgerLine],
+        is_stored: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<()> {
         use crate::store::batch::BatchWriter;
         let now = Utc::now();
-        for chunk in lines.chunks(BATCH_ROWS) {
+        for chunk in lines.chunks(WRITE_CHUNK_ROWS) {
+            let fresh = chunk.iter().map(|l| !is_stored(&l.line_key)).collect();
             let rows: Vec<UsageLineRow> = chunk.iter().map(|l| UsageLineRow::from_line(tenant_id, l, now)).collect();
-            conn.upsert_usage_lines(rows).await?;
+            conn.write_usage_lines(rows, fresh).await?;
         }
         Ok(())
     }
