@@ -69,7 +69,7 @@ def main() -> int:
                 return 1
             limit = Decimal(customer.credit_limit)  # exact: Decimal, never float
             print(f"customer {customer.id} external_ref={customer.external_ref} "
-                  f"credit_limit={limit} {customer.billing_currency} attempts={attempt}")
+                  f"credit_limit={limit:f} {customer.billing_currency} attempts={attempt}")
             return 0
     return 1
 

@@ -105,7 +105,7 @@ class Consumer:
         if self.delay:
             time.sleep(self.delay)  # stands in for real work
         line = (f"{charge.sequence}\t{charge.customer_id}\t{charges_pb2.ChargeKind.Name(charge.kind)}\t"
-                f"{amount}\t{charge.currency}\n")
+                f"{amount:f}\t{charge.currency}\n")
         os.write(self.out, line.encode("utf-8"))  # one write: the line is whole or absent
         os.fsync(self.out)
         self.cursor = charge.sequence

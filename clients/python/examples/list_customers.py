@@ -48,11 +48,11 @@ def main() -> int:
                 limit_sums[currency] = limit_sums.get(currency, Decimal(0)) + limit
                 total += 1
                 print(f"{customer.id}\t{customer.external_ref}\t{customer.display_name}\t"
-                      f"{limit} {customer.billing_currency}")
+                      f"{limit:f} {customer.billing_currency}")
             if not page.next_page_token:
                 break
             page_token = page.next_page_token
-    sums = ",".join(f"{currency}:{amount}" for currency, amount in sorted(limit_sums.items()))
+    sums = ",".join(f"{currency}:{amount:f}" for currency, amount in sorted(limit_sums.items()))
     print(f"total={total} pages={pages} credit_limits={sums}")
     return 0
 
