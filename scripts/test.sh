@@ -32,6 +32,10 @@ fi
 
 cargo test --locked "$@"
 
+# The generated Python, Go and Java clients against the real gateway on both backends (it honours
+# MSPGW_TEST_SKIP_POSTGRES and MSPGW_REQUIRE_POSTGRES like the suite above).
+clients/test.sh
+
 if [ "$postgres_skipped" = 1 ]; then
   echo "" >&2
   echo "NOTE: the PostgreSQL half of the suite did NOT run (PostgreSQL unreachable at $pg_host:$pg_port)." >&2

@@ -2,7 +2,7 @@
 """Creates a customer idempotently: every attempt carries the same request_id, so a retry after a
 timeout or UNAVAILABLE returns the customer the first attempt created instead of a second one.
 
-    MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… \
+    MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… \
       python3 create_customer.py --external-ref ISP-1001 --display-name "Acme Mining" \
       --credit-limit 150000.00 [--request-id bss-7f3a]
 
@@ -25,7 +25,7 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--address", default=os.environ.get("MSPGW_ADDRESS", "127.0.0.1:50051"))
+    parser.add_argument("--address", default=os.environ.get("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"))
     parser.add_argument("--external-ref", required=True)
     parser.add_argument("--display-name", required=True)
     parser.add_argument("--currency", default="ZAR")
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--max-attempts", type=int, default=8)
     args = parser.parse_args()
 
-    api_key = os.environ["MSPGW_API_KEY"]
+    api_key = os.environ["MSP_GATEWAY_API_KEY"]
     metadata = [("authorization", f"Bearer {api_key}")]
     request = customer_pb2.CreateCustomerRequest(
         request_id=args.request_id,

@@ -13,7 +13,7 @@ after_sequence=cursor; delivery is at-least-once, so a charge at or below the cu
 Each sequence is therefore processed exactly once across any number of kills and restarts. On a
 retryable error or the end of the stream it reconnects from the cursor with back-off.
 
-    MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… python3 credit_consumer.py \
+    MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… python3 credit_consumer.py \
       --cursor-file state/charges.cursor --output-file state/charges.processed
 
 The same pattern serves any other sequenced stream (e.g. credit events): one cursor file each.
@@ -144,13 +144,13 @@ class Consumer:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--address", default=os.environ.get("MSPGW_ADDRESS", "127.0.0.1:50051"))
+    parser.add_argument("--address", default=os.environ.get("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"))
     parser.add_argument("--cursor-file", required=True)
     parser.add_argument("--output-file", required=True)
     parser.add_argument("--process-delay-ms", type=int, default=0, help="simulated work per charge")
     args = parser.parse_args()
 
-    metadata = [("authorization", f"Bearer {os.environ['MSPGW_API_KEY']}")]
+    metadata = [("authorization", f"Bearer {os.environ['MSP_GATEWAY_API_KEY']}")]
     consumer = Consumer(args.cursor_file, args.output_file, args.process_delay_ms / 1000)
     options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
     with grpc.insecure_channel(args.address, options=options) as channel:

@@ -2,7 +2,7 @@
 """Lists every customer, following next_page_token across pages, and totals their credit limits
 exactly (Decimal).
 
-    MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… python3 list_customers.py --page-size 50
+    MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… python3 list_customers.py --page-size 50
 
 Prints one line per customer, then `total=<n> pages=<p> credit_limits=<CUR>:<sum>[,…]` (the
 exact sum of the credit limits per currency).
@@ -19,12 +19,12 @@ from msp.gateway.v1 import customer_pb2, customer_pb2_grpc
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--address", default=os.environ.get("MSPGW_ADDRESS", "127.0.0.1:50051"))
+    parser.add_argument("--address", default=os.environ.get("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"))
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--deadline", type=float, default=10.0, help="seconds per page")
     args = parser.parse_args()
 
-    metadata = [("authorization", f"Bearer {os.environ['MSPGW_API_KEY']}")]
+    metadata = [("authorization", f"Bearer {os.environ['MSP_GATEWAY_API_KEY']}")]
     total, pages = 0, 0
     limit_sums: dict[str, Decimal] = {}
     with grpc.insecure_channel(args.address) as channel:

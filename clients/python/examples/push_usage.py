@@ -154,7 +154,7 @@ def high_water_mark(channel: grpc.Channel, metadata: list[tuple[str, str]], args
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--address", default=os.environ.get("MSPGW_ADDRESS", "127.0.0.1:50051"))
+    parser.add_argument("--address", default=os.environ.get("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"))
     commands = parser.add_subparsers(dest="command", required=True)
     s = commands.add_parser("setup")
     s.add_argument("--account-id", required=True)
@@ -170,7 +170,7 @@ def main() -> int:
     commands.add_parser("high-water-mark")
     args = parser.parse_args()
 
-    metadata = [("authorization", f"Bearer {os.environ['MSPGW_API_KEY']}")]
+    metadata = [("authorization", f"Bearer {os.environ['MSP_GATEWAY_API_KEY']}")]
     action = {"setup": setup, "push": push, "high-water-mark": high_water_mark}[args.command]
     with grpc.insecure_channel(args.address) as channel:
         try:

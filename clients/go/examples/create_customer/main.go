@@ -2,7 +2,7 @@
 // request_id, so a retry after a timeout or UNAVAILABLE returns the customer the first attempt
 // created instead of a second one.
 //
-//	MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… create_customer \
+//	MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… create_customer \
 //	  -external-ref ISP-1001 -display-name "Acme Mining" -credit-limit 150000.00 [-request-id bss-7f3a]
 //
 // Prints `customer <id> external_ref=<ref> credit_limit=<amount> <currency> attempts=<n>`.
@@ -28,7 +28,7 @@ import (
 )
 
 func main() {
-	address := flag.String("address", envOr("MSPGW_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
+	address := flag.String("address", envOr("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
 	externalRef := flag.String("external-ref", "", "the ISP's id for the customer (required)")
 	displayName := flag.String("display-name", "", "the customer's name (required)")
 	currency := flag.String("currency", "ZAR", "ISO 4217 billing currency")
@@ -54,7 +54,7 @@ func main() {
 	client := gatewayv1.NewCustomerServiceClient(conn)
 	// Every call carries `authorization: Bearer <key>`.
 	ctx := metadata.AppendToOutgoingContext(context.Background(),
-		"authorization", "Bearer "+os.Getenv("MSPGW_API_KEY"))
+		"authorization", "Bearer "+os.Getenv("MSP_GATEWAY_API_KEY"))
 
 	request := &gatewayv1.CreateCustomerRequest{
 		RequestId:       *requestID,

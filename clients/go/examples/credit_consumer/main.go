@@ -13,7 +13,7 @@
 // Each sequence is processed exactly once across any number of kills and restarts. On a retryable
 // error or the end of the stream it reconnects from the cursor with back-off.
 //
-//	MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… credit_consumer \
+//	MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… credit_consumer \
 //	  -cursor-file state/charges.cursor -output-file state/charges.processed
 //
 // The same pattern serves any other sequenced stream (e.g. credit events): one cursor file each.
@@ -51,7 +51,7 @@ type consumer struct {
 }
 
 func main() {
-	address := flag.String("address", envOr("MSPGW_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
+	address := flag.String("address", envOr("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
 	cursorFile := flag.String("cursor-file", "", "where the last processed sequence is kept (required)")
 	outputFile := flag.String("output-file", "", "where processed charges are appended (required)")
 	delay := flag.Duration("process-delay", 0, "simulated work per charge, e.g. 20ms")
@@ -71,7 +71,7 @@ func main() {
 	}
 	defer conn.Close()
 	ctx := metadata.AppendToOutgoingContext(context.Background(),
-		"authorization", "Bearer "+os.Getenv("MSPGW_API_KEY"))
+		"authorization", "Bearer "+os.Getenv("MSP_GATEWAY_API_KEY"))
 	os.Exit(c.run(ctx, gatewayv1.NewChargeServiceClient(conn)))
 }
 

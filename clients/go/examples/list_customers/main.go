@@ -1,7 +1,7 @@
 // Command list_customers lists every customer, following next_page_token across pages, and totals
 // their credit limits exactly (math/big.Rat, never float64).
 //
-//	MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… list_customers -page-size 50
+//	MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… list_customers -page-size 50
 //
 // Prints one line per customer, then `total=<n> pages=<p> credit_limits=<CUR>:<sum>[,…]`.
 package main
@@ -30,7 +30,7 @@ type sum struct {
 }
 
 func main() {
-	address := flag.String("address", envOr("MSPGW_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
+	address := flag.String("address", envOr("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
 	pageSize := flag.Int("page-size", 100, "customers per page (1 to 1000)")
 	deadline := flag.Duration("deadline", 10*time.Second, "deadline per page")
 	flag.Parse()
@@ -42,7 +42,7 @@ func main() {
 	defer conn.Close()
 	client := gatewayv1.NewCustomerServiceClient(conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(),
-		"authorization", "Bearer "+os.Getenv("MSPGW_API_KEY"))
+		"authorization", "Bearer "+os.Getenv("MSP_GATEWAY_API_KEY"))
 
 	total, pages := 0, 0
 	sums := map[string]*sum{}

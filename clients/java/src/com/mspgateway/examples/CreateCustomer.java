@@ -18,7 +18,7 @@ import java.util.concurrent.TimeUnit;
  * timeout or UNAVAILABLE returns the customer the first attempt created instead of a second one.
  *
  * <pre>
- * MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… java com.mspgateway.examples.CreateCustomer \
+ * MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… java com.mspgateway.examples.CreateCustomer \
  *   --external-ref ISP-1001 --display-name "Acme Mining" --credit-limit 150000.00 [--request-id bss-7f3a]
  * </pre>
  *

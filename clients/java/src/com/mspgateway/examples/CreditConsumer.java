@@ -38,7 +38,7 @@ import java.util.Set;
  * error or the end of the stream it reconnects from the cursor with back-off.
  *
  * <pre>
- * MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… java com.mspgateway.examples.CreditConsumer \
+ * MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… java com.mspgateway.examples.CreditConsumer \
  *   --cursor-file state/charges.cursor --output-file state/charges.processed
  * </pre>
  *

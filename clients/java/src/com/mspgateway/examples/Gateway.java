@@ -14,17 +14,17 @@ final class Gateway {
 
   private Gateway() {}
 
-  /** MSPGW_ADDRESS, default 127.0.0.1:50051. Use .useTransportSecurity() when the gateway has TLS. */
+  /** MSP_GATEWAY_ADDRESS, default 127.0.0.1:50051. Use .useTransportSecurity() when the gateway has TLS. */
   static ManagedChannel channel() {
-    String address = System.getenv().getOrDefault("MSPGW_ADDRESS", "127.0.0.1:50051");
+    String address = System.getenv().getOrDefault("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051");
     return ManagedChannelBuilder.forTarget(address).usePlaintext().build();
   }
 
-  /** Adds `authorization: Bearer <MSPGW_API_KEY>` to every call of a stub. */
+  /** Adds `authorization: Bearer <MSP_GATEWAY_API_KEY>` to every call of a stub. */
   static ClientInterceptor bearer() {
-    String key = System.getenv("MSPGW_API_KEY");
+    String key = System.getenv("MSP_GATEWAY_API_KEY");
     if (key == null || key.isEmpty()) {
-      throw new IllegalStateException("set MSPGW_API_KEY to a key printed by `msp-gateway tenant create`");
+      throw new IllegalStateException("set MSP_GATEWAY_API_KEY to a key printed by `msp-gateway tenant create`");
     }
     Metadata headers = new Metadata();
     headers.put(AUTHORIZATION, "Bearer " + key);

@@ -17,7 +17,7 @@ import java.util.concurrent.TimeUnit;
  * exactly (BigDecimal).
  *
  * <pre>
- * MSPGW_ADDRESS=127.0.0.1:50051 MSPGW_API_KEY=mspgw.… java com.mspgateway.examples.ListCustomers --page-size 50
+ * MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… java com.mspgateway.examples.ListCustomers --page-size 50
  * </pre>
  *
  * Prints one line per customer, then {@code total=<n> pages=<p> credit_limits=<CUR>:<sum>[,…]}.
