@@ -33,19 +33,26 @@ prepare_clients() {
   java_cp=$(cat "$build/java/classpath")
 }
 
-# Runs an example: run_example <py|go|java> <example> [args...] (args in --long-flag form).
-run_example() {
-  local lang=$1 name=$2
-  shift 2
+# Sets the array example_cmd to the command line of an example: example_command <py|go|java> <example>.
+example_command() {
+  local lang=$1 name=$2 class
   case $lang in
-    py) PYTHONPATH="$build/python/gen" python3 "$repo/clients/python/examples/$name.py" "$@" ;;
-    go) "$build/go/bin/$name" "$@" ;;
+    py) example_cmd=(env PYTHONPATH="$build/python/gen" python3 "$repo/clients/python/examples/$name.py") ;;
+    go) example_cmd=("$build/go/bin/$name") ;;
     java)
-      local class
       class=$(sed -E 's/(^|_)([a-z])/\U\2/g' <<<"$name")
-      java -cp "$java_cp" "com.mspgateway.examples.$class" "$@"
+      example_cmd=(java -cp "$java_cp" "com.mspgateway.examples.$class")
       ;;
   esac
+}
+
+# Runs an example: run_example <py|go|java> <example> [args...] (args in --long-flag form). In the
+# background, start "${example_cmd[@]}" directly instead, so that $! is the example's own process.
+run_example() {
+  local example_cmd=()
+  example_command "$1" "$2"
+  shift 2
+  "${example_cmd[@]}" "$@"
 }
 
 # The gateway's environment without the test switches (MSPGW_TEST_*, MSPGW_REQUIRE_POSTGRES): the

@@ -54,13 +54,13 @@ func main() {
 	address := flag.String("address", envOr("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
 	cursorFile := flag.String("cursor-file", "", "where the last processed sequence is kept (required)")
 	outputFile := flag.String("output-file", "", "where processed charges are appended (required)")
-	delay := flag.Duration("process-delay", 0, "simulated work per charge, e.g. 20ms")
+	delayMillis := flag.Int("process-delay-ms", 0, "simulated work per charge, in milliseconds")
 	flag.Parse()
 	if *cursorFile == "" || *outputFile == "" {
 		fatalf("-cursor-file and -output-file are required")
 	}
 
-	c, err := openConsumer(*cursorFile, *outputFile, *delay)
+	c, err := openConsumer(*cursorFile, *outputFile, time.Duration(*delayMillis)*time.Millisecond)
 	if err != nil {
 		fatalf("%v", err)
 	}
