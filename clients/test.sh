@@ -8,7 +8,11 @@
 #   - a create that meets UNAVAILABLE (nothing listening yet) retries with its request_id and
 #     succeeds once the gateway is reachable;
 #   - list customers across pages (page_size 2), with the exact decimal sum of credit limits;
-#   - mypy type-checks the Python examples against the generated stubs (Go and Java: the compilers).
+#   - mypy type-checks the Python examples against the generated stubs (Go and Java: the compilers);
+#   - the credit consumers' cursor handling against a STUB ChargeService (clients/testing/
+#     stub_charge_server.py, not the gateway, which does not serve StreamCharges yet): SIGKILLed
+#     four times part-way, restarted, and recovering from a torn output line; every sequence must
+#     be processed exactly once. The same against the real gateway is clients/test-streaming.sh.
 # PostgreSQL as in scripts/test.sh: MSPGW_TEST_POSTGRES_URL, MSPGW_TEST_SKIP_POSTGRES=1 skips it,
 # MSPGW_REQUIRE_POSTGRES=1 makes an unreachable server a failure.
 # The streaming consumers' kill-and-resume test is clients/test-streaming.sh.
@@ -16,7 +20,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=clients/lib.sh
 . "$repo/clients/lib.sh"
-trap cleanup EXIT
+trap 'if [ -n "${consumer_pid:-}" ]; then kill -9 "$consumer_pid" 2>/dev/null; fi; cleanup' EXIT
 set -e
 prepare_clients
 set +e
@@ -122,6 +126,55 @@ client_tests() {  # <backend> <work dir>
     fi
   done
 }
+
+# The consumers against the stub ChargeService (see the header): their own cursor logic only.
+stub_consumer_tests() {
+  local dir=$1 port stub n=200 lang state cursor i deadline example_cmd=()
+  port=$(free_port)
+  PYTHONPATH="$build/python/gen" python3 "$repo/clients/testing/stub_charge_server.py" "$port" "$n" &
+  stub=$!
+  for lang in py go java; do
+    state=$dir/stub-$lang
+    mkdir -p "$state"
+    example_command "$lang" credit_consumer
+    for i in 1 2 3 4 5; do
+      # $! must be the consumer itself, so it is started directly.
+      MSP_GATEWAY_ADDRESS=127.0.0.1:$port MSP_GATEWAY_API_KEY=stub "${example_cmd[@]}" \
+        --cursor-file "$state/cursor" --output-file "$state/processed" --process-delay-ms 5 >>"$state/log" 2>&1 &
+      consumer_pid=$!
+      deadline=$((SECONDS + 60))
+      while :; do
+        cursor=$(cat "$state/cursor" 2>/dev/null || echo 0)
+        # Kills 1-4: after some 30 more charges; run 5: when it has caught up.
+        if [ "$i" -lt 5 ] && [ "$(lines_in "$state/processed")" -ge $((i * 30 + RANDOM % 20)) ]; then break; fi
+        if [ "$i" = 5 ] && [ "$cursor" = "$n" ]; then break; fi
+        kill -0 "$consumer_pid" 2>/dev/null && [ $SECONDS -lt $deadline ] || break
+        sleep 0.02
+      done
+      kill -9 "$consumer_pid" 2>/dev/null
+      wait "$consumer_pid" 2>/dev/null
+      consumer_pid=""
+      if [ "$i" = 3 ]; then
+        # As if killed between writing the output and saving the cursor, in the middle of a line.
+        printf '%s\tcus_stub\tNEW\t1\tZAR\n%s\tcus_st' $(($(lines_in "$state/processed") + 1)) \
+          $(($(lines_in "$state/processed") + 2)) >>"$state/processed"
+      fi
+    done
+    if cut -f1 "$state/processed" | diff -q - <(seq 1 "$n") >/dev/null && [ "$(cat "$state/cursor")" = "$n" ] \
+        && grep -q 'recovering cursor' "$state/log"; then
+      pass "stub/$lang: credit_consumer, SIGKILLed 4 times (once mid-line): 1..$n processed exactly once"
+    else
+      fail "stub/$lang: credit_consumer: output is not exactly 1..$n (cursor $(cat "$state/cursor" 2>/dev/null)): $(tail -n 3 "$state/log")"
+    fi
+  done
+  kill "$stub" 2>/dev/null
+  wait "$stub" 2>/dev/null
+}
+lines_in() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+consumer_pid=""
+stub_dir=$(mktemp -d)
+cleanup_dirs+=("$stub_dir")
+stub_consumer_tests "$stub_dir"
 
 backend_list=$(backends)
 [ "$backend_list" = none ] && exit 1

@@ -39,6 +39,8 @@ from msp.gateway.v1 import (
 )
 
 DEADLINE = 30.0
+# The RPC in progress, for error messages.
+step = ""
 
 
 def timestamp(at: datetime) -> timestamp_pb2.Timestamp:
@@ -48,6 +50,8 @@ def timestamp(at: datetime) -> timestamp_pb2.Timestamp:
 
 
 def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    global step
+    step = "CreatePartnerAccount"
     partner: partner_account_pb2.PartnerAccount = partner_account_pb2_grpc.PartnerAccountServiceStub(channel).CreatePartnerAccount(
         partner_account_pb2.CreatePartnerAccountRequest(
             request_id=f"{args.prefix}-partner-account",
@@ -64,6 +68,7 @@ def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse
         timeout=DEADLINE,
     )
     customers = customer_pb2_grpc.CustomerServiceStub(channel)
+    step = "CreateCustomer"
     customer: customer_pb2.Customer = customers.CreateCustomer(
         customer_pb2.CreateCustomerRequest(
             request_id=f"{args.prefix}-customer-{args.external_ref}",
@@ -79,6 +84,7 @@ def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse
         timeout=DEADLINE,
     )
     if not any(v.account_id == args.account_id for v in customer.vendor_accounts):
+        step = "LinkVendorAccount"
         customer = customers.LinkVendorAccount(
             customer_pb2.LinkVendorAccountRequest(
                 customer_id=customer.id,
@@ -95,6 +101,7 @@ def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse
         )
     pricing = pricing_pb2_grpc.PricingServiceStub(channel)
     since = timestamp(datetime(2020, 1, 1, tzinfo=timezone.utc))
+    step = "CreatePriceRule"
     pricing.CreatePriceRule(
         pricing_pb2.CreatePriceRuleRequest(
             request_id=f"{args.prefix}-price-rule",
@@ -106,6 +113,7 @@ def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse
         metadata=metadata,
         timeout=DEADLINE,
     )
+    step = "SetFxRate"
     pricing.SetFxRate(
         pricing_pb2.SetFxRateRequest(fx_rate=pricing_pb2.FxRate(
             from_currency="USD", to_currency="ZAR", rate="18.2345", effective_from=since)),
@@ -139,6 +147,8 @@ def usage_messages(args: argparse.Namespace) -> Iterator[usage_pb2.IngestUsageRe
 
 
 def push(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    global step
+    step = "IngestUsage"
     stub = usage_pb2_grpc.UsageServiceStub(channel)
     response: usage_pb2.IngestUsageResponse = stub.IngestUsage(usage_messages(args), metadata=metadata, timeout=DEADLINE)
     print(f"lines_received={response.lines_received} lines_written={response.lines_written} "
@@ -147,6 +157,8 @@ def push(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.
 
 
 def high_water_mark(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    global step
+    step = "ListCharges"
     page: charges_pb2.ListChargesResponse = charges_pb2_grpc.ChargeServiceStub(channel).ListCharges(
         charges_pb2.ListChargesRequest(page_size=1), metadata=metadata, timeout=DEADLINE)
     print(f"high_water_mark={page.high_water_mark}")
@@ -176,7 +188,7 @@ def main() -> int:
         try:
             action(channel, metadata, args)
         except grpc.RpcError as error:
-            print(f"{args.command} failed: {error.code().name}: {error.details()}",
+            print(f"{args.command} failed in {step}: {error.code().name}: {error.details()}",
                   file=sys.stderr)
             return 1
     return 0
