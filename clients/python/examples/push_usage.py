@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Iterator
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from msp.gateway.v1 import (
     charges_pb2,
@@ -61,7 +61,7 @@ def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse
                 vendor_account_id=f"{args.prefix}-partner",
                 partner_discount_rate="0.10",
                 poll_interval=duration_pb2.Duration(seconds=86400),
-                enabled=True,
+                enabled=True,  # disabled below, once the customer is enrolled and linked
             ),
         ),
         metadata=metadata,
@@ -99,6 +99,17 @@ def setup(channel: grpc.Channel, metadata: list[tuple[str, str]], args: argparse
             metadata=metadata,
             timeout=DEADLINE,
         )
+    # This account's usage arrives only by IngestUsage: disable it so that no poller pulls it.
+    step = "UpdatePartnerAccount"
+    partner_account_pb2_grpc.PartnerAccountServiceStub(channel).UpdatePartnerAccount(
+        partner_account_pb2.UpdatePartnerAccountRequest(
+            partner_account=partner_account_pb2.PartnerAccount(id=partner.id, enabled=False),
+            update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
+            request_id=f"{args.prefix}-partner-account-push-only",
+        ),
+        metadata=metadata,
+        timeout=DEADLINE,
+    )
     pricing = pricing_pb2_grpc.PricingServiceStub(channel)
     since = timestamp(datetime(2020, 1, 1, tzinfo=timezone.utc))
     step = "CreatePriceRule"
