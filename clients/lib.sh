@@ -114,7 +114,7 @@ start_gateway() {
   export MSP_GATEWAY_API_KEY MSP_GATEWAY_ADDRESS
   MSPGW_LISTEN=$MSP_GATEWAY_ADDRESS gateway_env "$gateway_bin" serve >"$dir/gateway.log" 2>&1 &
   gateway_pid=$!
-  for i in $(seq 1 150); do
+  for _ in $(seq 1 150); do
     if grpcurl -plaintext -max-time 2 "$MSP_GATEWAY_ADDRESS" grpc.health.v1.Health/Check >/dev/null 2>&1; then
       return 0
     fi
