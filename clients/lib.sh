@@ -55,14 +55,17 @@ run_example() {
   "${example_cmd[@]}" "$@"
 }
 
-# The gateway's environment without the test switches (MSPGW_TEST_*, MSPGW_REQUIRE_POSTGRES): the
-# gateway reads every MSPGW_* variable as configuration and refuses unknown keys.
-gateway_env() {
-  local unset_args=() name
+# Sets gateway_cmd to run the gateway binary with its environment minus the test switches
+# (MSPGW_TEST_*, MSPGW_REQUIRE_POSTGRES): the gateway reads every MSPGW_* variable as configuration
+# and refuses unknown keys. `env` execs the gateway, so "${gateway_cmd[@]}" ... & makes $! the
+# gateway itself.
+gateway_command() {
+  local name
+  gateway_cmd=(env)
   for name in $(env | sed -n 's/^\(MSPGW_\(TEST_[A-Za-z0-9_]*\|REQUIRE_POSTGRES\)\)=.*/\1/p'); do
-    unset_args+=(-u "$name")
+    gateway_cmd+=(-u "$name")
   done
-  env ${unset_args[@]+"${unset_args[@]}"} RUST_LOG="${RUST_LOG:-warn}" MSPGW_DATABASE_URL="$database_url" "$@"
+  gateway_cmd+=(RUST_LOG="${RUST_LOG:-warn}" MSPGW_DATABASE_URL="$database_url" "$@" "$gateway_bin")
 }
 
 free_port() {
@@ -105,14 +108,17 @@ start_gateway() {
     cleanup_dbs+=("$db")
     database_url="${pg_url%/*}/$db"
   fi
-  out=$(gateway_env "$gateway_bin" tenant create --name "Clients Test ISP" --currency ZAR \
+  gateway_command
+  out=$("${gateway_cmd[@]}" tenant create --name "Clients Test ISP" --currency ZAR \
     --time-zone Africa/Johannesburg 2>"$dir/tenant.err") || { cat "$dir/tenant.err" >&2; return 1; }
   MSP_GATEWAY_API_KEY=$(sed -n 's/^admin key (shown once, store it now): //p' <<<"$out")
   [ -n "$MSP_GATEWAY_API_KEY" ] || { echo "no admin key in: $out" >&2; return 1; }
   port=$(free_port)
   MSP_GATEWAY_ADDRESS=127.0.0.1:$port
   export MSP_GATEWAY_API_KEY MSP_GATEWAY_ADDRESS
-  MSPGW_LISTEN=$MSP_GATEWAY_ADDRESS gateway_env "$gateway_bin" serve >"$dir/gateway.log" 2>&1 &
+  gateway_command MSPGW_LISTEN="$MSP_GATEWAY_ADDRESS"
+  # Started directly, not through a function, so that $! is the gateway and stop_gateway ends it.
+  "${gateway_cmd[@]}" serve >"$dir/gateway.log" 2>&1 &
   gateway_pid=$!
   for _ in $(seq 1 150); do
     if grpcurl -plaintext -max-time 2 "$MSP_GATEWAY_ADDRESS" grpc.health.v1.Health/Check >/dev/null 2>&1; then
@@ -128,7 +134,8 @@ start_gateway() {
 
 stop_gateway() {
   if [ -n "$gateway_pid" ]; then
-    kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
+    kill "$gateway_pid" 2>/dev/null
+    wait "$gateway_pid" 2>/dev/null
     gateway_pid=""
   fi
 }
