@@ -41,6 +41,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Every key of [`Config`], as `MSPGW_<KEY>` reads them.
+const CONFIG_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "database_max_connections",
+    "database_acquire_timeout_secs",
+    "log_format",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "shutdown_grace_secs",
+    "pollers",
+];
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -78,8 +92,10 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
+        // Only the gateway's own keys: other MSPGW_* variables (the test suite's, the clients')
+        // must not stop it from starting, while a typo in the file still does.
         figment
-            .merge(Env::prefixed("MSPGW_").ignore(&["config"]))
+            .merge(Env::prefixed("MSPGW_").only(CONFIG_KEYS))
             .extract()
             .map_err(Box::new)
     }
@@ -89,5 +105,25 @@ impl Config {
             max_connections: self.database_max_connections,
             acquire_timeout: Duration::from_secs(self.database_acquire_timeout_secs),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_an_environment_key() {
+        let fields = serde_json::to_value(Config::default()).unwrap();
+        let mut names: Vec<&str> = fields
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut keys = CONFIG_KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(names, keys);
     }
 }
