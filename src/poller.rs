@@ -117,6 +117,28 @@ pub async fn poll_once(
     account: &PartnerAccount,
     settings: &PollerSettings,
 ) -> Result<PollOutcome> {
+    let source = match source_for(store, account).await {
+        Ok(source) => source,
+        Err(error) => {
+            let message = error.to_string();
+            store
+                .record_poll(&account.id, 0, &PollResult::Failure { error: &message })
+                .await?;
+            return Err(error);
+        }
+    };
+    let window = restatement_window(account.spec.vendor, Utc::now());
+    poll_with(store, account, source.as_ref(), window, settings).await
+}
+
+/// Polls `account` through `source` over `window`: lease, pull, record the data and the outcome.
+pub async fn poll_with(
+    store: &Store,
+    account: &PartnerAccount,
+    source: &dyn UsageSource,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    settings: &PollerSettings,
+) -> Result<PollOutcome> {
     let ttl = settings.lease_ttl.as_secs() as i64;
     if !store
         .lease_partner_account(&account.tenant_id, &account.id, &settings.owner, ttl)
@@ -125,21 +147,12 @@ pub async fn poll_once(
         return Ok(PollOutcome::NotLeased);
     }
     let status = store.poll_status(&account.id).await?;
-    let result = async {
-        let source = source_for(store, account).await?;
-        let (start, end) = restatement_window(account.spec.vendor, Utc::now());
-        let request = PullRequest {
-            start,
-            end,
-            previous_version: status.version_tag.clone(),
-        };
-        source
-            .pull(&request)
-            .await
-            .map_err(|e| Error::Unavailable("vendor", e.to_string()))
-    }
-    .await;
-    match result {
+    let request = PullRequest {
+        start,
+        end,
+        previous_version: status.version_tag.clone(),
+    };
+    match source.pull(&request).await {
         Ok((PullOutcome::Unchanged, requests)) => {
             let tag = status.version_tag.as_deref();
             store
@@ -170,7 +183,7 @@ pub async fn poll_once(
             store
                 .record_poll(&account.id, 0, &PollResult::Failure { error: &message })
                 .await?;
-            Err(error)
+            Err(Error::Unavailable("vendor", message))
         }
     }
 }
