@@ -460,3 +460,156 @@ async fn an_unreachable_endpoint_is_unavailable_after_retries() {
     assert!(matches!(error, VendorError::Unavailable(_)), "{error:?}");
     assert_eq!(source.requests_sent(), 4, "each attempt counts");
 }
+
+/// Cost Explorer through the real poller into the ledger: an estimate is charged, the final
+/// figure appends only the difference, and a line AWS stops reporting is reversed.
+async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backend) {
+    use msp_gateway::domain::access::{Principal, Scope};
+    use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
+    use msp_gateway::domain::idempotency::IdempotencyKey;
+    use msp_gateway::domain::money::Currency;
+    use msp_gateway::domain::partner_account::PartnerAccountSpec;
+    use msp_gateway::domain::pricing::{PriceKind, RuleScope};
+    use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
+    use msp_gateway::poller::{PollOutcome, PollerSettings, poll_with};
+    use msp_gateway::store::charges::ChargeFilter;
+    use msp_gateway::store::pricing::NewPriceRule;
+    use rust_decimal::Decimal;
+
+    let Some(gw) = crate::harness::TestGateway::start(backend).await else {
+        return;
+    };
+    let moto = Moto::start().await;
+    let source = connector(&format!("http://{}", moto.address), |_| {});
+    let admin = Principal {
+        tenant_id: gw.tenant_id.clone(),
+        key_id: "test".into(),
+        scope: Scope::Admin,
+        customer_id: None,
+    };
+    let spec = PartnerAccountSpec {
+        vendor: Vendor::Aws,
+        display_name: "AWS payer".into(),
+        vendor_account_id: "999988887777".into(),
+        partner_discount_rate: Decimal::ZERO,
+        credentials_ref: "env:UNUSED_IN_THIS_TEST".into(),
+        poll_interval_secs: 900,
+        enabled: true,
+        endpoint_url: String::new(),
+    };
+    let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
+    let account = gw
+        .store
+        .create_partner_account(&admin, &spec, &key)
+        .await
+        .unwrap();
+    let new = NewCustomer {
+        external_ref: "AWS-1".into(),
+        display_name: "Acme".into(),
+        billing_currency: Currency::parse("c", "USD").unwrap(),
+        billing_cycle: BillingCycle::Monthly,
+        time_zone: None,
+        credit_limit: Decimal::ZERO,
+        enrollments: vec![],
+    };
+    let key = IdempotencyKey::new("c".into(), "CreateCustomer", &new);
+    let customer = gw
+        .store
+        .create_customer(&admin, "UTC", &new, &key)
+        .await
+        .unwrap();
+    let link = NewVendorAccountLink::parse(
+        "v",
+        Vendor::Aws,
+        VendorAccountKind::AwsAccount,
+        "111122223333",
+        "",
+    )
+    .unwrap();
+    gw.store
+        .link_vendor_account(&admin, &customer.id, &link, None)
+        .await
+        .unwrap();
+    let rule = NewPriceRule {
+        scope: RuleScope::default(),
+        kind: PriceKind::Markup,
+        value: Decimal::new(10, 2),
+        currency: None,
+        effective_from: at("2026-01-01T00:00:00Z"),
+        effective_to: None,
+    };
+    let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
+    gw.store
+        .create_price_rule(&admin, &rule, &key)
+        .await
+        .unwrap();
+
+    let window = (at("2026-11-01T00:00:00Z"), at("2026-11-03T00:00:00Z"));
+    let settings = PollerSettings {
+        owner: "replica".into(),
+        ..Default::default()
+    };
+    moto.seed(vec![page(
+        vec![day(
+            "2026-11-01",
+            "2026-11-02",
+            true,
+            vec![
+                group("111122223333", EC2, "10.0000000001", "24", "Hrs"),
+                group("111122223333", S3, "2", "5", "GB-Mo"),
+            ],
+        )],
+        None,
+    )])
+    .await;
+    let PollOutcome::Recorded(first) = poll_with(&gw.store, &account, &source, window, &settings)
+        .await
+        .unwrap()
+    else {
+        panic!("recorded")
+    };
+    assert_eq!(first.events_appended, 2);
+
+    moto.reset().await;
+    moto.seed(vec![page(
+        vec![day(
+            "2026-11-01",
+            "2026-11-02",
+            false,
+            vec![group("111122223333", EC2, "10.5000000001", "25", "Hrs")],
+        )],
+        None,
+    )])
+    .await;
+    let PollOutcome::Recorded(second) = poll_with(&gw.store, &account, &source, window, &settings)
+        .await
+        .unwrap()
+    else {
+        panic!("recorded")
+    };
+    assert_eq!(second.events_appended, 2, "a revision and a reversal");
+    let charges = gw
+        .store
+        .list_charges(&gw.tenant_id, &ChargeFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = charges.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["NEW", "NEW", "REVISION", "REVERSAL"]);
+    let total: Decimal = charges.iter().map(|c| c.amount).sum();
+    assert_eq!(
+        total,
+        Decimal::from_str_exact("11.55000000011").unwrap(),
+        "10.5000000001 x 1.1"
+    );
+    assert_eq!(
+        gw.store
+            .poll_status(&account.id)
+            .await
+            .unwrap()
+            .requests_spent,
+        2
+    );
+    gw.stop().await;
+}
+
+crate::both_backends!(aws_revisions_reach_the_ledger_as_deltas);
