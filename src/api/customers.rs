@@ -114,19 +114,8 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
         let partner_account_id = if e.partner_account_id.is_empty() {
             Some(None)
         } else {
-            match required_id(
-                &format!("enrollments[{i}].partner_account_id"),
-                &e.partner_account_id,
-            ) {
-                Ok(id) => Some(Some(id)),
-                Err(Error::InvalidArgument(violations)) => {
-                    violations
-                        .into_iter()
-                        .for_each(|f| v.add(f.field, f.description));
-                    None
-                }
-                Err(other) => return Err(other),
-            }
+            let field = format!("enrollments[{i}].partner_account_id");
+            v.check_error(required_id(&field, &e.partner_account_id).map(Some))?
         };
         if let (Some(vendor), Some(partner_account_id)) = (vendor, partner_account_id) {
             enrollments.push(EnrollmentRequest {
@@ -217,15 +206,7 @@ impl CustomerService for CustomerApi {
             v.check(parse_external_ref("external_ref", &req.external_ref))
         };
         let filters = format!("status={}|external_ref={}", req.status, req.external_ref);
-        let page = match PageRequest::parse(req.page_size, &req.page_token, &filters) {
-            Ok(page) => Some(page),
-            Err(violations) => {
-                violations
-                    .into_iter()
-                    .for_each(|f| v.add(f.field, f.description));
-                None
-            }
-        };
+        let page = v.check_all(PageRequest::parse(req.page_size, &req.page_token, &filters));
         v.into_result()?;
         let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
         let page = self

@@ -176,15 +176,7 @@ impl PartnerAccountService for PartnerAccountApi {
         let mut v = Violations::new();
         let vendor_filter = v.check(optional_vendor("vendor", req.vendor)).flatten();
         let filters = format!("vendor={}", req.vendor);
-        let page = match PageRequest::parse(req.page_size, &req.page_token, &filters) {
-            Ok(page) => Some(page),
-            Err(violations) => {
-                violations
-                    .into_iter()
-                    .for_each(|f| v.add(f.field, f.description));
-                None
-            }
-        };
+        let page = v.check_all(PageRequest::parse(req.page_size, &req.page_token, &filters));
         v.into_result()?;
         let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
         let page = self

@@ -89,16 +89,7 @@ impl TenantService for TenantApi {
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
         let name = v.check(text::display_name("name", &req.name, text::NAME_MAX));
-        let scope = match scope_from_proto(req.scope) {
-            Ok(scope) => Some(scope),
-            Err(Error::InvalidArgument(violations)) => {
-                violations
-                    .into_iter()
-                    .for_each(|f| v.add(f.field, f.description));
-                None
-            }
-            Err(other) => return Err(other.into()),
-        };
+        let scope = v.check_error(scope_from_proto(req.scope))?;
         match (scope, req.customer_id.is_empty()) {
             (Some(Scope::Portal), true) => v.add("customer_id", "is required for a PORTAL key"),
             (Some(s), false) if s != Scope::Portal => {

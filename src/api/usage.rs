@@ -168,17 +168,10 @@ impl UsageService for UsageApi {
                 request_id = v
                     .check(text::request_id(&message.request_id, true))
                     .flatten();
-                partner_account_id =
-                    match required_id("partner_account_id", &message.partner_account_id) {
-                        Ok(id) => Some(id),
-                        Err(Error::InvalidArgument(violations)) => {
-                            violations
-                                .into_iter()
-                                .for_each(|f| v.add(f.field, f.description));
-                            None
-                        }
-                        Err(other) => return Err(other.into()),
-                    };
+                partner_account_id = v.check_error(required_id(
+                    "partner_account_id",
+                    &message.partner_account_id,
+                ))?;
                 first = false;
             }
             received += message.lines.len();

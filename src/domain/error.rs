@@ -130,6 +130,29 @@ impl Violations {
         }
     }
 
+    /// Like [`Violations::check`] for checks that report several violations at once.
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<FieldViolation>>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(violations) => {
+                self.0.extend(violations);
+                None
+            }
+        }
+    }
+
+    /// Collects an `InvalidArgument` error's violations; any other error is returned.
+    pub fn check_error<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::InvalidArgument(violations)) => {
+                self.0.extend(violations);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
