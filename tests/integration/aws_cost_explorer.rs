@@ -464,16 +464,9 @@ async fn an_unreachable_endpoint_is_unavailable_after_retries() {
 /// Cost Explorer through the real poller into the ledger: an estimate is charged, the final
 /// figure appends only the difference, and a line AWS stops reporting is reversed.
 async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backend) {
-    use msp_gateway::domain::access::{Principal, Scope};
-    use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
-    use msp_gateway::domain::idempotency::IdempotencyKey;
-    use msp_gateway::domain::money::Currency;
-    use msp_gateway::domain::partner_account::PartnerAccountSpec;
-    use msp_gateway::domain::pricing::{PriceKind, RuleScope};
     use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
     use msp_gateway::poller::{PollOutcome, PollerSettings, poll_with};
     use msp_gateway::store::charges::ChargeFilter;
-    use msp_gateway::store::pricing::NewPriceRule;
     use rust_decimal::Decimal;
 
     let Some(gw) = crate::harness::TestGateway::start(backend).await else {
@@ -481,68 +474,16 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
     };
     let moto = Moto::start().await;
     let source = connector(&format!("http://{}", moto.address), |_| {});
-    let admin = Principal {
-        tenant_id: gw.tenant_id.clone(),
-        key_id: "test".into(),
-        scope: Scope::Admin,
-        customer_id: None,
-    };
-    let spec = PartnerAccountSpec {
-        vendor: Vendor::Aws,
-        display_name: "AWS payer".into(),
-        vendor_account_id: "999988887777".into(),
-        partner_discount_rate: Decimal::ZERO,
-        credentials_ref: "env:UNUSED_IN_THIS_TEST".into(),
-        poll_interval_secs: 900,
-        enabled: true,
-        endpoint_url: String::new(),
-    };
-    let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
     let account = gw
-        .store
-        .create_partner_account(&admin, &spec, &key)
-        .await
-        .unwrap();
-    let new = NewCustomer {
-        external_ref: "AWS-1".into(),
-        display_name: "Acme".into(),
-        billing_currency: Currency::parse("c", "USD").unwrap(),
-        billing_cycle: BillingCycle::Monthly,
-        time_zone: None,
-        credit_limit: Decimal::ZERO,
-        enrollments: vec![],
-    };
-    let key = IdempotencyKey::new("c".into(), "CreateCustomer", &new);
-    let customer = gw
-        .store
-        .create_customer(&admin, "UTC", &new, &key)
-        .await
-        .unwrap();
-    let link = NewVendorAccountLink::parse(
-        "v",
-        Vendor::Aws,
-        VendorAccountKind::AwsAccount,
-        "111122223333",
-        "",
-    )
-    .unwrap();
-    gw.store
-        .link_vendor_account(&admin, &customer.id, &link, None)
-        .await
-        .unwrap();
-    let rule = NewPriceRule {
-        scope: RuleScope::default(),
-        kind: PriceKind::Markup,
-        value: Decimal::new(10, 2),
-        currency: None,
-        effective_from: at("2026-01-01T00:00:00Z"),
-        effective_to: None,
-    };
-    let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
-    gw.store
-        .create_price_rule(&admin, &rule, &key)
-        .await
-        .unwrap();
+        .vendor_customer(
+            Vendor::Aws,
+            "999988887777",
+            "USD",
+            VendorAccountKind::AwsAccount,
+            "111122223333",
+            Decimal::new(10, 2),
+        )
+        .await;
 
     let window = (at("2026-11-01T00:00:00Z"), at("2026-11-03T00:00:00Z"));
     let settings = PollerSettings {

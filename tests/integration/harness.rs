@@ -247,6 +247,86 @@ impl TestGateway {
         UsageServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
     }
 
+    /// An admin principal of the test tenant, for calling the store directly.
+    pub fn admin(&self) -> msp_gateway::domain::access::Principal {
+        msp_gateway::domain::access::Principal {
+            tenant_id: self.tenant_id.clone(),
+            key_id: "test".into(),
+            scope: msp_gateway::domain::access::Scope::Admin,
+            customer_id: None,
+        }
+    }
+
+    /// A partner account of `vendor`, a customer billed in `currency` whose vendor account
+    /// `account_id` (of `kind`) is linked through it, and a tenant-wide markup of `markup`.
+    pub async fn vendor_customer(
+        &self,
+        vendor: msp_gateway::domain::vendor::Vendor,
+        vendor_account_id: &str,
+        currency: &str,
+        kind: msp_gateway::domain::vendor::VendorAccountKind,
+        account_id: &str,
+        markup: rust_decimal::Decimal,
+    ) -> msp_gateway::domain::partner_account::PartnerAccount {
+        use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
+        use msp_gateway::domain::idempotency::IdempotencyKey;
+        use msp_gateway::domain::money::Currency;
+        use msp_gateway::domain::partner_account::PartnerAccountSpec;
+        use msp_gateway::domain::pricing::{PriceKind, RuleScope};
+        use msp_gateway::store::pricing::NewPriceRule;
+        let admin = self.admin();
+        let spec = PartnerAccountSpec {
+            vendor,
+            display_name: format!("{vendor} partner"),
+            vendor_account_id: vendor_account_id.into(),
+            partner_discount_rate: rust_decimal::Decimal::ZERO,
+            credentials_ref: "env:UNUSED_IN_THIS_TEST".into(),
+            poll_interval_secs: 900,
+            enabled: true,
+            endpoint_url: String::new(),
+        };
+        let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
+        let account = self
+            .store
+            .create_partner_account(&admin, &spec, &key)
+            .await
+            .unwrap();
+        let new = NewCustomer {
+            external_ref: format!("{vendor}-1"),
+            display_name: "Vendor customer".into(),
+            billing_currency: Currency::parse("c", currency).unwrap(),
+            billing_cycle: BillingCycle::Monthly,
+            time_zone: None,
+            credit_limit: rust_decimal::Decimal::ZERO,
+            enrollments: vec![],
+        };
+        let key = IdempotencyKey::new("c".into(), "CreateCustomer", &new);
+        let customer = self
+            .store
+            .create_customer(&admin, "UTC", &new, &key)
+            .await
+            .unwrap();
+        let link = NewVendorAccountLink::parse("v", vendor, kind, account_id, "").unwrap();
+        self.store
+            .link_vendor_account(&admin, &customer.id, &link, None)
+            .await
+            .unwrap();
+        let rule = NewPriceRule {
+            scope: RuleScope::default(),
+            kind: PriceKind::Markup,
+            value: markup,
+            currency: None,
+            effective_from: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            effective_to: None,
+        };
+        let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
+        self.store
+            .create_price_rule(&admin, &rule, &key)
+            .await
+            .unwrap();
+        account
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -81,7 +81,7 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
     let priced = priced_tenant(&gw).await;
     let account = gw
         .store
-        .partner_account(&admin(&gw), &priced.partner_account_id)
+        .partner_account(&gw.admin(), &priced.partner_account_id)
         .await
         .unwrap();
     let mut total_events = 0;
@@ -144,15 +144,6 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
     gw.stop().await;
 }
 
-fn admin(gw: &TestGateway) -> msp_gateway::domain::access::Principal {
-    msp_gateway::domain::access::Principal {
-        tenant_id: gw.tenant_id.clone(),
-        key_id: "test".into(),
-        scope: msp_gateway::domain::access::Scope::Admin,
-        customer_id: None,
-    }
-}
-
 async fn interrupted_writes_leave_no_trace(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
@@ -160,7 +151,7 @@ async fn interrupted_writes_leave_no_trace(backend: Backend) {
     let priced = priced_tenant(&gw).await;
     let account = gw
         .store
-        .partner_account(&admin(&gw), &priced.partner_account_id)
+        .partner_account(&gw.admin(), &priced.partner_account_id)
         .await
         .unwrap();
     let pull = simulator_pull(&["sim-linked"], 30);
@@ -193,7 +184,7 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
     let priced = priced_tenant(&gw).await;
     let account = gw
         .store
-        .partner_account(&admin(&gw), &priced.partner_account_id)
+        .partner_account(&gw.admin(), &priced.partner_account_id)
         .await
         .unwrap();
     let first = PollerSettings {

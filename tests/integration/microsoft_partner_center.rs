@@ -630,84 +630,24 @@ async fn microsoft_credentials_document_is_checked() {
 /// The export through the real poller into the ledger: rated once, and an unchanged eTag appends
 /// nothing and downloads nothing.
 async fn microsoft_usage_reaches_the_ledger_once(backend: crate::harness::Backend) {
-    use msp_gateway::domain::access::{Principal, Scope};
-    use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
-    use msp_gateway::domain::idempotency::IdempotencyKey;
-    use msp_gateway::domain::money::Currency;
-    use msp_gateway::domain::partner_account::PartnerAccountSpec;
-    use msp_gateway::domain::pricing::{PriceKind, RuleScope};
     use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
     use msp_gateway::poller::{PollOutcome, PollerSettings, poll_with};
-    use msp_gateway::store::pricing::NewPriceRule;
     use rust_decimal::Decimal;
 
     let Some(gw) = crate::harness::TestGateway::start(backend).await else {
         return;
     };
     let fx = Fixture::start(usage_script("etag-ledger")).await;
-    let admin = Principal {
-        tenant_id: gw.tenant_id.clone(),
-        key_id: "test".into(),
-        scope: Scope::Admin,
-        customer_id: None,
-    };
-    let spec = PartnerAccountSpec {
-        vendor: Vendor::Microsoft,
-        display_name: "CSP partner".into(),
-        vendor_account_id: TENANT.into(),
-        partner_discount_rate: Decimal::new(15, 2),
-        credentials_ref: "env:UNUSED_IN_THIS_TEST".into(),
-        poll_interval_secs: 900,
-        enabled: true,
-        endpoint_url: String::new(),
-    };
-    let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
     let account = gw
-        .store
-        .create_partner_account(&admin, &spec, &key)
-        .await
-        .unwrap();
-    let eur = Currency::parse("c", "EUR").unwrap();
-    let new = NewCustomer {
-        external_ref: "MS-1".into(),
-        display_name: "Contoso".into(),
-        billing_currency: eur,
-        billing_cycle: BillingCycle::Monthly,
-        time_zone: None,
-        credit_limit: Decimal::ZERO,
-        enrollments: vec![],
-    };
-    let key = IdempotencyKey::new("c".into(), "CreateCustomer", &new);
-    let customer = gw
-        .store
-        .create_customer(&admin, "UTC", &new, &key)
-        .await
-        .unwrap();
-    let link = NewVendorAccountLink::parse(
-        "v",
-        Vendor::Microsoft,
-        VendorAccountKind::MicrosoftSubscription,
-        S1,
-        "",
-    )
-    .unwrap();
-    gw.store
-        .link_vendor_account(&admin, &customer.id, &link, None)
-        .await
-        .unwrap();
-    let rule = NewPriceRule {
-        scope: RuleScope::default(),
-        kind: PriceKind::Markup,
-        value: Decimal::new(10, 2),
-        currency: None,
-        effective_from: day(1),
-        effective_to: None,
-    };
-    let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
-    gw.store
-        .create_price_rule(&admin, &rule, &key)
-        .await
-        .unwrap();
+        .vendor_customer(
+            Vendor::Microsoft,
+            TENANT,
+            "EUR",
+            VendorAccountKind::MicrosoftSubscription,
+            S1,
+            Decimal::new(10, 2),
+        )
+        .await;
 
     let settings = PollerSettings {
         owner: "replica".into(),
