@@ -32,6 +32,9 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
     };
     let cert = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
     let key = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    // aws-lc-rs (through the AWS SDK) and ring (through tonic) are both linked, so rustls cannot
+    // pick a process-wide provider by itself and would panic on the first handshake: choose ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if let Some(ca) = &config.tls_client_ca {
         let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;

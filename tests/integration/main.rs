@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod aws_cost_explorer;
+mod certs;
 mod customers;
 mod ledger;
 mod microsoft_partner_center;

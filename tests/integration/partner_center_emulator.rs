@@ -188,43 +188,20 @@ impl Emulator {
     }
 }
 
-/// A CA and a leaf for IP 127.0.0.1 signed by it (rustls refuses a CA as the end entity).
+/// A TLS server config for 127.0.0.1, and the PEM of the CA that signed its certificate.
 fn tls_config() -> (String, rustls::ServerConfig) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        SanType,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Partner Center emulator CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    leaf_params.subject_alt_names = vec![SanType::IpAddress(std::net::IpAddr::V4(
-        std::net::Ipv4Addr::LOCALHOST,
-    ))];
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-
+    let certs = crate::certs::localhost("Partner Center emulator CA");
     // Both ring and aws-lc-rs are in the build: name the provider rather than rely on a default.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certs.key_der.into());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
+        .with_single_cert(vec![certs.leaf_der], key)
         .unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (ca_cert.pem(), config)
+    (certs.ca_pem, config)
 }
 
 type Answer = Response<Full<Bytes>>;

@@ -78,3 +78,82 @@ async fn reflection_lists_every_service(backend: Backend) {
 }
 
 crate::both_backends!(reflection_lists_every_service);
+
+/// With a certificate and key configured the gateway speaks TLS (rustls) and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_when_a_certificate_is_configured() {
+    use msp_gateway::config::Config;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+    let certs = crate::certs::localhost("msp-gateway test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &certs.leaf_pem).unwrap();
+    std::fs::write(&key, &certs.key_pem).unwrap();
+    let config = Config {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..Config::default()
+    };
+    let tls = msp_gateway::server::tls_config(&config)
+        .unwrap()
+        .expect("TLS configured");
+    let db = crate::harness::TestDatabase::create(crate::harness::Backend::Sqlite)
+        .await
+        .unwrap();
+    msp_gateway::store::migrate::run(&db.url, msp_gateway::store::migrate::Direction::Up)
+        .await
+        .unwrap();
+    let store = std::sync::Arc::new(
+        msp_gateway::store::Store::connect(&db.url, &Default::default()).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(msp_gateway::server::serve(
+        listener,
+        store,
+        Some(tls),
+        async {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(1),
+    ));
+
+    let channel = Channel::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&certs.ca_pem)))
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS handshake");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health over TLS")
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // A plaintext client gets no gRPC answer from a TLS port.
+    let plaintext = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plaintext {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        assert!(
+            health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_err()
+        );
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
