@@ -30,6 +30,8 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Seconds in-flight calls get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Milliseconds between heartbeats on an idle charge or credit stream.
+    pub stream_heartbeat_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -51,6 +53,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             shutdown_grace_secs: 10,
+            stream_heartbeat_ms: 15_000,
         }
     }
 }

@@ -10,10 +10,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::auth::AuthLayer;
+use crate::api::charges::ChargeApi;
+use crate::api::credit::CreditApi;
 use crate::api::customers::CustomerApi;
 use crate::api::partner_accounts::PartnerAccountApi;
 use crate::api::tenants::TenantApi;
 use crate::config::Config;
+use crate::proto::v1::charge_service_server::ChargeServiceServer;
+use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
@@ -55,6 +59,12 @@ pub async fn serve(
     health_reporter
         .set_serving::<TenantServiceServer<TenantApi>>()
         .await;
+    health_reporter
+        .set_serving::<ChargeServiceServer<ChargeApi>>()
+        .await;
+    health_reporter
+        .set_serving::<CreditControlServiceServer<CreditApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -78,7 +88,9 @@ pub async fn serve(
         .add_service(PartnerAccountServiceServer::new(PartnerAccountApi::new(
             store.clone(),
         )))
-        .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())));
+        .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
+        .add_service(ChargeServiceServer::new(ChargeApi::new(store.clone())))
+        .add_service(CreditControlServiceServer::new(CreditApi::new(store.clone())));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {
