@@ -74,6 +74,8 @@ pub struct FeedStats {
     pub database_pages: AtomicU64,
     /// Open streams.
     pub streams: AtomicUsize,
+    /// Notifications received from the database (PostgreSQL LISTEN).
+    pub notifications: AtomicU64,
 }
 
 struct Ring {
@@ -101,6 +103,7 @@ pub struct TenantFeed {
     /// Bumped when a credit event may have been recorded.
     credit: watch::Sender<i64>,
     subscribers: AtomicUsize,
+    capacity: usize,
 }
 
 impl TenantFeed {
@@ -161,6 +164,7 @@ pub(crate) struct HubInner {
     /// Bumped after every SQLite write and after the LISTEN connection (re)connects.
     epoch: watch::Sender<u64>,
     heartbeat_ms: AtomicU64,
+    ring_capacity: AtomicUsize,
     stats: FeedStats,
 }
 
@@ -180,6 +184,7 @@ impl LedgerHub {
                 feeds: Mutex::new(HashMap::new()),
                 epoch: watch::channel(0).0,
                 heartbeat_ms: AtomicU64::new(DEFAULT_HEARTBEAT.as_millis() as u64),
+                ring_capacity: AtomicUsize::new(RING_CAPACITY),
                 stats: FeedStats::default(),
             }),
         }
@@ -192,6 +197,14 @@ impl LedgerHub {
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.inner.heartbeat_ms.load(Ordering::Relaxed))
+    }
+
+    /// Events each tenant's ring keeps (feeds opened from now on). Small values make streams
+    /// fall back to the database sooner; tests use that.
+    pub fn set_ring_capacity(&self, events: usize) {
+        self.inner
+            .ring_capacity
+            .store(events.max(1), Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> &FeedStats {
@@ -245,6 +258,7 @@ impl LedgerHub {
                             hint: watch::channel(hwm).0,
                             credit: watch::channel(0).0,
                             subscribers: AtomicUsize::new(0),
+                            capacity: inner.ring_capacity.load(Ordering::Relaxed),
                         });
                         tokio::spawn(tail(inner.clone(), feed.clone()));
                         feed
@@ -342,6 +356,7 @@ impl CreditWaiter {
 
 impl HubInner {
     fn notified(&self, channel: &str, payload: &str) {
+        self.stats.notifications.fetch_add(1, Ordering::Relaxed);
         let Some((tenant_id, seq)) = payload.rsplit_once(':') else {
             return;
         };
@@ -430,7 +445,7 @@ async fn catch_up(hub: &HubInner, feed: &TenantFeed) -> Result<()> {
                     touched.push(event.customer_id.clone());
                 }
                 ring.events.push_back(Arc::new(event));
-                if ring.events.len() > RING_CAPACITY {
+                if ring.events.len() > feed.capacity {
                     ring.events.pop_front();
                     ring.start += 1;
                 }

@@ -4,6 +4,8 @@ mod harness;
 
 mod auth;
 mod aws_cost_explorer;
+mod charge_streams;
+mod credit_control;
 mod customers;
 mod microsoft_partner_center;
 mod migrations;
