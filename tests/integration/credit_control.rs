@@ -200,6 +200,29 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
     );
     assert_eq!(hwm, 10);
 
+    // UpdateCustomer's limit change re-evaluates too: at 2000 the exposure (999.99) is below 50 %.
+    let mut customers = gw.customers(&gw.admin_key).await;
+    customers
+        .update_customer(v1::UpdateCustomerRequest {
+            customer: Some(v1::Customer {
+                id: l.customers[0].clone(),
+                credit_limit: "2000.00".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["credit_limit".into()],
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let events = take(&mut stream, 4).await;
+    assert_eq!(
+        summary(&events),
+        vec![(100, "DOWN"), (90, "DOWN"), (80, "DOWN"), (50, "DOWN")]
+    );
+    assert_eq!(events[0].action, v1::CreditAction::ResumptionAllowed as i32);
+
     // The other customer never crossed anything.
     let position = client
         .get_credit_position(v1::GetCreditPositionRequest {
