@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/customer.proto",
     "proto/msp/gateway/v1/pricing.proto",
     "proto/msp/gateway/v1/usage.proto",
+    "proto/msp/gateway/v1/credit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

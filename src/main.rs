@@ -140,6 +140,9 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 
 async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     let store = open_store(config).await?;
+    store
+        .feed()
+        .set_heartbeat_interval(Duration::from_millis(config.stream_heartbeat_ms));
     let tls = server::tls_config(config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

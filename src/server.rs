@@ -10,12 +10,16 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::auth::AuthLayer;
+use crate::api::charges::ChargeApi;
+use crate::api::credit::CreditApi;
 use crate::api::customers::CustomerApi;
 use crate::api::partner_accounts::PartnerAccountApi;
 use crate::api::pricing::PricingApi;
 use crate::api::tenants::TenantApi;
 use crate::api::usage::UsageApi;
 use crate::config::Config;
+use crate::proto::v1::charge_service_server::ChargeServiceServer;
+use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
@@ -68,6 +72,12 @@ pub async fn serve(
     health_reporter
         .set_serving::<UsageServiceServer<UsageApi>>()
         .await;
+    health_reporter
+        .set_serving::<ChargeServiceServer<ChargeApi>>()
+        .await;
+    health_reporter
+        .set_serving::<CreditControlServiceServer<CreditApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -93,7 +103,9 @@ pub async fn serve(
         )))
         .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
         .add_service(PricingServiceServer::new(PricingApi::new(store.clone())))
-        .add_service(UsageServiceServer::new(UsageApi::new(store.clone())));
+        .add_service(UsageServiceServer::new(UsageApi::new(store.clone())))
+        .add_service(ChargeServiceServer::new(ChargeApi::new(store.clone())))
+        .add_service(CreditControlServiceServer::new(CreditApi::new(store.clone())));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {

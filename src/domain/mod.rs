@@ -1,6 +1,7 @@
 //! The rules of the gateway, free of gRPC and SQL: what a valid customer, partner account or key
 //! is, who may do what, and the errors callers see.
 pub mod access;
+pub mod credit;
 pub mod customer;
 pub mod error;
 pub mod idempotency;
@@ -11,6 +12,7 @@ mod ledger_properties;
 pub mod money;
 pub mod paging;
 pub mod partner_account;
+pub mod period;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub struct ChargeEventRow {
 }
 
 impl ChargeEventRow {
-    fn into_event(self) -> Result<ChargeEvent> {
+    pub(crate) fn into_event(self) -> Result<ChargeEvent> {
         let corrupt =
             |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
         Ok(ChargeEvent {
@@ -129,6 +129,16 @@ for_each_backend! {
                 .collect();
             crate::store::batch::BatchWriter::insert_charge_events(conn, rows).await?;
         }
+        // Credit exposure moves with the ledger, in the same transaction.
+        q::credit::apply_charges(conn, tenant_id, events, last).await?;
+        if IS_POSTGRES {
+            // Delivered on commit to every replica's feed listener (see store::feed).
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(crate::store::feed::LEDGER_CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(format!("{tenant_id}:{last}"))
+                .execute(conn)
+                .await?;
+        }
         Ok(Some(last))
     }
 
@@ -176,21 +186,6 @@ for_each_backend! {
 }
 
 impl super::Store {
-    /// Charges after `after_sequence` in sequence order (at most `limit`).
-    pub async fn list_charges(
-        &self,
-        tenant_id: &str,
-        filter: &ChargeFilter,
-        after_sequence: i64,
-        limit: i64,
-    ) -> Result<Vec<ChargeEvent>> {
-        super::dispatch!(
-            self,
-            read,
-            charges::list(tenant_id, filter, after_sequence, limit)
-        )
-    }
-
     /// The tenant's last ledger sequence (0 before the first charge).
     pub async fn ledger_high_water_mark(&self, tenant_id: &str) -> Result<i64> {
         super::dispatch!(self, read, charges::high_water_mark(tenant_id))

@@ -355,7 +355,13 @@ for_each_backend! {
                     sent: etag.to_string(),
                     current: format!("newer than {}", current.etag()),
                 }),
-                Ok(_) => get(conn, tenant_id, id).await,
+                Ok(_) => {
+                    if next.credit_limit != current.credit_limit {
+                        // Crossings move with the limit (credit control).
+                        q::credit::reevaluate(conn, tenant_id, id).await?;
+                    }
+                    get(conn, tenant_id, id).await
+                }
                 Err(e) if is_unique_violation(&e) => {
                     Err(external_ref_taken("customer.external_ref", &next.external_ref))
                 }

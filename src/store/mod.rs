@@ -6,9 +6,14 @@
 //! differs. Everything returns domain types and [`crate::domain::Error`].
 pub mod api_keys;
 mod batch;
+pub mod charge_views;
 pub mod charges;
+pub mod credit;
+pub mod credit_schema;
 pub mod customers;
 mod errors;
+pub mod feed;
+mod feed_listener;
 pub mod idempotency;
 pub mod ingest;
 pub mod migrate;
@@ -63,6 +68,7 @@ pub(crate) use for_each_backend;
 pub mod pg_queries {
     pub use super::api_keys::pg as api_keys;
     pub use super::charges::pg as charges;
+    pub use super::credit::pg as credit;
     pub use super::customers::pg as customers;
     pub use super::idempotency::pg as idempotency;
     pub use super::ingest::pg as ingest;
@@ -76,6 +82,7 @@ pub mod pg_queries {
 pub mod sqlite_queries {
     pub use super::api_keys::sqlite as api_keys;
     pub use super::charges::sqlite as charges;
+    pub use super::credit::sqlite as credit;
     pub use super::customers::sqlite as customers;
     pub use super::idempotency::sqlite as idempotency;
     pub use super::ingest::sqlite as ingest;
@@ -110,16 +117,22 @@ macro_rules! dispatch {
             }
             $crate::store::Backend::Sqlite { writer, .. } => {
                 let mut conn = $crate::store::checkout(writer).await?;
-                conn.immediate_transaction(async |conn| {
-                    $crate::store::$module::sqlite::$function(conn, $($arg),*).await
-                })
-                .await
+                let result = conn
+                    .immediate_transaction(async |conn| {
+                        $crate::store::$module::sqlite::$function(conn, $($arg),*).await
+                    })
+                    .await;
+                drop(conn);
+                // After commit (one process on SQLite): live feeds look at the ledger.
+                $store.feed.written();
+                result
             }
         }
     };
 }
 pub(crate) use dispatch;
 
+#[derive(Clone)]
 pub enum Backend {
     Postgres(Pool<AsyncPgConnection>),
     Sqlite {
@@ -155,6 +168,8 @@ pub fn sqlite_path(url: &str) -> &str {
 
 pub struct Store {
     backend: Backend,
+    /// Live charge feeds of this process (see [`feed`]).
+    feed: feed::LedgerHub,
 }
 
 #[derive(Debug, Clone)]
@@ -203,7 +218,14 @@ impl Store {
                 }
             }
         };
-        Ok(Store { backend })
+        let listen_url = matches!(backend, Backend::Postgres(_)).then(|| url.to_string());
+        let feed = feed::LedgerHub::new(backend.clone(), listen_url);
+        Ok(Store { backend, feed })
+    }
+
+    /// The process's live charge feeds.
+    pub fn feed(&self) -> &feed::LedgerHub {
+        &self.feed
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -531,9 +531,10 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
     assert_eq!(second.events_appended, 2, "a revision and a reversal");
     let charges = gw
         .store
-        .list_charges(&gw.tenant_id, &ChargeFilter::default(), 0, 100)
+        .list_charges(&gw.admin(), &ChargeFilter::default(), 0, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let kinds: Vec<&str> = charges.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(kinds, ["NEW", "NEW", "REVISION", "REVERSAL"]);
     let total: Decimal = charges.iter().map(|c| c.amount).sum();

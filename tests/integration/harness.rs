@@ -154,6 +154,61 @@ pub struct TestGateway {
     _database: TestDatabase,
 }
 
+/// Another gateway process's worth of state on the same database: its own store (pools, live
+/// feeds and, on PostgreSQL, LISTEN connection) and its own server.
+pub struct Replica {
+    pub address: SocketAddr,
+    pub store: Arc<Store>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Replica {
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to replica")
+    }
+
+    /// Stops the server (open streams are cut after the grace period).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+async fn spawn_server(
+    store: Arc<Store>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        msp_gateway::server::serve(
+            listener,
+            store,
+            None,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("server");
+    });
+    (address, tx, server)
+}
+
 impl TestGateway {
     pub async fn start(backend: Backend) -> Option<Self> {
         let database = TestDatabase::create(backend).await?;
@@ -192,6 +247,29 @@ impl TestGateway {
             server: Some(server),
             _database: database,
         })
+    }
+
+    /// A second gateway on this gateway's database.
+    #[allow(dead_code)]
+    pub async fn replica(&self) -> Replica {
+        let store =
+            Arc::new(Store::connect(&self._database.url, &Default::default()).expect("connect"));
+        let (address, tx, server) = spawn_server(store.clone()).await;
+        Replica {
+            address,
+            store,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn backend(&self) -> Backend {
+        if self._database.url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
     }
 
     /// A second tenant and its admin key, for isolation tests.
@@ -388,4 +466,13 @@ pub fn assert_violation<T: std::fmt::Debug>(
         "expected a violation of {field}, got {violations:?} ({})",
         status.message()
     );
+}
+
+/// A request id never used before, for store calls that need one.
+pub fn fresh_request() -> msp_gateway::domain::idempotency::IdempotencyKey {
+    msp_gateway::domain::idempotency::IdempotencyKey::from_bytes(
+        uuid::Uuid::new_v4().to_string(),
+        "IngestUsage",
+        b"",
+    )
 }

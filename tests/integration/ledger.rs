@@ -30,9 +30,10 @@ async fn ledger(
         .unwrap();
     let events = gw
         .store
-        .list_charges(&gw.tenant_id, &ChargeFilter::default(), 0, 1_000_000)
+        .list_charges(&gw.admin(), &ChargeFilter::default(), 0, 1_000_000)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     (lines, events)
 }
 

@@ -5,6 +5,8 @@ mod harness;
 mod auth;
 mod aws_cost_explorer;
 mod certs;
+mod charge_streams;
+mod credit_control;
 mod customers;
 mod ledger;
 mod microsoft_partner_center;

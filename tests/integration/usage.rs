@@ -133,9 +133,10 @@ pub async fn push(
 
 async fn charges(gw: &TestGateway) -> Vec<msp_gateway::store::charges::ChargeEvent> {
     gw.store
-        .list_charges(&gw.tenant_id, &ChargeFilter::default(), 0, 100_000)
+        .list_charges(&gw.admin(), &ChargeFilter::default(), 0, 100_000)
         .await
         .unwrap()
+        .0
 }
 
 async fn pushed_usage_is_rated_once(backend: Backend) {

@@ -1,0 +1,317 @@
+//! ChargeService: pages of the charge ledger, the live charge stream, and a customer's open
+//! period.
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tonic::{Request, Response, Status};
+
+use super::auth::principal;
+use super::convert::{required_id, timestamp, vendor_to_proto};
+use crate::domain::access::{Action, Area, Principal};
+use crate::domain::error::{Error, FieldViolation, Violations};
+use crate::domain::ledger::ChargeKind;
+use crate::domain::paging::PageRequest;
+use crate::proto::v1;
+use crate::proto::v1::charge_service_server::ChargeService;
+use crate::store::Store;
+use crate::store::charges::{ChargeEvent, ChargeFilter};
+use crate::store::feed::{FeedItem, StreamFilter};
+
+/// Most customers one stream may filter on.
+pub const MAX_STREAM_CUSTOMERS: usize = 100;
+
+pub struct ChargeApi {
+    store: Arc<Store>,
+}
+
+impl ChargeApi {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+pub fn charge_to_proto(e: &ChargeEvent) -> v1::Charge {
+    v1::Charge {
+        sequence: e.sequence,
+        customer_id: e.customer_id.clone(),
+        kind: kind_to_proto(e.kind).into(),
+        amount: e.amount.normalize().to_string(),
+        currency: e.currency.code().to_string(),
+        quantity: e.quantity.normalize().to_string(),
+        vendor: vendor_to_proto(e.vendor).into(),
+        service: e.service.clone(),
+        meter: e.meter.clone(),
+        window_start: Some(timestamp(e.window_start)),
+        record_time: Some(timestamp(e.recorded_at)),
+        line_key: e.line_key.clone(),
+    }
+}
+
+fn kind_to_proto(k: ChargeKind) -> v1::ChargeKind {
+    match k {
+        ChargeKind::New => v1::ChargeKind::New,
+        ChargeKind::Revision => v1::ChargeKind::Revision,
+        ChargeKind::Reversal => v1::ChargeKind::Reversal,
+        ChargeKind::Rerate => v1::ChargeKind::Rerate,
+    }
+}
+
+fn kinds(field: &str, values: &[i32]) -> Result<Vec<ChargeKind>, FieldViolation> {
+    let mut out = Vec::with_capacity(values.len());
+    for (i, &value) in values.iter().enumerate() {
+        let kind = match v1::ChargeKind::try_from(value) {
+            Ok(v1::ChargeKind::New) => ChargeKind::New,
+            Ok(v1::ChargeKind::Revision) => ChargeKind::Revision,
+            Ok(v1::ChargeKind::Reversal) => ChargeKind::Reversal,
+            Ok(v1::ChargeKind::Rerate) => ChargeKind::Rerate,
+            Ok(v1::ChargeKind::Unspecified) => {
+                return Err(FieldViolation::new(
+                    format!("{field}[{i}]"),
+                    "CHARGE_KIND_UNSPECIFIED is not a kind",
+                ));
+            }
+            Err(_) => {
+                return Err(FieldViolation::new(
+                    format!("{field}[{i}]"),
+                    format!("{value} is not a known charge kind"),
+                ));
+            }
+        };
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    Ok(out)
+}
+
+pub fn cursor(field: &str, value: i64) -> Result<i64, FieldViolation> {
+    if value < 0 {
+        Err(FieldViolation::new(
+            field,
+            format!("{value} is negative (0 means from the beginning)"),
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
+fn time(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldViolation> {
+    match t {
+        None => Ok(None),
+        Some(t) => u32::try_from(t.nanos)
+            .ok()
+            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+            .map(Some)
+            .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp")),
+    }
+}
+
+/// The customers a stream may see: those asked for (each a valid id), narrowed to a portal
+/// key's own customer.
+pub fn stream_customers(ids: &[String], v: &mut Violations) -> Vec<String> {
+    if ids.len() > MAX_STREAM_CUSTOMERS {
+        v.add(
+            "customer_ids",
+            format!("has {} ids; at most {MAX_STREAM_CUSTOMERS}", ids.len()),
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        match required_id(&format!("customer_ids[{i}]"), id) {
+            Ok(id) if !out.contains(&id) => out.push(id),
+            Ok(_) => {}
+            Err(Error::InvalidArgument(violations)) => violations
+                .into_iter()
+                .for_each(|f| v.add(f.field, f.description)),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// A portal key is confined to its customer: it may ask for it, or for nothing (meaning it).
+pub fn confine(principal: &Principal, customers: Vec<String>) -> Result<Vec<String>, Error> {
+    match principal.customer_scope() {
+        None => Ok(customers),
+        Some(own) => {
+            if let Some(other) = customers.iter().find(|c| c.as_str() != own) {
+                return Err(Error::not_found("customer", other.clone()));
+            }
+            Ok(vec![own.to_string()])
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ChargeService for ChargeApi {
+    async fn list_charges(
+        &self,
+        request: Request<v1::ListChargesRequest>,
+    ) -> Result<Response<v1::ListChargesResponse>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Usage, Action::Read)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let customer_id = if req.customer_id.is_empty() {
+            None
+        } else {
+            match required_id("customer_id", &req.customer_id) {
+                Ok(id) => Some(id),
+                Err(Error::InvalidArgument(f)) => {
+                    f.into_iter().for_each(|f| v.add(f.field, f.description));
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let kinds = v.check(kinds("kinds", &req.kinds)).unwrap_or_default();
+        let from = v
+            .check(time("window_start_from", req.window_start_from.as_ref()))
+            .flatten();
+        let to = v
+            .check(time("window_start_to", req.window_start_to.as_ref()))
+            .flatten();
+        let after = v
+            .check(cursor("after_sequence", req.after_sequence))
+            .unwrap_or(0);
+        let filters = format!(
+            "customer={}|kinds={:?}|from={:?}|to={:?}|after={}",
+            req.customer_id, req.kinds, req.window_start_from, req.window_start_to, after
+        );
+        let page = match PageRequest::parse(req.page_size, &req.page_token, &filters) {
+            Ok(page) => Some(page),
+            Err(violations) => {
+                violations
+                    .into_iter()
+                    .for_each(|f| v.add(f.field, f.description));
+                None
+            }
+        };
+        v.into_result()?;
+        let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
+        let token_after = match &page.after {
+            Some(s) => s
+                .parse::<i64>()
+                .map_err(|_| Error::invalid("page_token", "is malformed"))?,
+            None => 0,
+        };
+        let customer_id = match (principal.customer_scope(), customer_id) {
+            (Some(own), Some(asked)) if own != asked => {
+                return Err(Error::not_found("customer", asked).into());
+            }
+            (Some(own), _) => Some(own.to_string()),
+            (None, asked) => asked,
+        };
+        let filter = ChargeFilter {
+            customer_id,
+            kinds,
+            window_from: from,
+            window_to: to,
+        };
+        let (events, hwm) = self
+            .store
+            .list_charges(
+                &principal,
+                &filter,
+                after.max(token_after),
+                page.fetch_limit(),
+            )
+            .await?;
+        let rows: Vec<(String, ChargeEvent)> = events
+            .into_iter()
+            .map(|e| (e.sequence.to_string(), e))
+            .collect();
+        let page = page.page(rows, |r| &r.0);
+        Ok(Response::new(v1::ListChargesResponse {
+            charges: page.items.iter().map(|(_, e)| charge_to_proto(e)).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+            high_water_mark: hwm,
+        }))
+    }
+
+    type StreamChargesStream = BoxStream<'static, Result<v1::StreamChargesResponse, Status>>;
+
+    async fn stream_charges(
+        &self,
+        request: Request<v1::StreamChargesRequest>,
+    ) -> Result<Response<Self::StreamChargesStream>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Usage, Action::Read)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let after = v.check(cursor("after_sequence", req.after_sequence));
+        let customers = stream_customers(&req.customer_ids, &mut v);
+        let kinds = v.check(kinds("kinds", &req.kinds)).unwrap_or_default();
+        v.into_result()?;
+        let customer_ids = confine(&principal, customers)?;
+        let feed = self
+            .store
+            .feed()
+            .charges(
+                &principal.tenant_id,
+                StreamFilter {
+                    customer_ids,
+                    kinds,
+                },
+                after.unwrap_or(0),
+            )
+            .await?;
+        let stream = feed.map(|item| match item {
+            Ok(FeedItem::Charge(event)) => Ok(v1::StreamChargesResponse {
+                event: Some(v1::stream_charges_response::Event::Charge(charge_to_proto(
+                    &event,
+                ))),
+            }),
+            Ok(FeedItem::Heartbeat { high_water_mark }) => Ok(v1::StreamChargesResponse {
+                event: Some(v1::stream_charges_response::Event::Heartbeat(
+                    v1::Heartbeat {
+                        high_water_mark,
+                        time: Some(timestamp(Utc::now())),
+                    },
+                )),
+            }),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(stream.boxed()))
+    }
+
+    async fn list_open_line_items(
+        &self,
+        request: Request<v1::ListOpenLineItemsRequest>,
+    ) -> Result<Response<v1::ListOpenLineItemsResponse>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::Usage, Action::Read)?;
+        let customer_id = required_id("customer_id", &request.get_ref().customer_id)?;
+        let period = self
+            .store
+            .open_period(&principal, &customer_id, Utc::now())
+            .await?;
+        let currency = period.currency;
+        Ok(Response::new(v1::ListOpenLineItemsResponse {
+            customer_id: period.customer_id,
+            period_start: Some(timestamp(period.period_start)),
+            period_end: Some(timestamp(period.period_end)),
+            line_items: period
+                .items
+                .into_iter()
+                .map(|i| v1::OpenLineItem {
+                    vendor: vendor_to_proto(i.vendor).into(),
+                    service: i.service,
+                    meter: i.meter,
+                    amount: i.amount.normalize().to_string(),
+                    quantity: i.quantity.normalize().to_string(),
+                    currency: currency.code().to_string(),
+                })
+                .collect(),
+            total: period.total.normalize().to_string(),
+            currency: currency.code().to_string(),
+            as_of_sequence: period.as_of_sequence,
+        }))
+    }
+}

@@ -1,0 +1,364 @@
+//! CreditControlService: credit settings and defaults, positions, and the credit event stream.
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rust_decimal::Decimal;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use super::auth::principal;
+use super::charges::{confine, cursor, stream_customers};
+use super::convert::{required_id, timestamp, update_mask};
+use crate::domain::access::{Action, Area};
+use crate::domain::credit::{CreditAction, CreditPolicy, Direction, Thresholds};
+use crate::domain::customer::parse_credit_limit;
+use crate::domain::error::{Error, FieldViolation, Result, Violations};
+use crate::proto::v1;
+use crate::proto::v1::credit_control_service_server::CreditControlService;
+use crate::store::Store;
+use crate::store::credit::{CreditDefaults, CreditEvent, CreditSettings, CreditSettingsPatch};
+
+const UPDATABLE: &[&str] = &["credit_limit", "threshold_percents", "policy"];
+const PAGE: i64 = 256;
+
+pub struct CreditApi {
+    store: Arc<Store>,
+}
+
+impl CreditApi {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+fn exact(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn policy_to_proto(p: CreditPolicy) -> v1::CreditPolicy {
+    match p {
+        CreditPolicy::Notify => v1::CreditPolicy::Notify,
+        CreditPolicy::AutoSuspend => v1::CreditPolicy::AutoSuspend,
+    }
+}
+
+/// None for UNSPECIFIED.
+fn policy(field: &str, value: i32) -> Result<Option<CreditPolicy>, FieldViolation> {
+    match v1::CreditPolicy::try_from(value) {
+        Ok(v1::CreditPolicy::Unspecified) => Ok(None),
+        Ok(v1::CreditPolicy::Notify) => Ok(Some(CreditPolicy::Notify)),
+        Ok(v1::CreditPolicy::AutoSuspend) => Ok(Some(CreditPolicy::AutoSuspend)),
+        Err(_) => Err(FieldViolation::new(
+            field,
+            format!("{value} is not a known credit policy"),
+        )),
+    }
+}
+
+fn settings_to_proto(s: CreditSettings) -> v1::CreditSettings {
+    v1::CreditSettings {
+        customer_id: s.customer_id,
+        credit_limit: exact(s.credit_limit),
+        currency: s.currency.code().to_string(),
+        threshold_percents: s.thresholds.percents().to_vec(),
+        policy: policy_to_proto(s.policy).into(),
+        thresholds_inherited: s.thresholds_inherited,
+        policy_inherited: s.policy_inherited,
+    }
+}
+
+fn defaults_to_proto(d: CreditDefaults) -> v1::CreditDefaults {
+    v1::CreditDefaults {
+        threshold_percents: d.thresholds.percents().to_vec(),
+        policy: policy_to_proto(d.policy).into(),
+    }
+}
+
+pub fn event_to_proto(e: &CreditEvent) -> v1::CreditEvent {
+    v1::CreditEvent {
+        sequence: e.sequence,
+        customer_id: e.customer_id.clone(),
+        threshold_percent: e.threshold_percent,
+        direction: match e.direction {
+            Direction::Up => v1::CrossingDirection::Up,
+            Direction::Down => v1::CrossingDirection::Down,
+        }
+        .into(),
+        exposure: exact(e.exposure),
+        credit_limit: exact(e.credit_limit),
+        currency: e.currency.code().to_string(),
+        policy: policy_to_proto(e.policy).into(),
+        action: match e.action {
+            CreditAction::Notify => v1::CreditAction::NotifyOnly,
+            CreditAction::SuspensionRequired => v1::CreditAction::SuspensionRequired,
+            CreditAction::ResumptionAllowed => v1::CreditAction::ResumptionAllowed,
+        }
+        .into(),
+        ledger_sequence: e.ledger_sequence,
+        record_time: Some(timestamp(e.recorded_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl CreditControlService for CreditApi {
+    async fn get_credit_settings(
+        &self,
+        request: Request<v1::GetCreditSettingsRequest>,
+    ) -> Result<Response<v1::CreditSettings>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::CreditControl, Action::Read)?;
+        let id = required_id("customer_id", &request.get_ref().customer_id)?;
+        let settings = self.store.credit_settings(&principal, &id).await?;
+        Ok(Response::new(settings_to_proto(settings)))
+    }
+
+    async fn update_credit_settings(
+        &self,
+        request: Request<v1::UpdateCreditSettingsRequest>,
+    ) -> Result<Response<v1::CreditSettings>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::CreditControl, Action::Write)?;
+        let req = request.into_inner();
+        let settings = req
+            .settings
+            .ok_or_else(|| Error::invalid("settings", "is required"))?;
+        let id = required_id("settings.customer_id", &settings.customer_id)?;
+        let paths = update_mask(req.update_mask.as_ref(), UPDATABLE)?;
+        // The limit is in the customer's billing currency.
+        let current = self.store.credit_settings(&principal, &id).await?;
+        let mut v = Violations::new();
+        let mut patch = CreditSettingsPatch::default();
+        for path in &paths {
+            match path.as_str() {
+                "credit_limit" => {
+                    patch.credit_limit = v
+                        .check(parse_credit_limit(
+                            "settings.credit_limit",
+                            &settings.credit_limit,
+                            current.currency,
+                        ))
+                        .and_then(|limit| {
+                            if limit < Decimal::ZERO {
+                                v.add("settings.credit_limit", "must not be negative");
+                                None
+                            } else {
+                                Some(limit)
+                            }
+                        });
+                }
+                "threshold_percents" => {
+                    patch.thresholds = if settings.threshold_percents.is_empty() {
+                        Some(None)
+                    } else {
+                        v.check(Thresholds::parse(
+                            "settings.threshold_percents",
+                            &settings.threshold_percents,
+                        ))
+                        .map(Some)
+                    };
+                }
+                "policy" => {
+                    patch.policy = v.check(policy("settings.policy", settings.policy));
+                }
+                _ => {}
+            }
+        }
+        v.into_result()?;
+        let updated = self
+            .store
+            .update_credit_settings(&principal, &id, &patch)
+            .await?;
+        Ok(Response::new(settings_to_proto(updated)))
+    }
+
+    async fn get_credit_defaults(
+        &self,
+        request: Request<v1::GetCreditDefaultsRequest>,
+    ) -> Result<Response<v1::CreditDefaults>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::CreditControl, Action::Read)?;
+        let defaults = self.store.credit_defaults(&principal).await?;
+        Ok(Response::new(defaults_to_proto(defaults)))
+    }
+
+    async fn update_credit_defaults(
+        &self,
+        request: Request<v1::UpdateCreditDefaultsRequest>,
+    ) -> Result<Response<v1::CreditDefaults>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::CreditControl, Action::Write)?;
+        let defaults = request
+            .into_inner()
+            .defaults
+            .ok_or_else(|| Error::invalid("defaults", "is required"))?;
+        let mut v = Violations::new();
+        let thresholds = v.check(Thresholds::parse(
+            "defaults.threshold_percents",
+            &defaults.threshold_percents,
+        ));
+        let policy = match v.check(policy("defaults.policy", defaults.policy)) {
+            Some(None) => {
+                v.add("defaults.policy", "is required (NOTIFY or AUTO_SUSPEND)");
+                None
+            }
+            other => other.flatten(),
+        };
+        v.into_result()?;
+        let (Some(thresholds), Some(policy)) = (thresholds, policy) else {
+            return Err(Status::internal("validated defaults missing"));
+        };
+        let updated = self
+            .store
+            .update_credit_defaults(&principal, &CreditDefaults { thresholds, policy })
+            .await?;
+        Ok(Response::new(defaults_to_proto(updated)))
+    }
+
+    async fn get_credit_position(
+        &self,
+        request: Request<v1::GetCreditPositionRequest>,
+    ) -> Result<Response<v1::CreditPosition>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::CreditControl, Action::Read)?;
+        let id = required_id("customer_id", &request.get_ref().customer_id)?;
+        let p = self
+            .store
+            .credit_position(&principal, &id, Utc::now())
+            .await?;
+        Ok(Response::new(v1::CreditPosition {
+            customer_id: p.customer_id,
+            currency: p.currency.code().to_string(),
+            credit_limit: exact(p.credit_limit),
+            open_charges: exact(p.open_charges),
+            unpaid_invoices: exact(p.unpaid_invoices),
+            exposure: exact(p.exposure),
+            headroom: exact(p.headroom),
+            crossed_threshold_percents: p.crossed,
+            policy: policy_to_proto(p.policy).into(),
+            run_rate_per_day: exact(p.forecast.run_rate_per_day),
+            days_to_limit: p.forecast.days_to_limit.map(exact).unwrap_or_default(),
+            limit_reached_time: p.forecast.limit_reached_at.map(timestamp),
+            as_of_sequence: p.as_of_sequence,
+        }))
+    }
+
+    type StreamCreditEventsStream =
+        BoxStream<'static, Result<v1::StreamCreditEventsResponse, Status>>;
+
+    async fn stream_credit_events(
+        &self,
+        request: Request<v1::StreamCreditEventsRequest>,
+    ) -> Result<Response<Self::StreamCreditEventsStream>, Status> {
+        let principal = principal(&request)?;
+        principal.require(Area::CreditControl, Action::Read)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let after = v.check(cursor("after_sequence", req.after_sequence));
+        let customers = stream_customers(&req.customer_ids, &mut v);
+        v.into_result()?;
+        let customer_ids = confine(&principal, customers)?;
+        let waiter = self
+            .store
+            .feed()
+            .credit_waiter(&principal.tenant_id)
+            .await?;
+        let heartbeat = self.store.feed().heartbeat_interval();
+        let state = CreditStream {
+            store: self.store.clone(),
+            tenant_id: principal.tenant_id.clone(),
+            customer_ids,
+            cursor: after.unwrap_or(0),
+            pending: VecDeque::new(),
+            waiter,
+            heartbeat,
+            next_heartbeat: Instant::now() + heartbeat,
+            caught_up_to: 0,
+            failed: false,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        });
+        Ok(Response::new(stream.boxed()))
+    }
+}
+
+/// Credit events are few: a stream reads the database each time it is woken.
+struct CreditStream {
+    store: Arc<Store>,
+    tenant_id: String,
+    customer_ids: Vec<String>,
+    cursor: i64,
+    pending: VecDeque<CreditEvent>,
+    waiter: crate::store::feed::CreditWaiter,
+    heartbeat: std::time::Duration,
+    next_heartbeat: Instant,
+    /// The tenant's credit high-water mark when the last read found nothing more.
+    caught_up_to: i64,
+    failed: bool,
+}
+
+impl CreditStream {
+    async fn next(&mut self) -> Option<Result<v1::StreamCreditEventsResponse, Status>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.next_heartbeat = Instant::now() + self.heartbeat;
+                return Some(Ok(v1::StreamCreditEventsResponse {
+                    event: Some(v1::stream_credit_events_response::Event::CreditEvent(
+                        event_to_proto(&event),
+                    )),
+                }));
+            }
+            self.waiter.mark_seen();
+            match self.read().await {
+                Err(error) => {
+                    self.failed = true;
+                    return Some(Err(error.into()));
+                }
+                Ok(true) => continue,
+                Ok(false) => {}
+            }
+            if Instant::now() >= self.next_heartbeat {
+                self.next_heartbeat = Instant::now() + self.heartbeat;
+                return Some(Ok(v1::StreamCreditEventsResponse {
+                    event: Some(v1::stream_credit_events_response::Event::Heartbeat(
+                        v1::Heartbeat {
+                            high_water_mark: self.caught_up_to.max(self.cursor),
+                            time: Some(timestamp(Utc::now())),
+                        },
+                    )),
+                }));
+            }
+            self.waiter.wait(self.next_heartbeat).await;
+        }
+    }
+
+    /// Reads the next page; true when it found events.
+    async fn read(&mut self) -> Result<bool> {
+        let hwm = self.store.credit_high_water_mark(&self.tenant_id).await?;
+        let events = self
+            .store
+            .credit_events_after(&self.tenant_id, &self.customer_ids, self.cursor, PAGE)
+            .await?;
+        match events.last() {
+            Some(last) => {
+                self.cursor = last.sequence;
+                if events.len() < PAGE as usize {
+                    self.caught_up_to = hwm;
+                }
+                self.pending.extend(events);
+                Ok(true)
+            }
+            None => {
+                self.caught_up_to = hwm;
+                Ok(false)
+            }
+        }
+    }
+}

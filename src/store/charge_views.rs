@@ -1,0 +1,134 @@
+//! Reads of the charge ledger for the API: pages of charges and a customer's open period.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+
+use super::charges::{ChargeEvent, ChargeEventRow, ChargeFilter};
+use super::schema::{charge_events, customers};
+use super::sql_types::DbTime;
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::access::Principal;
+use crate::domain::customer::BillingCycle;
+use crate::domain::error::{Error, Result};
+use crate::domain::money::Currency;
+use crate::domain::vendor::Vendor;
+
+/// One aggregated line of a customer's open period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenLineItem {
+    pub vendor: Vendor,
+    pub service: String,
+    pub meter: String,
+    pub amount: Decimal,
+    pub quantity: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenPeriod {
+    pub customer_id: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub currency: Currency,
+    pub items: Vec<OpenLineItem>,
+    /// Exact sum of `items`, which is the sum of the period's charge events.
+    pub total: Decimal,
+    pub as_of_sequence: i64,
+}
+
+for_each_backend! {
+    pub async fn open_period(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<OpenPeriod> {
+        conn.transaction(async |conn| {
+            if IS_POSTGRES {
+                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn).await?;
+            }
+            let as_of_sequence = q::charges::high_water_mark(conn, tenant_id).await?;
+            let (cycle, time_zone, currency): (String, String, String) = customers::table
+                .filter(customers::tenant_id.eq(tenant_id))
+                .filter(customers::id.eq(customer_id))
+                .select((customers::billing_cycle, customers::time_zone, customers::billing_currency))
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| Error::not_found("customer", customer_id))?;
+            let cycle: BillingCycle = cycle.parse().map_err(Error::Internal)?;
+            let currency = Currency::parse("billing_currency", &currency)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let (start, end) = crate::domain::period::containing(cycle, &time_zone, now)?;
+            let events: Vec<ChargeEvent> = charge_events::table
+                .filter(charge_events::tenant_id.eq(tenant_id))
+                .filter(charge_events::customer_id.eq(customer_id))
+                .filter(charge_events::window_start.ge(DbTime(start)))
+                .filter(charge_events::window_start.lt(DbTime(end)))
+                .filter(charge_events::sequence.le(as_of_sequence))
+                .select(ChargeEventRow::as_select())
+                .load(conn)
+                .await?
+                .into_iter()
+                .map(ChargeEventRow::into_event)
+                .collect::<Result<_>>()?;
+            let mut lines: BTreeMap<(&'static str, String, String), OpenLineItem> = BTreeMap::new();
+            let mut total = Decimal::ZERO;
+            for e in events {
+                total += e.amount;
+                let item = lines
+                    .entry((e.vendor.as_str(), e.service.clone(), e.meter.clone()))
+                    .or_insert_with(|| OpenLineItem {
+                        vendor: e.vendor,
+                        service: e.service,
+                        meter: e.meter,
+                        amount: Decimal::ZERO,
+                        quantity: Decimal::ZERO,
+                    });
+                item.amount += e.amount;
+                item.quantity += e.quantity;
+            }
+            Ok(OpenPeriod {
+                customer_id: customer_id.to_string(),
+                period_start: start,
+                period_end: end,
+                currency,
+                items: lines.into_values().collect(),
+                total,
+                as_of_sequence,
+            })
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Charges after `after_sequence`, at most `limit`, plus the high-water mark read first.
+    pub async fn list_charges(
+        &self,
+        principal: &Principal,
+        filter: &ChargeFilter,
+        after_sequence: i64,
+        limit: i64,
+    ) -> Result<(Vec<ChargeEvent>, i64)> {
+        let tenant_id = principal.tenant_id.as_str();
+        let hwm = dispatch!(self, read, charges::high_water_mark(tenant_id))?;
+        let events = dispatch!(
+            self,
+            read,
+            charges::list(tenant_id, filter, after_sequence, limit)
+        )?;
+        Ok((events, hwm))
+    }
+
+    pub async fn open_period(
+        &self,
+        principal: &Principal,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OpenPeriod> {
+        principal.require_customer(customer_id)?;
+        dispatch!(
+            self,
+            read,
+            charge_views::open_period(&principal.tenant_id, customer_id, now)
+        )
+    }
+}

@@ -1,0 +1,64 @@
+//! PostgreSQL LISTEN for the charge feeds: one connection per gateway process receives the
+//! notifications every replica's ledger writes send on commit, and wakes this process's feeds.
+//! On connection loss it reconnects with back-off and then wakes every feed, which re-reads the
+//! database (so nothing committed while it was away is missed). A periodic ping notices a
+//! connection that died silently.
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures::StreamExt;
+
+use super::feed::{CREDIT_CHANNEL, LEDGER_CHANNEL, LedgerHub};
+
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub(crate) fn spawn(url: String, hub: LedgerHub) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match listen(&url, &hub).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::warn!(%error, "ledger notification listener lost its connection; reconnecting");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    });
+}
+
+/// Listens until the connection fails.
+async fn listen(url: &str, hub: &LedgerHub) -> Result<(), String> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.batch_execute(&format!(
+        "LISTEN {LEDGER_CHANNEL}; LISTEN {CREDIT_CHANNEL};"
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    // Anything committed before LISTEN took effect is picked up by re-reading.
+    hub.wake_all();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        let notification = {
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            tokio::select! {
+                n = notifications.next() => Some(n),
+                _ = ping.tick() => None,
+            }
+        };
+        match notification {
+            Some(Some(Ok(n))) => hub.notified(&n.channel, &n.payload),
+            Some(Some(Err(e))) => return Err(e.to_string()),
+            Some(None) => return Err("notification stream ended".into()),
+            None => conn
+                .batch_execute("SELECT 1")
+                .await
+                .map_err(|e| e.to_string())?,
+        }
+    }
+}
