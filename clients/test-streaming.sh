@@ -4,7 +4,7 @@
 #
 # NEEDS the streaming work: UsageService.IngestUsage, PricingService, ChargeService.StreamCharges
 # and ListCharges served by the gateway. Until they are, this fails (UNIMPLEMENTED); it is not run
-# by clients/test.sh. Run it by hand, or set MSPGW_CLIENT_STREAMING_TESTS=1 for scripts/test.sh.
+# by clients/test.sh. scripts/test.sh runs it after clients/test.sh.
 #
 # Per backend: a tenant with a simulator partner account, a customer with a linked simulator
 # account, a markup rule and a USD->ZAR rate (push_usage.py setup); a batch of usage pushed with
