@@ -106,8 +106,8 @@ for_each_backend! {
             .await?;
         let first = last - count + 1;
         let now = DbTime(Utc::now());
-        for (chunk_index, chunk) in events.chunks(crate::store::usage_lines::BATCH_ROWS).enumerate() {
-            let base = first + (chunk_index * crate::store::usage_lines::BATCH_ROWS) as i64;
+        for (chunk_index, chunk) in events.chunks(crate::store::usage_lines::WRITE_CHUNK_ROWS).enumerate() {
+            let base = first + (chunk_index * crate::store::usage_lines::WRITE_CHUNK_ROWS) as i64;
             let rows: Vec<ChargeEventRow> = chunk
                 .iter()
                 .enumerate()

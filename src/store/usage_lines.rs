@@ -20,7 +20,7 @@ pub const BATCH_ROWS: usize = 1000;
 
 /// Rows per write: PostgreSQL binds whole columns as arrays, so only SQLite needs small
 /// statements (see `batch`); this bounds the memory a statement holds.
-const WRITE_CHUNK_ROWS: usize = 10_000;
+pub const WRITE_CHUNK_ROWS: usize = 10_000;
 
 #[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = usage_lines, treat_none_as_default_value = false)]
