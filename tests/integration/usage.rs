@@ -50,6 +50,24 @@ pub struct Priced {
     pub customer_id: String,
 }
 
+/// Links simulator account `account_id` to the customer.
+async fn link_simulator_account(gw: &TestGateway, customer_id: &str, account_id: &str) {
+    gw.customers(&gw.admin_key)
+        .await
+        .link_vendor_account(v1::LinkVendorAccountRequest {
+            customer_id: customer_id.into(),
+            vendor_account: Some(v1::VendorAccount {
+                vendor: v1::Vendor::Simulator.into(),
+                kind: v1::VendorAccountKind::SimulatorAccount.into(),
+                account_id: account_id.into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
 pub async fn priced_tenant(gw: &TestGateway) -> Priced {
     let sim = simulator_account(gw).await;
     let mut customers = gw.customers(&gw.admin_key).await;
@@ -58,19 +76,7 @@ pub async fn priced_tenant(gw: &TestGateway) -> Priced {
         .await
         .unwrap()
         .into_inner();
-    customers
-        .link_vendor_account(v1::LinkVendorAccountRequest {
-            customer_id: customer.id.clone(),
-            vendor_account: Some(v1::VendorAccount {
-                vendor: v1::Vendor::Simulator.into(),
-                kind: v1::VendorAccountKind::SimulatorAccount.into(),
-                account_id: "sim-linked".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    link_simulator_account(gw, &customer.id, "sim-linked").await;
     let mut pricing = gw.pricing(&gw.admin_key).await;
     pricing
         .create_price_rule(v1::CreatePriceRuleRequest {
@@ -254,19 +260,7 @@ async fn unrated_usage_waits_for_its_fix(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    customers
-        .link_vendor_account(v1::LinkVendorAccountRequest {
-            customer_id: eur.id.clone(),
-            vendor_account: Some(v1::VendorAccount {
-                vendor: v1::Vendor::Simulator.into(),
-                kind: v1::VendorAccountKind::SimulatorAccount.into(),
-                account_id: "sim-orphan".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    link_simulator_account(&gw, &eur.id, "sim-orphan").await;
     let unrated = usage
         .list_unrated_usage(v1::ListUnratedUsageRequest::default())
         .await
