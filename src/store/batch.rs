@@ -55,17 +55,37 @@ pub trait BatchWriter {
         tenant_id: String,
         keys: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>>;
-    /// Writes rows; `fresh[i]` says row i's key is not stored yet (a plain insert suffices).
-    fn write_usage_lines(
+    /// Writes one ledger transaction's rows: usage lines (`fresh` marks a key not stored yet, for
+    /// which a plain insert suffices) and the numbered charge events.
+    fn write_ledger_rows(
         &mut self,
-        rows: Vec<UsageLineRow>,
-        fresh: Vec<bool>,
-    ) -> BoxFuture<'_, QueryResult<usize>>;
-    fn insert_charge_events(
+        lines: Vec<(UsageLineRow, bool)>,
+        events: Vec<ChargeEventRow>,
+    ) -> BoxFuture<'_, QueryResult<()>>;
+    /// Sets the open charges and crossed thresholds of each customer's credit state, creating
+    /// the state (inheriting the tenant's thresholds and policy) where there is none.
+    fn write_credit_exposure(
         &mut self,
-        rows: Vec<ChargeEventRow>,
+        tenant_id: String,
+        rows: Vec<CreditExposureRow>,
     ) -> BoxFuture<'_, QueryResult<usize>>;
 }
+
+/// One customer's exposure after a ledger write.
+pub struct CreditExposureRow {
+    pub customer_id: String,
+    pub open_charges: Decimal,
+    pub crossed: String,
+}
+
+const UPSERT_CREDIT_EXPOSURE_PG: &str = "\
+    INSERT INTO customer_credit (tenant_id, customer_id, thresholds, policy, open_charges, \
+        unpaid_invoices, crossed, updated_at) \
+    SELECT $1, customer_id, NULL, NULL, open_charges, 0, crossed, $4 \
+    FROM UNNEST($2::text[], $3::numeric[], $5::text[]) AS t(customer_id, open_charges, crossed) \
+    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET \
+        open_charges = EXCLUDED.open_charges, crossed = EXCLUDED.crossed, \
+        updated_at = EXCLUDED.updated_at";
 
 /// PostgreSQL takes each column as one array and UNNESTs it: one short statement per batch
 /// instead of a VALUES list with a bind parameter per cell, which PostgreSQL parses and plans far
@@ -128,55 +148,116 @@ impl BatchWriter for AsyncPgConnection {
         })
     }
 
-    fn write_usage_lines(
+    /// Every statement of the write goes out pipelined on the one connection (diesel-async
+    /// pipelines queries issued through `&AsyncPgConnection`): while PostgreSQL executes one
+    /// chunk, the next is being encoded and sent, so client-side encoding and server-side
+    /// inserting overlap instead of taking turns.
+    fn write_ledger_rows(
         &mut self,
-        rows: Vec<UsageLineRow>,
-        fresh: Vec<bool>,
-    ) -> BoxFuture<'_, QueryResult<usize>> {
+        lines: Vec<(UsageLineRow, bool)>,
+        events: Vec<ChargeEventRow>,
+    ) -> BoxFuture<'_, QueryResult<()>> {
+        use futures::{StreamExt, TryStreamExt};
         Box::pin(async move {
-            let (new, known): (Vec<_>, Vec<_>) =
-                rows.into_iter().zip(fresh).partition(|(_, fresh)| *fresh);
-            let mut written = 0;
+            let conn: &AsyncPgConnection = self;
+            let (new, known): (Vec<_>, Vec<_>) = lines.into_iter().partition(|(_, fresh)| *fresh);
+            let mut statements = Vec::new();
             for (statement, rows) in [(INSERT_USAGE_LINES_PG, new), (UPSERT_USAGE_LINES_PG, known)]
             {
-                if rows.is_empty() {
-                    continue;
+                let mut rows = rows.into_iter().map(|(row, _)| row).peekable();
+                while rows.peek().is_some() {
+                    let chunk: Vec<UsageLineRow> =
+                        rows.by_ref().take(PIPELINED_CHUNK_ROWS).collect();
+                    statements.push(LedgerStatement::Lines(statement, chunk));
                 }
-                let rows = rows.into_iter().map(|(row, _)| row).collect();
-                written += unnest_usage_lines(self, statement, rows).await?;
             }
-            Ok(written)
+            let mut events = events.into_iter().peekable();
+            while events.peek().is_some() {
+                let chunk: Vec<ChargeEventRow> =
+                    events.by_ref().take(PIPELINED_CHUNK_ROWS).collect();
+                statements.push(LedgerStatement::Events(chunk));
+            }
+            futures::stream::iter(statements)
+                .map(|statement| statement.execute(conn))
+                .buffered(PIPELINE_DEPTH)
+                .try_for_each(|_| futures::future::ok(()))
+                .await
         })
     }
 
-    fn insert_charge_events(
+    fn write_credit_exposure(
         &mut self,
-        rows: Vec<ChargeEventRow>,
+        tenant_id: String,
+        rows: Vec<CreditExposureRow>,
     ) -> BoxFuture<'_, QueryResult<usize>> {
-        use diesel::sql_types::{Array, BigInt, Numeric, Text, Timestamptz};
+        use diesel::sql_types::{Array, Numeric, Text, Timestamptz};
         Box::pin(async move {
-            let c = ChargeEventColumns::from(rows);
-            let query = diesel::sql_query(INSERT_CHARGE_EVENTS_PG)
-                .bind::<Array<Text>, _>(c.tenant_id)
-                .bind::<Array<BigInt>, _>(c.sequence)
-                .bind::<Array<Text>, _>(c.line_key)
-                .bind::<Array<Text>, _>(c.customer_id)
-                .bind::<Array<Text>, _>(c.kind)
-                .bind::<Array<Numeric>, _>(c.amount)
-                .bind::<Array<Text>, _>(c.currency)
-                .bind::<Array<Numeric>, _>(c.quantity)
-                .bind::<Array<Text>, _>(c.vendor)
-                .bind::<Array<Text>, _>(c.service)
-                .bind::<Array<Text>, _>(c.meter)
-                .bind::<Array<Timestamptz>, _>(c.window_start)
-                .bind::<Array<Timestamptz>, _>(c.recorded_at);
+            let (mut ids, mut open, mut crossed) = (Vec::new(), Vec::new(), Vec::new());
+            for row in rows {
+                ids.push(row.customer_id);
+                open.push(row.open_charges);
+                crossed.push(row.crossed);
+            }
+            let query = diesel::sql_query(UPSERT_CREDIT_EXPOSURE_PG)
+                .bind::<Text, _>(tenant_id)
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<Numeric>, _>(open)
+                .bind::<Timestamptz, _>(Utc::now())
+                .bind::<Array<Text>, _>(crossed);
             diesel_async::RunQueryDsl::execute(query, self).await
         })
     }
 }
 
+/// Rows per pipelined statement: small enough that encoding the next chunk overlaps the
+/// server's work on this one, large enough that per-statement costs stay negligible.
+const PIPELINED_CHUNK_ROWS: usize = 5_000;
+
+/// Statements in flight at once on the connection.
+const PIPELINE_DEPTH: usize = 4;
+
+enum LedgerStatement {
+    Lines(&'static str, Vec<UsageLineRow>),
+    Events(Vec<ChargeEventRow>),
+}
+
+impl LedgerStatement {
+    async fn execute(self, conn: &AsyncPgConnection) -> QueryResult<usize> {
+        let mut conn = conn;
+        match self {
+            LedgerStatement::Lines(statement, rows) => {
+                unnest_usage_lines(&mut conn, statement, rows).await
+            }
+            LedgerStatement::Events(rows) => unnest_charge_events(&mut conn, rows).await,
+        }
+    }
+}
+
+async fn unnest_charge_events(
+    conn: &mut &AsyncPgConnection,
+    rows: Vec<ChargeEventRow>,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, BigInt, Numeric, Text, Timestamptz};
+    let c = ChargeEventColumns::from(rows);
+    let query = diesel::sql_query(INSERT_CHARGE_EVENTS_PG)
+        .bind::<Array<Text>, _>(c.tenant_id)
+        .bind::<Array<BigInt>, _>(c.sequence)
+        .bind::<Array<Text>, _>(c.line_key)
+        .bind::<Array<Text>, _>(c.customer_id)
+        .bind::<Array<Text>, _>(c.kind)
+        .bind::<Array<Numeric>, _>(c.amount)
+        .bind::<Array<Text>, _>(c.currency)
+        .bind::<Array<Numeric>, _>(c.quantity)
+        .bind::<Array<Text>, _>(c.vendor)
+        .bind::<Array<Text>, _>(c.service)
+        .bind::<Array<Text>, _>(c.meter)
+        .bind::<Array<Timestamptz>, _>(c.window_start)
+        .bind::<Array<Timestamptz>, _>(c.recorded_at);
+    diesel_async::RunQueryDsl::execute(query, conn).await
+}
+
 async fn unnest_usage_lines(
-    conn: &mut AsyncPgConnection,
+    conn: &mut &AsyncPgConnection,
     statement: &str,
     rows: Vec<UsageLineRow>,
 ) -> QueryResult<usize> {
@@ -336,28 +417,55 @@ impl BatchWriter for SqliteConn {
         })
     }
 
-    fn write_usage_lines(
+    fn write_ledger_rows(
         &mut self,
-        rows: Vec<UsageLineRow>,
-        _fresh: Vec<bool>,
-    ) -> BoxFuture<'_, QueryResult<usize>> {
+        lines: Vec<(UsageLineRow, bool)>,
+        events: Vec<ChargeEventRow>,
+    ) -> BoxFuture<'_, QueryResult<()>> {
         self.spawn_blocking(move |conn| {
-            let mut written = 0;
-            for chunk in rows.chunks(crate::store::usage_lines::BATCH_ROWS) {
-                written += diesel::RunQueryDsl::execute(upsert_usage_lines!(chunk), conn)?;
+            let lines: Vec<UsageLineRow> = lines.into_iter().map(|(row, _)| row).collect();
+            for chunk in lines.chunks(crate::store::usage_lines::BATCH_ROWS) {
+                diesel::RunQueryDsl::execute(upsert_usage_lines!(chunk), conn)?;
             }
-            Ok(written)
+            for chunk in events.chunks(crate::store::usage_lines::BATCH_ROWS) {
+                diesel::RunQueryDsl::execute(insert_charge_events!(chunk), conn)?;
+            }
+            Ok(())
         })
     }
 
-    fn insert_charge_events(
+    /// One prepared single-row upsert per customer: in-process, so a statement costs no round trip.
+    fn write_credit_exposure(
         &mut self,
-        rows: Vec<ChargeEventRow>,
+        tenant_id: String,
+        rows: Vec<CreditExposureRow>,
     ) -> BoxFuture<'_, QueryResult<usize>> {
+        use crate::store::credit_schema::customer_credit as cc;
+        use crate::store::sql_types::{DbDecimal, DbTime};
+        use diesel::prelude::*;
         self.spawn_blocking(move |conn| {
+            let now = DbTime(Utc::now());
             let mut written = 0;
-            for chunk in rows.chunks(crate::store::usage_lines::BATCH_ROWS) {
-                written += diesel::RunQueryDsl::execute(insert_charge_events!(chunk), conn)?;
+            for row in rows {
+                written += diesel::insert_into(cc::table)
+                    .values((
+                        cc::tenant_id.eq(&tenant_id),
+                        cc::customer_id.eq(&row.customer_id),
+                        cc::thresholds.eq(None::<String>),
+                        cc::policy.eq(None::<String>),
+                        cc::open_charges.eq(DbDecimal(row.open_charges)),
+                        cc::unpaid_invoices.eq(DbDecimal(Decimal::ZERO)),
+                        cc::crossed.eq(&row.crossed),
+                        cc::updated_at.eq(now),
+                    ))
+                    .on_conflict((cc::tenant_id, cc::customer_id))
+                    .do_update()
+                    .set((
+                        cc::open_charges.eq(DbDecimal(row.open_charges)),
+                        cc::crossed.eq(&row.crossed),
+                        cc::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
             }
             Ok(written)
         })

@@ -67,6 +67,34 @@ impl ChargeEventRow {
     }
 }
 
+/// `events` as rows numbered from `first`.
+pub(crate) fn event_rows(
+    tenant_id: &str,
+    events: &[NewChargeEvent],
+    first: i64,
+    recorded_at: DateTime<Utc>,
+) -> Vec<ChargeEventRow> {
+    events
+        .iter()
+        .zip(first..)
+        .map(|(e, sequence)| ChargeEventRow {
+            tenant_id: tenant_id.to_string(),
+            sequence,
+            line_key: e.line_key.clone(),
+            customer_id: e.customer_id.clone(),
+            kind: e.kind.as_str().to_string(),
+            amount: DbDecimal(e.amount),
+            currency: e.currency.code().to_string(),
+            quantity: DbDecimal(e.quantity),
+            vendor: e.vendor.as_str().to_string(),
+            service: e.service.clone(),
+            meter: e.meter.clone(),
+            window_start: DbTime(e.window_start),
+            recorded_at: DbTime(recorded_at),
+        })
+        .collect()
+}
+
 /// Filters of a charge listing.
 #[derive(Debug, Clone, Default)]
 pub struct ChargeFilter {
@@ -93,43 +121,19 @@ for_each_backend! {
         Ok(())
     }
 
-    /// Numbers and appends `events` (the ledger lock must be held). Returns the last sequence.
-    pub async fn append(conn: &mut Conn, tenant_id: &str, events: &[NewChargeEvent]) -> Result<Option<i64>> {
-        if events.is_empty() {
-            return Ok(None);
-        }
-        let count = events.len() as i64;
-        let last: i64 = diesel::update(ledger_sequences::table.find(tenant_id))
-            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence + count))
+    /// Hands out `count` sequences (the ledger lock must be held); returns the last.
+    pub async fn take_sequences(conn: &mut Conn, tenant_id: &str, count: usize) -> Result<i64> {
+        Ok(diesel::update(ledger_sequences::table.find(tenant_id))
+            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence + count as i64))
             .returning(ledger_sequences::last_sequence)
             .get_result(conn)
-            .await?;
-        let first = last - count + 1;
-        let now = DbTime(Utc::now());
-        for (chunk_index, chunk) in events.chunks(crate::store::usage_lines::WRITE_CHUNK_ROWS).enumerate() {
-            let base = first + (chunk_index * crate::store::usage_lines::WRITE_CHUNK_ROWS) as i64;
-            let rows: Vec<ChargeEventRow> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, e)| ChargeEventRow {
-                    tenant_id: tenant_id.to_string(),
-                    sequence: base + i as i64,
-                    line_key: e.line_key.clone(),
-                    customer_id: e.customer_id.clone(),
-                    kind: e.kind.as_str().to_string(),
-                    amount: DbDecimal(e.amount),
-                    currency: e.currency.code().to_string(),
-                    quantity: DbDecimal(e.quantity),
-                    vendor: e.vendor.as_str().to_string(),
-                    service: e.service.clone(),
-                    meter: e.meter.clone(),
-                    window_start: DbTime(e.window_start),
-                    recorded_at: now,
-                })
-                .collect();
-            crate::store::batch::BatchWriter::insert_charge_events(conn, rows).await?;
-        }
-        // Credit exposure moves with the ledger, in the same transaction.
+            .await?)
+    }
+
+    /// What follows appending `events` up to sequence `last`, in the same transaction: credit
+    /// exposure moves with the ledger, and on PostgreSQL every replica's feed hears of it on
+    /// commit.
+    pub async fn appended(conn: &mut Conn, tenant_id: &str, events: &[NewChargeEvent], last: i64) -> Result<()> {
         q::credit::apply_charges(conn, tenant_id, events, last).await?;
         if IS_POSTGRES {
             // Delivered on commit to every replica's feed listener (see store::feed).
@@ -139,7 +143,7 @@ for_each_backend! {
                 .execute(conn)
                 .await?;
         }
-        Ok(Some(last))
+        Ok(())
     }
 
     /// Events after `after_sequence`, in sequence order.

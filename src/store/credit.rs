@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
+use super::batch::CreditExposureRow;
 use super::credit_schema::{credit_defaults, credit_events, credit_sequences, customer_credit};
 use super::schema::{charge_events, customers};
 use super::sql_types::{DbDecimal, DbTime};
@@ -311,6 +312,7 @@ for_each_backend! {
         let mut states = states(conn, tenant_id, &ids).await?;
         let defaults = defaults(conn, tenant_id).await?;
         let mut events = Vec::new();
+        let mut exposure_rows = Vec::with_capacity(deltas.len());
         for (customer_id, delta) in deltas {
             let Some((limit, currency)) = limits.get(customer_id) else {
                 return Err(Error::not_found("customer", customer_id.clone()));
@@ -339,21 +341,24 @@ for_each_backend! {
                 });
             }
             state.crossed = after;
-            write_state(conn, tenant_id, customer_id, &state).await?;
+            exposure_rows.push(CreditExposureRow {
+                customer_id: customer_id.clone(),
+                open_charges: state.open_charges,
+                crossed: encode_percents(&state.crossed),
+            });
         }
+        // One statement for every touched customer (the ledger hook may touch thousands).
+        crate::store::batch::BatchWriter::write_credit_exposure(conn, tenant_id.to_string(), exposure_rows).await?;
         append_events(conn, tenant_id, &events).await
     }
 
     /// The ledger hook: appended charge events move their customers' exposure.
     pub async fn apply_charges(conn: &mut Conn, tenant_id: &str, events: &[NewChargeEvent], ledger_sequence: i64) -> Result<()> {
-        let mut deltas: Vec<(String, Decimal)> = Vec::new();
+        let mut sums: std::collections::BTreeMap<&str, Decimal> = std::collections::BTreeMap::new();
         for e in events {
-            match deltas.iter_mut().find(|(id, _)| *id == e.customer_id) {
-                Some((_, sum)) => *sum += e.amount,
-                None => deltas.push((e.customer_id.clone(), e.amount)),
-            }
+            *sums.entry(e.customer_id.as_str()).or_default() += e.amount;
         }
-        deltas.sort_by(|a, b| a.0.cmp(&b.0));
+        let deltas: Vec<(String, Decimal)> = sums.into_iter().map(|(id, sum)| (id.to_string(), sum)).collect();
         evaluate(conn, tenant_id, &deltas, ledger_sequence).await
     }
 

@@ -1,11 +1,13 @@
 //! Ledger writes: a vendor pull, pushed usage, or a re-rate, each in one transaction under the
 //! tenant's ledger lock. The domain plans what changes (`domain::ledger`); this applies it.
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::{customers, vendor_accounts};
+use super::batch::BatchWriter;
+use super::schema::{customers, pricing_versions, vendor_accounts};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
@@ -31,8 +33,8 @@ pub struct IngestSummary {
     pub last_sequence: Option<i64>,
 }
 
-/// Prices and links of one tenant, loaded once per write.
-struct TenantPricing {
+/// Prices and links of one tenant: everything rating reads besides the line and its account.
+pub struct TenantPricing {
     rules: Vec<PriceRule>,
     fx: Vec<FxRate>,
     /// (vendor, vendor account id) -> linked customer.
@@ -60,13 +62,59 @@ impl TenantPricing {
     }
 }
 
+/// Each tenant's pricing as last loaded, tagged with the tenant's pricing version (bumped by
+/// triggers on every change that can alter rating; see the `pricing_versions` migration). A
+/// ledger write reads the version, one short query, instead of reloading every rule, rate,
+/// customer and link of the tenant.
+#[derive(Default)]
+pub struct PricingCache(Mutex<HashMap<String, (i64, Arc<TenantPricing>)>>);
+
+impl PricingCache {
+    fn get(&self, tenant_id: &str, version: i64) -> Option<Arc<TenantPricing>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match cached.get(tenant_id) {
+            Some((at, pricing)) if *at == version => Some(pricing.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, tenant_id: &str, version: i64, pricing: Arc<TenantPricing>) {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match cached.get(tenant_id) {
+            // A concurrent writer may already hold a newer version.
+            Some((at, _)) if *at > version => {}
+            _ => {
+                cached.insert(tenant_id.to_string(), (version, pricing));
+            }
+        }
+    }
+}
+
 fn parse_currency(code: &str) -> Result<Currency> {
     Currency::parse("billing_currency", code)
         .map_err(|e| Error::Internal(format!("stored customer: {e}")))
 }
 
 for_each_backend! {
-    async fn pricing(conn: &mut Conn, tenant_id: &str) -> Result<TenantPricing> {
+    /// The tenant's pricing, from `cache` while the tenant's pricing version has not moved. The
+    /// version is read before anything is loaded, so a load is never tagged newer than its data.
+    async fn pricing(conn: &mut Conn, cache: &PricingCache, tenant_id: &str) -> Result<Arc<TenantPricing>> {
+        let version: i64 = pricing_versions::table
+            .find(tenant_id)
+            .select(pricing_versions::version)
+            .first(conn)
+            .await
+            .optional()?
+            .unwrap_or(0);
+        if let Some(pricing) = cache.get(tenant_id, version) {
+            return Ok(pricing);
+        }
+        let pricing = Arc::new(load_pricing(conn, tenant_id).await?);
+        cache.put(tenant_id, version, pricing.clone());
+        Ok(pricing)
+    }
+
+    async fn load_pricing(conn: &mut Conn, tenant_id: &str) -> Result<TenantPricing> {
         let rules = q::pricing::rules(conn, tenant_id).await?;
         let fx = q::pricing::fx(conn, tenant_id).await?;
         let currencies: HashMap<String, Currency> = customers::table
@@ -97,8 +145,18 @@ for_each_backend! {
         plan: LedgerPlan,
         is_stored: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<IngestSummary> {
-        q::usage_lines::write(conn, tenant_id, &plan.lines, is_stored).await?;
-        let last_sequence = q::charges::append(conn, tenant_id, &plan.events).await?;
+        let now = chrono::Utc::now();
+        let lines = crate::store::usage_lines::rows(tenant_id, &plan.lines, is_stored, now);
+        let last_sequence = match plan.events.len() {
+            0 => None,
+            count => Some(q::charges::take_sequences(conn, tenant_id, count).await?),
+        };
+        let first = last_sequence.map_or(0, |last| last - plan.events.len() as i64 + 1);
+        let events = crate::store::charges::event_rows(tenant_id, &plan.events, first, now);
+        conn.write_ledger_rows(lines, events).await?;
+        if let Some(last) = last_sequence {
+            q::charges::appended(conn, tenant_id, &plan.events, last).await?;
+        }
         Ok(IngestSummary {
             lines_written: plan.lines.len(),
             events_appended: plan.events.len(),
@@ -107,10 +165,16 @@ for_each_backend! {
     }
 
     /// Records a pull that restates `[pull.start, pull.end)` for the partner account.
-    pub async fn pull(conn: &mut Conn, tenant_id: &str, account: &PartnerAccount, pull: &Pull) -> Result<IngestSummary> {
+    pub async fn pull(
+        conn: &mut Conn,
+        cache: &PricingCache,
+        tenant_id: &str,
+        account: &PartnerAccount,
+        pull: &Pull,
+    ) -> Result<IngestSummary> {
         conn.transaction(async |conn| {
             q::charges::lock_ledger(conn, tenant_id).await?;
-            let pricing = pricing(conn, tenant_id).await?;
+            let pricing = pricing(conn, cache, tenant_id).await?;
             let stored = q::usage_lines::in_window(conn, tenant_id, &account.id, pull.start, pull.end).await?;
             let empty = HashMap::new();
             let plan = plan_pull(&stored, pull.lines.clone(), pull.start, pull.end, &pricing.context(account, &empty));
@@ -123,6 +187,7 @@ for_each_backend! {
     /// recorded request id writes nothing and answers `None`.
     pub async fn push(
         conn: &mut Conn,
+        cache: &PricingCache,
         tenant_id: &str,
         account: &PartnerAccount,
         lines: Vec<UsageLine>,
@@ -133,7 +198,7 @@ for_each_backend! {
                 return Ok(None);
             }
             q::charges::lock_ledger(conn, tenant_id).await?;
-            let pricing = pricing(conn, tenant_id).await?;
+            let pricing = pricing(conn, cache, tenant_id).await?;
             let keys: Vec<String> = lines.iter().map(|l| line_key(&account.id, l)).collect();
             let stored = q::usage_lines::by_keys(conn, tenant_id, &keys).await?;
             let empty = HashMap::new();
@@ -143,11 +208,12 @@ for_each_backend! {
         .await
     }
 
-    /// Re-rates live lines (only the unrated ones, after a link) against current prices.
+    /// Re-rates live lines (only the unrated ones, after a link) against current prices. It
+    /// follows a pricing change, so it loads the tenant's pricing afresh.
     pub async fn rerate(conn: &mut Conn, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
         conn.transaction(async |conn| {
             q::charges::lock_ledger(conn, tenant_id).await?;
-            let pricing = pricing(conn, tenant_id).await?;
+            let pricing = load_pricing(conn, tenant_id).await?;
             let accounts: HashMap<String, PartnerAccount> = q::partner_accounts::all(conn, tenant_id)
                 .await?
                 .into_iter()
@@ -181,7 +247,11 @@ impl Store {
         account: &PartnerAccount,
         pull: &Pull,
     ) -> Result<IngestSummary> {
-        dispatch!(self, write, ingest::pull(tenant_id, account, pull))
+        dispatch!(
+            self,
+            write,
+            ingest::pull(&self.pricing, tenant_id, account, pull)
+        )
     }
 
     /// Records pushed usage; `None` when `request` was already recorded (a retry).
@@ -195,7 +265,7 @@ impl Store {
         dispatch!(
             self,
             write,
-            ingest::push(tenant_id, account, lines, request)
+            ingest::push(&self.pricing, tenant_id, account, lines, request)
         )
     }
 

@@ -170,6 +170,8 @@ pub struct Store {
     backend: Backend,
     /// Live charge feeds of this process (see [`feed`]).
     feed: feed::LedgerHub,
+    /// Tenants' pricing as the ledger writers last loaded it.
+    pricing: ingest::PricingCache,
 }
 
 #[derive(Debug, Clone)]
@@ -220,7 +222,11 @@ impl Store {
         };
         let listen_url = matches!(backend, Backend::Postgres(_)).then(|| url.to_string());
         let feed = feed::LedgerHub::new(backend.clone(), listen_url);
-        Ok(Store { backend, feed })
+        Ok(Store {
+            backend,
+            feed,
+            pricing: Default::default(),
+        })
     }
 
     /// The process's live charge feeds.

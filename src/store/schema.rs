@@ -226,6 +226,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Bumped by triggers on every change that can alter rating.
+    pricing_versions (tenant_id) {
+        tenant_id -> Text,
+        version -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(customers -> tenants (tenant_id));
 diesel::joinable!(enrollments -> customers (customer_id));

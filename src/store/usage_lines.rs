@@ -18,9 +18,23 @@ use crate::domain::usage::{UsageKey, UsageLine};
 /// limit of 32766 parameters.
 pub const BATCH_ROWS: usize = 1000;
 
-/// Rows per write: PostgreSQL binds whole columns as arrays, so only SQLite needs small
-/// statements (see `batch`); this bounds the memory a statement holds.
-pub const WRITE_CHUNK_ROWS: usize = 10_000;
+/// `lines` as rows, each paired with whether its key is new (`is_stored` says it is not).
+pub(crate) fn rows(
+    tenant_id: &str,
+    lines: &[LedgerLine],
+    is_stored: &(dyn Fn(&str) -> bool + Sync),
+    now: DateTime<Utc>,
+) -> Vec<(UsageLineRow, bool)> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                UsageLineRow::from_line(tenant_id, l, now),
+                !is_stored(&l.line_key),
+            )
+        })
+        .collect()
+}
 
 #[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = usage_lines, treat_none_as_default_value = false)]
@@ -200,23 +214,6 @@ for_each_backend! {
             query = query.filter(usage_lines::unrated_reason.is_not_null());
         }
         query.load(conn).await?.into_iter().map(UsageLineRow::into_line).collect()
-    }
-
-    /// Writes changed lines; `is_stored` tells which keys already have a row.
-    pub async fn write(
-        conn: &mut Conn,
-        tenant_id: &str,
-        lines: &[LedgerLine],
-        is_stored: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<()> {
-        use crate::store::batch::BatchWriter;
-        let now = Utc::now();
-        for chunk in lines.chunks(WRITE_CHUNK_ROWS) {
-            let fresh = chunk.iter().map(|l| !is_stored(&l.line_key)).collect();
-            let rows: Vec<UsageLineRow> = chunk.iter().map(|l| UsageLineRow::from_line(tenant_id, l, now)).collect();
-            conn.write_usage_lines(rows, fresh).await?;
-        }
-        Ok(())
     }
 
     /// Unrated live lines, in key order.

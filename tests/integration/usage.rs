@@ -438,7 +438,111 @@ async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
     }
 }
 
+/// The NEW charge of the line metered as `meter`.
+async fn new_charge_of(gw: &TestGateway, meter: &str) -> msp_gateway::store::charges::ChargeEvent {
+    let all = charges(gw).await;
+    let mut found = all
+        .into_iter()
+        .filter(|c| c.meter == meter && c.kind.as_str() == "NEW");
+    let charge = found.next().expect("a NEW charge for the meter");
+    assert!(found.next().is_none(), "one NEW charge per line");
+    charge
+}
+
+/// A gateway keeps each tenant's prices in memory between ledger writes; a rule, rate or link
+/// changed through another replica must reach its very next write.
+async fn pricing_changed_on_another_replica_reaches_the_next_push(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let account = priced.partner_account_id.clone();
+    let one = |meter: &str, h: i64| vec![usage_line("sim-linked", meter, h, "1.00")];
+    push(&gw, "p-1", &account, vec![one("first", 0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        new_charge_of(&gw, "first").await.amount,
+        Decimal::new(222, 1)
+    ); // 1 x 1.2 x 18.5
+
+    let replica = gw.replica().await;
+    let key = gw.admin_key.clone();
+    let mut pricing = v1::pricing_service_client::PricingServiceClient::with_interceptor(
+        replica.channel().await,
+        crate::harness::Bearer::new(&key),
+    );
+    pricing
+        .create_price_rule(v1::CreatePriceRuleRequest {
+            request_id: "compute-markup".into(),
+            price_rule: Some(v1::PriceRule {
+                kind: v1::PriceRuleKind::Markup.into(),
+                value: "0.50".into(),
+                service: "Compute".into(),
+                effective_from: Some(ts(hour(-1000))),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    push(&gw, "p-2", &account, vec![one("after-rule", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        new_charge_of(&gw, "after-rule").await.amount,
+        Decimal::new(2775, 2)
+    ); // 1 x 1.5 x 18.5
+
+    pricing
+        .set_fx_rate(v1::SetFxRateRequest {
+            fx_rate: Some(v1::FxRate {
+                from_currency: "USD".into(),
+                to_currency: "ZAR".into(),
+                rate: "20".into(),
+                effective_from: Some(ts(hour(-500))),
+            }),
+        })
+        .await
+        .unwrap();
+    push(&gw, "p-3", &account, vec![one("after-fx", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        new_charge_of(&gw, "after-fx").await.amount,
+        Decimal::new(30, 0)
+    ); // 1 x 1.5 x 20
+
+    // A vendor account linked through the replica is charged by the next push here.
+    let mut customers = v1::customer_service_client::CustomerServiceClient::with_interceptor(
+        replica.channel().await,
+        crate::harness::Bearer::new(&key),
+    );
+    customers
+        .link_vendor_account(v1::LinkVendorAccountRequest {
+            customer_id: priced.customer_id.clone(),
+            vendor_account: Some(v1::VendorAccount {
+                vendor: v1::Vendor::Simulator.into(),
+                kind: v1::VendorAccountKind::SimulatorAccount.into(),
+                account_id: "sim-linked-later".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let later = vec![usage_line("sim-linked-later", "after-link", 3, "1.00")];
+    push(&gw, "p-4", &account, vec![later]).await.unwrap();
+    let charge = new_charge_of(&gw, "after-link").await;
+    assert_eq!(
+        (charge.customer_id.as_str(), charge.amount),
+        (priced.customer_id.as_str(), Decimal::new(30, 0))
+    );
+    replica.stop().await;
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    pricing_changed_on_another_replica_reaches_the_next_push,
     pushed_usage_is_rated_once,
     unrated_usage_waits_for_its_fix,
     bad_pushed_usage_writes_nothing,

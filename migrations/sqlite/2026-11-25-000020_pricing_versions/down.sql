@@ -1,0 +1,13 @@
+DROP TRIGGER price_rules_pricing_version_insert;
+DROP TRIGGER price_rules_pricing_version_update;
+DROP TRIGGER price_rules_pricing_version_delete;
+DROP TRIGGER fx_rates_pricing_version_insert;
+DROP TRIGGER fx_rates_pricing_version_update;
+DROP TRIGGER fx_rates_pricing_version_delete;
+DROP TRIGGER vendor_accounts_pricing_version_insert;
+DROP TRIGGER vendor_accounts_pricing_version_update;
+DROP TRIGGER vendor_accounts_pricing_version_delete;
+DROP TRIGGER customers_pricing_version_insert;
+DROP TRIGGER customers_pricing_version_update;
+DROP TRIGGER customers_pricing_version_delete;
+DROP TABLE pricing_versions;
