@@ -530,6 +530,28 @@ fn defaults_update(
     }
 }
 
+async fn update_settings(
+    client: &mut Credit,
+    request: v1::UpdateCreditSettingsRequest,
+) -> v1::CreditSettings {
+    client
+        .update_credit_settings(request)
+        .await
+        .expect("settings updated")
+        .into_inner()
+}
+
+async fn update_defaults(
+    client: &mut Credit,
+    request: v1::UpdateCreditDefaultsRequest,
+) -> v1::CreditDefaults {
+    client
+        .update_credit_defaults(request)
+        .await
+        .expect("defaults updated")
+        .into_inner()
+}
+
 /// UpdateCreditSettings and UpdateCreditDefaults are idempotent on their request id: a retry
 /// answers without applying the change again (no crossing re-emitted, no later change undone),
 /// the same id with a different request is refused, and the id is required.
@@ -545,34 +567,18 @@ async fn credit_updates_are_idempotent_on_request_id(backend: Backend) {
     assert_eq!(credit_hwm().await.unwrap(), 0);
 
     // 400 of 500 is 80 %: crosses 50 and 80.
-    let first = client
-        .update_credit_settings(settings_update(&c, "500", "limit-500"))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
     assert_eq!(first.credit_limit, "500");
     assert_eq!(credit_hwm().await.unwrap(), 2);
-    let retry = client
-        .update_credit_settings(settings_update(&c, "500", "limit-500"))
-        .await
-        .unwrap()
-        .into_inner();
+    let retry = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
     assert_eq!(retry, first);
     assert_eq!(credit_hwm().await.unwrap(), 2, "the retry emitted nothing");
 
     // A later change, then a late retry of the first: it must not put the limit back.
-    let second = client
-        .update_credit_settings(settings_update(&c, "700", "limit-700"))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = update_settings(&mut client, settings_update(&c, "700", "limit-700")).await;
     assert_eq!(second.credit_limit, "700");
     assert_eq!(credit_hwm().await.unwrap(), 3, "80 % crossed down");
-    let late = client
-        .update_credit_settings(settings_update(&c, "500", "limit-500"))
-        .await
-        .unwrap()
-        .into_inner();
+    let late = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
     assert_eq!(late, second, "a late retry answers the current settings");
     assert_eq!(credit_hwm().await.unwrap(), 3);
 
@@ -628,35 +634,31 @@ async fn credit_updates_are_idempotent_on_request_id(backend: Backend) {
     assert_eq!(unchanged.threshold_percents, vec![50, 80, 100]);
 
     // Defaults: 400 of 700 is 57 %; a 55 % threshold crosses up once.
-    let first = client
-        .update_credit_defaults(defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = update_defaults(
+        &mut client,
+        defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"),
+    )
+    .await;
     assert_eq!(first.threshold_percents, vec![55, 100]);
     // 50 is no longer configured (forgotten, not crossed down): one event, 55 up.
     assert_eq!(credit_hwm().await.unwrap(), 4);
-    let retry = client
-        .update_credit_defaults(defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"))
-        .await
-        .unwrap()
-        .into_inner();
+    let retry = update_defaults(
+        &mut client,
+        defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"),
+    )
+    .await;
     assert_eq!(retry, first);
-    let second = client
-        .update_credit_defaults(defaults_update(
-            vec![60],
-            v1::CreditPolicy::AutoSuspend,
-            "d-60",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = update_defaults(
+        &mut client,
+        defaults_update(vec![60], v1::CreditPolicy::AutoSuspend, "d-60"),
+    )
+    .await;
     let hwm = credit_hwm().await.unwrap();
-    let late = client
-        .update_credit_defaults(defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"))
-        .await
-        .unwrap()
-        .into_inner();
+    let late = update_defaults(
+        &mut client,
+        defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"),
+    )
+    .await;
     assert_eq!(
         late, second,
         "a late retry does not restore the first defaults"
