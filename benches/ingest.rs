@@ -100,6 +100,7 @@ async fn prepare(
         // No pollers run in the benchmark; enabled so customers can be linked through it.
         enabled: true,
         endpoint_url: String::new(),
+        aws: None,
     };
     let account = store
         .create_partner_account(

@@ -81,6 +81,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         poll_interval_secs: 10,
         enabled: true,
         endpoint_url: String::new(),
+        aws: None,
     };
     let key = IdempotencyKey::new(
         "demo-partner-account".into(),

@@ -11,8 +11,9 @@ use chrono::{DateTime, Datelike, Duration as Span, DurationRound, TimeZone, Utc}
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::domain::aws_settings::{Granularity, HOURLY_LOOKBACK_DAYS};
 use crate::domain::error::{Error, Result};
-use crate::domain::partner_account::PartnerAccount;
+use crate::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use crate::domain::vendor::Vendor;
 use crate::store::Store;
 use crate::store::ingest::IngestSummary;
@@ -85,8 +86,11 @@ async fn source_for(store: &Store, account: &PartnerAccount) -> Result<Box<dyn U
     })
 }
 
-/// The window each vendor restates on every poll.
-pub fn restatement_window(vendor: Vendor, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+/// The window a partner account's poll restates.
+pub fn restatement_window(
+    spec: &PartnerAccountSpec,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let day = Span::days(1);
     let today = now.duration_trunc(day).unwrap_or(now);
     let month_start = |y: i32, m: u32| {
@@ -94,8 +98,20 @@ pub fn restatement_window(vendor: Vendor, now: DateTime<Utc>) -> (DateTime<Utc>,
             .single()
             .unwrap_or(today)
     };
-    match vendor {
+    match spec.vendor {
         Vendor::Simulator => Simulator::new(0, vec![]).at(now).window(),
+        // Cost Explorer keeps hourly data for 14 days: restate the whole days within them (a
+        // day boundary, so a day polled DAILY before is restated whole, never half-overlapped).
+        Vendor::Aws if spec.aws_settings().map(|a| a.granularity) == Some(Granularity::Hourly) => {
+            let oldest = now - Span::days(HOURLY_LOOKBACK_DAYS);
+            let oldest_day = oldest.duration_trunc(day).unwrap_or(oldest);
+            let start = if oldest_day < oldest {
+                oldest_day + day
+            } else {
+                oldest_day
+            };
+            (start, today + day)
+        }
         // AWS revises until the month is closed, a few days into the next: re-read from the
         // start of the previous month.
         Vendor::Aws => {
@@ -127,7 +143,7 @@ pub async fn poll_once(
             return Err(error);
         }
     };
-    let window = restatement_window(account.spec.vendor, Utc::now());
+    let window = restatement_window(&account.spec, Utc::now());
     poll_with(store, account, source.as_ref(), window, settings).await
 }
 
@@ -255,4 +271,60 @@ async fn poll_loop(
     let _ = store
         .release_partner_account(&account.id, &settings.owner)
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::domain::aws_settings::AwsSettings;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn aws(granularity: Granularity) -> PartnerAccountSpec {
+        PartnerAccountSpec {
+            vendor: Vendor::Aws,
+            display_name: "payer".into(),
+            vendor_account_id: "111122223333".into(),
+            partner_discount_rate: Decimal::ZERO,
+            credentials_ref: "env:AWS_PAYER".into(),
+            poll_interval_secs: 900,
+            enabled: true,
+            endpoint_url: String::new(),
+            aws: Some(AwsSettings {
+                granularity,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn aws_windows_follow_the_granularity() {
+        let now = at("2026-11-25T11:30:00Z");
+        let tomorrow = at("2026-11-26T00:00:00Z");
+        assert_eq!(
+            restatement_window(&aws(Granularity::Daily), now),
+            (at("2026-10-01T00:00:00Z"), tomorrow)
+        );
+        // The whole days within the last 14 days: hourly data reaches no further back.
+        assert_eq!(
+            restatement_window(&aws(Granularity::Hourly), now),
+            (at("2026-11-12T00:00:00Z"), tomorrow)
+        );
+        let midnight = at("2026-11-25T00:00:00Z");
+        assert_eq!(
+            restatement_window(&aws(Granularity::Hourly), midnight).0,
+            at("2026-11-11T00:00:00Z")
+        );
+        // January restates from December (DAILY).
+        assert_eq!(
+            restatement_window(&aws(Granularity::Daily), at("2027-01-03T08:00:00Z")).0,
+            at("2026-12-01T00:00:00Z")
+        );
+    }
 }

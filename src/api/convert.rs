@@ -15,7 +15,7 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 
 /// A proto enum field: 0 (UNSPECIFIED) is `None`, a number the proto does not define is a
 /// violation.
-fn enum_field<E: TryFrom<i32>>(field: &str, value: i32) -> Result<Option<E>, FieldViolation> {
+pub fn enum_field<E: TryFrom<i32>>(field: &str, value: i32) -> Result<Option<E>, FieldViolation> {
     if value == 0 {
         return Ok(None);
     }

@@ -16,6 +16,8 @@ use crate::domain::access::{Action, Area};
 use crate::domain::credit::{CreditAction, CreditPolicy, Direction, Thresholds};
 use crate::domain::customer::parse_credit_limit;
 use crate::domain::error::{Error, FieldViolation, Result, Violations};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::credit_control_service_server::CreditControlService;
 use crate::store::Store;
@@ -127,9 +129,10 @@ impl CreditControlService for CreditApi {
             .ok_or_else(|| Error::invalid("settings", "is required"))?;
         let id = required_id("settings.customer_id", &settings.customer_id)?;
         let paths = update_mask(req.update_mask.as_ref(), UPDATABLE)?;
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
         // The limit is in the customer's billing currency.
         let current = self.store.credit_settings(&principal, &id).await?;
-        let mut v = Violations::new();
         let mut patch = CreditSettingsPatch::default();
         for path in &paths {
             match path.as_str() {
@@ -167,9 +170,12 @@ impl CreditControlService for CreditApi {
             }
         }
         v.into_result()?;
+        let request_id =
+            request_id.ok_or_else(|| Status::internal("validated request_id missing"))?;
+        let idempotency = IdempotencyKey::new(request_id, "UpdateCreditSettings", &(&id, &patch));
         let updated = self
             .store
-            .update_credit_settings(&principal, &id, &patch)
+            .update_credit_settings(&principal, &id, &patch, &idempotency)
             .await?;
         Ok(Response::new(settings_to_proto(updated)))
     }
@@ -190,11 +196,12 @@ impl CreditControlService for CreditApi {
     ) -> Result<Response<v1::CreditDefaults>, Status> {
         let principal = principal(&request)?;
         principal.require(Area::CreditControl, Action::Write)?;
-        let defaults = request
-            .into_inner()
+        let req = request.into_inner();
+        let defaults = req
             .defaults
             .ok_or_else(|| Error::invalid("defaults", "is required"))?;
         let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
         let thresholds = v.check(Thresholds::parse(
             "defaults.threshold_percents",
             &defaults.threshold_percents,
@@ -207,12 +214,19 @@ impl CreditControlService for CreditApi {
             other => other.flatten(),
         };
         v.into_result()?;
-        let (Some(thresholds), Some(policy)) = (thresholds, policy) else {
+        let (Some(thresholds), Some(policy), Some(request_id)) = (thresholds, policy, request_id)
+        else {
             return Err(Status::internal("validated defaults missing"));
         };
+        let idempotency =
+            IdempotencyKey::new(request_id, "UpdateCreditDefaults", &(&thresholds, policy));
         let updated = self
             .store
-            .update_credit_defaults(&principal, &CreditDefaults { thresholds, policy })
+            .update_credit_defaults(
+                &principal,
+                &CreditDefaults { thresholds, policy },
+                &idempotency,
+            )
             .await?;
         Ok(Response::new(defaults_to_proto(updated)))
     }

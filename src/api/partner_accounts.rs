@@ -5,9 +5,13 @@ use tonic::{Request, Response, Status};
 
 use super::auth::principal;
 use super::convert::{
-    optional_vendor, required_id, timestamp, update_mask, vendor, vendor_to_proto,
+    enum_field, optional_vendor, required_id, timestamp, update_mask, vendor, vendor_to_proto,
 };
 use crate::domain::access::{Action, Area};
+use crate::domain::aws_settings::{
+    AwsSettings, AwsSettingsPatch, CostMetric, DEFAULT_REQUEST_BUDGET, Granularity, MeterMode,
+    check_request_budget,
+};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::paging::PageRequest;
@@ -17,6 +21,7 @@ use crate::domain::partner_account::{
     parse_endpoint_url,
 };
 use crate::domain::text;
+use crate::domain::vendor::Vendor;
 use crate::proto::v1;
 use crate::proto::v1::partner_account_service_server::PartnerAccountService;
 use crate::store::Store;
@@ -40,7 +45,117 @@ const UPDATABLE: &[&str] = &[
     "poll_interval",
     "enabled",
     "endpoint_url",
+    "aws_settings",
+    "aws_settings.granularity",
+    "aws_settings.cost_metric",
+    "aws_settings.meter_mode",
+    "aws_settings.request_budget",
 ];
+
+fn aws_to_proto(aws: AwsSettings) -> v1::AwsSettings {
+    v1::AwsSettings {
+        granularity: match aws.granularity {
+            Granularity::Daily => v1::AwsGranularity::Daily,
+            Granularity::Hourly => v1::AwsGranularity::Hourly,
+        }
+        .into(),
+        cost_metric: match aws.cost_metric {
+            CostMetric::UnblendedCost => v1::AwsCostMetric::UnblendedCost,
+            CostMetric::AmortizedCost => v1::AwsCostMetric::AmortizedCost,
+            CostMetric::NetUnblendedCost => v1::AwsCostMetric::NetUnblendedCost,
+        }
+        .into(),
+        meter_mode: match aws.meter_mode {
+            MeterMode::Service => v1::AwsMeterMode::MeterByService,
+            MeterMode::UsageType => v1::AwsMeterMode::MeterByUsageType,
+        }
+        .into(),
+        request_budget: aws.request_budget,
+    }
+}
+
+/// An AWS settings enum of a request; a number the proto does not define names the choices.
+fn aws_enum<E: TryFrom<i32>>(
+    field: &str,
+    value: i32,
+    choices: &str,
+) -> Result<Option<E>, FieldViolation> {
+    enum_field::<E>(field, value)
+        .map_err(|_| FieldViolation::new(field, format!("{value} is not one of {choices}")))
+}
+
+/// Each AWS setting of a request: None when unspecified.
+fn aws_granularity(field: &str, value: i32) -> Result<Option<Granularity>, FieldViolation> {
+    Ok(
+        aws_enum::<v1::AwsGranularity>(field, value, "DAILY, HOURLY")?.and_then(|g| match g {
+            v1::AwsGranularity::Unspecified => None,
+            v1::AwsGranularity::Daily => Some(Granularity::Daily),
+            v1::AwsGranularity::Hourly => Some(Granularity::Hourly),
+        }),
+    )
+}
+
+fn aws_cost_metric(field: &str, value: i32) -> Result<Option<CostMetric>, FieldViolation> {
+    Ok(aws_enum::<v1::AwsCostMetric>(
+        field,
+        value,
+        "UNBLENDED_COST, AMORTIZED_COST, NET_UNBLENDED_COST",
+    )?
+    .and_then(|m| match m {
+        v1::AwsCostMetric::Unspecified => None,
+        v1::AwsCostMetric::UnblendedCost => Some(CostMetric::UnblendedCost),
+        v1::AwsCostMetric::AmortizedCost => Some(CostMetric::AmortizedCost),
+        v1::AwsCostMetric::NetUnblendedCost => Some(CostMetric::NetUnblendedCost),
+    }))
+}
+
+fn aws_meter_mode(field: &str, value: i32) -> Result<Option<MeterMode>, FieldViolation> {
+    Ok(
+        aws_enum::<v1::AwsMeterMode>(field, value, "METER_BY_SERVICE, METER_BY_USAGE_TYPE")?
+            .and_then(|m| match m {
+                v1::AwsMeterMode::Unspecified => None,
+                v1::AwsMeterMode::MeterByService => Some(MeterMode::Service),
+                v1::AwsMeterMode::MeterByUsageType => Some(MeterMode::UsageType),
+            }),
+    )
+}
+
+fn aws_request_budget(field: &str, value: u32) -> Result<Option<u32>, FieldViolation> {
+    match value {
+        0 => Ok(None),
+        budget => check_request_budget(field, budget).map(Some),
+    }
+}
+
+/// The settings a request's `AwsSettings` sets (unspecified fields left out).
+fn aws_fields(prefix: &str, aws: &v1::AwsSettings, v: &mut Violations) -> AwsSettingsPatch {
+    AwsSettingsPatch {
+        granularity: v
+            .check(aws_granularity(
+                &format!("{prefix}.granularity"),
+                aws.granularity,
+            ))
+            .flatten(),
+        cost_metric: v
+            .check(aws_cost_metric(
+                &format!("{prefix}.cost_metric"),
+                aws.cost_metric,
+            ))
+            .flatten(),
+        meter_mode: v
+            .check(aws_meter_mode(
+                &format!("{prefix}.meter_mode"),
+                aws.meter_mode,
+            ))
+            .flatten(),
+        request_budget: v
+            .check(aws_request_budget(
+                &format!("{prefix}.request_budget"),
+                aws.request_budget,
+            ))
+            .flatten(),
+    }
+}
 
 fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
     let spec = account.spec;
@@ -66,6 +181,7 @@ fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
             last_error: status.last_error.unwrap_or_default(),
             requests_spent: status.requests_spent,
         }),
+        aws_settings: spec.aws.map(aws_to_proto),
     }
 }
 
@@ -121,6 +237,10 @@ impl PartnerAccountService for PartnerAccountApi {
                 &account.endpoint_url,
             )),
         );
+        let aws = account
+            .aws_settings
+            .as_ref()
+            .map(|aws| aws_fields("partner_account.aws_settings", aws, &mut v));
         v.into_result()?;
         let (
             (
@@ -145,6 +265,11 @@ impl PartnerAccountService for PartnerAccountApi {
             poll_interval_secs: poll,
             enabled: account.enabled,
             endpoint_url,
+            aws: match aws {
+                Some(patch) => Some(patch.apply(AwsSettings::default())),
+                // AWS accounts always have settings: the defaults unless chosen.
+                None => (vendor == Vendor::Aws).then(AwsSettings::default),
+            },
         };
         spec.validate("partner_account")?;
         let idempotency = IdempotencyKey::new(request_id, "CreatePartnerAccount", &spec);
@@ -208,6 +333,7 @@ impl PartnerAccountService for PartnerAccountApi {
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
         let mut patch = PartnerAccountPatch::default();
+        let aws = account.aws_settings.unwrap_or_default();
         for path in &paths {
             let field = format!("partner_account.{path}");
             match path.as_str() {
@@ -237,6 +363,32 @@ impl PartnerAccountService for PartnerAccountApi {
                 "enabled" => patch.enabled = Some(account.enabled),
                 "endpoint_url" => {
                     patch.endpoint_url = v.check(parse_endpoint_url(&field, &account.endpoint_url))
+                }
+                // Unspecified values named by the mask return to their defaults.
+                "aws_settings" => {
+                    patch.aws = aws_fields(&field, &aws, &mut v)
+                        .apply(AwsSettings::default())
+                        .into()
+                }
+                "aws_settings.granularity" => {
+                    patch.aws.granularity = v
+                        .check(aws_granularity(&field, aws.granularity))
+                        .map(Option::unwrap_or_default)
+                }
+                "aws_settings.cost_metric" => {
+                    patch.aws.cost_metric = v
+                        .check(aws_cost_metric(&field, aws.cost_metric))
+                        .map(Option::unwrap_or_default)
+                }
+                "aws_settings.meter_mode" => {
+                    patch.aws.meter_mode = v
+                        .check(aws_meter_mode(&field, aws.meter_mode))
+                        .map(Option::unwrap_or_default)
+                }
+                "aws_settings.request_budget" => {
+                    patch.aws.request_budget = v
+                        .check(aws_request_budget(&field, aws.request_budget))
+                        .map(|b| b.unwrap_or(DEFAULT_REQUEST_BUDGET))
                 }
                 _ => {}
             }

@@ -1,6 +1,7 @@
 //! The rules of the gateway, free of gRPC and SQL: what a valid customer, partner account or key
 //! is, who may do what, and the errors callers see.
 pub mod access;
+pub mod aws_settings;
 pub mod credit;
 pub mod customer;
 pub mod error;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::aws_settings::{AwsSettings, AwsSettingsPatch};
 use super::error::{Error, FieldViolation, Result};
 use super::money::parse_decimal;
 use super::text;
@@ -33,9 +34,21 @@ pub struct PartnerAccountSpec {
     pub poll_interval_secs: i64,
     pub enabled: bool,
     pub endpoint_url: String,
+    /// What the poller asks Cost Explorer for: set on AWS accounts only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsSettings>,
 }
 
 impl PartnerAccountSpec {
+    /// The AWS settings in force: an AWS account's own (the defaults where none were chosen);
+    /// None for other vendors.
+    pub fn aws_settings(&self) -> Option<AwsSettings> {
+        match self.vendor {
+            Vendor::Aws => Some(self.aws.unwrap_or_default()),
+            _ => None,
+        }
+    }
+
     /// Cross-field rules, checked after every create and update: the account id's shape and the
     /// need for credentials depend on the vendor.
     pub fn validate(&self, prefix: &str) -> Result<()> {
@@ -56,6 +69,12 @@ impl PartnerAccountSpec {
                     "is required for {} (\"env:NAME\" or \"file:PATH\")",
                     self.vendor
                 ),
+            ));
+        }
+        if self.vendor != Vendor::Aws && self.aws.is_some() {
+            violations.push(FieldViolation::new(
+                format!("{prefix}.aws_settings"),
+                format!("applies to AWS partner accounts only, not {}", self.vendor),
             ));
         }
         if violations.is_empty() {
@@ -150,6 +169,8 @@ pub struct PartnerAccountPatch {
     pub poll_interval_secs: Option<i64>,
     pub enabled: Option<bool>,
     pub endpoint_url: Option<String>,
+    #[serde(skip_serializing_if = "AwsSettingsPatch::is_empty")]
+    pub aws: AwsSettingsPatch,
 }
 
 impl PartnerAccountPatch {
@@ -177,6 +198,10 @@ impl PartnerAccountPatch {
         }
         if let Some(v) = p.endpoint_url {
             next.endpoint_url = v;
+        }
+        if !p.aws.is_empty() {
+            // On another vendor this is refused by `validate`.
+            next.aws = Some(p.aws.apply(current.aws.unwrap_or_default()));
         }
         next.validate("partner_account")?;
         Ok(next)

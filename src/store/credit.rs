@@ -20,6 +20,7 @@ use crate::domain::credit::{
     decode_percents, encode_percents, forecast,
 };
 use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::NewChargeEvent;
 use crate::domain::money::Currency;
 
@@ -381,8 +382,12 @@ for_each_backend! {
         })
     }
 
-    pub async fn update_settings(conn: &mut Conn, tenant_id: &str, customer_id: &str, patch: &CreditSettingsPatch) -> Result<CreditSettings> {
+    /// A retry of a recorded request id answers the customer's settings without changing them.
+    pub async fn update_settings(conn: &mut Conn, tenant_id: &str, customer_id: &str, patch: &CreditSettingsPatch, request: &IdempotencyKey) -> Result<CreditSettings> {
         conn.transaction(async |conn| {
+            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, customer_id).await? {
+                return settings(conn, tenant_id, &resource_id).await;
+            }
             q::charges::lock_ledger(conn, tenant_id).await?;
             let ids = [customer_id];
             if !limits(conn, tenant_id, &ids).await?.contains_key(customer_id) {
@@ -415,9 +420,13 @@ for_each_backend! {
         .await
     }
 
-    /// Replaces the tenant's defaults and re-evaluates the customers that inherit them.
-    pub async fn update_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults) -> Result<CreditDefaults> {
+    /// Replaces the tenant's defaults and re-evaluates the customers that inherit them. A retry
+    /// of a recorded request id answers the defaults without changing them.
+    pub async fn update_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults, request: &IdempotencyKey) -> Result<CreditDefaults> {
         conn.transaction(async |conn| {
+            if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, tenant_id).await? {
+                return defaults(conn, tenant_id).await;
+            }
             q::charges::lock_ledger(conn, tenant_id).await?;
             let now = DbTime(Utc::now());
             let thresholds = new.thresholds.encode();
@@ -546,11 +555,12 @@ impl Store {
         &self,
         principal: &Principal,
         new: &CreditDefaults,
+        request: &IdempotencyKey,
     ) -> Result<CreditDefaults> {
         dispatch!(
             self,
             write,
-            credit::update_defaults(&principal.tenant_id, new)
+            credit::update_defaults(&principal.tenant_id, new, request)
         )
     }
 
@@ -572,12 +582,13 @@ impl Store {
         principal: &Principal,
         customer_id: &str,
         patch: &CreditSettingsPatch,
+        request: &IdempotencyKey,
     ) -> Result<CreditSettings> {
         principal.require_customer(customer_id)?;
         dispatch!(
             self,
             write,
-            credit::update_settings(&principal.tenant_id, customer_id, patch)
+            credit::update_settings(&principal.tenant_id, customer_id, patch, request)
         )
     }
 

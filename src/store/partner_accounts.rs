@@ -8,6 +8,7 @@ use super::schema::partner_accounts;
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::access::Principal;
+use crate::domain::aws_settings::AwsSettings;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ids;
@@ -31,16 +32,65 @@ struct PartnerAccountRow {
     version: i64,
     created_at: DbTime,
     updated_at: DbTime,
+    aws_granularity: Option<String>,
+    aws_cost_metric: Option<String>,
+    aws_meter_mode: Option<String>,
+    aws_request_budget: Option<i32>,
+}
+
+/// The AWS settings columns of a row: all set, or all NULL (not an AWS account).
+type AwsColumns<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i32>,
+);
+
+fn aws_columns(aws: Option<&AwsSettings>) -> AwsColumns<'static> {
+    match aws {
+        Some(a) => (
+            Some(a.granularity.as_str()),
+            Some(a.cost_metric.as_str()),
+            Some(a.meter_mode.as_str()),
+            // At most MAX_REQUEST_BUDGET: fits.
+            Some(a.request_budget as i32),
+        ),
+        None => (None, None, None, None),
+    }
+}
+
+impl PartnerAccountRow {
+    fn aws(&self) -> std::result::Result<Option<AwsSettings>, String> {
+        let columns = (
+            self.aws_granularity.as_deref(),
+            self.aws_cost_metric.as_deref(),
+            self.aws_meter_mode.as_deref(),
+            self.aws_request_budget,
+        );
+        match columns {
+            (None, None, None, None) => Ok(None),
+            (Some(granularity), Some(cost_metric), Some(meter_mode), Some(budget)) => {
+                Ok(Some(AwsSettings {
+                    granularity: granularity.parse()?,
+                    cost_metric: cost_metric.parse()?,
+                    meter_mode: meter_mode.parse()?,
+                    request_budget: u32::try_from(budget).map_err(|e| e.to_string())?,
+                }))
+            }
+            _ => Err("partly set AWS settings".into()),
+        }
+    }
 }
 
 impl TryFrom<PartnerAccountRow> for PartnerAccount {
     type Error = Error;
     fn try_from(row: PartnerAccountRow) -> Result<Self> {
+        let corrupt =
+            |e: String| Error::Internal(format!("stored partner account {}: {e}", row.id));
+        let aws = row.aws().map_err(corrupt)?;
         Ok(PartnerAccount {
             spec: PartnerAccountSpec {
-                vendor: row.vendor.parse().map_err(|e| {
-                    Error::Internal(format!("stored partner account {}: {e}", row.id))
-                })?,
+                vendor: row.vendor.parse().map_err(corrupt)?,
                 display_name: row.display_name,
                 vendor_account_id: row.vendor_account_id,
                 partner_discount_rate: row.partner_discount_rate.0,
@@ -48,6 +98,7 @@ impl TryFrom<PartnerAccountRow> for PartnerAccount {
                 poll_interval_secs: row.poll_interval_secs,
                 enabled: row.enabled,
                 endpoint_url: row.endpoint_url,
+                aws,
             },
             id: row.id,
             tenant_id: row.tenant_id,
@@ -79,6 +130,7 @@ for_each_backend! {
                 return get(conn, tenant_id, &resource_id).await;
             }
             let now = DbTime(Utc::now());
+            let (granularity, cost_metric, meter_mode, budget) = aws_columns(spec.aws_settings().as_ref());
             let inserted = diesel::insert_into(partner_accounts::table)
                 .values((
                     partner_accounts::id.eq(&id),
@@ -91,6 +143,10 @@ for_each_backend! {
                     partner_accounts::poll_interval_secs.eq(spec.poll_interval_secs),
                     partner_accounts::enabled.eq(spec.enabled),
                     partner_accounts::endpoint_url.eq(&spec.endpoint_url),
+                    partner_accounts::aws_granularity.eq(granularity),
+                    partner_accounts::aws_cost_metric.eq(cost_metric),
+                    partner_accounts::aws_meter_mode.eq(meter_mode),
+                    partner_accounts::aws_request_budget.eq(budget),
                     partner_accounts::version.eq(1i64),
                     partner_accounts::created_at.eq(now),
                     partner_accounts::updated_at.eq(now),
@@ -200,6 +256,7 @@ for_each_backend! {
                 return Err(stale());
             }
             let next = patch.apply(&current.spec)?;
+            let (granularity, cost_metric, meter_mode, budget) = aws_columns(next.aws_settings().as_ref());
             let result = diesel::update(partner_accounts::table)
                 .filter(partner_accounts::id.eq(id))
                 .filter(partner_accounts::version.eq(current.version))
@@ -211,6 +268,10 @@ for_each_backend! {
                     partner_accounts::poll_interval_secs.eq(next.poll_interval_secs),
                     partner_accounts::enabled.eq(next.enabled),
                     partner_accounts::endpoint_url.eq(&next.endpoint_url),
+                    partner_accounts::aws_granularity.eq(granularity),
+                    partner_accounts::aws_cost_metric.eq(cost_metric),
+                    partner_accounts::aws_meter_mode.eq(meter_mode),
+                    partner_accounts::aws_request_budget.eq(budget),
                     partner_accounts::version.eq(current.version + 1),
                     partner_accounts::updated_at.eq(DbTime(Utc::now())),
                 ))

@@ -48,6 +48,10 @@ diesel::table! {
         version -> BigInt,
         created_at -> Instant,
         updated_at -> Instant,
+        aws_granularity -> Nullable<Text>,
+        aws_cost_metric -> Nullable<Text>,
+        aws_meter_mode -> Nullable<Text>,
+        aws_request_budget -> Nullable<Integer>,
     }
 }
 

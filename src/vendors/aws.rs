@@ -30,8 +30,8 @@ use aws_sdk_costexplorer::types::{
 use chrono::{DateTime, Utc};
 
 pub use settings::{
-    AwsCostExplorerConfig, CostMetric, DEFAULT_REGION, DEFAULT_REQUEST_BUDGET, Granularity,
-    MeterMode, RetryPolicy,
+    AwsCostExplorerConfig, AwsSettings, CostMetric, DEFAULT_REGION, DEFAULT_REQUEST_BUDGET,
+    Granularity, MeterMode, RetryPolicy,
 };
 
 use self::mapping::{Grouping, USAGE_QUANTITY};

@@ -24,18 +24,23 @@ mod moto;
 const EC2: &str = "Amazon Elastic Compute Cloud - Compute";
 const S3: &str = "Amazon Simple Storage Service";
 
-fn connector(
-    endpoint: &str,
-    configure: impl FnOnce(&mut AwsCostExplorerConfig),
-) -> AwsCostExplorer {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes example AWS credentials into `dir`; returns their `file:` reference.
+fn credentials_in(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("aws.json");
     std::fs::write(
         &path,
         r#"{"access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"wJalrXUtnFEMI/K7MDENG"}"#,
     )
     .unwrap();
-    let mut config = AwsCostExplorerConfig::new(format!("file:{}", path.display()));
+    format!("file:{}", path.display())
+}
+
+fn connector(
+    endpoint: &str,
+    configure: impl FnOnce(&mut AwsCostExplorerConfig),
+) -> AwsCostExplorer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = AwsCostExplorerConfig::new(credentials_in(&dir));
     config.endpoint_url = Some(endpoint.to_string());
     config.retry = RetryPolicy {
         max_attempts: 4,
@@ -554,4 +559,148 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
     gw.stop().await;
 }
 
-crate::both_backends!(aws_revisions_reach_the_ledger_as_deltas);
+/// The Cost Explorer settings chosen on a partner account through the API are what the poller
+/// asks for: HOURLY windows over the last 14 days, AmortizedCost as the cost (moto's answer
+/// carries only that metric, so asking for another would fail the poll), then the usage-type
+/// meter mode and a request budget too small for it.
+async fn partner_account_settings_drive_the_poller(backend: crate::harness::Backend) {
+    use chrono::{Duration as Span, DurationRound};
+    use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
+    use msp_gateway::proto::v1;
+
+    let Some(gw) = crate::harness::TestGateway::start(backend).await else {
+        return;
+    };
+    let moto = Moto::start().await;
+    let proxy = FaultProxy::start(moto.address, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut account = crate::partner_accounts::hourly_amortized_aws("999988887777");
+    account.credentials_ref = credentials_in(&dir);
+    account.endpoint_url = proxy.url();
+    let mut accounts = gw.partner_accounts(&gw.admin_key).await;
+    let created = accounts
+        .create_partner_account(v1::CreatePartnerAccountRequest {
+            request_id: "aws-moto".into(),
+            partner_account: Some(account),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let now = Utc::now();
+    let hour = (now - Span::days(1))
+        .duration_trunc(Span::hours(1))
+        .unwrap();
+    let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let amortized = json!({
+        "Keys": ["111122223333", EC2],
+        "Metrics": {
+            "AmortizedCost": { "Amount": "7.2500000001", "Unit": "USD" },
+            "UsageQuantity": { "Amount": "1", "Unit": "Hrs" },
+        },
+    });
+    moto.seed(vec![page(
+        vec![day(
+            &stamp(hour),
+            &stamp(hour + Span::hours(1)),
+            true,
+            vec![amortized],
+        )],
+        None,
+    )])
+    .await;
+    let settings = PollerSettings {
+        owner: "replica".into(),
+        ..Default::default()
+    };
+    let account = gw
+        .store
+        .partner_account(&gw.admin(), &created.id)
+        .await
+        .unwrap();
+    let PollOutcome::Recorded(summary) = poll_once(&gw.store, &account, &settings)
+        .await
+        .expect("poll")
+    else {
+        panic!("recorded")
+    };
+    assert_eq!(summary.lines_written, 1);
+
+    let bodies = proxy.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["Granularity"], "HOURLY");
+    assert_eq!(
+        bodies[0]["Metrics"],
+        json!(["AmortizedCost", "UsageQuantity"])
+    );
+    // The last 14 whole days (UTC), as hourly timestamps.
+    let start = at(bodies[0]["TimePeriod"]["Start"].as_str().unwrap());
+    assert_eq!(start.duration_trunc(Span::days(1)).unwrap(), start);
+    assert!(
+        start >= now - Span::days(14) && start <= now - Span::days(13),
+        "{start}"
+    );
+    let tomorrow = now.duration_trunc(Span::days(1)).unwrap() + Span::days(1);
+    assert_eq!(bodies[0]["TimePeriod"]["End"], stamp(tomorrow));
+    // The line carries the amortized cost, hour by hour.
+    let mut usage = gw.usage(&gw.admin_key).await;
+    let unrated = usage
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .unrated_usage;
+    assert_eq!(unrated.len(), 1);
+    let line = unrated[0].line.as_ref().unwrap();
+    assert_eq!(
+        (line.cost.as_str(), line.currency.as_str()),
+        ("7.2500000001", "USD")
+    );
+    assert_eq!(line.window_start.unwrap().seconds, hour.timestamp());
+    assert_eq!(line.window_end.unwrap().seconds, hour.timestamp() + 3600);
+
+    // Usage types cost a second query; a budget of one refuses to send it.
+    let updated = accounts
+        .update_partner_account(v1::UpdatePartnerAccountRequest {
+            partner_account: Some(v1::PartnerAccount {
+                id: created.id.clone(),
+                aws_settings: Some(v1::AwsSettings {
+                    meter_mode: v1::AwsMeterMode::MeterByUsageType.into(),
+                    request_budget: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![
+                    "aws_settings.meter_mode".into(),
+                    "aws_settings.request_budget".into(),
+                ],
+            }),
+            request_id: "usage-types".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.poll_status.unwrap().requests_spent, 1);
+    let account = gw
+        .store
+        .partner_account(&gw.admin(), &created.id)
+        .await
+        .unwrap();
+    poll_once(&gw.store, &account, &settings)
+        .await
+        .expect_err("over budget");
+    let bodies = proxy.bodies();
+    assert_eq!(bodies.len(), 2, "the query past the budget was never sent");
+    assert_eq!(bodies[1], bodies[0], "the by-service pass, as before");
+    let status = gw.store.poll_status(&created.id).await.unwrap();
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("budget"), "{error}");
+    gw.stop().await;
+}
+
+crate::both_backends!(
+    aws_revisions_reach_the_ledger_as_deltas,
+    partner_account_settings_drive_the_poller,
+);

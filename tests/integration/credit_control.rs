@@ -156,6 +156,7 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
             update_mask: Some(FieldMask {
                 paths: vec!["policy".into()],
             }),
+            request_id: "auto-suspend".into(),
         })
         .await
         .unwrap()
@@ -184,6 +185,7 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
             update_mask: Some(FieldMask {
                 paths: vec!["credit_limit".into(), "threshold_percents".into()],
             }),
+            request_id: "lower-limit".into(),
         })
         .await
         .unwrap();
@@ -357,6 +359,7 @@ async fn defaults_and_bad_input(backend: Backend) {
                 threshold_percents: vec![75, 25],
                 policy: v1::CreditPolicy::AutoSuspend.into(),
             }),
+            request_id: "defaults-1".into(),
         })
         .await
         .unwrap()
@@ -385,6 +388,7 @@ async fn defaults_and_bad_input(backend: Backend) {
             update_mask: Some(FieldMask {
                 paths: paths.iter().map(|p| p.to_string()).collect(),
             }),
+            request_id: "refused".into(),
         };
     for bad in [
         "-5",
@@ -443,6 +447,7 @@ async fn defaults_and_bad_input(backend: Backend) {
                     threshold_percents: vec![50],
                     policy: 0,
                 }),
+                request_id: "refused".into(),
             })
             .await,
         tonic::Code::InvalidArgument,
@@ -493,8 +498,191 @@ async fn defaults_and_bad_input(backend: Backend) {
     gw.stop().await;
 }
 
+fn settings_update(
+    customer_id: &str,
+    limit: &str,
+    request_id: &str,
+) -> v1::UpdateCreditSettingsRequest {
+    v1::UpdateCreditSettingsRequest {
+        settings: Some(v1::CreditSettings {
+            customer_id: customer_id.into(),
+            credit_limit: limit.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["credit_limit".into()],
+        }),
+        request_id: request_id.into(),
+    }
+}
+
+fn defaults_update(
+    percents: Vec<u32>,
+    policy: v1::CreditPolicy,
+    request_id: &str,
+) -> v1::UpdateCreditDefaultsRequest {
+    v1::UpdateCreditDefaultsRequest {
+        defaults: Some(v1::CreditDefaults {
+            threshold_percents: percents,
+            policy: policy.into(),
+        }),
+        request_id: request_id.into(),
+    }
+}
+
+async fn update_settings(
+    client: &mut Credit,
+    request: v1::UpdateCreditSettingsRequest,
+) -> v1::CreditSettings {
+    client
+        .update_credit_settings(request)
+        .await
+        .expect("settings updated")
+        .into_inner()
+}
+
+async fn update_defaults(
+    client: &mut Credit,
+    request: v1::UpdateCreditDefaultsRequest,
+) -> v1::CreditDefaults {
+    client
+        .update_credit_defaults(request)
+        .await
+        .expect("defaults updated")
+        .into_inner()
+}
+
+/// UpdateCreditSettings and UpdateCreditDefaults are idempotent on their request id: a retry
+/// answers without applying the change again (no crossing re-emitted, no later change undone),
+/// the same id with a different request is refused, and the id is required.
+async fn credit_updates_are_idempotent_on_request_id(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let l = ledger(&gw, 1, "1000.00").await;
+    let c = l.customers[0].clone();
+    let mut client = credit_client(&gw, &gw.admin_key).await;
+    restate(&gw, &l, "400").await; // 40 % of 1000: nothing crossed
+    let credit_hwm = || gw.store.credit_high_water_mark(&gw.tenant_id);
+    assert_eq!(credit_hwm().await.unwrap(), 0);
+
+    // 400 of 500 is 80 %: crosses 50 and 80.
+    let first = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
+    assert_eq!(first.credit_limit, "500");
+    assert_eq!(credit_hwm().await.unwrap(), 2);
+    let retry = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
+    assert_eq!(retry, first);
+    assert_eq!(credit_hwm().await.unwrap(), 2, "the retry emitted nothing");
+
+    // A later change, then a late retry of the first: it must not put the limit back.
+    let second = update_settings(&mut client, settings_update(&c, "700", "limit-700")).await;
+    assert_eq!(second.credit_limit, "700");
+    assert_eq!(credit_hwm().await.unwrap(), 3, "80 % crossed down");
+    let late = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
+    assert_eq!(late, second, "a late retry answers the current settings");
+    assert_eq!(credit_hwm().await.unwrap(), 3);
+
+    // The same id with a different request, or for the other RPC, is refused.
+    assert_violation(
+        client
+            .update_credit_settings(settings_update(&c, "900", "limit-500"))
+            .await,
+        tonic::Code::InvalidArgument,
+        "request_id",
+    );
+    assert_violation(
+        client
+            .update_credit_defaults(defaults_update(
+                vec![60],
+                v1::CreditPolicy::Notify,
+                "limit-500",
+            ))
+            .await,
+        tonic::Code::InvalidArgument,
+        "request_id",
+    );
+    // Missing or malformed ids are refused before anything is written.
+    for bad in ["", "has space", &"x".repeat(129)] {
+        assert_violation(
+            client
+                .update_credit_settings(settings_update(&c, "900", bad))
+                .await,
+            tonic::Code::InvalidArgument,
+            "request_id",
+        );
+        assert_violation(
+            client
+                .update_credit_defaults(defaults_update(vec![60], v1::CreditPolicy::Notify, bad))
+                .await,
+            tonic::Code::InvalidArgument,
+            "request_id",
+        );
+    }
+    let settings = client
+        .get_credit_settings(v1::GetCreditSettingsRequest {
+            customer_id: c.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(settings, second);
+    let unchanged = client
+        .get_credit_defaults(v1::GetCreditDefaultsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unchanged.threshold_percents, vec![50, 80, 100]);
+
+    // Defaults: 400 of 700 is 57 %; a 55 % threshold crosses up once.
+    let first = update_defaults(
+        &mut client,
+        defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"),
+    )
+    .await;
+    assert_eq!(first.threshold_percents, vec![55, 100]);
+    // 50 is no longer configured (forgotten, not crossed down): one event, 55 up.
+    assert_eq!(credit_hwm().await.unwrap(), 4);
+    let retry = update_defaults(
+        &mut client,
+        defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"),
+    )
+    .await;
+    assert_eq!(retry, first);
+    let second = update_defaults(
+        &mut client,
+        defaults_update(vec![60], v1::CreditPolicy::AutoSuspend, "d-60"),
+    )
+    .await;
+    let hwm = credit_hwm().await.unwrap();
+    let late = update_defaults(
+        &mut client,
+        defaults_update(vec![55], v1::CreditPolicy::Notify, "d-55"),
+    )
+    .await;
+    assert_eq!(
+        late, second,
+        "a late retry does not restore the first defaults"
+    );
+    assert_eq!(credit_hwm().await.unwrap(), hwm);
+    assert_violation(
+        client
+            .update_credit_defaults(defaults_update(vec![70], v1::CreditPolicy::Notify, "d-55"))
+            .await,
+        tonic::Code::InvalidArgument,
+        "request_id",
+    );
+    let defaults = client
+        .get_credit_defaults(v1::GetCreditDefaultsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(defaults, second);
+    gw.stop().await;
+}
+
 crate::both_backends!(
     one_event_per_crossing_under_revisions,
     position_and_forecast,
     defaults_and_bad_input,
+    credit_updates_are_idempotent_on_request_id,
 );

@@ -362,6 +362,7 @@ impl TestGateway {
             poll_interval_secs: 900,
             enabled: true,
             endpoint_url: String::new(),
+            aws: None,
         };
         let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
         let account = self

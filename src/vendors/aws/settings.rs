@@ -1,18 +1,17 @@
 //! What an AWS Cost Explorer connector is built from, and the static credentials it reads.
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use aws_sdk_costexplorer::types::Granularity as SdkGranularity;
 
+pub use crate::domain::aws_settings::{
+    AwsSettings, CostMetric, DEFAULT_REQUEST_BUDGET, Granularity, MeterMode,
+};
 use crate::domain::partner_account::PartnerAccountSpec;
 use crate::vendors::VendorError;
 
 /// Cost Explorer's home region: the API is global and served from us-east-1.
 pub const DEFAULT_REGION: &str = "us-east-1";
-
-/// Billed GetCostAndUsage requests one pull may send by default (USD 0.01 each).
-pub const DEFAULT_REQUEST_BUDGET: u32 = 20;
 
 /// How one connector reaches Cost Explorer and what it asks for.
 ///
@@ -55,21 +54,18 @@ impl AwsCostExplorerConfig {
         }
     }
 
-    /// The partner account's credentials and endpoint override (empty = AWS), the rest default.
+    /// The partner account's credentials, endpoint override (empty = AWS) and AWS settings
+    /// (granularity, cost metric, meter mode, request budget); the rest default.
     pub fn for_partner_account(spec: &PartnerAccountSpec) -> Self {
         let mut config = Self::new(spec.credentials_ref.clone());
         config.endpoint_url = Some(spec.endpoint_url.clone()).filter(|url| !url.is_empty());
+        let aws = spec.aws.unwrap_or_default();
+        config.granularity = aws.granularity;
+        config.cost_metric = aws.cost_metric;
+        config.meter_mode = aws.meter_mode;
+        config.request_budget = aws.request_budget;
         config
     }
-}
-
-/// The width of the windows Cost Explorer reports. HOURLY needs hourly data enabled in the
-/// payer account and only reaches back 14 days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Granularity {
-    Hourly,
-    #[default]
-    Daily,
 }
 
 impl Granularity {
@@ -79,68 +75,6 @@ impl Granularity {
             Granularity::Daily => SdkGranularity::Daily,
         }
     }
-}
-
-impl FromStr for Granularity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "HOURLY" => Ok(Granularity::Hourly),
-            "DAILY" => Ok(Granularity::Daily),
-            other => Err(format!("granularity {other:?} is not HOURLY or DAILY")),
-        }
-    }
-}
-
-/// Which Cost Explorer metric becomes a line's cost. UsageQuantity is always asked for too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CostMetric {
-    /// What each usage costs as it happens; what a reseller is invoiced.
-    #[default]
-    UnblendedCost,
-    /// Upfront reservation and savings-plan fees spread over the usage they cover.
-    AmortizedCost,
-    /// Unblended after discounts (private pricing, EDP).
-    NetUnblendedCost,
-}
-
-impl CostMetric {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CostMetric::UnblendedCost => "UnblendedCost",
-            CostMetric::AmortizedCost => "AmortizedCost",
-            CostMetric::NetUnblendedCost => "NetUnblendedCost",
-        }
-    }
-}
-
-impl FromStr for CostMetric {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            CostMetric::UnblendedCost,
-            CostMetric::AmortizedCost,
-            CostMetric::NetUnblendedCost,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-        .ok_or_else(|| {
-            format!("cost metric {s:?} is not UnblendedCost, AmortizedCost or NetUnblendedCost")
-        })
-    }
-}
-
-/// What a line's meter is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MeterMode {
-    /// One line per linked account and service; meter = service. One query (plus pages).
-    #[default]
-    Service,
-    /// One line per linked account, service and usage type (e.g. "EU-BoxUsage:t3.micro").
-    /// Cost Explorer allows only two group-bys, so this costs one query for the services in the
-    /// window and then one query per service, filtered to it and grouped by linked account and
-    /// usage type (plus pages each).
-    UsageType,
 }
 
 /// The connector's own retry policy for throttling, 5xx and network failures; the SDK's
@@ -296,6 +230,7 @@ mod tests {
             poll_interval_secs: 900,
             enabled: true,
             endpoint_url: String::new(),
+            aws: None,
         };
         let config = AwsCostExplorerConfig::for_partner_account(&spec);
         assert_eq!(config.credentials_ref, "env:AWS_PAYER");
@@ -303,19 +238,36 @@ mod tests {
             (config.endpoint_url, config.region.as_str()),
             (None, "us-east-1")
         );
+        assert_eq!(
+            (config.granularity, config.cost_metric, config.meter_mode),
+            (
+                Granularity::Daily,
+                CostMetric::UnblendedCost,
+                MeterMode::Service
+            )
+        );
+        assert_eq!(config.request_budget, DEFAULT_REQUEST_BUDGET);
+        spec.aws = Some(AwsSettings {
+            granularity: Granularity::Hourly,
+            cost_metric: CostMetric::NetUnblendedCost,
+            meter_mode: MeterMode::UsageType,
+            request_budget: 7,
+        });
+        let config = AwsCostExplorerConfig::for_partner_account(&spec);
+        assert_eq!(
+            (config.granularity, config.cost_metric, config.meter_mode),
+            (
+                Granularity::Hourly,
+                CostMetric::NetUnblendedCost,
+                MeterMode::UsageType
+            )
+        );
+        assert_eq!(config.request_budget, 7);
         spec.endpoint_url = "http://127.0.0.1:5000".into();
         let config = AwsCostExplorerConfig::for_partner_account(&spec);
         assert_eq!(
             config.endpoint_url.as_deref(),
             Some("http://127.0.0.1:5000")
         );
-    }
-
-    #[test]
-    fn enums_parse_from_their_aws_names() {
-        assert_eq!("HOURLY".parse(), Ok(Granularity::Hourly));
-        assert!("hourly".parse::<Granularity>().is_err());
-        assert_eq!("AmortizedCost".parse(), Ok(CostMetric::AmortizedCost));
-        assert!("BlendedCost".parse::<CostMetric>().is_err());
     }
 }
