@@ -34,9 +34,9 @@ def commands(readme: str) -> list[str]:
 
 
 def service_of(command: str) -> str:
-    match = re.search(r"\$GW (?:(?:list|describe) )?([\w.]+)", command)
-    name = match.group(1) if match else "grpcurl"
-    return name.split("/")[0] if "/" in name else (name if name.startswith("grpc.") else "reflection")
+    """The service a command calls (`msp.gateway.v1.ChargeService`), or "reflection"."""
+    match = re.search(r"\$GW (?:(?:list|describe) )?([\w.]+)(/\w+)?", command)
+    return match.group(1) if match and match.group(2) else "reflection"
 
 
 def main() -> int:
