@@ -94,7 +94,7 @@ swing_limit() {  # <rounds>
   before=$(credit_high_water_mark)
   out=$(ledger swing-limit --customer-id "$customer" --rounds "$1" --final-percent 48 2>&1) || { echo "$out"; return 1; }
   after=$(credit_high_water_mark)
-  [ -n "$before" ] && [ "${after:-0}" -ge $((before + 20 * $1)) ] || { echo "too few credit events (${before:-?} -> ${after:-?}): $out"; return 1; }
+  [ -n "$before" ] && [ "${after:-0}" -ge $((before + 10 * $1)) ] || { echo "too few credit events (${before:-?} -> ${after:-?}): $out"; return 1; }
 }
 
 # Counts a kill as part-way when both streams had more to deliver than the consumer had processed.
