@@ -7,6 +7,8 @@
 #     with a different request is refused (INVALID_ARGUMENT);
 #   - a create that meets UNAVAILABLE (nothing listening yet) retries with its request_id and
 #     succeeds once the gateway is reachable;
+#   - a create whose answer comes too late (DEADLINE_EXCEEDED, though the gateway carried it out)
+#     retries with its request_id and gets the same customer: exactly one exists;
 #   - list customers across pages (page_size 2), with the exact decimal sum of credit limits;
 #   - every grpcurl command of the README's walkthrough, in order, on a gateway of its own
 #     (clients/testing/walkthrough.py): one check per service;
@@ -53,6 +55,51 @@ async def pipe(r, w):
 async def handle(r, w):
     ur, uw = await asyncio.open_connection(host, int(tport))
     await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    await asyncio.sleep(60)
+asyncio.run(main())
+PY
+}
+
+# A forwarder whose answers stall: once the gateway's first response (an HTTP/2 HEADERS or DATA
+# frame) passes through, everything it sends is held for <hold> seconds, then flows freely. The
+# request reached the gateway and was carried out; only the answer is late, so the client's
+# deadline expires. Writes "held" to <log> when it held a response.
+stalling_forwarder() {  # <listen port> <target host:port> <hold seconds> <log>
+  python3 - "$@" <<'PY' &
+import asyncio, sys, time
+port, target, hold, log = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+host, tport = target.rsplit(":", 1)
+until = None  # end of the hold, set by the first response frame
+async def upstream(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+async def downstream(r, w):
+    global until
+    buffer = b""
+    try:
+        while data := await r.read(65536):
+            buffer += data
+            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                size = 9 + int.from_bytes(buffer[:3], "big")
+                frame, buffer = buffer[:size], buffer[size:]
+                if until is None and frame[3] in (0, 1):  # DATA or HEADERS: a response
+                    until = time.monotonic() + hold
+                    open(log, "w").write("held\n")
+                if until is not None and time.monotonic() < until:
+                    await asyncio.sleep(until - time.monotonic())  # later frames queue behind
+                w.write(frame)
+                await w.drain()
+    finally:
+        w.close()
+async def handle(r, w):
+    ur, uw = await asyncio.open_connection(host, int(tport))
+    await asyncio.gather(upstream(r, uw), downstream(ur, w), return_exceptions=True)
 async def main():
     server = await asyncio.start_server(handle, "127.0.0.1", port)
     await asyncio.sleep(60)
@@ -115,8 +162,30 @@ client_tests() {  # <backend> <work dir>
     fi
     out=$(run_example "$lang" create_customer --external-ref "$lang-1003" --display-name "Karoo ($lang)" \
       --credit-limit 0.30 --request-id "rq-$lang-3" 2>"$dir/err") || fail "$t: third create: $(cat "$dir/err")"
-    count=$((count + 3))
-    sum=$(dec_add "$sum" 9007199254740993.10 0.20 0.30)
+    # (a'') retry after a timeout: the first attempt is carried out but its answer comes too late.
+    local deadline_flag
+    case $lang in py) deadline_flag=(--deadline 1) ;; go) deadline_flag=(--deadline 1s) ;; java) deadline_flag=(--deadline-ms 1000) ;; esac
+    port=$(free_port)
+    rm -f "$dir/stalled"
+    stalling_forwarder "$port" "$MSP_GATEWAY_ADDRESS" 2.5 "$dir/stalled"
+    fwd=$!
+    sleep 0.5  # listening
+    out=$(MSP_GATEWAY_ADDRESS=127.0.0.1:$port run_example "$lang" create_customer --external-ref "$lang-1004" \
+      --display-name "Slow Line ($lang)" --credit-limit 0.40 --request-id "rq-$lang-4" "${deadline_flag[@]}" \
+      --max-attempts 12 2>"$dir/err")
+    kill "$fwd" 2>/dev/null; wait "$fwd" 2>/dev/null
+    local same
+    same=$(grpcurl -plaintext -H "authorization: Bearer $MSP_GATEWAY_API_KEY" -d "{\"external_ref\": \"$lang-1004\"}" \
+      "$MSP_GATEWAY_ADDRESS" msp.gateway.v1.CustomerService/ListCustomers | grep -o '"id": "cus_[^"]*"' | sort -u)
+    if [[ $out =~ ^customer\ (cus_[^\ ]+)\ external_ref=$lang-1004\ credit_limit=0.40\ ZAR\ attempts=([0-9]+)$ ]] \
+        && [ "${BASH_REMATCH[2]}" -gt 1 ] && grep -Eq 'DEADLINE_EXCEEDED|DeadlineExceeded' "$dir/err" \
+        && [ "$(cat "$dir/stalled" 2>/dev/null)" = held ] && [ "$same" = "\"id\": \"${BASH_REMATCH[1]}\"" ]; then
+      pass "$t: create_customer retries after DEADLINE_EXCEEDED with its request_id: one customer (attempts=${BASH_REMATCH[2]})"
+    else
+      fail "$t: retry after a timeout: '$out' (customers with $lang-1004: ${same:-none}; forwarder: $(cat "$dir/stalled" 2>/dev/null)) $(cat "$dir/err")"
+    fi
+    count=$((count + 4))
+    sum=$(dec_add "$sum" 9007199254740993.10 0.20 0.30 0.40)
     # (b) list across pages
     expected_pages=$(((count + 1) / 2))
     out=$(run_example "$lang" list_customers --page-size 2 2>"$dir/err")
