@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the generated clients need, idempotently and quietly: Debian packages for Go
-# (GOPATH mode, no module proxy) and Java (jars under /usr/share/java, no Maven Central), and
-# Python packages from PyPI (clients/python/requirements.txt). Safe to run again: it installs only
-# what is missing. Needs root for apt-get (or sudo).
+# (the toolchain and libraries that go/build.sh vendors into the module: no module proxy) and Java
+# (jars under /usr/share/java, no Maven Central), and Python packages from PyPI
+# (clients/python/requirements.txt). Safe to run again: it installs only what is missing. Needs
+# root for apt-get (or sudo).
 #
 #   clients/install-deps.sh            # everything
 #   clients/install-deps.sh python go  # a subset (python, go, java, tools)

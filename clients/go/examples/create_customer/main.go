@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	gatewayv1 "mspgateway/gen/msp/gateway/v1"
+	gatewayv1 "github.com/mspgateway/msp-gateway/clients/go/gen/msp/gateway/v1"
 )
 
 func main() {

@@ -1,22 +1,25 @@
-// Command credit_consumer is a credit-control consumer of ChargeService.StreamCharges that
-// survives being killed.
+// Command credit_consumer is a credit-control consumer of charges and credit events that survives
+// being killed.
 //
-// State lives in two files:
-//   - -output-file: the processed charges, one line each, appended and fsynced before the cursor
+// It follows two streams at once, each in its own goroutine with its own cursor:
+//   - ChargeService.StreamCharges: the charge ledger (the exposure moving);
+//   - CreditControlService.StreamCreditEvents: threshold crossings, with what the policy asks for
+//     (SUSPENSION_REQUIRED, RESUMPTION_ALLOWED).
+//
+// Each stream's state lives in two files in -state-dir (charges.*, credit-events.*):
+//   - *.processed: what was processed, one line per item, appended and fsynced before the cursor
 //     moves (it stands in for whatever your processing writes: a ledger table, a queue, ...);
-//   - -cursor-file: the last sequence processed, replaced atomically (write a temp file, fsync,
+//   - *.cursor: the last sequence processed, replaced atomically (write a temp file, fsync,
 //     rename, fsync the directory).
 //
-// On start it reads the cursor, and if the output shows a charge processed after it (the process
-// died between the two writes) it advances the cursor to that charge first. It then streams from
-// after_sequence=cursor; delivery is at-least-once, so a charge at or below the cursor is skipped.
-// Each sequence is processed exactly once across any number of kills and restarts. On a retryable
-// error or the end of the stream it reconnects from the cursor with back-off.
+// On start it reads each cursor, and if the output shows an item processed after it (the process
+// died between the two writes) it advances the cursor to that item first. It then streams from
+// after_sequence=cursor; delivery is at-least-once, so an item at or below the cursor is skipped.
+// Each sequence of each stream is processed exactly once across any number of kills and restarts.
+// On a retryable error or the end of a stream it reconnects from that stream's cursor with
+// back-off; the two streams are independent (their sequences are separate counters).
 //
-//	MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… credit_consumer \
-//	  -cursor-file state/charges.cursor -output-file state/charges.processed
-//
-// The same pattern serves any other sequenced stream (e.g. credit events): one cursor file each.
+//	MSP_GATEWAY_ADDRESS=127.0.0.1:50051 MSP_GATEWAY_API_KEY=mspgw.… credit_consumer -state-dir state/
 package main
 
 import (
@@ -39,31 +42,45 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	gatewayv1 "mspgateway/gen/msp/gateway/v1"
+	gatewayv1 "github.com/mspgateway/msp-gateway/clients/go/gen/msp/gateway/v1"
 )
 
-type consumer struct {
+// journal is one stream's durable progress: the processed-items file and the cursor file.
+// Each journal is used by one goroutine only.
+type journal struct {
+	name       string
 	cursorFile string
 	out        *os.File
 	cursor     int64
-	delay      time.Duration
-	exposure   map[string]*big.Rat // customer and currency -> exact sum of charges seen
+}
+
+type consumer struct {
+	delay        time.Duration
+	charges      *journal
+	creditEvents *journal
+	exposure     map[string]*big.Rat // seen in this run only: the gateway keeps the real exposure
 }
 
 func main() {
 	address := flag.String("address", envOr("MSP_GATEWAY_ADDRESS", "127.0.0.1:50051"), "gateway host:port")
-	cursorFile := flag.String("cursor-file", "", "where the last processed sequence is kept (required)")
-	outputFile := flag.String("output-file", "", "where processed charges are appended (required)")
-	delayMillis := flag.Int("process-delay-ms", 0, "simulated work per charge, in milliseconds")
+	stateDir := flag.String("state-dir", "", "where the cursors and outputs are kept (required)")
+	delayMillis := flag.Int("process-delay-ms", 0, "simulated work per item, in milliseconds")
 	flag.Parse()
-	if *cursorFile == "" || *outputFile == "" {
-		fatalf("-cursor-file and -output-file are required")
+	if *stateDir == "" {
+		fatalf("-state-dir is required")
 	}
-
-	c, err := openConsumer(*cursorFile, *outputFile, time.Duration(*delayMillis)*time.Millisecond)
-	if err != nil {
+	if err := os.MkdirAll(*stateDir, 0o755); err != nil {
 		fatalf("%v", err)
 	}
+	c := &consumer{delay: time.Duration(*delayMillis) * time.Millisecond, exposure: map[string]*big.Rat{}}
+	var err error
+	if c.charges, err = openJournal("charges", *stateDir); err != nil {
+		fatalf("%v", err)
+	}
+	if c.creditEvents, err = openJournal("credit-events", *stateDir); err != nil {
+		fatalf("%v", err)
+	}
+
 	conn, err := grpc.Dial(*address, grpc.WithInsecure(),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
 	if err != nil {
@@ -72,70 +89,68 @@ func main() {
 	defer conn.Close()
 	ctx := metadata.AppendToOutgoingContext(context.Background(),
 		"authorization", "Bearer "+os.Getenv("MSP_GATEWAY_API_KEY"))
-	os.Exit(c.run(ctx, gatewayv1.NewChargeServiceClient(conn)))
+	charges := gatewayv1.NewChargeServiceClient(conn)
+	credit := gatewayv1.NewCreditControlServiceClient(conn)
+
+	// Each stream in its own goroutine; the first to fail for good ends the process.
+	done := make(chan int, 2)
+	go func() {
+		done <- follow(ctx, c.charges, "StreamCharges",
+			func(ctx context.Context, cursor int64) (receiver[*gatewayv1.StreamChargesResponse], error) {
+				return charges.StreamCharges(ctx, &gatewayv1.StreamChargesRequest{AfterSequence: cursor})
+			}, c.handleCharge)
+	}()
+	go func() {
+		done <- follow(ctx, c.creditEvents, "StreamCreditEvents",
+			func(ctx context.Context, cursor int64) (receiver[*gatewayv1.StreamCreditEventsResponse], error) {
+				return credit.StreamCreditEvents(ctx, &gatewayv1.StreamCreditEventsRequest{AfterSequence: cursor})
+			}, c.handleCreditEvent)
+	}()
+	os.Exit(<-done)
 }
 
-func openConsumer(cursorFile, outputFile string, delay time.Duration) (*consumer, error) {
-	cursor, err := readCursor(cursorFile)
-	if err != nil {
-		return nil, err
-	}
-	recovered, err := lastProcessed(outputFile)
-	if err != nil {
-		return nil, err
-	}
-	if recovered > cursor {
-		// Processed but the cursor was not saved: do not process it again.
-		fmt.Fprintf(os.Stderr, "recovering cursor %d -> %d from the output file\n", cursor, recovered)
-		cursor = recovered
-		if err := writeCursor(cursorFile, cursor); err != nil {
-			return nil, err
-		}
-	}
-	out, err := os.OpenFile(outputFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	return &consumer{cursorFile: cursorFile, out: out, cursor: cursor, delay: delay,
-		exposure: map[string]*big.Rat{}}, nil
+// receiver is what both generated stream clients have in common.
+type receiver[T any] interface {
+	Recv() (T, error)
 }
 
-func (c *consumer) run(ctx context.Context, client gatewayv1.ChargeServiceClient) int {
+// follow streams from the journal's cursor, reconnecting with back-off; it returns only on a
+// fatal error. handle processes one response and returns a heartbeat's high-water mark (or -1).
+func follow[T any](ctx context.Context, j *journal, rpc string,
+	open func(context.Context, int64) (receiver[T], error), handle func(T) (int64, error)) int {
 	backoff := 500 * time.Millisecond
 	for {
-		fmt.Fprintf(os.Stderr, "streaming charges after sequence %d\n", c.cursor)
+		fmt.Fprintf(os.Stderr, "%s: streaming after sequence %d\n", j.name, j.cursor)
 		// No deadline: the stream is meant to stay open; keepalives detect a dead connection.
-		stream, err := client.StreamCharges(ctx, &gatewayv1.StreamChargesRequest{AfterSequence: c.cursor})
+		stream, err := open(ctx, j.cursor)
 		for err == nil {
-			var response *gatewayv1.StreamChargesResponse
+			var response T
 			if response, err = stream.Recv(); err != nil {
 				break
 			}
 			backoff = 500 * time.Millisecond
-			switch event := response.GetEvent().(type) {
-			case *gatewayv1.StreamChargesResponse_Charge:
-				if perr := c.process(event.Charge); perr != nil {
-					fmt.Fprintf(os.Stderr, "processing sequence %d: %v\n", event.Charge.GetSequence(), perr)
-					return 1
-				}
-			case *gatewayv1.StreamChargesResponse_Heartbeat:
-				hwm := event.Heartbeat.GetHighWaterMark()
+			hwm, perr := handle(response)
+			if perr != nil {
+				fmt.Fprintf(os.Stderr, "%s: processing after sequence %d: %v\n", j.name, j.cursor, perr)
+				return 1
+			}
+			if hwm >= 0 {
 				state := "behind"
-				if hwm <= c.cursor {
+				if hwm <= j.cursor {
 					state = "up to date"
 				}
-				fmt.Fprintf(os.Stderr, "heartbeat: high_water_mark=%d cursor=%d (%s)\n", hwm, c.cursor, state)
+				fmt.Fprintf(os.Stderr, "%s: heartbeat: high_water_mark=%d cursor=%d (%s)\n", j.name, hwm, j.cursor, state)
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			fmt.Fprintln(os.Stderr, "stream ended by the server; reconnecting")
+			fmt.Fprintf(os.Stderr, "%s: stream ended by the server; reconnecting\n", j.name)
 		} else {
 			switch code := status.Code(err); code {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted,
 				codes.Internal, codes.Unknown:
-				fmt.Fprintf(os.Stderr, "stream broke (%v); reconnecting in %v\n", code, backoff)
+				fmt.Fprintf(os.Stderr, "%s: stream broke (%v); reconnecting in %v\n", j.name, code, backoff)
 			default:
-				fmt.Fprintf(os.Stderr, "StreamCharges failed: %v: %s\n", code, status.Convert(err).Message())
+				fmt.Fprintf(os.Stderr, "%s failed: %v: %s\n", rpc, code, status.Convert(err).Message())
 				return 2
 			}
 		}
@@ -146,9 +161,29 @@ func (c *consumer) run(ctx context.Context, client gatewayv1.ChargeServiceClient
 	}
 }
 
-func (c *consumer) process(charge *gatewayv1.Charge) error {
-	if charge.GetSequence() <= c.cursor {
-		return nil // already processed (at-least-once delivery after a reconnect)
+func (c *consumer) handleCharge(response *gatewayv1.StreamChargesResponse) (int64, error) {
+	switch event := response.GetEvent().(type) {
+	case *gatewayv1.StreamChargesResponse_Charge:
+		return -1, c.processCharge(event.Charge)
+	case *gatewayv1.StreamChargesResponse_Heartbeat:
+		return event.Heartbeat.GetHighWaterMark(), nil
+	}
+	return -1, nil
+}
+
+func (c *consumer) handleCreditEvent(response *gatewayv1.StreamCreditEventsResponse) (int64, error) {
+	switch event := response.GetEvent().(type) {
+	case *gatewayv1.StreamCreditEventsResponse_CreditEvent:
+		return -1, c.processCreditEvent(event.CreditEvent)
+	case *gatewayv1.StreamCreditEventsResponse_Heartbeat:
+		return event.Heartbeat.GetHighWaterMark(), nil
+	}
+	return -1, nil
+}
+
+func (c *consumer) processCharge(charge *gatewayv1.Charge) error {
+	if c.charges.seen(charge.GetSequence()) {
+		return nil
 	}
 	amount, ok := new(big.Rat).SetString(charge.GetAmount()) // exact; never float64
 	if !ok {
@@ -160,16 +195,76 @@ func (c *consumer) process(charge *gatewayv1.Charge) error {
 	}
 	c.exposure[key].Add(c.exposure[key], amount)
 	time.Sleep(c.delay) // stands in for real work
-	line := fmt.Sprintf("%d\t%s\t%s\t%s\t%s\n", charge.GetSequence(), charge.GetCustomerId(),
-		charge.GetKind(), charge.GetAmount(), charge.GetCurrency())
-	if _, err := c.out.Write([]byte(line)); err != nil { // one write: the line is whole or absent
+	return c.charges.record(charge.GetSequence(), fmt.Sprintf("%d\t%s\t%s\t%s\t%s", charge.GetSequence(),
+		charge.GetCustomerId(), charge.GetKind(), charge.GetAmount(), charge.GetCurrency()))
+}
+
+func (c *consumer) processCreditEvent(event *gatewayv1.CreditEvent) error {
+	if c.creditEvents.seen(event.GetSequence()) {
+		return nil
+	}
+	for _, amount := range []string{event.GetExposure(), event.GetCreditLimit()} {
+		if _, ok := new(big.Rat).SetString(amount); !ok { // exact; never float64
+			return fmt.Errorf("%q is not a decimal", amount)
+		}
+	}
+	// Act on what the policy asks for (here: say it; in a BSS: open a ticket, call provisioning).
+	switch event.GetAction() {
+	case gatewayv1.CreditAction_SUSPENSION_REQUIRED:
+		fmt.Fprintf(os.Stderr, "credit-events: SUSPEND %s: exposure %s reached the limit %s %s\n",
+			event.GetCustomerId(), event.GetExposure(), event.GetCreditLimit(), event.GetCurrency())
+	case gatewayv1.CreditAction_RESUMPTION_ALLOWED:
+		fmt.Fprintf(os.Stderr, "credit-events: RESUME %s: exposure %s is below the limit %s %s\n",
+			event.GetCustomerId(), event.GetExposure(), event.GetCreditLimit(), event.GetCurrency())
+	}
+	time.Sleep(c.delay) // stands in for real work
+	return c.creditEvents.record(event.GetSequence(), fmt.Sprintf("%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d",
+		event.GetSequence(), event.GetCustomerId(), event.GetThresholdPercent(), event.GetDirection(),
+		event.GetExposure(), event.GetCreditLimit(), event.GetCurrency(), event.GetPolicy(),
+		event.GetAction(), event.GetLedgerSequence()))
+}
+
+func openJournal(name, stateDir string) (*journal, error) {
+	cursorFile := filepath.Join(stateDir, name+".cursor")
+	outputFile := filepath.Join(stateDir, name+".processed")
+	cursor, err := readCursor(cursorFile)
+	if err != nil {
+		return nil, err
+	}
+	recovered, err := lastProcessed(outputFile)
+	if err != nil {
+		return nil, err
+	}
+	if recovered > cursor {
+		// Processed but the cursor was not saved: do not process it again.
+		fmt.Fprintf(os.Stderr, "%s: recovering cursor %d -> %d from the output file\n", name, cursor, recovered)
+		cursor = recovered
+		if err := writeCursor(cursorFile, cursor); err != nil {
+			return nil, err
+		}
+	}
+	out, err := os.OpenFile(outputFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &journal{name: name, cursorFile: cursorFile, out: out, cursor: cursor}, nil
+}
+
+// seen reports whether this sequence was processed already (at-least-once delivery).
+func (j *journal) seen(sequence int64) bool {
+	return sequence <= j.cursor
+}
+
+// record appends the item's line, makes it durable, then moves the cursor.
+func (j *journal) record(sequence int64, line string) error {
+	if _, err := j.out.Write([]byte(line + "\n")); err != nil { // one write: the line is whole or absent
 		return err
 	}
-	if err := c.out.Sync(); err != nil {
+	if err := j.out.Sync(); err != nil {
 		return err
 	}
-	c.cursor = charge.GetSequence()
-	return writeCursor(c.cursorFile, c.cursor)
+	j.cursor = sequence
+	return writeCursor(j.cursorFile, sequence)
 }
 
 func readCursor(path string) (int64, error) {
