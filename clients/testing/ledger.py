@@ -17,6 +17,7 @@ Reads MSP_GATEWAY_ADDRESS and MSP_GATEWAY_API_KEY.
 import argparse
 import os
 import sys
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 import grpc
@@ -41,7 +42,7 @@ def credit_settings(channel: grpc.Channel, metadata: Metadata, args: argparse.Na
         settings.policy = {"NOTIFY": credit_pb2.NOTIFY, "AUTO_SUSPEND": credit_pb2.AUTO_SUSPEND}[args.policy]
         paths.append("policy")
     result: credit_pb2.CreditSettings = credit_pb2_grpc.CreditControlServiceStub(channel).UpdateCreditSettings(
-        credit_pb2.UpdateCreditSettingsRequest(settings=settings,
+        credit_pb2.UpdateCreditSettingsRequest(request_id=str(uuid.uuid4()), settings=settings,
                                                update_mask=field_mask_pb2.FieldMask(paths=paths)),
         metadata=metadata, timeout=DEADLINE)
     print(f"credit_limit={result.credit_limit} thresholds={','.join(map(str, result.threshold_percents))} "
@@ -52,6 +53,7 @@ def set_limit(stub: credit_pb2_grpc.CreditControlServiceStub, metadata: Metadata
               limit: Decimal) -> None:
     stub.UpdateCreditSettings(
         credit_pb2.UpdateCreditSettingsRequest(
+            request_id=str(uuid.uuid4()),
             settings=credit_pb2.CreditSettings(customer_id=customer_id, credit_limit=f"{limit:f}"),
             update_mask=field_mask_pb2.FieldMask(paths=["credit_limit"])),
         metadata=metadata, timeout=DEADLINE)
