@@ -188,12 +188,6 @@ async fn fixture(customers: usize) -> Fixture {
         )
         .await
         .unwrap();
-    if is_postgres(&url) {
-        // A running gateway's tables carry planner statistics (autovacuum analyzes a table once
-        // 10% of it changed); a database set up seconds ago has none yet, and the planner then
-        // filters 1,000 customers by scanning where it would look each one up.
-        analyze(&url).await;
-    }
     Fixture {
         store,
         url,
@@ -203,16 +197,6 @@ async fn fixture(customers: usize) -> Fixture {
         account,
         _dir: dir,
     }
-}
-
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres")
-}
-
-async fn analyze(url: &str) {
-    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
-    conn.batch_execute("ANALYZE").await.unwrap();
 }
 
 fn line(customer_id: &str, n: usize, window: DateTime<Utc>) -> UsageLine {

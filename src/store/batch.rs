@@ -20,7 +20,7 @@ macro_rules! upsert_usage_lines {
         use $crate::store::schema::usage_lines as ul;
         diesel::insert_into(ul::table)
             .values($rows)
-            .on_conflict((ul::tenant_id, ul::line_key))
+            .on_conflict(ul::line_key)
             .do_update()
             .set((
                 ul::window_end.eq(excluded(ul::window_end)),
@@ -49,10 +49,9 @@ macro_rules! insert_charge_events {
 }
 
 pub trait BatchWriter {
-    /// The tenant's usage line rows with these keys.
+    /// The usage line rows with these keys (line keys are unique across tenants).
     fn usage_lines_by_keys(
         &mut self,
-        tenant_id: String,
         keys: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>>;
     /// Writes one ledger transaction's rows: usage lines (`fresh` marks a key not stored yet, for
@@ -100,7 +99,7 @@ const UPSERT_USAGE_LINES_PG: &str = "\
         $12::numeric[], $13::text[], $14::numeric[], $15::numeric[], $16::text[], \
         $17::boolean[], $18::boolean[], $19::text[], $20::numeric[], $21::text[], $22::text[], \
         $23::text[], $24::timestamptz[]) \
-    ON CONFLICT (tenant_id, line_key) DO UPDATE SET \
+    ON CONFLICT (line_key) DO UPDATE SET \
         window_end = EXCLUDED.window_end, meter_name = EXCLUDED.meter_name, \
         quantity = EXCLUDED.quantity, unit = EXCLUDED.unit, cost = EXCLUDED.cost, \
         list_cost = EXCLUDED.list_cost, currency = EXCLUDED.currency, \
@@ -130,20 +129,16 @@ const INSERT_CHARGE_EVENTS_PG: &str = "\
         $12::timestamptz[], $13::timestamptz[])";
 
 impl BatchWriter for AsyncPgConnection {
-    /// One unprepared query with the keys as an array: planned afresh each time, so a table
-    /// that grew since a cached plan was made still gets an index scan.
+    /// Keyed on the line key alone, the query can only be a primary-key probe per key, whatever
+    /// the statistics say (see the `usage_line_key` migration).
     fn usage_lines_by_keys(
         &mut self,
-        tenant_id: String,
         keys: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>> {
         use diesel::sql_types::{Array, Text};
         Box::pin(async move {
-            let query = diesel::sql_query(
-                "SELECT * FROM usage_lines WHERE tenant_id = $1 AND line_key = ANY($2)",
-            )
-            .bind::<Text, _>(tenant_id)
-            .bind::<Array<Text>, _>(keys);
+            let query = diesel::sql_query("SELECT * FROM usage_lines WHERE line_key = ANY($1)")
+                .bind::<Array<Text>, _>(keys);
             diesel_async::RunQueryDsl::load(query, self).await
         })
     }
@@ -396,7 +391,6 @@ impl From<Vec<ChargeEventRow>> for ChargeEventColumns {
 impl BatchWriter for SqliteConn {
     fn usage_lines_by_keys(
         &mut self,
-        tenant_id: String,
         keys: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>> {
         use crate::store::schema::usage_lines as ul;
@@ -407,7 +401,6 @@ impl BatchWriter for SqliteConn {
             for chunk in keys.chunks(crate::store::usage_lines::BATCH_ROWS) {
                 rows.extend(
                     ul::table
-                        .filter(ul::tenant_id.eq(&tenant_id))
                         .filter(ul::line_key.eq_any(chunk))
                         .select(UsageLineRow::as_select())
                         .load(conn)?,

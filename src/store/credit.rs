@@ -214,14 +214,16 @@ for_each_backend! {
 
     /// (limit, currency) of the tenant's customers among `ids`.
     async fn limits(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<HashMap<String, (Decimal, Currency)>> {
-        let rows: Vec<(String, DbDecimal, String)> = customers::table
-            .filter(customers::tenant_id.eq(tenant_id))
+        // By id alone (ids are unique across tenants): a primary-key probe per id whatever the
+        // planner's statistics say; the tenant is checked here.
+        let rows: Vec<(String, String, DbDecimal, String)> = customers::table
             .filter(customers::id.eq_any(ids))
-            .select((customers::id, customers::credit_limit, customers::billing_currency))
+            .select((customers::id, customers::tenant_id, customers::credit_limit, customers::billing_currency))
             .load(conn)
             .await?;
         rows.into_iter()
-            .map(|(id, limit, currency)| Ok((id, (limit.0, parse_currency(&currency)?))))
+            .filter(|(_, tenant, _, _)| tenant == tenant_id)
+            .map(|(id, _, limit, currency)| Ok((id, (limit.0, parse_currency(&currency)?))))
             .collect()
     }
 

@@ -157,7 +157,7 @@ diesel::table! {
     use diesel::sql_types::*;
     use super::{Exact, Instant};
 
-    usage_lines (tenant_id, line_key) {
+    usage_lines (line_key) {
         tenant_id -> Text,
         line_key -> Text,
         partner_account_id -> Text,

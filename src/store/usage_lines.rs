@@ -197,8 +197,9 @@ for_each_backend! {
     /// The lines with these keys.
     pub async fn by_keys(conn: &mut Conn, tenant_id: &str, keys: &[String]) -> Result<HashMap<String, LedgerLine>> {
         use crate::store::batch::BatchWriter;
-        let rows = conn.usage_lines_by_keys(tenant_id.to_string(), keys.to_vec()).await?;
-        index(rows)
+        let rows = conn.usage_lines_by_keys(keys.to_vec()).await?;
+        // Keys hash the partner account, so another tenant's row cannot match; kept as a guard.
+        index(rows.into_iter().filter(|row| row.tenant_id == tenant_id).collect())
     }
 
     /// Every live line of the tenant that a price or link change may affect: the unrated ones,
