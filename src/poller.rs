@@ -168,19 +168,21 @@ pub async fn poll_with(
         end,
         previous_version: status.version_tag.clone(),
     };
-    match source.pull(&request).await {
-        Ok((PullOutcome::Unchanged, requests)) => {
+    let pulled = source.pull(&request).await;
+    let requests = i64::from(pulled.requests.0);
+    match pulled.outcome {
+        Ok(PullOutcome::Unchanged) => {
             let tag = status.version_tag.as_deref();
             store
                 .record_poll(
                     &account.id,
-                    i64::from(requests.0),
+                    requests,
                     &PollResult::Success { version_tag: tag },
                 )
                 .await?;
             Ok(PollOutcome::Unchanged)
         }
-        Ok((PullOutcome::Data(pull), requests)) => {
+        Ok(PullOutcome::Data(pull)) => {
             let summary = store
                 .ingest_pull(&account.tenant_id, account, &pull)
                 .await?;
@@ -188,7 +190,7 @@ pub async fn poll_with(
             store
                 .record_poll(
                     &account.id,
-                    i64::from(requests.0),
+                    requests,
                     &PollResult::Success { version_tag: tag },
                 )
                 .await?;
@@ -196,8 +198,13 @@ pub async fn poll_with(
         }
         Err(error) => {
             let message = error.to_string();
+            // The requests of a failed pull were billed too.
             store
-                .record_poll(&account.id, 0, &PollResult::Failure { error: &message })
+                .record_poll(
+                    &account.id,
+                    requests,
+                    &PollResult::Failure { error: &message },
+                )
                 .await?;
             Err(Error::Unavailable("vendor", message))
         }

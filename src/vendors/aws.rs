@@ -37,7 +37,9 @@ pub use settings::{
 use self::mapping::{Grouping, USAGE_QUANTITY};
 use self::retry::Verdict;
 use self::settings::StaticCredentials;
-use super::{Pull, PullOutcome, PullRequest, RequestCount, UsageSource, VendorError, credentials};
+use super::{
+    Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError, credentials,
+};
 use crate::domain::usage::UsageLine;
 use crate::domain::vendor::Vendor;
 
@@ -228,28 +230,28 @@ impl UsageSource for AwsCostExplorer {
         Vendor::Aws
     }
 
-    async fn pull(
-        &self,
-        request: &PullRequest,
-    ) -> Result<(PullOutcome, RequestCount), VendorError> {
+    async fn pull(&self, request: &PullRequest) -> Pulled {
         let mut meter = BudgetMeter::new(self.config.request_budget);
         let result = self.lines(&mut meter, request).await;
-        // A failed pull was billed too; VendorError cannot carry the count.
         self.requests_sent
             .fetch_add(u64::from(meter.sent), Ordering::Relaxed);
-        let lines = result?;
-        tracing::debug!(
-            lines = lines.len(),
-            requests = meter.sent,
-            "pulled Cost Explorer usage"
-        );
-        let pull = Pull {
-            start: request.start,
-            end: request.end,
-            lines,
-            version: None,
-        };
-        Ok((PullOutcome::Data(pull), RequestCount(meter.sent)))
+        let outcome = result.map(|lines| {
+            tracing::debug!(
+                lines = lines.len(),
+                requests = meter.sent,
+                "pulled Cost Explorer usage"
+            );
+            PullOutcome::Data(Pull {
+                start: request.start,
+                end: request.end,
+                lines,
+                version: None,
+            })
+        });
+        Pulled {
+            outcome,
+            requests: RequestCount(meter.sent),
+        }
     }
 }
 

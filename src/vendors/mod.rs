@@ -66,12 +66,26 @@ pub enum VendorError {
     Failed(String),
 }
 
+/// What a pull brought back and what it cost. The cost stands whether or not the pull succeeded:
+/// the requests a failed pull sent were billed too.
+#[derive(Debug)]
+pub struct Pulled {
+    pub outcome: Result<PullOutcome, VendorError>,
+    pub requests: RequestCount,
+}
+
+impl Pulled {
+    /// The outcome with its cost, or the error (whose cost is then dropped).
+    pub fn into_result(self) -> Result<(PullOutcome, RequestCount), VendorError> {
+        self.outcome.map(|outcome| (outcome, self.requests))
+    }
+}
+
 /// A source of usage for one partner account.
 #[async_trait::async_trait]
 pub trait UsageSource: Send + Sync {
     fn vendor(&self) -> Vendor;
 
     /// Reads every line in the window. Connectors retry transient failures themselves.
-    async fn pull(&self, request: &PullRequest)
-    -> Result<(PullOutcome, RequestCount), VendorError>;
+    async fn pull(&self, request: &PullRequest) -> Pulled;
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rust_decimal::Decimal;
 
-use super::{Pull, PullOutcome, PullRequest, RequestCount, UsageSource, VendorError};
+use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError};
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::domain::vendor::Vendor;
 
@@ -200,20 +200,17 @@ impl UsageSource for Simulator {
         Vendor::Simulator
     }
 
-    async fn pull(
-        &self,
-        request: &PullRequest,
-    ) -> Result<(PullOutcome, RequestCount), VendorError> {
+    async fn pull(&self, request: &PullRequest) -> Pulled {
         let lines = self.lines(request.start, request.end);
-        Ok((
-            PullOutcome::Data(Pull {
+        Pulled {
+            outcome: Ok(PullOutcome::Data(Pull {
                 start: request.start,
                 end: request.end,
                 lines,
                 version: None,
-            }),
-            RequestCount(1),
-        ))
+            })),
+            requests: RequestCount(1),
+        }
     }
 }
 

@@ -95,7 +95,7 @@ fn group(account: &str, key: &str, cost: &str, quantity: &str, unit: &str) -> Va
 }
 
 async fn pull(source: &AwsCostExplorer) -> Result<(Vec<UsageLine>, RequestCount), VendorError> {
-    let (outcome, count) = source.pull(&november_1_to_3()).await?;
+    let (outcome, count) = source.pull(&november_1_to_3()).await.into_result()?;
     match outcome {
         PullOutcome::Data(pull) => {
             assert_eq!(pull.version, None);
@@ -434,7 +434,7 @@ async fn hourly_windows_use_timestamps() {
         previous_version: None,
     };
 
-    let (outcome, count) = source.pull(&request).await.expect("pull");
+    let (outcome, count) = source.pull(&request).await.into_result().expect("pull");
 
     assert_eq!(count, RequestCount(1));
     let PullOutcome::Data(pull) = outcome else {
@@ -697,6 +697,8 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
     let status = gw.store.poll_status(&created.id).await.unwrap();
     let error = status.last_error.unwrap_or_default();
     assert!(error.contains("budget"), "{error}");
+    // The failed poll's request was billed: one before, one now.
+    assert_eq!(status.requests_spent, 2);
     gw.stop().await;
 }
 

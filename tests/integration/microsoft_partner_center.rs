@@ -252,7 +252,11 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
         msp_gateway::domain::vendor::Vendor::Microsoft
     );
 
-    let (outcome, count) = source.pull(&window(None)).await.expect("pull");
+    let (outcome, count) = source
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("pull");
     let pull = data(outcome);
     assert_eq!(pull.version.as_deref(), Some("etag-nov-25"));
     assert_eq!((pull.start, pull.end), (day(3), day(5)));
@@ -345,7 +349,7 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
 
     // The detailed export keeps the Partner Center ids the usage key leaves out; a second pull
     // reuses the cached token.
-    let (outcome, _) = source.export(&window(None)).await.expect("export");
+    let outcome = source.export(&window(None)).await.0.expect("export");
     let ExportOutcome::Data { rows, etag, .. } = outcome else {
         panic!("expected data");
     };
@@ -366,7 +370,12 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
 async fn microsoft_account_key_can_be_the_customer_tenant() {
     let mut fx = Fixture::start(usage_script("etag-1")).await;
     fx.config.account_key = AccountKey::CustomerTenant;
-    let (outcome, _) = fx.source().pull(&window(None)).await.expect("pull");
+    let (outcome, _) = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("pull");
     let accounts: Vec<_> = data(outcome)
         .lines
         .iter()
@@ -380,7 +389,12 @@ async fn microsoft_inline_manifest_is_read_without_a_manifest_request() {
     let mut script = usage_script("etag-inline");
     script.inline_manifest = true;
     let fx = Fixture::start(script).await;
-    let (outcome, count) = fx.source().pull(&window(None)).await.expect("pull");
+    let (outcome, count) = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("pull");
     assert_eq!(data(outcome).lines.len(), 3);
     assert_eq!(count, RequestCount(6));
     assert_eq!(fx.emulator.seen().manifest_reads, 0);
@@ -390,13 +404,18 @@ async fn microsoft_inline_manifest_is_read_without_a_manifest_request() {
 async fn microsoft_unchanged_etag_downloads_nothing() {
     let fx = Fixture::start(usage_script("etag-a")).await;
     let source = fx.source();
-    let (first, _) = source.pull(&window(None)).await.expect("first pull");
+    let (first, _) = source
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("first pull");
     let version = data(first).version.expect("a version");
     assert_eq!(fx.emulator.seen().blob_downloads, 2);
 
     let (second, count) = source
         .pull(&window(Some(&version)))
         .await
+        .into_result()
         .expect("second pull");
     assert_eq!(second, PullOutcome::Unchanged);
     // export + 3 polls + manifest; no blob.
@@ -405,7 +424,11 @@ async fn microsoft_unchanged_etag_downloads_nothing() {
 
     // New data, new eTag: the same previous version now yields data.
     fx.emulator.script(|s| s.etag = "etag-b".into());
-    let (third, _) = source.pull(&window(Some(&version))).await.expect("third");
+    let (third, _) = source
+        .pull(&window(Some(&version)))
+        .await
+        .into_result()
+        .expect("third");
     assert_eq!(data(third).version.as_deref(), Some("etag-b"));
     assert_eq!(fx.emulator.seen().blob_downloads, 4);
 }
@@ -417,7 +440,12 @@ async fn microsoft_throttling_honours_retry_after_then_succeeds() {
     script.throttle_retry_after = Some(1);
     let fx = Fixture::start(script).await;
     let started = Instant::now();
-    let (outcome, count) = fx.source().pull(&window(None)).await.expect("pull");
+    let (outcome, count) = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("pull");
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "waited out two Retry-After: 1 ({:?})",
@@ -440,7 +468,11 @@ async fn microsoft_pipeline_retries_transient_failures_but_not_429() {
         max_total_elapsed: Duration::from_secs(10),
     };
     let source = fx.source();
-    let (outcome, count) = source.pull(&window(None)).await.expect("pull");
+    let (outcome, count) = source
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("pull");
     assert_eq!(data(outcome).lines.len(), 3);
     assert_eq!(fx.emulator.seen().unavailable, 2);
     assert_eq!(count, RequestCount(9), "the retried 503s are requests too");
@@ -450,7 +482,7 @@ async fn microsoft_pipeline_retries_transient_failures_but_not_429() {
         s.throttle = 100;
         s.throttle_retry_after = Some(0);
     });
-    let error = source.pull(&window(None)).await.unwrap_err();
+    let error = source.pull(&window(None)).await.into_result().unwrap_err();
     assert!(matches!(error, VendorError::Throttled { .. }), "{error:?}");
     assert_eq!(fx.emulator.seen().throttled, 4);
 
@@ -459,7 +491,7 @@ async fn microsoft_pipeline_retries_transient_failures_but_not_429() {
         s.throttle = 0;
         s.unavailable = 100;
     });
-    let error = source.pull(&window(None)).await.unwrap_err();
+    let error = source.pull(&window(None)).await.into_result().unwrap_err();
     assert!(matches!(error, VendorError::Unavailable(_)), "{error:?}");
     assert_eq!(fx.emulator.seen().unavailable, 2 + 4);
 }
@@ -470,7 +502,12 @@ async fn microsoft_throttling_past_the_limit_is_reported() {
     script.throttle = 100;
     script.throttle_retry_after = Some(0);
     let fx = Fixture::start(script).await;
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(error, VendorError::Throttled { retry_after: Some(d) } if d == Duration::ZERO),
         "{error:?}"
@@ -481,7 +518,12 @@ async fn microsoft_throttling_past_the_limit_is_reported() {
     // A Retry-After beyond max_wait is handed back at once instead of holding the poller.
     fx.emulator.script(|s| s.throttle_retry_after = Some(3600));
     let started = Instant::now();
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(error, VendorError::Throttled { retry_after: Some(d) }
             if d == Duration::from_secs(3600)),
@@ -498,7 +540,12 @@ async fn microsoft_polling_honours_retry_after() {
     script.poll_retry_after = Some(1);
     let fx = Fixture::start(script).await;
     let started = Instant::now();
-    let (outcome, count) = fx.source().pull(&window(None)).await.expect("pull");
+    let (outcome, count) = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .expect("pull");
     // Retry-After: 1 on the 202 and on the one running answer; poll_interval is 10 ms.
     assert!(
         started.elapsed() >= Duration::from_secs(2),
@@ -514,7 +561,12 @@ async fn microsoft_operation_on_another_host_gets_no_token() {
     let mut script = usage_script("etag-o");
     script.location_origin = Some("https://attacker.example".into());
     let fx = Fixture::start(script).await;
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(&error, VendorError::Malformed(m) if m.contains("attacker.example")),
         "{error:?}"
@@ -527,7 +579,12 @@ async fn microsoft_failed_operation_is_a_vendor_failure() {
     let mut script = usage_script("etag-f");
     script.fail_operation = Some(("5000".into(), "No data available".into()));
     let fx = Fixture::start(script).await;
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     let VendorError::Failed(message) = &error else {
         panic!("expected Failed, got {error:?}");
     };
@@ -542,7 +599,12 @@ async fn microsoft_malformed_row_names_blob_line_and_field() {
     script.blobs[1].lines[1] =
         script.blobs[1].lines[1].replace(r#""Quantity":1,"#, r#""Quantity":"a lot","#);
     let fx = Fixture::start(script).await;
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     let VendorError::Malformed(message) = &error else {
         panic!("expected Malformed, got {error:?}");
     };
@@ -562,7 +624,12 @@ async fn microsoft_malformed_payloads_are_refused() {
     corrupt.truncate(12);
     script.blobs[0].raw = Some(corrupt);
     let fx = Fixture::start(script).await;
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(&error, VendorError::Malformed(m) if m.contains("part-00000-6f1c.c000.json.gz")),
         "{error:?}"
@@ -573,7 +640,12 @@ async fn microsoft_malformed_payloads_are_refused() {
         s.blobs[0].raw = None;
         s.blobs[0].lines[2] = "{\"CustomerId\": ".into();
     });
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(&error, VendorError::Malformed(m) if m.contains("line 3")),
         "{error:?}"
@@ -584,7 +656,12 @@ async fn microsoft_malformed_payloads_are_refused() {
         s.manifest_override =
             Some(r#"{"rootDirectory":"https://x","sasToken":"sig=1","blobs":[]}"#.into())
     });
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(&error, VendorError::Malformed(m) if m.contains("eTag")),
         "{error:?}"
@@ -594,7 +671,12 @@ async fn microsoft_malformed_payloads_are_refused() {
 #[tokio::test]
 async fn microsoft_refused_secret_is_a_credentials_error() {
     let fx = Fixture::with_secret(usage_script("etag-c"), "not the secret").await;
-    let error = fx.source().pull(&window(None)).await.unwrap_err();
+    let error = fx
+        .source()
+        .pull(&window(None))
+        .await
+        .into_result()
+        .unwrap_err();
     let VendorError::Credentials(message) = &error else {
         panic!("expected Credentials, got {error:?}");
     };

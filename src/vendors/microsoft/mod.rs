@@ -44,7 +44,7 @@ use serde::Deserialize;
 pub use rows::{AccountKey, RatedUsageRow};
 
 use super::credentials;
-use super::{Pull, PullOutcome, PullRequest, RequestCount, UsageSource, VendorError};
+use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError};
 use crate::domain::vendor::Vendor;
 
 /// The unbilled billing period to export; Partner Center offers the current and the last one.
@@ -228,34 +228,30 @@ impl PartnerCenterSource {
     }
 
     /// Runs the export and returns the rows with their Partner Center ids (customer tenant,
-    /// subscription, Azure entitlement) as well as the normalized pull.
+    /// subscription, Azure entitlement) as well as the normalized pull, and the requests it
+    /// sent whether or not it succeeded.
     pub async fn export(
         &self,
         request: &PullRequest,
-    ) -> Result<(ExportOutcome, RequestCount), VendorError> {
+    ) -> (Result<ExportOutcome, VendorError>, RequestCount) {
         let counter = http::RequestCounter::default();
         let result = export::run(&self.config, &self.client, &counter, request).await;
         let count = counter.get();
-        match result {
-            Ok(outcome) => {
-                tracing::info!(
-                    partner_tenant = %self.config.partner_tenant_id,
-                    requests = count.0,
-                    unchanged = matches!(outcome, ExportOutcome::Unchanged { .. }),
-                    "partner center unbilled usage export read"
-                );
-                Ok((outcome, count))
-            }
-            Err(error) => {
-                tracing::warn!(
-                    partner_tenant = %self.config.partner_tenant_id,
-                    requests = count.0,
-                    %error,
-                    "partner center unbilled usage export failed"
-                );
-                Err(error)
-            }
+        match &result {
+            Ok(outcome) => tracing::info!(
+                partner_tenant = %self.config.partner_tenant_id,
+                requests = count.0,
+                unchanged = matches!(outcome, ExportOutcome::Unchanged { .. }),
+                "partner center unbilled usage export read"
+            ),
+            Err(error) => tracing::warn!(
+                partner_tenant = %self.config.partner_tenant_id,
+                requests = count.0,
+                %error,
+                "partner center unbilled usage export failed"
+            ),
         }
+        (result, count)
     }
 }
 
@@ -265,15 +261,12 @@ impl UsageSource for PartnerCenterSource {
         Vendor::Microsoft
     }
 
-    async fn pull(
-        &self,
-        request: &PullRequest,
-    ) -> Result<(PullOutcome, RequestCount), VendorError> {
-        let (outcome, count) = self.export(request).await?;
-        let outcome = match outcome {
+    async fn pull(&self, request: &PullRequest) -> Pulled {
+        let (result, requests) = self.export(request).await;
+        let outcome = result.map(|outcome| match outcome {
             ExportOutcome::Unchanged { .. } => PullOutcome::Unchanged,
             ExportOutcome::Data { pull, .. } => PullOutcome::Data(pull),
-        };
-        Ok((outcome, count))
+        });
+        Pulled { outcome, requests }
     }
 }
