@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rust_decimal::Decimal;
 
-use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError};
+use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource};
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::domain::vendor::Vendor;
 
