@@ -24,6 +24,7 @@ pub mod schema;
 pub mod sql_types;
 pub mod tenants;
 pub mod usage_lines;
+mod wal_checkpoint;
 
 use std::time::Duration;
 
@@ -172,6 +173,8 @@ pub struct Store {
     feed: feed::LedgerHub,
     /// Tenants' pricing as the ledger writers last loaded it.
     pricing: ingest::PricingCache,
+    /// SQLite: checkpoints the WAL off the write path (see [`wal_checkpoint`]).
+    _checkpointer: Option<wal_checkpoint::Checkpointer>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,23 +212,32 @@ impl Store {
                         )
                     })?;
                 }
-                let manager = || {
+                let manager = |auto_checkpoint: bool| {
                     let mut config = ManagerConfig::<SqliteConn>::default();
-                    config.custom_setup = Box::new(|path| open_sqlite(path.to_string()).boxed());
+                    config.custom_setup = Box::new(move |path| {
+                        open_sqlite(path.to_string(), auto_checkpoint).boxed()
+                    });
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config)
                 };
+                // The writer leaves checkpoints to the background task where one can run.
+                let writer_checkpoints = !wal_checkpoint::can_start();
                 Backend::Sqlite {
-                    readers: build_pool(manager(), options.max_connections, options)?,
-                    writer: build_pool(manager(), 1, options)?,
+                    readers: build_pool(manager(true), options.max_connections, options)?,
+                    writer: build_pool(manager(writer_checkpoints), 1, options)?,
                 }
             }
         };
         let listen_url = matches!(backend, Backend::Postgres(_)).then(|| url.to_string());
         let feed = feed::LedgerHub::new(backend.clone(), listen_url);
+        let checkpointer = match &backend {
+            Backend::Sqlite { readers, .. } => wal_checkpoint::start(readers.clone()),
+            Backend::Postgres(_) => None,
+        };
         Ok(Store {
             backend,
             feed,
             pricing: Default::default(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -284,13 +296,17 @@ where
 /// Busy timeout: how long a SQLite connection waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
-async fn open_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+/// `auto_checkpoint: false` turns off SQLite's checkpoint inside COMMIT (see [`wal_checkpoint`]).
+async fn open_sqlite(path: String, auto_checkpoint: bool) -> diesel::ConnectionResult<SqliteConn> {
     let conn = tokio::task::spawn_blocking(move || {
         use diesel::Connection;
         let mut conn = SqliteConnection::establish(&path)?;
+        // 1000 pages is SQLite's default.
+        let auto_checkpoint_pages = if auto_checkpoint { 1000 } else { 0 };
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA wal_autocheckpoint = {auto_checkpoint_pages};"
         ))
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok::<_, diesel::ConnectionError>(conn)

@@ -263,6 +263,12 @@ impl TestGateway {
         }
     }
 
+    /// The database URL this gateway runs on.
+    #[allow(dead_code)]
+    pub fn database_url(&self) -> &str {
+        &self._database.url
+    }
+
     #[allow(dead_code)]
     pub fn backend(&self) -> Backend {
         if self._database.url.starts_with("postgres") {

@@ -14,5 +14,6 @@ mod migrations;
 mod partner_accounts;
 mod partner_center_emulator;
 mod server;
+mod sqlite_wal;
 mod usage;
 mod validation;
