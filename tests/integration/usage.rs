@@ -9,7 +9,11 @@ use rust_decimal::Decimal;
 use tonic::Code;
 
 use crate::customers::{new_customer, simulator_account};
-use crate::harness::{Backend, TestGateway, assert_violation, field_violations};
+use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
+use msp_gateway::proto::v1::pricing_service_client::PricingServiceClient;
+use tonic::transport::Channel;
+
+use crate::harness::{Backend, Bearer, TestGateway, assert_violation, field_violations};
 
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -50,10 +54,9 @@ pub struct Priced {
     pub customer_id: String,
 }
 
-/// Links simulator account `account_id` to the customer.
-async fn link_simulator_account(gw: &TestGateway, customer_id: &str, account_id: &str) {
-    gw.customers(&gw.admin_key)
-        .await
+/// Links simulator account `account_id` to the customer, through the gateway at `channel`.
+async fn link_simulator_account(channel: Channel, key: &str, customer_id: &str, account_id: &str) {
+    CustomerServiceClient::with_interceptor(channel, Bearer::new(key))
         .link_vendor_account(v1::LinkVendorAccountRequest {
             customer_id: customer_id.into(),
             vendor_account: Some(v1::VendorAccount {
@@ -68,6 +71,21 @@ async fn link_simulator_account(gw: &TestGateway, customer_id: &str, account_id:
         .unwrap();
 }
 
+/// Sets the USD->ZAR rate effective from hour `from`, through the gateway at `channel`.
+async fn set_usd_zar(channel: Channel, key: &str, rate: &str, from: i64) {
+    PricingServiceClient::with_interceptor(channel, Bearer::new(key))
+        .set_fx_rate(v1::SetFxRateRequest {
+            fx_rate: Some(v1::FxRate {
+                from_currency: "USD".into(),
+                to_currency: "ZAR".into(),
+                rate: rate.into(),
+                effective_from: Some(ts(hour(from))),
+            }),
+        })
+        .await
+        .unwrap();
+}
+
 pub async fn priced_tenant(gw: &TestGateway) -> Priced {
     let sim = simulator_account(gw).await;
     let mut customers = gw.customers(&gw.admin_key).await;
@@ -76,7 +94,13 @@ pub async fn priced_tenant(gw: &TestGateway) -> Priced {
         .await
         .unwrap()
         .into_inner();
-    link_simulator_account(gw, &customer.id, "sim-linked").await;
+    link_simulator_account(
+        gw.channel().await,
+        &gw.admin_key,
+        &customer.id,
+        "sim-linked",
+    )
+    .await;
     let mut pricing = gw.pricing(&gw.admin_key).await;
     pricing
         .create_price_rule(v1::CreatePriceRuleRequest {
@@ -90,17 +114,7 @@ pub async fn priced_tenant(gw: &TestGateway) -> Priced {
         })
         .await
         .unwrap();
-    pricing
-        .set_fx_rate(v1::SetFxRateRequest {
-            fx_rate: Some(v1::FxRate {
-                from_currency: "USD".into(),
-                to_currency: "ZAR".into(),
-                rate: "18.5".into(),
-                effective_from: Some(ts(hour(-1000))),
-            }),
-        })
-        .await
-        .unwrap();
+    set_usd_zar(gw.channel().await, &gw.admin_key, "18.5", -1000).await;
     Priced {
         partner_account_id: sim.id,
         customer_id: customer.id,
@@ -260,7 +274,7 @@ async fn unrated_usage_waits_for_its_fix(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    link_simulator_account(&gw, &eur.id, "sim-orphan").await;
+    link_simulator_account(gw.channel().await, &gw.admin_key, &eur.id, "sim-orphan").await;
     let unrated = usage
         .list_unrated_usage(v1::ListUnratedUsageRequest::default())
         .await
@@ -468,10 +482,8 @@ async fn pricing_changed_on_another_replica_reaches_the_next_push(backend: Backe
 
     let replica = gw.replica().await;
     let key = gw.admin_key.clone();
-    let mut pricing = v1::pricing_service_client::PricingServiceClient::with_interceptor(
-        replica.channel().await,
-        crate::harness::Bearer::new(&key),
-    );
+    let mut pricing =
+        PricingServiceClient::with_interceptor(replica.channel().await, Bearer::new(&key));
     pricing
         .create_price_rule(v1::CreatePriceRuleRequest {
             request_id: "compute-markup".into(),
@@ -493,17 +505,7 @@ async fn pricing_changed_on_another_replica_reaches_the_next_push(backend: Backe
         Decimal::new(2775, 2)
     ); // 1 x 1.5 x 18.5
 
-    pricing
-        .set_fx_rate(v1::SetFxRateRequest {
-            fx_rate: Some(v1::FxRate {
-                from_currency: "USD".into(),
-                to_currency: "ZAR".into(),
-                rate: "20".into(),
-                effective_from: Some(ts(hour(-500))),
-            }),
-        })
-        .await
-        .unwrap();
+    set_usd_zar(replica.channel().await, &key, "20", -500).await;
     push(&gw, "p-3", &account, vec![one("after-fx", 2)])
         .await
         .unwrap();
@@ -513,23 +515,13 @@ async fn pricing_changed_on_another_replica_reaches_the_next_push(backend: Backe
     ); // 1 x 1.5 x 20
 
     // A vendor account linked through the replica is charged by the next push here.
-    let mut customers = v1::customer_service_client::CustomerServiceClient::with_interceptor(
+    link_simulator_account(
         replica.channel().await,
-        crate::harness::Bearer::new(&key),
-    );
-    customers
-        .link_vendor_account(v1::LinkVendorAccountRequest {
-            customer_id: priced.customer_id.clone(),
-            vendor_account: Some(v1::VendorAccount {
-                vendor: v1::Vendor::Simulator.into(),
-                kind: v1::VendorAccountKind::SimulatorAccount.into(),
-                account_id: "sim-linked-later".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+        &key,
+        &priced.customer_id,
+        "sim-linked-later",
+    )
+    .await;
     let later = vec![usage_line("sim-linked-later", "after-link", 3, "1.00")];
     push(&gw, "p-4", &account, vec![later]).await.unwrap();
     let charge = new_charge_of(&gw, "after-link").await;
