@@ -235,16 +235,30 @@ pub fn plan_upsert(
     incoming: Vec<UsageLine>,
     ctx: &RatingContext<'_>,
 ) -> LedgerPlan {
-    let mut plan = LedgerPlan::default();
+    plan_keyed(stored, keyed(ctx.partner_account_id, incoming), ctx)
+}
+
+/// Incoming lines under their line keys, one per key (within one batch the last statement of a
+/// key wins), in key order: the order their events are appended in. Planning a key needs only
+/// that key's stored line, so the result can be planned in chunks.
+pub fn keyed(partner_account_id: &str, incoming: Vec<UsageLine>) -> Vec<(String, UsageLine)> {
     let mut seen = HashMap::with_capacity(incoming.len());
     for usage in incoming {
-        let key = line_key(ctx.partner_account_id, &usage);
-        // A duplicate key within one batch: the last statement wins.
-        seen.insert(key, usage);
+        seen.insert(line_key(partner_account_id, &usage), usage);
     }
     let mut keys: Vec<_> = seen.into_iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(&b.0));
-    for (key, usage) in keys {
+    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    keys
+}
+
+/// [`plan_upsert`] of lines already [`keyed`]; `stored` needs only their keys' lines.
+pub fn plan_keyed(
+    stored: &HashMap<String, LedgerLine>,
+    keyed: Vec<(String, UsageLine)>,
+    ctx: &RatingContext<'_>,
+) -> LedgerPlan {
+    let mut plan = LedgerPlan::default();
+    for (key, usage) in keyed {
         let before = stored.get(&key);
         let after = ctx.rated(before, key, usage);
         apply(&mut plan, before, after);

@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use super::SqliteConn;
 use super::charges::ChargeEventRow;
 use super::usage_lines::UsageLineRow;
+use crate::domain::error::{Error, Result};
 
 /// INSERT … ON CONFLICT DO UPDATE of usage line rows.
 macro_rules! upsert_usage_lines {
@@ -52,6 +53,17 @@ macro_rules! insert_charge_events {
     };
 }
 
+/// One chunk of a ledger write: usage line rows (each paired with whether its key is new) and
+/// the numbered charge events.
+#[derive(Default)]
+pub struct LedgerRows {
+    pub lines: Vec<(UsageLineRow, bool)>,
+    pub events: Vec<ChargeEventRow>,
+}
+
+/// Plans one chunk of a chunked ledger write from the stored rows of its keys.
+pub type PlanChunk<'a> = dyn FnMut(Vec<UsageLineRow>) -> Result<LedgerRows> + Send + 'a;
+
 pub trait BatchWriter {
     /// The usage line rows with these keys (line keys are unique across tenants).
     fn usage_lines_by_keys(
@@ -65,6 +77,15 @@ pub trait BatchWriter {
         lines: Vec<(UsageLineRow, bool)>,
         events: Vec<ChargeEventRow>,
     ) -> BoxFuture<'_, QueryResult<()>>;
+    /// Writes a ledger in chunks: for each chunk of `key_chunks`, reads the stored rows of its
+    /// keys, hands them to `plan` and writes the rows it returns. On PostgreSQL the reads, the
+    /// planning and the writes of successive chunks overlap: while the server inserts one chunk,
+    /// the next is planned.
+    fn write_ledger_chunks<'a>(
+        &'a mut self,
+        key_chunks: Vec<Vec<String>>,
+        plan: &'a mut PlanChunk<'_>,
+    ) -> BoxFuture<'a, Result<()>>;
     /// Sets the open charges and crossed thresholds of each customer's credit state, creating
     /// the state (inheriting the tenant's thresholds and policy) where there is none.
     fn write_credit_exposure(
@@ -125,12 +146,7 @@ impl BatchWriter for AsyncPgConnection {
         &mut self,
         keys: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>> {
-        use diesel::sql_types::{Array, Text};
-        Box::pin(async move {
-            let query = diesel::sql_query("SELECT * FROM usage_lines WHERE line_key = ANY($1)")
-                .bind::<Array<Text>, _>(keys);
-            diesel_async::RunQueryDsl::load(query, self).await
-        })
+        Box::pin(lookup_usage_lines(self, keys))
     }
 
     /// Every statement of the write goes out pipelined on the one connection (diesel-async
@@ -145,27 +161,47 @@ impl BatchWriter for AsyncPgConnection {
         use futures::{StreamExt, TryStreamExt};
         Box::pin(async move {
             let conn: &AsyncPgConnection = self;
-            let (new, known): (Vec<_>, Vec<_>) = lines.into_iter().partition(|(_, fresh)| *fresh);
-            let mut statements = Vec::new();
-            for (upsert, rows) in [(false, new), (true, known)] {
-                let mut rows = rows.into_iter().map(|(row, _)| row).peekable();
-                while rows.peek().is_some() {
-                    let chunk: Vec<UsageLineRow> =
-                        rows.by_ref().take(PIPELINED_CHUNK_ROWS).collect();
-                    statements.push(LedgerStatement::Lines(upsert, chunk));
-                }
-            }
-            let mut events = events.into_iter().peekable();
-            while events.peek().is_some() {
-                let chunk: Vec<ChargeEventRow> =
-                    events.by_ref().take(PIPELINED_CHUNK_ROWS).collect();
-                statements.push(LedgerStatement::Events(chunk));
-            }
-            futures::stream::iter(statements)
+            futures::stream::iter(LedgerStatement::split(LedgerRows { lines, events }))
                 .map(|statement| statement.execute(conn))
                 .buffered(PIPELINE_DEPTH)
                 .try_for_each(|_| futures::future::ok(()))
                 .await
+        })
+    }
+
+    /// Two futures on the one connection, joined: the planner reads chunk after chunk (one read
+    /// ahead) and queues each chunk's statements; the writer keeps `PIPELINE_DEPTH` of them in
+    /// flight. The planner's CPU work runs while the server executes statements already sent.
+    /// Chunks hold disjoint keys, so a read never needs a write still in flight.
+    fn write_ledger_chunks<'a>(
+        &'a mut self,
+        key_chunks: Vec<Vec<String>>,
+        plan: &'a mut PlanChunk<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        use futures::{SinkExt, StreamExt, TryStreamExt};
+        Box::pin(async move {
+            let conn: &AsyncPgConnection = self;
+            let (mut queue, queued) = futures::channel::mpsc::channel(PIPELINE_DEPTH);
+            let planner = async move {
+                let mut reads = futures::stream::iter(key_chunks)
+                    .map(|keys| lookup_usage_lines(conn, keys))
+                    .buffered(2);
+                while let Some(stored) = reads.next().await {
+                    for statement in LedgerStatement::split(plan(stored?)?) {
+                        queue.send(statement).await.map_err(|_| {
+                            Error::Internal("ledger writer stopped before the planner".into())
+                        })?;
+                    }
+                }
+                Ok::<(), Error>(())
+            };
+            let writer = queued
+                .map(|statement: LedgerStatement| statement.execute(conn))
+                .buffered(PIPELINE_DEPTH)
+                .map_err(Error::from)
+                .try_for_each(|_| futures::future::ok(()));
+            futures::try_join!(planner, writer)?;
+            Ok(())
         })
     }
 
@@ -193,6 +229,16 @@ impl BatchWriter for AsyncPgConnection {
     }
 }
 
+async fn lookup_usage_lines(
+    mut conn: &AsyncPgConnection,
+    keys: Vec<String>,
+) -> QueryResult<Vec<UsageLineRow>> {
+    use diesel::sql_types::{Array, Text};
+    let query = diesel::sql_query("SELECT * FROM usage_lines WHERE line_key = ANY($1)")
+        .bind::<Array<Text>, _>(keys);
+    diesel_async::RunQueryDsl::load(query, &mut conn).await
+}
+
 /// Rows per pipelined statement: small enough that encoding the next chunk overlaps the
 /// server's work on this one, large enough that per-statement costs stay negligible.
 const PIPELINED_CHUNK_ROWS: usize = 5_000;
@@ -207,6 +253,26 @@ enum LedgerStatement {
 }
 
 impl LedgerStatement {
+    /// Inserts of new lines, upserts of known ones, then the events, at most
+    /// `PIPELINED_CHUNK_ROWS` rows each.
+    fn split(rows: LedgerRows) -> Vec<LedgerStatement> {
+        let (new, known): (Vec<_>, Vec<_>) = rows.lines.into_iter().partition(|(_, fresh)| *fresh);
+        let mut statements = Vec::new();
+        for (upsert, rows) in [(false, new), (true, known)] {
+            let mut rows = rows.into_iter().map(|(row, _)| row).peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<UsageLineRow> = rows.by_ref().take(PIPELINED_CHUNK_ROWS).collect();
+                statements.push(LedgerStatement::Lines(upsert, chunk));
+            }
+        }
+        let mut events = rows.events.into_iter().peekable();
+        while events.peek().is_some() {
+            let chunk: Vec<ChargeEventRow> = events.by_ref().take(PIPELINED_CHUNK_ROWS).collect();
+            statements.push(LedgerStatement::Events(chunk));
+        }
+        statements
+    }
+
     async fn execute(self, conn: &AsyncPgConnection) -> QueryResult<usize> {
         let mut conn = conn;
         match self {
@@ -469,6 +535,22 @@ impl BatchWriter for SqliteConn {
             }
             for chunk in events.chunks(crate::store::usage_lines::BATCH_ROWS) {
                 diesel::RunQueryDsl::execute(insert_charge_events!(chunk), conn)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One chunk after the other: SQLite runs in this process, so there is no server time for
+    /// planning to overlap.
+    fn write_ledger_chunks<'a>(
+        &'a mut self,
+        key_chunks: Vec<Vec<String>>,
+        plan: &'a mut PlanChunk<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for keys in key_chunks {
+                let rows = plan(self.usage_lines_by_keys(keys).await?)?;
+                self.write_ledger_rows(rows.lines, rows.events).await?;
             }
             Ok(())
         })

@@ -107,27 +107,28 @@ pub struct ChargeFilter {
 
 for_each_backend! {
     /// Takes the tenant's ledger lock: the sequence row stays locked until the transaction ends,
-    /// so ledger writers of one tenant run one at a time and commit in sequence order.
-    pub async fn lock_ledger(conn: &mut Conn, tenant_id: &str) -> Result<()> {
+    /// so ledger writers of one tenant run one at a time and commit in sequence order. Returns
+    /// the last sequence handed out.
+    pub async fn lock_ledger(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
         diesel::insert_into(ledger_sequences::table)
             .values((ledger_sequences::tenant_id.eq(tenant_id), ledger_sequences::last_sequence.eq(0i64)))
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
-        diesel::update(ledger_sequences::table.find(tenant_id))
-            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence))
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Hands out `count` sequences (the ledger lock must be held); returns the last.
-    pub async fn take_sequences(conn: &mut Conn, tenant_id: &str, count: usize) -> Result<i64> {
         Ok(diesel::update(ledger_sequences::table.find(tenant_id))
-            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence + count as i64))
+            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence))
             .returning(ledger_sequences::last_sequence)
             .get_result(conn)
             .await?)
+    }
+
+    /// Records `last` as the tenant's last handed-out sequence (the ledger lock must be held).
+    pub async fn set_last_sequence(conn: &mut Conn, tenant_id: &str, last: i64) -> Result<()> {
+        diesel::update(ledger_sequences::table.find(tenant_id))
+            .set(ledger_sequences::last_sequence.eq(last))
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// What follows appending `events` up to sequence `last`, in the same transaction: credit

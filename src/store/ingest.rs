@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::batch::BatchWriter;
+use super::batch::{BatchWriter, LedgerRows};
 use super::schema::{customers, pricing_versions, vendor_accounts};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
-    LedgerPlan, RatingContext, line_key, plan_pull, plan_rerate, plan_upsert,
+    LedgerPlan, NewChargeEvent, RatingContext, keyed, plan_keyed, plan_pull, plan_rerate,
 };
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
@@ -90,6 +90,48 @@ impl PricingCache {
     }
 }
 
+/// Keys planned and read together in a chunked ledger write (see
+/// [`BatchWriter::write_ledger_chunks`]): big enough that per-statement costs vanish, small
+/// enough that planning one chunk overlaps the server's work on the previous one.
+const LEDGER_CHUNK_KEYS: usize = 5_000;
+
+/// The rows of one ledger transaction as they are planned, chunk by chunk: numbers the events
+/// from the sequence the ledger lock returned and keeps them for the credit hook.
+struct LedgerAppend<'t> {
+    tenant_id: &'t str,
+    last_sequence: i64,
+    now: chrono::DateTime<chrono::Utc>,
+    lines_written: usize,
+    events: Vec<NewChargeEvent>,
+}
+
+impl<'t> LedgerAppend<'t> {
+    fn new(tenant_id: &'t str, last_sequence: i64) -> Self {
+        Self {
+            tenant_id,
+            last_sequence,
+            now: chrono::Utc::now(),
+            lines_written: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// The rows of `plan`; `is_stored` tells which of its keys are stored already.
+    fn rows(&mut self, plan: LedgerPlan, is_stored: &(dyn Fn(&str) -> bool + Sync)) -> LedgerRows {
+        let lines = super::usage_lines::rows(self.tenant_id, &plan.lines, is_stored, self.now);
+        let events = super::charges::event_rows(
+            self.tenant_id,
+            &plan.events,
+            self.last_sequence + 1,
+            self.now,
+        );
+        self.last_sequence += plan.events.len() as i64;
+        self.lines_written += plan.lines.len();
+        self.events.extend(plan.events);
+        LedgerRows { lines, events }
+    }
+}
+
 fn parse_currency(code: &str) -> Result<Currency> {
     Currency::parse("billing_currency", code)
         .map_err(|e| Error::Internal(format!("stored customer: {e}")))
@@ -139,27 +181,28 @@ for_each_backend! {
         Ok(TenantPricing { rules, fx, chargees, currencies })
     }
 
+    /// Writes `plan` in one go (pulls and re-rates: their stored lines are read up front).
     async fn apply(
         conn: &mut Conn,
-        tenant_id: &str,
+        mut append: LedgerAppend<'_>,
         plan: LedgerPlan,
         is_stored: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<IngestSummary> {
-        let now = chrono::Utc::now();
-        let lines = crate::store::usage_lines::rows(tenant_id, &plan.lines, is_stored, now);
-        let last_sequence = match plan.events.len() {
-            0 => None,
-            count => Some(q::charges::take_sequences(conn, tenant_id, count).await?),
-        };
-        let first = last_sequence.map_or(0, |last| last - plan.events.len() as i64 + 1);
-        let events = crate::store::charges::event_rows(tenant_id, &plan.events, first, now);
-        conn.write_ledger_rows(lines, events).await?;
+        let rows = append.rows(plan, is_stored);
+        conn.write_ledger_rows(rows.lines, rows.events).await?;
+        finish(conn, append).await
+    }
+
+    /// After the rows are written: the new last sequence, then the credit hook and notification.
+    async fn finish(conn: &mut Conn, append: LedgerAppend<'_>) -> Result<IngestSummary> {
+        let last_sequence = (!append.events.is_empty()).then_some(append.last_sequence);
         if let Some(last) = last_sequence {
-            q::charges::appended(conn, tenant_id, &plan.events, last).await?;
+            q::charges::set_last_sequence(conn, append.tenant_id, last).await?;
+            q::charges::appended(conn, append.tenant_id, &append.events, last).await?;
         }
         Ok(IngestSummary {
-            lines_written: plan.lines.len(),
-            events_appended: plan.events.len(),
+            lines_written: append.lines_written,
+            events_appended: append.events.len(),
             last_sequence,
         })
     }
@@ -173,12 +216,12 @@ for_each_backend! {
         pull: &Pull,
     ) -> Result<IngestSummary> {
         conn.transaction(async |conn| {
-            q::charges::lock_ledger(conn, tenant_id).await?;
+            let append = LedgerAppend::new(tenant_id, q::charges::lock_ledger(conn, tenant_id).await?);
             let pricing = pricing(conn, cache, tenant_id).await?;
             let stored = q::usage_lines::in_window(conn, tenant_id, &account.id, pull.start, pull.end).await?;
             let empty = HashMap::new();
             let plan = plan_pull(&stored, pull.lines.clone(), pull.start, pull.end, &pricing.context(account, &empty));
-            apply(conn, tenant_id, plan, &|key| stored.contains_key(key)).await
+            apply(conn, append, plan, &|key| stored.contains_key(key)).await
         })
         .await
     }
@@ -197,13 +240,31 @@ for_each_backend! {
             if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, &account.id).await? {
                 return Ok(None);
             }
-            q::charges::lock_ledger(conn, tenant_id).await?;
+            let mut append = LedgerAppend::new(tenant_id, q::charges::lock_ledger(conn, tenant_id).await?);
             let pricing = pricing(conn, cache, tenant_id).await?;
-            let keys: Vec<String> = lines.iter().map(|l| line_key(&account.id, l)).collect();
-            let stored = q::usage_lines::by_keys(conn, tenant_id, &keys).await?;
             let empty = HashMap::new();
-            let plan = plan_upsert(&stored, lines, &pricing.context(account, &empty));
-            apply(conn, tenant_id, plan, &|key| stored.contains_key(key)).await.map(Some)
+            let ctx = pricing.context(account, &empty);
+            // Each key's plan needs only its own stored line, so the write goes in chunks
+            // whose planning overlaps the writing of the previous ones.
+            let mut chunks = Vec::new();
+            let mut key_chunks = Vec::new();
+            let mut lines = keyed(&account.id, lines).into_iter().peekable();
+            while lines.peek().is_some() {
+                let chunk: Vec<_> = lines.by_ref().take(LEDGER_CHUNK_KEYS).collect();
+                key_chunks.push(chunk.iter().map(|(key, _)| key.clone()).collect());
+                chunks.push(chunk);
+            }
+            let mut chunks = chunks.into_iter();
+            let mut plan_chunk = |stored: Vec<crate::store::usage_lines::UsageLineRow>| -> Result<LedgerRows> {
+                let chunk = chunks
+                    .next()
+                    .ok_or_else(|| Error::Internal("more stored chunks than planned".into()))?;
+                let stored = crate::store::usage_lines::stored_lines(tenant_id, stored)?;
+                let plan = plan_keyed(&stored, chunk, &ctx);
+                Ok(append.rows(plan, &|key| stored.contains_key(key)))
+            };
+            conn.write_ledger_chunks(key_chunks, &mut plan_chunk).await?;
+            finish(conn, append).await.map(Some)
         })
         .await
     }
@@ -212,7 +273,7 @@ for_each_backend! {
     /// follows a pricing change, so it loads the tenant's pricing afresh.
     pub async fn rerate(conn: &mut Conn, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
         conn.transaction(async |conn| {
-            q::charges::lock_ledger(conn, tenant_id).await?;
+            let append = LedgerAppend::new(tenant_id, q::charges::lock_ledger(conn, tenant_id).await?);
             let pricing = load_pricing(conn, tenant_id).await?;
             let accounts: HashMap<String, PartnerAccount> = q::partner_accounts::all(conn, tenant_id)
                 .await?
@@ -234,7 +295,7 @@ for_each_backend! {
                 plan.lines.extend(part.lines);
                 plan.events.extend(part.events);
             }
-            apply(conn, tenant_id, plan, &|_| true).await
+            apply(conn, append, plan, &|_| true).await
         })
         .await
     }

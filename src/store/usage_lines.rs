@@ -168,6 +168,19 @@ impl UsageLineRow {
     }
 }
 
+/// The tenant's lines among rows read by line key, by key. Keys hash the partner account, so
+/// another tenant's row cannot match; the filter is a guard.
+pub(crate) fn stored_lines(
+    tenant_id: &str,
+    rows: Vec<UsageLineRow>,
+) -> Result<HashMap<String, LedgerLine>> {
+    index(
+        rows.into_iter()
+            .filter(|row| row.tenant_id == tenant_id)
+            .collect(),
+    )
+}
+
 fn index(rows: Vec<UsageLineRow>) -> Result<HashMap<String, LedgerLine>> {
     rows.into_iter()
         .map(|row| row.into_line().map(|line| (line.line_key.clone(), line)))
@@ -192,14 +205,6 @@ for_each_backend! {
             .load(conn)
             .await?;
         index(rows)
-    }
-
-    /// The lines with these keys.
-    pub async fn by_keys(conn: &mut Conn, tenant_id: &str, keys: &[String]) -> Result<HashMap<String, LedgerLine>> {
-        use crate::store::batch::BatchWriter;
-        let rows = conn.usage_lines_by_keys(keys.to_vec()).await?;
-        // Keys hash the partner account, so another tenant's row cannot match; kept as a guard.
-        index(rows.into_iter().filter(|row| row.tenant_id == tenant_id).collect())
     }
 
     /// Every live line of the tenant that a price or link change may affect: the unrated ones,
