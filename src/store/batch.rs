@@ -229,13 +229,21 @@ impl BatchWriter for AsyncPgConnection {
     }
 }
 
+/// One primary-key probe per key, as a nested loop over the keys: the plan cannot change with
+/// the table's size or statistics. `line_key = ANY($1)` can: with 5,000 keys PostgreSQL 15 chose
+/// a bitmap scan over the array (~540 ms in a table of a million lines, against ~40 ms for the
+/// probes) or, on a fresh table, a sequential scan.
 async fn lookup_usage_lines(
     mut conn: &AsyncPgConnection,
     keys: Vec<String>,
 ) -> QueryResult<Vec<UsageLineRow>> {
     use diesel::sql_types::{Array, Text};
-    let query = diesel::sql_query("SELECT * FROM usage_lines WHERE line_key = ANY($1)")
-        .bind::<Array<Text>, _>(keys);
+    let query = diesel::sql_query(
+        "SELECT line.* FROM unnest($1::text[]) AS wanted(line_key) \
+         CROSS JOIN LATERAL (SELECT * FROM usage_lines \
+             WHERE usage_lines.line_key = wanted.line_key LIMIT 1) AS line",
+    )
+    .bind::<Array<Text>, _>(keys);
     diesel_async::RunQueryDsl::load(query, &mut conn).await
 }
 
