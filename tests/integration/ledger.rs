@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
+use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::ledger::LedgerLine;
+use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
 use msp_gateway::store::charges::{ChargeEvent, ChargeFilter};
 use msp_gateway::vendors::Pull;
@@ -241,7 +243,69 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
     gw.stop().await;
 }
 
+/// Pushes bigger than one write chunk (5,000 keys): keys already stored and new ones in every
+/// chunk, a key repeated within the push, and the whole push again.
+async fn large_pushes_are_exact_across_chunks(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let account = gw
+        .store
+        .partner_account(&gw.admin(), &priced.partner_account_id)
+        .await
+        .unwrap();
+    let accounts = vec!["sim-linked".to_string(), "sim-unlinked".to_string()];
+    let push = |lines: Vec<UsageLine>, id: &str| {
+        let key = IdempotencyKey::from_bytes(id.into(), "IngestUsage", id.as_bytes());
+        let (store, tenant_id, account) = (&gw.store, &gw.tenant_id, &account);
+        async move {
+            store
+                .ingest_push(tenant_id, account, lines, &key)
+                .await
+                .unwrap()
+                .expect("a new request")
+        }
+    };
+    // Estimates for the first 900 hours, then 1,800 hours as later figures: the second push
+    // revises or confirms stored keys and adds as many new ones, spread over its chunks.
+    let early = Simulator::new(7, accounts.clone()).at(hour(900));
+    let first = early.lines(hour(0), hour(900));
+    let late = Simulator::new(7, accounts.clone()).at(hour(5000));
+    let mut second = late.lines(hour(0), hour(1800));
+    assert!(
+        second.len() > 12_000,
+        "{} lines: more than two chunks",
+        second.len()
+    );
+    // The same key twice in one push: the last statement wins.
+    let mut restated = second[0].clone();
+    restated.quantity += Decimal::ONE;
+    restated.cost += Decimal::new(125, 2);
+    second.push(restated.clone());
+
+    let one = push(first, "first").await;
+    let two = push(second.clone(), "second").await;
+    let (lines, events) = ledger(&gw, &account.id).await;
+    assert_eq!(events.len(), one.events_appended + two.events_appended);
+    assert_eq!(two.last_sequence, Some(events.len() as i64));
+    assert!(events.iter().any(|e| e.kind.as_str() == "REVISION"));
+    assert_consistent(&lines, &events);
+    let stored = lines
+        .values()
+        .find(|l| l.usage.key == restated.key)
+        .expect("the restated key is stored");
+    assert_eq!(stored.usage.cost, restated.cost);
+    assert_eq!(stored.usage.quantity, restated.quantity);
+
+    // The same lines under a new request id: every key is stored and unchanged.
+    let again = push(second, "second-again").await;
+    assert_eq!((again.lines_written, again.events_appended), (0, 0));
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    large_pushes_are_exact_across_chunks,
     revisions_over_time_keep_the_ledger_exact,
     interrupted_writes_leave_no_trace,
     pollers_lease_accounts_and_record_usage
