@@ -6,6 +6,7 @@ use std::time::Duration as StdDuration;
 use chrono::Utc;
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::ledger::LedgerLine;
+use msp_gateway::domain::partner_account::PartnerAccount;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
 use msp_gateway::store::charges::{ChargeEvent, ChargeFilter};
@@ -37,6 +38,15 @@ async fn ledger(
         .unwrap()
         .0;
     (lines, events)
+}
+
+/// The simulator partner account of a [`priced_tenant`], as the store returns it.
+async fn priced_account(gw: &TestGateway) -> PartnerAccount {
+    let priced = priced_tenant(gw).await;
+    gw.store
+        .partner_account(&gw.admin(), &priced.partner_account_id)
+        .await
+        .unwrap()
 }
 
 /// Every key's events sum to its current rated value; sequences run 1..=N.
@@ -81,12 +91,7 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    let priced = priced_tenant(&gw).await;
-    let account = gw
-        .store
-        .partner_account(&gw.admin(), &priced.partner_account_id)
-        .await
-        .unwrap();
+    let account = priced_account(&gw).await;
     let mut total_events = 0;
     // Hourly pulls for a day and a half: estimates, revisions, spurious estimates vanishing.
     for now in (0..36).step_by(3) {
@@ -151,12 +156,7 @@ async fn interrupted_writes_leave_no_trace(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    let priced = priced_tenant(&gw).await;
-    let account = gw
-        .store
-        .partner_account(&gw.admin(), &priced.partner_account_id)
-        .await
-        .unwrap();
+    let account = priced_account(&gw).await;
     let pull = simulator_pull(&["sim-linked"], 30);
     // Kill the write at many points between fetch and commit (the future is dropped mid-flight,
     // as when a poller's task is aborted or a caller disconnects).
@@ -184,12 +184,7 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    let priced = priced_tenant(&gw).await;
-    let account = gw
-        .store
-        .partner_account(&gw.admin(), &priced.partner_account_id)
-        .await
-        .unwrap();
+    let account = priced_account(&gw).await;
     let first = PollerSettings {
         owner: "replica-1".into(),
         ..Default::default()
@@ -249,12 +244,7 @@ async fn large_pushes_are_exact_across_chunks(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    let priced = priced_tenant(&gw).await;
-    let account = gw
-        .store
-        .partner_account(&gw.admin(), &priced.partner_account_id)
-        .await
-        .unwrap();
+    let account = priced_account(&gw).await;
     let accounts = vec!["sim-linked".to_string(), "sim-unlinked".to_string()];
     let push = |lines: Vec<UsageLine>, id: &str| {
         let key = IdempotencyKey::from_bytes(id.into(), "IngestUsage", id.as_bytes());
