@@ -45,7 +45,7 @@ pub fn charge_to_proto(e: &ChargeEvent) -> v1::Charge {
         meter: e.meter.clone(),
         window_start: Some(timestamp(e.window_start)),
         record_time: Some(timestamp(e.recorded_at)),
-        line_key: e.line_key.clone(),
+        line_key: e.line_key.to_string(),
     }
 }
 

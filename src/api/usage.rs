@@ -137,7 +137,7 @@ fn unrated_to_proto(line: LedgerLine) -> v1::UnratedUsage {
         .unwrap_or_default();
     v1::UnratedUsage {
         line: Some(usage_line_to_proto(&line.usage)),
-        line_key: line.line_key,
+        line_key: line.line_key.to_string(),
         partner_account_id: line.partner_account_id,
         vendor: vendor_to_proto(line.vendor).into(),
         reason_code: code,

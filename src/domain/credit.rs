@@ -12,7 +12,8 @@ pub const DEFAULT_THRESHOLDS: &[u32] = &[50, 80, 100];
 pub const LIMIT_PERCENT: u32 = 100;
 pub const MAX_THRESHOLD_PERCENT: u32 = 1000;
 pub const MAX_THRESHOLDS: usize = 10;
-/// The run rate is measured over charges whose usage windows start in the last this many days.
+/// The run rate is measured over charges whose usage windows start on the last this many days
+/// (today and the days before it, in the customer's time zone).
 pub const RUN_RATE_DAYS: i64 = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -246,7 +247,7 @@ pub fn crossings(before: &[u32], after: &[u32], policy: CreditPolicy) -> Vec<Cro
 /// When the limit will be reached at the recent run rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forecast {
-    /// Charges per day over the last [`RUN_RATE_DAYS`] days (by usage window start), exact.
+    /// Charges per day over the last [`RUN_RATE_DAYS`] days (by usage day), exact.
     pub run_rate_per_day: Decimal,
     /// Days from `now` until exposure reaches the limit, rounded to 6 places; zero when it
     /// already has; None when it never will at this rate (or there is no limit).

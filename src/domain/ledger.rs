@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 
+use super::line_key::LineKey;
 use super::rating::{Chargee, PriceBook, RatedAmount, UnratedReason, rate};
 use super::usage::UsageLine;
 use super::vendor::Vendor;
@@ -54,7 +54,7 @@ impl std::str::FromStr for ChargeKind {
 /// A usage line as the ledger keeps it: the vendor's latest statement plus its current rating.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerLine {
-    pub line_key: String,
+    pub line_key: LineKey,
     pub partner_account_id: String,
     pub vendor: Vendor,
     pub usage: UsageLine,
@@ -80,7 +80,7 @@ impl LedgerLine {
 /// A charge event before the store numbers it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewChargeEvent {
-    pub line_key: String,
+    pub line_key: LineKey,
     pub customer_id: String,
     pub kind: ChargeKind,
     pub amount: Decimal,
@@ -99,28 +99,12 @@ pub struct LedgerPlan {
     pub events: Vec<NewChargeEvent>,
 }
 
-/// The identity of a usage key within a tenant.
-pub fn line_key(partner_account_id: &str, line: &UsageLine) -> String {
-    let k = &line.key;
-    let mut hasher = Sha256::new();
-    for part in [
-        partner_account_id,
-        &k.vendor_account_id,
-        &k.service,
-        &k.meter,
-        &k.region,
-    ] {
-        hasher.update(part.as_bytes());
-        hasher.update([0x1f]);
-    }
-    hasher.update(k.window_start.timestamp_micros().to_be_bytes());
-    hex::encode(&hasher.finalize()[..16])
-}
-
 /// Everything rating needs besides the line: the partner account it came through, who owns
 /// which vendor account, and the prices.
 pub struct RatingContext<'a> {
     pub partner_account_id: &'a str,
+    /// The partner account's line key prefix (see [`LineKey`]).
+    pub line_key_prefix: u32,
     pub vendor: Vendor,
     pub partner_discount_rate: Decimal,
     /// vendor account id -> the customer it is linked to.
@@ -144,7 +128,7 @@ impl RatingContext<'_> {
     fn rated(
         &self,
         previous: Option<&LedgerLine>,
-        line_key: String,
+        line_key: LineKey,
         usage: UsageLine,
     ) -> LedgerLine {
         let fixed_customer = previous.and_then(|p| p.customer_id.as_deref());
@@ -205,7 +189,7 @@ fn delta(
         .clone()
         .or_else(|| before.and_then(|b| b.customer_id.clone()))?;
     Some(NewChargeEvent {
-        line_key: after.line_key.clone(),
+        line_key: after.line_key,
         customer_id,
         kind,
         amount,
@@ -231,20 +215,31 @@ fn apply(plan: &mut LedgerPlan, before: Option<&LedgerLine>, after: LedgerLine) 
 
 /// Lines pushed or pulled without restating a window: each incoming line replaces its key.
 pub fn plan_upsert(
-    stored: &HashMap<String, LedgerLine>,
+    stored: &HashMap<LineKey, LedgerLine>,
     incoming: Vec<UsageLine>,
     ctx: &RatingContext<'_>,
 ) -> LedgerPlan {
-    plan_keyed(stored, keyed(ctx.partner_account_id, incoming), ctx)
+    plan_keyed(
+        stored,
+        keyed(ctx.line_key_prefix, ctx.partner_account_id, incoming),
+        ctx,
+    )
 }
 
 /// Incoming lines under their line keys, one per key (within one batch the last statement of a
 /// key wins), in key order: the order their events are appended in. Planning a key needs only
 /// that key's stored line, so the result can be planned in chunks.
-pub fn keyed(partner_account_id: &str, incoming: Vec<UsageLine>) -> Vec<(String, UsageLine)> {
+pub fn keyed(
+    line_key_prefix: u32,
+    partner_account_id: &str,
+    incoming: Vec<UsageLine>,
+) -> Vec<(LineKey, UsageLine)> {
     let mut seen = HashMap::with_capacity(incoming.len());
     for usage in incoming {
-        seen.insert(line_key(partner_account_id, &usage), usage);
+        seen.insert(
+            LineKey::of(line_key_prefix, partner_account_id, &usage.key),
+            usage,
+        );
     }
     let mut keys: Vec<_> = seen.into_iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -253,8 +248,8 @@ pub fn keyed(partner_account_id: &str, incoming: Vec<UsageLine>) -> Vec<(String,
 
 /// [`plan_upsert`] of lines already [`keyed`]; `stored` needs only their keys' lines.
 pub fn plan_keyed(
-    stored: &HashMap<String, LedgerLine>,
-    keyed: Vec<(String, UsageLine)>,
+    stored: &HashMap<LineKey, LedgerLine>,
+    keyed: Vec<(LineKey, UsageLine)>,
     ctx: &RatingContext<'_>,
 ) -> LedgerPlan {
     let mut plan = LedgerPlan::default();
@@ -269,7 +264,7 @@ pub fn plan_keyed(
 /// A pull restating every line with a window start in `[start, end)`: lines of that window
 /// missing from `incoming` are removed and their charges reversed.
 pub fn plan_pull(
-    stored: &HashMap<String, LedgerLine>,
+    stored: &HashMap<LineKey, LedgerLine>,
     incoming: Vec<UsageLine>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -280,9 +275,9 @@ pub fn plan_pull(
         .into_iter()
         .filter(|l| in_window(l.key.window_start))
         .collect();
-    let pulled: HashSet<String> = incoming
+    let pulled: HashSet<LineKey> = incoming
         .iter()
-        .map(|l| line_key(ctx.partner_account_id, l))
+        .map(|l| LineKey::of(ctx.line_key_prefix, ctx.partner_account_id, &l.key))
         .collect();
     let mut plan = plan_upsert(stored, incoming, ctx);
     let mut vanished: Vec<&LedgerLine> = stored
@@ -314,7 +309,7 @@ pub fn plan_rerate<'a>(
         if line.removed {
             continue;
         }
-        let after = ctx.rated(Some(line), line.line_key.clone(), line.usage.clone());
+        let after = ctx.rated(Some(line), line.line_key, line.usage.clone());
         apply(&mut plan, Some(line), after);
     }
     plan

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
+use super::line_key::LineKey;
 use super::ledger::{LedgerLine, LedgerPlan, RatingContext, plan_pull, plan_rerate, plan_upsert};
 use super::money::Currency;
 use super::pricing::{FxRate, PriceKind, PriceRule, RuleScope};
@@ -86,8 +87,8 @@ fn usage(&(account, meter, hour, cents, estimated): &(usize, usize, i64, i64, bo
 }
 
 struct Model {
-    lines: HashMap<String, LedgerLine>,
-    events: Vec<(String, Decimal)>,
+    lines: HashMap<LineKey, LedgerLine>,
+    events: Vec<(LineKey, Decimal)>,
     rules: Vec<PriceRule>,
     fx: Vec<FxRate>,
     chargees: HashMap<String, Chargee>,
@@ -139,6 +140,7 @@ impl Model {
     fn ctx(&self) -> RatingContext<'_> {
         RatingContext {
             partner_account_id: "pa_1",
+            line_key_prefix: 1,
             vendor: Vendor::Simulator,
             partner_discount_rate: Decimal::ZERO,
             chargees: &self.chargees,
@@ -156,22 +158,22 @@ impl Model {
             self.events.push((event.line_key, event.amount));
         }
         for line in plan.lines {
-            self.lines.insert(line.line_key.clone(), line);
+            self.lines.insert(line.line_key, line);
         }
         appended
     }
 
     fn check_sums(&self) -> Result<(), TestCaseError> {
-        let mut sums: HashMap<&str, Decimal> = HashMap::new();
+        let mut sums: HashMap<LineKey, Decimal> = HashMap::new();
         for (key, amount) in &self.events {
-            *sums.entry(key.as_str()).or_default() += *amount;
+            *sums.entry(*key).or_default() += *amount;
         }
         for (key, line) in &self.lines {
             let current = match (&line.rating, line.removed) {
                 (Some(r), false) => r.amount,
                 _ => Decimal::ZERO,
             };
-            let sum = sums.get(key.as_str()).copied().unwrap_or_default();
+            let sum = sums.get(key).copied().unwrap_or_default();
             prop_assert_eq!(
                 sum,
                 current,
@@ -183,7 +185,7 @@ impl Model {
         }
         for key in sums.keys() {
             prop_assert!(
-                self.lines.contains_key(*key),
+                self.lines.contains_key(key),
                 "event for unknown key {}",
                 key
             );

@@ -8,6 +8,8 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+pub mod ledger_append;
+pub mod line_key;
 #[cfg(test)]
 mod ledger_properties;
 pub mod money;

@@ -17,6 +17,9 @@ const MAX_POLL_INTERVAL_SECS: i64 = 24 * 60 * 60;
 pub struct PartnerAccount {
     pub id: String,
     pub tenant_id: String,
+    /// Leads the keys of the usage lines that come through this account (see
+    /// [`super::line_key::LineKey`]); unique across tenants, fixed at creation.
+    pub line_key_prefix: u32,
     pub spec: PartnerAccountSpec,
     pub version: i64,
     pub created_at: DateTime<Utc>,

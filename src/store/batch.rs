@@ -15,7 +15,6 @@ use rust_decimal::Decimal;
 use super::SqliteConn;
 use super::charges::ChargeEventRow;
 use super::usage_lines::UsageLineRow;
-use crate::domain::error::{Error, Result};
 
 /// INSERT … ON CONFLICT DO UPDATE of usage line rows.
 macro_rules! upsert_usage_lines {
@@ -53,22 +52,18 @@ macro_rules! insert_charge_events {
     };
 }
 
-/// One chunk of a ledger write: usage line rows (each paired with whether its key is new) and
-/// the numbered charge events.
+/// Usage line rows (each paired with whether its key is new) and numbered charge events.
 #[derive(Default)]
-pub struct LedgerRows {
-    pub lines: Vec<(UsageLineRow, bool)>,
-    pub events: Vec<ChargeEventRow>,
+struct LedgerRows {
+    lines: Vec<(UsageLineRow, bool)>,
+    events: Vec<ChargeEventRow>,
 }
-
-/// Plans one chunk of a chunked ledger write from the stored rows of its keys.
-pub type PlanChunk<'a> = dyn FnMut(Vec<UsageLineRow>) -> Result<LedgerRows> + Send + 'a;
 
 pub trait BatchWriter {
     /// The usage line rows with these keys (line keys are unique across tenants).
     fn usage_lines_by_keys(
         &mut self,
-        keys: Vec<String>,
+        keys: Vec<Vec<u8>>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>>;
     /// Writes one ledger transaction's rows: usage lines (`fresh` marks a key not stored yet, for
     /// which a plain insert suffices) and the numbered charge events.
@@ -77,15 +72,6 @@ pub trait BatchWriter {
         lines: Vec<(UsageLineRow, bool)>,
         events: Vec<ChargeEventRow>,
     ) -> BoxFuture<'_, QueryResult<()>>;
-    /// Writes a ledger in chunks: for each chunk of `key_chunks`, reads the stored rows of its
-    /// keys, hands them to `plan` and writes the rows it returns. On PostgreSQL the reads, the
-    /// planning and the writes of successive chunks overlap: while the server inserts one chunk,
-    /// the next is planned.
-    fn write_ledger_chunks<'a>(
-        &'a mut self,
-        key_chunks: Vec<Vec<String>>,
-        plan: &'a mut PlanChunk<'_>,
-    ) -> BoxFuture<'a, Result<()>>;
     /// Sets the open charges and crossed thresholds of each customer's credit state, creating
     /// the state (inheriting the tenant's thresholds and policy) where there is none.
     fn write_credit_exposure(
@@ -102,7 +88,7 @@ pub struct CreditExposureRow {
     pub crossed: String,
 }
 
-const UPSERT_CREDIT_EXPOSURE_PG: &str = "\
+pub(crate) const UPSERT_CREDIT_EXPOSURE_PG: &str = "\
     INSERT INTO customer_credit (tenant_id, customer_id, thresholds, policy, open_charges, \
         unpaid_invoices, crossed, updated_at) \
     SELECT $1, customer_id, NULL, NULL, open_charges, 0, crossed, $4 \
@@ -116,7 +102,7 @@ const UPSERT_CREDIT_EXPOSURE_PG: &str = "\
 /// faster. The statements are built by [`UnnestUsageLines`] and [`UnnestChargeEvents`] from these
 /// fixed parts, so their SQL never varies and the connection's prepared statement cache serves
 /// every execution after the first.
-const USAGE_LINES_COLUMNS_PG: &str = "\
+pub(crate) const USAGE_LINES_COLUMNS_PG: &str = "\
     INSERT INTO usage_lines (tenant_id, line_key, partner_account_id, vendor, vendor_account_id, \
         service, meter, region, window_start, window_end, meter_name, quantity, unit, cost, \
         list_cost, currency, estimated, removed, customer_id, rated_amount, rated_currency, \
@@ -124,7 +110,7 @@ const USAGE_LINES_COLUMNS_PG: &str = "\
     SELECT ";
 
 /// Keys that may be stored already replace the stored line.
-const USAGE_LINES_UPSERT_PG: &str = " \
+pub(crate) const USAGE_LINES_UPSERT_PG: &str = " \
     ON CONFLICT (line_key) DO UPDATE SET \
         window_end = EXCLUDED.window_end, meter_name = EXCLUDED.meter_name, \
         quantity = EXCLUDED.quantity, unit = EXCLUDED.unit, cost = EXCLUDED.cost, \
@@ -144,7 +130,7 @@ impl BatchWriter for AsyncPgConnection {
     /// the statistics say (see the `usage_line_key` migration).
     fn usage_lines_by_keys(
         &mut self,
-        keys: Vec<String>,
+        keys: Vec<Vec<u8>>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>> {
         Box::pin(lookup_usage_lines(self, keys))
     }
@@ -166,42 +152,6 @@ impl BatchWriter for AsyncPgConnection {
                 .buffered(PIPELINE_DEPTH)
                 .try_for_each(|_| futures::future::ok(()))
                 .await
-        })
-    }
-
-    /// Two futures on the one connection, joined: the planner reads chunk after chunk (one read
-    /// ahead) and queues each chunk's statements; the writer keeps `PIPELINE_DEPTH` of them in
-    /// flight. The planner's CPU work runs while the server executes statements already sent.
-    /// Chunks hold disjoint keys, so a read never needs a write still in flight.
-    fn write_ledger_chunks<'a>(
-        &'a mut self,
-        key_chunks: Vec<Vec<String>>,
-        plan: &'a mut PlanChunk<'_>,
-    ) -> BoxFuture<'a, Result<()>> {
-        use futures::{SinkExt, StreamExt, TryStreamExt};
-        Box::pin(async move {
-            let conn: &AsyncPgConnection = self;
-            let (mut queue, queued) = futures::channel::mpsc::channel(PIPELINE_DEPTH);
-            let planner = async move {
-                let mut reads = futures::stream::iter(key_chunks)
-                    .map(|keys| lookup_usage_lines(conn, keys))
-                    .buffered(2);
-                while let Some(stored) = reads.next().await {
-                    for statement in LedgerStatement::split(plan(stored?)?) {
-                        queue.send(statement).await.map_err(|_| {
-                            Error::Internal("ledger writer stopped before the planner".into())
-                        })?;
-                    }
-                }
-                Ok::<(), Error>(())
-            };
-            let writer = queued
-                .map(|statement: LedgerStatement| statement.execute(conn))
-                .buffered(PIPELINE_DEPTH)
-                .map_err(Error::from)
-                .try_for_each(|_| futures::future::ok(()));
-            futures::try_join!(planner, writer)?;
-            Ok(())
         })
     }
 
@@ -229,21 +179,21 @@ impl BatchWriter for AsyncPgConnection {
     }
 }
 
+const LOOKUP_USAGE_LINES_PG: &str = "\
+    SELECT line.* FROM unnest($1::bytea[]) AS wanted(line_key) \
+    CROSS JOIN LATERAL (SELECT * FROM usage_lines \
+        WHERE usage_lines.line_key = wanted.line_key LIMIT 1) AS line";
+
 /// One primary-key probe per key, as a nested loop over the keys: the plan cannot change with
 /// the table's size or statistics. `line_key = ANY($1)` can: with 5,000 keys PostgreSQL 15 chose
 /// a bitmap scan over the array (~540 ms in a table of a million lines, against ~40 ms for the
 /// probes) or, on a fresh table, a sequential scan.
 async fn lookup_usage_lines(
     mut conn: &AsyncPgConnection,
-    keys: Vec<String>,
+    keys: Vec<Vec<u8>>,
 ) -> QueryResult<Vec<UsageLineRow>> {
-    use diesel::sql_types::{Array, Text};
-    let query = diesel::sql_query(
-        "SELECT line.* FROM unnest($1::text[]) AS wanted(line_key) \
-         CROSS JOIN LATERAL (SELECT * FROM usage_lines \
-             WHERE usage_lines.line_key = wanted.line_key LIMIT 1) AS line",
-    )
-    .bind::<Array<Text>, _>(keys);
+    use diesel::sql_types::{Array, Binary};
+    let query = diesel::sql_query(LOOKUP_USAGE_LINES_PG).bind::<Array<Binary>, _>(keys);
     diesel_async::RunQueryDsl::load(query, &mut conn).await
 }
 
@@ -341,12 +291,12 @@ impl QueryId for UnnestUsageLines {
 
 impl QueryFragment<Pg> for UnnestUsageLines {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Bool, Nullable, Numeric, Text, Timestamptz};
+        use diesel::sql_types::{Array, Binary, Bool, Nullable, Numeric, Text, Timestamptz};
         let c = &self.columns;
         let out = &mut out;
         out.push_sql(USAGE_LINES_COLUMNS_PG);
         bind_column::<Array<Text>, _>(out, true, &c.tenant_id, "::text[]")?;
-        bind_column::<Array<Text>, _>(out, false, &c.line_key, "::text[]")?;
+        bind_column::<Array<Binary>, _>(out, false, &c.line_key, "::bytea[]")?;
         bind_column::<Array<Text>, _>(out, false, &c.partner_account_id, "::text[]")?;
         bind_column::<Array<Text>, _>(out, false, &c.vendor, "::text[]")?;
         bind_column::<Array<Text>, _>(out, false, &c.vendor_account_id, "::text[]")?;
@@ -386,13 +336,13 @@ impl QueryId for UnnestChargeEvents {
 
 impl QueryFragment<Pg> for UnnestChargeEvents {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Numeric, Text, Timestamptz};
+        use diesel::sql_types::{Array, BigInt, Binary, Numeric, Text, Timestamptz};
         let c = &self.0;
         let out = &mut out;
         out.push_sql(CHARGE_EVENTS_COLUMNS_PG);
         bind_column::<Array<Text>, _>(out, true, &c.tenant_id, "::text[]")?;
         bind_column::<Array<BigInt>, _>(out, false, &c.sequence, "::bigint[]")?;
-        bind_column::<Array<Text>, _>(out, false, &c.line_key, "::text[]")?;
+        bind_column::<Array<Binary>, _>(out, false, &c.line_key, "::bytea[]")?;
         bind_column::<Array<Text>, _>(out, false, &c.customer_id, "::text[]")?;
         bind_column::<Array<Text>, _>(out, false, &c.kind, "::text[]")?;
         bind_column::<Array<Numeric>, _>(out, false, &c.amount, "::numeric[]")?;
@@ -411,7 +361,7 @@ impl QueryFragment<Pg> for UnnestChargeEvents {
 #[derive(Default)]
 struct UsageLineColumns {
     tenant_id: Vec<String>,
-    line_key: Vec<String>,
+    line_key: Vec<Vec<u8>>,
     partner_account_id: Vec<String>,
     vendor: Vec<String>,
     vendor_account_id: Vec<String>,
@@ -474,7 +424,7 @@ impl From<Vec<UsageLineRow>> for UsageLineColumns {
 struct ChargeEventColumns {
     tenant_id: Vec<String>,
     sequence: Vec<i64>,
-    line_key: Vec<String>,
+    line_key: Vec<Vec<u8>>,
     customer_id: Vec<String>,
     kind: Vec<String>,
     amount: Vec<Decimal>,
@@ -512,7 +462,7 @@ impl From<Vec<ChargeEventRow>> for ChargeEventColumns {
 impl BatchWriter for SqliteConn {
     fn usage_lines_by_keys(
         &mut self,
-        keys: Vec<String>,
+        keys: Vec<Vec<u8>>,
     ) -> BoxFuture<'_, QueryResult<Vec<UsageLineRow>>> {
         use crate::store::schema::usage_lines as ul;
         use diesel::prelude::*;
@@ -543,22 +493,6 @@ impl BatchWriter for SqliteConn {
             }
             for chunk in events.chunks(crate::store::usage_lines::BATCH_ROWS) {
                 diesel::RunQueryDsl::execute(insert_charge_events!(chunk), conn)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// One chunk after the other: SQLite runs in this process, so there is no server time for
-    /// planning to overlap.
-    fn write_ledger_chunks<'a>(
-        &'a mut self,
-        key_chunks: Vec<Vec<String>>,
-        plan: &'a mut PlanChunk<'_>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for keys in key_chunks {
-                let rows = plan(self.usage_lines_by_keys(keys).await?)?;
-                self.write_ledger_rows(rows.lines, rows.events).await?;
             }
             Ok(())
         })

@@ -6,13 +6,14 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
-use super::charges::{ChargeEvent, ChargeEventRow, ChargeFilter};
-use super::schema::{charge_events, customers};
-use super::sql_types::DbTime;
+use super::charges::{ChargeEvent, ChargeFilter};
+use super::schema::{charge_totals, customers};
+use super::sql_types::DbDecimal;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::access::Principal;
 use crate::domain::customer::BillingCycle;
 use crate::domain::error::{Error, Result};
+use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
 use crate::domain::vendor::Vendor;
 
@@ -57,33 +58,41 @@ for_each_backend! {
             let currency = Currency::parse("billing_currency", &currency)
                 .map_err(|e| Error::Internal(e.to_string()))?;
             let (start, end) = crate::domain::period::containing(cycle, &time_zone, now)?;
-            let events: Vec<ChargeEvent> = charge_events::table
-                .filter(charge_events::tenant_id.eq(tenant_id))
-                .filter(charge_events::customer_id.eq(customer_id))
-                .filter(charge_events::window_start.ge(DbTime(start)))
-                .filter(charge_events::window_start.lt(DbTime(end)))
-                .filter(charge_events::sequence.le(as_of_sequence))
-                .select(ChargeEventRow::as_select())
+            // Periods start at midnight in the customer's time zone: whole days of its totals.
+            let zone: chrono_tz::Tz = time_zone
+                .parse()
+                .map_err(|_| Error::Internal(format!("stored time zone {time_zone:?} is unknown")))?;
+            let (first_day, end_day) = (usage_date(start, zone), usage_date(end, zone));
+            let totals: Vec<(String, String, String, DbDecimal, DbDecimal)> = charge_totals::table
+                .filter(charge_totals::tenant_id.eq(tenant_id))
+                .filter(charge_totals::customer_id.eq(customer_id))
+                .filter(charge_totals::usage_date.ge(first_day))
+                .filter(charge_totals::usage_date.lt(end_day))
+                .select((
+                    charge_totals::vendor,
+                    charge_totals::service,
+                    charge_totals::meter,
+                    charge_totals::amount,
+                    charge_totals::quantity,
+                ))
                 .load(conn)
-                .await?
-                .into_iter()
-                .map(ChargeEventRow::into_event)
-                .collect::<Result<_>>()?;
+                .await?;
             let mut lines: BTreeMap<(&'static str, String, String), OpenLineItem> = BTreeMap::new();
             let mut total = Decimal::ZERO;
-            for e in events {
-                total += e.amount;
+            for (vendor, service, meter, amount, quantity) in totals {
+                let vendor: Vendor = vendor.parse().map_err(Error::Internal)?;
+                total += amount.0;
                 let item = lines
-                    .entry((e.vendor.as_str(), e.service.clone(), e.meter.clone()))
+                    .entry((vendor.as_str(), service.clone(), meter.clone()))
                     .or_insert_with(|| OpenLineItem {
-                        vendor: e.vendor,
-                        service: e.service,
-                        meter: e.meter,
+                        vendor,
+                        service,
+                        meter,
                         amount: Decimal::ZERO,
                         quantity: Decimal::ZERO,
                     });
-                item.amount += e.amount;
-                item.quantity += e.quantity;
+                item.amount += amount.0;
+                item.quantity += quantity.0;
             }
             Ok(OpenPeriod {
                 customer_id: customer_id.to_string(),

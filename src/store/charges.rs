@@ -4,17 +4,19 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::for_each_backend;
-use super::schema::{charge_events, ledger_sequences};
+use super::schema::{charge_event_runs, charge_events, ledger_sequences};
 use super::sql_types::{DbDecimal, DbTime};
 use crate::domain::error::{Error, Result};
-use crate::domain::ledger::{ChargeKind, NewChargeEvent};
+use crate::domain::ledger::ChargeKind;
+use crate::domain::ledger_append::NumberedEvent;
+use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
 
 /// A recorded charge event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChargeEvent {
     pub sequence: i64,
-    pub line_key: String,
+    pub line_key: LineKey,
     pub customer_id: String,
     pub kind: ChargeKind,
     pub amount: rust_decimal::Decimal,
@@ -32,7 +34,7 @@ pub struct ChargeEvent {
 pub struct ChargeEventRow {
     pub tenant_id: String,
     pub sequence: i64,
-    pub line_key: String,
+    pub line_key: Vec<u8>,
     pub customer_id: String,
     pub kind: String,
     pub amount: DbDecimal,
@@ -50,12 +52,13 @@ impl ChargeEventRow {
         let corrupt =
             |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
         Ok(ChargeEvent {
+            line_key: LineKey::from_bytes(&self.line_key)
+                .ok_or_else(|| corrupt("the line key is not 24 bytes".into()))?,
             kind: self.kind.parse().map_err(corrupt)?,
             vendor: self.vendor.parse().map_err(corrupt)?,
             currency: Currency::parse("currency", &self.currency)
                 .map_err(|e| corrupt(e.to_string()))?,
             sequence: self.sequence,
-            line_key: self.line_key,
             customer_id: self.customer_id,
             amount: self.amount.0,
             quantity: self.quantity.0,
@@ -67,20 +70,17 @@ impl ChargeEventRow {
     }
 }
 
-/// `events` as rows numbered from `first`.
-pub(crate) fn event_rows(
-    tenant_id: &str,
-    events: &[NewChargeEvent],
-    first: i64,
-    recorded_at: DateTime<Utc>,
-) -> Vec<ChargeEventRow> {
-    events
-        .iter()
-        .zip(first..)
-        .map(|(e, sequence)| ChargeEventRow {
+impl ChargeEventRow {
+    pub(crate) fn from_event(
+        tenant_id: &str,
+        numbered: &NumberedEvent,
+        recorded_at: DateTime<Utc>,
+    ) -> Self {
+        let e = &numbered.event;
+        ChargeEventRow {
             tenant_id: tenant_id.to_string(),
-            sequence,
-            line_key: e.line_key.clone(),
+            sequence: numbered.sequence,
+            line_key: e.line_key.as_bytes().to_vec(),
             customer_id: e.customer_id.clone(),
             kind: e.kind.as_str().to_string(),
             amount: DbDecimal(e.amount),
@@ -91,8 +91,8 @@ pub(crate) fn event_rows(
             meter: e.meter.clone(),
             window_start: DbTime(e.window_start),
             recorded_at: DbTime(recorded_at),
-        })
-        .collect()
+        }
+    }
 }
 
 /// Filters of a charge listing.
@@ -122,32 +122,8 @@ for_each_backend! {
             .await?)
     }
 
-    /// Records `last` as the tenant's last handed-out sequence (the ledger lock must be held).
-    pub async fn set_last_sequence(conn: &mut Conn, tenant_id: &str, last: i64) -> Result<()> {
-        diesel::update(ledger_sequences::table.find(tenant_id))
-            .set(ledger_sequences::last_sequence.eq(last))
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    /// What follows appending `events` up to sequence `last`, in the same transaction: credit
-    /// exposure moves with the ledger, and on PostgreSQL every replica's feed hears of it on
-    /// commit.
-    pub async fn appended(conn: &mut Conn, tenant_id: &str, events: &[NewChargeEvent], last: i64) -> Result<()> {
-        q::credit::apply_charges(conn, tenant_id, events, last).await?;
-        if IS_POSTGRES {
-            // Delivered on commit to every replica's feed listener (see store::feed).
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(crate::store::feed::LEDGER_CHANNEL)
-                .bind::<diesel::sql_types::Text, _>(format!("{tenant_id}:{last}"))
-                .execute(conn)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Events after `after_sequence`, in sequence order.
+    /// Events after `after_sequence`, in sequence order, at most `limit`: fewer only when no
+    /// more match (so far).
     pub async fn list(
         conn: &mut Conn,
         tenant_id: &str,
@@ -155,27 +131,81 @@ for_each_backend! {
         after_sequence: i64,
         limit: i64,
     ) -> Result<Vec<ChargeEvent>> {
-        let mut query = charge_events::table
-            .filter(charge_events::tenant_id.eq(tenant_id))
-            .filter(charge_events::sequence.gt(after_sequence))
-            .select(ChargeEventRow::as_select())
-            .order(charge_events::sequence)
-            .limit(limit)
-            .into_boxed();
-        if let Some(customer_id) = &filter.customer_id {
-            query = query.filter(charge_events::customer_id.eq(customer_id));
+        let customers: Vec<&str> = filter.customer_id.iter().map(String::as_str).collect();
+        let window = (filter.window_from, filter.window_to);
+        events_after(conn, tenant_id, &customers, &filter.kinds, window, after_sequence, limit).await
+    }
+
+    /// Events after `after`, in sequence order, at most `limit` (fewer only when no more
+    /// match): every customer's, or only `customers'`, read through their runs of consecutive
+    /// sequences (the ledger keeps no per-event customer index).
+    pub async fn events_after(
+        conn: &mut Conn,
+        tenant_id: &str,
+        customers: &[&str],
+        kinds: &[ChargeKind],
+        (window_from, window_to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChargeEvent>> {
+        /// Runs read per round: they become one OR of sequence ranges.
+        const RUNS_PER_ROUND: i64 = 64;
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let mut events: Vec<ChargeEvent> = Vec::new();
+        let mut cursor = after;
+        loop {
+            let wanted = limit - events.len() as i64;
+            if wanted <= 0 {
+                break;
+            }
+            let mut query = charge_events::table
+                .filter(charge_events::tenant_id.eq(tenant_id))
+                .filter(charge_events::sequence.gt(cursor))
+                .select(ChargeEventRow::as_select())
+                .order(charge_events::sequence)
+                .limit(wanted)
+                .into_boxed();
+            let mut runs_exhausted = true;
+            if !customers.is_empty() {
+                let runs: Vec<(i64, i64)> = charge_event_runs::table
+                    .filter(charge_event_runs::tenant_id.eq(tenant_id))
+                    .filter(charge_event_runs::customer_id.eq_any(customers))
+                    .filter(charge_event_runs::last_sequence.gt(cursor))
+                    .select((charge_event_runs::first_sequence, charge_event_runs::last_sequence))
+                    .order(charge_event_runs::last_sequence)
+                    .limit(RUNS_PER_ROUND)
+                    .load(conn)
+                    .await?;
+                let Some(&(_, last)) = runs.last() else { break };
+                runs_exhausted = (runs.len() as i64) < RUNS_PER_ROUND;
+                // Sequence numbers from the database, written out as integers.
+                let ranges: Vec<String> = runs
+                    .iter()
+                    .map(|(first, last)| format!("sequence BETWEEN {first} AND {last}"))
+                    .collect();
+                query = query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("({})", ranges.join(" OR "))));
+                // This round reads or filters out every event of these runs.
+                cursor = last;
+            }
+            if !kinds.is_empty() {
+                query = query.filter(charge_events::kind.eq_any(kinds.clone()));
+            }
+            if let Some(from) = window_from {
+                query = query.filter(charge_events::window_start.ge(DbTime(from)));
+            }
+            if let Some(to) = window_to {
+                query = query.filter(charge_events::window_start.lt(DbTime(to)));
+            }
+            let rows = query.load(conn).await?;
+            let full = rows.len() as i64 == wanted;
+            for row in rows {
+                events.push(row.into_event()?);
+            }
+            if full || runs_exhausted {
+                break;
+            }
         }
-        if !filter.kinds.is_empty() {
-            let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
-            query = query.filter(charge_events::kind.eq_any(kinds));
-        }
-        if let Some(from) = filter.window_from {
-            query = query.filter(charge_events::window_start.ge(DbTime(from)));
-        }
-        if let Some(to) = filter.window_to {
-            query = query.filter(charge_events::window_start.lt(DbTime(to)));
-        }
-        query.load(conn).await?.into_iter().map(ChargeEventRow::into_event).collect()
+        Ok(events)
     }
 
     /// The tenant's last sequence (0 before the first event).

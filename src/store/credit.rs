@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 use super::batch::CreditExposureRow;
 use super::credit_schema::{credit_defaults, credit_events, credit_sequences, customer_credit};
-use super::schema::{charge_events, customers};
+use super::schema::{charge_totals, customers};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::access::Principal;
@@ -21,7 +21,7 @@ use crate::domain::credit::{
 };
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
-use crate::domain::ledger::NewChargeEvent;
+use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
 
 /// A tenant's defaults for customers without their own thresholds or policy.
@@ -29,6 +29,16 @@ use crate::domain::money::Currency;
 pub struct CreditDefaults {
     pub thresholds: Thresholds,
     pub policy: CreditPolicy,
+}
+
+impl CreditDefaults {
+    /// A stored credit_defaults row's thresholds and policy.
+    pub(crate) fn from_row(thresholds: &str, policy: &str) -> Result<Self> {
+        Ok(CreditDefaults {
+            thresholds: Thresholds::decode(thresholds).map_err(Error::Internal)?,
+            policy: policy.parse().map_err(Error::Internal)?,
+        })
+    }
 }
 
 impl Default for CreditDefaults {
@@ -128,7 +138,7 @@ fn event_from_row(row: CreditEventRow) -> Result<CreditEvent> {
 }
 
 /// A customer_credit row: (customer_id, thresholds, policy, open_charges, unpaid, crossed).
-type StateRow = (
+pub(crate) type StateRow = (
     String,
     Option<String>,
     Option<String>,
@@ -137,7 +147,7 @@ type StateRow = (
     String,
 );
 
-struct State {
+pub(crate) struct State {
     thresholds: Option<Thresholds>,
     policy: Option<CreditPolicy>,
     open_charges: Decimal,
@@ -156,7 +166,7 @@ impl State {
         }
     }
 
-    fn from_row(row: StateRow) -> Result<(String, State)> {
+    pub(crate) fn from_row(row: StateRow) -> Result<(String, State)> {
         let (id, thresholds, policy, open, unpaid, crossed) = row;
         let corrupt = |e: String| Error::Internal(format!("stored credit state of {id}: {e}"));
         let state = State {
@@ -173,9 +183,69 @@ impl State {
     }
 }
 
-fn parse_currency(code: &str) -> Result<Currency> {
+pub(crate) fn parse_currency(code: &str) -> Result<Currency> {
     Currency::parse("billing_currency", code)
         .map_err(|e| Error::Internal(format!("stored customer: {e}")))
+}
+
+/// What credit evaluation reads for the customers a ledger write touched.
+pub(crate) struct CreditInputs {
+    /// (limit, currency) by customer.
+    pub limits: HashMap<String, (Decimal, Currency)>,
+    pub states: HashMap<String, State>,
+    pub defaults: CreditDefaults,
+}
+
+/// Moves each customer's open charges by its delta and re-evaluates its thresholds: the
+/// customers' new exposure rows and the crossings to record (numbered by the caller).
+pub(crate) fn assess(
+    deltas: &[(String, Decimal)],
+    mut inputs: CreditInputs,
+    ledger_sequence: i64,
+) -> Result<(Vec<CreditExposureRow>, Vec<CreditEvent>)> {
+    let defaults = &inputs.defaults;
+    let mut events = Vec::new();
+    let mut exposure_rows = Vec::with_capacity(deltas.len());
+    for (customer_id, delta) in deltas {
+        let Some((limit, currency)) = inputs.limits.get(customer_id) else {
+            return Err(Error::not_found("customer", customer_id.clone()));
+        };
+        let mut state = inputs.states.remove(customer_id).unwrap_or_else(State::empty);
+        state.open_charges += *delta;
+        let thresholds = state.thresholds.clone().unwrap_or_else(|| defaults.thresholds.clone());
+        let policy = state.policy.unwrap_or(defaults.policy);
+        let exposure = state.open_charges + state.unpaid_invoices;
+        // Thresholds no longer configured are forgotten, not "crossed down".
+        let before: Vec<u32> = state
+            .crossed
+            .iter()
+            .copied()
+            .filter(|p| thresholds.percents().contains(p))
+            .collect();
+        let after = crossed(exposure, *limit, &thresholds);
+        for c in crossings(&before, &after, policy) {
+            events.push(CreditEvent {
+                sequence: 0,
+                customer_id: customer_id.clone(),
+                threshold_percent: c.threshold_percent,
+                direction: c.direction,
+                exposure,
+                credit_limit: *limit,
+                currency: *currency,
+                policy,
+                action: c.action,
+                ledger_sequence,
+                recorded_at: Utc::now(),
+            });
+        }
+        state.crossed = after;
+        exposure_rows.push(CreditExposureRow {
+            customer_id: customer_id.clone(),
+            open_charges: state.open_charges,
+            crossed: encode_percents(&state.crossed),
+        });
+    }
+    Ok((exposure_rows, events))
 }
 
 for_each_backend! {
@@ -188,10 +258,7 @@ for_each_backend! {
             .optional()?;
         match row {
             None => Ok(CreditDefaults::default()),
-            Some((thresholds, policy)) => Ok(CreditDefaults {
-                thresholds: Thresholds::decode(&thresholds).map_err(Error::Internal)?,
-                policy: policy.parse().map_err(Error::Internal)?,
-            }),
+            Some((thresholds, policy)) => CreditDefaults::from_row(&thresholds, &policy),
         }
     }
 
@@ -306,63 +373,20 @@ for_each_backend! {
 
     /// Moves each customer's open charges by its delta, then re-evaluates its thresholds and
     /// records the crossings. Callers hold the tenant's ledger lock.
-    async fn evaluate(conn: &mut Conn, tenant_id: &str, deltas: &[(String, Decimal)], ledger_sequence: i64) -> Result<()> {
+    pub async fn evaluate(conn: &mut Conn, tenant_id: &str, deltas: &[(String, Decimal)], ledger_sequence: i64) -> Result<()> {
         if deltas.is_empty() {
             return Ok(());
         }
         let ids: Vec<&str> = deltas.iter().map(|(id, _)| id.as_str()).collect();
-        let limits = limits(conn, tenant_id, &ids).await?;
-        let mut states = states(conn, tenant_id, &ids).await?;
-        let defaults = defaults(conn, tenant_id).await?;
-        let mut events = Vec::new();
-        let mut exposure_rows = Vec::with_capacity(deltas.len());
-        for (customer_id, delta) in deltas {
-            let Some((limit, currency)) = limits.get(customer_id) else {
-                return Err(Error::not_found("customer", customer_id.clone()));
-            };
-            let mut state = states.remove(customer_id).unwrap_or_else(State::empty);
-            state.open_charges += *delta;
-            let thresholds = state.thresholds.clone().unwrap_or_else(|| defaults.thresholds.clone());
-            let policy = state.policy.unwrap_or(defaults.policy);
-            let exposure = state.open_charges + state.unpaid_invoices;
-            // Thresholds no longer configured are forgotten, not "crossed down".
-            let before: Vec<u32> = state.crossed.iter().copied().filter(|p| thresholds.percents().contains(p)).collect();
-            let after = crossed(exposure, *limit, &thresholds);
-            for c in crossings(&before, &after, policy) {
-                events.push(CreditEvent {
-                    sequence: 0,
-                    customer_id: customer_id.clone(),
-                    threshold_percent: c.threshold_percent,
-                    direction: c.direction,
-                    exposure,
-                    credit_limit: *limit,
-                    currency: *currency,
-                    policy,
-                    action: c.action,
-                    ledger_sequence,
-                    recorded_at: Utc::now(),
-                });
-            }
-            state.crossed = after;
-            exposure_rows.push(CreditExposureRow {
-                customer_id: customer_id.clone(),
-                open_charges: state.open_charges,
-                crossed: encode_percents(&state.crossed),
-            });
-        }
+        let inputs = CreditInputs {
+            limits: limits(conn, tenant_id, &ids).await?,
+            states: states(conn, tenant_id, &ids).await?,
+            defaults: defaults(conn, tenant_id).await?,
+        };
+        let (exposure_rows, events) = assess(deltas, inputs, ledger_sequence)?;
         // One statement for every touched customer (the ledger hook may touch thousands).
         crate::store::batch::BatchWriter::write_credit_exposure(conn, tenant_id.to_string(), exposure_rows).await?;
         append_events(conn, tenant_id, &events).await
-    }
-
-    /// The ledger hook: appended charge events move their customers' exposure.
-    pub async fn apply_charges(conn: &mut Conn, tenant_id: &str, events: &[NewChargeEvent], ledger_sequence: i64) -> Result<()> {
-        let mut sums: std::collections::BTreeMap<&str, Decimal> = std::collections::BTreeMap::new();
-        for e in events {
-            *sums.entry(e.customer_id.as_str()).or_default() += e.amount;
-        }
-        let deltas: Vec<(String, Decimal)> = sums.into_iter().map(|(id, sum)| (id.to_string(), sum)).collect();
-        evaluate(conn, tenant_id, &deltas, ledger_sequence).await
     }
 
     pub async fn settings(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<CreditSettings> {
@@ -479,13 +503,22 @@ for_each_backend! {
             let as_of_sequence = q::charges::high_water_mark(conn, tenant_id).await?;
             let settings = settings(conn, tenant_id, customer_id).await?;
             let state = states(conn, tenant_id, &[customer_id]).await?.remove(customer_id).unwrap_or_else(State::empty);
-            let since = DbTime(now - Duration::days(RUN_RATE_DAYS));
-            let recent: Vec<DbDecimal> = charge_events::table
-                .filter(charge_events::tenant_id.eq(tenant_id))
-                .filter(charge_events::customer_id.eq(customer_id))
-                .filter(charge_events::window_start.ge(since))
-                .filter(charge_events::window_start.le(DbTime(now)))
-                .select(charge_events::amount)
+            // By usage day in the customer's time zone: today and the days before it.
+            let zone: String = customers::table
+                .filter(customers::tenant_id.eq(tenant_id))
+                .filter(customers::id.eq(customer_id))
+                .select(customers::time_zone)
+                .first(conn)
+                .await?;
+            let zone: chrono_tz::Tz = zone
+                .parse()
+                .map_err(|_| Error::Internal(format!("stored time zone {zone:?} is unknown")))?;
+            let today = usage_date(now, zone);
+            let recent: Vec<DbDecimal> = charge_totals::table
+                .filter(charge_totals::tenant_id.eq(tenant_id))
+                .filter(charge_totals::customer_id.eq(customer_id))
+                .filter(charge_totals::usage_date.between(today - Duration::days(RUN_RATE_DAYS - 1), today))
+                .select(charge_totals::amount)
                 .load(conn)
                 .await?;
             let recent: Decimal = recent.into_iter().map(|d| d.0).sum();

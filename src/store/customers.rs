@@ -360,6 +360,13 @@ for_each_backend! {
                         // Crossings move with the limit (credit control).
                         q::credit::reevaluate(conn, tenant_id, id).await?;
                     }
+                    if next.time_zone != current.time_zone {
+                        // Daily totals follow the customer's days.
+                        let zone = next.time_zone.parse().map_err(|_| {
+                            Error::invalid("customer.time_zone", format!("{:?} is not an IANA time zone", next.time_zone))
+                        })?;
+                        q::charge_totals::rebuild(conn, tenant_id, id, zone).await?;
+                    }
                     get(conn, tenant_id, id).await
                 }
                 Err(e) if is_unique_violation(&e) => {
@@ -453,7 +460,7 @@ for_each_backend! {
             }
             touch(conn, &customer).await?;
             // Usage that was waiting for this account can be rated now.
-            q::ingest::rerate(conn, tenant_id, true).await?;
+            crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, true).await?;
             get(conn, tenant_id, customer_id).await
         })
         .await

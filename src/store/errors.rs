@@ -37,3 +37,26 @@ pub fn is_unique_violation(error: &DieselError) -> bool {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
     )
 }
+
+/// The PostgreSQL ledger connection (`store::pg_ledger`) talks tokio-postgres directly.
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        if error.is_closed() {
+            return Error::Unavailable("database", format!("connection lost: {error}"));
+        }
+        match error.code() {
+            Some(code)
+                if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                Error::Unavailable("database", format!("transaction conflict, retry: {error}"))
+            }
+            // The server's message says what went wrong; the error's Display alone does not.
+            _ => match error.as_db_error() {
+                Some(db) => Error::Internal(format!("database: {db}")),
+                None => Error::Internal(format!("database: {error}")),
+            },
+        }
+    }
+}

@@ -22,8 +22,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::charges::{ChargeEvent, ChargeEventRow, ChargeFilter};
-use super::schema::charge_events;
+use super::charges::{ChargeEvent, ChargeFilter};
 use super::{Backend, dispatch, for_each_backend};
 use crate::domain::error::Result;
 use crate::domain::ledger::ChargeKind;
@@ -571,9 +570,6 @@ impl Drop for ChargeStream {
 }
 
 for_each_backend! {
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-
     /// A stream's page from the database: matching events after `after`, in sequence order.
     pub async fn list_for_stream(
         conn: &mut Conn,
@@ -582,20 +578,7 @@ for_each_backend! {
         after: i64,
         limit: i64,
     ) -> Result<Vec<ChargeEvent>> {
-        let mut query = charge_events::table
-            .filter(charge_events::tenant_id.eq(tenant_id))
-            .filter(charge_events::sequence.gt(after))
-            .select(ChargeEventRow::as_select())
-            .order(charge_events::sequence)
-            .limit(limit)
-            .into_boxed();
-        if !filter.customer_ids.is_empty() {
-            query = query.filter(charge_events::customer_id.eq_any(&filter.customer_ids));
-        }
-        if !filter.kinds.is_empty() {
-            let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
-            query = query.filter(charge_events::kind.eq_any(kinds));
-        }
-        query.load(conn).await?.into_iter().map(ChargeEventRow::into_event).collect()
+        let customers: Vec<&str> = filter.customer_ids.iter().map(String::as_str).collect();
+        q::charges::events_after(conn, tenant_id, &customers, &filter.kinds, (None, None), after, limit).await
     }
 }

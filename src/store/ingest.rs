@@ -1,19 +1,22 @@
 //! Ledger writes: a vendor pull, pushed usage, or a re-rate, each in one transaction under the
-//! tenant's ledger lock. The domain plans what changes (`domain::ledger`); this applies it.
+//! tenant's ledger lock. The domain plans what changes (`domain::ledger`) and numbers the events
+//! (`domain::ledger_append`); this runs the plan against a [`LedgerTx`], the transaction's
+//! statements on one connection (see `ledger_tx` for Diesel, `pg_ledger` for PostgreSQL COPY).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use chrono::Utc;
+use chrono_tz::Tz;
 
-use super::batch::{BatchWriter, LedgerRows};
-use super::schema::{customers, pricing_versions, vendor_accounts};
-use super::{Store, dispatch, for_each_backend};
+use super::ledger_tx::{DieselLedger, LedgerTx};
+use super::{Backend, Store};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
-    LedgerPlan, NewChargeEvent, RatingContext, keyed, plan_keyed, plan_pull, plan_rerate,
+    LedgerLine, LedgerPlan, RatingContext, keyed, plan_keyed, plan_pull, plan_rerate,
 };
+use crate::domain::ledger_append::{Appended, Appender};
+use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::pricing::{FxRate, PriceRule};
@@ -35,11 +38,13 @@ pub struct IngestSummary {
 
 /// Prices and links of one tenant: everything rating reads besides the line and its account.
 pub struct TenantPricing {
-    rules: Vec<PriceRule>,
-    fx: Vec<FxRate>,
+    pub(crate) rules: Vec<PriceRule>,
+    pub(crate) fx: Vec<FxRate>,
     /// (vendor, vendor account id) -> linked customer.
-    chargees: HashMap<Vendor, HashMap<String, Chargee>>,
-    currencies: HashMap<String, Currency>,
+    pub(crate) chargees: HashMap<Vendor, HashMap<String, Chargee>>,
+    pub(crate) currencies: HashMap<String, Currency>,
+    /// Customers' time zones, which decide the day a charge's daily total falls on.
+    pub(crate) zones: Arc<HashMap<String, Tz>>,
 }
 
 impl TenantPricing {
@@ -50,6 +55,7 @@ impl TenantPricing {
     ) -> RatingContext<'a> {
         RatingContext {
             partner_account_id: &account.id,
+            line_key_prefix: account.line_key_prefix,
             vendor: account.spec.vendor,
             partner_discount_rate: account.spec.partner_discount_rate,
             chargees: self.chargees.get(&account.spec.vendor).unwrap_or(empty),
@@ -59,6 +65,14 @@ impl TenantPricing {
                 fx: &self.fx,
             },
         }
+    }
+
+    /// The customer a vendor account's new lines go to, if linked.
+    fn chargee(&self, vendor: Vendor, vendor_account_id: &str) -> Option<&str> {
+        self.chargees
+            .get(&vendor)
+            .and_then(|c| c.get(vendor_account_id))
+            .map(|c| c.customer_id.as_str())
     }
 }
 
@@ -70,7 +84,7 @@ impl TenantPricing {
 pub struct PricingCache(Mutex<HashMap<String, (i64, Arc<TenantPricing>)>>);
 
 impl PricingCache {
-    fn get(&self, tenant_id: &str, version: i64) -> Option<Arc<TenantPricing>> {
+    pub(crate) fn get(&self, tenant_id: &str, version: i64) -> Option<Arc<TenantPricing>> {
         let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match cached.get(tenant_id) {
             Some((at, pricing)) if *at == version => Some(pricing.clone()),
@@ -78,7 +92,7 @@ impl PricingCache {
         }
     }
 
-    fn put(&self, tenant_id: &str, version: i64, pricing: Arc<TenantPricing>) {
+    pub(crate) fn put(&self, tenant_id: &str, version: i64, pricing: Arc<TenantPricing>) {
         let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match cached.get(tenant_id) {
             // A concurrent writer may already hold a newer version.
@@ -90,215 +104,274 @@ impl PricingCache {
     }
 }
 
-/// Keys planned and read together in a chunked ledger write (see
-/// [`BatchWriter::write_ledger_chunks`]): big enough that per-statement costs vanish, small
-/// enough that planning one chunk overlaps the server's work on the previous one.
-const LEDGER_CHUNK_KEYS: usize = 5_000;
-
-/// The rows of one ledger transaction as they are planned, chunk by chunk: numbers the events
-/// from the sequence the ledger lock returned and keeps them for the credit hook.
-struct LedgerAppend<'t> {
-    tenant_id: &'t str,
-    last_sequence: i64,
-    now: chrono::DateTime<chrono::Utc>,
-    lines_written: usize,
-    events: Vec<NewChargeEvent>,
+/// The tenant's pricing, from `cache` while the tenant's pricing version has not moved. The
+/// version is read before anything is loaded, so a load is never tagged newer than its data.
+async fn pricing<T: LedgerTx>(
+    tx: &mut T,
+    cache: &PricingCache,
+    tenant_id: &str,
+) -> Result<Arc<TenantPricing>> {
+    let version = tx.pricing_version(tenant_id).await?;
+    if let Some(pricing) = cache.get(tenant_id, version) {
+        return Ok(pricing);
+    }
+    let pricing = Arc::new(tx.load_pricing(tenant_id).await?);
+    cache.put(tenant_id, version, pricing.clone());
+    Ok(pricing)
 }
 
-impl<'t> LedgerAppend<'t> {
-    fn new(tenant_id: &'t str, last_sequence: i64) -> Self {
-        Self {
-            tenant_id,
-            last_sequence,
-            now: chrono::Utc::now(),
-            lines_written: 0,
-            events: Vec::new(),
-        }
-    }
-
-    /// The rows of `plan`; `is_stored` tells which of its keys are stored already.
-    fn rows(&mut self, plan: LedgerPlan, is_stored: &(dyn Fn(&str) -> bool + Sync)) -> LedgerRows {
-        let lines = super::usage_lines::rows(self.tenant_id, &plan.lines, is_stored, self.now);
-        let events = super::charges::event_rows(
-            self.tenant_id,
-            &plan.events,
-            self.last_sequence + 1,
-            self.now,
-        );
-        self.last_sequence += plan.events.len() as i64;
-        self.lines_written += plan.lines.len();
-        self.events.extend(plan.events);
-        LedgerRows { lines, events }
-    }
+/// One chunk of a ledger write: lines (each with whether its key is new, for which a plain
+/// insert suffices) and the events their changes imply.
+pub(crate) struct ChunkPlan {
+    pub lines: Vec<(LedgerLine, bool)>,
+    pub events: Vec<crate::domain::ledger::NewChargeEvent>,
 }
 
-fn parse_currency(code: &str) -> Result<Currency> {
-    Currency::parse("billing_currency", code)
-        .map_err(|e| Error::Internal(format!("stored customer: {e}")))
-}
-
-for_each_backend! {
-    /// The tenant's pricing, from `cache` while the tenant's pricing version has not moved. The
-    /// version is read before anything is loaded, so a load is never tagged newer than its data.
-    async fn pricing(conn: &mut Conn, cache: &PricingCache, tenant_id: &str) -> Result<Arc<TenantPricing>> {
-        let version: i64 = pricing_versions::table
-            .find(tenant_id)
-            .select(pricing_versions::version)
-            .first(conn)
-            .await
-            .optional()?
-            .unwrap_or(0);
-        if let Some(pricing) = cache.get(tenant_id, version) {
-            return Ok(pricing);
-        }
-        let pricing = Arc::new(load_pricing(conn, tenant_id).await?);
-        cache.put(tenant_id, version, pricing.clone());
-        Ok(pricing)
-    }
-
-    async fn load_pricing(conn: &mut Conn, tenant_id: &str) -> Result<TenantPricing> {
-        let rules = q::pricing::rules(conn, tenant_id).await?;
-        let fx = q::pricing::fx(conn, tenant_id).await?;
-        let currencies: HashMap<String, Currency> = customers::table
-            .filter(customers::tenant_id.eq(tenant_id))
-            .select((customers::id, customers::billing_currency))
-            .load::<(String, String)>(conn)
-            .await?
-            .into_iter()
-            .map(|(id, code)| Ok((id, parse_currency(&code)?)))
-            .collect::<Result<_>>()?;
-        let links: Vec<(String, String, String)> = vendor_accounts::table
-            .filter(vendor_accounts::tenant_id.eq(tenant_id))
-            .select((vendor_accounts::vendor, vendor_accounts::account_id, vendor_accounts::customer_id))
-            .load(conn)
-            .await?;
-        let mut chargees: HashMap<Vendor, HashMap<String, Chargee>> = HashMap::new();
-        for (vendor, account_id, customer_id) in links {
-            let vendor: Vendor = vendor.parse().map_err(Error::Internal)?;
-            let Some(currency) = currencies.get(&customer_id) else { continue };
-            chargees.entry(vendor).or_default().insert(account_id, Chargee { customer_id, currency: *currency });
-        }
-        Ok(TenantPricing { rules, fx, chargees, currencies })
-    }
-
-    /// Writes `plan` in one go (pulls and re-rates: their stored lines are read up front).
-    async fn apply(
-        conn: &mut Conn,
-        mut append: LedgerAppend<'_>,
-        plan: LedgerPlan,
-        is_stored: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<IngestSummary> {
-        let rows = append.rows(plan, is_stored);
-        conn.write_ledger_rows(rows.lines, rows.events).await?;
-        finish(conn, append).await
-    }
-
-    /// After the rows are written: the new last sequence, then the credit hook and notification.
-    async fn finish(conn: &mut Conn, append: LedgerAppend<'_>) -> Result<IngestSummary> {
-        let last_sequence = (!append.events.is_empty()).then_some(append.last_sequence);
-        if let Some(last) = last_sequence {
-            q::charges::set_last_sequence(conn, append.tenant_id, last).await?;
-            q::charges::appended(conn, append.tenant_id, &append.events, last).await?;
-        }
-        Ok(IngestSummary {
-            lines_written: append.lines_written,
-            events_appended: append.events.len(),
-            last_sequence,
-        })
-    }
-
-    /// Records a pull that restates `[pull.start, pull.end)` for the partner account.
-    pub async fn pull(
-        conn: &mut Conn,
-        cache: &PricingCache,
-        tenant_id: &str,
-        account: &PartnerAccount,
-        pull: &Pull,
-    ) -> Result<IngestSummary> {
-        conn.transaction(async |conn| {
-            let append = LedgerAppend::new(tenant_id, q::charges::lock_ledger(conn, tenant_id).await?);
-            let pricing = pricing(conn, cache, tenant_id).await?;
-            let stored = q::usage_lines::in_window(conn, tenant_id, &account.id, pull.start, pull.end).await?;
-            let empty = HashMap::new();
-            let plan = plan_pull(&stored, pull.lines.clone(), pull.start, pull.end, &pricing.context(account, &empty));
-            apply(conn, append, plan, &|key| stored.contains_key(key)).await
-        })
-        .await
-    }
-
-    /// Records pushed lines: each replaces its key; nothing else is touched. A retry of a
-    /// recorded request id writes nothing and answers `None`.
-    pub async fn push(
-        conn: &mut Conn,
-        cache: &PricingCache,
-        tenant_id: &str,
-        account: &PartnerAccount,
-        lines: Vec<UsageLine>,
-        request: &IdempotencyKey,
-    ) -> Result<Option<IngestSummary>> {
-        conn.transaction(async |conn| {
-            if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, &account.id).await? {
-                return Ok(None);
-            }
-            let mut append = LedgerAppend::new(tenant_id, q::charges::lock_ledger(conn, tenant_id).await?);
-            let pricing = pricing(conn, cache, tenant_id).await?;
-            let empty = HashMap::new();
-            let ctx = pricing.context(account, &empty);
-            // Each key's plan needs only its own stored line, so the write goes in chunks
-            // whose planning overlaps the writing of the previous ones.
-            let mut chunks = Vec::new();
-            let mut key_chunks = Vec::new();
-            let mut lines = keyed(&account.id, lines).into_iter().peekable();
-            while lines.peek().is_some() {
-                let chunk: Vec<_> = lines.by_ref().take(LEDGER_CHUNK_KEYS).collect();
-                key_chunks.push(chunk.iter().map(|(key, _)| key.clone()).collect());
-                chunks.push(chunk);
-            }
-            let mut chunks = chunks.into_iter();
-            let mut plan_chunk = |stored: Vec<crate::store::usage_lines::UsageLineRow>| -> Result<LedgerRows> {
-                let chunk = chunks
-                    .next()
-                    .ok_or_else(|| Error::Internal("more stored chunks than planned".into()))?;
-                let stored = crate::store::usage_lines::stored_lines(tenant_id, stored)?;
-                let plan = plan_keyed(&stored, chunk, &ctx);
-                Ok(append.rows(plan, &|key| stored.contains_key(key)))
-            };
-            conn.write_ledger_chunks(key_chunks, &mut plan_chunk).await?;
-            finish(conn, append).await.map(Some)
-        })
-        .await
-    }
-
-    /// Re-rates live lines (only the unrated ones, after a link) against current prices. It
-    /// follows a pricing change, so it loads the tenant's pricing afresh.
-    pub async fn rerate(conn: &mut Conn, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
-        conn.transaction(async |conn| {
-            let append = LedgerAppend::new(tenant_id, q::charges::lock_ledger(conn, tenant_id).await?);
-            let pricing = load_pricing(conn, tenant_id).await?;
-            let accounts: HashMap<String, PartnerAccount> = q::partner_accounts::all(conn, tenant_id)
-                .await?
+impl ChunkPlan {
+    fn of(plan: LedgerPlan, is_stored: &(dyn Fn(&LineKey) -> bool + Sync)) -> Self {
+        ChunkPlan {
+            lines: plan
+                .lines
                 .into_iter()
-                .map(|a| (a.id.clone(), a))
-                .collect();
-            let lines = q::usage_lines::for_rerate(conn, tenant_id, only_unrated).await?;
-            let mut by_account: HashMap<&str, Vec<&crate::domain::ledger::LedgerLine>> = HashMap::new();
-            for line in &lines {
-                by_account.entry(line.partner_account_id.as_str()).or_default().push(line);
-            }
-            let empty = HashMap::new();
-            let mut plan = LedgerPlan::default();
-            let mut account_ids: Vec<&str> = by_account.keys().copied().collect();
-            account_ids.sort_unstable();
-            for id in account_ids {
-                let Some(account) = accounts.get(id) else { continue };
-                let part = plan_rerate(by_account[id].iter().copied(), &pricing.context(account, &empty));
-                plan.lines.extend(part.lines);
-                plan.events.extend(part.events);
-            }
-            apply(conn, append, plan, &|_| true).await
-        })
-        .await
+                .map(|line| {
+                    let fresh = !is_stored(&line.line_key);
+                    (line, fresh)
+                })
+                .collect(),
+            events: plan.events,
+        }
     }
+}
+
+/// Keys planned, encoded and written together: big enough that per-statement costs vanish,
+/// small enough that planning one chunk overlaps the server's work on the previous one.
+pub(crate) const LEDGER_CHUNK_KEYS: usize = 5_000;
+
+/// Writes planned chunks: `plan` yields one chunk's lines and events at a time, which are
+/// numbered, encoded and handed to the transaction. Planning and encoding the next chunk run
+/// while the connection writes the previous one (one task: the writer awaits the database
+/// while the planner computes).
+async fn write_chunks<T, P>(tx: &mut T, tenant_id: &str, appender: &mut Appender, mut plan: P) -> Result<usize>
+where
+    T: LedgerTx,
+    P: FnMut() -> Option<Result<ChunkPlan>> + Send,
+{
+    use futures::{SinkExt, StreamExt};
+    let now = Utc::now();
+    let (mut queue, mut queued) = futures::channel::mpsc::channel::<T::Chunk>(1);
+    let mut lines_written = 0;
+    let planner = async {
+        while let Some(next) = plan() {
+            let ChunkPlan { lines, events } = next?;
+            lines_written += lines.len();
+            let events = appender.append(events);
+            let chunk = T::encode(tenant_id, lines, events, now)?;
+            queue
+                .send(chunk)
+                .await
+                .map_err(|_| Error::Internal("ledger writer stopped before the planner".into()))?;
+            // Let the writer hand this chunk to the connection before the next is planned.
+            tokio::task::yield_now().await;
+        }
+        drop(queue);
+        Ok::<(), Error>(())
+    };
+    let writer = async {
+        while let Some(chunk) = queued.next().await {
+            tx.write_chunk(chunk).await?;
+        }
+        Ok::<(), Error>(())
+    };
+    futures::try_join!(planner, writer)?;
+    Ok(lines_written)
+}
+
+/// Writes `plan` (pulls and re-rates: planned in one go from lines read up front);
+/// `is_stored` tells which of its keys are stored already.
+async fn write_plan<T: LedgerTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    appender: &mut Appender,
+    plan: LedgerPlan,
+    is_stored: &(dyn Fn(&LineKey) -> bool + Sync),
+) -> Result<usize> {
+    let LedgerPlan { lines, events } = plan;
+    let mut lines = lines.into_iter().peekable();
+    let mut events = Some(events);
+    write_chunks(tx, tenant_id, appender, || {
+        // All events go with the first chunk, so they are numbered customer by customer.
+        let events = events.take();
+        if lines.peek().is_none() && events.as_ref().is_none_or(Vec::is_empty) {
+            return None;
+        }
+        let plan = LedgerPlan {
+            lines: lines.by_ref().take(LEDGER_CHUNK_KEYS).collect(),
+            events: events.unwrap_or_default(),
+        };
+        Some(Ok(ChunkPlan::of(plan, is_stored)))
+    })
+    .await
+}
+
+/// After the rows: runs, totals, the new last sequence, the credit hook and the notification.
+async fn finish<T: LedgerTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    lines_written: usize,
+    appended: Appended,
+) -> Result<IngestSummary> {
+    let last_sequence = (appended.events > 0).then_some(appended.last_sequence);
+    if last_sequence.is_some() {
+        tx.finish(tenant_id, &appended).await?;
+    }
+    Ok(IngestSummary {
+        lines_written,
+        events_appended: appended.events,
+        last_sequence,
+    })
+}
+
+/// Records a pull that restates `[pull.start, pull.end)` for the partner account.
+pub(crate) async fn pull<T: LedgerTx>(
+    tx: &mut T,
+    cache: &PricingCache,
+    tenant_id: &str,
+    account: &PartnerAccount,
+    pull: &Pull,
+) -> Result<IngestSummary> {
+    let last = tx.lock_ledger(tenant_id).await?;
+    let pricing = pricing(tx, cache, tenant_id).await?;
+    let stored = tx
+        .lines_in_window(tenant_id, account, pull.start, pull.end)
+        .await?;
+    let empty = HashMap::new();
+    let plan = plan_pull(
+        &stored,
+        pull.lines.clone(),
+        pull.start,
+        pull.end,
+        &pricing.context(account, &empty),
+    );
+    let mut appender = Appender::new(last, pricing.zones.clone());
+    let written = write_plan(tx, tenant_id, &mut appender, plan, &|key| stored.contains_key(key)).await?;
+    finish(tx, tenant_id, written, appender.finish()).await
+}
+
+/// Records pushed lines: each replaces its key; nothing else is touched. A retry of a recorded
+/// request id writes nothing and answers `None`.
+pub(crate) async fn push<T: LedgerTx>(
+    tx: &mut T,
+    cache: &PricingCache,
+    tenant_id: &str,
+    account: &PartnerAccount,
+    lines: Vec<UsageLine>,
+    request: &IdempotencyKey,
+) -> Result<Option<IngestSummary>> {
+    if let Replay::Done { .. } = tx.claim(tenant_id, request, &account.id).await? {
+        return Ok(None);
+    }
+    let last = tx.lock_ledger(tenant_id).await?;
+    let pricing = pricing(tx, cache, tenant_id).await?;
+    let mut keyed = keyed(account.line_key_prefix, &account.id, lines);
+    // Lines of one customer together: each chunk's events are numbered customer by customer,
+    // so a customer's events of this write form few runs (the key breaks ties).
+    keyed.sort_by(|(ka, a), (kb, b)| {
+        let customer = |u: &UsageLine| pricing.chargee(account.spec.vendor, &u.key.vendor_account_id);
+        customer(a).cmp(&customer(b)).then(ka.cmp(kb))
+    });
+    let keys: Vec<LineKey> = keyed.iter().map(|(key, _)| *key).collect();
+    let mut stored = tx.lines_by_keys(tenant_id, &keys).await?;
+    let empty = HashMap::new();
+    let ctx = pricing.context(account, &empty);
+    let mut appender = Appender::new(last, pricing.zones.clone());
+    let mut chunks = keyed.into_iter().peekable();
+    let written = write_chunks(tx, tenant_id, &mut appender, || {
+        chunks.peek()?;
+        let chunk: Vec<_> = chunks.by_ref().take(LEDGER_CHUNK_KEYS).collect();
+        // Each key's plan needs only its own stored line.
+        let chunk_stored: HashMap<LineKey, LedgerLine> = chunk
+            .iter()
+            .filter_map(|(key, _)| stored.remove(key).map(|line| (*key, line)))
+            .collect();
+        let plan = plan_keyed(&chunk_stored, chunk, &ctx);
+        Some(Ok(ChunkPlan::of(plan, &|key| chunk_stored.contains_key(key))))
+    })
+    .await?;
+    finish(tx, tenant_id, written, appender.finish())
+        .await
+        .map(Some)
+}
+
+/// Re-rates live lines (only the unrated ones, after a link) against current prices. It follows
+/// a pricing change, so it loads the tenant's pricing afresh.
+pub(crate) async fn rerate<T: LedgerTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    only_unrated: bool,
+) -> Result<IngestSummary> {
+    let last = tx.lock_ledger(tenant_id).await?;
+    let pricing = tx.load_pricing(tenant_id).await?;
+    let accounts: HashMap<String, PartnerAccount> = tx
+        .partner_accounts(tenant_id)
+        .await?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let lines = tx.lines_for_rerate(tenant_id, only_unrated).await?;
+    let mut by_account: HashMap<&str, Vec<&LedgerLine>> = HashMap::new();
+    for line in &lines {
+        by_account
+            .entry(line.partner_account_id.as_str())
+            .or_default()
+            .push(line);
+    }
+    let empty = HashMap::new();
+    let mut plan = LedgerPlan::default();
+    let mut account_ids: Vec<&str> = by_account.keys().copied().collect();
+    account_ids.sort_unstable();
+    for id in account_ids {
+        let Some(account) = accounts.get(id) else {
+            continue;
+        };
+        let part = plan_rerate(
+            by_account[id].iter().copied(),
+            &pricing.context(account, &empty),
+        );
+        plan.lines.extend(part.lines);
+        plan.events.extend(part.events);
+    }
+    let mut appender = Appender::new(last, pricing.zones.clone());
+    let written = write_plan(tx, tenant_id, &mut appender, plan, &|_| true).await?;
+    finish(tx, tenant_id, written, appender.finish()).await
+}
+
+/// Runs `$body` with `$tx` bound to a [`LedgerTx`] in a fresh transaction on the store's
+/// backend, committing when it returns `Ok`: PostgreSQL writes through COPY on a connection of
+/// the ledger pool, SQLite through Diesel on the single writer connection.
+macro_rules! ledger_write {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Postgres(pool) => {
+                let ledger = $store.pg_ledger.as_ref().ok_or_else(|| {
+                    Error::Internal("a PostgreSQL store without its ledger pool".into())
+                })?;
+                super::pg_ledger::transaction(ledger, pool, async |$tx| $body).await
+            }
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = super::checkout(writer).await?;
+                let result = conn
+                    .immediate_transaction(async |conn| {
+                        let $tx = &mut DieselLedger::new(conn);
+                        $body
+                    })
+                    .await;
+                drop(conn);
+                // After commit (one process on SQLite): live feeds look at the ledger.
+                $store.feed.written();
+                result
+            }
+        }
+    };
 }
 
 impl Store {
@@ -308,11 +381,7 @@ impl Store {
         account: &PartnerAccount,
         pull: &Pull,
     ) -> Result<IngestSummary> {
-        dispatch!(
-            self,
-            write,
-            ingest::pull(&self.pricing, tenant_id, account, pull)
-        )
+        ledger_write!(self, |tx| self::pull(tx, &self.pricing, tenant_id, account, pull).await)
     }
 
     /// Records pushed usage; `None` when `request` was already recorded (a retry).
@@ -323,14 +392,12 @@ impl Store {
         lines: Vec<UsageLine>,
         request: &IdempotencyKey,
     ) -> Result<Option<IngestSummary>> {
-        dispatch!(
-            self,
-            write,
-            ingest::push(&self.pricing, tenant_id, account, lines, request)
-        )
+        ledger_write!(self, |tx| {
+            self::push(tx, &self.pricing, tenant_id, account, lines, request).await
+        })
     }
 
     pub async fn rerate(&self, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
-        dispatch!(self, write, ingest::rerate(tenant_id, only_unrated))
+        ledger_write!(self, |tx| self::rerate(tx, tenant_id, only_unrated).await)
     }
 }

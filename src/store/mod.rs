@@ -6,6 +6,7 @@
 //! differs. Everything returns domain types and [`crate::domain::Error`].
 pub mod api_keys;
 mod batch;
+pub mod charge_totals;
 pub mod charge_views;
 pub mod charges;
 pub mod credit;
@@ -16,8 +17,11 @@ pub mod feed;
 mod feed_listener;
 pub mod idempotency;
 pub mod ingest;
+mod ledger_tx;
 pub mod migrate;
 pub mod partner_accounts;
+mod pg_copy;
+mod pg_ledger;
 pub mod poll_states;
 pub mod pricing;
 pub mod schema;
@@ -68,11 +72,11 @@ pub(crate) use for_each_backend;
 /// Each concept's PostgreSQL query module, for query code that calls across concepts.
 pub mod pg_queries {
     pub use super::api_keys::pg as api_keys;
+    pub use super::charge_totals::pg as charge_totals;
     pub use super::charges::pg as charges;
     pub use super::credit::pg as credit;
     pub use super::customers::pg as customers;
     pub use super::idempotency::pg as idempotency;
-    pub use super::ingest::pg as ingest;
     pub use super::partner_accounts::pg as partner_accounts;
     pub use super::pricing::pg as pricing;
     pub use super::tenants::pg as tenants;
@@ -82,11 +86,11 @@ pub mod pg_queries {
 /// Each concept's SQLite query module.
 pub mod sqlite_queries {
     pub use super::api_keys::sqlite as api_keys;
+    pub use super::charge_totals::sqlite as charge_totals;
     pub use super::charges::sqlite as charges;
     pub use super::credit::sqlite as credit;
     pub use super::customers::sqlite as customers;
     pub use super::idempotency::sqlite as idempotency;
-    pub use super::ingest::sqlite as ingest;
     pub use super::partner_accounts::sqlite as partner_accounts;
     pub use super::pricing::sqlite as pricing;
     pub use super::tenants::sqlite as tenants;
@@ -173,6 +177,8 @@ pub struct Store {
     feed: feed::LedgerHub,
     /// Tenants' pricing as the ledger writers last loaded it.
     pricing: ingest::PricingCache,
+    /// PostgreSQL: the connections ledger writes COPY through (see [`pg_ledger`]).
+    pg_ledger: Option<pg_ledger::LedgerPool>,
     /// SQLite: checkpoints the WAL off the write path (see [`wal_checkpoint`]).
     _checkpointer: Option<wal_checkpoint::Checkpointer>,
 }
@@ -228,6 +234,10 @@ impl Store {
             }
         };
         let listen_url = matches!(backend, Backend::Postgres(_)).then(|| url.to_string());
+        let pg_ledger = match &backend {
+            Backend::Postgres(_) => Some(pg_ledger::pool(url, options)?),
+            Backend::Sqlite { .. } => None,
+        };
         let feed = feed::LedgerHub::new(backend.clone(), listen_url);
         let checkpointer = match &backend {
             Backend::Sqlite { readers, .. } => wal_checkpoint::start(readers.clone()),
@@ -237,6 +247,7 @@ impl Store {
             backend,
             feed,
             pricing: Default::default(),
+            pg_ledger,
             _checkpointer: checkpointer,
         })
     }

@@ -36,6 +36,14 @@ struct PartnerAccountRow {
     aws_cost_metric: Option<String>,
     aws_meter_mode: Option<String>,
     aws_request_budget: Option<i32>,
+    line_key_prefix: i32,
+}
+
+/// The next partner account's line key prefix.
+#[derive(QueryableByName)]
+struct NextPrefix {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    prefix: i32,
 }
 
 /// The AWS settings columns of a row: all set, or all NULL (not an AWS account).
@@ -100,6 +108,8 @@ impl TryFrom<PartnerAccountRow> for PartnerAccount {
                 endpoint_url: row.endpoint_url,
                 aws,
             },
+            line_key_prefix: u32::try_from(row.line_key_prefix)
+                .map_err(|e| corrupt(format!("line key prefix: {e}")))?,
             id: row.id,
             tenant_id: row.tenant_id,
             version: row.version,
@@ -131,9 +141,18 @@ for_each_backend! {
             }
             let now = DbTime(Utc::now());
             let (granularity, cost_metric, meter_mode, budget) = aws_columns(spec.aws_settings().as_ref());
+            // PostgreSQL numbers accounts from a sequence (concurrent creates never collide);
+            // SQLite has one writer at a time.
+            let next_prefix = if IS_POSTGRES {
+                "SELECT nextval('partner_account_line_key_prefixes')::integer AS prefix"
+            } else {
+                "SELECT COALESCE(MAX(line_key_prefix), 0) + 1 AS prefix FROM partner_accounts"
+            };
+            let prefix = diesel::sql_query(next_prefix).get_result::<NextPrefix>(conn).await?.prefix;
             let inserted = diesel::insert_into(partner_accounts::table)
                 .values((
                     partner_accounts::id.eq(&id),
+                    partner_accounts::line_key_prefix.eq(prefix),
                     partner_accounts::tenant_id.eq(tenant_id),
                     partner_accounts::vendor.eq(spec.vendor.as_str()),
                     partner_accounts::display_name.eq(&spec.display_name),

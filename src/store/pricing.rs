@@ -144,7 +144,7 @@ for_each_backend! {
                 ))
                 .execute(conn)
                 .await?;
-            q::ingest::rerate(conn, tenant_id, false).await?;
+            crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, false).await?;
             get_rule(conn, tenant_id, &id).await
         })
         .await
@@ -194,7 +194,7 @@ for_each_backend! {
                 .set(fx_rates::rate.eq(excluded(fx_rates::rate)))
                 .execute(conn)
                 .await?;
-            q::ingest::rerate(conn, tenant_id, false).await?;
+            crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, false).await?;
             Ok(())
         })
         .await

@@ -52,6 +52,7 @@ diesel::table! {
         aws_cost_metric -> Nullable<Text>,
         aws_meter_mode -> Nullable<Text>,
         aws_request_budget -> Nullable<Integer>,
+        line_key_prefix -> Integer,
     }
 }
 
@@ -159,7 +160,7 @@ diesel::table! {
 
     usage_lines (line_key) {
         tenant_id -> Text,
-        line_key -> Text,
+        line_key -> Binary,
         partner_account_id -> Text,
         vendor -> Text,
         vendor_account_id -> Text,
@@ -199,7 +200,7 @@ diesel::table! {
     charge_events (tenant_id, sequence) {
         tenant_id -> Text,
         sequence -> BigInt,
-        line_key -> Text,
+        line_key -> Binary,
         customer_id -> Text,
         kind -> Text,
         amount -> Exact,
@@ -210,6 +211,34 @@ diesel::table! {
         meter -> Text,
         window_start -> Instant,
         recorded_at -> Instant,
+    }
+}
+
+diesel::table! {
+    /// Consecutive sequences that all belong to one customer: how a customer's charges are found.
+    charge_event_runs (tenant_id, customer_id, last_sequence) {
+        tenant_id -> Text,
+        customer_id -> Text,
+        first_sequence -> BigInt,
+        last_sequence -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Exact;
+
+    /// The sum of the charge events per customer, local day of the usage window, vendor,
+    /// service and meter; kept by the ledger write.
+    charge_totals (tenant_id, customer_id, usage_date, vendor, service, meter) {
+        tenant_id -> Text,
+        customer_id -> Text,
+        usage_date -> Date,
+        vendor -> Text,
+        service -> Text,
+        meter -> Text,
+        amount -> Exact,
+        quantity -> Exact,
     }
 }
 
@@ -258,5 +287,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_lines,
     ledger_sequences,
     charge_events,
+    charge_event_runs,
+    charge_totals,
     poll_states,
 );

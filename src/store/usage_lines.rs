@@ -10,7 +10,9 @@ use super::schema::usage_lines;
 use super::sql_types::{DbDecimal, DbTime};
 use crate::domain::error::{Error, Result};
 use crate::domain::ledger::LedgerLine;
+use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
+use crate::domain::partner_account::PartnerAccount;
 use crate::domain::rating::{RatedAmount, UnratedReason};
 use crate::domain::usage::{UsageKey, UsageLine};
 
@@ -18,29 +20,11 @@ use crate::domain::usage::{UsageKey, UsageLine};
 /// limit of 32766 parameters.
 pub const BATCH_ROWS: usize = 1000;
 
-/// `lines` as rows, each paired with whether its key is new (`is_stored` says it is not).
-pub(crate) fn rows(
-    tenant_id: &str,
-    lines: &[LedgerLine],
-    is_stored: &(dyn Fn(&str) -> bool + Sync),
-    now: DateTime<Utc>,
-) -> Vec<(UsageLineRow, bool)> {
-    lines
-        .iter()
-        .map(|l| {
-            (
-                UsageLineRow::from_line(tenant_id, l, now),
-                !is_stored(&l.line_key),
-            )
-        })
-        .collect()
-}
-
 #[derive(Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = usage_lines, treat_none_as_default_value = false)]
 pub struct UsageLineRow {
     pub tenant_id: String,
-    pub line_key: String,
+    pub line_key: Vec<u8>,
     pub partner_account_id: String,
     pub vendor: String,
     pub vendor_account_id: String,
@@ -94,7 +78,7 @@ impl UsageLineRow {
         let u = &line.usage;
         UsageLineRow {
             tenant_id: tenant_id.to_string(),
-            line_key: line.line_key.clone(),
+            line_key: line.line_key.as_bytes().to_vec(),
             partner_account_id: line.partner_account_id.clone(),
             vendor: line.vendor.as_str().to_string(),
             vendor_account_id: u.key.vendor_account_id.clone(),
@@ -121,15 +105,16 @@ impl UsageLineRow {
     }
 
     pub fn into_line(self) -> Result<LedgerLine> {
-        let corrupt =
-            |e: String| Error::Internal(format!("stored usage line {}: {e}", self.line_key));
+        let key = hex::encode(&self.line_key);
+        let corrupt = |e: String| Error::Internal(format!("stored usage line {key}: {e}"));
+        let line_key = LineKey::from_bytes(&self.line_key)
+            .ok_or_else(|| corrupt("the key is not 24 bytes".into()))?;
         let vendor = self.vendor.parse().map_err(corrupt)?;
         let rating = match (self.rated_amount, &self.rated_currency, &self.rule_id) {
             (Some(amount), Some(currency), Some(rule_id)) => Some(RatedAmount {
                 amount: amount.0,
-                currency: Currency::parse("rated_currency", currency).map_err(|e| {
-                    Error::Internal(format!("stored usage line {}: {e}", self.line_key))
-                })?,
+                currency: Currency::parse("rated_currency", currency)
+                    .map_err(|e| corrupt(e.to_string()))?,
                 rule_id: rule_id.clone(),
             }),
             _ => None,
@@ -140,7 +125,7 @@ impl UsageLineRow {
             .map(decode_reason)
             .transpose()?;
         Ok(LedgerLine {
-            line_key: self.line_key,
+            line_key,
             partner_account_id: self.partner_account_id,
             vendor,
             usage: UsageLine {
@@ -173,7 +158,7 @@ impl UsageLineRow {
 pub(crate) fn stored_lines(
     tenant_id: &str,
     rows: Vec<UsageLineRow>,
-) -> Result<HashMap<String, LedgerLine>> {
+) -> Result<HashMap<LineKey, LedgerLine>> {
     index(
         rows.into_iter()
             .filter(|row| row.tenant_id == tenant_id)
@@ -181,24 +166,28 @@ pub(crate) fn stored_lines(
     )
 }
 
-fn index(rows: Vec<UsageLineRow>) -> Result<HashMap<String, LedgerLine>> {
+fn index(rows: Vec<UsageLineRow>) -> Result<HashMap<LineKey, LedgerLine>> {
     rows.into_iter()
-        .map(|row| row.into_line().map(|line| (line.line_key.clone(), line)))
+        .map(|row| row.into_line().map(|line| (line.line_key, line)))
         .collect()
 }
 
 for_each_backend! {
-    /// The partner account's lines with a window start in `[start, end)`.
+    /// The partner account's lines with a window start in `[start, end)`: one primary-key range
+    /// (keys lead with the account's prefix and the window hour).
     pub async fn in_window(
         conn: &mut Conn,
         tenant_id: &str,
-        partner_account_id: &str,
+        account: &PartnerAccount,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<HashMap<String, LedgerLine>> {
+    ) -> Result<HashMap<LineKey, LedgerLine>> {
+        let (low, high) = LineKey::range(account.line_key_prefix, start, end);
         let rows = usage_lines::table
+            .filter(usage_lines::line_key.ge(low.as_bytes()))
+            .filter(usage_lines::line_key.lt(high.as_bytes()))
             .filter(usage_lines::tenant_id.eq(tenant_id))
-            .filter(usage_lines::partner_account_id.eq(partner_account_id))
+            .filter(usage_lines::partner_account_id.eq(&account.id))
             .filter(usage_lines::window_start.ge(DbTime(start)))
             .filter(usage_lines::window_start.lt(DbTime(end)))
             .select(UsageLineRow::as_select())
@@ -223,7 +212,7 @@ for_each_backend! {
     }
 
     /// Unrated live lines, in key order.
-    pub async fn unrated(conn: &mut Conn, tenant_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<LedgerLine>> {
+    pub async fn unrated(conn: &mut Conn, tenant_id: &str, after: Option<LineKey>, limit: i64) -> Result<Vec<LedgerLine>> {
         let mut query = usage_lines::table
             .filter(usage_lines::tenant_id.eq(tenant_id))
             .filter(usage_lines::removed.eq(false))
@@ -233,7 +222,7 @@ for_each_backend! {
             .limit(limit)
             .into_boxed();
         if let Some(after) = after {
-            query = query.filter(usage_lines::line_key.gt(after));
+            query = query.filter(usage_lines::line_key.gt(after.as_bytes().to_vec()));
         }
         query.load(conn).await?.into_iter().map(UsageLineRow::into_line).collect()
     }
@@ -247,13 +236,25 @@ impl super::Store {
         page: &crate::domain::paging::PageRequest,
     ) -> Result<crate::domain::paging::Page<LedgerLine>> {
         let tenant = principal.tenant_id.as_str();
-        let after = page.after.as_deref();
+        // Tokens carry the last key in hex; one that is not a key was not issued here.
+        let after = match page.after.as_deref() {
+            Some(text) => Some(LineKey::parse_hex(text).ok_or_else(|| {
+                Error::invalid("page_token", "is malformed; pass next_page_token from a previous response unchanged")
+            })?),
+            None => None,
+        };
         let limit = page.fetch_limit();
         let mut lines = super::dispatch!(self, read, usage_lines::unrated(tenant, after, limit))?;
         if let Some(own) = principal.customer_scope() {
             lines.retain(|l| l.customer_id.as_deref() == Some(own));
         }
-        Ok(page.page(lines, |l| &l.line_key))
+        let keyed: Vec<(String, LedgerLine)> =
+            lines.into_iter().map(|l| (l.line_key.to_string(), l)).collect();
+        let page = page.page(keyed, |(key, _)| key);
+        Ok(crate::domain::paging::Page {
+            items: page.items.into_iter().map(|(_, line)| line).collect(),
+            next_page_token: page.next_page_token,
+        })
     }
 }
 
@@ -262,14 +263,14 @@ impl super::Store {
     pub async fn usage_lines_in_window(
         &self,
         tenant_id: &str,
-        partner_account_id: &str,
+        account: &PartnerAccount,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<HashMap<String, LedgerLine>> {
+    ) -> Result<HashMap<LineKey, LedgerLine>> {
         super::dispatch!(
             self,
             read,
-            usage_lines::in_window(tenant_id, partner_account_id, start, end)
+            usage_lines::in_window(tenant_id, account, start, end)
         )
     }
 }

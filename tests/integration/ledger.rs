@@ -6,6 +6,7 @@ use std::time::Duration as StdDuration;
 use chrono::Utc;
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::ledger::LedgerLine;
+use msp_gateway::domain::line_key::LineKey;
 use msp_gateway::domain::partner_account::PartnerAccount;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
@@ -19,13 +20,13 @@ use crate::usage::{hour, priced_tenant};
 
 async fn ledger(
     gw: &TestGateway,
-    partner_account_id: &str,
-) -> (HashMap<String, LedgerLine>, Vec<ChargeEvent>) {
+    account: &PartnerAccount,
+) -> (HashMap<LineKey, LedgerLine>, Vec<ChargeEvent>) {
     let lines = gw
         .store
         .usage_lines_in_window(
             &gw.tenant_id,
-            partner_account_id,
+            account,
             hour(-10_000),
             hour(10_000),
         )
@@ -50,16 +51,16 @@ async fn priced_account(gw: &TestGateway) -> PartnerAccount {
 }
 
 /// Every key's events sum to its current rated value; sequences run 1..=N.
-fn assert_consistent(lines: &HashMap<String, LedgerLine>, events: &[ChargeEvent]) {
+fn assert_consistent(lines: &HashMap<LineKey, LedgerLine>, events: &[ChargeEvent]) {
     let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
     assert_eq!(
         sequences,
         (1..=events.len() as i64).collect::<Vec<_>>(),
         "gap-free, in order"
     );
-    let mut sums: HashMap<&str, Decimal> = HashMap::new();
+    let mut sums: HashMap<LineKey, Decimal> = HashMap::new();
     for e in events {
-        *sums.entry(e.line_key.as_str()).or_default() += e.amount;
+        *sums.entry(e.line_key).or_default() += e.amount;
     }
     for (key, line) in lines {
         let current = match (&line.rating, line.removed) {
@@ -67,12 +68,12 @@ fn assert_consistent(lines: &HashMap<String, LedgerLine>, events: &[ChargeEvent]
             _ => Decimal::ZERO,
         };
         assert_eq!(
-            sums.get(key.as_str()).copied().unwrap_or_default(),
+            sums.get(key).copied().unwrap_or_default(),
             current,
             "line {key}"
         );
     }
-    assert!(sums.keys().all(|k| lines.contains_key(*k)));
+    assert!(sums.keys().all(|k| lines.contains_key(k)));
 }
 
 fn simulator_pull(accounts: &[&str], now_hour: i64) -> Pull {
@@ -110,7 +111,7 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
             .unwrap();
         assert_eq!((again.lines_written, again.events_appended), (0, 0));
     }
-    let (lines, events) = ledger(&gw, &account.id).await;
+    let (lines, events) = ledger(&gw, &account).await;
     assert_eq!(events.len(), total_events);
     assert!(
         events.iter().any(|e| e.kind.as_str() == "REVISION"),
@@ -146,7 +147,7 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
         })
         .await
         .unwrap();
-    let (lines, events) = ledger(&gw, &account.id).await;
+    let (lines, events) = ledger(&gw, &account).await;
     assert!(events.iter().any(|e| e.kind.as_str() == "RERATE"));
     assert_consistent(&lines, &events);
     gw.stop().await;
@@ -172,7 +173,7 @@ async fn interrupted_writes_leave_no_trace(backend: Backend) {
         .ingest_pull(&gw.tenant_id, &account, &pull)
         .await
         .unwrap();
-    let (lines, events) = ledger(&gw, &account.id).await;
+    let (lines, events) = ledger(&gw, &account).await;
     assert_consistent(&lines, &events);
     let rated = lines.values().filter(|l| l.rating.is_some()).count();
     assert_eq!(events.len(), rated, "one NEW charge per line, none twice");
@@ -233,7 +234,7 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
         ..Default::default()
     };
     let _ = expired;
-    let (lines, events) = ledger(&gw, &account.id).await;
+    let (lines, events) = ledger(&gw, &account).await;
     assert_consistent(&lines, &events);
     gw.stop().await;
 }
@@ -276,7 +277,7 @@ async fn large_pushes_are_exact_across_chunks(backend: Backend) {
 
     let one = push(first, "first").await;
     let two = push(second.clone(), "second").await;
-    let (lines, events) = ledger(&gw, &account.id).await;
+    let (lines, events) = ledger(&gw, &account).await;
     assert_eq!(events.len(), one.events_appended + two.events_appended);
     assert_eq!(two.last_sequence, Some(events.len() as i64));
     assert!(events.iter().any(|e| e.kind.as_str() == "REVISION"));

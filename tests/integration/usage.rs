@@ -426,19 +426,24 @@ async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
         200
     );
     // Each line's charges sum to its rated value.
+    let account = gw
+        .store
+        .partner_account(&gw.admin(), &priced.partner_account_id)
+        .await
+        .unwrap();
     let lines = gw
         .store
         .usage_lines_in_window(
             &gw.tenant_id,
-            &priced.partner_account_id,
+            &account,
             hour(-10),
             hour(100),
         )
         .await
         .unwrap();
-    let mut sums: HashMap<String, Decimal> = HashMap::new();
+    let mut sums: HashMap<_, Decimal> = HashMap::new();
     for c in &all {
-        *sums.entry(c.line_key.clone()).or_default() += c.amount;
+        *sums.entry(c.line_key).or_default() += c.amount;
     }
     for (key, line) in lines {
         assert_eq!(

@@ -1,0 +1,267 @@
+//! Appending planned charge events to a tenant's ledger: numbering them, and what the append
+//! leaves besides the events themselves.
+//!
+//! Within one ledger write, each chunk's events are numbered customer by customer, so every
+//! customer's events form runs of consecutive sequences: a customer's charges are found through
+//! its runs instead of an index entry per event. The same append keeps daily totals per
+//! customer, vendor, service and meter (for the open period and the run rate) and each
+//! customer's change of exposure (for credit control).
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+
+use super::ledger::NewChargeEvent;
+use super::vendor::Vendor;
+
+/// A charge event with its sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberedEvent {
+    pub sequence: i64,
+    pub event: NewChargeEvent,
+}
+
+/// Consecutive sequences `[first_sequence, last_sequence]` that all belong to one customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRun {
+    pub customer_id: String,
+    pub first_sequence: i64,
+    pub last_sequence: i64,
+}
+
+/// What a daily total adds up: one customer's charges for one vendor, service and meter, over
+/// usage windows starting on one day in the customer's time zone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TotalKey {
+    pub customer_id: String,
+    pub usage_date: NaiveDate,
+    pub vendor: Vendor,
+    pub service: String,
+    pub meter: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Total {
+    pub amount: Decimal,
+    pub quantity: Decimal,
+}
+
+impl Total {
+    fn add(&mut self, amount: Decimal, quantity: Decimal) {
+        self.amount += amount;
+        self.quantity += quantity;
+    }
+}
+
+/// The day a usage window starts on in `zone`.
+pub fn usage_date(window_start: DateTime<Utc>, zone: Tz) -> NaiveDate {
+    window_start.with_timezone(&zone).date_naive()
+}
+
+/// Everything an append leaves besides the events.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Appended {
+    /// The last sequence handed out (the one the ledger lock returned when nothing was appended).
+    pub last_sequence: i64,
+    pub events: usize,
+    pub runs: Vec<CustomerRun>,
+    /// The change of each daily total touched.
+    pub totals: BTreeMap<TotalKey, Total>,
+    /// Each touched customer's change of open charges.
+    pub exposure: BTreeMap<String, Decimal>,
+}
+
+/// Numbers events after `last_sequence`, chunk by chunk.
+pub struct Appender {
+    appended: Appended,
+    /// Customers' time zones; a customer not in it counts its days in UTC.
+    zones: std::sync::Arc<HashMap<String, Tz>>,
+}
+
+impl Appender {
+    pub fn new(last_sequence: i64, zones: std::sync::Arc<HashMap<String, Tz>>) -> Self {
+        Appender {
+            appended: Appended {
+                last_sequence,
+                ..Appended::default()
+            },
+            zones,
+        }
+    }
+
+    /// Numbers one chunk's events customer by customer (and by line key within a customer),
+    /// continuing the sequence, and records their runs, totals and exposure.
+    pub fn append(&mut self, mut events: Vec<NewChargeEvent>) -> Vec<NumberedEvent> {
+        events.sort_by(|a, b| {
+            a.customer_id
+                .cmp(&b.customer_id)
+                .then(a.line_key.cmp(&b.line_key))
+        });
+        let mut numbered = Vec::with_capacity(events.len());
+        let mut day: Option<(String, DateTime<Utc>, NaiveDate)> = None;
+        for event in events {
+            let a = &mut self.appended;
+            a.last_sequence += 1;
+            a.events += 1;
+            let sequence = a.last_sequence;
+            match a.runs.last_mut() {
+                Some(run)
+                    if run.customer_id == event.customer_id
+                        && run.last_sequence + 1 == sequence =>
+                {
+                    run.last_sequence = sequence
+                }
+                _ => a.runs.push(CustomerRun {
+                    customer_id: event.customer_id.clone(),
+                    first_sequence: sequence,
+                    last_sequence: sequence,
+                }),
+            }
+            // Neighbouring events mostly share customer and window: convert the time once.
+            let date = match &day {
+                Some((customer, at, date))
+                    if *customer == event.customer_id && *at == event.window_start =>
+                {
+                    *date
+                }
+                _ => {
+                    let zone = self
+                        .zones
+                        .get(&event.customer_id)
+                        .copied()
+                        .unwrap_or(Tz::UTC);
+                    let date = usage_date(event.window_start, zone);
+                    day = Some((event.customer_id.clone(), event.window_start, date));
+                    date
+                }
+            };
+            let key = TotalKey {
+                customer_id: event.customer_id.clone(),
+                usage_date: date,
+                vendor: event.vendor,
+                service: event.service.clone(),
+                meter: event.meter.clone(),
+            };
+            a.totals
+                .entry(key)
+                .or_default()
+                .add(event.amount, event.quantity);
+            match a.exposure.get_mut(&event.customer_id) {
+                Some(sum) => *sum += event.amount,
+                None => {
+                    a.exposure.insert(event.customer_id.clone(), event.amount);
+                }
+            }
+            numbered.push(NumberedEvent { sequence, event });
+        }
+        numbered
+    }
+
+    pub fn last_sequence(&self) -> i64 {
+        self.appended.last_sequence
+    }
+
+    pub fn finish(self) -> Appended {
+        self.appended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::ledger::ChargeKind;
+    use crate::domain::line_key::LineKey;
+    use crate::domain::money::Currency;
+    use crate::domain::usage::UsageKey;
+
+    fn event(customer: &str, account: &str, at: DateTime<Utc>, amount: i64) -> NewChargeEvent {
+        let key = UsageKey {
+            vendor_account_id: account.into(),
+            service: "Compute".into(),
+            meter: "vm".into(),
+            region: String::new(),
+            window_start: at,
+        };
+        NewChargeEvent {
+            line_key: LineKey::of(1, "pa_1", &key),
+            customer_id: customer.into(),
+            kind: ChargeKind::New,
+            amount: Decimal::from(amount),
+            currency: Currency::parse("c", "ZAR").unwrap(),
+            quantity: Decimal::ONE,
+            vendor: Vendor::Simulator,
+            service: key.service,
+            meter: key.meter,
+            window_start: at,
+        }
+    }
+
+    #[test]
+    fn chunks_are_numbered_by_customer_into_runs_with_totals_and_exposure() {
+        let zones = HashMap::from([("cus_b".to_string(), Tz::Africa__Johannesburg)]);
+        let mut appender = Appender::new(10, std::sync::Arc::new(zones));
+        // 23:30 UTC is already the next day in Johannesburg (UTC+2).
+        let late = Utc.with_ymd_and_hms(2026, 11, 1, 23, 30, 0).unwrap();
+        let first = appender.append(vec![
+            event("cus_b", "b1", late, 5),
+            event("cus_a", "a1", late, 1),
+            event("cus_b", "b2", late, 7),
+            event("cus_a", "a2", late, 2),
+        ]);
+        let order: Vec<(i64, &str)> = first
+            .iter()
+            .map(|n| (n.sequence, n.event.customer_id.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![(11, "cus_a"), (12, "cus_a"), (13, "cus_b"), (14, "cus_b")]
+        );
+        // The next chunk continues the sequence; cus_b's run goes on across the chunks.
+        let second = appender.append(vec![event("cus_b", "b3", late, -3)]);
+        assert_eq!(second[0].sequence, 15);
+        assert_eq!(appender.last_sequence(), 15);
+        let appended = appender.finish();
+        assert_eq!(appended.events, 5);
+        assert_eq!(
+            appended.runs,
+            vec![
+                CustomerRun {
+                    customer_id: "cus_a".into(),
+                    first_sequence: 11,
+                    last_sequence: 12
+                },
+                CustomerRun {
+                    customer_id: "cus_b".into(),
+                    first_sequence: 13,
+                    last_sequence: 15
+                },
+            ]
+        );
+        assert_eq!(appended.exposure["cus_a"], Decimal::from(3));
+        assert_eq!(appended.exposure["cus_b"], Decimal::from(9));
+        let days: Vec<(&str, String, Decimal)> = appended
+            .totals
+            .iter()
+            .map(|(k, t)| (k.customer_id.as_str(), k.usage_date.to_string(), t.amount))
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                ("cus_a", "2026-11-01".to_string(), Decimal::from(3)),
+                ("cus_b", "2026-11-02".to_string(), Decimal::from(9)),
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_appended_keeps_the_sequence() {
+        let mut appender = Appender::new(4, Default::default());
+        assert!(appender.append(Vec::new()).is_empty());
+        let appended = appender.finish();
+        assert_eq!((appended.last_sequence, appended.events), (4, 0));
+        assert!(appended.runs.is_empty() && appended.totals.is_empty());
+    }
+}
