@@ -227,8 +227,8 @@ pub fn plan_upsert(
 }
 
 /// Incoming lines under their line keys, one per key (within one batch the last statement of a
-/// key wins), in key order: the order their events are appended in. Planning a key needs only
-/// that key's stored line, so the result can be planned in chunks.
+/// key wins). Planning a key needs only that key's stored line, so the result can be planned in
+/// chunks.
 pub fn keyed(
     line_key_prefix: u32,
     partner_account_id: &str,
@@ -241,9 +241,7 @@ pub fn keyed(
             usage,
         );
     }
-    let mut keys: Vec<_> = seen.into_iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    keys
+    seen.into_iter().collect()
 }
 
 /// [`plan_upsert`] of lines already [`keyed`]; `stored` needs only their keys' lines.
@@ -289,7 +287,7 @@ pub fn plan_pull(
                 && !pulled.contains(&l.line_key)
         })
         .collect();
-    vanished.sort_by(|a, b| a.line_key.cmp(&b.line_key));
+    vanished.sort_by_key(|l| l.line_key);
     for line in vanished {
         let mut after = line.clone();
         after.removed = true;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use super::line_key::LineKey;
 use super::ledger::{LedgerLine, LedgerPlan, RatingContext, plan_pull, plan_rerate, plan_upsert};
+use super::line_key::LineKey;
 use super::money::Currency;
 use super::pricing::{FxRate, PriceKind, PriceRule, RuleScope};
 use super::rating::{Chargee, PriceBook};

@@ -128,9 +128,18 @@ mod tests {
         assert_ne!(a, LineKey::of(7, "pa_1", &usage("sim-2", 3)));
         assert_ne!(a, LineKey::of(7, "pa_2", &usage("sim-1", 3)));
         // Same account and hour: same group, whatever the vendor account.
-        assert_eq!(a.group(), LineKey::of(7, "pa_1", &usage("sim-2", 3)).group());
-        assert_ne!(a.group(), LineKey::of(7, "pa_1", &usage("sim-1", 4)).group());
-        assert_ne!(a.group(), LineKey::of(8, "pa_1", &usage("sim-1", 3)).group());
+        assert_eq!(
+            a.group(),
+            LineKey::of(7, "pa_1", &usage("sim-2", 3)).group()
+        );
+        assert_ne!(
+            a.group(),
+            LineKey::of(7, "pa_1", &usage("sim-1", 4)).group()
+        );
+        assert_ne!(
+            a.group(),
+            LineKey::of(8, "pa_1", &usage("sim-1", 3)).group()
+        );
         let (low, high) = a.group();
         assert!(low <= a && a < high);
     }

@@ -9,9 +9,9 @@ pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod ledger_append;
-pub mod line_key;
 #[cfg(test)]
 mod ledger_properties;
+pub mod line_key;
 pub mod money;
 pub mod paging;
 pub mod partner_account;

@@ -17,7 +17,15 @@ use crate::domain::ledger_append::{Total, TotalKey, usage_date};
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// A stored total: (customer, day, vendor, service, meter, amount, quantity).
-type StoredTotal = (String, NaiveDate, String, String, String, DbDecimal, DbDecimal);
+type StoredTotal = (
+    String,
+    NaiveDate,
+    String,
+    String,
+    String,
+    DbDecimal,
+    DbDecimal,
+);
 
 /// `changes` added to the stored values of the same keys: the values to write.
 fn added(

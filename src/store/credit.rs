@@ -210,9 +210,15 @@ pub(crate) fn assess(
         let Some((limit, currency)) = inputs.limits.get(customer_id) else {
             return Err(Error::not_found("customer", customer_id.clone()));
         };
-        let mut state = inputs.states.remove(customer_id).unwrap_or_else(State::empty);
+        let mut state = inputs
+            .states
+            .remove(customer_id)
+            .unwrap_or_else(State::empty);
         state.open_charges += *delta;
-        let thresholds = state.thresholds.clone().unwrap_or_else(|| defaults.thresholds.clone());
+        let thresholds = state
+            .thresholds
+            .clone()
+            .unwrap_or_else(|| defaults.thresholds.clone());
         let policy = state.policy.unwrap_or(defaults.policy);
         let exposure = state.open_charges + state.unpaid_invoices;
         // Thresholds no longer configured are forgotten, not "crossed down".

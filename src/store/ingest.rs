@@ -2,7 +2,7 @@
 //! tenant's ledger lock. The domain plans what changes (`domain::ledger`) and numbers the events
 //! (`domain::ledger_append`); this runs the plan against a [`LedgerTx`], the transaction's
 //! statements on one connection (see `ledger_tx` for Diesel, `pg_ledger` for PostgreSQL COPY).
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -15,7 +15,7 @@ use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
     LedgerLine, LedgerPlan, RatingContext, keyed, plan_keyed, plan_pull, plan_rerate,
 };
-use crate::domain::ledger_append::{Appended, Appender};
+use crate::domain::ledger_append::{Appended, Appender, NumberedEvent};
 use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
@@ -65,14 +65,6 @@ impl TenantPricing {
                 fx: &self.fx,
             },
         }
-    }
-
-    /// The customer a vendor account's new lines go to, if linked.
-    fn chargee(&self, vendor: Vendor, vendor_account_id: &str) -> Option<&str> {
-        self.chargees
-            .get(&vendor)
-            .and_then(|c| c.get(vendor_account_id))
-            .map(|c| c.customer_id.as_str())
     }
 }
 
@@ -148,57 +140,72 @@ impl ChunkPlan {
 pub(crate) const LEDGER_CHUNK_KEYS: usize = 5_000;
 
 /// Writes planned chunks: `plan` yields one chunk's lines and events at a time, which are
-/// numbered, encoded and handed to the transaction. Planning and encoding the next chunk run
-/// while the connection writes the previous one (one task: the writer awaits the database
-/// while the planner computes).
-async fn write_chunks<T, P>(tx: &mut T, tenant_id: &str, appender: &mut Appender, mut plan: P) -> Result<usize>
+/// numbered, encoded and handed to the transaction. Planning runs on a blocking thread, so on a
+/// machine with two cores the next chunk is planned and encoded while the database writes the
+/// previous one. Returns the lines written and what the append left.
+async fn write_chunks<T, P>(
+    tx: &mut T,
+    tenant_id: &str,
+    appender: Appender,
+    mut plan: P,
+) -> Result<(usize, Appended)>
 where
     T: LedgerTx,
-    P: FnMut() -> Option<Result<ChunkPlan>> + Send,
+    P: FnMut() -> Option<Result<ChunkPlan>> + Send + 'static,
 {
-    use futures::{SinkExt, StreamExt};
-    let now = Utc::now();
-    let (mut queue, mut queued) = futures::channel::mpsc::channel::<T::Chunk>(1);
-    let mut lines_written = 0;
-    let planner = async {
+    let encode: Encode<T::Chunk> = T::encode;
+    let (queue, mut queued) = tokio::sync::mpsc::channel::<Result<T::Chunk>>(2);
+    let tenant = tenant_id.to_string();
+    let planner = tokio::task::spawn_blocking(move || {
+        let (mut appender, mut lines_written, now) = (appender, 0, Utc::now());
         while let Some(next) = plan() {
-            let ChunkPlan { lines, events } = next?;
-            lines_written += lines.len();
-            let events = appender.append(events);
-            let chunk = T::encode(tenant_id, lines, events, now)?;
-            queue
-                .send(chunk)
-                .await
-                .map_err(|_| Error::Internal("ledger writer stopped before the planner".into()))?;
-            // Let the writer hand this chunk to the connection before the next is planned.
-            tokio::task::yield_now().await;
+            let chunk = next.and_then(|ChunkPlan { lines, events }| {
+                lines_written += lines.len();
+                encode(&tenant, lines, appender.append(events), now)
+            });
+            let failed = chunk.is_err();
+            // A closed queue means the writer failed; it reports why.
+            if queue.blocking_send(chunk).is_err() || failed {
+                break;
+            }
         }
-        drop(queue);
-        Ok::<(), Error>(())
-    };
-    let writer = async {
-        while let Some(chunk) = queued.next().await {
-            tx.write_chunk(chunk).await?;
+        (lines_written, appender.finish())
+    });
+    let mut failure = None;
+    while let Some(chunk) = queued.recv().await {
+        if let Err(error) = async { tx.write_chunk(chunk?).await }.await {
+            failure = Some(error);
+            break;
         }
-        Ok::<(), Error>(())
-    };
-    futures::try_join!(planner, writer)?;
-    Ok(lines_written)
+    }
+    drop(queued);
+    let planned = planner
+        .await
+        .map_err(|e| Error::Internal(format!("ledger planner failed: {e}")))?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(planned),
+    }
 }
 
+/// A backend's chunk encoder (see [`LedgerTx::encode`]), as a plain function so the planner
+/// thread can own it.
+type Encode<C> =
+    fn(&str, Vec<(LedgerLine, bool)>, Vec<NumberedEvent>, chrono::DateTime<Utc>) -> Result<C>;
+
 /// Writes `plan` (pulls and re-rates: planned in one go from lines read up front);
-/// `is_stored` tells which of its keys are stored already.
+/// `stored` holds the keys stored already.
 async fn write_plan<T: LedgerTx>(
     tx: &mut T,
     tenant_id: &str,
-    appender: &mut Appender,
+    appender: Appender,
     plan: LedgerPlan,
-    is_stored: &(dyn Fn(&LineKey) -> bool + Sync),
-) -> Result<usize> {
+    stored: HashSet<LineKey>,
+) -> Result<(usize, Appended)> {
     let LedgerPlan { lines, events } = plan;
     let mut lines = lines.into_iter().peekable();
     let mut events = Some(events);
-    write_chunks(tx, tenant_id, appender, || {
+    write_chunks(tx, tenant_id, appender, move || {
         // All events go with the first chunk, so they are numbered customer by customer.
         let events = events.take();
         if lines.peek().is_none() && events.as_ref().is_none_or(Vec::is_empty) {
@@ -208,7 +215,7 @@ async fn write_plan<T: LedgerTx>(
             lines: lines.by_ref().take(LEDGER_CHUNK_KEYS).collect(),
             events: events.unwrap_or_default(),
         };
-        Some(Ok(ChunkPlan::of(plan, is_stored)))
+        Some(Ok(ChunkPlan::of(plan, &|key| stored.contains(key))))
     })
     .await
 }
@@ -217,8 +224,7 @@ async fn write_plan<T: LedgerTx>(
 async fn finish<T: LedgerTx>(
     tx: &mut T,
     tenant_id: &str,
-    lines_written: usize,
-    appended: Appended,
+    (lines_written, appended): (usize, Appended),
 ) -> Result<IngestSummary> {
     let last_sequence = (appended.events > 0).then_some(appended.last_sequence);
     if last_sequence.is_some() {
@@ -252,9 +258,10 @@ pub(crate) async fn pull<T: LedgerTx>(
         pull.end,
         &pricing.context(account, &empty),
     );
-    let mut appender = Appender::new(last, pricing.zones.clone());
-    let written = write_plan(tx, tenant_id, &mut appender, plan, &|key| stored.contains_key(key)).await?;
-    finish(tx, tenant_id, written, appender.finish()).await
+    let appender = Appender::new(last, pricing.zones.clone());
+    let stored = stored.into_keys().collect();
+    let written = write_plan(tx, tenant_id, appender, plan, stored).await?;
+    finish(tx, tenant_id, written).await
 }
 
 /// Records pushed lines: each replaces its key; nothing else is touched. A retry of a recorded
@@ -264,7 +271,7 @@ pub(crate) async fn push<T: LedgerTx>(
     cache: &PricingCache,
     tenant_id: &str,
     account: &PartnerAccount,
-    lines: Vec<UsageLine>,
+    keyed: Vec<(LineKey, UsageLine)>,
     request: &IdempotencyKey,
 ) -> Result<Option<IngestSummary>> {
     if let Replay::Done { .. } = tx.claim(tenant_id, request, &account.id).await? {
@@ -272,20 +279,12 @@ pub(crate) async fn push<T: LedgerTx>(
     }
     let last = tx.lock_ledger(tenant_id).await?;
     let pricing = pricing(tx, cache, tenant_id).await?;
-    let mut keyed = keyed(account.line_key_prefix, &account.id, lines);
-    // Lines of one customer together: each chunk's events are numbered customer by customer,
-    // so a customer's events of this write form few runs (the key breaks ties).
-    keyed.sort_by(|(ka, a), (kb, b)| {
-        let customer = |u: &UsageLine| pricing.chargee(account.spec.vendor, &u.key.vendor_account_id);
-        customer(a).cmp(&customer(b)).then(ka.cmp(kb))
-    });
     let keys: Vec<LineKey> = keyed.iter().map(|(key, _)| *key).collect();
     let mut stored = tx.lines_by_keys(tenant_id, &keys).await?;
-    let empty = HashMap::new();
-    let ctx = pricing.context(account, &empty);
-    let mut appender = Appender::new(last, pricing.zones.clone());
+    let appender = Appender::new(last, pricing.zones.clone());
+    let account = account.clone();
     let mut chunks = keyed.into_iter().peekable();
-    let written = write_chunks(tx, tenant_id, &mut appender, || {
+    let written = write_chunks(tx, tenant_id, appender, move || {
         chunks.peek()?;
         let chunk: Vec<_> = chunks.by_ref().take(LEDGER_CHUNK_KEYS).collect();
         // Each key's plan needs only its own stored line.
@@ -293,13 +292,14 @@ pub(crate) async fn push<T: LedgerTx>(
             .iter()
             .filter_map(|(key, _)| stored.remove(key).map(|line| (*key, line)))
             .collect();
-        let plan = plan_keyed(&chunk_stored, chunk, &ctx);
-        Some(Ok(ChunkPlan::of(plan, &|key| chunk_stored.contains_key(key))))
+        let empty = HashMap::new();
+        let plan = plan_keyed(&chunk_stored, chunk, &pricing.context(&account, &empty));
+        Some(Ok(ChunkPlan::of(plan, &|key| {
+            chunk_stored.contains_key(key)
+        })))
     })
     .await?;
-    finish(tx, tenant_id, written, appender.finish())
-        .await
-        .map(Some)
+    finish(tx, tenant_id, written).await.map(Some)
 }
 
 /// Re-rates live lines (only the unrated ones, after a link) against current prices. It follows
@@ -340,9 +340,10 @@ pub(crate) async fn rerate<T: LedgerTx>(
         plan.lines.extend(part.lines);
         plan.events.extend(part.events);
     }
-    let mut appender = Appender::new(last, pricing.zones.clone());
-    let written = write_plan(tx, tenant_id, &mut appender, plan, &|_| true).await?;
-    finish(tx, tenant_id, written, appender.finish()).await
+    let appender = Appender::new(last, pricing.zones.clone());
+    let stored = lines.iter().map(|line| line.line_key).collect();
+    let written = write_plan(tx, tenant_id, appender, plan, stored).await?;
+    finish(tx, tenant_id, written).await
 }
 
 /// Runs `$body` with `$tx` bound to a [`LedgerTx`] in a fresh transaction on the store's
@@ -381,7 +382,14 @@ impl Store {
         account: &PartnerAccount,
         pull: &Pull,
     ) -> Result<IngestSummary> {
-        ledger_write!(self, |tx| self::pull(tx, &self.pricing, tenant_id, account, pull).await)
+        ledger_write!(self, |tx| self::pull(
+            tx,
+            &self.pricing,
+            tenant_id,
+            account,
+            pull
+        )
+        .await)
     }
 
     /// Records pushed usage; `None` when `request` was already recorded (a retry).
@@ -392,8 +400,10 @@ impl Store {
         lines: Vec<UsageLine>,
         request: &IdempotencyKey,
     ) -> Result<Option<IngestSummary>> {
+        // Keyed before the transaction: hashing is the write's own work, not the ledger's.
+        let keyed = keyed(account.line_key_prefix, &account.id, lines);
         ledger_write!(self, |tx| {
-            self::push(tx, &self.pricing, tenant_id, account, lines, request).await
+            self::push(tx, &self.pricing, tenant_id, account, keyed, request).await
         })
     }
 

@@ -33,7 +33,7 @@ use crate::domain::vendor::Vendor;
 #[async_trait::async_trait]
 pub(crate) trait LedgerTx: Send {
     /// One chunk's rows, encoded for this connection (by the planner, ahead of the write).
-    type Chunk: Send;
+    type Chunk: Send + 'static;
 
     /// Records `request` (see `store::idempotency`).
     async fn claim(

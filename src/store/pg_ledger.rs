@@ -188,9 +188,30 @@ fn copy_events_sql() -> String {
 /// Changed lines of known keys: UNNEST of one array per column, ON CONFLICT replacing the line.
 fn upsert_lines_sql() -> String {
     let casts = [
-        "text", "bytea", "text", "text", "text", "text", "text", "text", "timestamptz",
-        "timestamptz", "text", "numeric", "text", "numeric", "numeric", "text", "bool", "bool",
-        "text", "numeric", "text", "text", "text", "timestamptz",
+        "text",
+        "bytea",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "text",
+        "numeric",
+        "text",
+        "numeric",
+        "numeric",
+        "text",
+        "bool",
+        "bool",
+        "text",
+        "numeric",
+        "text",
+        "text",
+        "text",
+        "timestamptz",
     ];
     let unnests: Vec<String> = casts
         .iter()
@@ -318,7 +339,12 @@ impl PgLedger {
     }
 
     /// Changed lines of known keys, as one UNNEST upsert.
-    async fn upsert_lines(&self, tenant_id: &str, lines: &[LedgerLine], now: DateTime<Utc>) -> Result<()> {
+    async fn upsert_lines(
+        &self,
+        tenant_id: &str,
+        lines: &[LedgerLine],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -327,9 +353,15 @@ impl PgLedger {
         };
         let tenant: Vec<&str> = vec![tenant_id; lines.len()];
         let keys: Vec<&[u8]> = lines.iter().map(|l| l.line_key.as_bytes()).collect();
-        let partner: Vec<&str> = lines.iter().map(|l| l.partner_account_id.as_str()).collect();
+        let partner: Vec<&str> = lines
+            .iter()
+            .map(|l| l.partner_account_id.as_str())
+            .collect();
         let vendor: Vec<&str> = lines.iter().map(|l| l.vendor.as_str()).collect();
-        let account: Vec<&str> = lines.iter().map(|l| l.usage.key.vendor_account_id.as_str()).collect();
+        let account: Vec<&str> = lines
+            .iter()
+            .map(|l| l.usage.key.vendor_account_id.as_str())
+            .collect();
         let service: Vec<&str> = lines.iter().map(|l| l.usage.key.service.as_str()).collect();
         let meter: Vec<&str> = lines.iter().map(|l| l.usage.key.meter.as_str()).collect();
         let region: Vec<&str> = lines.iter().map(|l| l.usage.key.region.as_str()).collect();
@@ -344,24 +376,53 @@ impl PgLedger {
         let estimated: Vec<bool> = lines.iter().map(|l| l.usage.estimated).collect();
         let removed: Vec<bool> = lines.iter().map(|l| l.removed).collect();
         let customer = col(&|l| l.customer_id.clone());
-        let rated: Vec<Option<Decimal>> = lines.iter().map(|l| l.rating.as_ref().map(|r| r.amount)).collect();
+        let rated: Vec<Option<Decimal>> = lines
+            .iter()
+            .map(|l| l.rating.as_ref().map(|r| r.amount))
+            .collect();
         let rated_currency = col(&|l| l.rating.as_ref().map(|r| r.currency.code().to_string()));
         let rule = col(&|l| l.rating.as_ref().map(|r| r.rule_id.clone()));
         let reason = col(&|l| l.unrated_reason.as_ref().map(encode_reason));
         let updated: Vec<DateTime<Utc>> = vec![now; lines.len()];
         let params: [&(dyn ToSql + Sync); 24] = [
-            &tenant, &keys, &partner, &vendor, &account, &service, &meter, &region, &start, &end,
-            &meter_name, &quantity, &unit, &cost, &list_cost, &currency, &estimated, &removed,
-            &customer, &rated, &rated_currency, &rule, &reason, &updated,
+            &tenant,
+            &keys,
+            &partner,
+            &vendor,
+            &account,
+            &service,
+            &meter,
+            &region,
+            &start,
+            &end,
+            &meter_name,
+            &quantity,
+            &unit,
+            &cost,
+            &list_cost,
+            &currency,
+            &estimated,
+            &removed,
+            &customer,
+            &rated,
+            &rated_currency,
+            &rule,
+            &reason,
+            &updated,
         ];
-        self.client()?.execute(upsert_lines_sql().as_str(), &params).await?;
+        self.client()?
+            .execute(upsert_lines_sql().as_str(), &params)
+            .await?;
         Ok(())
     }
 
     /// The credit hook: exposure moves with the ledger, crossings become credit events.
     async fn credit(&self, tenant_id: &str, appended: &Appended) -> Result<()> {
-        let deltas: Vec<(String, Decimal)> =
-            appended.exposure.iter().map(|(id, sum)| (id.clone(), *sum)).collect();
+        let deltas: Vec<(String, Decimal)> = appended
+            .exposure
+            .iter()
+            .map(|(id, sum)| (id.clone(), *sum))
+            .collect();
         if deltas.is_empty() {
             return Ok(());
         }
@@ -468,8 +529,18 @@ impl PgLedger {
                  unnest($7::numeric[]), unnest($8::text[]), unnest($9::text[]), \
                  unnest($10::text[]), unnest($11::int8[]), $12",
                 &[
-                    &tenant_id, &sequences, &customers, &percents, &directions, &exposures,
-                    &limits, &currencies, &policies, &actions, &ledger, &now,
+                    &tenant_id,
+                    &sequences,
+                    &customers,
+                    &percents,
+                    &directions,
+                    &exposures,
+                    &limits,
+                    &currencies,
+                    &policies,
+                    &actions,
+                    &ledger,
+                    &now,
                 ],
             )
             .await?;
@@ -728,7 +799,11 @@ impl LedgerTx for PgLedger {
 
     async fn finish(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
         let client = self.client()?;
-        let run_customers: Vec<&str> = appended.runs.iter().map(|r| r.customer_id.as_str()).collect();
+        let run_customers: Vec<&str> = appended
+            .runs
+            .iter()
+            .map(|r| r.customer_id.as_str())
+            .collect();
         let firsts: Vec<i64> = appended.runs.iter().map(|r| r.first_sequence).collect();
         let lasts: Vec<i64> = appended.runs.iter().map(|r| r.last_sequence).collect();
         let changes = &appended.totals;
@@ -741,7 +816,14 @@ impl LedgerTx for PgLedger {
         let quantities: Vec<Decimal> = changes.values().map(|t| t.quantity).collect();
         let runs: [&(dyn ToSql + Sync); 4] = [&tenant_id, &run_customers, &firsts, &lasts];
         let totals: [&(dyn ToSql + Sync); 8] = [
-            &tenant_id, &customers, &dates, &vendors, &services, &meters, &amounts, &quantities,
+            &tenant_id,
+            &customers,
+            &dates,
+            &vendors,
+            &services,
+            &meters,
+            &amounts,
+            &quantities,
         ];
         let last: [&(dyn ToSql + Sync); 2] = [&tenant_id, &appended.last_sequence];
         // Sent together: the connection pipelines them.

@@ -239,7 +239,10 @@ impl super::Store {
         // Tokens carry the last key in hex; one that is not a key was not issued here.
         let after = match page.after.as_deref() {
             Some(text) => Some(LineKey::parse_hex(text).ok_or_else(|| {
-                Error::invalid("page_token", "is malformed; pass next_page_token from a previous response unchanged")
+                Error::invalid(
+                    "page_token",
+                    "is malformed; pass next_page_token from a previous response unchanged",
+                )
             })?),
             None => None,
         };
@@ -248,8 +251,10 @@ impl super::Store {
         if let Some(own) = principal.customer_scope() {
             lines.retain(|l| l.customer_id.as_deref() == Some(own));
         }
-        let keyed: Vec<(String, LedgerLine)> =
-            lines.into_iter().map(|l| (l.line_key.to_string(), l)).collect();
+        let keyed: Vec<(String, LedgerLine)> = lines
+            .into_iter()
+            .map(|l| (l.line_key.to_string(), l))
+            .collect();
         let page = page.page(keyed, |(key, _)| key);
         Ok(crate::domain::paging::Page {
             items: page.items.into_iter().map(|(_, line)| line).collect(),

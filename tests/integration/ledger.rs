@@ -24,12 +24,7 @@ async fn ledger(
 ) -> (HashMap<LineKey, LedgerLine>, Vec<ChargeEvent>) {
     let lines = gw
         .store
-        .usage_lines_in_window(
-            &gw.tenant_id,
-            account,
-            hour(-10_000),
-            hour(10_000),
-        )
+        .usage_lines_in_window(&gw.tenant_id, account, hour(-10_000), hour(10_000))
         .await
         .unwrap();
     let events = gw

@@ -433,12 +433,7 @@ async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
         .unwrap();
     let lines = gw
         .store
-        .usage_lines_in_window(
-            &gw.tenant_id,
-            &account,
-            hour(-10),
-            hour(100),
-        )
+        .usage_lines_in_window(&gw.tenant_id, &account, hour(-10), hour(100))
         .await
         .unwrap();
     let mut sums: HashMap<_, Decimal> = HashMap::new();
