@@ -70,18 +70,27 @@ fn generate(target: usize, accounts: usize) -> (Vec<String>, Vec<UsageLine>) {
     }
 }
 
-async fn prepare(
-    url: &str,
-    accounts: &[String],
-) -> (
-    Store,
-    String,
-    msp_gateway::domain::partner_account::PartnerAccount,
-) {
+/// One pushing source: a tenant (an MSP) with its simulator partner account.
+struct Source {
+    tenant_id: String,
+    account: msp_gateway::domain::partner_account::PartnerAccount,
+}
+
+/// A migrated store with `sources` priced tenants.
+async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<Source>) {
     migrate::run(url, Direction::Up).await.expect("migrations");
     let store = Store::connect(url, &Default::default()).expect("store");
+    let mut prepared = Vec::new();
+    for i in 0..sources {
+        prepared.push(prepare_tenant(&store, accounts, &format!("Bench ISP {i}")).await);
+    }
+    (store, prepared)
+}
+
+/// A tenant with a 15 % markup, a USD->ZAR rate and 100 customers owning `accounts`.
+async fn prepare_tenant(store: &Store, accounts: &[String], name: &str) -> Source {
     let (tenant, _) = store
-        .create_tenant(NewTenant::parse("Bench ISP", "ZAR", "Africa/Johannesburg").unwrap())
+        .create_tenant(NewTenant::parse(name, "ZAR", "Africa/Johannesburg").unwrap())
         .await
         .expect("tenant");
     let admin = Principal {
@@ -177,35 +186,55 @@ async fn prepare(
             .await
             .unwrap();
     }
-    (store, tenant.id, account)
+    Source {
+        tenant_id: tenant.id,
+        account,
+    }
 }
 
-/// Ingests all lines in batches of `batch` (one transaction each); returns lines/s. The batches
-/// are cut (and the lines copied) before the clock starts.
+/// Ingests all lines in batches of `batch` (one transaction each), the sources side by side,
+/// each pushing its share of the lines batch after batch; returns lines/s over the wall clock.
+/// The batches are cut (and the lines copied) before the clock starts.
 async fn ingest(
     store: &Store,
-    tenant_id: &str,
-    account: &msp_gateway::domain::partner_account::PartnerAccount,
+    sources: &[Source],
     lines: &[UsageLine],
     batch: usize,
     run: usize,
 ) -> f64 {
-    let batches: Vec<Vec<UsageLine>> = lines.chunks(batch).map(<[UsageLine]>::to_vec).collect();
+    let share = lines.len().div_ceil(sources.len());
+    let work: Vec<(&Source, Vec<Vec<UsageLine>>)> = sources
+        .iter()
+        .zip(lines.chunks(share))
+        .map(|(source, lines)| {
+            (
+                source,
+                lines.chunks(batch).map(<[UsageLine]>::to_vec).collect(),
+            )
+        })
+        .collect();
     let started = Instant::now();
-    let mut events = 0;
-    for (i, chunk) in batches.into_iter().enumerate() {
-        let key = IdempotencyKey::from_bytes(
-            format!("bench-{run}-{i}"),
-            "IngestUsage",
-            format!("{run}-{i}").as_bytes(),
-        );
-        let summary = store
-            .ingest_push(tenant_id, account, chunk, &key)
-            .await
-            .unwrap()
-            .unwrap();
-        events += summary.events_appended;
-    }
+    let pushed = work
+        .into_iter()
+        .enumerate()
+        .map(|(s, (source, batches))| async move {
+            let mut events = 0;
+            for (i, chunk) in batches.into_iter().enumerate() {
+                let key = IdempotencyKey::from_bytes(
+                    format!("bench-{run}-{s}-{i}"),
+                    "IngestUsage",
+                    format!("{run}-{s}-{i}").as_bytes(),
+                );
+                let summary = store
+                    .ingest_push(&source.tenant_id, &source.account, chunk, &key)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                events += summary.events_appended;
+            }
+            events
+        });
+    let events: usize = futures::future::join_all(pushed).await.into_iter().sum();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(events, lines.len(), "every line rated into one charge");
     lines.len() as f64 / secs
@@ -291,13 +320,14 @@ fn main() {
     let target = env_usize("MSPGW_BENCH_LINES", 1_000_000);
     let runs = env_usize("MSPGW_BENCH_RUNS", 3);
     let batch = env_usize("MSPGW_BENCH_BATCH", 50_000);
+    let sources = env_usize("MSPGW_BENCH_SOURCES", 1).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let (accounts, lines) = generate(target, 1000);
     println!(
-        "ingest benchmark: {} lines, {} accounts, batches of {batch}, {runs} runs each",
+        "ingest benchmark: {} lines, {} accounts, batches of {batch}, {sources} source(s) pushing side by side, {runs} runs each",
         lines.len(),
         accounts.len()
     );
@@ -316,8 +346,8 @@ fn main() {
     for run in 0..runs {
         let name = format!("mspgw_bench_{}_{run}", std::process::id());
         let url = runtime.block_on(create_database(&name));
-        let (store, tenant, account) = runtime.block_on(prepare(&url, &accounts));
-        let rate = runtime.block_on(ingest(&store, &tenant, &account, &lines, batch, run));
+        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, sources));
+        let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
         let (baseline, floor) = raw_copy(&url, dir.path());
         println!(
             "run {run}: PostgreSQL ingest {rate:>10.0} lines/s | raw COPY {baseline:>10.0} lines/s | ratio {:.2} \
@@ -335,8 +365,8 @@ fn main() {
         }
         let path = dir.path().join(format!("bench-{run}.db"));
         let url = format!("sqlite://{}", path.display());
-        let (store, tenant, account) = runtime.block_on(prepare(&url, &accounts));
-        let rate = runtime.block_on(ingest(&store, &tenant, &account, &lines, batch, run));
+        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, sources));
+        let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
         println!("run {run}: SQLite     ingest {rate:>10.0} lines/s");
         sqlite.push(rate);
     }

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use chrono_tz::Tz;
 
-use super::ledger_tx::{DieselLedger, LedgerTx};
+use super::ledger_tx::{Access, DieselLedger, LedgerTx};
 use super::{Backend, Store};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
-    LedgerLine, LedgerPlan, RatingContext, keyed, plan_keyed, plan_pull, plan_rerate,
+    LedgerLine, LedgerPlan, NewChargeEvent, RatingContext, keyed, plan_keyed, plan_pull,
+    plan_rerate,
 };
-use crate::domain::ledger_append::{Appended, Appender, NumberedEvent};
+use crate::domain::ledger_append::{Appended, Appender};
 use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
@@ -139,74 +140,166 @@ impl ChunkPlan {
 /// small enough that planning one chunk overlaps the server's work on the previous one.
 pub(crate) const LEDGER_CHUNK_KEYS: usize = 5_000;
 
-/// Writes planned chunks: `plan` yields one chunk's lines and events at a time, which are
-/// numbered, encoded and handed to the transaction. Planning runs on a blocking thread, so on a
-/// machine with two cores the next chunk is planned and encoded while the database writes the
-/// previous one. Returns the lines written and what the append left.
-async fn write_chunks<T, P>(
-    tx: &mut T,
-    tenant_id: &str,
-    appender: Appender,
-    mut plan: P,
-) -> Result<(usize, Appended)>
-where
-    T: LedgerTx,
-    P: FnMut() -> Option<Result<ChunkPlan>> + Send + 'static,
-{
-    let encode: Encode<T::Chunk> = T::encode;
-    let (queue, mut queued) = tokio::sync::mpsc::channel::<Result<T::Chunk>>(2);
-    let tenant = tenant_id.to_string();
-    let planner = tokio::task::spawn_blocking(move || {
-        let (mut appender, mut lines_written, now) = (appender, 0, Utc::now());
-        while let Some(next) = plan() {
-            let chunk = next.and_then(|ChunkPlan { lines, events }| {
-                lines_written += lines.len();
-                encode(&tenant, lines, appender.append(events), now)
-            });
-            let failed = chunk.is_err();
-            // A closed queue means the writer failed; it reports why.
-            if queue.blocking_send(chunk).is_err() || failed {
-                break;
-            }
-        }
-        (lines_written, appender.finish())
-    });
-    let mut failure = None;
-    while let Some(chunk) = queued.recv().await {
-        if let Err(error) = async { tx.write_chunk(chunk?).await }.await {
-            failure = Some(error);
-            break;
-        }
+/// Hands chunks from the planner thread to the writer; `false` once the writer has stopped.
+struct Feed<C>(tokio::sync::mpsc::Sender<C>);
+
+impl<C> Feed<C> {
+    fn send(&self, chunk: C) -> bool {
+        self.0.blocking_send(chunk).is_ok()
     }
-    drop(queued);
+}
+
+/// Runs `produce` on a blocking thread and returns the chunks it feeds, as they come: on a
+/// machine with two cores the next chunk is planned and encoded while the database writes the
+/// previous one.
+fn spawn_planner<C, R>(
+    produce: impl FnOnce(&Feed<C>) -> Result<R> + Send + 'static,
+) -> (
+    tokio::sync::mpsc::Receiver<C>,
+    tokio::task::JoinHandle<Result<R>>,
+)
+where
+    C: Send + 'static,
+    R: Send + 'static,
+{
+    let (queue, queued) = tokio::sync::mpsc::channel(2);
+    (
+        queued,
+        tokio::task::spawn_blocking(move || produce(&Feed(queue))),
+    )
+}
+
+/// The planner's result, or the writer's `failure` (which stopped the planner) first.
+async fn join_planner<R>(
+    planner: tokio::task::JoinHandle<Result<R>>,
+    failure: Option<Error>,
+) -> Result<R> {
     let planned = planner
         .await
         .map_err(|e| Error::Internal(format!("ledger planner failed: {e}")))?;
     match failure {
         Some(error) => Err(error),
-        None => Ok(planned),
+        None => planned,
     }
 }
 
-/// A backend's chunk encoder (see [`LedgerTx::encode`]), as a plain function so the planner
-/// thread can own it.
-type Encode<C> =
-    fn(&str, Vec<(LedgerLine, bool)>, Vec<NumberedEvent>, chrono::DateTime<Utc>) -> Result<C>;
+/// A backend's encoders (see [`LedgerTx`]) as plain functions, so the planner thread can own them.
+type EncodeLines<C> = fn(&str, Vec<(LedgerLine, bool)>, chrono::DateTime<Utc>) -> Result<C>;
+type EncodeEvents<C> =
+    fn(&str, Vec<crate::domain::ledger_append::NumberedEvent>, chrono::DateTime<Utc>) -> Result<C>;
 
-/// Writes `plan` (pulls and re-rates: planned in one go from lines read up front);
-/// `stored` holds the keys stored already.
-async fn write_plan<T: LedgerTx>(
+/// Phase one of a ledger write, under the tenant's shared write lock and the row locks of the
+/// stored lines it read: `plan` yields one chunk's lines and events at a time; the lines are
+/// encoded and written, the events kept (unnumbered) for [`append_events`]. Returns the lines
+/// written and the events.
+async fn write_lines<T, P>(
+    tx: &mut T,
+    tenant_id: &str,
+    mut plan: P,
+) -> Result<(usize, Vec<NewChargeEvent>)>
+where
+    T: LedgerTx,
+    P: FnMut() -> Option<Result<ChunkPlan>> + Send + 'static,
+{
+    let encode: EncodeLines<T::Lines> = T::encode_lines;
+    let tenant = tenant_id.to_string();
+    let (mut queued, planner) = spawn_planner(move |feed| {
+        let (mut written, mut events, now) = (0, Vec::new(), Utc::now());
+        while let Some(next) = plan() {
+            let chunk = next?;
+            written += chunk.lines.len();
+            events.extend(chunk.events);
+            if !feed.send(encode(&tenant, chunk.lines, now)?) {
+                break;
+            }
+        }
+        Ok((written, events))
+    });
+    let mut failure = None;
+    while let Some(lines) = queued.recv().await {
+        if let Err(error) = tx.write_lines(lines).await {
+            failure = Some(error);
+            break;
+        }
+    }
+    drop(queued);
+    join_planner(planner, failure).await
+}
+
+/// Phase two, under the tenant's ledger lock: numbers `events` after `last_sequence` chunk by
+/// chunk (customer by customer within a chunk), writes them, and returns what the append left.
+async fn append_events<T: LedgerTx>(
     tx: &mut T,
     tenant_id: &str,
     appender: Appender,
+    events: Vec<NewChargeEvent>,
+) -> Result<Appended> {
+    let encode: EncodeEvents<T::Events> = T::encode_events;
+    let tenant = tenant_id.to_string();
+    let (mut queued, planner) = spawn_planner(move |feed| {
+        let (mut appender, now) = (appender, Utc::now());
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            let chunk: Vec<_> = events.by_ref().take(LEDGER_CHUNK_KEYS).collect();
+            if !feed.send(encode(&tenant, appender.append(chunk), now)?) {
+                break;
+            }
+        }
+        Ok(appender.finish())
+    });
+    let mut failure = None;
+    while let Some(events) = queued.recv().await {
+        if let Err(error) = tx.write_events(events).await {
+            failure = Some(error);
+            break;
+        }
+    }
+    drop(queued);
+    join_planner(planner, failure).await
+}
+
+/// Writes a planned write's lines, then, when it implies events, takes the ledger lock and
+/// appends them with what follows: runs, totals, the new last sequence, the credit hook and the
+/// notification. The ledger lock is held only for the events, so writers of one tenant write
+/// their lines side by side (each holding the row locks of the stored lines it read).
+async fn write<T, P>(
+    tx: &mut T,
+    tenant_id: &str,
+    zones: Arc<HashMap<String, Tz>>,
+    plan: P,
+) -> Result<IngestSummary>
+where
+    T: LedgerTx,
+    P: FnMut() -> Option<Result<ChunkPlan>> + Send + 'static,
+{
+    let (lines_written, events) = write_lines(tx, tenant_id, plan).await?;
+    if events.is_empty() {
+        return Ok(IngestSummary {
+            lines_written,
+            events_appended: 0,
+            last_sequence: None,
+        });
+    }
+    let last = tx.lock_ledger(tenant_id).await?;
+    let appended = append_events(tx, tenant_id, Appender::new(last, zones), events).await?;
+    tx.finish(tenant_id, &appended).await?;
+    Ok(IngestSummary {
+        lines_written,
+        events_appended: appended.events,
+        last_sequence: Some(appended.last_sequence),
+    })
+}
+
+/// Chunks of a plan made in one go (pulls and re-rates, from lines read up front); `stored`
+/// holds the keys stored already.
+fn chunks_of(
     plan: LedgerPlan,
     stored: HashSet<LineKey>,
-) -> Result<(usize, Appended)> {
+) -> impl FnMut() -> Option<Result<ChunkPlan>> + Send + 'static {
     let LedgerPlan { lines, events } = plan;
     let mut lines = lines.into_iter().peekable();
     let mut events = Some(events);
-    write_chunks(tx, tenant_id, appender, move || {
-        // All events go with the first chunk, so they are numbered customer by customer.
+    move || {
         let events = events.take();
         if lines.peek().is_none() && events.as_ref().is_none_or(Vec::is_empty) {
             return None;
@@ -216,25 +309,7 @@ async fn write_plan<T: LedgerTx>(
             events: events.unwrap_or_default(),
         };
         Some(Ok(ChunkPlan::of(plan, &|key| stored.contains(key))))
-    })
-    .await
-}
-
-/// After the rows: runs, totals, the new last sequence, the credit hook and the notification.
-async fn finish<T: LedgerTx>(
-    tx: &mut T,
-    tenant_id: &str,
-    (lines_written, appended): (usize, Appended),
-) -> Result<IngestSummary> {
-    let last_sequence = (appended.events > 0).then_some(appended.last_sequence);
-    if last_sequence.is_some() {
-        tx.finish(tenant_id, &appended).await?;
     }
-    Ok(IngestSummary {
-        lines_written,
-        events_appended: appended.events,
-        last_sequence,
-    })
 }
 
 /// Records a pull that restates `[pull.start, pull.end)` for the partner account.
@@ -245,7 +320,7 @@ pub(crate) async fn pull<T: LedgerTx>(
     account: &PartnerAccount,
     pull: &Pull,
 ) -> Result<IngestSummary> {
-    let last = tx.lock_ledger(tenant_id).await?;
+    tx.enter(tenant_id, Access::Shared).await?;
     let pricing = pricing(tx, cache, tenant_id).await?;
     let stored = tx
         .lines_in_window(tenant_id, account, pull.start, pull.end)
@@ -258,10 +333,14 @@ pub(crate) async fn pull<T: LedgerTx>(
         pull.end,
         &pricing.context(account, &empty),
     );
-    let appender = Appender::new(last, pricing.zones.clone());
     let stored = stored.into_keys().collect();
-    let written = write_plan(tx, tenant_id, appender, plan, stored).await?;
-    finish(tx, tenant_id, written).await
+    write(
+        tx,
+        tenant_id,
+        pricing.zones.clone(),
+        chunks_of(plan, stored),
+    )
+    .await
 }
 
 /// Records pushed lines: each replaces its key; nothing else is touched. A retry of a recorded
@@ -277,14 +356,14 @@ pub(crate) async fn push<T: LedgerTx>(
     if let Replay::Done { .. } = tx.claim(tenant_id, request, &account.id).await? {
         return Ok(None);
     }
-    let last = tx.lock_ledger(tenant_id).await?;
+    tx.enter(tenant_id, Access::Shared).await?;
     let pricing = pricing(tx, cache, tenant_id).await?;
     let keys: Vec<LineKey> = keyed.iter().map(|(key, _)| *key).collect();
     let mut stored = tx.lines_by_keys(tenant_id, &keys).await?;
-    let appender = Appender::new(last, pricing.zones.clone());
+    let zones = pricing.zones.clone();
     let account = account.clone();
     let mut chunks = keyed.into_iter().peekable();
-    let written = write_chunks(tx, tenant_id, appender, move || {
+    let plan = move || {
         chunks.peek()?;
         let chunk: Vec<_> = chunks.by_ref().take(LEDGER_CHUNK_KEYS).collect();
         // Each key's plan needs only its own stored line.
@@ -297,9 +376,8 @@ pub(crate) async fn push<T: LedgerTx>(
         Some(Ok(ChunkPlan::of(plan, &|key| {
             chunk_stored.contains_key(key)
         })))
-    })
-    .await?;
-    finish(tx, tenant_id, written).await.map(Some)
+    };
+    write(tx, tenant_id, zones, plan).await.map(Some)
 }
 
 /// Re-rates live lines (only the unrated ones, after a link) against current prices. It follows
@@ -309,7 +387,8 @@ pub(crate) async fn rerate<T: LedgerTx>(
     tenant_id: &str,
     only_unrated: bool,
 ) -> Result<IngestSummary> {
-    let last = tx.lock_ledger(tenant_id).await?;
+    // Alone among the tenant's writers: a push planned with the old prices cannot land after.
+    tx.enter(tenant_id, Access::Exclusive).await?;
     let pricing = tx.load_pricing(tenant_id).await?;
     let accounts: HashMap<String, PartnerAccount> = tx
         .partner_accounts(tenant_id)
@@ -340,10 +419,14 @@ pub(crate) async fn rerate<T: LedgerTx>(
         plan.lines.extend(part.lines);
         plan.events.extend(part.events);
     }
-    let appender = Appender::new(last, pricing.zones.clone());
     let stored = lines.iter().map(|line| line.line_key).collect();
-    let written = write_plan(tx, tenant_id, appender, plan, stored).await?;
-    finish(tx, tenant_id, written).await
+    write(
+        tx,
+        tenant_id,
+        pricing.zones.clone(),
+        chunks_of(plan, stored),
+    )
+    .await
 }
 
 /// Runs `$body` with `$tx` bound to a [`LedgerTx`] in a fresh transaction on the store's

@@ -28,13 +28,28 @@ use crate::domain::partner_account::PartnerAccount;
 use crate::domain::rating::Chargee;
 use crate::domain::vendor::Vendor;
 
-/// One ledger transaction's statements on one connection. The caller holds the transaction
-/// open around them; `lock_ledger` comes first and serializes the tenant's ledger writers.
+/// How a ledger write holds its tenant (see [`LedgerTx::enter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Pushes and pulls: side by side, each holding the row locks of the stored lines it read.
+    Shared,
+    /// Re-rates: alone, so no write planned with older prices lands after them.
+    Exclusive,
+}
+
+/// One ledger transaction's statements on one connection, in this order: `enter` (the tenant),
+/// reads of stored lines (locking them), lines written, then `lock_ledger` (which serializes
+/// the tenant's event appends until commit), events written, `finish`. Every writer takes these
+/// locks in that order, so writers of one tenant never deadlock.
 #[async_trait::async_trait]
 pub(crate) trait LedgerTx: Send {
-    /// One chunk's rows, encoded for this connection (by the planner, ahead of the write).
-    type Chunk: Send + 'static;
+    /// One chunk of lines, encoded for this connection (by the planner, ahead of the write).
+    type Lines: Send + 'static;
+    /// One chunk of numbered events, encoded likewise.
+    type Events: Send + 'static;
 
+    /// Takes the tenant's write lock until the transaction ends.
+    async fn enter(&mut self, tenant_id: &str, access: Access) -> Result<()>;
     /// Records `request` (see `store::idempotency`).
     async fn claim(
         &mut self,
@@ -47,13 +62,13 @@ pub(crate) trait LedgerTx: Send {
     async fn pricing_version(&mut self, tenant_id: &str) -> Result<i64>;
     async fn load_pricing(&mut self, tenant_id: &str) -> Result<TenantPricing>;
     async fn partner_accounts(&mut self, tenant_id: &str) -> Result<Vec<PartnerAccount>>;
-    /// The tenant's stored lines among `keys`.
+    /// The tenant's stored lines among `keys`, locked until the transaction ends.
     async fn lines_by_keys(
         &mut self,
         tenant_id: &str,
         keys: &[LineKey],
     ) -> Result<HashMap<LineKey, LedgerLine>>;
-    /// The account's lines with a window start in `[start, end)`.
+    /// The account's lines with a window start in `[start, end)`, locked likewise.
     async fn lines_in_window(
         &mut self,
         tenant_id: &str,
@@ -67,14 +82,19 @@ pub(crate) trait LedgerTx: Send {
         tenant_id: &str,
         only_unrated: bool,
     ) -> Result<Vec<LedgerLine>>;
-    /// Encodes one chunk: lines (`true`: the key is new) and numbered events.
-    fn encode(
+    /// Encodes a chunk of lines (`true`: the key is new).
+    fn encode_lines(
         tenant_id: &str,
         lines: Vec<(LedgerLine, bool)>,
+        now: DateTime<Utc>,
+    ) -> Result<Self::Lines>;
+    fn encode_events(
+        tenant_id: &str,
         events: Vec<NumberedEvent>,
         now: DateTime<Utc>,
-    ) -> Result<Self::Chunk>;
-    async fn write_chunk(&mut self, chunk: Self::Chunk) -> Result<()>;
+    ) -> Result<Self::Events>;
+    async fn write_lines(&mut self, lines: Self::Lines) -> Result<()>;
+    async fn write_events(&mut self, events: Self::Events) -> Result<()>;
     /// After the chunks of a write that appended events: its runs and daily totals, the new
     /// last sequence, the credit hook and the notification of other replicas.
     async fn finish(&mut self, tenant_id: &str, appended: &Appended) -> Result<()>;
@@ -89,12 +109,6 @@ impl<'c, C> DieselLedger<'c, C> {
     pub(crate) fn new(conn: &'c mut C) -> Self {
         DieselLedger { conn }
     }
-}
-
-/// One chunk's rows for Diesel.
-pub(crate) struct DieselChunk {
-    lines: Vec<(UsageLineRow, bool)>,
-    events: Vec<ChargeEventRow>,
 }
 
 fn parse_currency(code: &str) -> Result<Currency> {
@@ -145,11 +159,24 @@ pub(crate) fn tenant_pricing(
 }
 
 for_each_backend! {
-    use super::{DieselChunk, DieselLedger, LedgerTx};
+    use super::{Access, DieselLedger, LedgerTx};
 
     #[async_trait::async_trait]
     impl LedgerTx for DieselLedger<'_, Conn> {
-        type Chunk = DieselChunk;
+        type Lines = Vec<(UsageLineRow, bool)>;
+        type Events = Vec<ChargeEventRow>;
+
+        /// SQLite has one writer at a time. On PostgreSQL only re-rates write through Diesel,
+        /// exclusively (see `pg_ledger::tenant_lock` for the lock's key).
+        async fn enter(&mut self, tenant_id: &str, access: Access) -> Result<()> {
+            if IS_POSTGRES {
+                diesel::sql_query(crate::store::pg_ledger::tenant_lock_sql(access))
+                    .bind::<diesel::sql_types::Text, _>(tenant_id)
+                    .execute(self.conn)
+                    .await?;
+            }
+            Ok(())
+        }
 
         async fn claim(&mut self, tenant_id: &str, request: &IdempotencyKey, resource_id: &str) -> Result<Replay> {
             q::idempotency::claim(self.conn, tenant_id, request, resource_id).await
@@ -209,23 +236,23 @@ for_each_backend! {
             q::usage_lines::for_rerate(self.conn, tenant_id, only_unrated).await
         }
 
-        fn encode(
-            tenant_id: &str,
-            lines: Vec<(LedgerLine, bool)>,
-            events: Vec<NumberedEvent>,
-            now: DateTime<Utc>,
-        ) -> Result<DieselChunk> {
-            Ok(DieselChunk {
-                lines: lines
-                    .iter()
-                    .map(|(line, fresh)| (UsageLineRow::from_line(tenant_id, line, now), *fresh))
-                    .collect(),
-                events: events.iter().map(|e| ChargeEventRow::from_event(tenant_id, e, now)).collect(),
-            })
+        fn encode_lines(tenant_id: &str, lines: Vec<(LedgerLine, bool)>, now: DateTime<Utc>) -> Result<Self::Lines> {
+            Ok(lines
+                .iter()
+                .map(|(line, fresh)| (UsageLineRow::from_line(tenant_id, line, now), *fresh))
+                .collect())
         }
 
-        async fn write_chunk(&mut self, chunk: DieselChunk) -> Result<()> {
-            Ok(self.conn.write_ledger_rows(chunk.lines, chunk.events).await?)
+        fn encode_events(tenant_id: &str, events: Vec<NumberedEvent>, now: DateTime<Utc>) -> Result<Self::Events> {
+            Ok(events.iter().map(|e| ChargeEventRow::from_event(tenant_id, e, now)).collect())
+        }
+
+        async fn write_lines(&mut self, lines: Self::Lines) -> Result<()> {
+            Ok(self.conn.write_ledger_rows(lines, Vec::new()).await?)
+        }
+
+        async fn write_events(&mut self, events: Self::Events) -> Result<()> {
+            Ok(self.conn.write_ledger_rows(Vec::new(), events).await?)
         }
 
         async fn finish(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {

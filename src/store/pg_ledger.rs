@@ -22,7 +22,7 @@ use tokio_postgres::{Client, NoTls, Row};
 use super::batch::UPSERT_CREDIT_EXPOSURE_PG;
 use super::credit::{CreditDefaults, CreditEvent, CreditInputs, State, assess, parse_currency};
 use super::ingest::TenantPricing;
-use super::ledger_tx::{DieselLedger, LedgerTx};
+use super::ledger_tx::{Access, DieselLedger, LedgerTx};
 use super::pg_copy::CopyRows;
 use super::sql_types::{DbDecimal, DbTime};
 use super::usage_lines::{UsageLineRow, encode_reason, stored_lines};
@@ -130,13 +130,21 @@ impl Drop for PgLedger {
     }
 }
 
-/// A chunk's rows for COPY: new lines, changed lines (upserted), events.
-pub(crate) struct PgChunk {
+/// A chunk of lines: new ones as COPY data, changed ones to upsert.
+pub(crate) struct PgLines {
     new_lines: Option<Bytes>,
     known_lines: Vec<LedgerLine>,
     tenant_id: String,
     now: DateTime<Utc>,
-    events: Option<Bytes>,
+}
+
+/// The tenant write lock of ledger writes: a transaction-scoped advisory lock on the tenant id
+/// ("mspg" in ASCII, then the id's hash), shared by pushes and pulls, exclusive for re-rates.
+pub(crate) fn tenant_lock_sql(access: Access) -> &'static str {
+    match access {
+        Access::Shared => "SELECT pg_advisory_xact_lock_shared(1836281959, hashtext($1))",
+        Access::Exclusive => "SELECT pg_advisory_xact_lock(1836281959, hashtext($1))",
+    }
 }
 
 const LINE_COLUMNS: &str = "tenant_id, line_key, partner_account_id, vendor, vendor_account_id, \
@@ -559,7 +567,15 @@ const LOOKUP_KEYS: usize = 5_000;
 
 #[async_trait::async_trait]
 impl LedgerTx for PgLedger {
-    type Chunk = PgChunk;
+    type Lines = PgLines;
+    type Events = Bytes;
+
+    async fn enter(&mut self, tenant_id: &str, access: Access) -> Result<()> {
+        self.client()?
+            .execute(tenant_lock_sql(access), &[&tenant_id])
+            .await?;
+        Ok(())
+    }
 
     async fn claim(
         &mut self,
@@ -676,16 +692,18 @@ impl LedgerTx for PgLedger {
         if stored_groups.is_empty() {
             return Ok(HashMap::new());
         }
-        let probe: Vec<&[u8]> = keys
+        // Locked in key order, as every writer locks them: no two writers deadlock.
+        let mut probe: Vec<&[u8]> = keys
             .iter()
             .filter(|key| stored_groups.binary_search(&key.group().0).is_ok())
             .map(LineKey::as_bytes)
             .collect();
+        probe.sort_unstable();
         // One primary-key probe per key whatever the planner's statistics (see batch.rs).
         let lookup = format!(
             "SELECT {} FROM unnest($1::bytea[]) AS wanted(line_key) \
              CROSS JOIN LATERAL (SELECT * FROM usage_lines \
-                 WHERE usage_lines.line_key = wanted.line_key LIMIT 1) AS line",
+                 WHERE usage_lines.line_key = wanted.line_key LIMIT 1 FOR UPDATE) AS line",
             LINE_COLUMNS
                 .split(", ")
                 .map(|c| format!("line.{}", c.trim()))
@@ -714,7 +732,7 @@ impl LedgerTx for PgLedger {
                 format!(
                     "SELECT {LINE_COLUMNS} FROM usage_lines WHERE line_key >= $1 AND line_key < $2 \
                      AND tenant_id = $3 AND partner_account_id = $4 \
-                     AND window_start >= $5 AND window_start < $6"
+                     AND window_start >= $5 AND window_start < $6 ORDER BY line_key FOR UPDATE"
                 )
                 .as_str(),
                 &[
@@ -757,12 +775,11 @@ impl LedgerTx for PgLedger {
             .collect()
     }
 
-    fn encode(
+    fn encode_lines(
         tenant_id: &str,
         lines: Vec<(LedgerLine, bool)>,
-        events: Vec<NumberedEvent>,
         now: DateTime<Utc>,
-    ) -> Result<PgChunk> {
+    ) -> Result<PgLines> {
         let mut new_lines = CopyRows::new(LINE_TYPES.len() as i16, lines.len() * COPY_ROW_BYTES);
         let mut known_lines = Vec::new();
         for (line, fresh) in lines {
@@ -772,29 +789,36 @@ impl LedgerTx for PgLedger {
                 known_lines.push(line);
             }
         }
-        let mut copied_events = CopyRows::new(13, events.len() * COPY_ROW_BYTES);
-        for event in &events {
-            copy_event(&mut copied_events, tenant_id, event, now)?;
-        }
-        Ok(PgChunk {
+        Ok(PgLines {
             new_lines: (!new_lines.is_empty()).then(|| new_lines.finish()),
             known_lines,
             tenant_id: tenant_id.to_string(),
             now,
-            events: (!copied_events.is_empty()).then(|| copied_events.finish()),
         })
     }
 
-    async fn write_chunk(&mut self, chunk: PgChunk) -> Result<()> {
-        if let Some(lines) = chunk.new_lines {
-            self.copy_in(&copy_lines_sql(), lines).await?;
+    fn encode_events(
+        tenant_id: &str,
+        events: Vec<NumberedEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Bytes> {
+        let mut rows = CopyRows::new(13, events.len() * COPY_ROW_BYTES);
+        for event in &events {
+            copy_event(&mut rows, tenant_id, event, now)?;
         }
-        self.upsert_lines(&chunk.tenant_id, &chunk.known_lines, chunk.now)
-            .await?;
-        if let Some(events) = chunk.events {
-            self.copy_in(&copy_events_sql(), events).await?;
+        Ok(rows.finish())
+    }
+
+    async fn write_lines(&mut self, lines: PgLines) -> Result<()> {
+        if let Some(data) = lines.new_lines {
+            self.copy_in(&copy_lines_sql(), data).await?;
         }
-        Ok(())
+        self.upsert_lines(&lines.tenant_id, &lines.known_lines, lines.now)
+            .await
+    }
+
+    async fn write_events(&mut self, events: Bytes) -> Result<()> {
+        self.copy_in(&copy_events_sql(), events).await
     }
 
     async fn finish(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {

@@ -1,3 +1,7 @@
+DROP TRIGGER customers_pricing_version ON customers;
+CREATE TRIGGER customers_pricing_version AFTER INSERT OR DELETE OR UPDATE OF billing_currency ON customers
+    FOR EACH ROW EXECUTE FUNCTION bump_pricing_version();
+
 DROP TABLE charge_totals;
 DROP TABLE charge_event_runs;
 

@@ -80,3 +80,8 @@ SELECT e.tenant_id, e.customer_id, (e.window_start AT TIME ZONE c.time_zone)::da
        e.vendor, e.service, e.meter, sum(e.amount), sum(e.quantity)
   FROM charge_events e JOIN customers c ON c.id = e.customer_id
  GROUP BY 1, 2, 3, 4, 5, 6;
+
+-- Ledger writers cache each customer's time zone too (it picks the day of a daily total).
+DROP TRIGGER customers_pricing_version ON customers;
+CREATE TRIGGER customers_pricing_version AFTER INSERT OR DELETE OR UPDATE OF billing_currency, time_zone
+    ON customers FOR EACH ROW EXECUTE FUNCTION bump_pricing_version();

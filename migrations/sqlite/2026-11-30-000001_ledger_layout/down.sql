@@ -1,3 +1,9 @@
+DROP TRIGGER customers_pricing_version_update;
+CREATE TRIGGER customers_pricing_version_update AFTER UPDATE OF billing_currency ON customers BEGIN
+    INSERT OR IGNORE INTO pricing_versions (tenant_id, version) VALUES (NEW.tenant_id, 0);
+    UPDATE pricing_versions SET version = version + 1 WHERE tenant_id = NEW.tenant_id;
+END;
+
 DROP TABLE charge_totals;
 DROP TABLE charge_event_runs;
 

@@ -110,3 +110,10 @@ SELECT e.tenant_id, e.customer_id, mspgw_local_date(e.window_start, c.time_zone)
        e.vendor, e.service, e.meter, mspgw_decimal_sum(e.amount), mspgw_decimal_sum(e.quantity)
   FROM charge_events e JOIN customers c ON c.id = e.customer_id
  GROUP BY e.tenant_id, e.customer_id, usage_date, e.vendor, e.service, e.meter;
+
+-- Ledger writers cache each customer's time zone too (it picks the day of a daily total).
+DROP TRIGGER customers_pricing_version_update;
+CREATE TRIGGER customers_pricing_version_update AFTER UPDATE OF billing_currency, time_zone ON customers BEGIN
+    INSERT OR IGNORE INTO pricing_versions (tenant_id, version) VALUES (NEW.tenant_id, 0);
+    UPDATE pricing_versions SET version = version + 1 WHERE tenant_id = NEW.tenant_id;
+END;
