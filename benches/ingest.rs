@@ -46,6 +46,48 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system) of each running process whose name starts with `name`, by pid.
+fn cpu_by_pid(name: &str) -> std::collections::HashMap<u32, f64> {
+    // Linux reports these in clock ticks of 1/100 s.
+    const TICKS: f64 = 100.0;
+    let mut cpu = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(name) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+        cpu.insert(pid, (ticks(11) + ticks(12)) / TICKS);
+    }
+    cpu
+}
+
+/// CPU seconds spent between two [`cpu_by_pid`] readings (processes started since count whole).
+fn cpu_spent(
+    before: &std::collections::HashMap<u32, f64>,
+    after: &std::collections::HashMap<u32, f64>,
+) -> f64 {
+    after
+        .iter()
+        .map(|(pid, cpu)| cpu - before.get(pid).copied().unwrap_or(0.0))
+        .sum()
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -70,27 +112,19 @@ fn generate(target: usize, accounts: usize) -> (Vec<String>, Vec<UsageLine>) {
     }
 }
 
-/// One pushing source: a tenant (an MSP) with its simulator partner account.
+/// One pushing source: a simulator partner account of the bench tenant (an MSP).
 struct Source {
     tenant_id: String,
     account: msp_gateway::domain::partner_account::PartnerAccount,
 }
 
-/// A migrated store with `sources` priced tenants.
+/// A migrated store with one priced tenant pushing through `sources` partner accounts: a 15 %
+/// markup, a USD->ZAR rate, and 100 customers owning the simulator `accounts`.
 async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<Source>) {
     migrate::run(url, Direction::Up).await.expect("migrations");
     let store = Store::connect(url, &Default::default()).expect("store");
-    let mut prepared = Vec::new();
-    for i in 0..sources {
-        prepared.push(prepare_tenant(&store, accounts, &format!("Bench ISP {i}")).await);
-    }
-    (store, prepared)
-}
-
-/// A tenant with a 15 % markup, a USD->ZAR rate and 100 customers owning `accounts`.
-async fn prepare_tenant(store: &Store, accounts: &[String], name: &str) -> Source {
     let (tenant, _) = store
-        .create_tenant(NewTenant::parse(name, "ZAR", "Africa/Johannesburg").unwrap())
+        .create_tenant(NewTenant::parse("Bench ISP", "ZAR", "Africa/Johannesburg").unwrap())
         .await
         .expect("tenant");
     let admin = Principal {
@@ -99,26 +133,28 @@ async fn prepare_tenant(store: &Store, accounts: &[String], name: &str) -> Sourc
         scope: Scope::Admin,
         customer_id: None,
     };
-    let spec = PartnerAccountSpec {
-        vendor: Vendor::Simulator,
-        display_name: "Bench simulator".into(),
-        vendor_account_id: "bench".into(),
-        partner_discount_rate: Decimal::new(12, 2),
-        credentials_ref: String::new(),
-        poll_interval_secs: 3600,
-        // No pollers run in the benchmark; enabled so customers can be linked through it.
-        enabled: true,
-        endpoint_url: String::new(),
-        aws: None,
-    };
-    let account = store
-        .create_partner_account(
-            &admin,
-            &spec,
-            &IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec),
-        )
-        .await
-        .unwrap();
+    let mut partner_accounts = Vec::new();
+    for i in 0..sources {
+        let spec = PartnerAccountSpec {
+            vendor: Vendor::Simulator,
+            display_name: format!("Bench simulator {i}"),
+            vendor_account_id: format!("bench-{i}"),
+            partner_discount_rate: Decimal::new(12, 2),
+            credentials_ref: String::new(),
+            poll_interval_secs: 3600,
+            // No pollers run in the benchmark; enabled so customers can be linked through it.
+            enabled: true,
+            endpoint_url: String::new(),
+            aws: None,
+        };
+        let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
+        partner_accounts.push(
+            store
+                .create_partner_account(&admin, &spec, &key)
+                .await
+                .unwrap(),
+        );
+    }
     let zar = Currency::parse("c", "ZAR").unwrap();
     let effective_from = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
         .unwrap()
@@ -178,7 +214,7 @@ async fn prepare_tenant(store: &Store, accounts: &[String], name: &str) -> Sourc
             Vendor::Simulator,
             VendorAccountKind::SimulatorAccount,
             id,
-            &account.id,
+            &partner_accounts[0].id,
         )
         .unwrap();
         store
@@ -186,10 +222,14 @@ async fn prepare_tenant(store: &Store, accounts: &[String], name: &str) -> Sourc
             .await
             .unwrap();
     }
-    Source {
-        tenant_id: tenant.id,
-        account,
-    }
+    let sources = partner_accounts
+        .into_iter()
+        .map(|account| Source {
+            tenant_id: tenant.id.clone(),
+            account,
+        })
+        .collect();
+    (store, sources)
 }
 
 /// Ingests all lines in batches of `batch` (one transaction each), the sources side by side,
@@ -213,6 +253,8 @@ async fn ingest(
             )
         })
         .collect();
+    let server_before = cpu_by_pid("postgres");
+    let gateway_before = cpu_by_pid("ingest");
     let started = Instant::now();
     let pushed = work
         .into_iter()
@@ -236,7 +278,17 @@ async fn ingest(
         });
     let events: usize = futures::future::join_all(pushed).await.into_iter().sum();
     let secs = started.elapsed().as_secs_f64();
+    let micros_per_line = |cpu: f64| cpu * 1e6 / lines.len() as f64;
+    let server = micros_per_line(cpu_spent(&server_before, &cpu_by_pid("postgres")));
+    let gateway = micros_per_line(cpu_spent(&gateway_before, &cpu_by_pid("ingest")));
     assert_eq!(events, lines.len(), "every line rated into one charge");
+    println!(
+        "  CPU per line: database {server:.1} us, gateway {gateway:.1} us (wall {:.1} us on {} cores)",
+        secs * 1e6 / lines.len() as f64,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+    );
     lines.len() as f64 / secs
 }
 
@@ -327,7 +379,7 @@ fn main() {
         .unwrap();
     let (accounts, lines) = generate(target, 1000);
     println!(
-        "ingest benchmark: {} lines, {} accounts, batches of {batch}, {sources} source(s) pushing side by side, {runs} runs each",
+        "ingest benchmark: {} lines, {} accounts, batches of {batch}, {sources} partner account(s) of one tenant pushing side by side, {runs} runs each",
         lines.len(),
         accounts.len()
     );

@@ -16,3 +16,9 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;
+
+/// The allocator of every binary built on this crate (the server, its tests and benchmarks run
+/// the same): ledger writes allocate and free many small strings beside megabyte-sized COPY
+/// buffers, which glibc's malloc answers with costly consolidation passes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -5,12 +5,12 @@
 //! [`plan_pull`], [`plan_upsert`] and [`plan_rerate`] are pure: given the stored lines and the new
 //! facts they say which lines to write and which events to append; the store applies the plan in
 //! one transaction and numbers the events.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::line_key::LineKey;
+use super::line_key::{LineKey, LineKeyMap, LineKeySet};
 use super::rating::{Chargee, PriceBook, RatedAmount, UnratedReason, rate};
 use super::usage::UsageLine;
 use super::vendor::Vendor;
@@ -215,7 +215,7 @@ fn apply(plan: &mut LedgerPlan, before: Option<&LedgerLine>, after: LedgerLine) 
 
 /// Lines pushed or pulled without restating a window: each incoming line replaces its key.
 pub fn plan_upsert(
-    stored: &HashMap<LineKey, LedgerLine>,
+    stored: &LineKeyMap<LedgerLine>,
     incoming: Vec<UsageLine>,
     ctx: &RatingContext<'_>,
 ) -> LedgerPlan {
@@ -227,26 +227,29 @@ pub fn plan_upsert(
 }
 
 /// Incoming lines under their line keys, one per key (within one batch the last statement of a
-/// key wins). Planning a key needs only that key's stored line, so the result can be planned in
+/// key wins), in key order: neighbouring keys are written together, into neighbouring index
+/// pages. Planning a key needs only that key's stored line, so the result can be planned in
 /// chunks.
 pub fn keyed(
     line_key_prefix: u32,
     partner_account_id: &str,
     incoming: Vec<UsageLine>,
 ) -> Vec<(LineKey, UsageLine)> {
-    let mut seen = HashMap::with_capacity(incoming.len());
+    let mut seen = LineKeyMap::with_capacity_and_hasher(incoming.len(), Default::default());
     for usage in incoming {
         seen.insert(
             LineKey::of(line_key_prefix, partner_account_id, &usage.key),
             usage,
         );
     }
-    seen.into_iter().collect()
+    let mut keyed: Vec<_> = seen.into_iter().collect();
+    keyed.sort_unstable_by_key(|(key, _)| *key);
+    keyed
 }
 
 /// [`plan_upsert`] of lines already [`keyed`]; `stored` needs only their keys' lines.
 pub fn plan_keyed(
-    stored: &HashMap<LineKey, LedgerLine>,
+    stored: &LineKeyMap<LedgerLine>,
     keyed: Vec<(LineKey, UsageLine)>,
     ctx: &RatingContext<'_>,
 ) -> LedgerPlan {
@@ -262,7 +265,7 @@ pub fn plan_keyed(
 /// A pull restating every line with a window start in `[start, end)`: lines of that window
 /// missing from `incoming` are removed and their charges reversed.
 pub fn plan_pull(
-    stored: &HashMap<LineKey, LedgerLine>,
+    stored: &LineKeyMap<LedgerLine>,
     incoming: Vec<UsageLine>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -273,7 +276,7 @@ pub fn plan_pull(
         .into_iter()
         .filter(|l| in_window(l.key.window_start))
         .collect();
-    let pulled: HashSet<LineKey> = incoming
+    let pulled: LineKeySet = incoming
         .iter()
         .map(|l| LineKey::of(ctx.line_key_prefix, ctx.partner_account_id, &l.key))
         .collect();

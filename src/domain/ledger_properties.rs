@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use super::ledger::{LedgerLine, LedgerPlan, RatingContext, plan_pull, plan_rerate, plan_upsert};
-use super::line_key::LineKey;
+use super::line_key::{LineKey, LineKeyMap};
 use super::money::Currency;
 use super::pricing::{FxRate, PriceKind, PriceRule, RuleScope};
 use super::rating::{Chargee, PriceBook};
@@ -87,7 +87,7 @@ fn usage(&(account, meter, hour, cents, estimated): &(usize, usize, i64, i64, bo
 }
 
 struct Model {
-    lines: HashMap<LineKey, LedgerLine>,
+    lines: LineKeyMap<LedgerLine>,
     events: Vec<(LineKey, Decimal)>,
     rules: Vec<PriceRule>,
     fx: Vec<FxRate>,
@@ -100,7 +100,7 @@ impl Model {
         let zar = Currency::parse("c", "ZAR").unwrap();
         let usd = Currency::parse("c", "USD").unwrap();
         let mut model = Model {
-            lines: HashMap::new(),
+            lines: LineKeyMap::default(),
             events: Vec::new(),
             rules: Vec::new(),
             fx: vec![FxRate {
@@ -164,7 +164,7 @@ impl Model {
     }
 
     fn check_sums(&self) -> Result<(), TestCaseError> {
-        let mut sums: HashMap<LineKey, Decimal> = HashMap::new();
+        let mut sums: LineKeyMap<Decimal> = LineKeyMap::default();
         for (key, amount) in &self.events {
             *sums.entry(*key).or_default() += *amount;
         }

@@ -15,8 +15,46 @@ use super::usage::UsageKey;
 pub const LINE_KEY_LEN: usize = 24;
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LineKey([u8; LINE_KEY_LEN]);
+
+/// Hashes a key by 8 bytes of its SHA-256 part, which are already uniformly distributed: maps
+/// keyed by line keys (a ledger write builds several per chunk) skip a second hash function.
+impl std::hash::Hash for LineKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from_le_bytes(self.hash_bytes()));
+    }
+}
+
+/// A `BuildHasher` for maps keyed by [`LineKey`]: passes the key's own hash bits through.
+#[derive(Clone, Copy, Default)]
+pub struct LineKeyHasher(u64);
+
+impl std::hash::Hasher for LineKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `LineKey`; anything else still hashes deterministically.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Maps keyed by line keys.
+pub type LineKeyMap<V> =
+    std::collections::HashMap<LineKey, V, std::hash::BuildHasherDefault<LineKeyHasher>>;
+/// Sets of line keys.
+pub type LineKeySet =
+    std::collections::HashSet<LineKey, std::hash::BuildHasherDefault<LineKeyHasher>>;
 
 impl LineKey {
     /// The key of `key`'s line, pulled or pushed through the partner account `partner_account_id`
@@ -77,6 +115,12 @@ impl LineKey {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    fn hash_bytes(&self) -> [u8; 8] {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&self.0[8..16]);
+        bytes
     }
 
     /// A stored key; `None` when it is not 24 bytes.

@@ -121,9 +121,12 @@ for_each_backend! {
     }
 
     /// Re-buckets a customer's totals by day in `zone` (its time zone changed), from its
-    /// charge events. Takes the tenant's ledger lock.
+    /// charge events. Takes the tenant alone, as a re-rate does: a write that read the old zone
+    /// before this commits cannot add its totals after the rebuild.
     pub async fn rebuild(conn: &mut Conn, tenant_id: &str, customer_id: &str, zone: Tz) -> Result<()> {
+        use crate::store::ledger_tx::{Access, DieselLedger, LedgerTx};
         const PAGE: i64 = 10_000;
+        DieselLedger::new(&mut *conn).enter(tenant_id, Access::Exclusive).await?;
         q::charges::lock_ledger(conn, tenant_id).await?;
         let mut totals: BTreeMap<TotalKey, Total> = BTreeMap::new();
         let mut after = 0;

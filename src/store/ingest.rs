@@ -2,7 +2,7 @@
 //! tenant's ledger lock. The domain plans what changes (`domain::ledger`) and numbers the events
 //! (`domain::ledger_append`); this runs the plan against a [`LedgerTx`], the transaction's
 //! statements on one connection (see `ledger_tx` for Diesel, `pg_ledger` for PostgreSQL COPY).
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -17,7 +17,7 @@ use crate::domain::ledger::{
     plan_rerate,
 };
 use crate::domain::ledger_append::{Appended, Appender};
-use crate::domain::line_key::LineKey;
+use crate::domain::line_key::{LineKey, LineKeyMap, LineKeySet};
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::pricing::{FxRate, PriceRule};
@@ -294,7 +294,7 @@ where
 /// holds the keys stored already.
 fn chunks_of(
     plan: LedgerPlan,
-    stored: HashSet<LineKey>,
+    stored: LineKeySet,
 ) -> impl FnMut() -> Option<Result<ChunkPlan>> + Send + 'static {
     let LedgerPlan { lines, events } = plan;
     let mut lines = lines.into_iter().peekable();
@@ -367,7 +367,7 @@ pub(crate) async fn push<T: LedgerTx>(
         chunks.peek()?;
         let chunk: Vec<_> = chunks.by_ref().take(LEDGER_CHUNK_KEYS).collect();
         // Each key's plan needs only its own stored line.
-        let chunk_stored: HashMap<LineKey, LedgerLine> = chunk
+        let chunk_stored: LineKeyMap<LedgerLine> = chunk
             .iter()
             .filter_map(|(key, _)| stored.remove(key).map(|line| (*key, line)))
             .collect();

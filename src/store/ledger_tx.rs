@@ -22,7 +22,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::LedgerLine;
 use crate::domain::ledger_append::{Appended, NumberedEvent};
-use crate::domain::line_key::LineKey;
+use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::rating::Chargee;
@@ -67,7 +67,7 @@ pub(crate) trait LedgerTx: Send {
         &mut self,
         tenant_id: &str,
         keys: &[LineKey],
-    ) -> Result<HashMap<LineKey, LedgerLine>>;
+    ) -> Result<LineKeyMap<LedgerLine>>;
     /// The account's lines with a window start in `[start, end)`, locked likewise.
     async fn lines_in_window(
         &mut self,
@@ -75,7 +75,7 @@ pub(crate) trait LedgerTx: Send {
         account: &PartnerAccount,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<HashMap<LineKey, LedgerLine>>;
+    ) -> Result<LineKeyMap<LedgerLine>>;
     /// Every live line of the tenant (only the unrated ones when asked), in key order.
     async fn lines_for_rerate(
         &mut self,
@@ -216,7 +216,7 @@ for_each_backend! {
             q::partner_accounts::all(self.conn, tenant_id).await
         }
 
-        async fn lines_by_keys(&mut self, tenant_id: &str, keys: &[LineKey]) -> Result<HashMap<LineKey, LedgerLine>> {
+        async fn lines_by_keys(&mut self, tenant_id: &str, keys: &[LineKey]) -> Result<LineKeyMap<LedgerLine>> {
             let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
             let rows = self.conn.usage_lines_by_keys(keys).await?;
             crate::store::usage_lines::stored_lines(tenant_id, rows)
@@ -228,7 +228,7 @@ for_each_backend! {
             account: &PartnerAccount,
             start: DateTime<Utc>,
             end: DateTime<Utc>,
-        ) -> Result<HashMap<LineKey, LedgerLine>> {
+        ) -> Result<LineKeyMap<LedgerLine>> {
             q::usage_lines::in_window(self.conn, tenant_id, account, start, end).await
         }
 

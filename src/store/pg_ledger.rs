@@ -30,7 +30,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::LedgerLine;
 use crate::domain::ledger_append::{Appended, NumberedEvent};
-use crate::domain::line_key::LineKey;
+use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
 
 /// Opens ledger connections (plaintext, like the Diesel pool's).
@@ -667,7 +667,7 @@ impl LedgerTx for PgLedger {
         &mut self,
         tenant_id: &str,
         keys: &[LineKey],
-    ) -> Result<HashMap<LineKey, LedgerLine>> {
+    ) -> Result<LineKeyMap<LedgerLine>> {
         let client = self.client()?;
         let mut groups: Vec<(LineKey, LineKey)> = keys.iter().map(LineKey::group).collect();
         groups.sort_unstable();
@@ -690,7 +690,7 @@ impl LedgerTx for PgLedger {
             })
             .collect::<Result<_>>()?;
         if stored_groups.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(LineKeyMap::default());
         }
         // Locked in key order, as every writer locks them: no two writers deadlock.
         let mut probe: Vec<&[u8]> = keys
@@ -724,7 +724,7 @@ impl LedgerTx for PgLedger {
         account: &PartnerAccount,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<HashMap<LineKey, LedgerLine>> {
+    ) -> Result<LineKeyMap<LedgerLine>> {
         let (low, high) = LineKey::range(account.line_key_prefix, start, end);
         let rows = self
             .client()?

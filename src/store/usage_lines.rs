@@ -1,5 +1,4 @@
 //! Usage lines as the ledger keeps them: row mapping and loading.
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -10,7 +9,7 @@ use super::schema::usage_lines;
 use super::sql_types::{DbDecimal, DbTime};
 use crate::domain::error::{Error, Result};
 use crate::domain::ledger::LedgerLine;
-use crate::domain::line_key::LineKey;
+use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::rating::{RatedAmount, UnratedReason};
@@ -158,7 +157,7 @@ impl UsageLineRow {
 pub(crate) fn stored_lines(
     tenant_id: &str,
     rows: Vec<UsageLineRow>,
-) -> Result<HashMap<LineKey, LedgerLine>> {
+) -> Result<LineKeyMap<LedgerLine>> {
     index(
         rows.into_iter()
             .filter(|row| row.tenant_id == tenant_id)
@@ -166,7 +165,7 @@ pub(crate) fn stored_lines(
     )
 }
 
-fn index(rows: Vec<UsageLineRow>) -> Result<HashMap<LineKey, LedgerLine>> {
+fn index(rows: Vec<UsageLineRow>) -> Result<LineKeyMap<LedgerLine>> {
     rows.into_iter()
         .map(|row| row.into_line().map(|line| (line.line_key, line)))
         .collect()
@@ -181,7 +180,7 @@ for_each_backend! {
         account: &PartnerAccount,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<HashMap<LineKey, LedgerLine>> {
+    ) -> Result<LineKeyMap<LedgerLine>> {
         let (low, high) = LineKey::range(account.line_key_prefix, start, end);
         let rows = usage_lines::table
             .filter(usage_lines::line_key.ge(low.as_bytes()))
@@ -271,7 +270,7 @@ impl super::Store {
         account: &PartnerAccount,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<HashMap<LineKey, LedgerLine>> {
+    ) -> Result<LineKeyMap<LedgerLine>> {
         super::dispatch!(
             self,
             read,

@@ -1,12 +1,11 @@
 //! The ledger under vendor pulls: revisions and removals over time, pollers and their leases,
 //! and interrupted writes.
-use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::ledger::LedgerLine;
-use msp_gateway::domain::line_key::LineKey;
+use msp_gateway::domain::line_key::LineKeyMap;
 use msp_gateway::domain::partner_account::PartnerAccount;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
@@ -21,7 +20,7 @@ use crate::usage::{hour, priced_tenant};
 async fn ledger(
     gw: &TestGateway,
     account: &PartnerAccount,
-) -> (HashMap<LineKey, LedgerLine>, Vec<ChargeEvent>) {
+) -> (LineKeyMap<LedgerLine>, Vec<ChargeEvent>) {
     let lines = gw
         .store
         .usage_lines_in_window(&gw.tenant_id, account, hour(-10_000), hour(10_000))
@@ -46,14 +45,14 @@ async fn priced_account(gw: &TestGateway) -> PartnerAccount {
 }
 
 /// Every key's events sum to its current rated value; sequences run 1..=N.
-fn assert_consistent(lines: &HashMap<LineKey, LedgerLine>, events: &[ChargeEvent]) {
+fn assert_consistent(lines: &LineKeyMap<LedgerLine>, events: &[ChargeEvent]) {
     let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
     assert_eq!(
         sequences,
         (1..=events.len() as i64).collect::<Vec<_>>(),
         "gap-free, in order"
     );
-    let mut sums: HashMap<LineKey, Decimal> = HashMap::new();
+    let mut sums: LineKeyMap<Decimal> = LineKeyMap::default();
     for e in events {
         *sums.entry(e.line_key).or_default() += e.amount;
     }
