@@ -52,6 +52,18 @@ impl From<tokio_postgres::Error> for Error {
             {
                 Error::Unavailable("database", format!("transaction conflict, retry: {error}"))
             }
+            // Writers of one tenant insert new usage lines side by side (see store::ledger_tx);
+            // two that bring the same new line at once: the later one retries and finds it.
+            Some(code)
+                if *code == SqlState::UNIQUE_VIOLATION
+                    && error.as_db_error().and_then(|db| db.constraint())
+                        == Some("usage_lines_pkey") =>
+            {
+                Error::Unavailable(
+                    "database",
+                    "another write recorded the same usage line at the same moment; retry".into(),
+                )
+            }
             // The server's message says what went wrong; the error's Display alone does not.
             _ => match error.as_db_error() {
                 Some(db) => Error::Internal(format!("database: {db}")),
