@@ -321,7 +321,7 @@ async fn concurrent_writers_of_one_tenant_keep_the_ledger_exact(backend: Backend
                     .iter()
                     .map(|l| {
                         let mut revised = l.clone();
-                        revised.cost += Decimal::new(i64::from(w) * 10 + round, 3);
+                        revised.cost += Decimal::new(w * 10 + round, 3);
                         revised
                     })
                     .collect();
