@@ -20,6 +20,8 @@ pub enum Direction {
     Up,
     /// Revert every applied migration (tests and `migrate --revert-all`).
     RevertAll,
+    /// Revert only the newest applied migration (tests of a data-carrying migration).
+    RevertLast,
 }
 
 /// Applies (or reverts) migrations and returns the versions touched, oldest first.
@@ -64,6 +66,9 @@ async fn run_postgres(url: &str, direction: Direction) -> Result<Vec<String>> {
         let result = match direction {
             Direction::Up => harness.run_pending_migrations(POSTGRES).map(versions),
             Direction::RevertAll => harness.revert_all_migrations(POSTGRES).map(versions),
+            Direction::RevertLast => harness
+                .revert_last_migration(POSTGRES)
+                .map(|v| versions(vec![v])),
         };
         drop(harness); // closes the session, releasing the advisory lock
         result.map_err(migration_error)
@@ -85,6 +90,9 @@ fn run_sqlite(path: &str, direction: Direction) -> Result<Vec<String>> {
         let result = match direction {
             Direction::Up => conn.run_pending_migrations(SQLITE).map(versions),
             Direction::RevertAll => conn.revert_all_migrations(SQLITE).map(versions),
+            Direction::RevertLast => conn
+                .revert_last_migration(SQLITE)
+                .map(|v| versions(vec![v])),
         };
         result.map_err(|e| MigrationFailed(e.to_string()))
     })
