@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --bench ingest` (env: MSPGW_BENCH_LINES, default 1000000;
 //! MSPGW_BENCH_RUNS, default 3; MSPGW_BENCH_BATCH, default 50000 lines per transaction;
-//! MSPGW_BENCH_SQLITE=0 skips SQLite;
+//! MSPGW_BENCH_SOURCES, default 2: partner accounts pushing side by side in the second
+//! configuration of each run (the first has one); MSPGW_BENCH_SQLITE=0 skips SQLite;
 //! MSPGW_TEST_POSTGRES_URL as for the tests). Prints lines/s per run, the medians, the ratio to
 //! COPY, and peak RSS.
 use std::time::Instant;
@@ -368,18 +369,44 @@ fn raw_copy(url: &str, dir: &std::path::Path) -> (f64, f64) {
     )
 }
 
+/// One configuration's figures over the runs.
+#[derive(Default)]
+struct Series {
+    ingest: Vec<f64>,
+    copy: Vec<f64>,
+    floor: Vec<f64>,
+}
+
+impl Series {
+    fn report(&self, label: &str) -> (f64, f64) {
+        let (pg, copy, floor) = (
+            median(self.ingest.clone()),
+            median(self.copy.clone()),
+            median(self.floor.clone()),
+        );
+        println!(
+            "median, {label}: PostgreSQL {pg:.0} lines/s, raw COPY {copy:.0} lines/s, ratio {:.2}; \
+             COPY of lines + events {floor:.0} lines/s (ingest at {:.2} of it)",
+            pg / copy,
+            pg / floor
+        );
+        (pg, pg / copy)
+    }
+}
+
 fn main() {
     let target = env_usize("MSPGW_BENCH_LINES", 1_000_000);
     let runs = env_usize("MSPGW_BENCH_RUNS", 3);
     let batch = env_usize("MSPGW_BENCH_BATCH", 50_000);
-    let sources = env_usize("MSPGW_BENCH_SOURCES", 1).max(1);
+    let sources = env_usize("MSPGW_BENCH_SOURCES", 2).max(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let (accounts, lines) = generate(target, 1000);
     println!(
-        "ingest benchmark: {} lines, {} accounts, batches of {batch}, {sources} partner account(s) of one tenant pushing side by side, {runs} runs each",
+        "ingest benchmark: {} lines, {} accounts, batches of {batch}, pushed by 1 and by {sources} \
+         partner accounts of one tenant side by side, {runs} runs",
         lines.len(),
         accounts.len()
     );
@@ -391,55 +418,49 @@ fn main() {
         std::env::consts::ARCH
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut pg = Vec::new();
-    let mut copy = Vec::new();
+    let (mut single, mut several) = (Series::default(), Series::default());
     let mut sqlite = Vec::new();
-    let mut floors = Vec::new();
     for run in 0..runs {
-        let name = format!("mspgw_bench_{}_{run}", std::process::id());
-        let url = runtime.block_on(create_database(&name));
-        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, sources));
-        let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
-        let (baseline, floor) = raw_copy(&url, dir.path());
-        println!(
-            "run {run}: PostgreSQL ingest {rate:>10.0} lines/s | raw COPY {baseline:>10.0} lines/s | ratio {:.2} \
-             | COPY of lines + events {floor:>10.0} lines/s",
-            rate / baseline
-        );
-        pg.push(rate);
-        copy.push(baseline);
-        floors.push(floor);
-        drop(store);
-        runtime.block_on(drop_database(&name));
-
+        for (pushers, series) in [(1, &mut single), (sources, &mut several)] {
+            let name = format!("mspgw_bench_{}_{run}_{pushers}", std::process::id());
+            let url = runtime.block_on(create_database(&name));
+            let (store, prepared) = runtime.block_on(prepare(&url, &accounts, pushers));
+            let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
+            let (baseline, floor) = raw_copy(&url, dir.path());
+            println!(
+                "run {run}, {pushers} source(s): PostgreSQL ingest {rate:>7.0} lines/s | raw COPY \
+                 {baseline:>7.0} lines/s | ratio {:.2} | COPY of lines + events {floor:>7.0} lines/s",
+                rate / baseline
+            );
+            series.ingest.push(rate);
+            series.copy.push(baseline);
+            series.floor.push(floor);
+            drop(store);
+            runtime.block_on(drop_database(&name));
+        }
         if std::env::var("MSPGW_BENCH_SQLITE").as_deref() == Ok("0") {
             continue;
         }
         let path = dir.path().join(format!("bench-{run}.db"));
         let url = format!("sqlite://{}", path.display());
-        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, sources));
+        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, 1));
         let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
-        println!("run {run}: SQLite     ingest {rate:>10.0} lines/s");
+        println!("run {run}, SQLite: ingest {rate:>7.0} lines/s");
         sqlite.push(rate);
     }
-    let sqlite = if sqlite.is_empty() {
-        f64::NAN
-    } else {
-        median(sqlite)
-    };
-    let (pg, copy, floor) = (median(pg), median(copy), median(floors));
+    let (one, one_ratio) = single.report("1 source");
+    let (many, many_ratio) = several.report(&format!("{sources} sources"));
+    if !sqlite.is_empty() {
+        println!("median, SQLite: {:.0} lines/s", median(sqlite));
+    }
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
     println!(
-        "median: PostgreSQL {pg:.0} lines/s, raw COPY {copy:.0} lines/s, ratio {:.2}; SQLite {sqlite:.0} lines/s",
-        pg / copy
-    );
-    println!(
-        "reference: COPY of every row the ingest wrote (lines + events) {floor:.0} lines/s; ingest at {:.2} of it",
-        pg / floor
-    );
-    println!(
-        "targets: >= 100000 lines/s into PostgreSQL ({}), >= 0.5 of COPY ({})",
-        if pg >= 100_000.0 { "met" } else { "NOT met" },
-        if pg / copy >= 0.5 { "met" } else { "NOT met" }
+        "targets: >= 100000 lines/s into PostgreSQL: {} with {sources} sources, {} with 1; \
+         >= 0.5 of COPY: {} with {sources} sources, {} with 1",
+        met(many >= 100_000.0),
+        met(one >= 100_000.0),
+        met(many_ratio >= 0.5),
+        met(one_ratio >= 0.5)
     );
     println!("peak RSS: {:.0} MB", peak_rss_mb());
 }

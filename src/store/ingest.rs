@@ -1,7 +1,8 @@
-//! Ledger writes: a vendor pull, pushed usage, or a re-rate, each in one transaction under the
-//! tenant's ledger lock. The domain plans what changes (`domain::ledger`) and numbers the events
-//! (`domain::ledger_append`); this runs the plan against a [`LedgerTx`], the transaction's
-//! statements on one connection (see `ledger_tx` for Diesel, `pg_ledger` for PostgreSQL COPY).
+//! Ledger writes: a vendor pull, pushed usage, or a re-rate, each in one transaction. The domain
+//! plans what changes (`domain::ledger`) and numbers the events (`domain::ledger_append`); this
+//! runs the plan against a [`LedgerTx`], the transaction's statements on one connection (see
+//! `ledger_tx` for Diesel and the lock order, `pg_ledger` for PostgreSQL COPY): lines first,
+//! then, under the tenant's ledger lock, the events.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -117,7 +118,7 @@ async fn pricing<T: LedgerTx>(
 /// insert suffices) and the events their changes imply.
 pub(crate) struct ChunkPlan {
     pub lines: Vec<(LedgerLine, bool)>,
-    pub events: Vec<crate::domain::ledger::NewChargeEvent>,
+    pub events: Vec<NewChargeEvent>,
 }
 
 impl ChunkPlan {

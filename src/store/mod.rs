@@ -20,7 +20,6 @@ pub mod ingest;
 mod ledger_tx;
 pub mod migrate;
 pub mod partner_accounts;
-mod pg_copy;
 mod pg_ledger;
 pub mod poll_states;
 pub mod pricing;

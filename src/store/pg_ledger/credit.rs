@@ -1,0 +1,154 @@
+//! The credit hook of a PostgreSQL ledger write (see `store::credit`): exposure moves with the
+//! ledger, and crossings become credit events numbered by the tenant's credit sequence.
+use std::collections::HashMap;
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use crate::domain::error::Result;
+use crate::domain::ledger_append::Appended;
+use crate::store::batch::UPSERT_CREDIT_EXPOSURE_PG;
+use crate::store::credit::{
+    CreditDefaults, CreditEvent, CreditInputs, State, assess, parse_currency,
+};
+use crate::store::sql_types::DbDecimal;
+
+/// The credit hook: exposure moves with the ledger, crossings become credit events.
+pub(super) async fn hook(client: &Client, tenant_id: &str, appended: &Appended) -> Result<()> {
+    let deltas: Vec<(String, Decimal)> = appended
+        .exposure
+        .iter()
+        .map(|(id, sum)| (id.clone(), *sum))
+        .collect();
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = deltas.iter().map(|(id, _)| id.as_str()).collect();
+    let (by_id, by_tenant): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
+        ([&ids], [&tenant_id, &ids]);
+    let (limits, states, defaults) = futures::try_join!(
+        // By id alone (ids are unique across tenants); the tenant is checked below.
+        client.query(
+            "SELECT id, tenant_id, credit_limit, billing_currency FROM customers WHERE id = ANY($1)",
+            &by_id,
+        ),
+        client.query(
+            "SELECT customer_id, thresholds, policy, open_charges, unpaid_invoices, crossed \
+             FROM customer_credit WHERE tenant_id = $1 AND customer_id = ANY($2)",
+            &by_tenant,
+        ),
+        client.query_opt(
+            "SELECT thresholds, policy FROM credit_defaults WHERE tenant_id = $1",
+            &by_tenant[..1],
+        ),
+    )?;
+    let mut inputs = CreditInputs {
+        limits: HashMap::with_capacity(limits.len()),
+        states: HashMap::with_capacity(states.len()),
+        defaults: match defaults {
+            Some(row) => CreditDefaults::from_row(row.try_get(0)?, row.try_get(1)?)?,
+            None => CreditDefaults::default(),
+        },
+    };
+    for row in limits {
+        if row.try_get::<_, &str>(1)? != tenant_id {
+            continue;
+        }
+        let limit: Decimal = row.try_get(2)?;
+        inputs
+            .limits
+            .insert(row.try_get(0)?, (limit, parse_currency(row.try_get(3)?)?));
+    }
+    for row in states {
+        let (id, state) = State::from_row((
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            DbDecimal(row.try_get(3)?),
+            DbDecimal(row.try_get(4)?),
+            row.try_get(5)?,
+        ))?;
+        inputs.states.insert(id, state);
+    }
+    let (exposure, events) = assess(&deltas, inputs, appended.last_sequence)?;
+    let ids: Vec<&str> = exposure.iter().map(|r| r.customer_id.as_str()).collect();
+    let open: Vec<Decimal> = exposure.iter().map(|r| r.open_charges).collect();
+    let crossed: Vec<&str> = exposure.iter().map(|r| r.crossed.as_str()).collect();
+    client
+        .execute(
+            UPSERT_CREDIT_EXPOSURE_PG,
+            &[&tenant_id, &ids, &open, &Utc::now(), &crossed],
+        )
+        .await?;
+    append_events(client, tenant_id, &events).await
+}
+
+/// Numbers and appends credit events with the tenant's credit sequence.
+async fn append_events(client: &Client, tenant_id: &str, events: &[CreditEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let count = events.len() as i64;
+    client
+        .execute(
+            "INSERT INTO credit_sequences (tenant_id, last_sequence) VALUES ($1, 0) \
+             ON CONFLICT DO NOTHING",
+            &[&tenant_id],
+        )
+        .await?;
+    let last: i64 = client
+        .query_one(
+            "UPDATE credit_sequences SET last_sequence = last_sequence + $2 \
+             WHERE tenant_id = $1 RETURNING last_sequence",
+            &[&tenant_id, &count],
+        )
+        .await?
+        .try_get(0)?;
+    let sequences: Vec<i64> = (last - count + 1..=last).collect();
+    let customers: Vec<&str> = events.iter().map(|e| e.customer_id.as_str()).collect();
+    let percents: Vec<i32> = events.iter().map(|e| e.threshold_percent as i32).collect();
+    let directions: Vec<&str> = events.iter().map(|e| e.direction.as_str()).collect();
+    let exposures: Vec<Decimal> = events.iter().map(|e| e.exposure).collect();
+    let limits: Vec<Decimal> = events.iter().map(|e| e.credit_limit).collect();
+    let currencies: Vec<&str> = events.iter().map(|e| e.currency.code()).collect();
+    let policies: Vec<&str> = events.iter().map(|e| e.policy.as_str()).collect();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    let ledger: Vec<i64> = events.iter().map(|e| e.ledger_sequence).collect();
+    let now = Utc::now();
+    client
+        .execute(
+            "INSERT INTO credit_events (tenant_id, sequence, customer_id, threshold_percent, \
+             direction, exposure, credit_limit, currency, policy, action, ledger_sequence, \
+             recorded_at) SELECT $1, unnest($2::int8[]), unnest($3::text[]), \
+             unnest($4::int4[]), unnest($5::text[]), unnest($6::numeric[]), \
+             unnest($7::numeric[]), unnest($8::text[]), unnest($9::text[]), \
+             unnest($10::text[]), unnest($11::int8[]), $12",
+            &[
+                &tenant_id,
+                &sequences,
+                &customers,
+                &percents,
+                &directions,
+                &exposures,
+                &limits,
+                &currencies,
+                &policies,
+                &actions,
+                &ledger,
+                &now,
+            ],
+        )
+        .await?;
+    client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &crate::store::feed::CREDIT_CHANNEL,
+                &format!("{tenant_id}:{last}"),
+            ],
+        )
+        .await?;
+    Ok(())
+}
