@@ -20,9 +20,9 @@ use msp_gateway::domain::pricing::{FxRate, PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
-use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
 use msp_gateway::store::pricing::NewPriceRule;
+use msp_gateway::store::{BackendKind, Store};
 use msp_gateway::vendors::simulator::Simulator;
 use rust_decimal::Decimal;
 
@@ -283,13 +283,16 @@ async fn ingest(
     let server = micros_per_line(cpu_spent(&server_before, &cpu_by_pid("postgres")));
     let gateway = micros_per_line(cpu_spent(&gateway_before, &cpu_by_pid("ingest")));
     assert_eq!(events, lines.len(), "every line rated into one charge");
-    println!(
-        "  CPU per line: database {server:.1} us, gateway {gateway:.1} us (wall {:.1} us on {} cores)",
-        secs * 1e6 / lines.len() as f64,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-    );
+    let wall = secs * 1e6 / lines.len() as f64;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    match store.kind() {
+        BackendKind::Postgres => println!(
+            "  CPU per line: database {server:.1} us, gateway {gateway:.1} us (wall {wall:.1} us on {cores} cores)"
+        ),
+        BackendKind::Sqlite => println!(
+            "  CPU per line: {gateway:.1} us, SQLite in process (wall {wall:.1} us on {cores} cores)"
+        ),
+    }
     lines.len() as f64 / secs
 }
 

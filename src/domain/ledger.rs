@@ -235,15 +235,28 @@ pub fn keyed(
     partner_account_id: &str,
     incoming: Vec<UsageLine>,
 ) -> Vec<(LineKey, UsageLine)> {
-    let mut seen = LineKeyMap::with_capacity_and_hasher(incoming.len(), Default::default());
-    for usage in incoming {
-        seen.insert(
-            LineKey::of(line_key_prefix, partner_account_id, &usage.key),
-            usage,
-        );
+    let keys = incoming
+        .iter()
+        .map(|usage| LineKey::of(line_key_prefix, partner_account_id, &usage.key))
+        .collect();
+    keyed_by(keys, incoming)
+}
+
+/// [`keyed`] with the keys already computed, one per incoming line in its order.
+pub fn keyed_by(keys: Vec<LineKey>, incoming: Vec<UsageLine>) -> Vec<(LineKey, UsageLine)> {
+    let mut order: Vec<usize> = (0..keys.len().min(incoming.len())).collect();
+    order.sort_unstable_by_key(|&i| (keys[i], i));
+    let mut lines: Vec<Option<UsageLine>> = incoming.into_iter().map(Some).collect();
+    let mut keyed = Vec::with_capacity(order.len());
+    for (n, &i) in order.iter().enumerate() {
+        // Of lines with equal keys the last one wins.
+        if order.get(n + 1).is_some_and(|&next| keys[next] == keys[i]) {
+            continue;
+        }
+        if let Some(line) = lines[i].take() {
+            keyed.push((keys[i], line));
+        }
     }
-    let mut keyed: Vec<_> = seen.into_iter().collect();
-    keyed.sort_unstable_by_key(|(key, _)| *key);
     keyed
 }
 

@@ -14,7 +14,7 @@ use super::{Backend, Store};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
-    LedgerLine, LedgerPlan, NewChargeEvent, RatingContext, keyed, plan_keyed, plan_pull,
+    LedgerLine, LedgerPlan, NewChargeEvent, RatingContext, keyed_by, plan_keyed, plan_pull,
     plan_rerate,
 };
 use crate::domain::ledger_append::{Appended, Appender};
@@ -141,6 +141,18 @@ impl ChunkPlan {
 /// small enough that planning one chunk overlaps the server's work on the previous one.
 pub(crate) const LEDGER_CHUNK_KEYS: usize = 5_000;
 
+/// The first chunk of a phase is smaller, so the database starts sooner.
+const FIRST_CHUNK_KEYS: usize = 1_000;
+
+/// The size of the chunk after `written` chunks.
+fn chunk_keys(written: usize) -> usize {
+    if written == 0 {
+        FIRST_CHUNK_KEYS
+    } else {
+        LEDGER_CHUNK_KEYS
+    }
+}
+
 /// Hands chunks from the planner thread to the writer; `false` once the writer has stopped.
 struct Feed<C>(tokio::sync::mpsc::Sender<C>);
 
@@ -240,8 +252,10 @@ async fn append_events<T: LedgerTx>(
     let (mut queued, planner) = spawn_planner(move |feed| {
         let (mut appender, now) = (appender, Utc::now());
         let mut events = events.into_iter().peekable();
+        let mut chunks = 0;
         while events.peek().is_some() {
-            let chunk: Vec<_> = events.by_ref().take(LEDGER_CHUNK_KEYS).collect();
+            let chunk: Vec<_> = events.by_ref().take(chunk_keys(chunks)).collect();
+            chunks += 1;
             if !feed.send(encode(&tenant, appender.append(chunk), now)?) {
                 break;
             }
@@ -300,13 +314,16 @@ fn chunks_of(
     let LedgerPlan { lines, events } = plan;
     let mut lines = lines.into_iter().peekable();
     let mut events = Some(events);
+    let mut chunks = 0;
     move || {
         let events = events.take();
         if lines.peek().is_none() && events.as_ref().is_none_or(Vec::is_empty) {
             return None;
         }
+        let size = chunk_keys(chunks);
+        chunks += 1;
         let plan = LedgerPlan {
-            lines: lines.by_ref().take(LEDGER_CHUNK_KEYS).collect(),
+            lines: lines.by_ref().take(size).collect(),
             events: events.unwrap_or_default(),
         };
         Some(Ok(ChunkPlan::of(plan, &|key| stored.contains(key))))
@@ -364,9 +381,11 @@ pub(crate) async fn push<T: LedgerTx>(
     let zones = pricing.zones.clone();
     let account = account.clone();
     let mut chunks = keyed.into_iter().peekable();
+    let mut planned = 0;
     let plan = move || {
         chunks.peek()?;
-        let chunk: Vec<_> = chunks.by_ref().take(LEDGER_CHUNK_KEYS).collect();
+        let chunk: Vec<_> = chunks.by_ref().take(chunk_keys(planned)).collect();
+        planned += 1;
         // Each key's plan needs only its own stored line.
         let chunk_stored: LineKeyMap<LedgerLine> = chunk
             .iter()
@@ -430,6 +449,28 @@ pub(crate) async fn rerate<T: LedgerTx>(
     .await
 }
 
+/// The line keys of `lines`, in their order, hashed on up to four threads.
+fn line_keys(prefix: u32, partner_account_id: &str, lines: &[UsageLine]) -> Vec<LineKey> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let part = lines.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = lines
+            .chunks(part)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|u| LineKey::of(prefix, partner_account_id, &u.key))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// Runs `$body` with `$tx` bound to a [`LedgerTx`] in a fresh transaction on the store's
 /// backend, committing when it returns `Ok`: PostgreSQL writes through COPY on a connection of
 /// the ledger pool, SQLite through Diesel on the single writer connection.
@@ -484,8 +525,15 @@ impl Store {
         lines: Vec<UsageLine>,
         request: &IdempotencyKey,
     ) -> Result<Option<IngestSummary>> {
-        // Keyed before the transaction: hashing is the write's own work, not the ledger's.
-        let keyed = keyed(account.line_key_prefix, &account.id, lines);
+        // Keyed before the transaction (hashing is the write's own work, not the ledger's), on
+        // every core: the database has nothing to do for this write meanwhile.
+        let (prefix, partner_account_id) = (account.line_key_prefix, account.id.clone());
+        let keyed = tokio::task::spawn_blocking(move || {
+            let keys = line_keys(prefix, &partner_account_id, &lines);
+            keyed_by(keys, lines)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("keying usage lines failed: {e}")))?;
         ledger_write!(self, |tx| {
             self::push(tx, &self.pricing, tenant_id, account, keyed, request).await
         })
