@@ -80,10 +80,19 @@ async fn run_postgres(url: &str, direction: Direction) -> Result<Vec<String>> {
 fn run_sqlite(path: &str, direction: Direction) -> Result<Vec<String>> {
     let mut conn = SqliteConnection::establish(path)
         .map_err(|e| Error::Unavailable("database", e.to_string()))?;
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut conn,
-        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;",
-    )?;
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA busy_timeout = 10000;")?;
+    // Switching a new database to WAL needs it to itself; a replica starting at the same moment
+    // can get SQLITE_BUSY here without the busy timeout being waited, so wait here instead.
+    let mut attempts = 0;
+    while let Err(error) =
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA journal_mode = WAL;")
+    {
+        attempts += 1;
+        if attempts >= 100 || !error.to_string().contains("database is locked") {
+            return Err(error.into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     sqlite_functions::register(&mut conn)?;
     // EXCLUSIVE keeps other processes out for the whole run; each migration nests as a savepoint.
     conn.exclusive_transaction(|conn| {
