@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use super::SqliteConn;
 use super::charges::ChargeEventRow;
 use super::usage_lines::UsageLineRow;
+use crate::domain::ledger_append::{CustomerRun, Total, TotalKey};
 
 /// INSERT … ON CONFLICT DO UPDATE of usage line rows.
 macro_rules! upsert_usage_lines {
@@ -52,6 +53,102 @@ macro_rules! insert_charge_events {
     };
 }
 
+/// INSERT of charge event runs: rows of (tenant, customer, first, last sequence).
+macro_rules! insert_runs {
+    ($tenant_id:expr, $runs:expr) => {{
+        use diesel::prelude::*;
+        use $crate::store::schema::charge_event_runs as r;
+        let rows: Vec<_> = $runs
+            .iter()
+            .map(|run: &$crate::domain::ledger_append::CustomerRun| {
+                (
+                    r::tenant_id.eq($tenant_id),
+                    r::customer_id.eq(&run.customer_id),
+                    r::first_sequence.eq(run.first_sequence),
+                    r::last_sequence.eq(run.last_sequence),
+                )
+            })
+            .collect();
+        diesel::insert_into(r::table).values(rows)
+    }};
+}
+
+/// Upsert of daily totals, setting a stored row's amount and quantity to the SQL expressions
+/// (of `charge_totals` and `excluded`) of `$set_sql`.
+macro_rules! upsert_totals {
+    ($tenant_id:expr, $totals:expr, $set_sql:expr) => {{
+        let (amount_sql, quantity_sql): (&str, &str) = $set_sql;
+        use diesel::prelude::*;
+        use $crate::store::schema::charge_totals as t;
+        use $crate::store::sql_types::{DbDecimal, Exact};
+        let rows: Vec<_> = $totals
+            .iter()
+            .map(
+                |(k, v): &(
+                    $crate::domain::ledger_append::TotalKey,
+                    $crate::domain::ledger_append::Total,
+                )| {
+                    (
+                        t::tenant_id.eq($tenant_id),
+                        t::customer_id.eq(&k.customer_id),
+                        t::usage_date.eq(k.usage_date),
+                        t::vendor.eq(k.vendor.as_str()),
+                        t::service.eq(&k.service),
+                        t::meter.eq(&k.meter),
+                        t::amount.eq(DbDecimal(v.amount)),
+                        t::quantity.eq(DbDecimal(v.quantity)),
+                    )
+                },
+            )
+            .collect();
+        diesel::insert_into(t::table)
+            .values(rows)
+            .on_conflict((
+                t::tenant_id,
+                t::customer_id,
+                t::usage_date,
+                t::vendor,
+                t::service,
+                t::meter,
+            ))
+            .do_update()
+            .set((
+                t::amount.eq(diesel::dsl::sql::<Exact>(amount_sql)),
+                t::quantity.eq(diesel::dsl::sql::<Exact>(quantity_sql)),
+            ))
+    }};
+}
+
+/// How written daily totals meet the stored values of their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TotalsWrite {
+    /// The written values replace them.
+    Replace,
+    /// The written values are added to them.
+    Add,
+}
+
+impl TotalsWrite {
+    /// The SQL of the new amount and quantity; SQLite adds decimal text with
+    /// `mspgw_decimal_add` (see `sqlite_functions`), as its own arithmetic goes through floats.
+    fn set_sql(self, postgres: bool) -> (&'static str, &'static str) {
+        match (self, postgres) {
+            (TotalsWrite::Replace, _) => ("excluded.amount", "excluded.quantity"),
+            (TotalsWrite::Add, true) => (
+                "charge_totals.amount + excluded.amount",
+                "charge_totals.quantity + excluded.quantity",
+            ),
+            (TotalsWrite::Add, false) => (
+                "mspgw_decimal_add(charge_totals.amount, excluded.amount)",
+                "mspgw_decimal_add(charge_totals.quantity, excluded.quantity)",
+            ),
+        }
+    }
+}
+
+/// Rows per multi-row statement of runs and totals (8 columns: within SQLite's 32766 binds).
+const SMALL_ROWS: usize = 1000;
+
 /// Usage line rows (each paired with whether its key is new) and numbered charge events.
 #[derive(Default)]
 struct LedgerRows {
@@ -79,6 +176,19 @@ pub trait BatchWriter {
         tenant_id: String,
         rows: Vec<CreditExposureRow>,
     ) -> BoxFuture<'_, QueryResult<usize>>;
+    /// Inserts a write's runs of consecutive sequences.
+    fn write_runs(
+        &mut self,
+        tenant_id: String,
+        runs: Vec<CustomerRun>,
+    ) -> BoxFuture<'_, QueryResult<()>>;
+    /// Writes daily totals, replacing or adding to the stored values.
+    fn write_totals(
+        &mut self,
+        tenant_id: String,
+        totals: Vec<(TotalKey, Total)>,
+        how: TotalsWrite,
+    ) -> BoxFuture<'_, QueryResult<()>>;
 }
 
 /// One customer's exposure after a ledger write.
@@ -175,6 +285,33 @@ impl BatchWriter for AsyncPgConnection {
                 .bind::<Timestamptz, _>(Utc::now())
                 .bind::<Array<Text>, _>(crossed);
             diesel_async::RunQueryDsl::execute(query, self).await
+        })
+    }
+    fn write_runs(
+        &mut self,
+        tenant_id: String,
+        runs: Vec<CustomerRun>,
+    ) -> BoxFuture<'_, QueryResult<()>> {
+        Box::pin(async move {
+            for part in runs.chunks(SMALL_ROWS) {
+                diesel_async::RunQueryDsl::execute(insert_runs!(&tenant_id, part), self).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write_totals(
+        &mut self,
+        tenant_id: String,
+        totals: Vec<(TotalKey, Total)>,
+        how: TotalsWrite,
+    ) -> BoxFuture<'_, QueryResult<()>> {
+        Box::pin(async move {
+            for part in totals.chunks(SMALL_ROWS) {
+                let query = upsert_totals!(&tenant_id, part, how.set_sql(true));
+                diesel_async::RunQueryDsl::execute(query, self).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -532,6 +669,35 @@ impl BatchWriter for SqliteConn {
                     .execute(conn)?;
             }
             Ok(written)
+        })
+    }
+
+    /// All in one call on the connection's thread: statements cost no round trip there.
+    fn write_runs(
+        &mut self,
+        tenant_id: String,
+        runs: Vec<CustomerRun>,
+    ) -> BoxFuture<'_, QueryResult<()>> {
+        self.spawn_blocking(move |conn| {
+            for part in runs.chunks(SMALL_ROWS) {
+                diesel::RunQueryDsl::execute(insert_runs!(&tenant_id, part), conn)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write_totals(
+        &mut self,
+        tenant_id: String,
+        totals: Vec<(TotalKey, Total)>,
+        how: TotalsWrite,
+    ) -> BoxFuture<'_, QueryResult<()>> {
+        self.spawn_blocking(move |conn| {
+            for part in totals.chunks(SMALL_ROWS) {
+                let query = upsert_totals!(&tenant_id, part, how.set_sql(false));
+                diesel::RunQueryDsl::execute(query, conn)?;
+            }
+            Ok(())
         })
     }
 }

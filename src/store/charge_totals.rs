@@ -2,122 +2,29 @@
 //! kept by every ledger write, re-bucketed when a customer's time zone changes.
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
 use chrono_tz::Tz;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::batch::{BatchWriter, TotalsWrite};
 use super::for_each_backend;
 use super::schema::charge_totals;
-use super::sql_types::DbDecimal;
-use crate::domain::error::{Error, Result};
+use crate::domain::error::Result;
 use crate::domain::ledger_append::{Total, TotalKey, usage_date};
 
-/// Rows per multi-row statement (8 columns, within SQLite's 32766 bind parameters).
-const ROWS_PER_STATEMENT: usize = 1000;
-
-/// A stored total: (customer, day, vendor, service, meter, amount, quantity).
-type StoredTotal = (
-    String,
-    NaiveDate,
-    String,
-    String,
-    String,
-    DbDecimal,
-    DbDecimal,
-);
-
-/// `changes` added to the stored values of the same keys: the values to write.
-fn added(
-    changes: &BTreeMap<TotalKey, Total>,
-    stored: Vec<StoredTotal>,
-) -> Result<BTreeMap<TotalKey, Total>> {
-    let mut totals = changes.clone();
-    for (customer_id, usage_date, vendor, service, meter, amount, quantity) in stored {
-        let key = TotalKey {
-            customer_id,
-            usage_date,
-            vendor: vendor.parse().map_err(Error::Internal)?,
-            service,
-            meter,
-        };
-        if let Some(total) = totals.get_mut(&key) {
-            total.amount += amount.0;
-            total.quantity += quantity.0;
-        }
-    }
-    Ok(totals)
-}
-
 for_each_backend! {
-    /// Adds `changes` to the stored totals: read, add in Rust, write back (SQLite's arithmetic
-    /// on decimal text would go through floats). Callers hold the tenant's ledger lock, which
-    /// keeps the tenant's other writers out meanwhile.
+    /// Adds `changes` to the stored totals, in the database (exactly on both backends, see
+    /// `batch::TotalsWrite`).
     pub async fn add(conn: &mut Conn, tenant_id: &str, changes: &BTreeMap<TotalKey, Total>) -> Result<()> {
-        let (Some(first), Some(last)) = (
-            changes.keys().map(|k| k.usage_date).min(),
-            changes.keys().map(|k| k.usage_date).max(),
-        ) else {
-            return Ok(());
-        };
-        let mut customers: Vec<&str> = changes.keys().map(|k| k.customer_id.as_str()).collect();
-        customers.dedup();
-        let mut stored = Vec::new();
-        for ids in customers.chunks(ROWS_PER_STATEMENT) {
-            stored.extend(
-                charge_totals::table
-                    .filter(charge_totals::tenant_id.eq(tenant_id))
-                    .filter(charge_totals::customer_id.eq_any(ids))
-                    .filter(charge_totals::usage_date.between(first, last))
-                    .select((
-                        charge_totals::customer_id,
-                        charge_totals::usage_date,
-                        charge_totals::vendor,
-                        charge_totals::service,
-                        charge_totals::meter,
-                        charge_totals::amount,
-                        charge_totals::quantity,
-                    ))
-                    .load::<StoredTotal>(conn)
-                    .await?,
-            );
-        }
-        write(conn, tenant_id, &added(changes, stored)?).await
+        write(conn, tenant_id, changes, TotalsWrite::Add).await
     }
 
-    /// Upserts `totals` as they are, a row per statement: on SQLite statements cost no round
-    /// trip, and on PostgreSQL this serves only re-rates (writes of pushes and pulls go through
-    /// `pg_ledger`).
-    async fn write(conn: &mut Conn, tenant_id: &str, totals: &BTreeMap<TotalKey, Total>) -> Result<()> {
-        for (k, t) in totals {
-            diesel::insert_into(charge_totals::table)
-                .values((
-                    charge_totals::tenant_id.eq(tenant_id),
-                    charge_totals::customer_id.eq(&k.customer_id),
-                    charge_totals::usage_date.eq(k.usage_date),
-                    charge_totals::vendor.eq(k.vendor.as_str()),
-                    charge_totals::service.eq(&k.service),
-                    charge_totals::meter.eq(&k.meter),
-                    charge_totals::amount.eq(DbDecimal(t.amount)),
-                    charge_totals::quantity.eq(DbDecimal(t.quantity)),
-                ))
-                .on_conflict((
-                    charge_totals::tenant_id,
-                    charge_totals::customer_id,
-                    charge_totals::usage_date,
-                    charge_totals::vendor,
-                    charge_totals::service,
-                    charge_totals::meter,
-                ))
-                .do_update()
-                .set((
-                    charge_totals::amount.eq(DbDecimal(t.amount)),
-                    charge_totals::quantity.eq(DbDecimal(t.quantity)),
-                ))
-                .execute(conn)
-                .await?;
+    async fn write(conn: &mut Conn, tenant_id: &str, totals: &BTreeMap<TotalKey, Total>, how: TotalsWrite) -> Result<()> {
+        if totals.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let rows = totals.iter().map(|(k, t)| (k.clone(), *t)).collect();
+        Ok(conn.write_totals(tenant_id.to_string(), rows, how).await?)
     }
 
     /// Re-buckets a customer's totals by day in `zone` (its time zone changed), from its
@@ -155,6 +62,6 @@ for_each_backend! {
             .filter(charge_totals::customer_id.eq(customer_id))
             .execute(conn)
             .await?;
-        write(conn, tenant_id, &totals).await
+        write(conn, tenant_id, &totals, TotalsWrite::Replace).await
     }
 }

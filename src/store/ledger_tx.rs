@@ -14,9 +14,7 @@ use super::batch::BatchWriter;
 use super::charges::ChargeEventRow;
 use super::for_each_backend;
 use super::ingest::TenantPricing;
-use super::schema::{
-    charge_event_runs, customers, ledger_sequences, pricing_versions, vendor_accounts,
-};
+use super::schema::{customers, ledger_sequences, pricing_versions, vendor_accounts};
 use super::usage_lines::UsageLineRow;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
@@ -256,17 +254,7 @@ for_each_backend! {
         }
 
         async fn finish(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
-            for run in &appended.runs {
-                diesel::insert_into(charge_event_runs::table)
-                    .values((
-                        charge_event_runs::tenant_id.eq(tenant_id),
-                        charge_event_runs::customer_id.eq(&run.customer_id),
-                        charge_event_runs::first_sequence.eq(run.first_sequence),
-                        charge_event_runs::last_sequence.eq(run.last_sequence),
-                    ))
-                    .execute(self.conn)
-                    .await?;
-            }
+            self.conn.write_runs(tenant_id.to_string(), appended.runs.clone()).await?;
             q::charge_totals::add(self.conn, tenant_id, &appended.totals).await?;
             diesel::update(ledger_sequences::table.find(tenant_id))
                 .set(ledger_sequences::last_sequence.eq(appended.last_sequence))

@@ -93,7 +93,7 @@ fn run_sqlite(path: &str, direction: Direction) -> Result<Vec<String>> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    sqlite_functions::register(&mut conn)?;
+    super::sqlite_functions::register(&mut conn)?;
     // EXCLUSIVE keeps other processes out for the whole run; each migration nests as a savepoint.
     conn.exclusive_transaction(|conn| {
         let result = match direction {
@@ -121,55 +121,5 @@ impl From<diesel::result::Error> for MigrationFailed {
 impl std::fmt::Display for MigrationFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Functions the SQLite migrations call where SQLite has no equivalent of PostgreSQL's:
-/// `mspgw_local_date(micros, time zone)` (no time zones) and `mspgw_decimal_sum(text)` (its
-/// `sum()` goes through floats; money must stay exact).
-mod sqlite_functions {
-    use chrono::DateTime;
-    use diesel::SqliteConnection;
-    use diesel::sql_types::{BigInt, Text};
-    use diesel::sqlite::SqliteAggregateFunction;
-    use rust_decimal::Decimal;
-
-    use crate::domain::ledger_append::usage_date;
-
-    diesel::define_sql_function! {
-        fn mspgw_local_date(micros: BigInt, zone: Text) -> Text;
-    }
-
-    diesel::define_sql_function! {
-        #[aggregate]
-        fn mspgw_decimal_sum(value: Text) -> Text;
-    }
-
-    /// Exact sum of decimal text; a value that is not a decimal fails the migration.
-    #[derive(Default)]
-    struct DecimalSum(Decimal);
-
-    impl SqliteAggregateFunction<String> for DecimalSum {
-        type Output = String;
-
-        fn step(&mut self, value: String) {
-            match Decimal::from_str_exact(&value) {
-                Ok(d) => self.0 += d,
-                Err(e) => panic!("stored decimal {value:?}: {e}"),
-            }
-        }
-
-        fn finalize(sum: Option<Self>) -> String {
-            sum.unwrap_or_default().0.to_string()
-        }
-    }
-
-    pub(super) fn register(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
-        mspgw_local_date_utils::register_impl(conn, |micros: i64, zone: String| {
-            let zone: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::Tz::UTC);
-            let at = DateTime::from_timestamp_micros(micros).unwrap_or_default();
-            usage_date(at, zone).format("%Y-%m-%d").to_string()
-        })?;
-        mspgw_decimal_sum_utils::register_impl::<DecimalSum, _>(conn)
     }
 }

@@ -25,6 +25,7 @@ pub mod poll_states;
 pub mod pricing;
 pub mod schema;
 pub mod sql_types;
+mod sqlite_functions;
 pub mod tenants;
 pub mod usage_lines;
 mod wal_checkpoint;
@@ -319,6 +320,8 @@ async fn open_sqlite(path: String, auto_checkpoint: bool) -> diesel::ConnectionR
              PRAGMA wal_autocheckpoint = {auto_checkpoint_pages};"
         ))
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        sqlite_functions::register(&mut conn)
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok::<_, diesel::ConnectionError>(conn)
     })
     .await
