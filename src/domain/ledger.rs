@@ -244,17 +244,19 @@ pub fn keyed(
 
 /// [`keyed`] with the keys already computed, one per incoming line in its order.
 pub fn keyed_by(keys: Vec<LineKey>, incoming: Vec<UsageLine>) -> Vec<(LineKey, UsageLine)> {
-    let mut order: Vec<usize> = (0..keys.len().min(incoming.len())).collect();
-    order.sort_unstable_by_key(|&i| (keys[i], i));
+    // Sorting (key, position) pairs in place is several times faster than sorting positions
+    // by a key looked up elsewhere; the lines themselves move once, into their place.
+    let mut order: Vec<(LineKey, usize)> = keys.into_iter().zip(0..incoming.len()).collect();
+    order.sort_unstable();
     let mut lines: Vec<Option<UsageLine>> = incoming.into_iter().map(Some).collect();
     let mut keyed = Vec::with_capacity(order.len());
-    for (n, &i) in order.iter().enumerate() {
+    for (n, &(key, i)) in order.iter().enumerate() {
         // Of lines with equal keys the last one wins.
-        if order.get(n + 1).is_some_and(|&next| keys[next] == keys[i]) {
+        if order.get(n + 1).is_some_and(|(next, _)| *next == key) {
             continue;
         }
         if let Some(line) = lines[i].take() {
-            keyed.push((keys[i], line));
+            keyed.push((key, line));
         }
     }
     keyed
