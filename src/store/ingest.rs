@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use chrono_tz::Tz;
+use futures::future::BoxFuture;
 
 use super::ledger_tx::{Access, DieselLedger, LedgerTx};
 use super::{Backend, Store};
@@ -162,31 +163,30 @@ impl<C> Feed<C> {
     }
 }
 
-/// Runs `produce` on a blocking thread and returns the chunks it feeds, as they come: on a
-/// machine with two cores the next chunk is planned and encoded while the database writes the
-/// previous one.
-fn spawn_planner<C, R>(
+/// Runs `produce` on a blocking thread and `write`s each chunk it feeds to `tx` as it comes: on
+/// a machine with two cores the next chunk is planned and encoded while the database writes the
+/// previous one. Returns the planner's result, or the first write error (which stops it).
+async fn pipelined<T, C, R>(
+    tx: &mut T,
     produce: impl FnOnce(&Feed<C>) -> Result<R> + Send + 'static,
-) -> (
-    tokio::sync::mpsc::Receiver<C>,
-    tokio::task::JoinHandle<Result<R>>,
-)
+    write: impl for<'t> Fn(&'t mut T, C) -> BoxFuture<'t, Result<()>>,
+) -> Result<R>
 where
+    T: LedgerTx,
     C: Send + 'static,
     R: Send + 'static,
 {
-    let (queue, queued) = tokio::sync::mpsc::channel(2);
-    (
-        queued,
-        tokio::task::spawn_blocking(move || produce(&Feed(queue))),
-    )
-}
-
-/// The planner's result, or the writer's `failure` (which stopped the planner) first.
-async fn join_planner<R>(
-    planner: tokio::task::JoinHandle<Result<R>>,
-    failure: Option<Error>,
-) -> Result<R> {
+    let (queue, mut queued) = tokio::sync::mpsc::channel(2);
+    let planner = tokio::task::spawn_blocking(move || produce(&Feed(queue)));
+    let mut failure = None;
+    while let Some(chunk) = queued.recv().await {
+        if let Err(error) = write(tx, chunk).await {
+            failure = Some(error);
+            break;
+        }
+    }
+    // The planner's next send fails, and it stops.
+    drop(queued);
     let planned = planner
         .await
         .map_err(|e| Error::Internal(format!("ledger planner failed: {e}")))?;
@@ -216,7 +216,7 @@ where
 {
     let encode: EncodeLines<T::Lines> = T::encode_lines;
     let tenant = tenant_id.to_string();
-    let (mut queued, planner) = spawn_planner(move |feed| {
+    let produce = move |feed: &Feed<T::Lines>| {
         let (mut written, mut events, now) = (0, Vec::new(), Utc::now());
         while let Some(next) = plan() {
             let chunk = next?;
@@ -227,16 +227,8 @@ where
             }
         }
         Ok((written, events))
-    });
-    let mut failure = None;
-    while let Some(lines) = queued.recv().await {
-        if let Err(error) = tx.write_lines(lines).await {
-            failure = Some(error);
-            break;
-        }
-    }
-    drop(queued);
-    join_planner(planner, failure).await
+    };
+    pipelined(tx, produce, |tx: &mut T, lines| tx.write_lines(lines)).await
 }
 
 /// Phase two, under the tenant's ledger lock: numbers `events` after `last_sequence` chunk by
@@ -249,7 +241,7 @@ async fn append_events<T: LedgerTx>(
 ) -> Result<Appended> {
     let encode: EncodeEvents<T::Events> = T::encode_events;
     let tenant = tenant_id.to_string();
-    let (mut queued, planner) = spawn_planner(move |feed| {
+    let produce = move |feed: &Feed<T::Events>| {
         let (mut appender, now) = (appender, Utc::now());
         let mut events = events.into_iter().peekable();
         let mut chunks = 0;
@@ -261,16 +253,8 @@ async fn append_events<T: LedgerTx>(
             }
         }
         Ok(appender.finish())
-    });
-    let mut failure = None;
-    while let Some(events) = queued.recv().await {
-        if let Err(error) = tx.write_events(events).await {
-            failure = Some(error);
-            break;
-        }
-    }
-    drop(queued);
-    join_planner(planner, failure).await
+    };
+    pipelined(tx, produce, |tx: &mut T, events| tx.write_events(events)).await
 }
 
 /// Writes a planned write's lines, then, when it implies events, takes the ledger lock and

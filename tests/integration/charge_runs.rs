@@ -11,9 +11,8 @@ use msp_gateway::proto::v1;
 use msp_gateway::store::charges::ChargeFilter;
 use msp_gateway::store::ingest::IngestSummary;
 use rust_decimal::Decimal;
-use tonic::Streaming;
 
-use crate::charge_streams::{Charges, Ledger, charges_client, dec, ledger, line, open};
+use crate::charge_streams::{Charges, Ledger, charges_client, dec, ledger, line, open, until_mark};
 use crate::harness::{Backend, TestGateway, fresh_request};
 
 async fn push(gw: &TestGateway, l: &Ledger, lines: Vec<UsageLine>) -> IngestSummary {
@@ -58,30 +57,6 @@ async fn list_all(
             return out;
         }
         token = page.next_page_token;
-    }
-}
-
-/// Charges until a heartbeat says the stream is up to date with `mark` (or beyond), and the
-/// heartbeat's high-water mark.
-async fn until_mark(
-    stream: &mut Streaming<v1::StreamChargesResponse>,
-    mark: i64,
-) -> (Vec<v1::Charge>, i64) {
-    let mut charges = Vec::new();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
-            .await
-            .expect("timed out waiting for a heartbeat")
-            .expect("stream error")
-            .expect("stream ended");
-        match message.event {
-            Some(v1::stream_charges_response::Event::Charge(c)) => charges.push(c),
-            Some(v1::stream_charges_response::Event::Heartbeat(h)) if h.high_water_mark >= mark => {
-                return (charges, h.high_water_mark);
-            }
-            Some(v1::stream_charges_response::Event::Heartbeat(_)) => {}
-            None => {}
-        }
     }
 }
 

@@ -184,9 +184,12 @@ pub async fn take(stream: &mut Streaming<v1::StreamChargesResponse>, n: usize) -
     out
 }
 
-/// Waits for the next heartbeat and returns its high-water mark (charges before it are
-/// returned too).
-async fn heartbeat(stream: &mut Streaming<v1::StreamChargesResponse>) -> (Vec<v1::Charge>, i64) {
+/// Charges until a heartbeat says the stream is up to date with `mark` (or beyond), and the
+/// heartbeat's high-water mark.
+pub(crate) async fn until_mark(
+    stream: &mut Streaming<v1::StreamChargesResponse>,
+    mark: i64,
+) -> (Vec<v1::Charge>, i64) {
     let mut charges = Vec::new();
     loop {
         let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
@@ -196,12 +199,19 @@ async fn heartbeat(stream: &mut Streaming<v1::StreamChargesResponse>) -> (Vec<v1
             .expect("stream ended");
         match message.event {
             Some(v1::stream_charges_response::Event::Charge(c)) => charges.push(c),
-            Some(v1::stream_charges_response::Event::Heartbeat(h)) => {
+            Some(v1::stream_charges_response::Event::Heartbeat(h)) if h.high_water_mark >= mark => {
                 return (charges, h.high_water_mark);
             }
+            Some(v1::stream_charges_response::Event::Heartbeat(_)) => {}
             None => {}
         }
     }
+}
+
+/// Waits for the next heartbeat and returns its high-water mark (charges before it are
+/// returned too).
+async fn heartbeat(stream: &mut Streaming<v1::StreamChargesResponse>) -> (Vec<v1::Charge>, i64) {
+    until_mark(stream, i64::MIN).await
 }
 
 fn sequences(charges: &[v1::Charge]) -> Vec<i64> {
