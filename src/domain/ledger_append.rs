@@ -158,10 +158,6 @@ impl Appender {
         numbered
     }
 
-    pub fn last_sequence(&self) -> i64 {
-        self.appended.last_sequence
-    }
-
     pub fn finish(self) -> Appended {
         self.appended
     }
@@ -222,8 +218,8 @@ mod tests {
         // The next chunk continues the sequence; cus_b's run goes on across the chunks.
         let second = appender.append(vec![event("cus_b", "b3", late, -3)]);
         assert_eq!(second[0].sequence, 15);
-        assert_eq!(appender.last_sequence(), 15);
         let appended = appender.finish();
+        assert_eq!(appended.last_sequence, 15);
         assert_eq!(appended.events, 5);
         assert_eq!(
             appended.runs,
