@@ -23,16 +23,17 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, DurationRound, Utc};
 use msp_gateway::domain::access::{Principal, Scope};
 use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::pricing::NewPriceRule;
 use msp_gateway::domain::pricing::{PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::{UsageKey, UsageLine};
+use msp_gateway::ledger::Ledger;
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::charge_service_client::ChargeServiceClient;
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
 use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::store::pricing::NewPriceRule;
 use rust_decimal::Decimal;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -51,13 +52,13 @@ fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
     request
 }
 
-async fn serve(store: Arc<Store>) -> std::net::SocketAddr {
+async fn serve(ledger: Arc<Ledger>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         msp_gateway::server::serve(
             listener,
-            store,
+            ledger,
             None,
             std::future::pending(),
             Duration::from_secs(1),
@@ -94,7 +95,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 struct Fixture {
-    store: Arc<Store>,
+    ledger: Arc<Ledger>,
     url: String,
     key: String,
     principal: Principal,
@@ -114,6 +115,7 @@ async fn fixture(customers: usize) -> Fixture {
     };
     migrate::run(&url, Direction::Up).await.unwrap();
     let store = Arc::new(Store::connect(&url, &Default::default()).unwrap());
+    let ledger = Arc::new(Ledger::new(store.clone()).unwrap());
     let name = format!("Bench ISP {}", uuid::Uuid::new_v4().simple());
     let (tenant, key) = store
         .create_tenant(NewTenant::parse(&name, "ZAR", "Africa/Johannesburg").unwrap())
@@ -126,7 +128,7 @@ async fn fixture(customers: usize) -> Fixture {
         scope: Scope::Admin,
         customer_id: None,
     };
-    let address = serve(store.clone()).await;
+    let address = serve(ledger.clone()).await;
     let ch = channel(address).await;
     let sim = PartnerAccountServiceClient::new(ch.clone())
         .create_partner_account(authorized(
@@ -146,7 +148,10 @@ async fn fixture(customers: usize) -> Fixture {
         .await
         .unwrap()
         .into_inner();
-    let account = store.partner_account(&principal, &sim.id).await.unwrap();
+    let account = store
+        .partner_account(&principal.tenant_id, &sim.id)
+        .await
+        .unwrap();
     let mut client = CustomerServiceClient::new(ch);
     let mut ids = Vec::with_capacity(customers);
     for i in 0..customers {
@@ -180,16 +185,16 @@ async fn fixture(customers: usize) -> Fixture {
         effective_from: DateTime::from_timestamp(0, 0).unwrap(),
         effective_to: None,
     };
-    store
+    ledger
         .create_price_rule(
-            &principal,
+            &principal.tenant_id,
             &rule,
             &IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule),
         )
         .await
         .unwrap();
     Fixture {
-        store,
+        ledger,
         url,
         key,
         principal,
@@ -236,10 +241,10 @@ async fn latency() {
     let f = fixture(consumers).await;
     println!(
         "   backend {:?}; setup {:.1} s",
-        f.store.kind(),
+        f.ledger.store().kind(),
         setup.elapsed().as_secs_f64()
     );
-    let address = serve(f.store.clone()).await;
+    let address = serve(f.ledger.clone()).await;
     let mut channels = Vec::new();
     for _ in 0..connections {
         channels.push(channel(address).await);
@@ -296,7 +301,7 @@ async fn latency() {
             .collect();
         let t0 = Instant::now();
         let summary = f
-            .store
+            .ledger
             .ingest_push(
                 &f.principal.tenant_id,
                 &f.account,
@@ -370,7 +375,7 @@ async fn latency() {
         percentile(&from_start, 0.5),
         percentile(&from_start, 0.99)
     );
-    let stats = f.store.feed().stats();
+    let stats = f.ledger.feed().stats();
     println!(
         "   stream pages read from the database (fell behind the ring): {}",
         stats
@@ -382,11 +387,12 @@ async fn latency() {
 /// Child mode: serve `url` on an ephemeral port, print it, serve until killed.
 async fn child(url: String) {
     let store = Arc::new(Store::connect(&url, &Default::default()).unwrap());
+    let ledger = Arc::new(Ledger::new(store).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("PORT {}", listener.local_addr().unwrap().port());
     msp_gateway::server::serve(
         listener,
-        store,
+        ledger,
         None,
         std::future::pending(),
         Duration::from_secs(1),

@@ -8,6 +8,7 @@
 //! configuration of each run (the first has one); MSPGW_BENCH_SQLITE=0 skips SQLite;
 //! MSPGW_TEST_POSTGRES_URL as for the tests). Prints lines/s per run, the medians, the ratios to
 //! each COPY, CPU per line, and peak RSS.
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,12 +18,13 @@ use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountL
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::money::Currency;
 use msp_gateway::domain::partner_account::PartnerAccountSpec;
+use msp_gateway::domain::pricing::NewPriceRule;
 use msp_gateway::domain::pricing::{FxRate, PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
+use msp_gateway::ledger::Ledger;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::store::pricing::NewPriceRule;
 use msp_gateway::store::{BackendKind, Store};
 use msp_gateway::vendors::simulator::Simulator;
 use rust_decimal::Decimal;
@@ -122,9 +124,10 @@ struct Source {
 
 /// A migrated store with one priced tenant pushing through `sources` partner accounts: a 15 %
 /// markup, a USD->ZAR rate, and 100 customers owning the simulator `accounts`.
-async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<Source>) {
+async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec<Source>) {
     migrate::run(url, Direction::Up).await.expect("migrations");
-    let store = Store::connect(url, &Default::default()).expect("store");
+    let store = Arc::new(Store::connect(url, &Default::default()).expect("store"));
+    let ledger = Ledger::new(store.clone()).expect("ledger");
     let (tenant, _) = store
         .create_tenant(NewTenant::parse("Bench ISP", "ZAR", "Africa/Johannesburg").unwrap())
         .await
@@ -152,7 +155,7 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<
         let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
         partner_accounts.push(
             store
-                .create_partner_account(&admin, &spec, &key)
+                .create_partner_account(&admin.tenant_id, &spec, &key)
                 .await
                 .unwrap(),
         );
@@ -169,17 +172,17 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<
         effective_from,
         effective_to: None,
     };
-    store
+    ledger
         .create_price_rule(
-            &admin,
+            &admin.tenant_id,
             &rule,
             &IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule),
         )
         .await
         .unwrap();
-    store
+    ledger
         .set_fx_rate(
-            &admin,
+            &admin.tenant_id,
             &FxRate {
                 from: Currency::parse("c", "USD").unwrap(),
                 to: zar,
@@ -204,7 +207,7 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<
         let key = IdempotencyKey::new(format!("c-{c}"), "CreateCustomer", &new);
         customer_ids.push(
             store
-                .create_customer(&admin, &tenant.time_zone, &new, &key)
+                .create_customer(&admin.tenant_id, &tenant.time_zone, &new, &key)
                 .await
                 .unwrap()
                 .id,
@@ -219,8 +222,13 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<
             &partner_accounts[0].id,
         )
         .unwrap();
-        store
-            .link_vendor_account(&admin, &customer_ids[i % customer_ids.len()], &link, None)
+        ledger
+            .link_vendor_account(
+                &admin.tenant_id,
+                &customer_ids[i % customer_ids.len()],
+                &link,
+                None,
+            )
             .await
             .unwrap();
     }
@@ -231,14 +239,14 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Store, Vec<
             account,
         })
         .collect();
-    (store, sources)
+    (ledger, sources)
 }
 
 /// Ingests all lines in batches of `batch` (one transaction each), the sources side by side,
 /// each pushing its share of the lines batch after batch; returns lines/s over the wall clock.
 /// The batches are cut (and the lines copied) before the clock starts.
 async fn ingest(
-    store: &Store,
+    ledger: &Ledger,
     sources: &[Source],
     lines: &[UsageLine],
     batch: usize,
@@ -269,7 +277,7 @@ async fn ingest(
                     "IngestUsage",
                     format!("{run}-{s}-{i}").as_bytes(),
                 );
-                let summary = store
+                let summary = ledger
                     .ingest_push(&source.tenant_id, &source.account, chunk, &key)
                     .await
                     .unwrap()
@@ -286,7 +294,7 @@ async fn ingest(
     assert_eq!(events, lines.len(), "every line rated into one charge");
     let wall = secs * 1e6 / lines.len() as f64;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    match store.kind() {
+    match ledger.store().kind() {
         BackendKind::Postgres => println!(
             "  CPU per line: database {server:.1} us, gateway {gateway:.1} us (wall {wall:.1} us on {cores} cores)"
         ),

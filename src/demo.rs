@@ -2,18 +2,16 @@
 //! and a fresh admin key printed with grpcurl commands that work when pasted.
 use rust_decimal::Decimal;
 
-use crate::domain::access::{Principal, Scope};
+use crate::domain::access::{NewApiKey, Scope};
 use crate::domain::customer::{BillingCycle, EnrollmentRequest, NewCustomer};
 use crate::domain::error::Result;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccountSpec;
-use crate::domain::pricing::{FxRate, PriceKind, RuleScope};
+use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, RuleScope};
 use crate::domain::tenant::NewTenant;
 use crate::domain::vendor::Vendor;
-use crate::store::Store;
-use crate::store::api_keys::NewApiKey;
-use crate::store::pricing::NewPriceRule;
+use crate::ledger::Ledger;
 use chrono::{DateTime, Utc};
 
 pub const DEMO_TENANT: &str = "Demo ISP";
@@ -58,7 +56,8 @@ pub struct DemoAccess {
 }
 
 /// Creates the demo data if absent (idempotently) and mints an admin key for this run.
-pub async fn prepare(store: &Store) -> Result<DemoAccess> {
+pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
+    let store = ledger.store();
     let tenant = match store.tenant_by_name(DEMO_TENANT).await? {
         Some(tenant) => tenant,
         None => {
@@ -66,12 +65,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
             store.create_tenant(new).await?.0
         }
     };
-    let system = Principal {
-        tenant_id: tenant.id.clone(),
-        key_id: "demo".into(),
-        scope: Scope::Admin,
-        customer_id: None,
-    };
+    let system = tenant.id.as_str();
     let simulator = PartnerAccountSpec {
         vendor: Vendor::Simulator,
         display_name: "Demo simulator".into(),
@@ -89,7 +83,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         &simulator,
     );
     store
-        .create_partner_account(&system, &simulator, &key)
+        .create_partner_account(system, &simulator, &key)
         .await?;
     // 15 % over cost for everything, and a USD -> ZAR rate, so simulator usage rates at once.
     let markup = NewPriceRule {
@@ -103,7 +97,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         effective_to: None,
     };
     let key = IdempotencyKey::new("demo-markup".into(), "CreatePriceRule", &markup);
-    store.create_price_rule(&system, &markup, &key).await?;
+    ledger.create_price_rule(system, &markup, &key).await?;
     let usd = Currency::parse("from_currency", "USD")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
     let zar = Currency::parse("to_currency", "ZAR")
@@ -114,8 +108,8 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         rate: Decimal::new(1825, 2),
         effective_from: markup.effective_from,
     };
-    if store.fx_rates(&system).await?.is_empty() {
-        store.set_fx_rate(&system, &fx).await?;
+    if store.fx_rates(system).await?.is_empty() {
+        ledger.set_fx_rate(system, &fx).await?;
     }
     let zar = Currency::parse("billing_currency", "ZAR")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
@@ -138,7 +132,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
             &new,
         );
         store
-            .create_customer(&system, &tenant.time_zone, &new, &key)
+            .create_customer(system, &tenant.time_zone, &new, &key)
             .await?;
     }
     let new_key = NewApiKey {
@@ -149,7 +143,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         scope: Scope::Admin,
         customer_id: None,
     };
-    let (_, minted) = store.create_api_key(&system, &new_key, None).await?;
+    let (_, minted) = store.create_api_key(system, &new_key, None).await?;
     let token = minted
         .map(|m| m.token().to_string())
         .ok_or_else(|| crate::domain::Error::Internal("demo key was not minted".into()))?;

@@ -1,15 +1,23 @@
 //! msp-gateway: a partner-integration gateway for ISPs that resell AWS, Azure and Microsoft 365.
 //!
-//! The layout follows the architecture:
-//! - [`api`]: the tonic services; validate, convert proto <-> domain, call the store, map errors.
-//! - [`domain`]: the rules, free of gRPC and SQL.
-//! - [`store`]: Diesel persistence for PostgreSQL and SQLite.
+//! The layout follows the architecture; dependencies point one way,
+//! `api` → `ledger` → `store` / `vendors` → `domain` (checked by `architecture_tests`):
+//! - [`api`]: the tonic services; authorize (one permission table), validate, convert proto <->
+//!   domain, call the ledger or the store, map errors. The only module that sees proto types.
+//! - [`ledger`]: the charge engine (rating usage into charges, re-rates, credit exposure) and
+//!   the reads of what it wrote (charges, streams, open periods, credit positions).
+//! - [`store`]: per-table records through Diesel, for PostgreSQL and SQLite.
 //! - [`vendors`]: one connector per vendor behind one trait.
+//! - [`domain`]: the rules and every domain type, free of gRPC and SQL.
+//! - [`poller`]: the background pulls from the vendors into the ledger.
 //! - [`config`], [`telemetry`], [`server`], [`demo`]: start-up.
 pub mod api;
+#[cfg(test)]
+mod architecture_tests;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod ledger;
 pub mod poller;
 pub mod proto;
 pub mod server;

@@ -7,11 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use msp_gateway::config::Config;
-use msp_gateway::domain::access::{Principal, Scope};
+use msp_gateway::domain::access::{NewApiKey, Scope};
 use msp_gateway::domain::paging::PageRequest;
 use msp_gateway::domain::tenant::{NewTenant, Tenant};
+use msp_gateway::ledger::Ledger;
 use msp_gateway::store::Store;
-use msp_gateway::store::api_keys::NewApiKey;
 use msp_gateway::store::migrate::{self, Direction};
 use msp_gateway::{demo, poller, server, telemetry};
 
@@ -140,7 +140,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 
 async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    store
+    let ledger = Arc::new(Ledger::new(store.clone())?);
+    ledger
         .feed()
         .set_heartbeat_interval(Duration::from_millis(config.stream_heartbeat_ms));
     let tls = server::tls_config(config)?;
@@ -150,7 +151,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, backend = ?store.kind(), tls = tls.is_some(), "msp-gateway serving");
     if demo {
-        let access = demo::prepare(&store).await?;
+        let access = demo::prepare(&ledger).await?;
         println!(
             "{}",
             demo::banner(&access, &address.to_string(), tls.is_none())
@@ -159,7 +160,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pollers = config.pollers.then(|| {
         tokio::spawn(poller::run(
-            store.clone(),
+            ledger.clone(),
             poller::PollerSettings::default(),
             stop_rx,
         ))
@@ -170,7 +171,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     };
     server::serve(
         listener,
-        store,
+        ledger,
         tls,
         shutdown,
         Duration::from_secs(config.shutdown_grace_secs),
@@ -212,12 +213,6 @@ async fn find_tenant(store: &Store, id_or_name: &str) -> anyhow::Result<Tenant> 
 
 async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    let operator = |tenant: &Tenant| Principal {
-        tenant_id: tenant.id.clone(),
-        key_id: "cli".into(),
-        scope: Scope::Admin,
-        customer_id: None,
-    };
     match command {
         KeyCommand::Create {
             tenant,
@@ -236,7 +231,7 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
                 scope,
                 customer_id: customer,
             };
-            let (key, minted) = store.create_api_key(&operator(&tenant), &new, None).await?;
+            let (key, minted) = store.create_api_key(&tenant.id, &new, None).await?;
             println!("key {} ({}) created", key.id, key.scope);
             if let Some(minted) = minted {
                 println!("secret (shown once, store it now): {}", minted.token());
@@ -248,7 +243,7 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
             loop {
                 let page = PageRequest::parse(1000, &token, "api_keys")
                     .map_err(|v| anyhow::anyhow!("{v:?}"))?;
-                let page = store.list_api_keys(&operator(&tenant), &page).await?;
+                let page = store.list_api_keys(&tenant.id, &page).await?;
                 for key in page.items {
                     let state = match key.revoked_at {
                         Some(at) => format!("revoked {at}"),

@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 
 use crate::domain::aws_settings::{Granularity, HOURLY_LOOKBACK_DAYS};
 use crate::domain::error::{Error, Result};
+use crate::domain::ledger::IngestSummary;
+use crate::domain::partner_account::PollResult;
 use crate::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use crate::domain::vendor::Vendor;
+use crate::ledger::Ledger;
 use crate::store::Store;
-use crate::store::ingest::IngestSummary;
-use crate::store::poll_states::PollResult;
 use crate::vendors::aws::{AwsCostExplorer, AwsCostExplorerConfig};
 use crate::vendors::microsoft::{PartnerCenterConfig, PartnerCenterSource};
 use crate::vendors::simulator::Simulator;
@@ -129,10 +130,11 @@ pub fn restatement_window(
 
 /// Polls one partner account once: lease, pull, record.
 pub async fn poll_once(
-    store: &Store,
+    ledger: &Ledger,
     account: &PartnerAccount,
     settings: &PollerSettings,
 ) -> Result<PollOutcome> {
+    let store = ledger.store();
     let source = match source_for(store, account).await {
         Ok(source) => source,
         Err(error) => {
@@ -144,17 +146,18 @@ pub async fn poll_once(
         }
     };
     let window = restatement_window(&account.spec, Utc::now());
-    poll_with(store, account, source.as_ref(), window, settings).await
+    poll_with(ledger, account, source.as_ref(), window, settings).await
 }
 
 /// Polls `account` through `source` over `window`: lease, pull, record the data and the outcome.
 pub async fn poll_with(
-    store: &Store,
+    ledger: &Ledger,
     account: &PartnerAccount,
     source: &dyn UsageSource,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
     settings: &PollerSettings,
 ) -> Result<PollOutcome> {
+    let store = ledger.store();
     let ttl = settings.lease_ttl.as_secs() as i64;
     if !store
         .lease_partner_account(&account.tenant_id, &account.id, &settings.owner, ttl)
@@ -183,7 +186,7 @@ pub async fn poll_with(
             Ok(PollOutcome::Unchanged)
         }
         Ok(PullOutcome::Data(pull)) => {
-            let summary = store
+            let summary = ledger
                 .ingest_pull(&account.tenant_id, account, &pull)
                 .await?;
             let tag = pull.version.as_deref();
@@ -212,7 +215,12 @@ pub async fn poll_with(
 }
 
 /// Runs a poller per enabled partner account until `shutdown` turns true.
-pub async fn run(store: Arc<Store>, settings: PollerSettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    ledger: Arc<Ledger>,
+    settings: PollerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let store = ledger.store();
     let mut tasks: HashMap<String, (JoinHandle<()>, watch::Sender<bool>)> = HashMap::new();
     loop {
         match store.enabled_partner_accounts().await {
@@ -233,8 +241,12 @@ pub async fn run(store: Arc<Store>, settings: PollerSettings, mut shutdown: watc
                         continue;
                     }
                     let (stop_tx, stop_rx) = watch::channel(false);
-                    let handle =
-                        tokio::spawn(poll_loop(store.clone(), account, settings.clone(), stop_rx));
+                    let handle = tokio::spawn(poll_loop(
+                        ledger.clone(),
+                        account,
+                        settings.clone(),
+                        stop_rx,
+                    ));
                     tasks.insert(key, (handle, stop_tx));
                 }
             }
@@ -253,14 +265,14 @@ pub async fn run(store: Arc<Store>, settings: PollerSettings, mut shutdown: watc
 
 /// One account's loop; a changed account (new version) gets a new loop from [`run`].
 async fn poll_loop(
-    store: Arc<Store>,
+    ledger: Arc<Ledger>,
     account: PartnerAccount,
     settings: PollerSettings,
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_secs(account.spec.poll_interval_secs.max(1) as u64);
     loop {
-        match poll_once(&store, &account, &settings).await {
+        match poll_once(&ledger, &account, &settings).await {
             Ok(PollOutcome::Recorded(s)) => tracing::info!(
                 partner_account = %account.id,
                 lines = s.lines_written,
@@ -275,7 +287,8 @@ async fn poll_loop(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    let _ = store
+    let _ = ledger
+        .store()
         .release_partner_account(&account.id, &settings.owner)
         .await;
 }

@@ -8,23 +8,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::api::Gateway;
 use crate::api::auth::AuthLayer;
-use crate::api::charges::ChargeApi;
-use crate::api::credit::CreditApi;
-use crate::api::customers::CustomerApi;
-use crate::api::partner_accounts::PartnerAccountApi;
-use crate::api::pricing::PricingApi;
-use crate::api::tenants::TenantApi;
-use crate::api::usage::UsageApi;
+use crate::api::services;
 use crate::config::Config;
-use crate::proto::v1::charge_service_server::ChargeServiceServer;
-use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
-use crate::proto::v1::customer_service_server::CustomerServiceServer;
-use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
-use crate::proto::v1::pricing_service_server::PricingServiceServer;
-use crate::proto::v1::tenant_service_server::TenantServiceServer;
-use crate::proto::v1::usage_service_server::UsageServiceServer;
-use crate::store::Store;
+use crate::ledger::Ledger;
 
 /// The TLS settings of `config`, if TLS is configured.
 pub fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
@@ -50,61 +38,26 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
 /// `grace` to finish.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<Store>,
+    ledger: Arc<Ledger>,
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<CustomerServiceServer<CustomerApi>>()
-        .await;
-    health_reporter
-        .set_serving::<PartnerAccountServiceServer<PartnerAccountApi>>()
-        .await;
-    health_reporter
-        .set_serving::<TenantServiceServer<TenantApi>>()
-        .await;
-    health_reporter
-        .set_serving::<PricingServiceServer<PricingApi>>()
-        .await;
-    health_reporter
-        .set_serving::<UsageServiceServer<UsageApi>>()
-        .await;
-    health_reporter
-        .set_serving::<ChargeServiceServer<ChargeApi>>()
-        .await;
-    health_reporter
-        .set_serving::<CreditControlServiceServer<CreditApi>>()
-        .await;
-
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
+    let gw = Gateway::new(ledger);
+    let (routes, health) = services::routes(&gw).await?;
+    let health_watch = tokio::spawn(services::watch_health(
+        health,
+        gw.store.clone(),
+        services::HEALTH_CHECK_INTERVAL,
+    ));
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
     let router = builder
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path(), tenant = tracing::field::Empty))
-        .layer(AuthLayer::new(store.clone()))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(TenantServiceServer::new(TenantApi::new(store.clone())))
-        .add_service(PartnerAccountServiceServer::new(PartnerAccountApi::new(
-            store.clone(),
-        )))
-        .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
-        .add_service(PricingServiceServer::new(PricingApi::new(store.clone())))
-        .add_service(UsageServiceServer::new(UsageApi::new(store.clone())))
-        .add_service(ChargeServiceServer::new(ChargeApi::new(store.clone())))
-        .add_service(CreditControlServiceServer::new(CreditApi::new(store.clone())));
+        .layer(AuthLayer::new(gw.store.clone()))
+        .add_routes(routes);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {
@@ -125,6 +78,7 @@ pub async fn serve(
             tracing::warn!(grace_secs = grace.as_secs(), "calls still open after the grace period; closing them");
         }
     }
+    health_watch.abort();
     Ok(())
 }
 

@@ -1,6 +1,8 @@
-//! Authentication as a tower layer: every call but health and reflection must carry
-//! `authorization: Bearer <key>`; the resolved [`Principal`] travels in the request extensions
-//! to the services, which check scopes per call.
+//! Authentication and authorization as a tower layer, before any handler runs: every call but
+//! health and reflection must carry `authorization: Bearer <key>`, and the key's scope must
+//! allow what the permission table ([`super::permissions`]) says the RPC does; a path not in
+//! the table is refused. The resolved [`Principal`] travels in the request extensions to the
+//! services.
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,16 +11,10 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::permissions::{Verdict, verdict};
 use crate::domain::access::{PresentedKey, Principal};
 use crate::domain::error::{Error, Result};
 use crate::store::Store;
-
-/// Services callable without a key.
-const PUBLIC_PREFIXES: &[&str] = &[
-    "/grpc.health.v1.",
-    "/grpc.reflection.v1.",
-    "/grpc.reflection.v1alpha.",
-];
 
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -66,11 +62,24 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
         Box::pin(async move {
-            let path = request.uri().path();
-            if PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
-                return inner.call(request).await;
-            }
-            match authenticate(&store, request.headers()).await {
+            let permission = match verdict(request.uri().path()) {
+                Verdict::Public => return inner.call(request).await,
+                Verdict::Requires(permission) => Some(permission),
+                Verdict::Unknown => None,
+            };
+            let authorized = authenticate(&store, request.headers())
+                .await
+                .and_then(|principal| {
+                    let Some(permission) = permission else {
+                        return Err(Error::PermissionDenied(format!(
+                            "{} is not a method API keys may call",
+                            request.uri().path()
+                        )));
+                    };
+                    principal.require(permission.area, permission.action)?;
+                    Ok(principal)
+                });
+            match authorized {
                 Ok(principal) => {
                     tracing::Span::current().record("tenant", principal.tenant_id.as_str());
                     request.extensions_mut().insert(principal);

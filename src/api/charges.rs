@@ -1,34 +1,28 @@
 //! ChargeService: pages of the charge ledger, the live charge stream, and a customer's open
 //! period.
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::principal;
-use super::convert::{required_id, timestamp, vendor_to_proto};
-use crate::domain::access::{Action, Area, Principal};
+use super::convert::{instant, timestamp, vendor_to_proto};
+use super::{Gateway, customer_of, customers_of, optional_customer_of};
+use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::ledger::ChargeKind;
 use crate::domain::paging::PageRequest;
+use crate::ledger::feed::{FeedItem, StreamFilter};
 use crate::proto::v1;
 use crate::proto::v1::charge_service_server::ChargeService;
-use crate::store::Store;
-use crate::store::charges::{ChargeEvent, ChargeFilter};
-use crate::store::feed::{FeedItem, StreamFilter};
-
-/// Most customers one stream may filter on.
-pub const MAX_STREAM_CUSTOMERS: usize = 100;
 
 pub struct ChargeApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl ChargeApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
@@ -97,57 +91,6 @@ pub fn cursor(field: &str, value: i64) -> Result<i64, FieldViolation> {
     }
 }
 
-fn time(
-    field: &str,
-    t: Option<&prost_types::Timestamp>,
-) -> Result<Option<DateTime<Utc>>, FieldViolation> {
-    match t {
-        None => Ok(None),
-        Some(t) => u32::try_from(t.nanos)
-            .ok()
-            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-            .map(Some)
-            .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp")),
-    }
-}
-
-/// The customers a stream may see: those asked for (each a valid id), narrowed to a portal
-/// key's own customer.
-pub fn stream_customers(ids: &[String], v: &mut Violations) -> Vec<String> {
-    if ids.len() > MAX_STREAM_CUSTOMERS {
-        v.add(
-            "customer_ids",
-            format!("has {} ids; at most {MAX_STREAM_CUSTOMERS}", ids.len()),
-        );
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        match required_id(&format!("customer_ids[{i}]"), id) {
-            Ok(id) if !out.contains(&id) => out.push(id),
-            Ok(_) => {}
-            Err(Error::InvalidArgument(violations)) => violations
-                .into_iter()
-                .for_each(|f| v.add(f.field, f.description)),
-            Err(_) => {}
-        }
-    }
-    out
-}
-
-/// A portal key is confined to its customer: it may ask for it, or for nothing (meaning it).
-pub fn confine(principal: &Principal, customers: Vec<String>) -> Result<Vec<String>, Error> {
-    match principal.customer_scope() {
-        None => Ok(customers),
-        Some(own) => {
-            if let Some(other) = customers.iter().find(|c| c.as_str() != own) {
-                return Err(Error::not_found("customer", other.clone()));
-            }
-            Ok(vec![own.to_string()])
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl ChargeService for ChargeApi {
     async fn list_charges(
@@ -155,27 +98,21 @@ impl ChargeService for ChargeApi {
         request: Request<v1::ListChargesRequest>,
     ) -> Result<Response<v1::ListChargesResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Usage, Action::Read)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let customer_id = if req.customer_id.is_empty() {
-            None
-        } else {
-            match required_id("customer_id", &req.customer_id) {
-                Ok(id) => Some(id),
-                Err(Error::InvalidArgument(f)) => {
-                    f.into_iter().for_each(|f| v.add(f.field, f.description));
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let customer_id = v
+            .check_error(optional_customer_of(
+                &principal,
+                "customer_id",
+                &req.customer_id,
+            ))?
+            .flatten();
         let kinds = v.check(kinds("kinds", &req.kinds)).unwrap_or_default();
         let from = v
-            .check(time("window_start_from", req.window_start_from.as_ref()))
+            .check(instant("window_start_from", req.window_start_from.as_ref()))
             .flatten();
         let to = v
-            .check(time("window_start_to", req.window_start_to.as_ref()))
+            .check(instant("window_start_to", req.window_start_to.as_ref()))
             .flatten();
         let after = v
             .check(cursor("after_sequence", req.after_sequence))
@@ -201,13 +138,6 @@ impl ChargeService for ChargeApi {
                 .map_err(|_| Error::invalid("page_token", "is malformed"))?,
             None => 0,
         };
-        let customer_id = match (principal.customer_scope(), customer_id) {
-            (Some(own), Some(asked)) if own != asked => {
-                return Err(Error::not_found("customer", asked).into());
-            }
-            (Some(own), _) => Some(own.to_string()),
-            (None, asked) => asked,
-        };
         let filter = ChargeFilter {
             customer_id,
             kinds,
@@ -215,9 +145,10 @@ impl ChargeService for ChargeApi {
             window_to: to,
         };
         let (events, hwm) = self
-            .store
+            .gw
+            .ledger
             .list_charges(
-                &principal,
+                &principal.tenant_id,
                 &filter,
                 after.max(token_after),
                 page.fetch_limit(),
@@ -242,16 +173,15 @@ impl ChargeService for ChargeApi {
         request: Request<v1::StreamChargesRequest>,
     ) -> Result<Response<Self::StreamChargesStream>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Usage, Action::Read)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let after = v.check(cursor("after_sequence", req.after_sequence));
-        let customers = stream_customers(&req.customer_ids, &mut v);
+        let customer_ids = customers_of(&principal, "customer_ids", &req.customer_ids, &mut v)?;
         let kinds = v.check(kinds("kinds", &req.kinds)).unwrap_or_default();
         v.into_result()?;
-        let customer_ids = confine(&principal, customers)?;
         let feed = self
-            .store
+            .gw
+            .ledger
             .feed()
             .charges(
                 &principal.tenant_id,
@@ -286,11 +216,11 @@ impl ChargeService for ChargeApi {
         request: Request<v1::ListOpenLineItemsRequest>,
     ) -> Result<Response<v1::ListOpenLineItemsResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Usage, Action::Read)?;
-        let customer_id = required_id("customer_id", &request.get_ref().customer_id)?;
+        let customer_id = customer_of(&principal, "customer_id", &request.get_ref().customer_id)?;
         let period = self
-            .store
-            .open_period(&principal, &customer_id, Utc::now())
+            .gw
+            .ledger
+            .open_period(&principal.tenant_id, &customer_id, Utc::now())
             .await?;
         let currency = period.currency;
         Ok(Response::new(v1::ListOpenLineItemsResponse {

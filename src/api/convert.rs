@@ -6,6 +6,22 @@ use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::vendor::{Vendor, VendorAccountKind};
 use crate::proto::v1;
 
+/// An optional timestamp field: absent is `None`; one outside the representable range, or with
+/// nanoseconds out of range, is a violation.
+pub fn instant(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldViolation> {
+    match t {
+        None => Ok(None),
+        Some(t) => u32::try_from(t.nanos)
+            .ok()
+            .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+            .map(Some)
+            .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp")),
+    }
+}
+
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),

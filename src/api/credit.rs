@@ -1,6 +1,5 @@
 //! CreditControlService: credit settings and defaults, positions, and the credit event stream.
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -10,29 +9,31 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::auth::principal;
-use super::charges::{confine, cursor, stream_customers};
-use super::convert::{required_id, timestamp, update_mask};
-use crate::domain::access::{Action, Area};
-use crate::domain::credit::{CreditAction, CreditPolicy, Direction, Thresholds};
+use super::charges::cursor;
+use super::convert::{timestamp, update_mask};
+use super::{Gateway, customer_of, customers_of};
+use crate::domain::credit::{
+    CreditAction, CreditDefaults, CreditEvent, CreditPolicy, CreditSettings, CreditSettingsPatch,
+    Direction, Thresholds,
+};
 use crate::domain::customer::parse_credit_limit;
 use crate::domain::error::{Error, FieldViolation, Result, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::text;
+use crate::ledger::feed::CreditWaiter;
 use crate::proto::v1;
 use crate::proto::v1::credit_control_service_server::CreditControlService;
-use crate::store::Store;
-use crate::store::credit::{CreditDefaults, CreditEvent, CreditSettings, CreditSettingsPatch};
 
 const UPDATABLE: &[&str] = &["credit_limit", "threshold_percents", "policy"];
 const PAGE: i64 = 256;
 
 pub struct CreditApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl CreditApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
@@ -111,9 +112,12 @@ impl CreditControlService for CreditApi {
         request: Request<v1::GetCreditSettingsRequest>,
     ) -> Result<Response<v1::CreditSettings>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::CreditControl, Action::Read)?;
-        let id = required_id("customer_id", &request.get_ref().customer_id)?;
-        let settings = self.store.credit_settings(&principal, &id).await?;
+        let id = customer_of(&principal, "customer_id", &request.get_ref().customer_id)?;
+        let settings = self
+            .gw
+            .store
+            .credit_settings(&principal.tenant_id, &id)
+            .await?;
         Ok(Response::new(settings_to_proto(settings)))
     }
 
@@ -122,17 +126,20 @@ impl CreditControlService for CreditApi {
         request: Request<v1::UpdateCreditSettingsRequest>,
     ) -> Result<Response<v1::CreditSettings>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::CreditControl, Action::Write)?;
         let req = request.into_inner();
         let settings = req
             .settings
             .ok_or_else(|| Error::invalid("settings", "is required"))?;
-        let id = required_id("settings.customer_id", &settings.customer_id)?;
+        let id = customer_of(&principal, "settings.customer_id", &settings.customer_id)?;
         let paths = update_mask(req.update_mask.as_ref(), UPDATABLE)?;
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
         // The limit is in the customer's billing currency.
-        let current = self.store.credit_settings(&principal, &id).await?;
+        let current = self
+            .gw
+            .store
+            .credit_settings(&principal.tenant_id, &id)
+            .await?;
         let mut patch = CreditSettingsPatch::default();
         for path in &paths {
             match path.as_str() {
@@ -174,8 +181,9 @@ impl CreditControlService for CreditApi {
             request_id.ok_or_else(|| Status::internal("validated request_id missing"))?;
         let idempotency = IdempotencyKey::new(request_id, "UpdateCreditSettings", &(&id, &patch));
         let updated = self
-            .store
-            .update_credit_settings(&principal, &id, &patch, &idempotency)
+            .gw
+            .ledger
+            .update_credit_settings(&principal.tenant_id, &id, &patch, &idempotency)
             .await?;
         Ok(Response::new(settings_to_proto(updated)))
     }
@@ -185,8 +193,7 @@ impl CreditControlService for CreditApi {
         request: Request<v1::GetCreditDefaultsRequest>,
     ) -> Result<Response<v1::CreditDefaults>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::CreditControl, Action::Read)?;
-        let defaults = self.store.credit_defaults(&principal).await?;
+        let defaults = self.gw.store.credit_defaults(&principal.tenant_id).await?;
         Ok(Response::new(defaults_to_proto(defaults)))
     }
 
@@ -195,7 +202,6 @@ impl CreditControlService for CreditApi {
         request: Request<v1::UpdateCreditDefaultsRequest>,
     ) -> Result<Response<v1::CreditDefaults>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::CreditControl, Action::Write)?;
         let req = request.into_inner();
         let defaults = req
             .defaults
@@ -221,9 +227,10 @@ impl CreditControlService for CreditApi {
         let idempotency =
             IdempotencyKey::new(request_id, "UpdateCreditDefaults", &(&thresholds, policy));
         let updated = self
-            .store
+            .gw
+            .ledger
             .update_credit_defaults(
-                &principal,
+                &principal.tenant_id,
                 &CreditDefaults { thresholds, policy },
                 &idempotency,
             )
@@ -236,11 +243,11 @@ impl CreditControlService for CreditApi {
         request: Request<v1::GetCreditPositionRequest>,
     ) -> Result<Response<v1::CreditPosition>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::CreditControl, Action::Read)?;
-        let id = required_id("customer_id", &request.get_ref().customer_id)?;
+        let id = customer_of(&principal, "customer_id", &request.get_ref().customer_id)?;
         let p = self
-            .store
-            .credit_position(&principal, &id, Utc::now())
+            .gw
+            .ledger
+            .credit_position(&principal.tenant_id, &id, Utc::now())
             .await?;
         Ok(Response::new(v1::CreditPosition {
             customer_id: p.customer_id,
@@ -267,21 +274,16 @@ impl CreditControlService for CreditApi {
         request: Request<v1::StreamCreditEventsRequest>,
     ) -> Result<Response<Self::StreamCreditEventsStream>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::CreditControl, Action::Read)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let after = v.check(cursor("after_sequence", req.after_sequence));
-        let customers = stream_customers(&req.customer_ids, &mut v);
+        let customer_ids = customers_of(&principal, "customer_ids", &req.customer_ids, &mut v)?;
         v.into_result()?;
-        let customer_ids = confine(&principal, customers)?;
-        let waiter = self
-            .store
-            .feed()
-            .credit_waiter(&principal.tenant_id)
-            .await?;
-        let heartbeat = self.store.feed().heartbeat_interval();
+        let feed = self.gw.ledger.feed();
+        let waiter = feed.credit_waiter(&principal.tenant_id).await?;
+        let heartbeat = feed.heartbeat_interval();
         let state = CreditStream {
-            store: self.store.clone(),
+            store: self.gw.store.clone(),
             tenant_id: principal.tenant_id.clone(),
             customer_ids,
             cursor: after.unwrap_or(0),
@@ -302,12 +304,12 @@ impl CreditControlService for CreditApi {
 
 /// Credit events are few: a stream reads the database each time it is woken.
 struct CreditStream {
-    store: Arc<Store>,
+    store: std::sync::Arc<crate::store::Store>,
     tenant_id: String,
     customer_ids: Vec<String>,
     cursor: i64,
     pending: VecDeque<CreditEvent>,
-    waiter: crate::store::feed::CreditWaiter,
+    waiter: CreditWaiter,
     heartbeat: std::time::Duration,
     next_heartbeat: Instant,
     /// The tenant's credit high-water mark when the last read found nothing more.

@@ -1,6 +1,4 @@
 //! CustomerService.
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
 use super::auth::principal;
@@ -9,7 +7,7 @@ use super::convert::{
     required_id, timestamp, update_mask, vendor, vendor_account_kind, vendor_account_kind_to_proto,
     vendor_to_proto,
 };
-use crate::domain::access::{Action, Area};
+use super::{Gateway, customer_of};
 use crate::domain::customer::{
     Customer, CustomerPatch, EnrollmentRequest, EnrollmentStatus, NewCustomer,
     NewVendorAccountLink, check_enrollments, parse_credit_limit, parse_external_ref,
@@ -21,15 +19,14 @@ use crate::domain::paging::PageRequest;
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::customer_service_server::CustomerService;
-use crate::store::Store;
 
 pub struct CustomerApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl CustomerApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
@@ -166,13 +163,13 @@ impl CustomerService for CustomerApi {
         request: Request<v1::CreateCustomerRequest>,
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Customers, Action::Write)?;
         let (request_id, new) = parse_new_customer(request.get_ref())?;
-        let tenant = self.store.tenant(&principal.tenant_id).await?;
+        let tenant = self.gw.store.tenant(&principal.tenant_id).await?;
         let idempotency = IdempotencyKey::new(request_id, "CreateCustomer", &new);
         let customer = self
+            .gw
             .store
-            .create_customer(&principal, &tenant.time_zone, &new, &idempotency)
+            .create_customer(&principal.tenant_id, &tenant.time_zone, &new, &idempotency)
             .await?;
         Ok(Response::new(to_proto(customer)))
     }
@@ -182,10 +179,9 @@ impl CustomerService for CustomerApi {
         request: Request<v1::GetCustomerRequest>,
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Customers, Action::Read)?;
-        let id = required_id("id", &request.get_ref().id)?;
+        let id = customer_of(&principal, "id", &request.get_ref().id)?;
         Ok(Response::new(to_proto(
-            self.store.customer(&principal, &id).await?,
+            self.gw.store.customer(&principal.tenant_id, &id).await?,
         )))
     }
 
@@ -194,7 +190,6 @@ impl CustomerService for CustomerApi {
         request: Request<v1::ListCustomersRequest>,
     ) -> Result<Response<v1::ListCustomersResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Customers, Action::Read)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let status = v
@@ -210,8 +205,15 @@ impl CustomerService for CustomerApi {
         v.into_result()?;
         let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
         let page = self
+            .gw
             .store
-            .list_customers(&principal, status, external_ref.as_deref(), &page)
+            .list_customers(
+                &principal.tenant_id,
+                principal.customer_scope(),
+                status,
+                external_ref.as_deref(),
+                &page,
+            )
             .await?;
         Ok(Response::new(v1::ListCustomersResponse {
             customers: page.items.into_iter().map(to_proto).collect(),
@@ -224,12 +226,11 @@ impl CustomerService for CustomerApi {
         request: Request<v1::UpdateCustomerRequest>,
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Customers, Action::Write)?;
         let req = request.into_inner();
         let customer = req
             .customer
             .ok_or_else(|| Error::invalid("customer", "is required"))?;
-        let id = required_id("customer.id", &customer.id)?;
+        let id = customer_of(&principal, "customer.id", &customer.id)?;
         let paths = update_mask(req.update_mask.as_ref(), UPDATABLE)?;
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
@@ -262,9 +263,10 @@ impl CustomerService for CustomerApi {
         let idempotency = request_id
             .map(|r| IdempotencyKey::new(r, "UpdateCustomer", &(&id, &customer.etag, &patch)));
         let updated = self
-            .store
+            .gw
+            .ledger
             .update_customer(
-                &principal,
+                &principal.tenant_id,
                 &id,
                 &customer.etag,
                 &patch,
@@ -279,9 +281,8 @@ impl CustomerService for CustomerApi {
         request: Request<v1::LinkVendorAccountRequest>,
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Customers, Action::Write)?;
         let req = request.into_inner();
-        let customer_id = required_id("customer_id", &req.customer_id)?;
+        let customer_id = customer_of(&principal, "customer_id", &req.customer_id)?;
         let account = req
             .vendor_account
             .ok_or_else(|| Error::invalid("vendor_account", "is required"))?;
@@ -303,8 +304,14 @@ impl CustomerService for CustomerApi {
         let idempotency =
             request_id.map(|r| IdempotencyKey::new(r, "LinkVendorAccount", &(&customer_id, &link)));
         let customer = self
-            .store
-            .link_vendor_account(&principal, &customer_id, &link, idempotency.as_ref())
+            .gw
+            .ledger
+            .link_vendor_account(
+                &principal.tenant_id,
+                &customer_id,
+                &link,
+                idempotency.as_ref(),
+            )
             .await?;
         Ok(Response::new(to_proto(customer)))
     }
@@ -314,9 +321,8 @@ impl CustomerService for CustomerApi {
         request: Request<v1::UnlinkVendorAccountRequest>,
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Customers, Action::Write)?;
         let req = request.into_inner();
-        let customer_id = required_id("customer_id", &req.customer_id)?;
+        let customer_id = customer_of(&principal, "customer_id", &req.customer_id)?;
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
         let vendor = v.check(vendor("vendor", req.vendor));
@@ -333,9 +339,10 @@ impl CustomerService for CustomerApi {
             )
         });
         let customer = self
+            .gw
             .store
             .unlink_vendor_account(
-                &principal,
+                &principal.tenant_id,
                 &customer_id,
                 vendor,
                 &req.account_id,

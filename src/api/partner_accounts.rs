@@ -1,13 +1,11 @@
 //! PartnerAccountService.
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
+use super::Gateway;
 use super::auth::principal;
 use super::convert::{
     enum_field, optional_vendor, required_id, timestamp, update_mask, vendor, vendor_to_proto,
 };
-use crate::domain::access::{Action, Area};
 use crate::domain::aws_settings::{
     AwsSettings, AwsSettingsPatch, CostMetric, DEFAULT_REQUEST_BUDGET, Granularity, MeterMode,
     check_request_budget,
@@ -17,23 +15,21 @@ use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::paging::PageRequest;
 use crate::domain::partner_account::{
     DEFAULT_POLL_INTERVAL_SECS, PartnerAccount, PartnerAccountPatch, PartnerAccountSpec,
-    check_poll_interval, parse_credentials_ref, parse_discount_rate, parse_display_name,
-    parse_endpoint_url,
+    PollStatus, check_poll_interval, parse_credentials_ref, parse_discount_rate,
+    parse_display_name, parse_endpoint_url,
 };
 use crate::domain::text;
 use crate::domain::vendor::Vendor;
 use crate::proto::v1;
 use crate::proto::v1::partner_account_service_server::PartnerAccountService;
-use crate::store::Store;
-use crate::store::poll_states::PollStatus;
 
 pub struct PartnerAccountApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl PartnerAccountApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
@@ -187,7 +183,7 @@ fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
 
 impl PartnerAccountApi {
     async fn with_status(&self, account: PartnerAccount) -> Result<v1::PartnerAccount, Status> {
-        let status = self.store.poll_status(&account.id).await?;
+        let status = self.gw.store.poll_status(&account.id).await?;
         Ok(to_proto(account, status))
     }
 }
@@ -207,7 +203,6 @@ impl PartnerAccountService for PartnerAccountApi {
         request: Request<v1::CreatePartnerAccountRequest>,
     ) -> Result<Response<v1::PartnerAccount>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::PartnerAccounts, Action::Write)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
@@ -274,8 +269,9 @@ impl PartnerAccountService for PartnerAccountApi {
         spec.validate("partner_account")?;
         let idempotency = IdempotencyKey::new(request_id, "CreatePartnerAccount", &spec);
         let created = self
+            .gw
             .store
-            .create_partner_account(&principal, &spec, &idempotency)
+            .create_partner_account(&principal.tenant_id, &spec, &idempotency)
             .await?;
         Ok(Response::new(self.with_status(created).await?))
     }
@@ -285,9 +281,12 @@ impl PartnerAccountService for PartnerAccountApi {
         request: Request<v1::GetPartnerAccountRequest>,
     ) -> Result<Response<v1::PartnerAccount>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::PartnerAccounts, Action::Read)?;
         let id = required_id("id", &request.get_ref().id)?;
-        let account = self.store.partner_account(&principal, &id).await?;
+        let account = self
+            .gw
+            .store
+            .partner_account(&principal.tenant_id, &id)
+            .await?;
         Ok(Response::new(self.with_status(account).await?))
     }
 
@@ -296,7 +295,6 @@ impl PartnerAccountService for PartnerAccountApi {
         request: Request<v1::ListPartnerAccountsRequest>,
     ) -> Result<Response<v1::ListPartnerAccountsResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::PartnerAccounts, Action::Read)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let vendor_filter = v.check(optional_vendor("vendor", req.vendor)).flatten();
@@ -305,8 +303,9 @@ impl PartnerAccountService for PartnerAccountApi {
         v.into_result()?;
         let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
         let page = self
+            .gw
             .store
-            .list_partner_accounts(&principal, vendor_filter, &page)
+            .list_partner_accounts(&principal.tenant_id, vendor_filter, &page)
             .await?;
         let mut partner_accounts = Vec::with_capacity(page.items.len());
         for account in page.items {
@@ -323,7 +322,6 @@ impl PartnerAccountService for PartnerAccountApi {
         request: Request<v1::UpdatePartnerAccountRequest>,
     ) -> Result<Response<v1::PartnerAccount>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::PartnerAccounts, Action::Write)?;
         let req = request.into_inner();
         let account = req
             .partner_account
@@ -397,8 +395,15 @@ impl PartnerAccountService for PartnerAccountApi {
         let idempotency = request_id
             .map(|r| IdempotencyKey::new(r, "UpdatePartnerAccount", &(&id, &account.etag, &patch)));
         let updated = self
+            .gw
             .store
-            .update_partner_account(&principal, &id, &account.etag, &patch, idempotency.as_ref())
+            .update_partner_account(
+                &principal.tenant_id,
+                &id,
+                &account.etag,
+                &patch,
+                idempotency.as_ref(),
+            )
             .await?;
         Ok(Response::new(self.with_status(updated).await?))
     }

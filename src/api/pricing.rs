@@ -1,51 +1,32 @@
 //! PricingService: price rules and FX rates.
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
+use super::Gateway;
 use super::auth::principal;
-use super::convert::{optional_vendor, required_id, timestamp, vendor_to_proto};
-use crate::domain::access::{Action, Area};
+use super::convert::{instant, optional_vendor, required_id, timestamp, vendor_to_proto};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, parse_decimal};
 use crate::domain::paging::PageRequest;
-use crate::domain::pricing::{FxRate, PriceKind, PriceRule, RuleScope};
+use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, PriceRule, RuleScope};
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::pricing_service_server::PricingService;
-use crate::store::Store;
-use crate::store::pricing::NewPriceRule;
 
 pub struct PricingApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl PricingApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
 /// Markups and discounts are fractions; 10 (1000 %) is a generous ceiling that still catches
 /// percentages typed as whole numbers… above it.
 const MAX_FRACTION: Decimal = Decimal::TEN;
-
-pub fn instant(
-    field: &str,
-    t: Option<&prost_types::Timestamp>,
-) -> Result<Option<DateTime<Utc>>, FieldViolation> {
-    match t {
-        None => Ok(None),
-        Some(t) => u32::try_from(t.nanos)
-            .ok()
-            .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-            .map(Some)
-            .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp")),
-    }
-}
 
 fn kind_from_proto(field: &str, value: i32) -> Result<PriceKind, FieldViolation> {
     match v1::PriceRuleKind::try_from(value) {
@@ -220,7 +201,6 @@ impl PricingService for PricingApi {
         request: Request<v1::CreatePriceRuleRequest>,
     ) -> Result<Response<v1::PriceRule>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Pricing, Action::Write)?;
         let req = request.into_inner();
         let request_id = text::request_id(&req.request_id, true)
             .map_err(|v| Error::InvalidArgument(vec![v]))?
@@ -231,8 +211,9 @@ impl PricingService for PricingApi {
         let new = parse_rule(&rule)?;
         let idempotency = IdempotencyKey::new(request_id, "CreatePriceRule", &new);
         let created = self
-            .store
-            .create_price_rule(&principal, &new, &idempotency)
+            .gw
+            .ledger
+            .create_price_rule(&principal.tenant_id, &new, &idempotency)
             .await?;
         Ok(Response::new(rule_to_proto(created)))
     }
@@ -242,11 +223,14 @@ impl PricingService for PricingApi {
         request: Request<v1::ListPriceRulesRequest>,
     ) -> Result<Response<v1::ListPriceRulesResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Pricing, Action::Read)?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page_size, &req.page_token, "price_rules")
             .map_err(Error::InvalidArgument)?;
-        let page = self.store.list_price_rules(&principal, &page).await?;
+        let page = self
+            .gw
+            .store
+            .list_price_rules(&principal.tenant_id, &page)
+            .await?;
         Ok(Response::new(v1::ListPriceRulesResponse {
             price_rules: page.items.into_iter().map(rule_to_proto).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -258,7 +242,6 @@ impl PricingService for PricingApi {
         request: Request<v1::SetFxRateRequest>,
     ) -> Result<Response<v1::FxRate>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Pricing, Action::Write)?;
         let rate = request
             .into_inner()
             .fx_rate
@@ -293,7 +276,10 @@ impl PricingService for PricingApi {
             rate: value,
             effective_from: at,
         };
-        self.store.set_fx_rate(&principal, &rate).await?;
+        self.gw
+            .ledger
+            .set_fx_rate(&principal.tenant_id, &rate)
+            .await?;
         Ok(Response::new(fx_to_proto(rate)))
     }
 
@@ -302,8 +288,7 @@ impl PricingService for PricingApi {
         request: Request<v1::ListFxRatesRequest>,
     ) -> Result<Response<v1::ListFxRatesResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Pricing, Action::Read)?;
-        let rates = self.store.fx_rates(&principal).await?;
+        let rates = self.gw.store.fx_rates(&principal.tenant_id).await?;
         Ok(Response::new(v1::ListFxRatesResponse {
             fx_rates: rates.into_iter().map(fx_to_proto).collect(),
         }))

@@ -1,27 +1,24 @@
 //! TenantService: the caller's tenant and its API keys.
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
+use super::Gateway;
 use super::auth::principal;
 use super::convert::{required_id, timestamp};
-use crate::domain::access::{Action, ApiKey, Area, Scope};
+use crate::domain::access::{ApiKey, NewApiKey, Scope};
 use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::paging::PageRequest;
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::tenant_service_server::TenantService;
-use crate::store::Store;
-use crate::store::api_keys::NewApiKey;
 
 pub struct TenantApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl TenantApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
@@ -68,8 +65,7 @@ impl TenantService for TenantApi {
         request: Request<v1::GetTenantRequest>,
     ) -> Result<Response<v1::Tenant>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Tenant, Action::Read)?;
-        let tenant = self.store.tenant(&principal.tenant_id).await?;
+        let tenant = self.gw.store.tenant(&principal.tenant_id).await?;
         Ok(Response::new(v1::Tenant {
             id: tenant.id,
             name: tenant.name,
@@ -84,7 +80,6 @@ impl TenantService for TenantApi {
         request: Request<v1::CreateApiKeyRequest>,
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::ApiKeys, Action::Write)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
@@ -108,8 +103,9 @@ impl TenantService for TenantApi {
         };
         let idempotency = IdempotencyKey::new(request_id, "CreateApiKey", &new);
         let (key, minted) = self
+            .gw
             .store
-            .create_api_key(&principal, &new, Some(&idempotency))
+            .create_api_key(&principal.tenant_id, &new, Some(&idempotency))
             .await?;
         tracing::info!(key_id = %key.id, scope = %key.scope, "API key created");
         Ok(Response::new(v1::CreateApiKeyResponse {
@@ -123,11 +119,14 @@ impl TenantService for TenantApi {
         request: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::ApiKeys, Action::Read)?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page_size, &req.page_token, "api_keys")
             .map_err(Error::InvalidArgument)?;
-        let page = self.store.list_api_keys(&principal, &page).await?;
+        let page = self
+            .gw
+            .store
+            .list_api_keys(&principal.tenant_id, &page)
+            .await?;
         Ok(Response::new(v1::ListApiKeysResponse {
             api_keys: page.items.into_iter().map(api_key_to_proto).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -139,9 +138,12 @@ impl TenantService for TenantApi {
         request: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::ApiKeys, Action::Write)?;
         let id = required_id("id", &request.get_ref().id)?;
-        let key = self.store.revoke_api_key(&principal.tenant_id, &id).await?;
+        let key = self
+            .gw
+            .store
+            .revoke_api_key(&principal.tenant_id, &id)
+            .await?;
         tracing::info!(key_id = %key.id, "API key revoked");
         Ok(Response::new(api_key_to_proto(key)))
     }

@@ -1,14 +1,11 @@
 //! UsageService: usage pushed by the ISP, and usage waiting to be rated.
-use std::sync::Arc;
-
 use prost::Message;
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::Gateway;
 use super::auth::principal;
-use super::convert::{required_id, timestamp, vendor_to_proto};
-use super::pricing::instant;
-use crate::domain::access::{Action, Area};
+use super::convert::{instant, required_id, timestamp, vendor_to_proto};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ledger::LedgerLine;
@@ -18,15 +15,14 @@ use crate::domain::text;
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::proto::v1;
 use crate::proto::v1::usage_service_server::UsageService;
-use crate::store::Store;
 
 pub struct UsageApi {
-    store: Arc<Store>,
+    gw: Gateway,
 }
 
 impl UsageApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(gw: Gateway) -> Self {
+        Self { gw }
     }
 }
 
@@ -153,7 +149,6 @@ impl UsageService for UsageApi {
         request: Request<Streaming<v1::IngestUsageRequest>>,
     ) -> Result<Response<v1::IngestUsageResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Usage, Action::Write)?;
         let mut stream = request.into_inner();
         let mut v = Violations::new();
         let mut reported = 0usize;
@@ -205,12 +200,14 @@ impl UsageService for UsageApi {
             return Err(Status::internal("validated fields missing"));
         };
         let account = self
+            .gw
             .store
-            .partner_account(&principal, &partner_account_id)
+            .partner_account(&principal.tenant_id, &partner_account_id)
             .await?;
         let idempotency = IdempotencyKey::from_bytes(request_id, "IngestUsage", &fingerprint);
         let summary = self
-            .store
+            .gw
+            .ledger
             .ingest_push(&principal.tenant_id, &account, lines, &idempotency)
             .await?;
         Ok(Response::new(match summary {
@@ -234,11 +231,14 @@ impl UsageService for UsageApi {
         request: Request<v1::ListUnratedUsageRequest>,
     ) -> Result<Response<v1::ListUnratedUsageResponse>, Status> {
         let principal = principal(&request)?;
-        principal.require(Area::Usage, Action::Read)?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page_size, &req.page_token, "unrated_usage")
             .map_err(Error::InvalidArgument)?;
-        let page = self.store.unrated_usage(&principal, &page).await?;
+        let page = self
+            .gw
+            .ledger
+            .unrated_usage(&principal.tenant_id, principal.customer_scope(), &page)
+            .await?;
         Ok(Response::new(v1::ListUnratedUsageResponse {
             unrated_usage: page.items.into_iter().map(unrated_to_proto).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),

@@ -41,7 +41,12 @@ impl Scope {
         use Area::*;
         match self {
             Scope::Admin => true,
-            Scope::Billing => !matches!(area, ApiKeys | ServiceActions),
+            // Billing runs order to cash; credit policy and service actions belong to credit
+            // control.
+            Scope::Billing => match action {
+                Read => area != ApiKeys,
+                Write => matches!(area, Customers | PartnerAccounts | Pricing | Usage),
+            },
             Scope::CreditControl => match action {
                 Read => area != ApiKeys,
                 Write => matches!(area, CreditControl | ServiceActions),
@@ -238,6 +243,19 @@ fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// A validated request for a new key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewApiKey {
+    pub name: String,
+    #[serde(serialize_with = "serialize_scope")]
+    pub scope: Scope,
+    pub customer_id: Option<String>,
+}
+
+fn serialize_scope<S: serde::Serializer>(scope: &Scope, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(scope.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +281,9 @@ mod tests {
         assert!(!Scope::Billing.allows(Area::ApiKeys, Action::Read));
         assert!(!Scope::Portal.allows(Area::PartnerAccounts, Action::Read));
         assert!(Scope::CreditControl.allows(Area::ServiceActions, Action::Write));
+        assert!(!Scope::Billing.allows(Area::CreditControl, Action::Write));
+        assert!(Scope::Billing.allows(Area::CreditControl, Action::Read));
+        assert!(!Scope::Billing.allows(Area::ServiceActions, Action::Write));
+        assert!(!Scope::Billing.allows(Area::Tenant, Action::Write));
     }
 }

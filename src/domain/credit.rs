@@ -1,10 +1,13 @@
 //! Credit control rules: thresholds as whole percentages of a customer's credit limit, which of
 //! them an exposure is at or above, the events a change of exposure implies, and the run-rate
 //! forecast. Pure and exact (rust_decimal); the store applies them inside ledger transactions.
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
-use super::error::FieldViolation;
+use super::error::{Error, FieldViolation, Result};
+use super::money::Currency;
 
 /// The thresholds a tenant starts with: 50 %, 80 % and 100 % of the limit.
 pub const DEFAULT_THRESHOLDS: &[u32] = &[50, 80, 100];
@@ -285,6 +288,193 @@ pub fn forecast(
         days_to_limit,
         limit_reached_at,
     }
+}
+
+/// A tenant's defaults for customers without their own thresholds or policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditDefaults {
+    pub thresholds: Thresholds,
+    pub policy: CreditPolicy,
+}
+
+impl CreditDefaults {
+    /// Defaults from their stored form (thresholds as `Thresholds::encode` text).
+    pub fn decode(thresholds: &str, policy: &str) -> Result<Self> {
+        Ok(CreditDefaults {
+            thresholds: Thresholds::decode(thresholds).map_err(Error::Internal)?,
+            policy: policy.parse().map_err(Error::Internal)?,
+        })
+    }
+}
+
+impl Default for CreditDefaults {
+    fn default() -> Self {
+        CreditDefaults {
+            thresholds: Thresholds::default_set(),
+            policy: CreditPolicy::Notify,
+        }
+    }
+}
+
+/// A customer's effective credit settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditSettings {
+    pub customer_id: String,
+    pub credit_limit: Decimal,
+    pub currency: Currency,
+    pub thresholds: Thresholds,
+    pub thresholds_inherited: bool,
+    pub policy: CreditPolicy,
+    pub policy_inherited: bool,
+}
+
+/// A change of settings: `None` leaves a field alone; `Some(None)` returns it to the tenant's
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CreditSettingsPatch {
+    pub credit_limit: Option<Decimal>,
+    pub thresholds: Option<Option<Thresholds>>,
+    pub policy: Option<Option<CreditPolicy>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditPosition {
+    pub customer_id: String,
+    pub currency: Currency,
+    pub credit_limit: Decimal,
+    pub open_charges: Decimal,
+    pub unpaid_invoices: Decimal,
+    pub exposure: Decimal,
+    /// Limit minus exposure (negative when over the limit).
+    pub headroom: Decimal,
+    pub crossed: Vec<u32>,
+    pub policy: CreditPolicy,
+    pub forecast: Forecast,
+    /// The ledger sequence the figures include.
+    pub as_of_sequence: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditEvent {
+    pub sequence: i64,
+    pub customer_id: String,
+    pub threshold_percent: u32,
+    pub direction: Direction,
+    pub exposure: Decimal,
+    pub credit_limit: Decimal,
+    pub currency: Currency,
+    pub policy: CreditPolicy,
+    pub action: CreditAction,
+    /// The ledger sequence whose write caused the crossing.
+    pub ledger_sequence: i64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A customer's stored credit state: its own thresholds and policy (None: the tenant's
+/// defaults), what it owes, and the thresholds its exposure has crossed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CreditState {
+    pub thresholds: Option<Thresholds>,
+    pub policy: Option<CreditPolicy>,
+    pub open_charges: Decimal,
+    pub unpaid_invoices: Decimal,
+    pub crossed: Vec<u32>,
+}
+
+impl CreditState {
+    /// A state from its stored form (thresholds and crossings as `encode_percents` text).
+    pub fn decode(
+        customer_id: &str,
+        thresholds: Option<&str>,
+        policy: Option<&str>,
+        open_charges: Decimal,
+        unpaid_invoices: Decimal,
+        crossed: &str,
+    ) -> Result<Self> {
+        let corrupt =
+            |e: String| Error::Internal(format!("stored credit state of {customer_id}: {e}"));
+        Ok(CreditState {
+            thresholds: thresholds
+                .map(Thresholds::decode)
+                .transpose()
+                .map_err(corrupt)?,
+            policy: policy.map(str::parse).transpose().map_err(corrupt)?,
+            open_charges,
+            unpaid_invoices,
+            crossed: decode_percents(crossed).map_err(corrupt)?,
+        })
+    }
+}
+
+/// What credit evaluation reads for the customers a ledger write touched.
+#[derive(Debug, Clone, Default)]
+pub struct CreditInputs {
+    /// (limit, currency) by customer.
+    pub limits: HashMap<String, (Decimal, Currency)>,
+    pub states: HashMap<String, CreditState>,
+    pub defaults: CreditDefaults,
+}
+
+/// One customer's exposure after a ledger write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExposureUpdate {
+    pub customer_id: String,
+    pub open_charges: Decimal,
+    pub crossed: Vec<u32>,
+}
+
+/// Moves each customer's open charges by its delta and re-evaluates its thresholds: the
+/// customers' new exposure and the crossings to record (numbered by the caller).
+pub fn assess(
+    deltas: &[(String, Decimal)],
+    mut inputs: CreditInputs,
+    ledger_sequence: i64,
+) -> Result<(Vec<ExposureUpdate>, Vec<CreditEvent>)> {
+    let defaults = &inputs.defaults;
+    let mut events = Vec::new();
+    let mut updates = Vec::with_capacity(deltas.len());
+    for (customer_id, delta) in deltas {
+        let Some((limit, currency)) = inputs.limits.get(customer_id) else {
+            return Err(Error::not_found("customer", customer_id.clone()));
+        };
+        let mut state = inputs.states.remove(customer_id).unwrap_or_default();
+        state.open_charges += *delta;
+        let thresholds = state
+            .thresholds
+            .clone()
+            .unwrap_or_else(|| defaults.thresholds.clone());
+        let policy = state.policy.unwrap_or(defaults.policy);
+        let exposure = state.open_charges + state.unpaid_invoices;
+        // Thresholds no longer configured are forgotten, not "crossed down".
+        let before: Vec<u32> = state
+            .crossed
+            .iter()
+            .copied()
+            .filter(|p| thresholds.percents().contains(p))
+            .collect();
+        let after = crossed(exposure, *limit, &thresholds);
+        for c in crossings(&before, &after, policy) {
+            events.push(CreditEvent {
+                sequence: 0,
+                customer_id: customer_id.clone(),
+                threshold_percent: c.threshold_percent,
+                direction: c.direction,
+                exposure,
+                credit_limit: *limit,
+                currency: *currency,
+                policy,
+                action: c.action,
+                ledger_sequence,
+                recorded_at: Utc::now(),
+            });
+        }
+        updates.push(ExposureUpdate {
+            customer_id: customer_id.clone(),
+            open_charges: state.open_charges,
+            crossed: after,
+        });
+    }
+    Ok((updates, events))
 }
 
 #[cfg(test)]

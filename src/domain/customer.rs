@@ -269,6 +269,23 @@ pub fn choose_partner_account<'a>(
     }
 }
 
+/// What a write of a customer did: the customer after it, and before it when this call
+/// changed it (None when it replayed an earlier call or found nothing to do).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerChange {
+    pub before: Option<Customer>,
+    pub after: Customer,
+}
+
+impl CustomerChange {
+    pub fn unchanged(customer: Customer) -> Self {
+        CustomerChange {
+            before: None,
+            after: customer,
+        }
+    }
+}
+
 /// Which fields an update replaces, each validated on its own; `credit_limit` is checked against
 /// the customer's currency in [`CustomerPatch::apply`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

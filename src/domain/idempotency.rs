@@ -65,3 +65,11 @@ pub enum Replay {
     /// A retry of a finished call: answer with this resource.
     Done { resource_id: String },
 }
+
+/// What a write guarded by a request id produced, and whether this call did the work (false
+/// when it replayed an earlier call): what follows a write (a re-rate) follows only fresh ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    pub value: T,
+    pub fresh: bool,
+}

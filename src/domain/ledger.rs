@@ -6,11 +6,17 @@
 //! facts they say which lines to write and which events to append; the store applies the plan in
 //! one transaction and numbers the events.
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
+use super::error::{Error, Result};
 use super::line_key::{LineKey, LineKeyMap, LineKeySet};
+use super::money::Currency;
+use super::partner_account::PartnerAccount;
+use super::pricing::{FxRate, PriceRule};
 use super::rating::{Chargee, PriceBook, RatedAmount, UnratedReason, rate};
 use super::usage::UsageLine;
 use super::vendor::Vendor;
@@ -329,4 +335,93 @@ pub fn plan_rerate<'a>(
         apply(&mut plan, Some(line), after);
     }
     plan
+}
+
+/// What a ledger write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Usage lines inserted or changed.
+    pub lines_written: usize,
+    /// Charge events appended.
+    pub events_appended: usize,
+    /// The tenant's sequence after the write, when events were appended.
+    pub last_sequence: Option<i64>,
+}
+
+/// Prices and links of one tenant: everything rating reads besides the line and its account.
+pub struct TenantPricing {
+    pub rules: Vec<PriceRule>,
+    pub fx: Vec<FxRate>,
+    /// (vendor, vendor account id) -> linked customer.
+    pub chargees: HashMap<Vendor, HashMap<String, Chargee>>,
+    pub currencies: HashMap<String, Currency>,
+    /// Customers' time zones, which decide the day a charge's daily total falls on.
+    pub zones: Arc<HashMap<String, Tz>>,
+}
+
+/// The chargees of a vendor the tenant has linked no account of.
+static NO_CHARGEES: std::sync::LazyLock<HashMap<String, Chargee>> =
+    std::sync::LazyLock::new(HashMap::new);
+
+impl TenantPricing {
+    /// What rating reads for a line of `account`.
+    pub fn context<'a>(&'a self, account: &'a PartnerAccount) -> RatingContext<'a> {
+        RatingContext {
+            partner_account_id: &account.id,
+            line_key_prefix: account.line_key_prefix,
+            vendor: account.spec.vendor,
+            partner_discount_rate: account.spec.partner_discount_rate,
+            chargees: self
+                .chargees
+                .get(&account.spec.vendor)
+                .unwrap_or(&NO_CHARGEES),
+            chargee_currencies: &self.currencies,
+            prices: PriceBook {
+                rules: &self.rules,
+                fx: &self.fx,
+            },
+        }
+    }
+}
+
+fn parse_zone(customer_id: &str, zone: &str) -> Result<Tz> {
+    zone.parse()
+        .map_err(|_| Error::Internal(format!("stored customer {customer_id}: time zone {zone:?}")))
+}
+
+/// A tenant's pricing from its rules, rates, customers (id, currency, time zone) and links
+/// (vendor, vendor account, customer).
+pub fn tenant_pricing(
+    rules: Vec<PriceRule>,
+    fx: Vec<FxRate>,
+    customers: Vec<(String, String, String)>,
+    links: Vec<(String, String, String)>,
+) -> Result<TenantPricing> {
+    let mut currencies = HashMap::with_capacity(customers.len());
+    let mut zones = HashMap::with_capacity(customers.len());
+    for (id, currency, zone) in customers {
+        currencies.insert(id.clone(), Currency::from_stored(&currency)?);
+        zones.insert(id.clone(), parse_zone(&id, &zone)?);
+    }
+    let mut chargees: HashMap<Vendor, HashMap<String, Chargee>> = HashMap::new();
+    for (vendor, account_id, customer_id) in links {
+        let vendor: Vendor = vendor.parse().map_err(Error::Internal)?;
+        let Some(currency) = currencies.get(&customer_id) else {
+            continue;
+        };
+        chargees.entry(vendor).or_default().insert(
+            account_id,
+            Chargee {
+                customer_id,
+                currency: *currency,
+            },
+        );
+    }
+    Ok(TenantPricing {
+        rules,
+        fx,
+        chargees,
+        currencies,
+        zones: Arc::new(zones),
+    })
 }

@@ -2,6 +2,7 @@
 //! is, who may do what, and the errors callers see.
 pub mod access;
 pub mod aws_settings;
+pub mod charges;
 pub mod credit;
 pub mod customer;
 pub mod error;

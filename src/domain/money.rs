@@ -32,6 +32,12 @@ impl Currency {
         Ok(Currency(currency))
     }
 
+    /// A currency the gateway stored itself: one that does not parse is corruption, not bad input.
+    pub fn from_stored(code: &str) -> super::error::Result<Self> {
+        Currency::parse("currency", code)
+            .map_err(|e| super::error::Error::Internal(format!("stored currency: {e}")))
+    }
+
     pub fn code(&self) -> &'static str {
         self.0.code()
     }

@@ -211,6 +211,23 @@ impl PartnerAccountPatch {
     }
 }
 
+/// What the API shows about an account's polling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollStatus {
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub requests_spent: i64,
+    pub version_tag: Option<String>,
+    pub lease_owner: Option<String>,
+}
+
+/// The outcome of one poll, to record.
+pub enum PollResult<'a> {
+    Success { version_tag: Option<&'a str> },
+    Failure { error: &'a str },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,3 +139,22 @@ pub fn fx_rate(
         .max_by_key(|r| r.effective_from)
         .map(|r| r.rate)
 }
+
+/// A validated new rule (its id and creation time are the store's).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewPriceRule {
+    pub scope: RuleScope,
+    pub kind: PriceKind,
+    pub value: Decimal,
+    #[serde(serialize_with = "serialize_currency")]
+    pub currency: Option<Currency>,
+    pub effective_from: DateTime<Utc>,
+    pub effective_to: Option<DateTime<Utc>>,
+}
+
+fn serialize_currency<S: serde::Serializer>(c: &Option<Currency>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_some(c.code()),
+        None => s.serialize_none(),
+    }
+}

@@ -35,3 +35,31 @@ pub struct UsageLine {
     /// The vendor may still revise this figure (AWS's Estimated flag, Microsoft's unbilled usage).
     pub estimated: bool,
 }
+
+/// A window to pull: every line whose window starts in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The version tag the previous pull returned (e.g. Partner Center's manifest eTag), so a
+    /// source can answer "unchanged" without re-reading the data.
+    pub previous_version: Option<String>,
+}
+
+/// The full truth for a window: lines absent from it no longer exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pull {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub lines: Vec<UsageLine>,
+    /// The source's version tag for this data, if it has one.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullOutcome {
+    /// The data changed (or the source cannot tell): here is all of it.
+    Data(Pull),
+    /// The source's version tag matches `previous_version`: nothing to do.
+    Unchanged,
+}

@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::schema::{api_keys, customers};
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
-use crate::domain::access::{ApiKey, MintedKey, Principal, Scope};
+use crate::domain::access::{ApiKey, MintedKey, NewApiKey, Scope};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::paging::{Page, PageRequest};
@@ -39,19 +39,6 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             revoked_at: row.revoked_at.map(|t| t.0),
         })
     }
-}
-
-/// A validated request for a new key.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NewApiKey {
-    pub name: String,
-    #[serde(serialize_with = "serialize_scope")]
-    pub scope: Scope,
-    pub customer_id: Option<String>,
-}
-
-fn serialize_scope<S: serde::Serializer>(scope: &Scope, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(scope.as_str())
 }
 
 for_each_backend! {
@@ -154,31 +141,26 @@ impl Store {
     /// Mints a key. The secret is returned only on the first call for a request id.
     pub async fn create_api_key(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         new: &NewApiKey,
         request: Option<&IdempotencyKey>,
     ) -> Result<(ApiKey, Option<MintedKey>)> {
-        let tenant = principal.tenant_id.as_str();
         dispatch!(
             self,
             write,
-            api_keys::create(tenant, new, request, MintedKey::new())
+            self::create(tenant_id, new, request, MintedKey::new())
         )
     }
 
-    pub async fn list_api_keys(
-        &self,
-        principal: &Principal,
-        page: &PageRequest,
-    ) -> Result<Page<ApiKey>> {
-        dispatch!(self, read, api_keys::list(&principal.tenant_id, page))
+    pub async fn list_api_keys(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<ApiKey>> {
+        dispatch!(self, read, self::list(tenant_id, page))
     }
 
     pub async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<ApiKey> {
-        dispatch!(self, write, api_keys::revoke(tenant_id, id))
+        dispatch!(self, write, self::revoke(tenant_id, id))
     }
 
     pub async fn api_key_for_authentication(&self, id: &str) -> Result<Option<(ApiKey, String)>> {
-        dispatch!(self, read, api_keys::for_authentication(id))
+        dispatch!(self, read, self::for_authentication(id))
     }
 }

@@ -1,108 +1,26 @@
-//! Credit control: each customer's exposure moves with the ledger (inside the appending
-//! transaction), and every threshold crossing appends a credit event numbered by its own
-//! per-tenant gap-free sequence, in the same transaction. An event is therefore never lost and
-//! never duplicated, and exposure, crossings and charges always agree.
+//! Credit-control records: the tenant's defaults, each customer's credit state (settings,
+//! exposure, crossed thresholds) and the credit events with their own per-tenant gap-free
+//! sequence. The rules are `domain::credit`; keeping exposure and events in step with the ledger
+//! (inside its transactions) is `ledger::credit`.
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel::result::QueryResult;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
 use rust_decimal::Decimal;
 
-use super::batch::CreditExposureRow;
 use super::credit_schema::{credit_defaults, credit_events, credit_sequences, customer_credit};
-use super::schema::{charge_totals, customers};
+use super::schema::customers;
 use super::sql_types::{DbDecimal, DbTime};
-use super::{Store, dispatch, for_each_backend};
-use crate::domain::access::Principal;
+use super::{SqliteConn, Store, dispatch, for_each_backend};
 use crate::domain::credit::{
-    CreditAction, CreditPolicy, Direction, Forecast, RUN_RATE_DAYS, Thresholds, crossed, crossings,
-    decode_percents, encode_percents, forecast,
+    CreditDefaults, CreditEvent, CreditPolicy, CreditSettings, CreditState, ExposureUpdate,
+    Thresholds, encode_percents,
 };
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
-use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
-
-/// A tenant's defaults for customers without their own thresholds or policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreditDefaults {
-    pub thresholds: Thresholds,
-    pub policy: CreditPolicy,
-}
-
-impl CreditDefaults {
-    /// A stored credit_defaults row's thresholds and policy.
-    pub(crate) fn from_row(thresholds: &str, policy: &str) -> Result<Self> {
-        Ok(CreditDefaults {
-            thresholds: Thresholds::decode(thresholds).map_err(Error::Internal)?,
-            policy: policy.parse().map_err(Error::Internal)?,
-        })
-    }
-}
-
-impl Default for CreditDefaults {
-    fn default() -> Self {
-        CreditDefaults {
-            thresholds: Thresholds::default_set(),
-            policy: CreditPolicy::Notify,
-        }
-    }
-}
-
-/// A customer's effective credit settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CreditSettings {
-    pub customer_id: String,
-    pub credit_limit: Decimal,
-    pub currency: Currency,
-    pub thresholds: Thresholds,
-    pub thresholds_inherited: bool,
-    pub policy: CreditPolicy,
-    pub policy_inherited: bool,
-}
-
-/// A change of settings: `None` leaves a field alone; `Some(None)` returns it to the tenant's
-/// default.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct CreditSettingsPatch {
-    pub credit_limit: Option<Decimal>,
-    pub thresholds: Option<Option<Thresholds>>,
-    pub policy: Option<Option<CreditPolicy>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CreditPosition {
-    pub customer_id: String,
-    pub currency: Currency,
-    pub credit_limit: Decimal,
-    pub open_charges: Decimal,
-    pub unpaid_invoices: Decimal,
-    pub exposure: Decimal,
-    /// Limit minus exposure (negative when over the limit).
-    pub headroom: Decimal,
-    pub crossed: Vec<u32>,
-    pub policy: CreditPolicy,
-    pub forecast: Forecast,
-    /// The ledger sequence the figures include.
-    pub as_of_sequence: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CreditEvent {
-    pub sequence: i64,
-    pub customer_id: String,
-    pub threshold_percent: u32,
-    pub direction: Direction,
-    pub exposure: Decimal,
-    pub credit_limit: Decimal,
-    pub currency: Currency,
-    pub policy: CreditPolicy,
-    pub action: CreditAction,
-    /// The ledger sequence whose write caused the crossing.
-    pub ledger_sequence: i64,
-    pub recorded_at: DateTime<Utc>,
-}
 
 type CreditEventRow = (
     i64,
@@ -129,7 +47,7 @@ fn event_from_row(row: CreditEventRow) -> Result<CreditEvent> {
         direction: direction.parse().map_err(corrupt)?,
         exposure: exposure.0,
         credit_limit: limit.0,
-        currency: Currency::parse("currency", &currency).map_err(|e| corrupt(e.to_string()))?,
+        currency: Currency::from_stored(&currency)?,
         policy: policy.parse().map_err(corrupt)?,
         action: action.parse().map_err(corrupt)?,
         ledger_sequence: ls,
@@ -137,122 +55,17 @@ fn event_from_row(row: CreditEventRow) -> Result<CreditEvent> {
     })
 }
 
-/// A customer_credit row: (customer_id, thresholds, policy, open_charges, unpaid, crossed).
-pub(crate) type StateRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    DbDecimal,
-    DbDecimal,
-    String,
-);
-
-pub(crate) struct State {
-    thresholds: Option<Thresholds>,
-    policy: Option<CreditPolicy>,
-    open_charges: Decimal,
-    unpaid_invoices: Decimal,
-    crossed: Vec<u32>,
-}
-
-impl State {
-    fn empty() -> Self {
-        State {
-            thresholds: None,
-            policy: None,
-            open_charges: Decimal::ZERO,
-            unpaid_invoices: Decimal::ZERO,
-            crossed: Vec::new(),
-        }
-    }
-
-    pub(crate) fn from_row(row: StateRow) -> Result<(String, State)> {
-        let (id, thresholds, policy, open, unpaid, crossed) = row;
-        let corrupt = |e: String| Error::Internal(format!("stored credit state of {id}: {e}"));
-        let state = State {
-            thresholds: thresholds
-                .map(|t| Thresholds::decode(&t))
-                .transpose()
-                .map_err(corrupt)?,
-            policy: policy.map(|p| p.parse()).transpose().map_err(corrupt)?,
-            open_charges: open.0,
-            unpaid_invoices: unpaid.0,
-            crossed: decode_percents(&crossed).map_err(corrupt)?,
-        };
-        Ok((id, state))
-    }
-}
-
-pub(crate) fn parse_currency(code: &str) -> Result<Currency> {
-    Currency::parse("billing_currency", code)
-        .map_err(|e| Error::Internal(format!("stored customer: {e}")))
-}
-
-/// What credit evaluation reads for the customers a ledger write touched.
-pub(crate) struct CreditInputs {
-    /// (limit, currency) by customer.
-    pub limits: HashMap<String, (Decimal, Currency)>,
-    pub states: HashMap<String, State>,
-    pub defaults: CreditDefaults,
-}
-
-/// Moves each customer's open charges by its delta and re-evaluates its thresholds: the
-/// customers' new exposure rows and the crossings to record (numbered by the caller).
-pub(crate) fn assess(
-    deltas: &[(String, Decimal)],
-    mut inputs: CreditInputs,
-    ledger_sequence: i64,
-) -> Result<(Vec<CreditExposureRow>, Vec<CreditEvent>)> {
-    let defaults = &inputs.defaults;
-    let mut events = Vec::new();
-    let mut exposure_rows = Vec::with_capacity(deltas.len());
-    for (customer_id, delta) in deltas {
-        let Some((limit, currency)) = inputs.limits.get(customer_id) else {
-            return Err(Error::not_found("customer", customer_id.clone()));
-        };
-        let mut state = inputs
-            .states
-            .remove(customer_id)
-            .unwrap_or_else(State::empty);
-        state.open_charges += *delta;
-        let thresholds = state
-            .thresholds
-            .clone()
-            .unwrap_or_else(|| defaults.thresholds.clone());
-        let policy = state.policy.unwrap_or(defaults.policy);
-        let exposure = state.open_charges + state.unpaid_invoices;
-        // Thresholds no longer configured are forgotten, not "crossed down".
-        let before: Vec<u32> = state
-            .crossed
-            .iter()
-            .copied()
-            .filter(|p| thresholds.percents().contains(p))
-            .collect();
-        let after = crossed(exposure, *limit, &thresholds);
-        for c in crossings(&before, &after, policy) {
-            events.push(CreditEvent {
-                sequence: 0,
-                customer_id: customer_id.clone(),
-                threshold_percent: c.threshold_percent,
-                direction: c.direction,
-                exposure,
-                credit_limit: *limit,
-                currency: *currency,
-                policy,
-                action: c.action,
-                ledger_sequence,
-                recorded_at: Utc::now(),
-            });
-        }
-        state.crossed = after;
-        exposure_rows.push(CreditExposureRow {
-            customer_id: customer_id.clone(),
-            open_charges: state.open_charges,
-            crossed: encode_percents(&state.crossed),
-        });
-    }
-    Ok((exposure_rows, events))
-}
+/// The upsert of customers' exposure after a ledger write: one statement for every customer
+/// the write touched (thousands, for a big pull), each column an array. Shared with the
+/// PostgreSQL COPY path of the ledger (`ledger::copy`).
+pub const UPSERT_EXPOSURE_PG: &str = "\
+    INSERT INTO customer_credit (tenant_id, customer_id, thresholds, policy, open_charges, \
+        unpaid_invoices, crossed, updated_at) \
+    SELECT $1, customer_id, NULL, NULL, open_charges, 0, crossed, $4 \
+    FROM UNNEST($2::text[], $3::numeric[], $5::text[]) AS t(customer_id, open_charges, crossed) \
+    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET \
+        open_charges = EXCLUDED.open_charges, crossed = EXCLUDED.crossed, \
+        updated_at = EXCLUDED.updated_at";
 
 for_each_backend! {
     pub async fn defaults(conn: &mut Conn, tenant_id: &str) -> Result<CreditDefaults> {
@@ -264,11 +77,46 @@ for_each_backend! {
             .optional()?;
         match row {
             None => Ok(CreditDefaults::default()),
-            Some((thresholds, policy)) => CreditDefaults::from_row(&thresholds, &policy),
+            Some((thresholds, policy)) => CreditDefaults::decode(&thresholds, &policy),
         }
     }
 
-    async fn states(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<HashMap<String, State>> {
+    pub async fn write_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults) -> Result<()> {
+        let now = DbTime(Utc::now());
+        let thresholds = new.thresholds.encode();
+        diesel::insert_into(credit_defaults::table)
+            .values((
+                credit_defaults::tenant_id.eq(tenant_id),
+                credit_defaults::thresholds.eq(&thresholds),
+                credit_defaults::policy.eq(new.policy.as_str()),
+                credit_defaults::updated_at.eq(now),
+            ))
+            .on_conflict(credit_defaults::tenant_id)
+            .do_update()
+            .set((
+                credit_defaults::thresholds.eq(&thresholds),
+                credit_defaults::policy.eq(new.policy.as_str()),
+                credit_defaults::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The customers with a credit state that inherits the tenant's thresholds or policy.
+    pub async fn inheriting_defaults(conn: &mut Conn, tenant_id: &str) -> Result<Vec<String>> {
+        Ok(customer_credit::table
+            .filter(customer_credit::tenant_id.eq(tenant_id))
+            .filter(customer_credit::thresholds.is_null().or(customer_credit::policy.is_null()))
+            .select(customer_credit::customer_id)
+            .order(customer_credit::customer_id)
+            .load(conn)
+            .await?)
+    }
+
+    /// The stored credit states of the tenant's customers among `ids`.
+    pub async fn states(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<HashMap<String, CreditState>> {
+        type StateRow = (String, Option<String>, Option<String>, DbDecimal, DbDecimal, String);
         let rows: Vec<StateRow> = customer_credit::table
             .filter(customer_credit::tenant_id.eq(tenant_id))
             .filter(customer_credit::customer_id.eq_any(ids))
@@ -282,11 +130,16 @@ for_each_backend! {
             ))
             .load(conn)
             .await?;
-        rows.into_iter().map(State::from_row).collect()
+        rows.into_iter()
+            .map(|(id, thresholds, policy, open, unpaid, crossed)| {
+                let state = CreditState::decode(&id, thresholds.as_deref(), policy.as_deref(), open.0, unpaid.0, &crossed)?;
+                Ok((id, state))
+            })
+            .collect()
     }
 
     /// (limit, currency) of the tenant's customers among `ids`.
-    async fn limits(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<HashMap<String, (Decimal, Currency)>> {
+    pub async fn limits(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<HashMap<String, (Decimal, Currency)>> {
         // By id alone (ids are unique across tenants): a primary-key probe per id whatever the
         // planner's statistics say; the tenant is checked here.
         let rows: Vec<(String, String, DbDecimal, String)> = customers::table
@@ -296,11 +149,26 @@ for_each_backend! {
             .await?;
         rows.into_iter()
             .filter(|(_, tenant, _, _)| tenant == tenant_id)
-            .map(|(id, _, limit, currency)| Ok((id, (limit.0, parse_currency(&currency)?))))
+            .map(|(id, _, limit, currency)| Ok((id, (limit.0, Currency::from_stored(&currency)?))))
             .collect()
     }
 
-    async fn write_state(conn: &mut Conn, tenant_id: &str, customer_id: &str, state: &State) -> Result<()> {
+    /// Sets a customer's credit limit (its customer record's version moves with it).
+    pub async fn set_limit(conn: &mut Conn, tenant_id: &str, customer_id: &str, limit: Decimal) -> Result<()> {
+        diesel::update(customers::table)
+            .filter(customers::tenant_id.eq(tenant_id))
+            .filter(customers::id.eq(customer_id))
+            .set((
+                customers::credit_limit.eq(DbDecimal(limit)),
+                customers::version.eq(customers::version + 1),
+                customers::updated_at.eq(DbTime(Utc::now())),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn write_state(conn: &mut Conn, tenant_id: &str, customer_id: &str, state: &CreditState) -> Result<()> {
         let thresholds = state.thresholds.as_ref().map(Thresholds::encode);
         let policy = state.policy.map(CreditPolicy::as_str);
         let crossed = encode_percents(&state.crossed);
@@ -331,11 +199,18 @@ for_each_backend! {
         Ok(())
     }
 
-    /// Numbers and appends credit events (callers hold the tenant's ledger lock).
-    async fn append_events(conn: &mut Conn, tenant_id: &str, events: &[CreditEvent]) -> Result<()> {
-        if events.is_empty() {
+    /// Sets the open charges and crossed thresholds of each customer's credit state, creating
+    /// the state (inheriting the tenant's thresholds and policy) where there is none.
+    pub async fn write_exposure(conn: &mut Conn, tenant_id: &str, updates: &[ExposureUpdate]) -> Result<()> {
+        if updates.is_empty() {
             return Ok(());
         }
+        Ok(conn.write_exposure(tenant_id, updates).await?)
+    }
+
+    /// Numbers `events` with the tenant's credit sequence and appends them; the last sequence
+    /// (callers hold the tenant's ledger lock, which orders credit appends too).
+    pub async fn append_events(conn: &mut Conn, tenant_id: &str, events: &[CreditEvent]) -> Result<i64> {
         diesel::insert_into(credit_sequences::table)
             .values((credit_sequences::tenant_id.eq(tenant_id), credit_sequences::last_sequence.eq(0i64)))
             .on_conflict_do_nothing()
@@ -367,41 +242,17 @@ for_each_backend! {
                 .execute(conn)
                 .await?;
         }
-        if IS_POSTGRES {
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(crate::store::feed::CREDIT_CHANNEL)
-                .bind::<diesel::sql_types::Text, _>(format!("{tenant_id}:{last}"))
-                .execute(conn)
-                .await?;
-        }
-        Ok(())
+        Ok(last)
     }
 
-    /// Moves each customer's open charges by its delta, then re-evaluates its thresholds and
-    /// records the crossings. Callers hold the tenant's ledger lock.
-    pub async fn evaluate(conn: &mut Conn, tenant_id: &str, deltas: &[(String, Decimal)], ledger_sequence: i64) -> Result<()> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = deltas.iter().map(|(id, _)| id.as_str()).collect();
-        let inputs = CreditInputs {
-            limits: limits(conn, tenant_id, &ids).await?,
-            states: states(conn, tenant_id, &ids).await?,
-            defaults: defaults(conn, tenant_id).await?,
-        };
-        let (exposure_rows, events) = assess(deltas, inputs, ledger_sequence)?;
-        // One statement for every touched customer (the ledger hook may touch thousands).
-        crate::store::batch::BatchWriter::write_credit_exposure(conn, tenant_id.to_string(), exposure_rows).await?;
-        append_events(conn, tenant_id, &events).await
-    }
-
+    /// A customer's effective settings: its own, else the tenant's defaults.
     pub async fn settings(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<CreditSettings> {
         let ids = [customer_id];
         let (limit, currency) = limits(conn, tenant_id, &ids)
             .await?
             .remove(customer_id)
             .ok_or_else(|| Error::not_found("customer", customer_id))?;
-        let state = states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_else(State::empty);
+        let state = states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_default();
         let defaults = defaults(conn, tenant_id).await?;
         Ok(CreditSettings {
             customer_id: customer_id.to_string(),
@@ -412,139 +263,6 @@ for_each_backend! {
             policy_inherited: state.policy.is_none(),
             policy: state.policy.unwrap_or(defaults.policy),
         })
-    }
-
-    /// A retry of a recorded request id answers the customer's settings without changing them.
-    pub async fn update_settings(conn: &mut Conn, tenant_id: &str, customer_id: &str, patch: &CreditSettingsPatch, request: &IdempotencyKey) -> Result<CreditSettings> {
-        conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, customer_id).await? {
-                return settings(conn, tenant_id, &resource_id).await;
-            }
-            q::charges::lock_ledger(conn, tenant_id).await?;
-            let ids = [customer_id];
-            if !limits(conn, tenant_id, &ids).await?.contains_key(customer_id) {
-                return Err(Error::not_found("customer", customer_id));
-            }
-            if let Some(limit) = patch.credit_limit {
-                diesel::update(customers::table)
-                    .filter(customers::tenant_id.eq(tenant_id))
-                    .filter(customers::id.eq(customer_id))
-                    .set((
-                        customers::credit_limit.eq(DbDecimal(limit)),
-                        customers::version.eq(customers::version + 1),
-                        customers::updated_at.eq(DbTime(Utc::now())),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-            let mut state = states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_else(State::empty);
-            if let Some(thresholds) = &patch.thresholds {
-                state.thresholds = thresholds.clone();
-            }
-            if let Some(policy) = patch.policy {
-                state.policy = policy;
-            }
-            write_state(conn, tenant_id, customer_id, &state).await?;
-            let hwm = q::charges::high_water_mark(conn, tenant_id).await?;
-            evaluate(conn, tenant_id, &[(customer_id.to_string(), Decimal::ZERO)], hwm).await?;
-            settings(conn, tenant_id, customer_id).await
-        })
-        .await
-    }
-
-    /// Replaces the tenant's defaults and re-evaluates the customers that inherit them. A retry
-    /// of a recorded request id answers the defaults without changing them.
-    pub async fn update_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults, request: &IdempotencyKey) -> Result<CreditDefaults> {
-        conn.transaction(async |conn| {
-            if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, tenant_id).await? {
-                return defaults(conn, tenant_id).await;
-            }
-            q::charges::lock_ledger(conn, tenant_id).await?;
-            let now = DbTime(Utc::now());
-            let thresholds = new.thresholds.encode();
-            diesel::insert_into(credit_defaults::table)
-                .values((
-                    credit_defaults::tenant_id.eq(tenant_id),
-                    credit_defaults::thresholds.eq(&thresholds),
-                    credit_defaults::policy.eq(new.policy.as_str()),
-                    credit_defaults::updated_at.eq(now),
-                ))
-                .on_conflict(credit_defaults::tenant_id)
-                .do_update()
-                .set((
-                    credit_defaults::thresholds.eq(&thresholds),
-                    credit_defaults::policy.eq(new.policy.as_str()),
-                    credit_defaults::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-            let ids: Vec<String> = customer_credit::table
-                .filter(customer_credit::tenant_id.eq(tenant_id))
-                .filter(customer_credit::thresholds.is_null().or(customer_credit::policy.is_null()))
-                .select(customer_credit::customer_id)
-                .order(customer_credit::customer_id)
-                .load(conn)
-                .await?;
-            let hwm = q::charges::high_water_mark(conn, tenant_id).await?;
-            let deltas: Vec<(String, Decimal)> = ids.into_iter().map(|id| (id, Decimal::ZERO)).collect();
-            evaluate(conn, tenant_id, &deltas, hwm).await?;
-            defaults(conn, tenant_id).await
-        })
-        .await
-    }
-
-    /// Re-evaluates one customer after its credit limit changed elsewhere (UpdateCustomer).
-    pub async fn reevaluate(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<()> {
-        q::charges::lock_ledger(conn, tenant_id).await?;
-        let hwm = q::charges::high_water_mark(conn, tenant_id).await?;
-        evaluate(conn, tenant_id, &[(customer_id.to_string(), Decimal::ZERO)], hwm).await
-    }
-
-    pub async fn position(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<CreditPosition> {
-        conn.transaction(async |conn| {
-            if IS_POSTGRES {
-                // One snapshot for the figures and the sequence they include.
-                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn).await?;
-            }
-            let as_of_sequence = q::charges::high_water_mark(conn, tenant_id).await?;
-            let settings = settings(conn, tenant_id, customer_id).await?;
-            let state = states(conn, tenant_id, &[customer_id]).await?.remove(customer_id).unwrap_or_else(State::empty);
-            // By usage day in the customer's time zone: today and the days before it.
-            let zone: String = customers::table
-                .filter(customers::tenant_id.eq(tenant_id))
-                .filter(customers::id.eq(customer_id))
-                .select(customers::time_zone)
-                .first(conn)
-                .await?;
-            let zone: chrono_tz::Tz = zone
-                .parse()
-                .map_err(|_| Error::Internal(format!("stored time zone {zone:?} is unknown")))?;
-            let today = usage_date(now, zone);
-            let recent: Vec<DbDecimal> = charge_totals::table
-                .filter(charge_totals::tenant_id.eq(tenant_id))
-                .filter(charge_totals::customer_id.eq(customer_id))
-                .filter(charge_totals::usage_date.between(today - Duration::days(RUN_RATE_DAYS - 1), today))
-                .select(charge_totals::amount)
-                .load(conn)
-                .await?;
-            let recent: Decimal = recent.into_iter().map(|d| d.0).sum();
-            let exposure = state.open_charges + state.unpaid_invoices;
-            let crossed = state.crossed.iter().copied().filter(|p| settings.thresholds.percents().contains(p)).collect();
-            Ok(CreditPosition {
-                customer_id: customer_id.to_string(),
-                currency: settings.currency,
-                credit_limit: settings.credit_limit,
-                open_charges: state.open_charges,
-                unpaid_invoices: state.unpaid_invoices,
-                exposure,
-                headroom: settings.credit_limit - exposure,
-                crossed,
-                policy: settings.policy,
-                forecast: forecast(exposure, settings.credit_limit, recent, now),
-                as_of_sequence,
-            })
-        })
-        .await
     }
 
     /// Credit events after `after`, in sequence order (only `customer_ids`' when set).
@@ -587,64 +305,91 @@ for_each_backend! {
     }
 }
 
-impl Store {
-    pub async fn credit_defaults(&self, principal: &Principal) -> Result<CreditDefaults> {
-        dispatch!(self, read, credit::defaults(&principal.tenant_id))
-    }
+/// The exposure upsert, where the dialects part ways for speed.
+trait ExposureWriter {
+    fn write_exposure<'a>(
+        &'a mut self,
+        tenant_id: &'a str,
+        updates: &'a [ExposureUpdate],
+    ) -> BoxFuture<'a, QueryResult<()>>;
+}
 
-    pub async fn update_credit_defaults(
-        &self,
-        principal: &Principal,
-        new: &CreditDefaults,
-        request: &IdempotencyKey,
-    ) -> Result<CreditDefaults> {
-        dispatch!(
-            self,
-            write,
-            credit::update_defaults(&principal.tenant_id, new, request)
-        )
+impl ExposureWriter for AsyncPgConnection {
+    /// One statement for every customer a ledger write touched (thousands, for a big pull).
+    fn write_exposure<'a>(
+        &'a mut self,
+        tenant_id: &'a str,
+        updates: &'a [ExposureUpdate],
+    ) -> BoxFuture<'a, QueryResult<()>> {
+        use diesel::sql_types::{Array, Numeric, Text, Timestamptz};
+        let ids: Vec<&str> = updates.iter().map(|u| u.customer_id.as_str()).collect();
+        let open: Vec<Decimal> = updates.iter().map(|u| u.open_charges).collect();
+        let crossed: Vec<String> = updates
+            .iter()
+            .map(|u| encode_percents(&u.crossed))
+            .collect();
+        Box::pin(async move {
+            diesel::sql_query(UPSERT_EXPOSURE_PG)
+                .bind::<Text, _>(tenant_id)
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<Numeric>, _>(open)
+                .bind::<Timestamptz, _>(Utc::now())
+                .bind::<Array<Text>, _>(crossed)
+                .execute(self)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+impl ExposureWriter for SqliteConn {
+    /// One prepared single-row upsert per customer: in process, a statement costs no round trip.
+    fn write_exposure<'a>(
+        &'a mut self,
+        tenant_id: &'a str,
+        updates: &'a [ExposureUpdate],
+    ) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(async move {
+            let now = DbTime(Utc::now());
+            for update in updates {
+                let crossed = encode_percents(&update.crossed);
+                diesel::insert_into(customer_credit::table)
+                    .values((
+                        customer_credit::tenant_id.eq(tenant_id),
+                        customer_credit::customer_id.eq(&update.customer_id),
+                        customer_credit::thresholds.eq(None::<String>),
+                        customer_credit::policy.eq(None::<String>),
+                        customer_credit::open_charges.eq(DbDecimal(update.open_charges)),
+                        customer_credit::unpaid_invoices.eq(DbDecimal(Decimal::ZERO)),
+                        customer_credit::crossed.eq(&crossed),
+                        customer_credit::updated_at.eq(now),
+                    ))
+                    .on_conflict((customer_credit::tenant_id, customer_credit::customer_id))
+                    .do_update()
+                    .set((
+                        customer_credit::open_charges.eq(DbDecimal(update.open_charges)),
+                        customer_credit::crossed.eq(&crossed),
+                        customer_credit::updated_at.eq(now),
+                    ))
+                    .execute(self)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Store {
+    pub async fn credit_defaults(&self, tenant_id: &str) -> Result<CreditDefaults> {
+        dispatch!(self, read, self::defaults(tenant_id))
     }
 
     pub async fn credit_settings(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         customer_id: &str,
     ) -> Result<CreditSettings> {
-        principal.require_customer(customer_id)?;
-        dispatch!(
-            self,
-            read,
-            credit::settings(&principal.tenant_id, customer_id)
-        )
-    }
-
-    pub async fn update_credit_settings(
-        &self,
-        principal: &Principal,
-        customer_id: &str,
-        patch: &CreditSettingsPatch,
-        request: &IdempotencyKey,
-    ) -> Result<CreditSettings> {
-        principal.require_customer(customer_id)?;
-        dispatch!(
-            self,
-            write,
-            credit::update_settings(&principal.tenant_id, customer_id, patch, request)
-        )
-    }
-
-    pub async fn credit_position(
-        &self,
-        principal: &Principal,
-        customer_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<CreditPosition> {
-        principal.require_customer(customer_id)?;
-        dispatch!(
-            self,
-            read,
-            credit::position(&principal.tenant_id, customer_id, now)
-        )
+        dispatch!(self, read, self::settings(tenant_id, customer_id))
     }
 
     pub async fn credit_events_after(
@@ -657,11 +402,11 @@ impl Store {
         dispatch!(
             self,
             read,
-            credit::events_after(tenant_id, customer_ids, after, limit)
+            self::events_after(tenant_id, customer_ids, after, limit)
         )
     }
 
     pub async fn credit_high_water_mark(&self, tenant_id: &str) -> Result<i64> {
-        dispatch!(self, read, credit::high_water_mark(tenant_id))
+        dispatch!(self, read, self::high_water_mark(tenant_id))
     }
 }

@@ -9,10 +9,9 @@ use super::errors::is_unique_violation;
 use super::schema::{customers, enrollments, vendor_accounts};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
-use crate::domain::access::Principal;
 use crate::domain::customer::{
-    Customer, CustomerPatch, CustomerStatus, Enrollment, EnrollmentStatus, NewCustomer,
-    NewVendorAccountLink, VendorAccountLink, choose_partner_account,
+    Customer, CustomerChange, CustomerPatch, CustomerStatus, Enrollment, EnrollmentStatus,
+    NewCustomer, NewVendorAccountLink, VendorAccountLink, choose_partner_account,
 };
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
@@ -318,6 +317,8 @@ for_each_backend! {
         Ok(())
     }
 
+    /// Applies `patch` if `etag` is current. What follows a change of limit or time zone
+    /// (credit, daily totals) is the ledger's (`ledger::changes`).
     pub async fn update(
         conn: &mut Conn,
         tenant_id: &str,
@@ -325,10 +326,10 @@ for_each_backend! {
         etag: &str,
         patch: &CustomerPatch,
         request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
+    ) -> Result<CustomerChange> {
         conn.transaction(async |conn| {
             if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, id).await? {
-                return get(conn, tenant_id, &resource_id).await;
+                return Ok(CustomerChange::unchanged(get(conn, tenant_id, &resource_id).await?));
             }
             let current = get(conn, tenant_id, id).await?;
             current.check_etag(etag)?;
@@ -355,20 +356,10 @@ for_each_backend! {
                     sent: etag.to_string(),
                     current: format!("newer than {}", current.etag()),
                 }),
-                Ok(_) => {
-                    if next.credit_limit != current.credit_limit {
-                        // Crossings move with the limit (credit control).
-                        q::credit::reevaluate(conn, tenant_id, id).await?;
-                    }
-                    if next.time_zone != current.time_zone {
-                        // Daily totals follow the customer's days.
-                        let zone = next.time_zone.parse().map_err(|_| {
-                            Error::invalid("customer.time_zone", format!("{:?} is not an IANA time zone", next.time_zone))
-                        })?;
-                        q::charge_totals::rebuild(conn, tenant_id, id, zone).await?;
-                    }
-                    get(conn, tenant_id, id).await
-                }
+                Ok(_) => Ok(CustomerChange {
+                    after: get(conn, tenant_id, id).await?,
+                    before: Some(current),
+                }),
                 Err(e) if is_unique_violation(&e) => {
                     Err(external_ref_taken("customer.external_ref", &next.external_ref))
                 }
@@ -378,16 +369,18 @@ for_each_backend! {
         .await
     }
 
+    /// Links a vendor account to the customer (enrolling it through that partner account).
+    /// Rating the usage that waited for the link is the ledger's (`ledger::changes`).
     pub async fn link(
         conn: &mut Conn,
         tenant_id: &str,
         customer_id: &str,
         link: &NewVendorAccountLink,
         request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
+    ) -> Result<CustomerChange> {
         conn.transaction(async |conn| {
             if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, customer_id).await? {
-                return get(conn, tenant_id, &resource_id).await;
+                return Ok(CustomerChange::unchanged(get(conn, tenant_id, &resource_id).await?));
             }
             let customer = get(conn, tenant_id, customer_id).await?;
             if customer.status == CustomerStatus::Purged {
@@ -422,7 +415,7 @@ for_each_backend! {
                     .first(conn)
                     .await?;
                 if owner == customer_id {
-                    return Ok(customer); // already linked here: nothing to do
+                    return Ok(CustomerChange::unchanged(customer)); // already linked here
                 }
                 return Err(Error::AlreadyExists {
                     kind: "vendor account link",
@@ -459,9 +452,10 @@ for_each_backend! {
                     .await?;
             }
             touch(conn, &customer).await?;
-            // Usage that was waiting for this account can be rated now.
-            crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, true).await?;
-            get(conn, tenant_id, customer_id).await
+            Ok(CustomerChange {
+                after: get(conn, tenant_id, customer_id).await?,
+                before: Some(customer),
+            })
         })
         .await
     }
@@ -511,7 +505,7 @@ for_each_backend! {
 impl Store {
     pub async fn create_customer(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         default_time_zone: &str,
         new: &NewCustomer,
         request: &IdempotencyKey,
@@ -519,62 +513,33 @@ impl Store {
         dispatch!(
             self,
             write,
-            customers::create(&principal.tenant_id, default_time_zone, new, request)
+            self::create(tenant_id, default_time_zone, new, request)
         )
     }
 
-    pub async fn customer(&self, principal: &Principal, id: &str) -> Result<Customer> {
-        principal.require_customer(id)?;
-        dispatch!(self, read, customers::get(&principal.tenant_id, id))
+    pub async fn customer(&self, tenant_id: &str, id: &str) -> Result<Customer> {
+        dispatch!(self, read, self::get(tenant_id, id))
     }
 
+    /// A page of customers; `only` narrows it to one (a portal key's).
     pub async fn list_customers(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
+        only: Option<&str>,
         status: Option<CustomerStatus>,
         external_ref: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Customer>> {
-        let only = principal.customer_scope();
         dispatch!(
             self,
             read,
-            customers::list(&principal.tenant_id, only, status, external_ref, page)
-        )
-    }
-
-    pub async fn update_customer(
-        &self,
-        principal: &Principal,
-        id: &str,
-        etag: &str,
-        patch: &CustomerPatch,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
-        dispatch!(
-            self,
-            write,
-            customers::update(&principal.tenant_id, id, etag, patch, request)
-        )
-    }
-
-    pub async fn link_vendor_account(
-        &self,
-        principal: &Principal,
-        customer_id: &str,
-        link: &NewVendorAccountLink,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
-        dispatch!(
-            self,
-            write,
-            customers::link(&principal.tenant_id, customer_id, link, request)
+            self::list(tenant_id, only, status, external_ref, page)
         )
     }
 
     pub async fn unlink_vendor_account(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         customer_id: &str,
         vendor: Vendor,
         account_id: &str,
@@ -583,13 +548,7 @@ impl Store {
         dispatch!(
             self,
             write,
-            customers::unlink(
-                &principal.tenant_id,
-                customer_id,
-                vendor,
-                account_id,
-                request
-            )
+            self::unlink(tenant_id, customer_id, vendor, account_id, request)
         )
     }
 }

@@ -1,33 +1,25 @@
-//! Persistence: Diesel over diesel-async, PostgreSQL in production and SQLite embedded.
+//! Persistence of per-table records: Diesel over diesel-async, PostgreSQL in production and
+//! SQLite embedded. Imports nothing of the crate but `domain`.
 //!
-//! Query code is written once per concept (`tenants`, `customers`, …) inside
+//! Query code is written once per table or concept (`tenants`, `customers`, …) inside
 //! [`for_each_backend!`], which compiles it once per backend against the same schema; the
-//! [`Store`] methods pick the backend at run time. Dialect branches live only where the SQL
-//! differs. Everything returns domain types and [`crate::domain::Error`].
+//! [`Store`] methods pick the backend at run time ([`dispatch!`]). Dialect branches live only
+//! where the SQL differs. Everything returns domain types and [`crate::domain::Error`]. The
+//! charge ledger, which writes several of these tables in one transaction, is `crate::ledger`.
 pub mod api_keys;
-mod batch;
-pub mod charge_totals;
-pub mod charge_views;
-pub mod charges;
 pub mod credit;
 pub mod credit_schema;
 pub mod customers;
-mod errors;
-pub mod feed;
-mod feed_listener;
+pub mod errors;
 pub mod idempotency;
-pub mod ingest;
-mod ledger_tx;
 pub mod migrate;
 pub mod partner_accounts;
-mod pg_ledger;
 pub mod poll_states;
 pub mod pricing;
 pub mod schema;
 pub mod sql_types;
 mod sqlite_functions;
 pub mod tenants;
-pub mod usage_lines;
 mod wal_checkpoint;
 
 use std::time::Duration;
@@ -46,90 +38,94 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
 /// Expands the query functions given to it twice: in `pg` against [`AsyncPgConnection`] and in
 /// `sqlite` against [`SqliteConn`]. Inside, `Conn` is the backend's connection type, `q` names
-/// the same backend's query modules of the other concepts, and `IS_POSTGRES` tells the dialect.
+/// the same backend's query modules of the other concepts (the store's, or those given after
+/// `queries:`), and `IS_POSTGRES` tells the dialect.
 macro_rules! for_each_backend {
-    ($($item:item)*) => {
+    (queries: $pg:path, $sqlite:path; $($item:item)*) => {
         pub mod pg {
-            #![allow(unused_imports, dead_code)]
+            // `use super::*` and `q` serve whichever items need them.
+            #![allow(unused_imports)]
             use super::*;
-            use $crate::store::pg_queries as q;
+            use $pg as q;
             pub type Conn = diesel_async::AsyncPgConnection;
             pub const IS_POSTGRES: bool = true;
             $($item)*
         }
         pub mod sqlite {
-            #![allow(unused_imports, dead_code)]
+            #![allow(unused_imports)]
             use super::*;
-            use $crate::store::sqlite_queries as q;
+            use $sqlite as q;
             pub type Conn = $crate::store::SqliteConn;
             pub const IS_POSTGRES: bool = false;
+            $($item)*
+        }
+    };
+    ($($item:item)*) => {
+        $crate::store::for_each_backend! {
+            queries: $crate::store::pg_queries, $crate::store::sqlite_queries;
             $($item)*
         }
     };
 }
 pub(crate) use for_each_backend;
 
-/// Each concept's PostgreSQL query module, for query code that calls across concepts.
+/// Each table's (or concept's) PostgreSQL query module, for query code that calls across them.
 pub mod pg_queries {
     pub use super::api_keys::pg as api_keys;
-    pub use super::charge_totals::pg as charge_totals;
-    pub use super::charges::pg as charges;
     pub use super::credit::pg as credit;
     pub use super::customers::pg as customers;
     pub use super::idempotency::pg as idempotency;
     pub use super::partner_accounts::pg as partner_accounts;
+    pub use super::poll_states::pg as poll_states;
     pub use super::pricing::pg as pricing;
     pub use super::tenants::pg as tenants;
-    pub use super::usage_lines::pg as usage_lines;
 }
 
-/// Each concept's SQLite query module.
+/// Each table's (or concept's) SQLite query module.
 pub mod sqlite_queries {
     pub use super::api_keys::sqlite as api_keys;
-    pub use super::charge_totals::sqlite as charge_totals;
-    pub use super::charges::sqlite as charges;
     pub use super::credit::sqlite as credit;
     pub use super::customers::sqlite as customers;
     pub use super::idempotency::sqlite as idempotency;
     pub use super::partner_accounts::sqlite as partner_accounts;
+    pub use super::poll_states::sqlite as poll_states;
     pub use super::pricing::sqlite as pricing;
     pub use super::tenants::sqlite as tenants;
-    pub use super::usage_lines::sqlite as usage_lines;
 }
 
-/// Runs `$module::$function(conn, args…)` on the store's backend. `read` takes any pooled
-/// connection; `write` on SQLite takes the single writer connection inside `BEGIN IMMEDIATE`, so
-/// writers queue instead of failing with SQLITE_BUSY (the query's own transaction nests as a
-/// savepoint).
+/// Runs `$module::$function(conn, args…)` (a module made by [`for_each_backend!`], named as the
+/// caller sees it: `self`, or a module in scope) on the store's backend. `read` takes any
+/// pooled connection; `write` on SQLite takes the single writer connection inside `BEGIN
+/// IMMEDIATE`, so writers queue instead of failing with SQLITE_BUSY (the query's own transaction
+/// nests as a savepoint), and announces the commit (see [`Store::written`]).
 macro_rules! dispatch {
     ($store:expr, read, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
-        match &$store.backend {
+        match $store.backend() {
             $crate::store::Backend::Postgres(pool) => {
                 let mut conn = $crate::store::checkout(pool).await?;
-                $crate::store::$module::pg::$function(&mut conn, $($arg),*).await
+                $module::pg::$function(&mut conn, $($arg),*).await
             }
             $crate::store::Backend::Sqlite { readers, .. } => {
                 let mut conn = $crate::store::checkout(readers).await?;
-                $crate::store::$module::sqlite::$function(&mut conn, $($arg),*).await
+                $module::sqlite::$function(&mut conn, $($arg),*).await
             }
         }
     };
     ($store:expr, write, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
-        match &$store.backend {
+        match $store.backend() {
             $crate::store::Backend::Postgres(pool) => {
                 let mut conn = $crate::store::checkout(pool).await?;
-                $crate::store::$module::pg::$function(&mut conn, $($arg),*).await
+                $module::pg::$function(&mut conn, $($arg),*).await
             }
             $crate::store::Backend::Sqlite { writer, .. } => {
                 let mut conn = $crate::store::checkout(writer).await?;
                 let result = conn
                     .immediate_transaction(async |conn| {
-                        $crate::store::$module::sqlite::$function(conn, $($arg),*).await
+                        $module::sqlite::$function(conn, $($arg),*).await
                     })
                     .await;
                 drop(conn);
-                // After commit (one process on SQLite): live feeds look at the ledger.
-                $store.feed.written();
+                $store.committed();
                 result
             }
         }
@@ -173,12 +169,11 @@ pub fn sqlite_path(url: &str) -> &str {
 
 pub struct Store {
     backend: Backend,
-    /// Live charge feeds of this process (see [`feed`]).
-    feed: feed::LedgerHub,
-    /// Tenants' pricing as the ledger writers last loaded it.
-    pricing: ingest::PricingCache,
-    /// PostgreSQL: the connections ledger writes COPY through (see [`pg_ledger`]).
-    pg_ledger: Option<pg_ledger::LedgerPool>,
+    /// The PostgreSQL URL, for connections outside the pools (LISTEN, COPY).
+    postgres_url: Option<String>,
+    options: PoolOptions,
+    /// Bumped after every write this process commits on SQLite (see [`Store::written`]).
+    written: tokio::sync::watch::Sender<u64>,
     /// SQLite: checkpoints the WAL off the write path (see [`wal_checkpoint`]).
     _checkpointer: Option<wal_checkpoint::Checkpointer>,
 }
@@ -233,28 +228,43 @@ impl Store {
                 }
             }
         };
-        let listen_url = matches!(backend, Backend::Postgres(_)).then(|| url.to_string());
-        let pg_ledger = match &backend {
-            Backend::Postgres(_) => Some(pg_ledger::pool(url, options)?),
-            Backend::Sqlite { .. } => None,
-        };
-        let feed = feed::LedgerHub::new(backend.clone(), listen_url);
+        let postgres_url = matches!(backend, Backend::Postgres(_)).then(|| url.to_string());
         let checkpointer = match &backend {
             Backend::Sqlite { readers, .. } => wal_checkpoint::start(readers.clone()),
             Backend::Postgres(_) => None,
         };
         Ok(Store {
             backend,
-            feed,
-            pricing: Default::default(),
-            pg_ledger,
+            postgres_url,
+            options: options.clone(),
+            written: tokio::sync::watch::channel(0).0,
             _checkpointer: checkpointer,
         })
     }
 
-    /// The process's live charge feeds.
-    pub fn feed(&self) -> &feed::LedgerHub {
-        &self.feed
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The PostgreSQL URL (None on SQLite), for connections of their own outside the pools.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
+    }
+
+    pub fn pool_options(&self) -> &PoolOptions {
+        &self.options
+    }
+
+    /// Bumped after every SQLite write of this process commits (SQLite has one writing process),
+    /// so readers that follow the database (the charge feeds) look again; anyone who learns of a
+    /// commit another way (a PostgreSQL notification) may bump it too.
+    pub fn written(&self) -> &tokio::sync::watch::Sender<u64> {
+        &self.written
+    }
+
+    /// Announces a commit (see [`Store::written`]).
+    pub fn committed(&self) {
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -7,7 +7,6 @@ use super::errors::is_unique_violation;
 use super::schema::partner_accounts;
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
-use crate::domain::access::Principal;
 use crate::domain::aws_settings::AwsSettings;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
@@ -309,50 +308,38 @@ for_each_backend! {
 
 impl Store {
     pub async fn enabled_partner_accounts(&self) -> Result<Vec<PartnerAccount>> {
-        dispatch!(self, read, partner_accounts::all_enabled())
+        dispatch!(self, read, self::all_enabled())
     }
 
     pub async fn linked_vendor_accounts(&self, partner_account_id: &str) -> Result<Vec<String>> {
-        dispatch!(
-            self,
-            read,
-            partner_accounts::linked_accounts(partner_account_id)
-        )
+        dispatch!(self, read, self::linked_accounts(partner_account_id))
     }
 
     pub async fn create_partner_account(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         spec: &PartnerAccountSpec,
         request: &IdempotencyKey,
     ) -> Result<PartnerAccount> {
-        dispatch!(
-            self,
-            write,
-            partner_accounts::create(&principal.tenant_id, spec, request)
-        )
+        dispatch!(self, write, self::create(tenant_id, spec, request))
     }
 
-    pub async fn partner_account(&self, principal: &Principal, id: &str) -> Result<PartnerAccount> {
-        dispatch!(self, read, partner_accounts::get(&principal.tenant_id, id))
+    pub async fn partner_account(&self, tenant_id: &str, id: &str) -> Result<PartnerAccount> {
+        dispatch!(self, read, self::get(tenant_id, id))
     }
 
     pub async fn list_partner_accounts(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         vendor: Option<Vendor>,
         page: &PageRequest,
     ) -> Result<Page<PartnerAccount>> {
-        dispatch!(
-            self,
-            read,
-            partner_accounts::list(&principal.tenant_id, vendor, page)
-        )
+        dispatch!(self, read, self::list(tenant_id, vendor, page))
     }
 
     pub async fn update_partner_account(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         id: &str,
         etag: &str,
         patch: &PartnerAccountPatch,
@@ -361,7 +348,7 @@ impl Store {
         dispatch!(
             self,
             write,
-            partner_accounts::update(&principal.tenant_id, id, etag, patch, request)
+            self::update(tenant_id, id, etag, patch, request)
         )
     }
 }

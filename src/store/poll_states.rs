@@ -1,6 +1,6 @@
 //! Per-partner-account poll state: the lease that lets one replica poll an account at a time,
 //! the vendor's version tag of the last data seen, and what the last polls did.
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -8,23 +8,7 @@ use super::schema::poll_states;
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::Result;
-
-/// What the API shows about an account's polling.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PollStatus {
-    pub last_poll_at: Option<DateTime<Utc>>,
-    pub last_success_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub requests_spent: i64,
-    pub version_tag: Option<String>,
-    pub lease_owner: Option<String>,
-}
-
-/// The outcome of one poll, to record.
-pub enum PollResult<'a> {
-    Success { version_tag: Option<&'a str> },
-    Failure { error: &'a str },
-}
+use crate::domain::partner_account::{PollResult, PollStatus};
 
 for_each_backend! {
     /// Takes or renews the lease on `partner_account_id` for `owner` until now + `ttl`; false
@@ -138,7 +122,7 @@ impl Store {
         dispatch!(
             self,
             write,
-            poll_states::lease(tenant_id, partner_account_id, owner, ttl_secs)
+            self::lease(tenant_id, partner_account_id, owner, ttl_secs)
         )
     }
 
@@ -147,7 +131,7 @@ impl Store {
         partner_account_id: &str,
         owner: &str,
     ) -> Result<()> {
-        dispatch!(self, write, poll_states::release(partner_account_id, owner))
+        dispatch!(self, write, self::release(partner_account_id, owner))
     }
 
     pub async fn record_poll(
@@ -159,11 +143,11 @@ impl Store {
         dispatch!(
             self,
             write,
-            poll_states::record(partner_account_id, requests, result)
+            self::record(partner_account_id, requests, result)
         )
     }
 
     pub async fn poll_status(&self, partner_account_id: &str) -> Result<PollStatus> {
-        dispatch!(self, read, poll_states::get(partner_account_id))
+        dispatch!(self, read, self::get(partner_account_id))
     }
 }

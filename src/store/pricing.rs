@@ -6,13 +6,12 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::schema::{customers, fx_rates, price_rules};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
-use crate::domain::access::Principal;
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{IdempotencyKey, Replay, Written};
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
-use crate::domain::pricing::{FxRate, PriceRule, RuleScope};
+use crate::domain::pricing::{FxRate, NewPriceRule, PriceRule, RuleScope};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = price_rules)]
@@ -61,25 +60,6 @@ impl PriceRuleRow {
     }
 }
 
-/// A validated new rule (its id and creation time are the store's).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NewPriceRule {
-    pub scope: RuleScope,
-    pub kind: crate::domain::pricing::PriceKind,
-    pub value: rust_decimal::Decimal,
-    #[serde(serialize_with = "serialize_currency")]
-    pub currency: Option<Currency>,
-    pub effective_from: chrono::DateTime<Utc>,
-    pub effective_to: Option<chrono::DateTime<Utc>>,
-}
-
-fn serialize_currency<S: serde::Serializer>(c: &Option<Currency>, s: S) -> Result<S::Ok, S::Error> {
-    match c {
-        Some(c) => s.serialize_some(c.code()),
-        None => s.serialize_none(),
-    }
-}
-
 for_each_backend! {
     pub async fn rules(conn: &mut Conn, tenant_id: &str) -> Result<Vec<PriceRule>> {
         price_rules::table
@@ -109,12 +89,13 @@ for_each_backend! {
             .collect()
     }
 
-    /// Adds a rule and re-rates the tenant's lines in the same transaction.
-    pub async fn create_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule, request: &IdempotencyKey) -> Result<PriceRule> {
+    /// Adds a rule (re-rating after it is the ledger's: `ledger::changes`).
+    pub async fn create_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule, request: &IdempotencyKey) -> Result<Written<PriceRule>> {
         conn.transaction(async |conn| {
             let id = ids::new_id(ids::PRICE_RULE);
             if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, &id).await? {
-                return get_rule(conn, tenant_id, &resource_id).await;
+                let value = get_rule(conn, tenant_id, &resource_id).await?;
+                return Ok(Written { value, fresh: false });
             }
             if let Some(customer_id) = &new.scope.customer_id {
                 let found: i64 = customers::table
@@ -144,8 +125,8 @@ for_each_backend! {
                 ))
                 .execute(conn)
                 .await?;
-            crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, false).await?;
-            get_rule(conn, tenant_id, &id).await
+            let value = get_rule(conn, tenant_id, &id).await?;
+            Ok(Written { value, fresh: true })
         })
         .await
     }
@@ -176,11 +157,11 @@ for_each_backend! {
         Ok(page.page(rules, |r| &r.id))
     }
 
-    /// Sets (or replaces) the rate from `effective_from` on and re-rates the tenant's lines.
+    /// Sets (or replaces) the rate from `effective_from` on (re-rating after it is the
+    /// ledger's: `ledger::changes`).
     pub async fn set_fx(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
         use diesel::upsert::excluded;
-        conn.transaction(async |conn| {
-            diesel::insert_into(fx_rates::table)
+        diesel::insert_into(fx_rates::table)
                 .values((
                     fx_rates::tenant_id.eq(tenant_id),
                     fx_rates::from_currency.eq(rate.from.code()),
@@ -192,42 +173,22 @@ for_each_backend! {
                 .on_conflict((fx_rates::tenant_id, fx_rates::from_currency, fx_rates::to_currency, fx_rates::effective_from))
                 .do_update()
                 .set(fx_rates::rate.eq(excluded(fx_rates::rate)))
-                .execute(conn)
-                .await?;
-            crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, false).await?;
-            Ok(())
-        })
-        .await
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 }
 
 impl Store {
-    pub async fn create_price_rule(
-        &self,
-        principal: &Principal,
-        new: &NewPriceRule,
-        request: &IdempotencyKey,
-    ) -> Result<PriceRule> {
-        dispatch!(
-            self,
-            write,
-            pricing::create_rule(&principal.tenant_id, new, request)
-        )
-    }
-
     pub async fn list_price_rules(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         page: &PageRequest,
     ) -> Result<Page<PriceRule>> {
-        dispatch!(self, read, pricing::list_rules(&principal.tenant_id, page))
+        dispatch!(self, read, self::list_rules(tenant_id, page))
     }
 
-    pub async fn set_fx_rate(&self, principal: &Principal, rate: &FxRate) -> Result<()> {
-        dispatch!(self, write, pricing::set_fx(&principal.tenant_id, rate))
-    }
-
-    pub async fn fx_rates(&self, principal: &Principal) -> Result<Vec<FxRate>> {
-        dispatch!(self, read, pricing::fx(&principal.tenant_id))
+    pub async fn fx_rates(&self, tenant_id: &str) -> Result<Vec<FxRate>> {
+        dispatch!(self, read, self::fx(tenant_id))
     }
 }

@@ -1,4 +1,6 @@
-//! The tables, written once for both backends (see `sql_types` for the two portable types).
+//! The tables, written once for both backends (see `sql_types` for the two portable types). The
+//! ledger's row tables, `usage_lines` and `charge_events`, are declared with their rows in
+//! `ledger::rows`.
 use super::sql_types::{Exact, Instant};
 
 diesel::table! {
@@ -155,62 +157,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    use diesel::sql_types::*;
-    use super::{Exact, Instant};
-
-    usage_lines (line_key) {
-        tenant_id -> Text,
-        line_key -> Binary,
-        partner_account_id -> Text,
-        vendor -> Text,
-        vendor_account_id -> Text,
-        service -> Text,
-        meter -> Text,
-        region -> Text,
-        window_start -> Instant,
-        window_end -> Instant,
-        meter_name -> Text,
-        quantity -> Exact,
-        unit -> Text,
-        cost -> Exact,
-        list_cost -> Nullable<Exact>,
-        currency -> Text,
-        estimated -> Bool,
-        removed -> Bool,
-        customer_id -> Nullable<Text>,
-        rated_amount -> Nullable<Exact>,
-        rated_currency -> Nullable<Text>,
-        rule_id -> Nullable<Text>,
-        unrated_reason -> Nullable<Text>,
-        updated_at -> Instant,
-    }
-}
-
-diesel::table! {
     ledger_sequences (tenant_id) {
         tenant_id -> Text,
         last_sequence -> BigInt,
-    }
-}
-
-diesel::table! {
-    use diesel::sql_types::*;
-    use super::{Exact, Instant};
-
-    charge_events (tenant_id, sequence) {
-        tenant_id -> Text,
-        sequence -> BigInt,
-        line_key -> Binary,
-        customer_id -> Text,
-        kind -> Text,
-        amount -> Exact,
-        currency -> Text,
-        quantity -> Exact,
-        vendor -> Text,
-        service -> Text,
-        meter -> Text,
-        window_start -> Instant,
-        recorded_at -> Instant,
     }
 }
 
@@ -284,9 +233,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     price_rules,
     fx_rates,
-    usage_lines,
     ledger_sequences,
-    charge_events,
     charge_event_runs,
     charge_totals,
     poll_states,

@@ -93,3 +93,30 @@ impl FromSql<Instant, Sqlite> for DbTime {
             .ok_or_else(|| format!("stored instant {micros} is out of range").into())
     }
 }
+
+/// The same values read through tokio-postgres (the ledger's COPY connections).
+impl<'a> tokio_postgres::types::FromSql<'a> for DbDecimal {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        <Decimal as tokio_postgres::types::FromSql>::from_sql(ty, raw).map(DbDecimal)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Decimal as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for DbTime {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        <DateTime<Utc> as tokio_postgres::types::FromSql>::from_sql(ty, raw).map(DbTime)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <DateTime<Utc> as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}

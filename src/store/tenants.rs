@@ -101,18 +101,18 @@ for_each_backend! {
 impl Store {
     /// Creates a tenant and its first admin key; the key's secret is in the returned token only.
     pub async fn create_tenant(&self, new: NewTenant) -> Result<(Tenant, MintedKey)> {
-        dispatch!(self, write, tenants::create(new.clone(), MintedKey::new()))
+        dispatch!(self, write, self::create(new.clone(), MintedKey::new()))
     }
 
     pub async fn tenant(&self, id: &str) -> Result<Tenant> {
-        dispatch!(self, read, tenants::get(id.to_string()))
+        dispatch!(self, read, self::get(id.to_string()))
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        dispatch!(self, read, tenants::find_by_name(name.to_string()))
+        dispatch!(self, read, self::find_by_name(name.to_string()))
     }
 
     pub async fn tenant_count(&self) -> Result<i64> {
-        dispatch!(self, read, tenants::count())
+        dispatch!(self, read, self::count())
     }
 }

@@ -1,42 +1,13 @@
 //! Vendor connectors: one module per vendor, each turning the vendor's cost data into
-//! normalized [`UsageLine`]s behind the [`UsageSource`] trait.
+//! normalized [`UsageLine`](crate::domain::usage::UsageLine)s behind the [`UsageSource`] trait.
 pub mod aws;
 pub mod credentials;
 pub mod microsoft;
 pub mod simulator;
 
-use chrono::{DateTime, Utc};
-
-use crate::domain::usage::UsageLine;
+// The pull types are the ledger's too, so they live in the domain.
+pub use crate::domain::usage::{Pull, PullOutcome, PullRequest};
 use crate::domain::vendor::Vendor;
-
-/// A window to pull: every line whose window starts in `[start, end)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequest {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    /// The version tag the previous pull returned (e.g. Partner Center's manifest eTag), so a
-    /// source can answer "unchanged" without re-reading the data.
-    pub previous_version: Option<String>,
-}
-
-/// The full truth for a window: lines absent from it no longer exist.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pull {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub lines: Vec<UsageLine>,
-    /// The source's version tag for this data, if it has one.
-    pub version: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum PullOutcome {
-    /// The data changed (or the source cannot tell): here is all of it.
-    Data(Pull),
-    /// The source's version tag matches `previous_version`: nothing to do.
-    Unchanged,
-}
 
 /// What a pull cost: vendors bill some API requests (AWS Cost Explorer: USD 0.01 a page).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

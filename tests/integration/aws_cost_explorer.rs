@@ -469,9 +469,9 @@ async fn an_unreachable_endpoint_is_unavailable_after_retries() {
 /// Cost Explorer through the real poller into the ledger: an estimate is charged, the final
 /// figure appends only the difference, and a line AWS stops reporting is reversed.
 async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backend) {
+    use msp_gateway::domain::charges::ChargeFilter;
     use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
     use msp_gateway::poller::{PollOutcome, PollerSettings, poll_with};
-    use msp_gateway::store::charges::ChargeFilter;
     use rust_decimal::Decimal;
 
     let Some(gw) = crate::harness::TestGateway::start(backend).await else {
@@ -508,7 +508,7 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
         None,
     )])
     .await;
-    let PollOutcome::Recorded(first) = poll_with(&gw.store, &account, &source, window, &settings)
+    let PollOutcome::Recorded(first) = poll_with(&gw.ledger, &account, &source, window, &settings)
         .await
         .unwrap()
     else {
@@ -527,7 +527,7 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
         None,
     )])
     .await;
-    let PollOutcome::Recorded(second) = poll_with(&gw.store, &account, &source, window, &settings)
+    let PollOutcome::Recorded(second) = poll_with(&gw.ledger, &account, &source, window, &settings)
         .await
         .unwrap()
     else {
@@ -535,7 +535,7 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
     };
     assert_eq!(second.events_appended, 2, "a revision and a reversal");
     let charges = gw
-        .store
+        .ledger
         .list_charges(&gw.admin(), &ChargeFilter::default(), 0, 100)
         .await
         .unwrap()
@@ -620,7 +620,7 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
         .partner_account(&gw.admin(), &created.id)
         .await
         .unwrap();
-    let PollOutcome::Recorded(summary) = poll_once(&gw.store, &account, &settings)
+    let PollOutcome::Recorded(summary) = poll_once(&gw.ledger, &account, &settings)
         .await
         .expect("poll")
     else {
@@ -690,7 +690,7 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
         .partner_account(&gw.admin(), &created.id)
         .await
         .unwrap();
-    poll_once(&gw.store, &account, &settings)
+    poll_once(&gw.ledger, &account, &settings)
         .await
         .expect_err("over budget");
     let bodies = proxy.bodies();

@@ -5,18 +5,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Duration as Span, DurationRound, TimeZone, Utc};
+use msp_gateway::domain::charges::ChargeFilter;
 use msp_gateway::domain::ledger::ChargeKind;
+use msp_gateway::domain::ledger::IngestSummary;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::proto::v1;
-use msp_gateway::store::charges::ChargeFilter;
-use msp_gateway::store::ingest::IngestSummary;
 use rust_decimal::Decimal;
 
 use crate::charge_streams::{Charges, Ledger, charges_client, dec, ledger, line, open, until_mark};
 use crate::harness::{Backend, TestGateway, fresh_request};
 
 async fn push(gw: &TestGateway, l: &Ledger, lines: Vec<UsageLine>) -> IngestSummary {
-    gw.store
+    gw.ledger
         .ingest_push(&gw.tenant_id, &l.account, lines, &fresh_request())
         .await
         .expect("ingest")
@@ -176,7 +176,7 @@ async fn customer_filtered_reads_follow_runs(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    gw.store
+    gw.ledger
         .feed()
         .set_heartbeat_interval(Duration::from_millis(200));
     let l = ledger(&gw, 4, "0").await;
@@ -206,11 +206,7 @@ async fn customer_filtered_reads_follow_runs(backend: Backend) {
     assert_eq!(summary.events_appended, 6_000);
     small_pushes(&gw, &l, &mut model, &mut rng, "c", 30).await;
 
-    let hwm = gw
-        .store
-        .ledger_high_water_mark(&gw.tenant_id)
-        .await
-        .unwrap();
+    let hwm = gw.ledger.high_water_mark(&gw.tenant_id).await.unwrap();
     let mut client = charges_client(gw.channel().await, &gw.admin_key);
     let all = list_all(
         &mut client,
@@ -302,8 +298,8 @@ async fn customer_filtered_reads_follow_runs(backend: Backend) {
             loop {
                 let after = read.last().map_or(0, |e: &(i64, String, i32)| e.0);
                 let (page, _) = gw
-                    .store
-                    .list_charges(&l.principal, &filter, after, 7)
+                    .ledger
+                    .list_charges(&l.principal.tenant_id, &filter, after, 7)
                     .await
                     .unwrap();
                 let full = page.len() == 7;
@@ -758,11 +754,11 @@ async fn a_push_racing_a_time_zone_change_is_totalled_in_the_new_zone() {
     };
     wait_for_lock_waiters(&mut watcher, 1).await;
     let racing = {
-        let store = gw.store.clone();
+        let ledger = gw.ledger.clone();
         let (tenant, account) = (gw.tenant_id.clone(), l.account.clone());
         let lines = vec![line(&a, "racing", "2.25", ny_month - Span::minutes(30))];
         tokio::spawn(async move {
-            store
+            ledger
                 .ingest_push(&tenant, &account, lines, &fresh_request())
                 .await
         })

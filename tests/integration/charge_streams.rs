@@ -10,12 +10,12 @@ use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use msp_gateway::domain::access::{Principal, Scope};
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::partner_account::PartnerAccount;
+use msp_gateway::domain::pricing::NewPriceRule;
 use msp_gateway::domain::pricing::{PriceKind, RuleScope};
 use msp_gateway::domain::usage::{UsageKey, UsageLine};
+use msp_gateway::ledger::Ledger as GatewayLedger;
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::charge_service_client::ChargeServiceClient;
-use msp_gateway::store::Store;
-use msp_gateway::store::pricing::NewPriceRule;
 use rust_decimal::Decimal;
 use tonic::Streaming;
 use tonic::service::interceptor::InterceptedService;
@@ -49,7 +49,7 @@ pub async fn ledger(gw: &TestGateway, customers: usize, credit_limit: &str) -> L
     let sim = simulator_account(gw).await;
     let account = gw
         .store
-        .partner_account(&principal, &sim.id)
+        .partner_account(&principal.tenant_id, &sim.id)
         .await
         .expect("partner account");
     let mut client = gw.customers(&gw.admin_key).await;
@@ -78,9 +78,9 @@ pub async fn ledger(gw: &TestGateway, customers: usize, credit_limit: &str) -> L
         effective_from: DateTime::from_timestamp(0, 0).unwrap(),
         effective_to: None,
     };
-    gw.store
+    gw.ledger
         .create_price_rule(
-            &principal,
+            &principal.tenant_id,
             &rule,
             &IdempotencyKey::new("rule-0".into(), "CreatePriceRule", &rule),
         )
@@ -123,7 +123,13 @@ pub fn line(customer_id: &str, meter: &str, cost: &str, window: DateTime<Utc>) -
 impl Ledger {
     /// Records `count` new charges (one per new meter) in batches of `batch`, spread over the
     /// customers; returns the last sequence.
-    pub async fn record(&self, store: &Store, first: usize, count: usize, batch: usize) -> i64 {
+    pub async fn record(
+        &self,
+        ledger: &GatewayLedger,
+        first: usize,
+        count: usize,
+        batch: usize,
+    ) -> i64 {
         let mut last = 0;
         let mut n = first;
         while n < first + count {
@@ -134,7 +140,7 @@ impl Ledger {
                     line(customer, &format!("m{i}"), "1.25", self.base)
                 })
                 .collect();
-            let summary = store
+            let summary = ledger
                 .ingest_push(
                     &self.principal.tenant_id,
                     &self.account,
@@ -225,9 +231,9 @@ async fn opened_before_receives_all_in_order(backend: Backend) {
     let l = ledger(&gw, 3, "0").await;
     let mut client = charges_client(gw.channel().await, &gw.admin_key);
     let mut stream = open(&mut client, 0, &[]).await;
-    let store = gw.store.clone();
+    let ledger = gw.ledger.clone();
     let recorder = tokio::spawn(async move {
-        let last = l.record(&store, 0, 60, 7).await;
+        let last = l.record(&ledger, 0, 60, 7).await;
         (l, last)
     });
     let got = take(&mut stream, 60).await;
@@ -247,11 +253,11 @@ async fn cursor_in_the_middle_receives_exactly_the_rest(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    gw.store
+    gw.ledger
         .feed()
         .set_heartbeat_interval(Duration::from_millis(200));
     let l = ledger(&gw, 2, "0").await;
-    l.record(&gw.store, 0, 30, 10).await;
+    l.record(&gw.ledger, 0, 30, 10).await;
     let mut client = charges_client(gw.channel().await, &gw.admin_key);
     let mut stream = open(&mut client, 12, &[]).await;
     let (got, hwm) = heartbeat(&mut stream).await;
@@ -265,7 +271,7 @@ async fn cursor_in_the_middle_receives_exactly_the_rest(backend: Backend) {
     assert!(got.iter().all(|c| c.customer_id == l.customers[1]));
     assert_eq!(hwm, 30);
     // Live, filtered: a charge of the other customer does not arrive, one of this one does.
-    l.record(&gw.store, 30, 2, 2).await;
+    l.record(&gw.ledger, 30, 2, 2).await;
     let next = take(&mut only, 1).await;
     assert!(next[0].sequence > 30);
     assert_eq!(next[0].customer_id, l.customers[1]);
@@ -284,7 +290,7 @@ async fn cursor_in_the_middle_receives_exactly_the_rest(backend: Backend) {
     assert!(got.is_empty());
     assert_eq!(hwm, 32);
     let revised = line(&l.customers[0], "m0", "2.00", l.base);
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,
@@ -334,7 +340,7 @@ async fn reconnect_loses_nothing(backend: Backend) {
         return;
     };
     let l = ledger(&gw, 2, "0").await;
-    l.record(&gw.store, 0, 40, 8).await;
+    l.record(&gw.ledger, 0, 40, 8).await;
     let mut client = charges_client(gw.channel().await, &gw.admin_key);
     let mut seen = Vec::new();
     let mut cursor = 0;
@@ -345,7 +351,7 @@ async fn reconnect_loses_nothing(backend: Backend) {
         cursor = got.last().unwrap().sequence;
         seen.extend(sequences(&got));
         drop(stream);
-        l.record(&gw.store, 40 + round * 5, 5, 5).await;
+        l.record(&gw.ledger, 40 + round * 5, 5, 5).await;
     }
     let mut stream = open(&mut client, cursor, &[]).await;
     let rest = take(&mut stream, 60 - seen.len()).await;
@@ -359,7 +365,7 @@ async fn two_hundred_concurrent_streams_each_receive_everything(backend: Backend
         return;
     };
     let l = ledger(&gw, 4, "0").await;
-    l.record(&gw.store, 0, 20, 20).await;
+    l.record(&gw.ledger, 0, 20, 20).await;
     // A few connections, many HTTP/2 streams on each.
     let mut channels = Vec::new();
     for _ in 0..4 {
@@ -370,8 +376,8 @@ async fn two_hundred_concurrent_streams_each_receive_everything(backend: Backend
         let mut client = charges_client(channels[i % 4].clone(), &gw.admin_key);
         streams.push(open(&mut client, 0, &[]).await);
     }
-    assert!(gw.store.feed().stats().streams.load(Ordering::Relaxed) >= 200);
-    l.record(&gw.store, 20, 100, 25).await;
+    assert!(gw.ledger.feed().stats().streams.load(Ordering::Relaxed) >= 200);
+    l.record(&gw.ledger, 20, 100, 25).await;
     let readers: Vec<_> = streams
         .into_iter()
         .map(|mut s| tokio::spawn(async move { sequences(&take(&mut s, 120).await) }))
@@ -387,7 +393,7 @@ async fn slow_consumer_drains_from_the_database_with_bounded_memory(backend: Bac
         return;
     };
     // A small shared ring, so the stalled consumer falls behind it.
-    gw.store.feed().set_ring_capacity(200);
+    gw.ledger.feed().set_ring_capacity(200);
     let l = ledger(&gw, 2, "0").await;
     // A consumer with a 64 KiB HTTP/2 window (tonic's default is megabytes).
     let channel = Channel::from_shared(format!("http://{}", gw.address))
@@ -399,13 +405,13 @@ async fn slow_consumer_drains_from_the_database_with_bounded_memory(backend: Bac
         .unwrap();
     let mut client = charges_client(channel, &gw.admin_key);
     let mut stream = open(&mut client, 0, &[]).await;
-    l.record(&gw.store, 0, 1, 1).await;
+    l.record(&gw.ledger, 0, 1, 1).await;
     assert_eq!(take(&mut stream, 1).await[0].sequence, 1);
     // Stop reading while 3,000 more are recorded.
     let total = 3001;
-    l.record(&gw.store, 1, total - 1, 500).await;
+    l.record(&gw.ledger, 1, total - 1, 500).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let stats = gw.store.feed().stats();
+    let stats = gw.ledger.feed().stats();
     let delivered = stats.delivered.load(Ordering::Relaxed);
     let buffered = stats.buffered.load(Ordering::Relaxed);
     // The server stopped reading when HTTP/2 flow control filled: what it took from the
@@ -415,7 +421,7 @@ async fn slow_consumer_drains_from_the_database_with_bounded_memory(backend: Bac
         "the server kept reading for a stalled consumer: {delivered} handed to the transport"
     );
     assert!(
-        buffered <= msp_gateway::store::feed::PAGE,
+        buffered <= msp_gateway::ledger::feed::PAGE,
         "{buffered} buffered"
     );
     // Drain: everything arrives, in order, partly from the database.
@@ -433,7 +439,7 @@ async fn restarted_gateway_resumes_from_cursors(backend: Backend) {
     let first = gw.replica().await;
     let mut client = charges_client(first.channel().await, &gw.admin_key);
     let mut stream = open(&mut client, 0, &[]).await;
-    l.record(&first.store, 0, 25, 5).await;
+    l.record(&first.ledger, 0, 25, 5).await;
     let got = take(&mut stream, 18).await;
     let cursor = got.last().unwrap().sequence;
     first.stop().await;
@@ -442,7 +448,7 @@ async fn restarted_gateway_resumes_from_cursors(backend: Backend) {
     drop(stream);
 
     let second = gw.replica().await;
-    l.record(&second.store, 25, 10, 5).await;
+    l.record(&second.ledger, 25, 10, 5).await;
     let mut client = charges_client(second.channel().await, &gw.admin_key);
     let mut stream = open(&mut client, cursor, &[]).await;
     let rest = take(&mut stream, 35 - cursor as usize).await;
@@ -465,7 +471,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         line(c, "disk", "0.3", l.base),
         line(&l.customers[1], "vm", "7", l.base),
     ];
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,
@@ -476,7 +482,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         .unwrap()
         .expect("a new request id");
     // A revision and a charge in a previous period (not open).
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,
@@ -486,7 +492,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         .await
         .unwrap()
         .expect("a new request id");
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,
@@ -596,7 +602,7 @@ async fn a_charge_recorded_on_one_replica_reaches_streams_on_another() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for round in 0..5 {
         let started = std::time::Instant::now();
-        l.record(&a.store, round * 3, 3, 3).await;
+        l.record(&a.ledger, round * 3, 3, 3).await;
         let got = take(&mut stream, 3).await;
         assert_eq!(
             sequences(&got),
@@ -604,7 +610,14 @@ async fn a_charge_recorded_on_one_replica_reaches_streams_on_another() {
         );
         eprintln!("replica round {round}: {:?}", started.elapsed());
     }
-    assert!(b.store.feed().stats().notifications.load(Ordering::Relaxed) >= 5);
+    assert!(
+        b.ledger
+            .feed()
+            .stats()
+            .notifications
+            .load(Ordering::Relaxed)
+            >= 5
+    );
     // And B's own writes reach a stream on A.
     let mut on_a = open(
         &mut charges_client(a.channel().await, &gw.admin_key),
@@ -612,7 +625,7 @@ async fn a_charge_recorded_on_one_replica_reaches_streams_on_another() {
         &[],
     )
     .await;
-    l.record(&b.store, 15, 2, 2).await;
+    l.record(&b.ledger, 15, 2, 2).await;
     assert_eq!(sequences(&take(&mut on_a, 2).await), vec![16, 17]);
     a.stop().await;
     b.stop().await;

@@ -21,7 +21,7 @@ async fn credit_client(gw: &TestGateway, key: &str) -> Credit {
 
 /// Restates customer 0's single line at `cost` (a revision of the same usage key).
 async fn restate(gw: &TestGateway, l: &Ledger, cost: &str) {
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,
@@ -101,7 +101,7 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    gw.store
+    gw.ledger
         .feed()
         .set_heartbeat_interval(Duration::from_millis(300));
     let l = ledger(&gw, 2, "1000.00").await;
@@ -247,7 +247,7 @@ async fn position_and_forecast(backend: Backend) {
     let l = ledger(&gw, 1, "1000.00").await;
     let c = &l.customers[0];
     let day = Utc::now() - Span::days(1);
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,
@@ -327,7 +327,7 @@ async fn restate_cost(
     cost: &str,
     window: chrono::DateTime<Utc>,
 ) {
-    gw.store
+    gw.ledger
         .ingest_push(
             &gw.tenant_id,
             &l.account,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use msp_gateway::domain::access::MintedKey;
 use msp_gateway::domain::tenant::NewTenant;
+use msp_gateway::ledger::Ledger;
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
 use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
 use msp_gateway::proto::v1::pricing_service_client::PricingServiceClient;
@@ -146,6 +147,7 @@ impl Drop for TestDatabase {
 pub struct TestGateway {
     pub address: SocketAddr,
     pub store: Arc<Store>,
+    pub ledger: Arc<Ledger>,
     pub admin_key: String,
     pub tenant_id: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -154,11 +156,11 @@ pub struct TestGateway {
     _database: TestDatabase,
 }
 
-/// Another gateway process's worth of state on the same database: its own store (pools, live
-/// feeds and, on PostgreSQL, LISTEN connection) and its own server.
+/// Another gateway process's worth of state on the same database: its own store and ledger
+/// (pools, live feeds and, on PostgreSQL, LISTEN connection) and its own server.
 pub struct Replica {
     pub address: SocketAddr,
-    pub store: Arc<Store>,
+    pub ledger: Arc<Ledger>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -184,7 +186,7 @@ impl Replica {
 }
 
 async fn spawn_server(
-    store: Arc<Store>,
+    ledger: Arc<Ledger>,
 ) -> (
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
@@ -196,7 +198,7 @@ async fn spawn_server(
     let server = tokio::spawn(async move {
         msp_gateway::server::serve(
             listener,
-            store,
+            ledger,
             None,
             async {
                 let _ = rx.await;
@@ -217,6 +219,7 @@ impl TestGateway {
             .expect("migrations");
         let store =
             Arc::new(Store::connect(&database.url, &Default::default()).expect("connect store"));
+        let ledger = Arc::new(Ledger::new(store.clone()).expect("ledger"));
         let (tenant, key) = store
             .create_tenant(NewTenant::parse("Test ISP", "ZAR", "Africa/Johannesburg").unwrap())
             .await
@@ -224,11 +227,11 @@ impl TestGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server_store = store.clone();
+        let server_ledger = ledger.clone();
         let server = tokio::spawn(async move {
             msp_gateway::server::serve(
                 listener,
-                server_store,
+                server_ledger,
                 None,
                 async {
                     let _ = rx.await;
@@ -241,6 +244,7 @@ impl TestGateway {
         Some(TestGateway {
             address,
             store,
+            ledger,
             admin_key: key.token().to_string(),
             tenant_id: tenant.id,
             shutdown: Some(tx),
@@ -254,10 +258,11 @@ impl TestGateway {
     pub async fn replica(&self) -> Replica {
         let store =
             Arc::new(Store::connect(&self._database.url, &Default::default()).expect("connect"));
-        let (address, tx, server) = spawn_server(store.clone()).await;
+        let ledger = Arc::new(Ledger::new(store.clone()).expect("ledger"));
+        let (address, tx, server) = spawn_server(ledger.clone()).await;
         Replica {
             address,
-            store,
+            ledger,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -331,14 +336,9 @@ impl TestGateway {
         UsageServiceClient::with_interceptor(self.channel().await, Bearer::new(key))
     }
 
-    /// An admin principal of the test tenant, for calling the store directly.
-    pub fn admin(&self) -> msp_gateway::domain::access::Principal {
-        msp_gateway::domain::access::Principal {
-            tenant_id: self.tenant_id.clone(),
-            key_id: "test".into(),
-            scope: msp_gateway::domain::access::Scope::Admin,
-            customer_id: None,
-        }
+    /// The test tenant, for calling the store and the ledger directly.
+    pub fn admin(&self) -> String {
+        self.tenant_id.clone()
     }
 
     /// A partner account of `vendor`, a customer billed in `currency` whose vendor account
@@ -356,8 +356,8 @@ impl TestGateway {
         use msp_gateway::domain::idempotency::IdempotencyKey;
         use msp_gateway::domain::money::Currency;
         use msp_gateway::domain::partner_account::PartnerAccountSpec;
+        use msp_gateway::domain::pricing::NewPriceRule;
         use msp_gateway::domain::pricing::{PriceKind, RuleScope};
-        use msp_gateway::store::pricing::NewPriceRule;
         let admin = self.admin();
         let spec = PartnerAccountSpec {
             vendor,
@@ -392,7 +392,7 @@ impl TestGateway {
             .await
             .unwrap();
         let link = NewVendorAccountLink::parse("v", vendor, kind, account_id, "").unwrap();
-        self.store
+        self.ledger
             .link_vendor_account(&admin, &customer.id, &link, None)
             .await
             .unwrap();
@@ -405,7 +405,7 @@ impl TestGateway {
             effective_to: None,
         };
         let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
-        self.store
+        self.ledger
             .create_price_rule(&admin, &rule, &key)
             .await
             .unwrap();

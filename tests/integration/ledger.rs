@@ -3,13 +3,13 @@
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
+use msp_gateway::domain::charges::{ChargeEvent, ChargeFilter};
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::ledger::LedgerLine;
 use msp_gateway::domain::line_key::LineKeyMap;
 use msp_gateway::domain::partner_account::PartnerAccount;
 use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
-use msp_gateway::store::charges::{ChargeEvent, ChargeFilter};
 use msp_gateway::vendors::Pull;
 use msp_gateway::vendors::simulator::Simulator;
 use rust_decimal::Decimal;
@@ -22,12 +22,12 @@ async fn ledger(
     account: &PartnerAccount,
 ) -> (LineKeyMap<LedgerLine>, Vec<ChargeEvent>) {
     let lines = gw
-        .store
+        .ledger
         .usage_lines_in_window(&gw.tenant_id, account, hour(-10_000), hour(10_000))
         .await
         .unwrap();
     let events = gw
-        .store
+        .ledger
         .list_charges(&gw.admin(), &ChargeFilter::default(), 0, 1_000_000)
         .await
         .unwrap()
@@ -92,14 +92,14 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
     for now in (0..36).step_by(3) {
         let pull = simulator_pull(&["sim-linked", "sim-unlinked"], now);
         let summary = gw
-            .store
+            .ledger
             .ingest_pull(&gw.tenant_id, &account, &pull)
             .await
             .unwrap();
         total_events += summary.events_appended;
         // The identical pull again appends nothing.
         let again = gw
-            .store
+            .ledger
             .ingest_pull(&gw.tenant_id, &account, &pull)
             .await
             .unwrap();
@@ -122,7 +122,7 @@ async fn revisions_over_time_keep_the_ledger_exact(backend: Backend) {
     );
 
     // A price change re-rates every live line.
-    let rerated = gw.store.rerate(&gw.tenant_id, false).await.unwrap();
+    let rerated = gw.ledger.rerate(&gw.tenant_id, false).await.unwrap();
     assert_eq!(
         rerated.events_appended, 0,
         "same prices: nothing to re-rate"
@@ -158,12 +158,12 @@ async fn interrupted_writes_leave_no_trace(backend: Backend) {
     for step in 0..40u64 {
         let _ = tokio::time::timeout(
             StdDuration::from_micros(50 + step * 150),
-            gw.store.ingest_pull(&gw.tenant_id, &account, &pull),
+            gw.ledger.ingest_pull(&gw.tenant_id, &account, &pull),
         )
         .await;
     }
     // The poller restarts and pulls again: the ledger is exactly right.
-    gw.store
+    gw.ledger
         .ingest_pull(&gw.tenant_id, &account, &pull)
         .await
         .unwrap();
@@ -189,7 +189,7 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
         ..Default::default()
     };
     let started = Utc::now();
-    let PollOutcome::Recorded(summary) = poll_once(&gw.store, &account, &first).await.unwrap()
+    let PollOutcome::Recorded(summary) = poll_once(&gw.ledger, &account, &first).await.unwrap()
     else {
         panic!("the first replica polls")
     };
@@ -198,10 +198,10 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
         "simulator usage was rated into charges"
     );
     assert_eq!(
-        poll_once(&gw.store, &account, &second).await.unwrap(),
+        poll_once(&gw.ledger, &account, &second).await.unwrap(),
         PollOutcome::NotLeased
     );
-    let again = poll_once(&gw.store, &account, &first).await.unwrap();
+    let again = poll_once(&gw.ledger, &account, &first).await.unwrap();
     let crossed_hour = Utc::now().timestamp() / 3600 != started.timestamp() / 3600;
     if !crossed_hour {
         let PollOutcome::Recorded(s) = again else {
@@ -219,7 +219,7 @@ async fn pollers_lease_accounts_and_record_usage(backend: Backend) {
         .await
         .unwrap();
     assert!(matches!(
-        poll_once(&gw.store, &account, &second).await.unwrap(),
+        poll_once(&gw.ledger, &account, &second).await.unwrap(),
         PollOutcome::Recorded(_)
     ));
     let expired = PollerSettings {
@@ -243,9 +243,9 @@ async fn large_pushes_are_exact_across_chunks(backend: Backend) {
     let accounts = vec!["sim-linked".to_string(), "sim-unlinked".to_string()];
     let push = |lines: Vec<UsageLine>, id: &str| {
         let key = IdempotencyKey::from_bytes(id.into(), "IngestUsage", id.as_bytes());
-        let (store, tenant_id, account) = (&gw.store, &gw.tenant_id, &account);
+        let (ledger, tenant_id, account) = (&gw.ledger, &gw.tenant_id, &account);
         async move {
-            store
+            ledger
                 .ingest_push(tenant_id, account, lines, &key)
                 .await
                 .unwrap()
@@ -301,13 +301,14 @@ async fn concurrent_writers_of_one_tenant_keep_the_ledger_exact(backend: Backend
     let sim = Simulator::new(11, vec!["sim-linked".to_string()]).at(hour(400));
     let shared = sim.lines(hour(0), hour(100));
     let key = |id: &str| IdempotencyKey::from_bytes(id.into(), "IngestUsage", id.as_bytes());
-    gw.store
+    gw.ledger
         .ingest_push(&gw.tenant_id, &account, shared.clone(), &key("seed"))
         .await
         .unwrap()
         .expect("a new request");
     let writers = (0..4).map(|w| {
-        let (store, tenant_id, account) = (gw.store.clone(), gw.tenant_id.clone(), account.clone());
+        let (ledger, tenant_id, account) =
+            (gw.ledger.clone(), gw.tenant_id.clone(), account.clone());
         let (shared, own) = (
             shared.clone(),
             sim.lines(hour(100 + 50 * w), hour(150 + 50 * w)),
@@ -331,7 +332,7 @@ async fn concurrent_writers_of_one_tenant_keep_the_ledger_exact(backend: Backend
                 }
                 let id = format!("writer-{w}-{round}");
                 loop {
-                    match store
+                    match ledger
                         .ingest_push(&tenant_id, &account, lines.clone(), &key(&id))
                         .await
                     {

@@ -737,29 +737,22 @@ async fn microsoft_usage_reaches_the_ledger_once(backend: crate::harness::Backen
     };
     let source = fx.source();
     let PollOutcome::Recorded(first) =
-        poll_with(&gw.store, &account, &source, (day(1), day(30)), &settings)
+        poll_with(&gw.ledger, &account, &source, (day(1), day(30)), &settings)
             .await
             .unwrap()
     else {
         panic!("the first poll records data")
     };
     assert!(first.events_appended > 0, "{first:?}");
-    let high = gw
-        .store
-        .ledger_high_water_mark(&gw.tenant_id)
-        .await
-        .unwrap();
+    let high = gw.ledger.high_water_mark(&gw.tenant_id).await.unwrap();
     let downloads = fx.emulator.seen().blob_downloads;
 
-    let second = poll_with(&gw.store, &account, &source, (day(1), day(30)), &settings)
+    let second = poll_with(&gw.ledger, &account, &source, (day(1), day(30)), &settings)
         .await
         .unwrap();
     assert_eq!(second, PollOutcome::Unchanged);
     assert_eq!(
-        gw.store
-            .ledger_high_water_mark(&gw.tenant_id)
-            .await
-            .unwrap(),
+        gw.ledger.high_water_mark(&gw.tenant_id).await.unwrap(),
         high
     );
     assert_eq!(

@@ -5,13 +5,13 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use msp_gateway::domain::access::{Principal, Scope};
+use msp_gateway::domain::charges::ChargeFilter;
 use msp_gateway::domain::idempotency::IdempotencyKey;
 use msp_gateway::domain::ledger::ChargeKind;
 use msp_gateway::domain::partner_account::PartnerAccountSpec;
 use msp_gateway::domain::usage::{UsageKey, UsageLine};
 use msp_gateway::domain::vendor::Vendor;
 use msp_gateway::store::Store;
-use msp_gateway::store::charges::ChargeFilter;
 use msp_gateway::store::migrate::{self, Direction};
 use rust_decimal::Decimal;
 
@@ -625,7 +625,8 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
     drop(sql);
 
     // The store reads the migrated ledger.
-    let store = Store::connect(&db.url, &Default::default()).unwrap();
+    let store = std::sync::Arc::new(Store::connect(&db.url, &Default::default()).unwrap());
+    let ledger = msp_gateway::ledger::Ledger::new(store.clone()).unwrap();
     let principal = Principal {
         tenant_id: TENANT.into(),
         key_id: "test".into(),
@@ -637,8 +638,8 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         kinds,
         ..Default::default()
     };
-    let (joburg, hwm) = store
-        .list_charges(&principal, &list(JOBURG, vec![]), 0, 100)
+    let (joburg, hwm) = ledger
+        .list_charges(&principal.tenant_id, &list(JOBURG, vec![]), 0, 100)
         .await
         .unwrap();
     assert_eq!(hwm, 9);
@@ -662,9 +663,9 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         joburg.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         vec![1, 2, 4, 5, 7]
     );
-    let (revisions, _) = store
+    let (revisions, _) = ledger
         .list_charges(
-            &principal,
+            &principal.tenant_id,
             &list(UTC_CUSTOMER, vec![ChargeKind::Revision]),
             0,
             100,
@@ -675,8 +676,8 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         revisions.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         vec![9]
     );
-    let (after, _) = store
-        .list_charges(&principal, &list(UTC_CUSTOMER, vec![]), 3, 100)
+    let (after, _) = ledger
+        .list_charges(&principal.tenant_id, &list(UTC_CUSTOMER, vec![]), 3, 100)
         .await
         .unwrap();
     assert_eq!(
@@ -687,7 +688,10 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
     // The open period: the migrated totals of the current days.
     let now = Utc::now();
     for customer in [JOBURG, UTC_CUSTOMER] {
-        let period = store.open_period(&principal, customer, now).await.unwrap();
+        let period = ledger
+            .open_period(&principal.tenant_id, customer, now)
+            .await
+            .unwrap();
         let mut expected: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
         for &(_, index, _, amount, quantity) in &OLD_EVENTS {
             let line = &lines[index];
@@ -718,10 +722,16 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
 
     // Writes after the migration find the migrated lines by their new keys: the same data
     // appends nothing, a revision appends one event on the line's key.
-    let pa_a = store.partner_account(&principal, PA_A).await.unwrap();
-    let pa_b = store.partner_account(&principal, PA_B).await.unwrap();
+    let pa_a = store
+        .partner_account(&principal.tenant_id, PA_A)
+        .await
+        .unwrap();
+    let pa_b = store
+        .partner_account(&principal.tenant_id, PA_B)
+        .await
+        .unwrap();
     assert_eq!((pa_a.line_key_prefix, pa_b.line_key_prefix), (3, 1));
-    let same = store
+    let same = ledger
         .ingest_push(
             TENANT,
             &pa_b,
@@ -732,7 +742,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(same.events_appended, 0);
-    let revised = store
+    let revised = ledger
         .ingest_push(
             TENANT,
             &pa_a,
@@ -748,8 +758,8 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         .unwrap();
     assert_eq!(revised.events_appended, 1);
     assert_eq!(revised.last_sequence, Some(10));
-    let (tail, _) = store
-        .list_charges(&principal, &list(JOBURG, vec![]), 7, 100)
+    let (tail, _) = ledger
+        .list_charges(&principal.tenant_id, &list(JOBURG, vec![]), 7, 100)
         .await
         .unwrap();
     assert_eq!(tail.len(), 1);
@@ -774,7 +784,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
     };
     let created = store
         .create_partner_account(
-            &principal,
+            &principal.tenant_id,
             &spec,
             &IdempotencyKey::new("pa-after".into(), "CreatePartnerAccount", &spec),
         )

@@ -107,12 +107,13 @@ async fn tls_when_a_certificate_is_configured() {
     let store = std::sync::Arc::new(
         msp_gateway::store::Store::connect(&db.url, &Default::default()).unwrap(),
     );
+    let ledger = std::sync::Arc::new(msp_gateway::ledger::Ledger::new(store).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(msp_gateway::server::serve(
         listener,
-        store,
+        ledger,
         Some(tls),
         async {
             let _ = stopped.await;

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use msp_gateway::domain::charges::ChargeFilter;
 use msp_gateway::proto::v1;
-use msp_gateway::store::charges::ChargeFilter;
 use rust_decimal::Decimal;
 use tonic::Code;
 
@@ -151,8 +151,8 @@ pub async fn push(
         .map(|r| r.into_inner())
 }
 
-async fn charges(gw: &TestGateway) -> Vec<msp_gateway::store::charges::ChargeEvent> {
-    gw.store
+async fn charges(gw: &TestGateway) -> Vec<msp_gateway::domain::charges::ChargeEvent> {
+    gw.ledger
         .list_charges(&gw.admin(), &ChargeFilter::default(), 0, 100_000)
         .await
         .unwrap()
@@ -418,13 +418,7 @@ async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
         (1..=200).collect::<Vec<_>>(),
         "gap-free and in order"
     );
-    assert_eq!(
-        gw.store
-            .ledger_high_water_mark(&gw.tenant_id)
-            .await
-            .unwrap(),
-        200
-    );
+    assert_eq!(gw.ledger.high_water_mark(&gw.tenant_id).await.unwrap(), 200);
     // Each line's charges sum to its rated value.
     let account = gw
         .store
@@ -432,7 +426,7 @@ async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
         .await
         .unwrap();
     let lines = gw
-        .store
+        .ledger
         .usage_lines_in_window(&gw.tenant_id, &account, hour(-10), hour(100))
         .await
         .unwrap();
@@ -453,7 +447,7 @@ async fn concurrent_pushes_keep_the_sequence_gap_free(backend: Backend) {
 }
 
 /// The NEW charge of the line metered as `meter`.
-async fn new_charge_of(gw: &TestGateway, meter: &str) -> msp_gateway::store::charges::ChargeEvent {
+async fn new_charge_of(gw: &TestGateway, meter: &str) -> msp_gateway::domain::charges::ChargeEvent {
     let all = charges(gw).await;
     let mut found = all
         .into_iter()

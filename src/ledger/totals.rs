@@ -7,12 +7,14 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::batch::{BatchWriter, TotalsWrite};
-use super::for_each_backend;
-use super::schema::charge_totals;
+use super::diesel_tx::DieselLedger;
+use super::ledger_backends;
+use super::tx::{Access, LedgerTx};
 use crate::domain::error::Result;
 use crate::domain::ledger_append::{Total, TotalKey, usage_date};
+use crate::store::schema::charge_totals;
 
-for_each_backend! {
+ledger_backends! {
     /// Adds `changes` to the stored totals, in the database (exactly on both backends, see
     /// `batch::TotalsWrite`).
     pub async fn add(conn: &mut Conn, tenant_id: &str, changes: &BTreeMap<TotalKey, Total>) -> Result<()> {
@@ -31,7 +33,6 @@ for_each_backend! {
     /// charge events. Takes the tenant alone, as a re-rate does: a write that read the old zone
     /// before this commits cannot add its totals after the rebuild.
     pub async fn rebuild(conn: &mut Conn, tenant_id: &str, customer_id: &str, zone: Tz) -> Result<()> {
-        use crate::store::ledger_tx::{Access, DieselLedger, LedgerTx};
         const PAGE: i64 = 10_000;
         DieselLedger::new(&mut *conn).enter(tenant_id, Access::Exclusive).await?;
         q::charges::lock_ledger(conn, tenant_id).await?;

@@ -22,10 +22,14 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::charges::{ChargeEvent, ChargeFilter};
-use super::{Backend, dispatch, for_each_backend};
+mod listener;
+
+use super::charges;
+use super::ledger_backends;
+use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::Result;
 use crate::domain::ledger::ChargeKind;
+use crate::store::{Store, dispatch};
 
 /// Events a tenant's ring keeps (shared by its streams).
 pub const RING_CAPACITY: usize = 8192;
@@ -34,9 +38,16 @@ pub const PAGE: usize = 256;
 /// How often a tailer looks at the database without being woken.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
-/// PostgreSQL notification channels.
+/// PostgreSQL notification channels: a write that appended charge events, or credit events,
+/// notifies on commit with [`notification`].
 pub const LEDGER_CHANNEL: &str = "mspgw_ledger";
 pub const CREDIT_CHANNEL: &str = "mspgw_credit";
+
+/// The payload of a notification: the tenant and the sequence its ledger (or credit events)
+/// reached.
+pub fn notification(tenant_id: &str, sequence: i64) -> String {
+    format!("{tenant_id}:{sequence}")
+}
 
 /// What a charge stream wants: customers (any when empty) and kinds (any when empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,13 +166,11 @@ impl Drop for Subscription {
 }
 
 pub(crate) struct HubInner {
-    pub(crate) backend: Backend,
-    /// PostgreSQL URL for the LISTEN connection (None on SQLite).
-    listen_url: Option<String>,
+    /// The database; its `written` signal is bumped after every SQLite write and after the
+    /// LISTEN connection (re)connects.
+    store: Arc<Store>,
     listener_started: std::sync::Once,
     feeds: Mutex<HashMap<String, Arc<TenantFeed>>>,
-    /// Bumped after every SQLite write and after the LISTEN connection (re)connects.
-    epoch: watch::Sender<u64>,
     heartbeat_ms: AtomicU64,
     ring_capacity: AtomicUsize,
     stats: FeedStats,
@@ -174,14 +183,12 @@ pub struct LedgerHub {
 }
 
 impl LedgerHub {
-    pub(crate) fn new(backend: Backend, listen_url: Option<String>) -> Self {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
         LedgerHub {
             inner: Arc::new(HubInner {
-                backend,
-                listen_url,
+                store,
                 listener_started: std::sync::Once::new(),
                 feeds: Mutex::new(HashMap::new()),
-                epoch: watch::channel(0).0,
                 heartbeat_ms: AtomicU64::new(DEFAULT_HEARTBEAT.as_millis() as u64),
                 ring_capacity: AtomicUsize::new(RING_CAPACITY),
                 stats: FeedStats::default(),
@@ -210,26 +217,19 @@ impl LedgerHub {
         &self.inner.stats
     }
 
-    /// Something was written (SQLite, after commit): tailers look at the database.
-    pub(crate) fn written(&self) {
-        self.inner.epoch.send_modify(|e| *e = e.wrapping_add(1));
-    }
-
-    /// A notification from the database (PostgreSQL LISTEN).
-    pub(crate) fn notified(&self, channel: &str, payload: &str) {
-        self.inner.notified(channel, payload);
-    }
-
-    /// Wakes every tailer and credit stream (after the LISTEN connection (re)connects).
-    pub(crate) fn wake_all(&self) {
-        self.written();
-    }
-
     async fn subscribe(&self, tenant_id: &str) -> Result<Subscription> {
         let inner = &self.inner;
-        if let Some(url) = &inner.listen_url {
+        if let Some(url) = inner.store.postgres_url() {
             inner.listener_started.call_once(|| {
-                super::feed_listener::spawn(url.clone(), self.clone());
+                let (notified, reconnected) = (self.inner.clone(), self.inner.store.clone());
+                listener::spawn(
+                    url.to_string(),
+                    &[LEDGER_CHANNEL, CREDIT_CHANNEL],
+                    move |channel, payload| notified.notified(channel, payload),
+                    // Anything committed while it was away: every tailer and credit stream
+                    // reads the database again.
+                    move || reconnected.committed(),
+                );
             });
         }
         let existing = {
@@ -241,7 +241,7 @@ impl LedgerHub {
         let feed = match existing {
             Some(feed) => feed,
             None => {
-                let hwm = dispatch!(inner, read, charges::high_water_mark(tenant_id))?;
+                let hwm = dispatch!(inner.store, read, charges::high_water_mark(tenant_id))?;
                 let mut feeds = inner.feeds.lock().unwrap_or_else(|p| p.into_inner());
                 let feed = feeds
                     .entry(tenant_id.to_string())
@@ -319,7 +319,7 @@ impl LedgerHub {
         let subscription = self.subscribe(tenant_id).await?;
         Ok(CreditWaiter {
             credit: subscription.feed.credit.subscribe(),
-            epoch: self.inner.epoch.subscribe(),
+            epoch: self.inner.store.written().subscribe(),
             published: subscription.feed.published.subscribe(),
             _subscription: subscription,
         })
@@ -381,7 +381,7 @@ impl HubInner {
 
 /// Reads committed events into the tenant's ring and wakes its streams, until none is open.
 async fn tail(hub: Arc<HubInner>, feed: Arc<TenantFeed>) {
-    let mut epoch = hub.epoch.subscribe();
+    let mut epoch = hub.store.written().subscribe();
     let mut hint = feed.hint.subscribe();
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -422,7 +422,11 @@ async fn catch_up(hub: &HubInner, feed: &TenantFeed) -> Result<()> {
     loop {
         let end = feed.ring.read().unwrap_or_else(|p| p.into_inner()).end();
         let all = ChargeFilter::default();
-        let events = dispatch!(hub, read, charges::list(&feed.tenant_id, &all, end, READ))?;
+        let events = dispatch!(
+            hub.store,
+            read,
+            charges::list(&feed.tenant_id, &all, end, READ)
+        )?;
         let count = events.len() as i64;
         let Some(last) = events.last().map(|e| e.sequence) else {
             return Ok(());
@@ -537,9 +541,9 @@ impl ChargeStream {
                     .fetch_add(1, Ordering::Relaxed);
                 let (tenant_id, filter, cursor) = (&self.feed.tenant_id, &self.filter, self.cursor);
                 let events = dispatch!(
-                    self.hub,
+                    self.hub.store,
                     read,
-                    feed::list_for_stream(tenant_id, filter, cursor, PAGE as i64)
+                    self::list_for_stream(tenant_id, filter, cursor, PAGE as i64)
                 )?;
                 self.cursor = match events.last() {
                     Some(last) if events.len() == PAGE => last.sequence,
@@ -569,7 +573,7 @@ impl Drop for ChargeStream {
     }
 }
 
-for_each_backend! {
+ledger_backends! {
     /// A stream's page from the database: matching events after `after`, in sequence order.
     pub async fn list_for_stream(
         conn: &mut Conn,

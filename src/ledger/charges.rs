@@ -1,111 +1,21 @@
-//! The append-only charge ledger: numbering events with the per-tenant sequence and reading them.
+//! The append-only charge ledger's sequence and events: the tenant's ledger lock, which numbers
+//! events gap-free in commit order, and reads of events by sequence (every customer's, or some
+//! customers' through their runs of consecutive sequences).
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::for_each_backend;
-use super::schema::{charge_event_runs, charge_events, ledger_sequences};
-use super::sql_types::{DbDecimal, DbTime};
-use crate::domain::error::{Error, Result};
+use super::rows::ChargeEventRow;
+use super::rows::charge_events;
+use super::{Ledger, ledger_backends};
+use crate::domain::charges::{ChargeEvent, ChargeFilter};
+use crate::domain::error::Result;
 use crate::domain::ledger::ChargeKind;
-use crate::domain::ledger_append::NumberedEvent;
-use crate::domain::line_key::LineKey;
-use crate::domain::money::Currency;
+use crate::store::dispatch;
+use crate::store::schema::{charge_event_runs, ledger_sequences};
+use crate::store::sql_types::DbTime;
 
-/// A recorded charge event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChargeEvent {
-    pub sequence: i64,
-    pub line_key: LineKey,
-    pub customer_id: String,
-    pub kind: ChargeKind,
-    pub amount: rust_decimal::Decimal,
-    pub currency: Currency,
-    pub quantity: rust_decimal::Decimal,
-    pub vendor: crate::domain::vendor::Vendor,
-    pub service: String,
-    pub meter: String,
-    pub window_start: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-}
-
-#[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = charge_events, treat_none_as_default_value = false)]
-pub struct ChargeEventRow {
-    pub tenant_id: String,
-    pub sequence: i64,
-    pub line_key: Vec<u8>,
-    pub customer_id: String,
-    pub kind: String,
-    pub amount: DbDecimal,
-    pub currency: String,
-    pub quantity: DbDecimal,
-    pub vendor: String,
-    pub service: String,
-    pub meter: String,
-    pub window_start: DbTime,
-    pub recorded_at: DbTime,
-}
-
-impl ChargeEventRow {
-    pub(crate) fn into_event(self) -> Result<ChargeEvent> {
-        let corrupt =
-            |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
-        Ok(ChargeEvent {
-            line_key: LineKey::from_bytes(&self.line_key)
-                .ok_or_else(|| corrupt("the line key is not 24 bytes".into()))?,
-            kind: self.kind.parse().map_err(corrupt)?,
-            vendor: self.vendor.parse().map_err(corrupt)?,
-            currency: Currency::parse("currency", &self.currency)
-                .map_err(|e| corrupt(e.to_string()))?,
-            sequence: self.sequence,
-            customer_id: self.customer_id,
-            amount: self.amount.0,
-            quantity: self.quantity.0,
-            service: self.service,
-            meter: self.meter,
-            window_start: self.window_start.0,
-            recorded_at: self.recorded_at.0,
-        })
-    }
-}
-
-impl ChargeEventRow {
-    pub(crate) fn from_event(
-        tenant_id: &str,
-        numbered: &NumberedEvent,
-        recorded_at: DateTime<Utc>,
-    ) -> Self {
-        let e = &numbered.event;
-        ChargeEventRow {
-            tenant_id: tenant_id.to_string(),
-            sequence: numbered.sequence,
-            line_key: e.line_key.as_bytes().to_vec(),
-            customer_id: e.customer_id.clone(),
-            kind: e.kind.as_str().to_string(),
-            amount: DbDecimal(e.amount),
-            currency: e.currency.code().to_string(),
-            quantity: DbDecimal(e.quantity),
-            vendor: e.vendor.as_str().to_string(),
-            service: e.service.clone(),
-            meter: e.meter.clone(),
-            window_start: DbTime(e.window_start),
-            recorded_at: DbTime(recorded_at),
-        }
-    }
-}
-
-/// Filters of a charge listing.
-#[derive(Debug, Clone, Default)]
-pub struct ChargeFilter {
-    pub customer_id: Option<String>,
-    pub kinds: Vec<ChargeKind>,
-    /// Usage windows starting in `[from, to)`.
-    pub window_from: Option<DateTime<Utc>>,
-    pub window_to: Option<DateTime<Utc>>,
-}
-
-for_each_backend! {
+ledger_backends! {
     /// Takes the tenant's ledger lock: the sequence row stays locked until the transaction ends,
     /// so ledger writers of one tenant run one at a time and commit in sequence order. Returns
     /// the last sequence handed out.
@@ -220,9 +130,26 @@ for_each_backend! {
     }
 }
 
-impl super::Store {
+impl Ledger {
     /// The tenant's last ledger sequence (0 before the first charge).
-    pub async fn ledger_high_water_mark(&self, tenant_id: &str) -> Result<i64> {
-        super::dispatch!(self, read, charges::high_water_mark(tenant_id))
+    pub async fn high_water_mark(&self, tenant_id: &str) -> Result<i64> {
+        dispatch!(self.store, read, self::high_water_mark(tenant_id))
+    }
+
+    /// Charges after `after_sequence`, at most `limit`, plus the high-water mark read first.
+    pub async fn list_charges(
+        &self,
+        tenant_id: &str,
+        filter: &ChargeFilter,
+        after_sequence: i64,
+        limit: i64,
+    ) -> Result<(Vec<ChargeEvent>, i64)> {
+        let hwm = self.high_water_mark(tenant_id).await?;
+        let events = dispatch!(
+            self.store,
+            read,
+            self::list(tenant_id, filter, after_sequence, limit)
+        )?;
+        Ok((events, hwm))
     }
 }

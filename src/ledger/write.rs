@@ -1,119 +1,28 @@
 //! Ledger writes: a vendor pull, pushed usage, or a re-rate, each in one transaction. The domain
 //! plans what changes (`domain::ledger`) and numbers the events (`domain::ledger_append`); this
 //! runs the plan against a [`LedgerTx`], the transaction's statements on one connection (see
-//! `ledger_tx` for Diesel and the lock order, `pg_ledger` for PostgreSQL COPY): lines first,
-//! then, under the tenant's ledger lock, the events.
+//! `tx` for the lock order, `diesel_tx` for Diesel, `copy` for PostgreSQL COPY): lines first,
+//! then, under the tenant's ledger lock, the events and what follows them (`finish`).
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
 use chrono_tz::Tz;
 use futures::future::BoxFuture;
 
-use super::ledger_tx::{Access, DieselLedger, LedgerTx};
-use super::{Backend, Store};
+use super::Ledger;
+use super::pricing_cache::{PricingCache, pricing};
+use super::tx::{Access, LedgerTx};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ledger::{
-    LedgerLine, LedgerPlan, NewChargeEvent, RatingContext, keyed_by, plan_keyed, plan_pull,
+    IngestSummary, LedgerLine, LedgerPlan, NewChargeEvent, keyed_by, plan_keyed, plan_pull,
     plan_rerate,
 };
-use crate::domain::ledger_append::{Appended, Appender};
+use crate::domain::ledger_append::{Appended, Appender, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap, LineKeySet};
-use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
-use crate::domain::pricing::{FxRate, PriceRule};
-use crate::domain::rating::{Chargee, PriceBook};
-use crate::domain::usage::UsageLine;
-use crate::domain::vendor::Vendor;
-use crate::vendors::Pull;
-
-/// What a ledger write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IngestSummary {
-    /// Usage lines inserted or changed.
-    pub lines_written: usize,
-    /// Charge events appended.
-    pub events_appended: usize,
-    /// The tenant's sequence after the write, when events were appended.
-    pub last_sequence: Option<i64>,
-}
-
-/// Prices and links of one tenant: everything rating reads besides the line and its account.
-pub struct TenantPricing {
-    pub(crate) rules: Vec<PriceRule>,
-    pub(crate) fx: Vec<FxRate>,
-    /// (vendor, vendor account id) -> linked customer.
-    pub(crate) chargees: HashMap<Vendor, HashMap<String, Chargee>>,
-    pub(crate) currencies: HashMap<String, Currency>,
-    /// Customers' time zones, which decide the day a charge's daily total falls on.
-    pub(crate) zones: Arc<HashMap<String, Tz>>,
-}
-
-impl TenantPricing {
-    fn context<'a>(
-        &'a self,
-        account: &'a PartnerAccount,
-        empty: &'a HashMap<String, Chargee>,
-    ) -> RatingContext<'a> {
-        RatingContext {
-            partner_account_id: &account.id,
-            line_key_prefix: account.line_key_prefix,
-            vendor: account.spec.vendor,
-            partner_discount_rate: account.spec.partner_discount_rate,
-            chargees: self.chargees.get(&account.spec.vendor).unwrap_or(empty),
-            chargee_currencies: &self.currencies,
-            prices: PriceBook {
-                rules: &self.rules,
-                fx: &self.fx,
-            },
-        }
-    }
-}
-
-/// Each tenant's pricing as last loaded, tagged with the tenant's pricing version (bumped by
-/// triggers on every change that can alter rating; see the `pricing_versions` migration). A
-/// ledger write reads the version, one short query, instead of reloading every rule, rate,
-/// customer and link of the tenant.
-#[derive(Default)]
-pub struct PricingCache(Mutex<HashMap<String, (i64, Arc<TenantPricing>)>>);
-
-impl PricingCache {
-    pub(crate) fn get(&self, tenant_id: &str, version: i64) -> Option<Arc<TenantPricing>> {
-        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match cached.get(tenant_id) {
-            Some((at, pricing)) if *at == version => Some(pricing.clone()),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn put(&self, tenant_id: &str, version: i64, pricing: Arc<TenantPricing>) {
-        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match cached.get(tenant_id) {
-            // A concurrent writer may already hold a newer version.
-            Some((at, _)) if *at > version => {}
-            _ => {
-                cached.insert(tenant_id.to_string(), (version, pricing));
-            }
-        }
-    }
-}
-
-/// The tenant's pricing, from `cache` while the tenant's pricing version has not moved. The
-/// version is read before anything is loaded, so a load is never tagged newer than its data.
-async fn pricing<T: LedgerTx>(
-    tx: &mut T,
-    cache: &PricingCache,
-    tenant_id: &str,
-) -> Result<Arc<TenantPricing>> {
-    let version = tx.pricing_version(tenant_id).await?;
-    if let Some(pricing) = cache.get(tenant_id, version) {
-        return Ok(pricing);
-    }
-    let pricing = Arc::new(tx.load_pricing(tenant_id).await?);
-    cache.put(tenant_id, version, pricing.clone());
-    Ok(pricing)
-}
+use crate::domain::usage::{Pull, UsageLine};
 
 /// One chunk of a ledger write: lines (each with whether its key is new, for which a plain
 /// insert suffices) and the events their changes imply.
@@ -198,8 +107,7 @@ where
 
 /// A backend's encoders (see [`LedgerTx`]) as plain functions, so the planner thread can own them.
 type EncodeLines<C> = fn(&str, Vec<(LedgerLine, bool)>, chrono::DateTime<Utc>) -> Result<C>;
-type EncodeEvents<C> =
-    fn(&str, Vec<crate::domain::ledger_append::NumberedEvent>, chrono::DateTime<Utc>) -> Result<C>;
+type EncodeEvents<C> = fn(&str, Vec<NumberedEvent>, chrono::DateTime<Utc>) -> Result<C>;
 
 /// Phase one of a ledger write, under the tenant's shared write lock and the row locks of the
 /// stored lines it read: `plan` yields one chunk's lines and events at a time; the lines are
@@ -281,7 +189,7 @@ where
     }
     let last = tx.lock_ledger(tenant_id).await?;
     let appended = append_events(tx, tenant_id, Appender::new(last, zones), events).await?;
-    tx.finish(tenant_id, &appended).await?;
+    finish(tx, tenant_id, &appended).await?;
     Ok(IngestSummary {
         lines_written,
         events_appended: appended.events,
@@ -315,7 +223,7 @@ fn chunks_of(
 }
 
 /// Records a pull that restates `[pull.start, pull.end)` for the partner account.
-pub(crate) async fn pull<T: LedgerTx>(
+async fn pull<T: LedgerTx>(
     tx: &mut T,
     cache: &PricingCache,
     tenant_id: &str,
@@ -327,13 +235,12 @@ pub(crate) async fn pull<T: LedgerTx>(
     let stored = tx
         .lines_in_window(tenant_id, account, pull.start, pull.end)
         .await?;
-    let empty = HashMap::new();
     let plan = plan_pull(
         &stored,
         pull.lines.clone(),
         pull.start,
         pull.end,
-        &pricing.context(account, &empty),
+        &pricing.context(account),
     );
     let stored = stored.into_keys().collect();
     write(
@@ -347,7 +254,7 @@ pub(crate) async fn pull<T: LedgerTx>(
 
 /// Records pushed lines: each replaces its key; nothing else is touched. A retry of a recorded
 /// request id writes nothing and answers `None`.
-pub(crate) async fn push<T: LedgerTx>(
+async fn push<T: LedgerTx>(
     tx: &mut T,
     cache: &PricingCache,
     tenant_id: &str,
@@ -375,8 +282,7 @@ pub(crate) async fn push<T: LedgerTx>(
             .iter()
             .filter_map(|(key, _)| stored.remove(key).map(|line| (*key, line)))
             .collect();
-        let empty = HashMap::new();
-        let plan = plan_keyed(&chunk_stored, chunk, &pricing.context(&account, &empty));
+        let plan = plan_keyed(&chunk_stored, chunk, &pricing.context(&account));
         Some(Ok(ChunkPlan::of(plan, &|key| {
             chunk_stored.contains_key(key)
         })))
@@ -386,7 +292,7 @@ pub(crate) async fn push<T: LedgerTx>(
 
 /// Re-rates live lines (only the unrated ones, after a link) against current prices. It follows
 /// a pricing change, so it loads the tenant's pricing afresh.
-pub(crate) async fn rerate<T: LedgerTx>(
+pub(super) async fn rerate<T: LedgerTx>(
     tx: &mut T,
     tenant_id: &str,
     only_unrated: bool,
@@ -408,7 +314,6 @@ pub(crate) async fn rerate<T: LedgerTx>(
             .or_default()
             .push(line);
     }
-    let empty = HashMap::new();
     let mut plan = LedgerPlan::default();
     let mut account_ids: Vec<&str> = by_account.keys().copied().collect();
     account_ids.sort_unstable();
@@ -416,10 +321,7 @@ pub(crate) async fn rerate<T: LedgerTx>(
         let Some(account) = accounts.get(id) else {
             continue;
         };
-        let part = plan_rerate(
-            by_account[id].iter().copied(),
-            &pricing.context(account, &empty),
-        );
+        let part = plan_rerate(by_account[id].iter().copied(), &pricing.context(account));
         plan.lines.extend(part.lines);
         plan.events.extend(part.events);
     }
@@ -455,36 +357,47 @@ fn line_keys(prefix: u32, partner_account_id: &str, lines: &[UsageLine]) -> Vec<
     })
 }
 
-/// Runs `$body` with `$tx` bound to a [`LedgerTx`] in a fresh transaction on the store's
+/// After the events of a write: its runs and daily totals and the new last sequence, the credit
+/// hook, and the notification that wakes every replica's feeds on commit.
+async fn finish<T: LedgerTx>(tx: &mut T, tenant_id: &str, appended: &Appended) -> Result<()> {
+    tx.write_appended(tenant_id, appended).await?;
+    super::credit::hook(tx, tenant_id, appended).await?;
+    tx.notify(
+        super::feed::LEDGER_CHANNEL,
+        &super::feed::notification(tenant_id, appended.last_sequence),
+    )
+    .await
+}
+
+/// Runs `$body` with `$tx` bound to a [`LedgerTx`] in a fresh transaction on the ledger's
 /// backend, committing when it returns `Ok`: PostgreSQL writes through COPY on a connection of
-/// the ledger pool, SQLite through Diesel on the single writer connection.
+/// the ledger's pool, SQLite through Diesel on the single writer connection.
 macro_rules! ledger_write {
-    ($store:expr, |$tx:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Postgres(pool) => {
-                let ledger = $store.pg_ledger.as_ref().ok_or_else(|| {
-                    Error::Internal("a PostgreSQL store without its ledger pool".into())
+    ($ledger:expr, |$tx:ident| $body:expr) => {
+        match $ledger.store.backend() {
+            crate::store::Backend::Postgres(pool) => {
+                let copy_pool = $ledger.copy_pool.as_ref().ok_or_else(|| {
+                    Error::Internal("a PostgreSQL ledger without its COPY pool".into())
                 })?;
-                super::pg_ledger::transaction(ledger, pool, async |$tx| $body).await
+                super::copy::transaction(copy_pool, pool, async |$tx| $body).await
             }
-            Backend::Sqlite { writer, .. } => {
-                let mut conn = super::checkout(writer).await?;
+            crate::store::Backend::Sqlite { writer, .. } => {
+                let mut conn = crate::store::checkout(writer).await?;
                 let result = conn
                     .immediate_transaction(async |conn| {
-                        let $tx = &mut DieselLedger::new(conn);
+                        let $tx = &mut super::diesel_tx::DieselLedger::new(conn);
                         $body
                     })
                     .await;
                 drop(conn);
-                // After commit (one process on SQLite): live feeds look at the ledger.
-                $store.feed.written();
+                $ledger.store.committed();
                 result
             }
         }
     };
 }
 
-impl Store {
+impl Ledger {
     pub async fn ingest_pull(
         &self,
         tenant_id: &str,
@@ -523,6 +436,8 @@ impl Store {
         })
     }
 
+    /// Re-rates every live line of the tenant (only the unrated ones when asked) at current
+    /// prices, in a transaction of its own.
     pub async fn rerate(&self, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
         ledger_write!(self, |tx| self::rerate(tx, tenant_id, only_unrated).await)
     }

@@ -7,8 +7,7 @@
 //! diesel-async keeps its tokio-postgres client private, so the ledger transaction runs on a
 //! connection of its own small pool, with its statements written out below. Everything else,
 //! including re-rates (which run inside the Diesel transaction that changed a price), stays on
-//! Diesel (`ledger_tx`).
-mod copy;
+//! Diesel (`diesel_tx`).
 mod credit;
 mod rows;
 
@@ -21,19 +20,21 @@ use rust_decimal::Decimal;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
+use super::diesel_tx::DieselLedger;
+use super::rows::{UsageLineRow, charge_event_columns, usage_line_columns};
+use super::tx::{Access, LedgerTx};
+use super::usage_lines::stored_lines;
+use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
-use crate::domain::ledger::LedgerLine;
+use crate::domain::ledger::{LedgerLine, TenantPricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
-use crate::store::ingest::TenantPricing;
-use crate::store::ledger_tx::{Access, DieselLedger, LedgerTx};
-use crate::store::usage_lines::{UsageLineRow, stored_lines};
-use rows::{LINE_COLUMNS, PgLines, copy_events_sql, copy_lines_sql, lines_of};
+use rows::{PgLines, lines_of};
 
 /// Opens ledger connections (plaintext, like the Diesel pool's).
-pub(crate) struct Connector {
+pub(super) struct Connector {
     config: tokio_postgres::Config,
 }
 
@@ -63,12 +64,12 @@ impl deadpool::managed::Manager for Connector {
     }
 }
 
-pub(crate) type LedgerPool = deadpool::managed::Pool<Connector>;
+pub(super) type LedgerPool = deadpool::managed::Pool<Connector>;
 
 /// Ledger writers of different tenants run side by side; one tenant's wait on its ledger lock.
 const LEDGER_CONNECTIONS: usize = 4;
 
-pub(crate) fn pool(url: &str, options: &crate::store::PoolOptions) -> Result<LedgerPool> {
+pub(super) fn pool(url: &str, options: &crate::store::PoolOptions) -> Result<LedgerPool> {
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| Error::Unavailable("database", format!("bad PostgreSQL URL: {e}")))?;
@@ -82,7 +83,7 @@ pub(crate) fn pool(url: &str, options: &crate::store::PoolOptions) -> Result<Led
 }
 
 /// Runs `work` in a transaction on a ledger connection; commits when it returns `Ok`.
-pub(crate) async fn transaction<R>(
+pub(super) async fn transaction<R>(
     ledger: &LedgerPool,
     readers: &deadpool::managed::Pool<
         diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>,
@@ -107,7 +108,7 @@ pub(crate) async fn transaction<R>(
 }
 
 /// One ledger transaction on a ledger connection.
-pub(crate) struct PgLedger {
+pub(super) struct PgLedger {
     client: Option<Object<Connector>>,
     /// Pricing and partner accounts are read through Diesel on another connection (read
     /// committed, as the transaction's own statements would see them).
@@ -126,15 +127,6 @@ impl Drop for PgLedger {
         {
             drop(Object::take(client));
         }
-    }
-}
-
-/// The tenant write lock of ledger writes: a transaction-scoped advisory lock on the tenant id
-/// ("mspg" in ASCII, then the id's hash), shared by pushes and pulls, exclusive for re-rates.
-pub(crate) fn tenant_lock_sql(access: Access) -> &'static str {
-    match access {
-        Access::Shared => "SELECT pg_advisory_xact_lock_shared(1836281959, hashtext($1))",
-        Access::Exclusive => "SELECT pg_advisory_xact_lock(1836281959, hashtext($1))",
     }
 }
 
@@ -164,7 +156,7 @@ impl LedgerTx for PgLedger {
 
     async fn enter(&mut self, tenant_id: &str, access: Access) -> Result<()> {
         self.client()?
-            .execute(tenant_lock_sql(access), &[&tenant_id])
+            .execute(access.postgres_lock_sql(), &[&tenant_id])
             .await?;
         Ok(())
     }
@@ -250,7 +242,7 @@ impl LedgerTx for PgLedger {
 
     async fn partner_accounts(&mut self, tenant_id: &str) -> Result<Vec<PartnerAccount>> {
         let mut conn = crate::store::checkout(&self.readers).await?;
-        crate::store::partner_accounts::pg::all(&mut conn, tenant_id).await
+        crate::store::pg_queries::partner_accounts::all(&mut conn, tenant_id).await
     }
 
     /// Most keys of a push are new and share a few account-and-hour groups: one statement finds
@@ -296,11 +288,7 @@ impl LedgerTx for PgLedger {
             "SELECT {} FROM unnest($1::bytea[]) AS wanted(line_key) \
              CROSS JOIN LATERAL (SELECT * FROM usage_lines \
                  WHERE usage_lines.line_key = wanted.line_key LIMIT 1 FOR UPDATE) AS line",
-            LINE_COLUMNS
-                .split(", ")
-                .map(|c| format!("line.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            usage_line_columns::columns_of("line")
         );
         let mut rows = Vec::new();
         for chunk in probe.chunks(LOOKUP_KEYS) {
@@ -322,9 +310,10 @@ impl LedgerTx for PgLedger {
             .client()?
             .query(
                 format!(
-                    "SELECT {LINE_COLUMNS} FROM usage_lines WHERE line_key >= $1 AND line_key < $2 \
+                    "SELECT {} FROM usage_lines WHERE line_key >= $1 AND line_key < $2 \
                      AND tenant_id = $3 AND partner_account_id = $4 \
-                     AND window_start >= $5 AND window_start < $6 ORDER BY line_key FOR UPDATE"
+                     AND window_start >= $5 AND window_start < $6 ORDER BY line_key FOR UPDATE",
+                    usage_line_columns::columns()
                 )
                 .as_str(),
                 &[
@@ -354,8 +343,9 @@ impl LedgerTx for PgLedger {
             .client()?
             .query(
                 format!(
-                    "SELECT {LINE_COLUMNS} FROM usage_lines WHERE tenant_id = $1 AND NOT removed \
-                     {filter} ORDER BY line_key"
+                    "SELECT {} FROM usage_lines WHERE tenant_id = $1 AND NOT removed \
+                     {filter} ORDER BY line_key",
+                    usage_line_columns::columns()
                 )
                 .as_str(),
                 &[&tenant_id],
@@ -385,7 +375,7 @@ impl LedgerTx for PgLedger {
 
     async fn write_lines(&mut self, lines: PgLines) -> Result<()> {
         if let Some(data) = lines.new_lines {
-            self.copy_in(&copy_lines_sql(), data).await?;
+            self.copy_in(usage_line_columns::copy_sql(), data).await?;
         }
         rows::upsert_lines(
             self.client()?,
@@ -397,10 +387,10 @@ impl LedgerTx for PgLedger {
     }
 
     async fn write_events(&mut self, events: Bytes) -> Result<()> {
-        self.copy_in(&copy_events_sql(), events).await
+        self.copy_in(charge_event_columns::copy_sql(), events).await
     }
 
-    async fn finish(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
+    async fn write_appended(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
         let client = self.client()?;
         let run_customers: Vec<&str> = appended
             .runs
@@ -452,16 +442,32 @@ impl LedgerTx for PgLedger {
                 &last,
             ),
         )?;
-        credit::hook(client, tenant_id, appended).await?;
-        // Delivered on commit to every replica's feed listener (see store::feed).
-        client
-            .execute(
-                "SELECT pg_notify($1, $2)",
-                &[
-                    &crate::store::feed::LEDGER_CHANNEL,
-                    &format!("{tenant_id}:{}", appended.last_sequence),
-                ],
-            )
+        Ok(())
+    }
+
+    async fn credit_inputs(
+        &mut self,
+        tenant_id: &str,
+        customer_ids: &[&str],
+    ) -> Result<CreditInputs> {
+        credit::inputs(self.client()?, tenant_id, customer_ids).await
+    }
+
+    async fn write_exposure(&mut self, tenant_id: &str, updates: &[ExposureUpdate]) -> Result<()> {
+        credit::write_exposure(self.client()?, tenant_id, updates).await
+    }
+
+    async fn append_credit_events(
+        &mut self,
+        tenant_id: &str,
+        events: &[CreditEvent],
+    ) -> Result<i64> {
+        credit::append_events(self.client()?, tenant_id, events).await
+    }
+
+    async fn notify(&mut self, channel: &str, payload: &str) -> Result<()> {
+        self.client()?
+            .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
             .await?;
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! The credit hook of a PostgreSQL ledger write (see `store::credit`): exposure moves with the
-//! ledger, and crossings become credit events numbered by the tenant's credit sequence.
+//! The credit records a PostgreSQL ledger write touches (see `ledger::credit` for the hook and
+//! `store::credit` for the records), on the ledger's tokio-postgres connection.
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -7,25 +7,15 @@ use rust_decimal::Decimal;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::domain::error::Result;
-use crate::domain::ledger_append::Appended;
-use crate::store::batch::UPSERT_CREDIT_EXPOSURE_PG;
-use crate::store::credit::{
-    CreditDefaults, CreditEvent, CreditInputs, State, assess, parse_currency,
+use crate::domain::credit::{
+    CreditDefaults, CreditEvent, CreditInputs, CreditState, ExposureUpdate, encode_percents,
 };
-use crate::store::sql_types::DbDecimal;
+use crate::domain::error::Result;
+use crate::domain::money::Currency;
+use crate::store::credit::UPSERT_EXPOSURE_PG;
 
-/// The credit hook: exposure moves with the ledger, crossings become credit events.
-pub(super) async fn hook(client: &Client, tenant_id: &str, appended: &Appended) -> Result<()> {
-    let deltas: Vec<(String, Decimal)> = appended
-        .exposure
-        .iter()
-        .map(|(id, sum)| (id.clone(), *sum))
-        .collect();
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = deltas.iter().map(|(id, _)| id.as_str()).collect();
+/// The credit limits, states and defaults of the customers among `ids`, read side by side.
+pub(super) async fn inputs(client: &Client, tenant_id: &str, ids: &[&str]) -> Result<CreditInputs> {
     let (by_id, by_tenant): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
         ([&ids], [&tenant_id, &ids]);
     let (limits, states, defaults) = futures::try_join!(
@@ -48,7 +38,7 @@ pub(super) async fn hook(client: &Client, tenant_id: &str, appended: &Appended) 
         limits: HashMap::with_capacity(limits.len()),
         states: HashMap::with_capacity(states.len()),
         defaults: match defaults {
-            Some(row) => CreditDefaults::from_row(row.try_get(0)?, row.try_get(1)?)?,
+            Some(row) => CreditDefaults::decode(row.try_get(0)?, row.try_get(1)?)?,
             None => CreditDefaults::default(),
         },
     };
@@ -57,39 +47,55 @@ pub(super) async fn hook(client: &Client, tenant_id: &str, appended: &Appended) 
             continue;
         }
         let limit: Decimal = row.try_get(2)?;
-        inputs
-            .limits
-            .insert(row.try_get(0)?, (limit, parse_currency(row.try_get(3)?)?));
+        inputs.limits.insert(
+            row.try_get(0)?,
+            (limit, Currency::from_stored(row.try_get(3)?)?),
+        );
     }
     for row in states {
-        let (id, state) = State::from_row((
-            row.try_get(0)?,
+        let id: String = row.try_get(0)?;
+        let state = CreditState::decode(
+            &id,
             row.try_get(1)?,
             row.try_get(2)?,
-            DbDecimal(row.try_get(3)?),
-            DbDecimal(row.try_get(4)?),
+            row.try_get(3)?,
+            row.try_get(4)?,
             row.try_get(5)?,
-        ))?;
+        )?;
         inputs.states.insert(id, state);
     }
-    let (exposure, events) = assess(&deltas, inputs, appended.last_sequence)?;
-    let ids: Vec<&str> = exposure.iter().map(|r| r.customer_id.as_str()).collect();
-    let open: Vec<Decimal> = exposure.iter().map(|r| r.open_charges).collect();
-    let crossed: Vec<&str> = exposure.iter().map(|r| r.crossed.as_str()).collect();
+    Ok(inputs)
+}
+
+pub(super) async fn write_exposure(
+    client: &Client,
+    tenant_id: &str,
+    updates: &[ExposureUpdate],
+) -> Result<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = updates.iter().map(|u| u.customer_id.as_str()).collect();
+    let open: Vec<Decimal> = updates.iter().map(|u| u.open_charges).collect();
+    let crossed: Vec<String> = updates
+        .iter()
+        .map(|u| encode_percents(&u.crossed))
+        .collect();
     client
         .execute(
-            UPSERT_CREDIT_EXPOSURE_PG,
+            UPSERT_EXPOSURE_PG,
             &[&tenant_id, &ids, &open, &Utc::now(), &crossed],
         )
         .await?;
-    append_events(client, tenant_id, &events).await
+    Ok(())
 }
 
-/// Numbers and appends credit events with the tenant's credit sequence.
-async fn append_events(client: &Client, tenant_id: &str, events: &[CreditEvent]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
+/// Numbers and appends credit events with the tenant's credit sequence; the last one.
+pub(super) async fn append_events(
+    client: &Client,
+    tenant_id: &str,
+    events: &[CreditEvent],
+) -> Result<i64> {
     let count = events.len() as i64;
     client
         .execute(
@@ -141,14 +147,5 @@ async fn append_events(client: &Client, tenant_id: &str, events: &[CreditEvent])
             ],
         )
         .await?;
-    client
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[
-                &crate::store::feed::CREDIT_CHANNEL,
-                &format!("{tenant_id}:{last}"),
-            ],
-        )
-        .await?;
-    Ok(())
+    Ok(last)
 }

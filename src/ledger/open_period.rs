@@ -1,4 +1,5 @@
-//! Reads of the charge ledger for the API: pages of charges and a customer's open period.
+//! A customer's open period: its charges so far by vendor, service and meter, read from the
+//! daily totals the ledger keeps (never by scanning charge events).
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -6,40 +7,18 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
-use super::charges::{ChargeEvent, ChargeFilter};
-use super::schema::{charge_totals, customers};
-use super::sql_types::DbDecimal;
-use super::{Store, dispatch, for_each_backend};
-use crate::domain::access::Principal;
+use super::{Ledger, ledger_backends};
+use crate::domain::charges::{OpenLineItem, OpenPeriod};
 use crate::domain::customer::BillingCycle;
 use crate::domain::error::{Error, Result};
 use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
 use crate::domain::vendor::Vendor;
+use crate::store::dispatch;
+use crate::store::schema::{charge_totals, customers};
+use crate::store::sql_types::DbDecimal;
 
-/// One aggregated line of a customer's open period.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenLineItem {
-    pub vendor: Vendor,
-    pub service: String,
-    pub meter: String,
-    pub amount: Decimal,
-    pub quantity: Decimal,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenPeriod {
-    pub customer_id: String,
-    pub period_start: DateTime<Utc>,
-    pub period_end: DateTime<Utc>,
-    pub currency: Currency,
-    pub items: Vec<OpenLineItem>,
-    /// Exact sum of `items`, which is the sum of the period's charge events.
-    pub total: Decimal,
-    pub as_of_sequence: i64,
-}
-
-for_each_backend! {
+ledger_backends! {
     pub async fn open_period(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<OpenPeriod> {
         conn.transaction(async |conn| {
             if IS_POSTGRES {
@@ -55,8 +34,7 @@ for_each_backend! {
                 .optional()?
                 .ok_or_else(|| Error::not_found("customer", customer_id))?;
             let cycle: BillingCycle = cycle.parse().map_err(Error::Internal)?;
-            let currency = Currency::parse("billing_currency", &currency)
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let currency = Currency::from_stored(&currency)?;
             let (start, end) = crate::domain::period::containing(cycle, &time_zone, now)?;
             // Periods start at midnight in the customer's time zone: whole days of its totals.
             let zone: chrono_tz::Tz = time_zone
@@ -108,36 +86,17 @@ for_each_backend! {
     }
 }
 
-impl Store {
-    /// Charges after `after_sequence`, at most `limit`, plus the high-water mark read first.
-    pub async fn list_charges(
-        &self,
-        principal: &Principal,
-        filter: &ChargeFilter,
-        after_sequence: i64,
-        limit: i64,
-    ) -> Result<(Vec<ChargeEvent>, i64)> {
-        let tenant_id = principal.tenant_id.as_str();
-        let hwm = dispatch!(self, read, charges::high_water_mark(tenant_id))?;
-        let events = dispatch!(
-            self,
-            read,
-            charges::list(tenant_id, filter, after_sequence, limit)
-        )?;
-        Ok((events, hwm))
-    }
-
+impl Ledger {
     pub async fn open_period(
         &self,
-        principal: &Principal,
+        tenant_id: &str,
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<OpenPeriod> {
-        principal.require_customer(customer_id)?;
         dispatch!(
-            self,
+            self.store,
             read,
-            charge_views::open_period(&principal.tenant_id, customer_id, now)
+            self::open_period(tenant_id, customer_id, now)
         )
     }
 }

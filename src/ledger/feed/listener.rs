@@ -1,23 +1,29 @@
 //! PostgreSQL LISTEN for the charge feeds: one connection per gateway process receives the
-//! notifications every replica's ledger writes send on commit, and wakes this process's feeds.
-//! On connection loss it reconnects with back-off and then wakes every feed, which re-reads the
-//! database (so nothing committed while it was away is missed). A periodic ping notices a
-//! connection that died silently.
+//! notifications every replica's ledger writes send on commit, and hands them to the feeds.
+//! On connection loss it reconnects with back-off and then says so (`reconnected`), so the
+//! feeds re-read the database and nothing committed while it was away is missed. A periodic
+//! ping notices a connection that died silently.
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures::StreamExt;
 
-use super::feed::{CREDIT_CHANNEL, LEDGER_CHANNEL, LedgerHub};
-
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-pub(crate) fn spawn(url: String, hub: LedgerHub) {
+/// Listens on `channels` at `url` for as long as the process runs: `notified(channel,
+/// payload)` for each notification, `reconnected()` each time the connection is (re)made.
+pub(super) fn spawn(
+    url: String,
+    channels: &[&str],
+    notified: impl Fn(&str, &str) + Send + Sync + 'static,
+    reconnected: impl Fn() + Send + Sync + 'static,
+) {
+    let listen_sql: String = channels.iter().map(|c| format!("LISTEN {c}; ")).collect();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match listen(&url, &hub).await {
+            match listen(&url, &listen_sql, &notified, &reconnected).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(error) => {
                     tracing::warn!(%error, "ledger notification listener lost its connection; reconnecting");
@@ -30,17 +36,20 @@ pub(crate) fn spawn(url: String, hub: LedgerHub) {
 }
 
 /// Listens until the connection fails.
-async fn listen(url: &str, hub: &LedgerHub) -> Result<(), String> {
+async fn listen(
+    url: &str,
+    listen_sql: &str,
+    notified: &impl Fn(&str, &str),
+    reconnected: &impl Fn(),
+) -> Result<(), String> {
     let mut conn = AsyncPgConnection::establish(url)
         .await
         .map_err(|e| e.to_string())?;
-    conn.batch_execute(&format!(
-        "LISTEN {LEDGER_CHANNEL}; LISTEN {CREDIT_CHANNEL};"
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
+    conn.batch_execute(listen_sql)
+        .await
+        .map_err(|e| e.to_string())?;
     // Anything committed before LISTEN took effect is picked up by re-reading.
-    hub.wake_all();
+    reconnected();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     loop {
@@ -52,7 +61,7 @@ async fn listen(url: &str, hub: &LedgerHub) -> Result<(), String> {
             }
         };
         match notification {
-            Some(Some(Ok(n))) => hub.notified(&n.channel, &n.payload),
+            Some(Some(Ok(n))) => notified(&n.channel, &n.payload),
             Some(Some(Err(e))) => return Err(e.to_string()),
             Some(None) => return Err("notification stream ended".into()),
             None => conn

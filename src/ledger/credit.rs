@@ -1,0 +1,212 @@
+//! Credit control in step with the ledger: each customer's exposure moves inside the appending
+//! transaction, and every threshold crossing appends a credit event numbered by its own
+//! per-tenant gap-free sequence in the same transaction. An event is therefore never lost and
+//! never duplicated, and exposure, crossings and charges always agree. The rules are
+//! `domain::credit`; the records `store::credit`.
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+
+use super::diesel_tx::DieselLedger;
+use super::tx::LedgerTx;
+use super::{Ledger, ledger_backends};
+use crate::domain::credit::{
+    CreditDefaults, CreditPosition, CreditSettings, CreditSettingsPatch, RUN_RATE_DAYS, assess,
+    forecast,
+};
+use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::ledger_append::{Appended, usage_date};
+use crate::store::dispatch;
+use crate::store::schema::{charge_totals, customers};
+use crate::store::sql_types::DbDecimal;
+
+/// The credit hook of a ledger write that appended events: exposure moves by each customer's
+/// delta, and crossings become credit events.
+pub(super) async fn hook<T: LedgerTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    appended: &Appended,
+) -> Result<()> {
+    let deltas: Vec<(String, Decimal)> = appended
+        .exposure
+        .iter()
+        .map(|(id, sum)| (id.clone(), *sum))
+        .collect();
+    evaluate(tx, tenant_id, &deltas, appended.last_sequence).await
+}
+
+/// Moves each customer's open charges by its delta, then re-evaluates its thresholds and
+/// records the crossings, caused by the write that ended at `ledger_sequence`. Callers hold the
+/// tenant's ledger lock.
+async fn evaluate<T: LedgerTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    deltas: &[(String, Decimal)],
+    ledger_sequence: i64,
+) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = deltas.iter().map(|(id, _)| id.as_str()).collect();
+    let inputs = tx.credit_inputs(tenant_id, &ids).await?;
+    let (exposure, events) = assess(deltas, inputs, ledger_sequence)?;
+    // One statement for every touched customer (a ledger write may touch thousands).
+    tx.write_exposure(tenant_id, &exposure).await?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let last = tx.append_credit_events(tenant_id, &events).await?;
+    tx.notify(
+        super::feed::CREDIT_CHANNEL,
+        &super::feed::notification(tenant_id, last),
+    )
+    .await
+}
+
+ledger_backends! {
+    use super::evaluate;
+
+    /// Re-evaluates customers (their exposure unchanged) after their settings moved: takes the
+    /// ledger lock so the crossings are numbered in order with every write's.
+    pub async fn reevaluate(conn: &mut Conn, tenant_id: &str, customer_ids: Vec<String>) -> Result<()> {
+        let hwm = q::charges::lock_ledger(conn, tenant_id).await?;
+        let deltas: Vec<(String, Decimal)> = customer_ids.into_iter().map(|id| (id, Decimal::ZERO)).collect();
+        evaluate(&mut DieselLedger::new(conn), tenant_id, &deltas, hwm).await
+    }
+
+    /// Changes a customer's settings; a retry of a recorded request id answers its settings
+    /// without changing them.
+    pub async fn update_settings(conn: &mut Conn, tenant_id: &str, customer_id: &str, patch: &CreditSettingsPatch, request: &IdempotencyKey) -> Result<CreditSettings> {
+        conn.transaction(async |conn| {
+            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, customer_id).await? {
+                return q::credit::settings(conn, tenant_id, &resource_id).await;
+            }
+            q::charges::lock_ledger(conn, tenant_id).await?;
+            let ids = [customer_id];
+            if !q::credit::limits(conn, tenant_id, &ids).await?.contains_key(customer_id) {
+                return Err(Error::not_found("customer", customer_id));
+            }
+            if let Some(limit) = patch.credit_limit {
+                q::credit::set_limit(conn, tenant_id, customer_id, limit).await?;
+            }
+            let mut state = q::credit::states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_default();
+            if let Some(thresholds) = &patch.thresholds {
+                state.thresholds = thresholds.clone();
+            }
+            if let Some(policy) = patch.policy {
+                state.policy = policy;
+            }
+            q::credit::write_state(conn, tenant_id, customer_id, &state).await?;
+            reevaluate(conn, tenant_id, vec![customer_id.to_string()]).await?;
+            q::credit::settings(conn, tenant_id, customer_id).await
+        })
+        .await
+    }
+
+    /// Replaces the tenant's defaults and re-evaluates the customers that inherit them. A retry
+    /// of a recorded request id answers the defaults without changing them.
+    pub async fn update_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults, request: &IdempotencyKey) -> Result<CreditDefaults> {
+        conn.transaction(async |conn| {
+            if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, tenant_id).await? {
+                return q::credit::defaults(conn, tenant_id).await;
+            }
+            q::charges::lock_ledger(conn, tenant_id).await?;
+            q::credit::write_defaults(conn, tenant_id, new).await?;
+            let inheriting = q::credit::inheriting_defaults(conn, tenant_id).await?;
+            reevaluate(conn, tenant_id, inheriting).await?;
+            q::credit::defaults(conn, tenant_id).await
+        })
+        .await
+    }
+
+    pub async fn position(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<CreditPosition> {
+        conn.transaction(async |conn| {
+            if IS_POSTGRES {
+                // One snapshot for the figures and the sequence they include.
+                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn).await?;
+            }
+            let as_of_sequence = q::charges::high_water_mark(conn, tenant_id).await?;
+            let settings = q::credit::settings(conn, tenant_id, customer_id).await?;
+            let state = q::credit::states(conn, tenant_id, &[customer_id]).await?.remove(customer_id).unwrap_or_default();
+            // By usage day in the customer's time zone: today and the days before it.
+            let zone: String = customers::table
+                .filter(customers::tenant_id.eq(tenant_id))
+                .filter(customers::id.eq(customer_id))
+                .select(customers::time_zone)
+                .first(conn)
+                .await?;
+            let zone: chrono_tz::Tz = zone
+                .parse()
+                .map_err(|_| Error::Internal(format!("stored time zone {zone:?} is unknown")))?;
+            let today = usage_date(now, zone);
+            let recent: Vec<DbDecimal> = charge_totals::table
+                .filter(charge_totals::tenant_id.eq(tenant_id))
+                .filter(charge_totals::customer_id.eq(customer_id))
+                .filter(charge_totals::usage_date.between(today - Duration::days(RUN_RATE_DAYS - 1), today))
+                .select(charge_totals::amount)
+                .load(conn)
+                .await?;
+            let recent: Decimal = recent.into_iter().map(|d| d.0).sum();
+            let exposure = state.open_charges + state.unpaid_invoices;
+            let crossed = state.crossed.iter().copied().filter(|p| settings.thresholds.percents().contains(p)).collect();
+            Ok(CreditPosition {
+                customer_id: customer_id.to_string(),
+                currency: settings.currency,
+                credit_limit: settings.credit_limit,
+                open_charges: state.open_charges,
+                unpaid_invoices: state.unpaid_invoices,
+                exposure,
+                headroom: settings.credit_limit - exposure,
+                crossed,
+                policy: settings.policy,
+                forecast: forecast(exposure, settings.credit_limit, recent, now),
+                as_of_sequence,
+            })
+        })
+        .await
+    }
+}
+
+impl Ledger {
+    pub async fn update_credit_defaults(
+        &self,
+        tenant_id: &str,
+        new: &CreditDefaults,
+        request: &IdempotencyKey,
+    ) -> Result<CreditDefaults> {
+        dispatch!(
+            self.store,
+            write,
+            self::update_defaults(tenant_id, new, request)
+        )
+    }
+
+    pub async fn update_credit_settings(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        patch: &CreditSettingsPatch,
+        request: &IdempotencyKey,
+    ) -> Result<CreditSettings> {
+        dispatch!(
+            self.store,
+            write,
+            self::update_settings(tenant_id, customer_id, patch, request)
+        )
+    }
+
+    pub async fn credit_position(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CreditPosition> {
+        dispatch!(
+            self.store,
+            read,
+            self::position(tenant_id, customer_id, now)
+        )
+    }
+}
