@@ -14,6 +14,8 @@ pub mod invoice_number;
 mod invoice_properties;
 pub mod invoice_selection;
 pub mod invoice_settings;
+#[cfg(test)]
+mod invoice_tests;
 pub mod ledger;
 pub mod ledger_append;
 #[cfg(test)]
