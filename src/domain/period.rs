@@ -94,6 +94,9 @@ impl BillingTerms {
 
     /// The period of these terms whose local days include `at`'s local date.
     pub fn period_containing(&self, at: DateTime<Utc>) -> Result<Period> {
+        if !SUPPORTED_YEARS.contains(&at.year()) {
+            return Err(out_of_range(at));
+        }
         let (first_day, end_day) = self.days_containing(local_date(at, self.time_zone))?;
         Ok(Period {
             start: start_of_day(self.time_zone, first_day).ok_or_else(|| out_of_range(at))?,
@@ -127,6 +130,10 @@ impl BillingTerms {
         NaiveDate::from_ymd_opt(year, month, day)
     }
 }
+
+/// Years of the instants periods are computed around (those of a protobuf Timestamp); chrono
+/// panics on local times beyond its own range, which starts a few days outside this one.
+const SUPPORTED_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
 fn cycle_months(cycle: BillingCycle) -> i64 {
     match cycle {

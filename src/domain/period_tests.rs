@@ -336,6 +336,19 @@ fn a_time_zone_change_also_waits_for_the_boundary() {
     // From London's midnight to Kolkata's next one.
     assert_bounds(&april, utc(2026, 3, 31, 23, 0), utc(2026, 4, 30, 18, 30));
     assert_eq!(april.time_zone().name(), "Asia/Kolkata");
+    // Moving west leaves a stub from Kolkata's midnight to London's, hours later.
+    let mut west = BillingSchedule::new(calendar(Monthly, "Asia/Kolkata"));
+    let effective = west
+        .change_terms(utc(2026, 3, 10, 0, 0), calendar(Monthly, "Europe/London"))
+        .unwrap();
+    assert_eq!(effective, utc(2026, 3, 31, 18, 30));
+    let stub = west.period_containing(effective).unwrap();
+    assert_bounds(&stub, utc(2026, 3, 31, 18, 30), utc(2026, 3, 31, 23, 0));
+    assert_bounds(
+        &west.next(&stub).unwrap(),
+        utc(2026, 3, 31, 23, 0),
+        utc(2026, 4, 30, 23, 0),
+    );
 }
 
 #[test]
@@ -591,6 +604,25 @@ proptest! {
             let next = schedule.next(&p).unwrap();
             prop_assert_eq!(next.start, p.end);
             prop_assert_eq!(schedule.previous(&next).unwrap(), p);
+        }
+    }
+}
+
+#[test]
+fn extreme_instants_are_errors_not_panics() {
+    for z in ZONES {
+        for cycle in [Monthly, Quarterly, Annual] {
+            let schedule = BillingSchedule::new(anchored(cycle, z, 12, 31));
+            for at in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+                if let Ok(p) = schedule.period_containing(at) {
+                    assert!(p.contains(at), "{p} {at}");
+                }
+                let named = schedule.period_starting_at("period_start", at);
+                assert!(
+                    matches!(named, Ok(_) | Err(Error::InvalidArgument(_))),
+                    "{named:?}"
+                );
+            }
         }
     }
 }
