@@ -20,7 +20,9 @@ use super::invoice::{
     PriorInvoice, assemble, close_invoice,
 };
 use super::invoice_number::format_invoice_number;
-use super::invoice_selection::{ClosePoint, is_open, on_invoice, open_from_sequence};
+use super::invoice_selection::{
+    ClosePoint, FIRST_SEQUENCE, is_open, on_invoice, open_from_sequence,
+};
 use super::money::Currency;
 use super::period::{BillingAnchor, BillingTerms, Period};
 use super::period_close::next_period_to_close;
@@ -364,7 +366,7 @@ fn close_next(
         book.billed_by.insert(c.sequence, close_index);
     }
     // The charges the store would read: from the previous close's open_from_sequence on.
-    let read_from = book.closes.last().map_or(1, |c| c.open_from);
+    let read_from = book.closes.last().map_or(FIRST_SEQUENCE, |c| c.open_from);
     let on_this: Vec<&InvoiceCharge> = mine
         .iter()
         .filter(|c| {
