@@ -2,12 +2,21 @@
 //! is, who may do what, and the errors callers see.
 pub mod access;
 pub mod aws_settings;
+pub mod billing_schedule;
 pub mod charges;
 pub mod credit;
 pub mod customer;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod invoice;
+pub mod invoice_number;
+#[cfg(test)]
+mod invoice_properties;
+pub mod invoice_selection;
+pub mod invoice_settings;
+#[cfg(test)]
+mod invoice_tests;
 pub mod ledger;
 pub mod ledger_append;
 #[cfg(test)]
@@ -16,11 +25,16 @@ pub mod line_key;
 pub mod money;
 pub mod paging;
 pub mod partner_account;
+pub mod payment;
 pub mod period;
+pub mod period_close;
+#[cfg(test)]
+mod period_tests;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]
 mod rating_tests;
+pub mod rounding;
 pub mod tenant;
 pub mod text;
 pub mod usage;
