@@ -20,6 +20,8 @@ pub mod pricing;
 pub mod rating;
 #[cfg(test)]
 mod rating_tests;
+pub mod service_action;
+pub mod service_control;
 pub mod tenant;
 pub mod text;
 pub mod usage;

@@ -94,11 +94,9 @@ pub(crate) fn classify_response(code: Option<&str>, status: u16, message: Option
 /// Exponential back-off with jitter: before retry `n` (0-based) wait between half and all of
 /// `min(max_delay, base_delay * 2^n)`, so clients throttled together spread out.
 pub(crate) fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
-    let ceiling = policy
-        .base_delay
-        .saturating_mul(2u32.saturating_pow(retry.min(31)))
-        .min(policy.max_delay);
-    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+    policy
+        .delay(retry)
+        .mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub use crate::domain::aws_settings::{
     AwsSettings, CostMetric, DEFAULT_REQUEST_BUDGET, Granularity, MeterMode,
 };
 use crate::domain::partner_account::PartnerAccountSpec;
+pub use crate::domain::service_action::RetryPolicy;
 use crate::vendors::VendorError;
 
 /// Cost Explorer's home region: the API is global and served from us-east-1.
@@ -49,7 +50,7 @@ impl AwsCostExplorerConfig {
             cost_metric: CostMetric::default(),
             meter_mode: MeterMode::default(),
             request_budget: DEFAULT_REQUEST_BUDGET,
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_RETRY,
             attempt_timeout: Duration::from_secs(60),
         }
     }
@@ -77,26 +78,14 @@ impl Granularity {
     }
 }
 
-/// The connector's own retry policy for throttling, 5xx and network failures; the SDK's
-/// retries are off so this is the only one, and every attempt is counted against the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included (at least 1).
-    pub max_attempts: u32,
-    /// The first back-off; each retry doubles it, up to `max_delay`, with jitter.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
+/// The connector's own retries of throttling, 5xx and network failures (the SDK's retries are
+/// off so this is the only one, and every attempt is counted against the budget): 5 attempts,
+/// waits from 1 s doubling up to 30 s, with jitter.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base_delay: Duration::from_secs(1),
+    max_delay: Duration::from_secs(30),
+};
 
 /// An access key pair. Debug never prints the secret parts.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
