@@ -15,6 +15,7 @@ mod migrations;
 mod partner_accounts;
 mod partner_center_emulator;
 mod server;
+mod service_control;
 mod sqlite_wal;
 mod usage;
 mod validation;

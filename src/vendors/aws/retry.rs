@@ -1,8 +1,8 @@
-//! Which Cost Explorer failures are worth another attempt, and how long to wait before it.
+//! Which AWS failures (Cost Explorer's, Organizations') are worth another attempt, and how long to
+//! wait before it.
 use std::time::Duration;
 
 use aws_sdk_costexplorer::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_costexplorer::operation::get_cost_and_usage::GetCostAndUsageError;
 use rand::Rng;
 
 use super::settings::RetryPolicy;
@@ -39,7 +39,11 @@ const CREDENTIAL_CODES: &[&str] = &[
     "MissingAuthenticationTokenException",
 ];
 
-pub(crate) fn classify(error: &SdkError<GetCostAndUsageError>) -> Verdict {
+/// Classifies a failed call of any AWS SDK operation (Cost Explorer's, Organizations').
+pub(crate) fn classify<E>(error: &SdkError<E>) -> Verdict
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     match error {
         SdkError::ServiceError(context) => {
             let err = context.err();

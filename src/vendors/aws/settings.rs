@@ -2,6 +2,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_costexplorer::config::SharedCredentialsProvider;
 use aws_sdk_costexplorer::types::Granularity as SdkGranularity;
 
 pub use crate::domain::aws_settings::{
@@ -9,7 +12,7 @@ pub use crate::domain::aws_settings::{
 };
 use crate::domain::partner_account::PartnerAccountSpec;
 pub use crate::domain::service_action::RetryPolicy;
-use crate::vendors::VendorError;
+use crate::vendors::{VendorError, credentials};
 
 /// Cost Explorer's home region: the API is global and served from us-east-1.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -86,6 +89,33 @@ pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
     base_delay: Duration::from_secs(1),
     max_delay: Duration::from_secs(30),
 };
+
+/// What every AWS SDK client of the gateway is built from: the static credentials behind
+/// `credentials_ref` (resolved and parsed now, so a bad reference fails when the client is
+/// built), the SDK's own retries off (the callers retry, and count, themselves), a limit per
+/// HTTP attempt, and an optional endpoint override.
+pub(crate) fn sdk_config(
+    credentials_ref: &str,
+    region: &str,
+    endpoint_url: Option<&str>,
+    attempt_timeout: Duration,
+) -> Result<aws_config::SdkConfig, VendorError> {
+    let credentials = StaticCredentials::parse(&credentials::resolve(credentials_ref)?)?;
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(credentials.into_sdk()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        );
+    if let Some(url) = endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(builder.build())
+}
 
 /// An access key pair. Debug never prints the secret parts.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
