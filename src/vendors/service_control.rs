@@ -10,6 +10,9 @@
 //! reason. Adapters retry quick transient faults themselves a few times first.
 //!
 //! [`Change::AlreadyInState`]: crate::domain::service_control::Change::AlreadyInState
+use rand::Rng;
+
+use crate::domain::service_action::RetryPolicy;
 use crate::domain::service_control::{
     ControlError, ControlReport, ControlTarget, EnrollmentOrder, EnrollmentProgress,
 };
@@ -53,4 +56,24 @@ pub fn wrong_vendor(adapter: Vendor, target: &ControlTarget) -> ControlError {
     ControlError::permanent(format!(
         "{target} is not a {adapter} account; it belongs to another partner account's vendor"
     ))
+}
+
+/// An adapter's in-call retry: waits before the next attempt after `attempts` attempts, the last
+/// failing with `error`, or hands the error back when `policy` gives up (a permanent fault, or
+/// the attempts are spent).
+pub async fn back_off(
+    policy: &RetryPolicy,
+    attempts: u32,
+    error: ControlError,
+    what: &str,
+) -> ControlResult<()> {
+    let jitter: f64 = rand::rng().random();
+    match policy.next_attempt(attempts, &error, jitter) {
+        Some(wait) => {
+            tracing::warn!(attempts, ?wait, %error, "{what} failed; retrying");
+            tokio::time::sleep(wait).await;
+            Ok(())
+        }
+        None => Err(error),
+    }
 }

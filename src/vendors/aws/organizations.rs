@@ -48,7 +48,6 @@ use aws_sdk_organizations::Client;
 use aws_sdk_organizations::error::ProvideErrorMetadata;
 use aws_sdk_organizations::operation::close_account::CloseAccountError;
 use aws_sdk_organizations::types::{Account, AccountState, AccountStatus, PolicyType};
-use rand::Rng;
 
 pub use self::deny_policy::{DENY_POLICY_CONTENT, DENY_POLICY_NAME, FULL_AWS_ACCESS};
 use self::errors::control_error;
@@ -60,7 +59,7 @@ use crate::domain::service_control::{
     ResourceChange,
 };
 use crate::domain::vendor::{Vendor, VendorAccountKind};
-use crate::vendors::service_control::{ControlResult, ServiceControl, wrong_vendor};
+use crate::vendors::service_control::{ControlResult, ServiceControl, back_off, wrong_vendor};
 
 /// AWS's limit on SCPs attached directly to one account.
 pub const MAX_SCPS_PER_TARGET: usize = 5;
@@ -161,17 +160,9 @@ impl AwsOrganizations {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let error = match call().await {
+            match call().await {
                 Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let jitter: f64 = rand::rng().random();
-            match self.config.retry.next_attempt(attempts, &error, jitter) {
-                Some(wait) => {
-                    tracing::warn!(attempts, ?wait, %error, "AWS Organizations: {what} failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                None => return Err(error),
+                Err(error) => back_off(&self.config.retry, attempts, error, what).await?,
             }
         }
     }
