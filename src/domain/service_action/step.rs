@@ -75,8 +75,12 @@ impl ServiceStep {
         match policy.next_attempt(self.attempts, error, jitter) {
             Some(wait) => {
                 self.status = ActionStatus::Pending;
-                self.not_before =
-                    Some(now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX));
+                // A vendor's absurd Retry-After must not overflow the clock.
+                let due = chrono::Duration::from_std(wait)
+                    .ok()
+                    .and_then(|wait| now.checked_add_signed(wait))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                self.not_before = Some(due);
             }
             None => {
                 self.status = ActionStatus::Failed;
@@ -170,6 +174,19 @@ mod tests {
             Some("the management account cannot be suspended")
         );
         assert!(!s.start(t(100)), "a failed step never starts again");
+    }
+
+    #[test]
+    fn an_absurd_retry_after_does_not_overflow() {
+        let mut s = step();
+        s.start(t(0));
+        let throttled = ControlError::Transient {
+            reason: "HTTP 429".into(),
+            retry_after: Some(Duration::from_secs(u64::MAX)),
+        };
+        s.fail(&throttled, t(1), &policy(), 0.5);
+        assert_eq!(s.status, ActionStatus::Pending);
+        assert_eq!(s.not_before, Some(DateTime::<Utc>::MAX_UTC));
     }
 
     #[test]
