@@ -35,6 +35,8 @@ pub mod rating;
 #[cfg(test)]
 mod rating_tests;
 pub mod rounding;
+pub mod service_action;
+pub mod service_control;
 pub mod tenant;
 pub mod text;
 pub mod usage;

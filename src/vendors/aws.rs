@@ -13,6 +13,7 @@
 //! type); only the per-service lines are returned, so nothing is counted twice.
 //! DataUnavailableException is an empty window, not an error.
 mod mapping;
+pub mod organizations;
 mod retry;
 mod settings;
 
@@ -20,9 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_costexplorer::Client;
-use aws_sdk_costexplorer::config::retry::RetryConfig;
-use aws_sdk_costexplorer::config::timeout::TimeoutConfig;
-use aws_sdk_costexplorer::config::{BehaviorVersion, Region};
 use aws_sdk_costexplorer::operation::get_cost_and_usage::GetCostAndUsageOutput;
 use aws_sdk_costexplorer::types::{
     DateInterval, Dimension, DimensionValues, Expression, GroupDefinition, GroupDefinitionType,
@@ -36,10 +34,7 @@ pub use settings::{
 
 use self::mapping::{Grouping, USAGE_QUANTITY};
 use self::retry::Verdict;
-use self::settings::StaticCredentials;
-use super::{
-    Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError, credentials,
-};
+use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError};
 use crate::domain::usage::UsageLine;
 use crate::domain::vendor::Vendor;
 
@@ -60,23 +55,14 @@ impl AwsCostExplorer {
                 "retry.max_attempts must be at least 1".into(),
             ));
         }
-        let credentials =
-            StaticCredentials::parse(&credentials::resolve(&config.credentials_ref)?)?;
-        let mut sdk = aws_sdk_costexplorer::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .credentials_provider(credentials.into_sdk())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(config.attempt_timeout)
-                    .build(),
-            );
-        if let Some(url) = &config.endpoint_url {
-            sdk = sdk.endpoint_url(url);
-        }
+        let sdk = settings::sdk_config(
+            &config.credentials_ref,
+            &config.region,
+            config.endpoint_url.as_deref(),
+            config.attempt_timeout,
+        )?;
         Ok(AwsCostExplorer {
-            client: Client::from_conf(sdk.build()),
+            client: Client::new(&sdk),
             config,
             requests_sent: AtomicU64::new(0),
         })

@@ -1,8 +1,10 @@
 //! Vendor connectors: one module per vendor, each turning the vendor's cost data into
-//! normalized [`UsageLine`](crate::domain::usage::UsageLine)s behind the [`UsageSource`] trait.
+//! normalized [`UsageLine`](crate::domain::usage::UsageLine)s behind the [`UsageSource`] trait,
+//! and acting on customers' vendor accounts behind [`service_control::ServiceControl`].
 pub mod aws;
 pub mod credentials;
 pub mod microsoft;
+pub mod service_control;
 pub mod simulator;
 
 // The pull types are the ledger's too, so they live in the domain.

@@ -5,6 +5,8 @@
 //! vendors it first reports an estimate, then revises it: an hour younger than
 //! [`Simulator::SETTLE`] is estimated (and differs from the final figure), an older one is final;
 //! a few estimates turn out to be spurious and vanish from later pulls.
+pub mod control;
+
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rust_decimal::Decimal;
 

@@ -19,13 +19,14 @@ use serde_json::{Value, json};
 
 use self::moto::{FaultProxy, Moto};
 
-mod moto;
+/// Shared with the service-control tests (AWS Organizations through the same moto and proxy).
+pub mod moto;
 
 const EC2: &str = "Amazon Elastic Compute Cloud - Compute";
 const S3: &str = "Amazon Simple Storage Service";
 
 /// Writes example AWS credentials into `dir`; returns their `file:` reference.
-fn credentials_in(dir: &tempfile::TempDir) -> String {
+pub fn credentials_in(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("aws.json");
     std::fs::write(
         &path,

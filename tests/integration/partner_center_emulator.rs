@@ -10,6 +10,9 @@
 //!
 //! Scriptable through [`Script`]: rows per blob, the eTag, throttling, failure, malformed data.
 //! [`Seen`] records what clients did, e.g. whether a blob request carried an Authorization header.
+//!
+//! Partner Center's customers and subscriptions (`/v1/customers…`, service control) live in
+//! [`customers`], with their own script and record.
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -22,6 +25,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+
+mod customers;
+use customers::PARTNER_CENTER_SCOPE;
 
 pub const TENANT: &str = "5b1d3a2e-7c4f-4e8a-9d21-0f6b8c3e4a17";
 pub const CLIENT_ID: &str = "0c6f1a52-3d4e-4b8f-a1c2-9e7d5b3a1f00";
@@ -110,6 +116,8 @@ struct State {
     operations: HashMap<String, u32>,
     sas_signature: String,
     origin: String,
+    /// Partner Center customers and subscriptions.
+    customers: customers::Book,
 }
 
 pub struct Emulator {
@@ -138,6 +146,7 @@ impl Emulator {
             operations: HashMap::new(),
             sas_signature: format!("sig{}", uuid::Uuid::new_v4().simple()),
             origin: format!("https://{addr}"),
+            customers: customers::Book::default(),
         }));
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let serving = state.clone();
@@ -243,6 +252,7 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Answer {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let headers = request.headers().clone();
     let body = request
         .into_body()
         .collect()
@@ -315,6 +325,9 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Answer {
                 _ => graph_error(StatusCode::NOT_FOUND, "NotFound", "no such resource"),
             }
         }
+        (_, ["v1", "customers", rest @ ..]) => {
+            customers::handle(&mut state, &method, rest, authorization, &headers, &body)
+        }
         _ => answer(StatusCode::NOT_FOUND, &[], "not found"),
     }
 }
@@ -327,7 +340,10 @@ fn token(state: &mut State, tenant: &str, body: &[u8]) -> Answer {
         && form.get("grant_type").map(String::as_str) == Some("client_credentials")
         && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
         && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
-        && form.get("scope").map(String::as_str) == Some(SCOPE);
+        && matches!(
+            form.get("scope").map(String::as_str),
+            Some(SCOPE | PARTNER_CENTER_SCOPE)
+        );
     if !ok {
         state.seen.tokens_refused += 1;
         return json(
@@ -341,7 +357,11 @@ fn token(state: &mut State, tenant: &str, body: &[u8]) -> Answer {
         );
     }
     let token = format!("emulator-token-{}", uuid::Uuid::new_v4().simple());
-    state.tokens.push(token.clone());
+    if form.get("scope").map(String::as_str) == Some(PARTNER_CENTER_SCOPE) {
+        state.customers.tokens.push(token.clone());
+    } else {
+        state.tokens.push(token.clone());
+    }
     json(
         StatusCode::OK,
         &[],

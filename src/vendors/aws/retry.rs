@@ -1,8 +1,8 @@
-//! Which Cost Explorer failures are worth another attempt, and how long to wait before it.
+//! Which AWS failures (Cost Explorer's, Organizations') are worth another attempt, and how long to
+//! wait before it.
 use std::time::Duration;
 
 use aws_sdk_costexplorer::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_costexplorer::operation::get_cost_and_usage::GetCostAndUsageError;
 use rand::Rng;
 
 use super::settings::RetryPolicy;
@@ -39,7 +39,11 @@ const CREDENTIAL_CODES: &[&str] = &[
     "MissingAuthenticationTokenException",
 ];
 
-pub(crate) fn classify(error: &SdkError<GetCostAndUsageError>) -> Verdict {
+/// Classifies a failed call of any AWS SDK operation (Cost Explorer's, Organizations').
+pub(crate) fn classify<E>(error: &SdkError<E>) -> Verdict
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     match error {
         SdkError::ServiceError(context) => {
             let err = context.err();
@@ -94,11 +98,9 @@ pub(crate) fn classify_response(code: Option<&str>, status: u16, message: Option
 /// Exponential back-off with jitter: before retry `n` (0-based) wait between half and all of
 /// `min(max_delay, base_delay * 2^n)`, so clients throttled together spread out.
 pub(crate) fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
-    let ceiling = policy
-        .base_delay
-        .saturating_mul(2u32.saturating_pow(retry.min(31)))
-        .min(policy.max_delay);
-    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+    policy
+        .delay(retry)
+        .mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 #[cfg(test)]

@@ -2,13 +2,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_costexplorer::config::SharedCredentialsProvider;
 use aws_sdk_costexplorer::types::Granularity as SdkGranularity;
 
 pub use crate::domain::aws_settings::{
     AwsSettings, CostMetric, DEFAULT_REQUEST_BUDGET, Granularity, MeterMode,
 };
 use crate::domain::partner_account::PartnerAccountSpec;
-use crate::vendors::VendorError;
+pub use crate::domain::service_action::RetryPolicy;
+use crate::vendors::{VendorError, credentials};
 
 /// Cost Explorer's home region: the API is global and served from us-east-1.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -49,7 +53,7 @@ impl AwsCostExplorerConfig {
             cost_metric: CostMetric::default(),
             meter_mode: MeterMode::default(),
             request_budget: DEFAULT_REQUEST_BUDGET,
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_RETRY,
             attempt_timeout: Duration::from_secs(60),
         }
     }
@@ -77,25 +81,40 @@ impl Granularity {
     }
 }
 
-/// The connector's own retry policy for throttling, 5xx and network failures; the SDK's
-/// retries are off so this is the only one, and every attempt is counted against the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included (at least 1).
-    pub max_attempts: u32,
-    /// The first back-off; each retry doubles it, up to `max_delay`, with jitter.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
+/// The connector's own retries of throttling, 5xx and network failures (the SDK's retries are
+/// off so this is the only one, and every attempt is counted against the budget): 5 attempts,
+/// waits from 1 s doubling up to 30 s, with jitter.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base_delay: Duration::from_secs(1),
+    max_delay: Duration::from_secs(30),
+};
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(30),
-        }
+/// What every AWS SDK client of the gateway is built from: the static credentials behind
+/// `credentials_ref` (resolved and parsed now, so a bad reference fails when the client is
+/// built), the SDK's own retries off (the callers retry, and count, themselves), a limit per
+/// HTTP attempt, and an optional endpoint override.
+pub(crate) fn sdk_config(
+    credentials_ref: &str,
+    region: &str,
+    endpoint_url: Option<&str>,
+    attempt_timeout: Duration,
+) -> Result<aws_config::SdkConfig, VendorError> {
+    let credentials = StaticCredentials::parse(&credentials::resolve(credentials_ref)?)?;
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(credentials.into_sdk()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        );
+    if let Some(url) = endpoint_url {
+        builder = builder.endpoint_url(url);
     }
+    Ok(builder.build())
 }
 
 /// An access key pair. Debug never prints the secret parts.

@@ -336,7 +336,7 @@ async fn backoff(
     Ok(())
 }
 
-fn api_base(text: &str) -> Result<Url, VendorError> {
+pub(super) fn api_base(text: &str) -> Result<Url, VendorError> {
     // A trailing slash makes `join` append to the base path instead of replacing its last part.
     let with_slash = format!("{}/", text.trim_end_matches('/'));
     let url = Url::parse(&with_slash)

@@ -18,7 +18,7 @@ use azure_core::http::{
 };
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 
-use super::{PartnerCenterConfig, RetrySettings};
+use super::RetrySettings;
 use crate::vendors::{RequestCount, VendorError};
 
 pub const LOCATION: HeaderName = HeaderName::from_static("location");
@@ -97,6 +97,19 @@ impl Answer {
     }
 }
 
+/// Where and as whom the pipelines authenticate: what the usage export and service control share.
+pub struct Connection<'a> {
+    /// Entra ID authority host; must be https (azure_identity insists).
+    pub authority_host: &'a str,
+    /// The partner (CSP) tenant the token is requested from.
+    pub partner_tenant_id: &'a str,
+    /// The OAuth scope of the API's access token.
+    pub scope: &'a str,
+    /// PEM of extra root CAs to trust (an emulator's CA); the system roots stay trusted.
+    pub extra_root_ca_pem: Option<&'a str>,
+    pub retry: &'a RetrySettings,
+}
+
 pub struct Client {
     api: Pipeline,
     blobs: Pipeline,
@@ -104,21 +117,21 @@ pub struct Client {
 
 impl Client {
     pub fn new(
-        config: &PartnerCenterConfig,
+        config: &Connection<'_>,
         client_id: String,
         client_secret: String,
     ) -> Result<Self, VendorError> {
-        let transport = transport(config)?;
+        let transport = transport(config.extra_root_ca_pem)?;
         let mut cloud = CustomConfiguration::default();
-        cloud.authority_host = config.authority_host.clone();
+        cloud.authority_host = config.authority_host.to_string();
         let credential = ClientSecretCredential::new(
-            &config.partner_tenant_id,
+            config.partner_tenant_id,
             client_id,
             Secret::from(client_secret),
             Some(ClientSecretCredentialOptions {
                 client_options: ClientOptions {
                     transport: transport.clone(),
-                    retry: retry_options(&config.retry),
+                    retry: retry_options(config.retry),
                     cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
                     ..Default::default()
                 },
@@ -126,7 +139,7 @@ impl Client {
         )
         .map_err(|e| VendorError::Credentials(e.to_string()))?;
         let credential: Arc<dyn TokenCredential> = credential;
-        let auth = BearerTokenAuthorizationPolicy::new(credential, [config.scope.clone()]);
+        let auth = BearerTokenAuthorizationPolicy::new(credential, [config.scope.to_string()]);
 
         let options = |with_auth: bool| {
             let mut per_try: Vec<Arc<dyn Policy>> = Vec::new();
@@ -136,7 +149,7 @@ impl Client {
             per_try.push(Arc::new(CountRequests));
             ClientOptions {
                 transport: transport.clone(),
-                retry: retry_options(&config.retry),
+                retry: retry_options(config.retry),
                 per_try_policies: per_try,
                 ..Default::default()
             }
@@ -169,8 +182,25 @@ impl Client {
         json_body: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<Answer, VendorError> {
+        self.api_with_headers(counter, method, url, json_body, &[], what)
+            .await
+    }
+
+    /// [`Client::api`] with extra request headers (`If-Match`, `MS-RequestId`, …).
+    pub async fn api_with_headers(
+        &self,
+        counter: &RequestCounter,
+        method: Method,
+        url: &Url,
+        json_body: Option<&serde_json::Value>,
+        headers: &[(&'static str, String)],
+        what: &str,
+    ) -> Result<Answer, VendorError> {
         let mut request = Request::new(url.clone(), method);
         request.insert_header("accept", "application/json");
+        for (name, value) in headers {
+            request.insert_header(*name, value.clone());
+        }
         if let Some(body) = json_body {
             request.insert_header("content-type", "application/json");
             request.set_body(body.to_string());
@@ -231,8 +261,8 @@ fn map_api_error(error: azure_core::Error, what: &str) -> VendorError {
 }
 
 /// The default azure_core transport, or a reqwest client that also trusts the configured CA.
-fn transport(config: &PartnerCenterConfig) -> Result<Option<Transport>, VendorError> {
-    let Some(pem) = &config.extra_root_ca_pem else {
+fn transport(extra_root_ca_pem: Option<&str>) -> Result<Option<Transport>, VendorError> {
+    let Some(pem) = extra_root_ca_pem else {
         return Ok(None);
     };
     let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())

@@ -33,6 +33,7 @@
 //! the full truth the ledger needs. Rows whose `UsageDate` falls in the pull's window are kept
 //! and merged per usage key (one Azure-plan subscription can use a meter through several Azure
 //! subscriptions and resources on one day).
+pub mod control;
 mod export;
 mod http;
 mod rows;
@@ -158,29 +159,43 @@ struct AppCredentials {
     tenant_id: Option<String>,
 }
 
-fn app_credentials(config: &PartnerCenterConfig) -> Result<AppCredentials, VendorError> {
-    let text = credentials::resolve(&config.credentials_ref)?;
+impl PartnerCenterConfig {
+    fn connection(&self) -> http::Connection<'_> {
+        http::Connection {
+            authority_host: &self.authority_host,
+            partner_tenant_id: &self.partner_tenant_id,
+            scope: &self.scope,
+            extra_root_ca_pem: self.extra_root_ca_pem.as_deref(),
+            retry: &self.retry,
+        }
+    }
+}
+
+/// The app registration behind `credentials_ref`, checked against the partner tenant.
+fn app_credentials(
+    credentials_ref: &str,
+    partner_tenant_id: &str,
+) -> Result<AppCredentials, VendorError> {
+    let text = credentials::resolve(credentials_ref)?;
     // serde's message could quote the document, i.e. the secret: say only what is wrong.
     let creds: AppCredentials = serde_json::from_str(&text).map_err(|e| {
         VendorError::Credentials(format!(
-            "{} is not a JSON object with client_id and client_secret (line {}, column {})",
-            config.credentials_ref,
+            "{credentials_ref} is not a JSON object with client_id and client_secret (line {}, \
+             column {})",
             e.line(),
             e.column()
         ))
     })?;
     if creds.client_id.trim().is_empty() || creds.client_secret.is_empty() {
         return Err(VendorError::Credentials(format!(
-            "{}: client_id and client_secret must not be empty",
-            config.credentials_ref
+            "{credentials_ref}: client_id and client_secret must not be empty"
         )));
     }
     if let Some(tenant) = &creds.tenant_id
-        && !tenant.eq_ignore_ascii_case(&config.partner_tenant_id)
+        && !tenant.eq_ignore_ascii_case(partner_tenant_id)
     {
         return Err(VendorError::Credentials(format!(
-            "{} is for tenant {tenant}, not the partner tenant {}",
-            config.credentials_ref, config.partner_tenant_id
+            "{credentials_ref} is for tenant {tenant}, not the partner tenant {partner_tenant_id}"
         )));
     }
     Ok(creds)
@@ -218,8 +233,8 @@ impl std::fmt::Debug for PartnerCenterSource {
 impl PartnerCenterSource {
     /// Resolves the credentials and builds the HTTP pipelines; no request is made yet.
     pub fn new(config: PartnerCenterConfig) -> Result<Self, VendorError> {
-        let creds = app_credentials(&config)?;
-        let client = http::Client::new(&config, creds.client_id, creds.client_secret)?;
+        let creds = app_credentials(&config.credentials_ref, &config.partner_tenant_id)?;
+        let client = http::Client::new(&config.connection(), creds.client_id, creds.client_secret)?;
         Ok(PartnerCenterSource { config, client })
     }
 

@@ -1,6 +1,7 @@
 //! Test doubles for the AWS tests: a `moto_server` child process, and an HTTP proxy in front of
-//! it that injects AWS errors (moto cannot throttle).
-use std::collections::VecDeque;
+//! it that injects AWS errors (moto cannot throttle) and answers chosen operations with scripted
+//! bodies (states moto skips, such as an account creation IN_PROGRESS).
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -121,6 +122,9 @@ struct ProxyState {
     upstream: SocketAddr,
     faults: Mutex<VecDeque<(u16, &'static str)>>,
     bodies: Mutex<Vec<Value>>,
+    /// Scripted answers (status, JSON body) per operation name, taken in order.
+    scripted: Mutex<HashMap<String, VecDeque<(u16, Value)>>>,
+    operations: Mutex<Vec<String>>,
 }
 
 impl FaultProxy {
@@ -132,6 +136,8 @@ impl FaultProxy {
             upstream,
             faults: Mutex::new(faults.iter().copied().collect()),
             bodies: Mutex::new(Vec::new()),
+            scripted: Mutex::new(HashMap::new()),
+            operations: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -163,6 +169,37 @@ impl FaultProxy {
     pub fn bodies(&self) -> Vec<Value> {
         self.state.bodies.lock().unwrap().clone()
     }
+
+    /// Answers the next request for `operation` (the X-Amz-Target's operation, e.g.
+    /// "CreateAccount") with `status` and `body` instead of forwarding it; queued in order.
+    pub fn script(&self, operation: &str, status: u16, body: Value) {
+        self.state
+            .scripted
+            .lock()
+            .unwrap()
+            .entry(operation.to_string())
+            .or_default()
+            .push_back((status, body));
+    }
+
+    /// Queues more faults for the next requests, whatever their operation.
+    pub fn fault(&self, faults: &[(u16, &'static str)]) {
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .extend(faults.iter().copied());
+    }
+
+    /// The operation of every request seen, in order, faulted and scripted ones included.
+    pub fn operations(&self) -> Vec<String> {
+        self.state.operations.lock().unwrap().clone()
+    }
+
+    /// How many requests for `operation` were seen.
+    pub fn count(&self, operation: &str) -> usize {
+        self.operations().iter().filter(|o| *o == operation).count()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -179,14 +216,27 @@ impl ProxyState {
             .lock()
             .unwrap()
             .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        let operation = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or_default()
+            .to_string();
+        self.operations.lock().unwrap().push(operation.clone());
         let fault = self.faults.lock().unwrap().pop_front();
         if let Some((status, code)) = fault {
             let error = json!({ "__type": code, "message": "injected by the test proxy" });
-            return Response::builder()
-                .status(status)
-                .header("content-type", "application/x-amz-json-1.1")
-                .body(Full::new(Bytes::from(error.to_string())))
-                .unwrap();
+            return json_response(status, &error);
+        }
+        let scripted = self
+            .scripted
+            .lock()
+            .unwrap()
+            .get_mut(&operation)
+            .and_then(VecDeque::pop_front);
+        if let Some((status, body)) = scripted {
+            return json_response(status, &body);
         }
         let mut forward = Request::from_parts(parts, Full::new(body));
         forward.headers_mut().remove("connection");
@@ -197,4 +247,12 @@ impl ProxyState {
             .body(Full::new(body))
             .unwrap()
     }
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
 }

@@ -1,0 +1,346 @@
+//! Partner Center's customers and subscriptions, as service control uses them:
+//! - `POST /v1/customers` (idempotent on `MS-RequestId`; a taken domain is a 409);
+//! - `GET /v1/customers/{tenant}/subscriptions` and `…/subscriptions/{id}` (with an etag, in
+//!   the `ETag` header and in `attributes.etag`);
+//! - `PATCH /v1/customers/{tenant}/subscriptions/{id}` with the whole resource and `If-Match`
+//!   (412 on a stale etag), status `active` / `suspended` / `deleted`; a subscription marked so
+//!   refuses deletion (past its cancellation window), and a deleted one cannot come back.
+//!
+//! Tokens must carry Partner Center's scope. Faults through [`CustomerScript`]: 429 with
+//! `Retry-After`, 503, and etags that go stale just before a PATCH (another writer).
+use std::collections::{BTreeMap, HashMap};
+
+use hyper::header::HeaderMap;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Answer, Emulator, State, json};
+
+pub const PARTNER_CENTER_SCOPE: &str = "https://api.partnercenter.microsoft.com/.default";
+
+/// Faults for the next `/v1/customers…` requests, each counted down as it is served.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerScript {
+    pub throttle: u32,
+    pub throttle_retry_after: Option<u64>,
+    pub unavailable: u32,
+    /// The next N PATCHes find the subscription changed by someone else (its etag moves).
+    pub stale_etags: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomersSeen {
+    pub creates: u32,
+    pub create_bodies: Vec<Value>,
+    pub reads: u32,
+    pub patches: u32,
+    /// The `status` of every PATCH body, in order.
+    pub patched_statuses: Vec<String>,
+    pub stale_etag_answers: u32,
+    pub throttled: u32,
+    pub unavailable: u32,
+    pub unauthorized: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    tenant: String,
+    offer_name: String,
+    status: String,
+    version: u32,
+    refuses_deletion: bool,
+}
+
+impl Subscription {
+    fn etag(&self, id: &str) -> String {
+        format!("\"{id}-v{}\"", self.version)
+    }
+
+    fn resource(&self, id: &str) -> Value {
+        json!({
+            "id": id,
+            "offerId": "CFQ7TTC0LH18:0001",
+            "offerName": self.offer_name,
+            "friendlyName": self.offer_name,
+            "quantity": 10,
+            "unitType": "Licenses",
+            "status": self.status,
+            "autoRenewEnabled": true,
+            "termDuration": "P1Y",
+            "billingCycle": "monthly",
+            "attributes": { "etag": self.etag(id), "objectType": "Subscription" },
+        })
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Book {
+    pub(super) tokens: Vec<String>,
+    /// Tenant id by domain.
+    customers: BTreeMap<String, String>,
+    /// The first answer per MS-RequestId, replayed to a repeat.
+    requests: HashMap<String, Value>,
+    subscriptions: BTreeMap<String, Subscription>,
+    script: CustomerScript,
+    seen: CustomersSeen,
+}
+
+impl Emulator {
+    /// Adds subscriptions (id, offer name, status) to a customer tenant, creating it if needed.
+    pub fn add_subscriptions(&self, tenant: &str, subscriptions: &[(&str, &str, &str)]) {
+        let book = &mut self.state.lock().unwrap().customers;
+        book.customers
+            .entry(format!("{tenant}.onmicrosoft.com"))
+            .or_insert_with(|| tenant.to_string());
+        for (id, offer, status) in subscriptions {
+            book.subscriptions.insert(
+                id.to_string(),
+                Subscription {
+                    tenant: tenant.to_string(),
+                    offer_name: offer.to_string(),
+                    status: status.to_string(),
+                    version: 1,
+                    refuses_deletion: false,
+                },
+            );
+        }
+    }
+
+    /// The subscription answers deletion with a 400: past its cancellation window.
+    pub fn refuse_deletion(&self, subscription: &str) {
+        let book = &mut self.state.lock().unwrap().customers;
+        book.subscriptions
+            .get_mut(subscription)
+            .expect("a known subscription")
+            .refuses_deletion = true;
+    }
+
+    pub fn subscription_status(&self, subscription: &str) -> String {
+        let book = &self.state.lock().unwrap().customers;
+        book.subscriptions[subscription].status.clone()
+    }
+
+    /// Customer tenants by domain.
+    pub fn customers(&self) -> BTreeMap<String, String> {
+        self.state.lock().unwrap().customers.customers.clone()
+    }
+
+    pub fn customers_script(&self, change: impl FnOnce(&mut CustomerScript)) {
+        change(&mut self.state.lock().unwrap().customers.script);
+    }
+
+    pub fn customers_seen(&self) -> CustomersSeen {
+        self.state.lock().unwrap().customers.seen.clone()
+    }
+}
+
+/// Partner Center's error body.
+fn error(status: StatusCode, code: u32, description: &str) -> Answer {
+    json(
+        status,
+        &[],
+        json!({"code": code, "description": description, "isRetryable": false}),
+    )
+}
+
+pub(super) fn handle(
+    state: &mut State,
+    method: &Method,
+    rest: &[&str],
+    authorization: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let book = &mut state.customers;
+    let authorized = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .is_some_and(|t| book.tokens.iter().any(|issued| issued == t));
+    if !authorized {
+        book.seen.unauthorized += 1;
+        return error(
+            StatusCode::UNAUTHORIZED,
+            900,
+            "Unauthorized: invalid token or scope.",
+        );
+    }
+    if book.script.throttle > 0 {
+        book.script.throttle -= 1;
+        book.seen.throttled += 1;
+        let retry_after: Vec<(&str, String)> = book
+            .script
+            .throttle_retry_after
+            .map(|s| vec![("retry-after", s.to_string())])
+            .unwrap_or_default();
+        return json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &retry_after,
+            json!({"code": 429, "description": "Rate limit is exceeded."}),
+        );
+    }
+    if book.script.unavailable > 0 {
+        book.script.unavailable -= 1;
+        book.seen.unavailable += 1;
+        return error(StatusCode::SERVICE_UNAVAILABLE, 503, "Service unavailable.");
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let body: Value = serde_json::from_slice(body).unwrap_or_default();
+    match (method, rest) {
+        (&Method::POST, []) => create_customer(book, header("ms-requestid"), body),
+        (&Method::GET, [tenant, "subscriptions"]) => list(book, tenant),
+        (&Method::GET, [tenant, "subscriptions", id]) => read(book, tenant, id),
+        (&Method::PATCH, [tenant, "subscriptions", id]) => {
+            patch(book, tenant, id, header("if-match"), body)
+        }
+        _ => error(StatusCode::NOT_FOUND, 404, "No such resource."),
+    }
+}
+
+fn create_customer(book: &mut Book, request_id: Option<String>, body: Value) -> Answer {
+    book.seen.creates += 1;
+    book.seen.create_bodies.push(body.clone());
+    let Some(request_id) = request_id.filter(|r| uuid::Uuid::try_parse(r).is_ok()) else {
+        return error(StatusCode::BAD_REQUEST, 400, "MS-RequestId must be a GUID.");
+    };
+    if let Some(first) = book.requests.get(&request_id) {
+        return json(StatusCode::CREATED, &[], first.clone());
+    }
+    let domain = body
+        .pointer("/CompanyProfile/Domain")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let address = body
+        .pointer("/BillingProfile/DefaultAddress")
+        .cloned()
+        .unwrap_or_default();
+    let complete = domain.ends_with(".onmicrosoft.com")
+        && ["FirstName", "LastName", "AddressLine1", "City", "Country"]
+            .iter()
+            .all(|f| address[f].as_str().is_some_and(|v| !v.is_empty()))
+        && body.pointer("/BillingProfile/Email").is_some();
+    if !complete {
+        return error(
+            StatusCode::BAD_REQUEST,
+            60041,
+            "The billing profile is incomplete.",
+        );
+    }
+    if book.customers.contains_key(&domain) {
+        return error(
+            StatusCode::CONFLICT,
+            60034,
+            &format!("The domain {domain} is already in use."),
+        );
+    }
+    let tenant = uuid::Uuid::new_v4().to_string();
+    book.customers.insert(domain.clone(), tenant.clone());
+    let created = json!({
+        "id": tenant,
+        "companyProfile": {
+            "tenantId": tenant,
+            "domain": domain,
+            "companyName": body.pointer("/BillingProfile/CompanyName"),
+        },
+        "billingProfile": body["BillingProfile"],
+        "attributes": { "objectType": "Customer" },
+    });
+    book.requests.insert(request_id, created.clone());
+    json(StatusCode::CREATED, &[], created)
+}
+
+fn known_customer(book: &Book, tenant: &str) -> bool {
+    book.customers.values().any(|t| t == tenant)
+}
+
+fn list(book: &mut Book, tenant: &str) -> Answer {
+    if !known_customer(book, tenant) {
+        return error(StatusCode::NOT_FOUND, 600, "Customer not found.");
+    }
+    let items: Vec<Value> = book
+        .subscriptions
+        .iter()
+        .filter(|(_, s)| s.tenant == tenant)
+        .map(|(id, s)| s.resource(id))
+        .collect();
+    json(
+        StatusCode::OK,
+        &[],
+        json!({"totalCount": items.len(), "items": items, "attributes": {"objectType": "Collection"}}),
+    )
+}
+
+fn read(book: &mut Book, tenant: &str, id: &str) -> Answer {
+    book.seen.reads += 1;
+    match book.subscriptions.get(id).filter(|s| s.tenant == tenant) {
+        Some(s) => json(StatusCode::OK, &[("etag", s.etag(id))], s.resource(id)),
+        None => error(StatusCode::NOT_FOUND, 800, "Subscription not found."),
+    }
+}
+
+fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body: Value) -> Answer {
+    book.seen.patches += 1;
+    let wanted = body["status"].as_str().unwrap_or_default().to_string();
+    book.seen.patched_statuses.push(wanted.clone());
+    let Some(subscription) = book
+        .subscriptions
+        .get_mut(id)
+        .filter(|s| s.tenant == tenant)
+    else {
+        return error(StatusCode::NOT_FOUND, 800, "Subscription not found.");
+    };
+    let Some(if_match) = if_match else {
+        return error(StatusCode::BAD_REQUEST, 400, "If-Match is required.");
+    };
+    if book.script.stale_etags > 0 {
+        book.script.stale_etags -= 1;
+        subscription.version += 1;
+    }
+    if if_match != subscription.etag(id) {
+        book.seen.stale_etag_answers += 1;
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            412,
+            "The subscription was modified; read it again.",
+        );
+    }
+    // The whole resource, as Partner Center wants it.
+    if body["id"] != json!(id) || body["offerId"].as_str().is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            400,
+            "Send the whole subscription resource.",
+        );
+    }
+    match (subscription.status.as_str(), wanted.as_str()) {
+        ("deleted", _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                800,
+                "A deleted subscription cannot be changed.",
+            );
+        }
+        (_, "deleted") if subscription.refuses_deletion => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                80036,
+                "Cancellation is not allowed: the subscription is past its 168-hour cancellation \
+                 window.",
+            );
+        }
+        (_, "active" | "suspended" | "deleted") => {}
+        _ => return error(StatusCode::BAD_REQUEST, 400, "Unknown status."),
+    }
+    subscription.status = wanted;
+    subscription.version += 1;
+    json(
+        StatusCode::OK,
+        &[("etag", subscription.etag(id))],
+        subscription.resource(id),
+    )
+}
