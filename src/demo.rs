@@ -82,6 +82,7 @@ pub async fn prepare(store: &Store) -> Result<DemoAccess> {
         enabled: true,
         endpoint_url: String::new(),
         aws: None,
+        microsoft: None,
     };
     let key = IdempotencyKey::new(
         "demo-partner-account".into(),

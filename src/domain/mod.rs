@@ -12,10 +12,12 @@ pub mod ledger_append;
 #[cfg(test)]
 mod ledger_properties;
 pub mod line_key;
+pub mod microsoft_settings;
 pub mod money;
 pub mod paging;
 pub mod partner_account;
 pub mod period;
+pub mod polling;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]

@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 
 use super::aws_settings::{AwsSettings, AwsSettingsPatch};
 use super::error::{Error, FieldViolation, Result};
+use super::microsoft_settings::{MicrosoftSettings, MicrosoftSettingsPatch};
 use super::money::parse_decimal;
 use super::text;
 use super::vendor::Vendor;
@@ -40,6 +41,10 @@ pub struct PartnerAccountSpec {
     /// What the poller asks Cost Explorer for: set on AWS accounts only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsSettings>,
+    /// The export's currency and the token's authority and scope: set on Microsoft accounts
+    /// only, and always there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub microsoft: Option<MicrosoftSettings>,
 }
 
 impl PartnerAccountSpec {
@@ -79,6 +84,17 @@ impl PartnerAccountSpec {
                 format!("{prefix}.aws_settings"),
                 format!("applies to AWS partner accounts only, not {}", self.vendor),
             ));
+        }
+        match (self.vendor, &self.microsoft) {
+            (Vendor::Microsoft, None) => violations.push(FieldViolation::new(
+                format!("{prefix}.microsoft_settings.billing_currency"),
+                "is required for MICROSOFT (the currency Partner Center bills the partner in)",
+            )),
+            (Vendor::Microsoft, Some(_)) | (_, None) => {}
+            (vendor, Some(_)) => violations.push(FieldViolation::new(
+                format!("{prefix}.microsoft_settings"),
+                format!("applies to MICROSOFT partner accounts only, not {vendor}"),
+            )),
         }
         if violations.is_empty() {
             Ok(())
@@ -174,6 +190,8 @@ pub struct PartnerAccountPatch {
     pub endpoint_url: Option<String>,
     #[serde(skip_serializing_if = "AwsSettingsPatch::is_empty")]
     pub aws: AwsSettingsPatch,
+    #[serde(skip_serializing_if = "MicrosoftSettingsPatch::is_empty")]
+    pub microsoft: MicrosoftSettingsPatch,
 }
 
 impl PartnerAccountPatch {
@@ -205,6 +223,18 @@ impl PartnerAccountPatch {
         if !p.aws.is_empty() {
             // On another vendor this is refused by `validate`.
             next.aws = Some(p.aws.apply(current.aws.unwrap_or_default()));
+        }
+        if !p.microsoft.is_empty() {
+            let Some(settings) = current.microsoft.clone() else {
+                return Err(Error::invalid(
+                    "partner_account.microsoft_settings",
+                    format!(
+                        "applies to MICROSOFT partner accounts only, not {}",
+                        current.vendor
+                    ),
+                ));
+            };
+            next.microsoft = Some(p.microsoft.apply(settings));
         }
         next.validate("partner_account")?;
         Ok(next)

@@ -22,7 +22,7 @@ use crate::domain::ledger_append::{Appended, Appender};
 use crate::domain::line_key::{LineKey, LineKeyMap, LineKeySet};
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccount;
-use crate::domain::pricing::{FxRate, PriceRule};
+use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::usage::UsageLine;
 use crate::domain::vendor::Vendor;
@@ -43,6 +43,7 @@ pub struct IngestSummary {
 pub struct TenantPricing {
     pub(crate) rules: Vec<PriceRule>,
     pub(crate) fx: Vec<FxRate>,
+    pub(crate) policy: PricingPolicy,
     /// (vendor, vendor account id) -> linked customer.
     pub(crate) chargees: HashMap<Vendor, HashMap<String, Chargee>>,
     pub(crate) currencies: HashMap<String, Currency>,
@@ -66,6 +67,7 @@ impl TenantPricing {
             prices: PriceBook {
                 rules: &self.rules,
                 fx: &self.fx,
+                policy: self.policy,
             },
         }
     }

@@ -124,6 +124,7 @@ fn parse_zone(customer_id: &str, zone: &str) -> Result<Tz> {
 pub(crate) fn tenant_pricing(
     rules: Vec<crate::domain::pricing::PriceRule>,
     fx: Vec<crate::domain::pricing::FxRate>,
+    policy: crate::domain::pricing::PricingPolicy,
     customers: Vec<(String, String, String)>,
     links: Vec<(String, String, String)>,
 ) -> Result<TenantPricing> {
@@ -150,6 +151,7 @@ pub(crate) fn tenant_pricing(
     Ok(TenantPricing {
         rules,
         fx,
+        policy,
         chargees,
         currencies,
         zones: Arc::new(zones),
@@ -197,6 +199,7 @@ for_each_backend! {
         async fn load_pricing(&mut self, tenant_id: &str) -> Result<TenantPricing> {
             let rules = q::pricing::rules(self.conn, tenant_id).await?;
             let fx = q::pricing::fx(self.conn, tenant_id).await?;
+            let policy = q::pricing::policy(self.conn, tenant_id).await?.policy;
             let customers: Vec<(String, String, String)> = customers::table
                 .filter(customers::tenant_id.eq(tenant_id))
                 .select((customers::id, customers::billing_currency, customers::time_zone))
@@ -207,7 +210,7 @@ for_each_backend! {
                 .select((vendor_accounts::vendor, vendor_accounts::account_id, vendor_accounts::customer_id))
                 .load(self.conn)
                 .await?;
-            super::tenant_pricing(rules, fx, customers, links)
+            super::tenant_pricing(rules, fx, policy, customers, links)
         }
 
         async fn partner_accounts(&mut self, tenant_id: &str) -> Result<Vec<PartnerAccount>> {

@@ -78,6 +78,7 @@ pub mod pg_queries {
     pub use super::customers::pg as customers;
     pub use super::idempotency::pg as idempotency;
     pub use super::partner_accounts::pg as partner_accounts;
+    pub use super::poll_states::pg as poll_states;
     pub use super::pricing::pg as pricing;
     pub use super::tenants::pg as tenants;
     pub use super::usage_lines::pg as usage_lines;
@@ -92,6 +93,7 @@ pub mod sqlite_queries {
     pub use super::customers::sqlite as customers;
     pub use super::idempotency::sqlite as idempotency;
     pub use super::partner_accounts::sqlite as partner_accounts;
+    pub use super::poll_states::sqlite as poll_states;
     pub use super::pricing::sqlite as pricing;
     pub use super::tenants::sqlite as tenants;
     pub use super::usage_lines::sqlite as usage_lines;
@@ -181,6 +183,8 @@ pub struct Store {
     pg_ledger: Option<pg_ledger::LedgerPool>,
     /// SQLite: checkpoints the WAL off the write path (see [`wal_checkpoint`]).
     _checkpointer: Option<wal_checkpoint::Checkpointer>,
+    /// Woken when a partner account changes, so this process's pollers follow at once.
+    partner_accounts_changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +253,14 @@ impl Store {
             pricing: Default::default(),
             pg_ledger,
             _checkpointer: checkpointer,
+            partner_accounts_changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Resolves after a partner account of this process changed (or at once, when one changed
+    /// since the last wait).
+    pub async fn partner_account_changed(&self) {
+        self.partner_accounts_changed.notified().await
     }
 
     /// The process's live charge feeds.

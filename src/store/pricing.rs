@@ -3,7 +3,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::{customers, fx_rates, price_rules};
+use super::schema::{customers, fx_rates, price_rules, pricing_policies};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::access::Principal;
@@ -12,7 +12,7 @@ use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
-use crate::domain::pricing::{FxRate, PriceRule, RuleScope};
+use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy, RuleScope, VersionedPricingPolicy};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = price_rules)]
@@ -176,6 +176,68 @@ for_each_backend! {
         Ok(page.page(rules, |r| &r.id))
     }
 
+    /// The tenant's pricing policy; the defaults (version 0) until one is set.
+    pub async fn policy(conn: &mut Conn, tenant_id: &str) -> Result<VersionedPricingPolicy> {
+        let row: Option<(bool, i64, DbTime)> = pricing_policies::table
+            .find(tenant_id)
+            .select((pricing_policies::hold_below_cost, pricing_policies::version, pricing_policies::updated_at))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(match row {
+            Some((hold_below_cost, version, at)) => VersionedPricingPolicy {
+                policy: PricingPolicy { hold_below_cost },
+                version,
+                updated_at: Some(at.0),
+            },
+            None => VersionedPricingPolicy { policy: PricingPolicy::default(), version: 0, updated_at: None },
+        })
+    }
+
+    /// Replaces the tenant's pricing policy (refused when `etag` is set and stale) and, when it
+    /// changed, re-rates the tenant's lines in the same transaction.
+    pub async fn update_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy, request: Option<&IdempotencyKey>) -> Result<VersionedPricingPolicy> {
+        conn.transaction(async |conn| {
+            if let Replay::Done { .. } = q::idempotency::claim_optional(conn, tenant_id, request, tenant_id).await? {
+                return policy(conn, tenant_id).await;
+            }
+            let current = policy(conn, tenant_id).await?;
+            if !etag.is_empty() && etag != current.etag() {
+                return Err(Error::EtagMismatch {
+                    kind: "pricing policy",
+                    id: tenant_id.to_string(),
+                    sent: etag.to_string(),
+                    current: current.etag(),
+                });
+            }
+            if current.policy == next && current.version > 0 {
+                return Ok(current);
+            }
+            let now = DbTime(Utc::now());
+            diesel::insert_into(pricing_policies::table)
+                .values((
+                    pricing_policies::tenant_id.eq(tenant_id),
+                    pricing_policies::hold_below_cost.eq(next.hold_below_cost),
+                    pricing_policies::version.eq(current.version + 1),
+                    pricing_policies::updated_at.eq(now),
+                ))
+                .on_conflict(pricing_policies::tenant_id)
+                .do_update()
+                .set((
+                    pricing_policies::hold_below_cost.eq(next.hold_below_cost),
+                    pricing_policies::version.eq(current.version + 1),
+                    pricing_policies::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+            if current.policy != next {
+                crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, false).await?;
+            }
+            policy(conn, tenant_id).await
+        })
+        .await
+    }
+
     /// Sets (or replaces) the rate from `effective_from` on and re-rates the tenant's lines.
     pub async fn set_fx(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
         use diesel::upsert::excluded;
@@ -225,6 +287,24 @@ impl Store {
 
     pub async fn set_fx_rate(&self, principal: &Principal, rate: &FxRate) -> Result<()> {
         dispatch!(self, write, pricing::set_fx(&principal.tenant_id, rate))
+    }
+
+    pub async fn pricing_policy(&self, principal: &Principal) -> Result<VersionedPricingPolicy> {
+        dispatch!(self, read, pricing::policy(&principal.tenant_id))
+    }
+
+    pub async fn update_pricing_policy(
+        &self,
+        principal: &Principal,
+        etag: &str,
+        policy: PricingPolicy,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<VersionedPricingPolicy> {
+        dispatch!(
+            self,
+            write,
+            pricing::update_policy(&principal.tenant_id, etag, policy, request)
+        )
     }
 
     pub async fn fx_rates(&self, principal: &Principal) -> Result<Vec<FxRate>> {

@@ -53,6 +53,7 @@ pub fn encode_reason(reason: &UnratedReason) -> String {
     match reason {
         UnratedReason::NoFxRate { from, to } => format!("NO_FX_RATE:{from}:{to}"),
         UnratedReason::UnknownCurrency(code) => format!("UNKNOWN_CURRENCY:{code}"),
+        UnratedReason::BelowCost { rule_id } => format!("BELOW_COST:{rule_id}"),
         other => other.code().to_string(),
     }
 }
@@ -68,6 +69,9 @@ fn decode_reason(stored: &str) -> Result<UnratedReason> {
             to: to.into(),
         },
         (Some("UNKNOWN_CURRENCY"), Some(code), None) => UnratedReason::UnknownCurrency(code.into()),
+        (Some("BELOW_COST"), Some(rule_id), None) => UnratedReason::BelowCost {
+            rule_id: rule_id.into(),
+        },
         _ => return Err(Error::Internal(format!("stored unrated reason {stored:?}"))),
     })
 }
@@ -276,5 +280,20 @@ impl super::Store {
             read,
             usage_lines::in_window(tenant_id, account, start, end)
         )
+    }
+
+    /// How many live lines an empty pull of `[start, end)` for the account would reverse. (Only
+    /// asked when a pull comes back empty, so it reads the lines rather than keep a query of
+    /// its own.)
+    pub async fn live_usage_lines(
+        &self,
+        account: &PartnerAccount,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<usize> {
+        let lines = self
+            .usage_lines_in_window(&account.tenant_id, account, start, end)
+            .await?;
+        Ok(lines.values().filter(|line| !line.removed).count())
     }
 }

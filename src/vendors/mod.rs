@@ -10,14 +10,37 @@ use chrono::{DateTime, Utc};
 use crate::domain::usage::UsageLine;
 use crate::domain::vendor::Vendor;
 
+/// Which of the vendor's billing periods a window is. Partner Center exports the current and
+/// the last period separately; Cost Explorer and the simulator read any window and ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Period {
+    #[default]
+    Current,
+    /// The previous period, while the vendor still revises it.
+    Previous,
+}
+
 /// A window to pull: every line whose window starts in `[start, end)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// The version tag the previous pull returned (e.g. Partner Center's manifest eTag), so a
-    /// source can answer "unchanged" without re-reading the data.
+    pub period: Period,
+    /// The version tag the previous pull of this window returned (e.g. Partner Center's
+    /// manifest eTag), so a source can answer "unchanged" without re-reading the data.
     pub previous_version: Option<String>,
+}
+
+impl PullRequest {
+    /// The current period's window `[start, end)`, with no version seen yet.
+    pub fn current(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        PullRequest {
+            start,
+            end,
+            period: Period::Current,
+            previous_version: None,
+        }
+    }
 }
 
 /// The full truth for a window: lines absent from it no longer exist.
@@ -79,6 +102,18 @@ impl Pulled {
     pub fn into_result(self) -> Result<(PullOutcome, RequestCount), VendorError> {
         self.outcome.map(|outcome| (outcome, self.requests))
     }
+}
+
+/// Checks that `pem` holds at least one certificate, as a trusted root CA must.
+pub fn check_ca_bundle(pem: &str) -> Result<(), VendorError> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| VendorError::Credentials(format!("extra root CA PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(VendorError::Credentials(
+            "extra root CA PEM holds no certificate".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A source of usage for one partner account.

@@ -771,6 +771,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         enabled: true,
         endpoint_url: String::new(),
         aws: None,
+        microsoft: None,
     };
     let created = store
         .create_partner_account(
