@@ -202,34 +202,46 @@ for_each_backend! {
                 return policy(conn, tenant_id).await;
             }
             let current = policy(conn, tenant_id).await?;
+            let stale = || Error::EtagMismatch {
+                kind: "pricing policy",
+                id: tenant_id.to_string(),
+                sent: etag.to_string(),
+                current: current.etag(),
+            };
             if !etag.is_empty() && etag != current.etag() {
-                return Err(Error::EtagMismatch {
-                    kind: "pricing policy",
-                    id: tenant_id.to_string(),
-                    sent: etag.to_string(),
-                    current: current.etag(),
-                });
+                return Err(stale());
             }
             if current.policy == next && current.version > 0 {
                 return Ok(current);
             }
             let now = DbTime(Utc::now());
-            diesel::insert_into(pricing_policies::table)
-                .values((
-                    pricing_policies::tenant_id.eq(tenant_id),
-                    pricing_policies::hold_below_cost.eq(next.hold_below_cost),
-                    pricing_policies::version.eq(current.version + 1),
-                    pricing_policies::updated_at.eq(now),
-                ))
-                .on_conflict(pricing_policies::tenant_id)
-                .do_update()
-                .set((
-                    pricing_policies::hold_below_cost.eq(next.hold_below_cost),
-                    pricing_policies::version.eq(current.version + 1),
-                    pricing_policies::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
+            // Not an upsert: on SQLite the outer ON CONFLICT would override the pricing-version
+            // trigger's INSERT OR IGNORE (and fail it).
+            if current.version == 0 {
+                let inserted = diesel::insert_into(pricing_policies::table)
+                    .values((
+                        pricing_policies::tenant_id.eq(tenant_id),
+                        pricing_policies::hold_below_cost.eq(next.hold_below_cost),
+                        pricing_policies::version.eq(1i64),
+                        pricing_policies::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await;
+                match inserted {
+                    // A concurrent first update won.
+                    Err(e) if crate::store::errors::is_unique_violation(&e) => return Err(stale()),
+                    other => other?,
+                };
+            } else {
+                diesel::update(pricing_policies::table.find(tenant_id))
+                    .set((
+                        pricing_policies::hold_below_cost.eq(next.hold_below_cost),
+                        pricing_policies::version.eq(current.version + 1),
+                        pricing_policies::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
             if current.policy != next {
                 crate::store::ingest::rerate(&mut crate::store::ledger_tx::DieselLedger::new(conn), tenant_id, false).await?;
             }

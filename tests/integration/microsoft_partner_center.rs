@@ -12,6 +12,8 @@ use msp_gateway::vendors::{
 };
 use rust_decimal::Decimal;
 
+mod through_the_gateway;
+
 use crate::partner_center_emulator::{
     Blob, CLIENT_ID, CLIENT_SECRET, Emulator, Script, TENANT, gzip,
 };
