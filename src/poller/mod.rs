@@ -129,7 +129,18 @@ pub async fn poll_once(
     account: &PartnerAccount,
     settings: &PollerSettings,
 ) -> Result<PollOutcome> {
-    poll_cached(store, account, settings, &mut SourceCache::default(), None).await
+    poll_once_at(store, account, settings, Utc::now()).await
+}
+
+/// [`poll_once`] restating the windows due at `now` (tests of other days than today).
+pub async fn poll_once_at(
+    store: &Store,
+    account: &PartnerAccount,
+    settings: &PollerSettings,
+    now: DateTime<Utc>,
+) -> Result<PollOutcome> {
+    let mut sources = SourceCache::default();
+    poll_cached(store, account, settings, &mut sources, now, None).await
 }
 
 async fn poll_cached(
@@ -137,29 +148,30 @@ async fn poll_cached(
     account: &PartnerAccount,
     settings: &PollerSettings,
     sources: &mut SourceCache,
+    now: DateTime<Utc>,
     stop: Option<&mut watch::Receiver<bool>>,
 ) -> Result<PollOutcome> {
     let source = match sources.get(store, account, settings).await {
         Ok(source) => source,
         Err(error) => {
-            let status = store.poll_status(&account.id).await?;
-            let failure = Failure {
-                message: error.to_string(),
-                retry_after: None,
-            };
-            record(
-                store,
-                account,
-                &status,
-                0,
-                status.version_tags.clone(),
-                Some(&failure),
-            )
-            .await?;
+            // Recorded (and backed off) like any failed poll, by the replica holding the lease.
+            let ttl = settings.lease_ttl.as_secs() as i64;
+            if store
+                .lease_partner_account(&account.tenant_id, &account.id, &settings.owner, ttl)
+                .await?
+            {
+                let status = store.poll_status(&account.id).await?;
+                let failure = Failure {
+                    message: error.to_string(),
+                    retry_after: None,
+                };
+                let tags = status.version_tags.clone();
+                record(store, account, &status, 0, tags, Some(&failure)).await?;
+            }
             return Err(error);
         }
     };
-    let windows = restatement_windows(&account.spec, Utc::now());
+    let windows = restatement_windows(&account.spec, now);
     let outcome = poll_windows(store, account, source.as_ref(), windows, settings, stop).await;
     if outcome.is_err() {
         sources.forget();
@@ -388,7 +400,15 @@ async fn poll_loop(
         if !still_current(&store, &account).await {
             break;
         }
-        let outcome = poll_cached(&store, &account, &settings, &mut sources, Some(&mut stop)).await;
+        let outcome = poll_cached(
+            &store,
+            &account,
+            &settings,
+            &mut sources,
+            Utc::now(),
+            Some(&mut stop),
+        )
+        .await;
         match outcome {
             Ok(PollOutcome::Recorded(s)) => tracing::info!(
                 partner_account = %account.id,

@@ -7,9 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use msp_gateway::domain::partner_account::PartnerAccount;
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
-use msp_gateway::poller::{
-    PollOutcome, PollerSettings, poll_windows, restatement_windows, source_for,
-};
+use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once_at};
 use msp_gateway::proto::v1;
 use msp_gateway::store::charges::{ChargeEvent, ChargeFilter};
 use rust_decimal::Decimal;
@@ -120,24 +118,14 @@ impl Gateway {
             .unwrap()
     }
 
-    /// One poll as the gateway's poller makes it, as if at `now`: the source it builds for the
-    /// account and the windows it restates then.
+    /// One poll as the gateway's poller makes it (its source for the account, the windows
+    /// due), as if at `now`.
     async fn poll_at(
         &self,
         account: &PartnerAccount,
         now: DateTime<Utc>,
     ) -> msp_gateway::domain::error::Result<PollOutcome> {
-        let source = source_for(&self.gw.store, account, &self.settings).await?;
-        let windows = restatement_windows(&account.spec, now);
-        poll_windows(
-            &self.gw.store,
-            account,
-            source.as_ref(),
-            windows,
-            &self.settings,
-            None,
-        )
-        .await
+        poll_once_at(&self.gw.store, account, &self.settings, now).await
     }
 
     /// The gateway's poller, running as `serve` runs it.
@@ -149,6 +137,19 @@ impl Gateway {
             stopped,
         ));
         RunningPoller { stop, task }
+    }
+
+    /// The account's poll status as the API shows it.
+    async fn poll_status(&self, id: &str) -> v1::PollStatus {
+        self.gw
+            .partner_accounts(&self.gw.admin_key)
+            .await
+            .get_partner_account(v1::GetPartnerAccountRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .poll_status
+            .unwrap()
     }
 
     async fn charges(&self) -> Vec<ChargeEvent> {
@@ -490,15 +491,7 @@ async fn microsoft_billing_currency_is_the_partner_accounts(backend: Backend) {
         .expect_err("suspiciously empty");
     assert!(error.to_string().contains("no usage"), "{error}");
     assert_eq!(pc.high_water_mark().await, high, "nothing reversed");
-    let status = accounts
-        .get_partner_account(v1::GetPartnerAccountRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .poll_status
-        .unwrap();
+    let status = pc.poll_status(&created.id).await;
     assert!(
         status.last_error.contains("billing_currency"),
         "{}",
@@ -646,16 +639,7 @@ async fn microsoft_retry_after_delays_the_next_poll(backend: Backend) {
         1,
         "one call, then a 600 s pause"
     );
-    let status = pc
-        .gw
-        .partner_accounts(&pc.gw.admin_key)
-        .await
-        .get_partner_account(v1::GetPartnerAccountRequest { id: created.id })
-        .await
-        .unwrap()
-        .into_inner()
-        .poll_status
-        .unwrap();
+    let status = pc.poll_status(&created.id).await;
     let pause = status.next_poll_time.unwrap().seconds - status.last_poll_time.unwrap().seconds;
     assert!((599..=601).contains(&pause), "{status:?}");
     assert!(
@@ -709,10 +693,39 @@ async fn microsoft_tokens_are_cached_until_shortly_before_expiry(backend: Backen
     pc.gw.stop().await;
 }
 
+/// Credentials the gateway cannot read fail the poll before any request, and that failure is
+/// shown and backed off like any other.
+async fn microsoft_unreadable_credentials_are_a_recorded_failure(backend: Backend) {
+    let Some(pc) = Gateway::start(backend, Script::default()).await else {
+        return;
+    };
+    let missing = pc.credentials.path().join("absent.json");
+    let created = pc
+        .create(v1::PartnerAccount {
+            credentials_ref: format!("file:{}", missing.display()),
+            ..pc.request(eur())
+        })
+        .await;
+    let account = pc.account(&created.id).await;
+    for _ in 0..2 {
+        pc.poll_at(&account, at(2026, 11, 20))
+            .await
+            .expect_err("no credentials");
+    }
+    let status = pc.poll_status(&created.id).await;
+    assert!(status.last_error.contains("absent.json"), "{status:?}");
+    assert_eq!(status.consecutive_failures, 2);
+    let wait = status.next_poll_time.unwrap().seconds - status.last_poll_time.unwrap().seconds;
+    assert!((3..=5).contains(&wait), "1 s × 2²: {status:?}");
+    assert_eq!(pc.emulator.seen().token_requests, 0);
+    pc.gw.stop().await;
+}
+
 crate::both_backends!(
     microsoft_list_price_and_the_below_cost_guard,
     microsoft_billing_currency_is_the_partner_accounts,
     microsoft_latent_usage_and_the_last_period,
     microsoft_retry_after_delays_the_next_poll,
     microsoft_tokens_are_cached_until_shortly_before_expiry,
+    microsoft_unreadable_credentials_are_a_recorded_failure,
 );
