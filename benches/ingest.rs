@@ -151,6 +151,7 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec
             enabled: true,
             endpoint_url: String::new(),
             aws: None,
+            microsoft: None,
         };
         let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
         partner_accounts.push(

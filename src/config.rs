@@ -34,6 +34,10 @@ pub struct Config {
     pub pollers: bool,
     /// Milliseconds between heartbeats on an idle charge or credit stream.
     pub stream_heartbeat_ms: u64,
+    /// PEM bundle of root CAs the vendor connections trust besides the system's (a
+    /// TLS-inspecting proxy's CA, a private cloud's); Partner Center connections only (see the
+    /// README for AWS and for `SSL_CERT_FILE` / `HTTPS_PROXY`).
+    pub vendor_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,6 +60,7 @@ const CONFIG_KEYS: &[&str] = &[
     "shutdown_grace_secs",
     "pollers",
     "stream_heartbeat_ms",
+    "vendor_ca_file",
 ];
 
 impl Default for Config {
@@ -72,6 +77,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             pollers: true,
             stream_heartbeat_ms: 15_000,
+            vendor_ca_file: None,
         }
     }
 }
@@ -104,6 +110,18 @@ impl Config {
             .map_err(Box::new)
     }
 
+    /// The PEM text of `vendor_ca_file`, checked to hold at least one certificate.
+    pub fn vendor_ca_pem(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.vendor_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("vendor_ca_file {}: {e}", path.display()))?;
+        crate::vendors::check_ca_bundle(&pem)
+            .map_err(|e| format!("vendor_ca_file {}: {e}", path.display()))?;
+        Ok(Some(pem))
+    }
+
     pub fn pool_options(&self) -> crate::store::PoolOptions {
         crate::store::PoolOptions {
             max_connections: self.database_max_connections,
@@ -129,5 +147,24 @@ mod tests {
         let mut keys = CONFIG_KEYS.to_vec();
         keys.sort_unstable();
         assert_eq!(names, keys);
+    }
+
+    #[test]
+    fn the_vendor_ca_file_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let config = Config {
+            vendor_ca_file: Some(path.clone()),
+            ..Config::default()
+        };
+        let error = config.vendor_ca_pem().unwrap_err();
+        assert!(error.contains("ca.pem"), "{error}");
+        let missing = Config {
+            vendor_ca_file: Some(dir.path().join("absent.pem")),
+            ..Config::default()
+        };
+        assert!(missing.vendor_ca_pem().is_err());
+        assert_eq!(Config::default().vendor_ca_pem(), Ok(None));
     }
 }

@@ -76,6 +76,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         enabled: true,
         endpoint_url: String::new(),
         aws: None,
+        microsoft: None,
     };
     let key = IdempotencyKey::new(
         "demo-partner-account".into(),

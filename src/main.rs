@@ -157,14 +157,14 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             demo::banner(&access, &address.to_string(), tls.is_none())
         );
     }
+    let poller_settings = poller::PollerSettings {
+        extra_root_ca_pem: config.vendor_ca_pem().map_err(anyhow::Error::msg)?,
+        ..Default::default()
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let pollers = config.pollers.then(|| {
-        tokio::spawn(poller::run(
-            ledger.clone(),
-            poller::PollerSettings::default(),
-            stop_rx,
-        ))
-    });
+    let pollers = config
+        .pollers
+        .then(|| tokio::spawn(poller::run(ledger.clone(), poller_settings, stop_rx)));
     let shutdown = async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);

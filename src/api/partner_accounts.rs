@@ -12,6 +12,10 @@ use crate::domain::aws_settings::{
 };
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::microsoft_settings::{
+    MicrosoftSettings, MicrosoftSettingsPatch, parse_authority_host, parse_token_scope,
+};
+use crate::domain::money::Currency;
 use crate::domain::paging::PageRequest;
 use crate::domain::partner_account::{
     DEFAULT_POLL_INTERVAL_SECS, PartnerAccount, PartnerAccountPatch, PartnerAccountSpec,
@@ -46,6 +50,10 @@ const UPDATABLE: &[&str] = &[
     "aws_settings.cost_metric",
     "aws_settings.meter_mode",
     "aws_settings.request_budget",
+    "microsoft_settings",
+    "microsoft_settings.billing_currency",
+    "microsoft_settings.authority_host",
+    "microsoft_settings.token_scope",
 ];
 
 fn aws_to_proto(aws: AwsSettings) -> v1::AwsSettings {
@@ -153,6 +161,46 @@ fn aws_fields(prefix: &str, aws: &v1::AwsSettings, v: &mut Violations) -> AwsSet
     }
 }
 
+fn microsoft_to_proto(settings: MicrosoftSettings) -> v1::MicrosoftSettings {
+    v1::MicrosoftSettings {
+        billing_currency: settings.billing_currency.code().to_string(),
+        authority_host: settings.authority_host,
+        token_scope: settings.token_scope,
+    }
+}
+
+/// The Microsoft settings a request's `MicrosoftSettings` sets: each non-empty field, and
+/// every field `named` (whose empty value returns it to its default; for the billing currency,
+/// `default_currency`).
+fn microsoft_fields(
+    prefix: &str,
+    settings: &v1::MicrosoftSettings,
+    named: impl Fn(&str) -> bool,
+    default_currency: Currency,
+    v: &mut Violations,
+) -> MicrosoftSettingsPatch {
+    let field = |name: &str| format!("{prefix}.{name}");
+    let billing_currency = match settings.billing_currency.as_str() {
+        "" => named("billing_currency").then_some(default_currency),
+        code => v.check(Currency::parse(&field("billing_currency"), code)),
+    };
+    let text =
+        |name: &str, value: &str, parse: fn(&str, &str) -> Result<String, FieldViolation>| {
+            (named(name) || !value.is_empty()).then(|| parse(&field(name), value))
+        };
+    MicrosoftSettingsPatch {
+        billing_currency,
+        authority_host: text(
+            "authority_host",
+            &settings.authority_host,
+            parse_authority_host,
+        )
+        .and_then(|r| v.check(r)),
+        token_scope: text("token_scope", &settings.token_scope, parse_token_scope)
+            .and_then(|r| v.check(r)),
+    }
+}
+
 fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
     let spec = account.spec;
     v1::PartnerAccount {
@@ -176,8 +224,11 @@ fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
             last_success_time: status.last_success_at.map(timestamp),
             last_error: status.last_error.unwrap_or_default(),
             requests_spent: status.requests_spent,
+            next_poll_time: status.next_poll_at.map(timestamp),
+            consecutive_failures: i32::try_from(status.consecutive_failures).unwrap_or(i32::MAX),
         }),
         aws_settings: spec.aws.map(aws_to_proto),
+        microsoft_settings: spec.microsoft.map(microsoft_to_proto),
     }
 }
 
@@ -236,6 +287,17 @@ impl PartnerAccountService for PartnerAccountApi {
             .aws_settings
             .as_ref()
             .map(|aws| aws_fields("partner_account.aws_settings", aws, &mut v));
+        let tenant_currency = self.gw.store.tenant(&principal.tenant_id).await?.currency;
+        // Unless chosen, a Microsoft account is billed in the tenant's currency.
+        let microsoft = account.microsoft_settings.as_ref().map(|m| {
+            microsoft_fields(
+                "partner_account.microsoft_settings",
+                m,
+                |_| false,
+                tenant_currency,
+                &mut v,
+            )
+        });
         v.into_result()?;
         let (
             (
@@ -264,6 +326,11 @@ impl PartnerAccountService for PartnerAccountApi {
                 Some(patch) => Some(patch.apply(AwsSettings::default())),
                 // AWS accounts always have settings: the defaults unless chosen.
                 None => (vendor == Vendor::Aws).then(AwsSettings::default),
+            },
+            microsoft: match microsoft {
+                Some(patch) => Some(patch.apply(MicrosoftSettings::billed_in(tenant_currency))),
+                None => (vendor == Vendor::Microsoft)
+                    .then(|| MicrosoftSettings::billed_in(tenant_currency)),
             },
         };
         spec.validate("partner_account")?;
@@ -332,6 +399,37 @@ impl PartnerAccountService for PartnerAccountApi {
         let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
         let mut patch = PartnerAccountPatch::default();
         let aws = account.aws_settings.unwrap_or_default();
+        let microsoft_paths: Vec<&str> = paths
+            .iter()
+            .filter_map(|p| match p.as_str() {
+                "microsoft_settings" => Some("*"),
+                other => other.strip_prefix("microsoft_settings."),
+            })
+            .collect();
+        if !microsoft_paths.is_empty() {
+            let tenant_currency = self.gw.store.tenant(&principal.tenant_id).await?.currency;
+            let whole = microsoft_paths.contains(&"*");
+            let named = |name: &str| whole || microsoft_paths.contains(&name);
+            let settings = account.microsoft_settings.clone().unwrap_or_default();
+            let mut chosen = microsoft_fields(
+                "partner_account.microsoft_settings",
+                &settings,
+                named,
+                tenant_currency,
+                &mut v,
+            );
+            // Only what the mask names changes.
+            if !named("billing_currency") {
+                chosen.billing_currency = None;
+            }
+            if !named("authority_host") {
+                chosen.authority_host = None;
+            }
+            if !named("token_scope") {
+                chosen.token_scope = None;
+            }
+            patch.microsoft = chosen;
+        }
         for path in &paths {
             let field = format!("partner_account.{path}");
             match path.as_str() {

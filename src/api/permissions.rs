@@ -70,6 +70,8 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("ListPriceRules", Pricing, Read),
             ("SetFxRate", Pricing, Write),
             ("ListFxRates", Pricing, Read),
+            ("GetPricingPolicy", Pricing, Read),
+            ("UpdatePricingPolicy", Pricing, Write),
         ],
     ),
     (

@@ -4,12 +4,16 @@ use tonic::{Request, Response, Status};
 
 use super::Gateway;
 use super::auth::principal;
-use super::convert::{instant, optional_vendor, required_id, timestamp, vendor_to_proto};
+use super::convert::{
+    instant, optional_vendor, required_id, timestamp, update_mask, vendor_to_proto,
+};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, parse_decimal};
 use crate::domain::paging::PageRequest;
-use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, PriceRule, RuleScope};
+use crate::domain::pricing::{
+    FxRate, NewPriceRule, PriceKind, PriceRule, PricingPolicy, RuleScope, VersionedPricingPolicy,
+};
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::pricing_service_server::PricingService;
@@ -78,6 +82,14 @@ fn fx_to_proto(rate: FxRate) -> v1::FxRate {
         to_currency: rate.to.code().into(),
         rate: rate.rate.to_string(),
         effective_from: Some(timestamp(rate.effective_from)),
+    }
+}
+
+fn policy_to_proto(policy: VersionedPricingPolicy) -> v1::PricingPolicy {
+    v1::PricingPolicy {
+        hold_below_cost: policy.policy.hold_below_cost,
+        etag: policy.etag(),
+        update_time: policy.updated_at.map(timestamp),
     }
 }
 
@@ -292,5 +304,40 @@ impl PricingService for PricingApi {
         Ok(Response::new(v1::ListFxRatesResponse {
             fx_rates: rates.into_iter().map(fx_to_proto).collect(),
         }))
+    }
+
+    async fn get_pricing_policy(
+        &self,
+        request: Request<v1::GetPricingPolicyRequest>,
+    ) -> Result<Response<v1::PricingPolicy>, Status> {
+        let principal = principal(&request)?;
+        let policy = self.gw.store.pricing_policy(&principal.tenant_id).await?;
+        Ok(Response::new(policy_to_proto(policy)))
+    }
+
+    async fn update_pricing_policy(
+        &self,
+        request: Request<v1::UpdatePricingPolicyRequest>,
+    ) -> Result<Response<v1::PricingPolicy>, Status> {
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let sent = req
+            .pricing_policy
+            .ok_or_else(|| Error::invalid("pricing_policy", "is required"))?;
+        update_mask(req.update_mask.as_ref(), &["hold_below_cost"])?;
+        let request_id = text::request_id(&req.request_id, false)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
+        // One field: the mask can only name it.
+        let next = PricingPolicy {
+            hold_below_cost: sent.hold_below_cost,
+        };
+        let idempotency =
+            request_id.map(|r| IdempotencyKey::new(r, "UpdatePricingPolicy", &(&sent.etag, &next)));
+        let updated = self
+            .gw
+            .ledger
+            .update_pricing_policy(&principal.tenant_id, &sent.etag, next, idempotency.as_ref())
+            .await?;
+        Ok(Response::new(policy_to_proto(updated)))
     }
 }

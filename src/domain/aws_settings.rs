@@ -41,25 +41,51 @@ impl FromStr for Granularity {
     }
 }
 
-/// Which Cost Explorer metric becomes a line's cost. UsageQuantity is always asked for too.
+/// Which Cost Explorer metrics become a line's cost and list price; both are asked for in the
+/// same request (GetCostAndUsage takes several metrics at no extra cost). UsageQuantity is
+/// always asked for too.
+///
+/// Cost Explorer's plain metrics are before the partner's discounts (AWS's public rates), the
+/// Net ones after them (Solution Provider or other partner discounts, EDP, private pricing):
+/// what the MSP pays is the Net figure, and the plain one is the list a customer would pay
+/// buying direct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum CostMetric {
-    /// What each usage costs as it happens; what a reseller is invoiced.
+    /// cost = NetUnblendedCost, list = UnblendedCost: each usage as it happens.
     #[default]
     UnblendedCost,
-    /// Upfront reservation and savings-plan fees spread over the usage they cover.
+    /// cost = NetAmortizedCost, list = AmortizedCost: upfront reservation and savings-plan fees
+    /// spread over the usage they cover.
     AmortizedCost,
-    /// Unblended after discounts (private pricing, EDP).
+    /// cost = NetUnblendedCost and no list asked for: a LIST_MINUS_DISCOUNT rule recovers list
+    /// from the partner account's discount rate.
     NetUnblendedCost,
 }
 
 impl CostMetric {
-    /// Cost Explorer's name of the metric.
+    /// The setting's stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             CostMetric::UnblendedCost => "UnblendedCost",
             CostMetric::AmortizedCost => "AmortizedCost",
             CostMetric::NetUnblendedCost => "NetUnblendedCost",
+        }
+    }
+
+    /// The Cost Explorer metric that becomes a line's cost: what the MSP pays.
+    pub fn cost_metric(self) -> &'static str {
+        match self {
+            CostMetric::UnblendedCost | CostMetric::NetUnblendedCost => "NetUnblendedCost",
+            CostMetric::AmortizedCost => "NetAmortizedCost",
+        }
+    }
+
+    /// The Cost Explorer metric that becomes a line's list price, if one is asked for.
+    pub fn list_metric(self) -> Option<&'static str> {
+        match self {
+            CostMetric::UnblendedCost => Some("UnblendedCost"),
+            CostMetric::AmortizedCost => Some("AmortizedCost"),
+            CostMetric::NetUnblendedCost => None,
         }
     }
 }

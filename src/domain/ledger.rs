@@ -16,7 +16,7 @@ use super::error::{Error, Result};
 use super::line_key::{LineKey, LineKeyMap, LineKeySet};
 use super::money::Currency;
 use super::partner_account::PartnerAccount;
-use super::pricing::{FxRate, PriceRule};
+use super::pricing::{FxRate, PriceRule, PricingPolicy};
 use super::rating::{Chargee, PriceBook, RatedAmount, UnratedReason, rate};
 use super::usage::UsageLine;
 use super::vendor::Vendor;
@@ -352,6 +352,7 @@ pub struct IngestSummary {
 pub struct TenantPricing {
     pub rules: Vec<PriceRule>,
     pub fx: Vec<FxRate>,
+    pub policy: PricingPolicy,
     /// (vendor, vendor account id) -> linked customer.
     pub chargees: HashMap<Vendor, HashMap<String, Chargee>>,
     pub currencies: HashMap<String, Currency>,
@@ -379,6 +380,7 @@ impl TenantPricing {
             prices: PriceBook {
                 rules: &self.rules,
                 fx: &self.fx,
+                policy: self.policy,
             },
         }
     }
@@ -394,6 +396,7 @@ fn parse_zone(customer_id: &str, zone: &str) -> Result<Tz> {
 pub fn tenant_pricing(
     rules: Vec<PriceRule>,
     fx: Vec<FxRate>,
+    policy: PricingPolicy,
     customers: Vec<(String, String, String)>,
     links: Vec<(String, String, String)>,
 ) -> Result<TenantPricing> {
@@ -420,6 +423,7 @@ pub fn tenant_pricing(
     Ok(TenantPricing {
         rules,
         fx,
+        policy,
         chargees,
         currencies,
         zones: Arc::new(zones),

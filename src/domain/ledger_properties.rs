@@ -148,6 +148,7 @@ impl Model {
             prices: PriceBook {
                 rules: &self.rules,
                 fx: &self.fx,
+                policy: Default::default(),
             },
         }
     }

@@ -22,6 +22,7 @@ pub mod ledger_append;
 #[cfg(test)]
 mod ledger_properties;
 pub mod line_key;
+pub mod microsoft_settings;
 pub mod money;
 pub mod paging;
 pub mod partner_account;
@@ -30,6 +31,7 @@ pub mod period;
 pub mod period_close;
 #[cfg(test)]
 mod period_tests;
+pub mod polling;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]

@@ -54,6 +54,13 @@ impl fmt::Display for Currency {
     }
 }
 
+/// Serialized as its code (in idempotency fingerprints of requests that carry one).
+impl serde::Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
 impl FromStr for Currency {
     type Err = FieldViolation;
     fn from_str(code: &str) -> Result<Self, Self::Err> {

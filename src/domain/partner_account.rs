@@ -1,10 +1,13 @@
 //! Partner accounts: the MSP's own account with each vendor, through which customers are
 //! enrolled and usage is pulled.
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::aws_settings::{AwsSettings, AwsSettingsPatch};
 use super::error::{Error, FieldViolation, Result};
+use super::microsoft_settings::{MicrosoftSettings, MicrosoftSettingsPatch};
 use super::money::parse_decimal;
 use super::text;
 use super::vendor::Vendor;
@@ -40,6 +43,10 @@ pub struct PartnerAccountSpec {
     /// What the poller asks Cost Explorer for: set on AWS accounts only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsSettings>,
+    /// The export's currency and the token's authority and scope: set on Microsoft accounts
+    /// only, and always there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub microsoft: Option<MicrosoftSettings>,
 }
 
 impl PartnerAccountSpec {
@@ -79,6 +86,17 @@ impl PartnerAccountSpec {
                 format!("{prefix}.aws_settings"),
                 format!("applies to AWS partner accounts only, not {}", self.vendor),
             ));
+        }
+        match (self.vendor, &self.microsoft) {
+            (Vendor::Microsoft, None) => violations.push(FieldViolation::new(
+                format!("{prefix}.microsoft_settings.billing_currency"),
+                "is required for MICROSOFT (the currency Partner Center bills the partner in)",
+            )),
+            (Vendor::Microsoft, Some(_)) | (_, None) => {}
+            (vendor, Some(_)) => violations.push(FieldViolation::new(
+                format!("{prefix}.microsoft_settings"),
+                format!("applies to MICROSOFT partner accounts only, not {vendor}"),
+            )),
         }
         if violations.is_empty() {
             Ok(())
@@ -174,6 +192,8 @@ pub struct PartnerAccountPatch {
     pub endpoint_url: Option<String>,
     #[serde(skip_serializing_if = "AwsSettingsPatch::is_empty")]
     pub aws: AwsSettingsPatch,
+    #[serde(skip_serializing_if = "MicrosoftSettingsPatch::is_empty")]
+    pub microsoft: MicrosoftSettingsPatch,
 }
 
 impl PartnerAccountPatch {
@@ -206,10 +226,25 @@ impl PartnerAccountPatch {
             // On another vendor this is refused by `validate`.
             next.aws = Some(p.aws.apply(current.aws.unwrap_or_default()));
         }
+        if !p.microsoft.is_empty() {
+            let Some(settings) = current.microsoft.clone() else {
+                return Err(Error::invalid(
+                    "partner_account.microsoft_settings",
+                    format!(
+                        "applies to MICROSOFT partner accounts only, not {}",
+                        current.vendor
+                    ),
+                ));
+            };
+            next.microsoft = Some(p.microsoft.apply(settings));
+        }
         next.validate("partner_account")?;
         Ok(next)
     }
 }
+
+/// The vendor's version tag of each window's data, by the window's start (RFC 3339).
+pub type VersionTags = BTreeMap<String, String>;
 
 /// What the API shows about an account's polling.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,14 +253,25 @@ pub struct PollStatus {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub requests_spent: i64,
-    pub version_tag: Option<String>,
+    pub version_tags: VersionTags,
     pub lease_owner: Option<String>,
+    /// When the account is due next; None before its first poll.
+    pub next_poll_at: Option<DateTime<Utc>>,
+    /// Polls that failed in a row since the last success.
+    pub consecutive_failures: u32,
 }
 
 /// The outcome of one poll, to record.
-pub enum PollResult<'a> {
-    Success { version_tag: Option<&'a str> },
-    Failure { error: &'a str },
+#[derive(Debug)]
+pub struct PollRecord<'a> {
+    /// Vendor requests the poll sent (billed or not, failed or not).
+    pub requests: i64,
+    /// None after a success.
+    pub error: Option<&'a str>,
+    /// The tags after the poll: a failed poll may still have recorded some windows.
+    pub version_tags: &'a VersionTags,
+    pub next_poll_at: DateTime<Utc>,
+    pub consecutive_failures: u32,
 }
 
 #[cfg(test)]

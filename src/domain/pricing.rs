@@ -158,3 +158,26 @@ fn serialize_currency<S: serde::Serializer>(c: &Option<Currency>, s: S) -> Resul
         None => s.serialize_none(),
     }
 }
+
+/// The tenant's pricing policy: what rating does besides applying rules and rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PricingPolicy {
+    /// A line a rule would sell below its vendor cost is held unrated (reason BELOW_COST) instead
+    /// of charged. Off by default: a loss leader is the MSP's choice.
+    pub hold_below_cost: bool,
+}
+
+/// The stored policy, with its version for etags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedPricingPolicy {
+    pub policy: PricingPolicy,
+    /// 0 while the tenant has never set one.
+    pub version: i64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl VersionedPricingPolicy {
+    pub fn etag(&self) -> String {
+        format!("v{}", self.version)
+    }
+}

@@ -5,7 +5,9 @@ use std::fmt;
 use rust_decimal::Decimal;
 
 use super::money::Currency;
-use super::pricing::{FxRate, PriceKind, PriceRule, UsageFacts, fx_rate, select_rule};
+use super::pricing::{
+    FxRate, PriceKind, PriceRule, PricingPolicy, UsageFacts, fx_rate, select_rule,
+};
 use super::usage::UsageLine;
 use super::vendor::Vendor;
 
@@ -32,6 +34,9 @@ pub enum UnratedReason {
     UnknownCurrency(String),
     /// The arithmetic left Decimal's range (absurd input).
     Overflow,
+    /// The rule in force would sell the line below its vendor cost, and the tenant's pricing
+    /// policy holds such lines.
+    BelowCost { rule_id: String },
 }
 
 impl UnratedReason {
@@ -42,6 +47,7 @@ impl UnratedReason {
             UnratedReason::NoFxRate { .. } => "NO_FX_RATE",
             UnratedReason::UnknownCurrency(_) => "UNKNOWN_CURRENCY",
             UnratedReason::Overflow => "OVERFLOW",
+            UnratedReason::BelowCost { .. } => "BELOW_COST",
         }
     }
 }
@@ -65,6 +71,12 @@ impl fmt::Display for UnratedReason {
                 write!(f, "the vendor's currency {code:?} is not ISO 4217")
             }
             UnratedReason::Overflow => f.write_str("the amount is out of range"),
+            UnratedReason::BelowCost { rule_id } => write!(
+                f,
+                "price rule {rule_id} would sell this usage below its vendor cost, and the \
+                 pricing policy holds such usage (hold_below_cost); change the rule, or the \
+                 policy with UpdatePricingPolicy"
+            ),
         }
     }
 }
@@ -80,6 +92,7 @@ pub struct Chargee {
 pub struct PriceBook<'a> {
     pub rules: &'a [PriceRule],
     pub fx: &'a [FxRate],
+    pub policy: PricingPolicy,
 }
 
 /// Rates `line` (from `vendor`, through a partner account with `partner_discount_rate`) for
@@ -144,9 +157,50 @@ pub fn rate(
         to: chargee.currency.code().into(),
     })?;
     let amount = price.checked_mul(rate).ok_or(UnratedReason::Overflow)?;
+    if prices.policy.hold_below_cost {
+        let below = below_cost(line, prices, chargee, (price, price_currency), amount)?;
+        if below {
+            return Err(UnratedReason::BelowCost {
+                rule_id: rule.id.clone(),
+            });
+        }
+    }
     Ok(RatedAmount {
         amount: amount.round_dp(AMOUNT_SCALE).normalize(),
         currency: chargee.currency,
         rule_id: rule.id.clone(),
     })
+}
+
+/// Whether `price` (in `price_currency`, `amount` once in the customer's currency) is below the
+/// line's vendor cost: compared in the vendor's currency where the price is in it, otherwise in
+/// the customer's, which then needs the vendor-to-customer rate too. Compared at the scale
+/// amounts are kept at, so a list recovered by division (cost / (1 − d) × (1 − d)) that lands
+/// a digit under cost in the 28th place is not taken for a loss.
+fn below_cost(
+    line: &UsageLine,
+    prices: &PriceBook<'_>,
+    chargee: &Chargee,
+    (price, price_currency): (Decimal, Currency),
+    amount: Decimal,
+) -> Result<bool, UnratedReason> {
+    let vendor_currency = Currency::parse("currency", &line.currency)
+        .map_err(|_| UnratedReason::UnknownCurrency(line.currency.clone()))?;
+    let below =
+        |price: Decimal, cost: Decimal| price.round_dp(AMOUNT_SCALE) < cost.round_dp(AMOUNT_SCALE);
+    if price_currency == vendor_currency {
+        return Ok(below(price, line.cost));
+    }
+    let rate = fx_rate(
+        prices.fx,
+        vendor_currency,
+        chargee.currency,
+        line.key.window_start,
+    )
+    .ok_or_else(|| UnratedReason::NoFxRate {
+        from: vendor_currency.code().into(),
+        to: chargee.currency.code().into(),
+    })?;
+    let cost = line.cost.checked_mul(rate).ok_or(UnratedReason::Overflow)?;
+    Ok(below(amount, cost))
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::money::Currency;
-use super::pricing::{FxRate, PriceKind, PriceRule, RuleScope};
+use super::pricing::{FxRate, PriceKind, PriceRule, PricingPolicy, RuleScope};
 use super::rating::{Chargee, PriceBook, UnratedReason, rate};
 use super::usage::{UsageKey, UsageLine};
 use super::vendor::Vendor;
@@ -64,7 +64,11 @@ fn chargee(currency: &str) -> Chargee {
 }
 
 fn usd_book<'a>(rules: &'a [PriceRule], fx: &'a [FxRate]) -> PriceBook<'a> {
-    PriceBook { rules, fx }
+    PriceBook {
+        rules,
+        fx,
+        policy: PricingPolicy::default(),
+    }
 }
 
 #[test]
@@ -347,4 +351,146 @@ fn unlinked_usage_and_unknown_currencies_are_unrated_with_reasons() {
         .unwrap_err(),
         UnratedReason::UnknownCurrency(_)
     ));
+}
+
+fn guarded<'a>(rules: &'a [PriceRule], fx: &'a [FxRate]) -> PriceBook<'a> {
+    PriceBook {
+        rules,
+        fx,
+        policy: PricingPolicy {
+            hold_below_cost: true,
+        },
+    }
+}
+
+#[test]
+fn the_below_cost_guard_holds_what_would_sell_at_a_loss() {
+    // Microsoft's figures from the trial: cost 5.5393, list from UnitPrice 6.1910.
+    let discount = vec![rule(
+        "list-5",
+        RuleScope::default(),
+        PriceKind::ListMinusDiscount,
+        "0.05",
+    )];
+    let mut l = line("5.5393", "1");
+    l.list_cost = Some(d("6.1910"));
+    let rated = rate(
+        &l,
+        Vendor::Microsoft,
+        Decimal::ZERO,
+        Some(&chargee("USD")),
+        &guarded(&discount, &[]),
+    )
+    .unwrap();
+    assert_eq!(rated.amount, d("5.88145"));
+
+    // A list below cost (PricingPreTaxTotal taken as list): 5.5393 x 0.95 < 5.5393.
+    l.list_cost = Some(d("5.5393"));
+    assert_eq!(
+        rate(
+            &l,
+            Vendor::Microsoft,
+            Decimal::ZERO,
+            Some(&chargee("USD")),
+            &guarded(&discount, &[])
+        )
+        .unwrap_err(),
+        UnratedReason::BelowCost {
+            rule_id: "list-5".into()
+        }
+    );
+    // Without the guard the loss is billed, as the MSP chose.
+    assert!(
+        rate(
+            &l,
+            Vendor::Microsoft,
+            Decimal::ZERO,
+            Some(&chargee("USD")),
+            &usd_book(&discount, &[])
+        )
+        .is_ok()
+    );
+
+    // A fixed price in another currency is compared in the customer's: 1 x 100 ZAR against
+    // 10 USD x 18.25.
+    let mut fixed = rule(
+        "fixed",
+        RuleScope::default(),
+        PriceKind::FixedUnitPrice,
+        "100",
+    );
+    fixed.currency = Some(cur("ZAR"));
+    let fixed = [fixed];
+    let usd_zar = [FxRate {
+        from: cur("USD"),
+        to: cur("ZAR"),
+        rate: d("18.25"),
+        effective_from: t("2026-01-01T00:00:00Z"),
+    }];
+    let ten = line("10", "1");
+    assert_eq!(
+        rate(
+            &ten,
+            Vendor::Aws,
+            Decimal::ZERO,
+            Some(&chargee("ZAR")),
+            &guarded(&fixed, &usd_zar)
+        )
+        .unwrap_err(),
+        UnratedReason::BelowCost {
+            rule_id: "fixed".into()
+        }
+    );
+    // ...which needs the vendor-to-customer rate even though the price needs none.
+    assert_eq!(
+        rate(
+            &ten,
+            Vendor::Aws,
+            Decimal::ZERO,
+            Some(&chargee("ZAR")),
+            &guarded(&fixed, &[])
+        )
+        .unwrap_err(),
+        UnratedReason::NoFxRate {
+            from: "USD".into(),
+            to: "ZAR".into()
+        }
+    );
+}
+
+mod below_cost_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// With the guard on, whatever is charged is at least the vendor's cost (in the vendor's
+        /// currency, the customer's here); with it off, the same line is charged either way.
+        #[test]
+        fn a_guarded_charge_never_undercuts_cost(
+            cost_cents in -1_000_000i64..1_000_000,
+            list_cents in proptest::option::of(0i64..2_000_000),
+            value_permille in 0i64..1_500,
+            kind in prop_oneof![Just(PriceKind::Markup), Just(PriceKind::ListMinusDiscount)],
+            partner_permille in 0i64..900,
+        ) {
+            let mut l = line("0", "1");
+            l.cost = Decimal::new(cost_cents, 2);
+            l.list_cost = list_cents.map(|c| Decimal::new(c, 2));
+            let value = Decimal::new(value_permille, 3);
+            let rules = vec![PriceRule { value, ..rule("r", RuleScope::default(), kind, "0") }];
+            let partner = Decimal::new(partner_permille, 3);
+            let unguarded = rate(&l, Vendor::Aws, partner, Some(&chargee("USD")), &usd_book(&rules, &[]));
+            match rate(&l, Vendor::Aws, partner, Some(&chargee("USD")), &guarded(&rules, &[])) {
+                Ok(rated) => {
+                    prop_assert!(rated.amount >= l.cost);
+                    prop_assert_eq!(Ok(rated), unguarded);
+                }
+                Err(UnratedReason::BelowCost { .. }) => {
+                    prop_assert!(unguarded.unwrap().amount < l.cost);
+                }
+                Err(other) => prop_assert_eq!(Err(other), unguarded),
+            }
+        }
+    }
 }

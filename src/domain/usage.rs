@@ -36,14 +36,37 @@ pub struct UsageLine {
     pub estimated: bool,
 }
 
+/// Which of the vendor's billing periods a window is. Partner Center exports the current and
+/// the last period separately; Cost Explorer and the simulator read any window and ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VendorPeriod {
+    #[default]
+    Current,
+    /// The previous period, while the vendor still revises it.
+    Previous,
+}
+
 /// A window to pull: every line whose window starts in `[start, end)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// The version tag the previous pull returned (e.g. Partner Center's manifest eTag), so a
-    /// source can answer "unchanged" without re-reading the data.
+    pub period: VendorPeriod,
+    /// The version tag the previous pull of this window returned (e.g. Partner Center's
+    /// manifest eTag), so a source can answer "unchanged" without re-reading the data.
     pub previous_version: Option<String>,
+}
+
+impl PullRequest {
+    /// The current period's window `[start, end)`, with no version seen yet.
+    pub fn current(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        PullRequest {
+            start,
+            end,
+            period: VendorPeriod::Current,
+            previous_version: None,
+        }
+    }
 }
 
 /// The full truth for a window: lines absent from it no longer exist.

@@ -2,7 +2,8 @@
 //! follow them in the same transaction: a new price rule or FX rate re-rates the tenant's
 //! lines, a link rates the usage that waited for it, a customer's new credit limit moves its
 //! crossings, and a new time zone re-buckets its daily totals. Each opens the transaction,
-//! writes the record (`store`), then does the ledger's part, so nothing commits half done.
+//! writes the record (`store`), then does the ledger's part, so nothing commits half done. (A
+//! new pricing policy re-rates too.)
 use chrono_tz::Tz;
 use diesel_async::AsyncConnection;
 
@@ -12,7 +13,9 @@ use super::{Ledger, ledger_backends};
 use crate::domain::customer::{Customer, CustomerPatch, NewVendorAccountLink};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::pricing::{FxRate, NewPriceRule, PriceRule};
+use crate::domain::pricing::{
+    FxRate, NewPriceRule, PriceRule, PricingPolicy, VersionedPricingPolicy,
+};
 use crate::store::dispatch;
 
 ledger_backends! {
@@ -36,6 +39,18 @@ ledger_backends! {
             q::pricing::set_fx(conn, tenant_id, rate).await?;
             rerate(&mut DieselLedger::new(conn), tenant_id, false).await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Replaces the tenant's pricing policy and, when it changed, re-rates the tenant's lines.
+    pub async fn update_pricing_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy, request: Option<&IdempotencyKey>) -> Result<VersionedPricingPolicy> {
+        conn.transaction(async |conn| {
+            let written = q::pricing::update_policy(conn, tenant_id, etag, next, request).await?;
+            if written.fresh {
+                rerate(&mut DieselLedger::new(conn), tenant_id, false).await?;
+            }
+            Ok(written.value)
         })
         .await
     }
@@ -94,6 +109,20 @@ impl Ledger {
 
     pub async fn set_fx_rate(&self, tenant_id: &str, rate: &FxRate) -> Result<()> {
         dispatch!(self.store, write, self::set_fx_rate(tenant_id, rate))
+    }
+
+    pub async fn update_pricing_policy(
+        &self,
+        tenant_id: &str,
+        etag: &str,
+        next: PricingPolicy,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<VersionedPricingPolicy> {
+        dispatch!(
+            self.store,
+            write,
+            self::update_pricing_policy(tenant_id, etag, next, request)
+        )
     }
 
     pub async fn link_vendor_account(

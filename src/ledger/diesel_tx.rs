@@ -70,6 +70,7 @@ ledger_backends! {
         async fn load_pricing(&mut self, tenant_id: &str) -> Result<TenantPricing> {
             let rules = q::pricing::rules(self.conn, tenant_id).await?;
             let fx = q::pricing::fx(self.conn, tenant_id).await?;
+            let policy = q::pricing::policy(self.conn, tenant_id).await?.policy;
             let customers: Vec<(String, String, String)> = customers::table
                 .filter(customers::tenant_id.eq(tenant_id))
                 .select((customers::id, customers::billing_currency, customers::time_zone))
@@ -80,7 +81,7 @@ ledger_backends! {
                 .select((vendor_accounts::vendor, vendor_accounts::account_id, vendor_accounts::customer_id))
                 .load(self.conn)
                 .await?;
-            tenant_pricing(rules, fx, customers, links)
+            tenant_pricing(rules, fx, policy, customers, links)
         }
 
         async fn partner_accounts(&mut self, tenant_id: &str) -> Result<Vec<PartnerAccount>> {

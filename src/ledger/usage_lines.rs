@@ -139,4 +139,19 @@ impl Ledger {
             self::in_window(tenant_id, account, start, end)
         )
     }
+
+    /// How many live lines an empty pull of `[start, end)` for the account would reverse. (Only
+    /// asked when a pull comes back empty, so it reads the lines rather than keep a query of
+    /// its own.)
+    pub async fn live_usage_lines(
+        &self,
+        account: &PartnerAccount,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<usize> {
+        let lines = self
+            .usage_lines_in_window(&account.tenant_id, account, start, end)
+            .await?;
+        Ok(lines.values().filter(|line| !line.removed).count())
+    }
 }

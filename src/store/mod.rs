@@ -176,6 +176,8 @@ pub struct Store {
     written: tokio::sync::watch::Sender<u64>,
     /// SQLite: checkpoints the WAL off the write path (see [`wal_checkpoint`]).
     _checkpointer: Option<wal_checkpoint::Checkpointer>,
+    /// Woken when a partner account changes, so this process's pollers follow at once.
+    partner_accounts_changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +241,7 @@ impl Store {
             options: options.clone(),
             written: tokio::sync::watch::channel(0).0,
             _checkpointer: checkpointer,
+            partner_accounts_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -265,6 +268,12 @@ impl Store {
     /// Announces a commit (see [`Store::written`]).
     pub fn committed(&self) {
         self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Resolves after a partner account of this process changed (or at once, when one changed
+    /// since the last wait).
+    pub async fn partner_account_changed(&self) {
+        self.partner_accounts_changed.notified().await
     }
 
     pub fn kind(&self) -> BackendKind {

@@ -11,6 +11,8 @@ use crate::domain::aws_settings::AwsSettings;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Replay};
 use crate::domain::ids;
+use crate::domain::microsoft_settings::MicrosoftSettings;
+use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
 use crate::domain::partner_account::{PartnerAccount, PartnerAccountPatch, PartnerAccountSpec};
 use crate::domain::vendor::Vendor;
@@ -36,6 +38,9 @@ struct PartnerAccountRow {
     aws_meter_mode: Option<String>,
     aws_request_budget: Option<i32>,
     line_key_prefix: i32,
+    ms_billing_currency: Option<String>,
+    ms_authority_host: Option<String>,
+    ms_token_scope: Option<String>,
 }
 
 /// The next partner account's line key prefix.
@@ -66,7 +71,41 @@ fn aws_columns(aws: Option<&AwsSettings>) -> AwsColumns<'static> {
     }
 }
 
+/// The Microsoft settings columns of a row: all set, or all NULL (not a Microsoft account).
+type MicrosoftColumns<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+fn microsoft_columns(settings: Option<&MicrosoftSettings>) -> MicrosoftColumns<'_> {
+    match settings {
+        Some(m) => (
+            Some(m.billing_currency.code()),
+            Some(m.authority_host.as_str()),
+            Some(m.token_scope.as_str()),
+        ),
+        None => (None, None, None),
+    }
+}
+
 impl PartnerAccountRow {
+    fn microsoft(&self) -> std::result::Result<Option<MicrosoftSettings>, String> {
+        let columns = (
+            self.ms_billing_currency.as_deref(),
+            self.ms_authority_host.as_deref(),
+            self.ms_token_scope.as_deref(),
+        );
+        match columns {
+            (None, None, None) => Ok(None),
+            (Some(currency), Some(authority_host), Some(token_scope)) => {
+                Ok(Some(MicrosoftSettings {
+                    billing_currency: Currency::parse("ms_billing_currency", currency)
+                        .map_err(|e| e.to_string())?,
+                    authority_host: authority_host.to_string(),
+                    token_scope: token_scope.to_string(),
+                }))
+            }
+            _ => Err("partly set Microsoft settings".into()),
+        }
+    }
+
     fn aws(&self) -> std::result::Result<Option<AwsSettings>, String> {
         let columns = (
             self.aws_granularity.as_deref(),
@@ -95,6 +134,7 @@ impl TryFrom<PartnerAccountRow> for PartnerAccount {
         let corrupt =
             |e: String| Error::Internal(format!("stored partner account {}: {e}", row.id));
         let aws = row.aws().map_err(corrupt)?;
+        let microsoft = row.microsoft().map_err(corrupt)?;
         Ok(PartnerAccount {
             spec: PartnerAccountSpec {
                 vendor: row.vendor.parse().map_err(corrupt)?,
@@ -106,6 +146,7 @@ impl TryFrom<PartnerAccountRow> for PartnerAccount {
                 enabled: row.enabled,
                 endpoint_url: row.endpoint_url,
                 aws,
+                microsoft,
             },
             line_key_prefix: u32::try_from(row.line_key_prefix)
                 .map_err(|e| corrupt(format!("line key prefix: {e}")))?,
@@ -140,6 +181,7 @@ for_each_backend! {
             }
             let now = DbTime(Utc::now());
             let (granularity, cost_metric, meter_mode, budget) = aws_columns(spec.aws_settings().as_ref());
+            let (ms_currency, ms_authority, ms_scope) = microsoft_columns(spec.microsoft.as_ref());
             // PostgreSQL numbers accounts from a sequence (concurrent creates never collide);
             // SQLite has one writer at a time.
             let next_prefix = if IS_POSTGRES {
@@ -165,6 +207,9 @@ for_each_backend! {
                     partner_accounts::aws_cost_metric.eq(cost_metric),
                     partner_accounts::aws_meter_mode.eq(meter_mode),
                     partner_accounts::aws_request_budget.eq(budget),
+                    partner_accounts::ms_billing_currency.eq(ms_currency),
+                    partner_accounts::ms_authority_host.eq(ms_authority),
+                    partner_accounts::ms_token_scope.eq(ms_scope),
                     partner_accounts::version.eq(1i64),
                     partner_accounts::created_at.eq(now),
                     partner_accounts::updated_at.eq(now),
@@ -275,6 +320,7 @@ for_each_backend! {
             }
             let next = patch.apply(&current.spec)?;
             let (granularity, cost_metric, meter_mode, budget) = aws_columns(next.aws_settings().as_ref());
+            let (ms_currency, ms_authority, ms_scope) = microsoft_columns(next.microsoft.as_ref());
             let result = diesel::update(partner_accounts::table)
                 .filter(partner_accounts::id.eq(id))
                 .filter(partner_accounts::version.eq(current.version))
@@ -290,6 +336,9 @@ for_each_backend! {
                     partner_accounts::aws_cost_metric.eq(cost_metric),
                     partner_accounts::aws_meter_mode.eq(meter_mode),
                     partner_accounts::aws_request_budget.eq(budget),
+                    partner_accounts::ms_billing_currency.eq(ms_currency),
+                    partner_accounts::ms_authority_host.eq(ms_authority),
+                    partner_accounts::ms_token_scope.eq(ms_scope),
                     partner_accounts::version.eq(current.version + 1),
                     partner_accounts::updated_at.eq(DbTime(Utc::now())),
                 ))
@@ -297,7 +346,12 @@ for_each_backend! {
                 .await;
             match result {
                 Ok(0) => Err(stale()),
-                Ok(_) => get(conn, tenant_id, id).await,
+                Ok(_) => {
+                    // New settings (credentials, budget, currency…) deserve a poll now, not
+                    // after the back-off the old ones earned.
+                    q::poll_states::reschedule_now(conn, id).await?;
+                    get(conn, tenant_id, id).await
+                }
                 Err(e) if is_unique_violation(&e) => Err(taken(&next)),
                 Err(e) => Err(e.into()),
             }
@@ -307,6 +361,11 @@ for_each_backend! {
 }
 
 impl Store {
+    /// A partner account as it is now, for its poller (which has no principal).
+    pub async fn partner_account_in(&self, tenant_id: &str, id: &str) -> Result<PartnerAccount> {
+        dispatch!(self, read, self::get(tenant_id, id))
+    }
+
     pub async fn enabled_partner_accounts(&self) -> Result<Vec<PartnerAccount>> {
         dispatch!(self, read, self::all_enabled())
     }
@@ -345,10 +404,14 @@ impl Store {
         patch: &PartnerAccountPatch,
         request: Option<&IdempotencyKey>,
     ) -> Result<PartnerAccount> {
-        dispatch!(
+        let updated = dispatch!(
             self,
             write,
             self::update(tenant_id, id, etag, patch, request)
-        )
+        )?;
+        // This replica's pollers look at once (disabling stops a poller now, not at the next
+        // refresh); other replicas' see the change before their next poll.
+        self.partner_accounts_changed.notify_one();
+        Ok(updated)
     }
 }

@@ -1,5 +1,6 @@
 //! Per-partner-account poll state: the lease that lets one replica poll an account at a time,
-//! the vendor's version tag of the last data seen, and what the last polls did.
+//! the vendor's version tags of the data last seen, what the last polls did, and when the
+//! account is polled next.
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -8,7 +9,24 @@ use super::schema::poll_states;
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::Result;
-use crate::domain::partner_account::{PollResult, PollStatus};
+use crate::domain::partner_account::{PollRecord, PollStatus, VersionTags};
+/// Tags are stored as a JSON object; anything else (a tag kept by an older version) reads as
+/// none, which costs one download.
+fn decode_tags(stored: Option<String>) -> VersionTags {
+    stored
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+fn encode_tags(tags: &VersionTags) -> Option<String> {
+    (!tags.is_empty()).then(|| {
+        serde_json::Value::from_iter(
+            tags.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))),
+        )
+        .to_string()
+    })
+}
 
 for_each_backend! {
     /// Takes or renews the lease on `partner_account_id` for `owner` until now + `ttl`; false
@@ -53,59 +71,75 @@ for_each_backend! {
         Ok(())
     }
 
-    pub async fn record(conn: &mut Conn, partner_account_id: &str, requests: i64, result: &PollResult<'_>) -> Result<()> {
+    pub async fn record(conn: &mut Conn, partner_account_id: &str, record: &PollRecord<'_>) -> Result<()> {
         let now = DbTime(Utc::now());
         let target = poll_states::table.find(partner_account_id);
-        match result {
-            PollResult::Success { version_tag } => {
-                diesel::update(target)
-                    .set((
-                        poll_states::last_poll_at.eq(now),
-                        poll_states::last_success_at.eq(now),
-                        poll_states::last_error.eq(None::<String>),
-                        poll_states::version_tag.eq(*version_tag),
-                        poll_states::requests_spent.eq(poll_states::requests_spent + requests),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-            PollResult::Failure { error } => {
-                diesel::update(target)
-                    .set((
-                        poll_states::last_poll_at.eq(now),
-                        poll_states::last_error.eq(*error),
-                        poll_states::requests_spent.eq(poll_states::requests_spent + requests),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
+        let failures = i32::try_from(record.consecutive_failures).unwrap_or(i32::MAX);
+        let common = (
+            poll_states::last_poll_at.eq(now),
+            poll_states::last_error.eq(record.error),
+            poll_states::version_tags.eq(encode_tags(record.version_tags)),
+            poll_states::requests_spent.eq(poll_states::requests_spent + record.requests),
+            poll_states::next_poll_at.eq(DbTime(record.next_poll_at)),
+            poll_states::consecutive_failures.eq(failures),
+        );
+        if record.error.is_none() {
+            diesel::update(target)
+                .set((common, poll_states::last_success_at.eq(now)))
+                .execute(conn)
+                .await?;
+        } else {
+            diesel::update(target).set(common).execute(conn).await?;
         }
         Ok(())
     }
 
+    /// Polls the account as soon as its poller looks (after its settings changed).
+    pub async fn reschedule_now(conn: &mut Conn, partner_account_id: &str) -> Result<()> {
+        diesel::update(poll_states::table.find(partner_account_id))
+            .set((
+                poll_states::next_poll_at.eq(None::<DbTime>),
+                poll_states::consecutive_failures.eq(0),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn get(conn: &mut Conn, partner_account_id: &str) -> Result<PollStatus> {
-        type Row = (Option<DbTime>, Option<DbTime>, Option<String>, i64, Option<String>, Option<String>);
+        type Row = (
+            (Option<DbTime>, Option<DbTime>, Option<String>, i64, Option<String>),
+            (Option<String>, Option<DbTime>, i32),
+        );
         let row: Option<Row> = poll_states::table
             .find(partner_account_id)
             .select((
-                poll_states::last_poll_at,
-                poll_states::last_success_at,
-                poll_states::last_error,
-                poll_states::requests_spent,
-                poll_states::version_tag,
-                poll_states::lease_owner,
+                (
+                    poll_states::last_poll_at,
+                    poll_states::last_success_at,
+                    poll_states::last_error,
+                    poll_states::requests_spent,
+                    poll_states::version_tags,
+                ),
+                (
+                    poll_states::lease_owner,
+                    poll_states::next_poll_at,
+                    poll_states::consecutive_failures,
+                ),
             ))
             .first(conn)
             .await
             .optional()?;
         Ok(row
-            .map(|(poll, success, error, spent, tag, owner)| PollStatus {
+            .map(|((poll, success, error, spent, tags), (owner, next, failures))| PollStatus {
                 last_poll_at: poll.map(|t| t.0),
                 last_success_at: success.map(|t| t.0),
                 last_error: error,
                 requests_spent: spent,
-                version_tag: tag,
+                version_tags: decode_tags(tags),
                 lease_owner: owner,
+                next_poll_at: next.map(|t| t.0),
+                consecutive_failures: u32::try_from(failures).unwrap_or_default(),
             })
             .unwrap_or_default())
     }
@@ -137,17 +171,26 @@ impl Store {
     pub async fn record_poll(
         &self,
         partner_account_id: &str,
-        requests: i64,
-        result: &PollResult<'_>,
+        record: &PollRecord<'_>,
     ) -> Result<()> {
-        dispatch!(
-            self,
-            write,
-            self::record(partner_account_id, requests, result)
-        )
+        dispatch!(self, write, self::record(partner_account_id, record))
     }
 
     pub async fn poll_status(&self, partner_account_id: &str) -> Result<PollStatus> {
         dispatch!(self, read, self::get(partner_account_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_old_tags_read_as_none() {
+        let mut tags = VersionTags::new();
+        tags.insert("2026-11-01T00:00:00+00:00".into(), "etag \"1\"".into());
+        assert_eq!(decode_tags(encode_tags(&tags)), tags);
+        assert_eq!(encode_tags(&VersionTags::new()), None);
+        assert!(decode_tags(Some("etag-from-before".into())).is_empty());
     }
 }

@@ -3,7 +3,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::schema::{customers, fx_rates, price_rules};
+use super::schema::{customers, fx_rates, price_rules, pricing_policies};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
@@ -11,7 +11,9 @@ use crate::domain::idempotency::{IdempotencyKey, Replay, Written};
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
-use crate::domain::pricing::{FxRate, NewPriceRule, PriceRule, RuleScope};
+use crate::domain::pricing::{
+    FxRate, NewPriceRule, PriceRule, PricingPolicy, RuleScope, VersionedPricingPolicy,
+};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = price_rules)]
@@ -157,6 +159,78 @@ for_each_backend! {
         Ok(page.page(rules, |r| &r.id))
     }
 
+    /// The tenant's pricing policy; the defaults (version 0) until one is set.
+    pub async fn policy(conn: &mut Conn, tenant_id: &str) -> Result<VersionedPricingPolicy> {
+        let row: Option<(bool, i64, DbTime)> = pricing_policies::table
+            .find(tenant_id)
+            .select((pricing_policies::hold_below_cost, pricing_policies::version, pricing_policies::updated_at))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(match row {
+            Some((hold_below_cost, version, at)) => VersionedPricingPolicy {
+                policy: PricingPolicy { hold_below_cost },
+                version,
+                updated_at: Some(at.0),
+            },
+            None => VersionedPricingPolicy { policy: PricingPolicy::default(), version: 0, updated_at: None },
+        })
+    }
+
+    /// Replaces the tenant's pricing policy (refused when `etag` is set and stale); fresh when
+    /// the policy changed (re-rating after it is the ledger's: `ledger::changes`).
+    pub async fn update_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy, request: Option<&IdempotencyKey>) -> Result<Written<VersionedPricingPolicy>> {
+        conn.transaction(async |conn| {
+            if let Replay::Done { .. } = q::idempotency::claim_optional(conn, tenant_id, request, tenant_id).await? {
+                return Ok(Written { value: policy(conn, tenant_id).await?, fresh: false });
+            }
+            let current = policy(conn, tenant_id).await?;
+            let stale = || Error::EtagMismatch {
+                kind: "pricing policy",
+                id: tenant_id.to_string(),
+                sent: etag.to_string(),
+                current: current.etag(),
+            };
+            if !etag.is_empty() && etag != current.etag() {
+                return Err(stale());
+            }
+            if current.policy == next && current.version > 0 {
+                return Ok(Written { value: current, fresh: false });
+            }
+            let now = DbTime(Utc::now());
+            // Not an upsert: on SQLite the outer ON CONFLICT would override the pricing-version
+            // trigger's INSERT OR IGNORE (and fail it).
+            if current.version == 0 {
+                let inserted = diesel::insert_into(pricing_policies::table)
+                    .values((
+                        pricing_policies::tenant_id.eq(tenant_id),
+                        pricing_policies::hold_below_cost.eq(next.hold_below_cost),
+                        pricing_policies::version.eq(1i64),
+                        pricing_policies::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await;
+                match inserted {
+                    // A concurrent first update won.
+                    Err(e) if crate::store::errors::is_unique_violation(&e) => return Err(stale()),
+                    other => other?,
+                };
+            } else {
+                diesel::update(pricing_policies::table.find(tenant_id))
+                    .set((
+                        pricing_policies::hold_below_cost.eq(next.hold_below_cost),
+                        pricing_policies::version.eq(current.version + 1),
+                        pricing_policies::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            let changed = current.policy != next;
+            Ok(Written { value: policy(conn, tenant_id).await?, fresh: changed })
+        })
+        .await
+    }
+
     /// Sets (or replaces) the rate from `effective_from` on (re-rating after it is the
     /// ledger's: `ledger::changes`).
     pub async fn set_fx(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
@@ -186,6 +260,10 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<PriceRule>> {
         dispatch!(self, read, self::list_rules(tenant_id, page))
+    }
+
+    pub async fn pricing_policy(&self, tenant_id: &str) -> Result<VersionedPricingPolicy> {
+        dispatch!(self, read, self::policy(tenant_id))
     }
 
     pub async fn fx_rates(&self, tenant_id: &str) -> Result<Vec<FxRate>> {

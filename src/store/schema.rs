@@ -55,6 +55,9 @@ diesel::table! {
         aws_meter_mode -> Nullable<Text>,
         aws_request_budget -> Nullable<Integer>,
         line_key_prefix -> Integer,
+        ms_billing_currency -> Nullable<Text>,
+        ms_authority_host -> Nullable<Text>,
+        ms_token_scope -> Nullable<Text>,
     }
 }
 
@@ -198,13 +201,28 @@ diesel::table! {
     poll_states (partner_account_id) {
         partner_account_id -> Text,
         tenant_id -> Text,
-        version_tag -> Nullable<Text>,
+        version_tags -> Nullable<Text>,
         last_poll_at -> Nullable<Instant>,
         last_success_at -> Nullable<Instant>,
         last_error -> Nullable<Text>,
         requests_spent -> BigInt,
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Instant>,
+        next_poll_at -> Nullable<Instant>,
+        consecutive_failures -> Integer,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
+    /// The tenant's pricing policy; no row means the defaults.
+    pricing_policies (tenant_id) {
+        tenant_id -> Text,
+        hold_below_cost -> Bool,
+        version -> BigInt,
+        updated_at -> Instant,
     }
 }
 
@@ -227,6 +245,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     api_keys,
     partner_accounts,
+    pricing_policies,
     customers,
     enrollments,
     vendor_accounts,

@@ -12,6 +12,13 @@
 //! is deterministic) filtered to it and grouped by LINKED_ACCOUNT and USAGE_TYPE (meter = usage
 //! type); only the per-service lines are returned, so nothing is counted twice.
 //! DataUnavailableException is an empty window, not an error.
+//!
+//! Each request asks for the cost and the list metric together (see [`CostMetric`]: by default
+//! cost = NetUnblendedCost, what the MSP pays after its partner discounts, and list =
+//! UnblendedCost, AWS's public rate) and leaves credits and refunds out (RECORD_TYPE Credit and
+//! Refund): a credit marked up like usage would hand the customer more than AWS gave, and AWS
+//! credits on a reseller's payer account are mostly the partner's own (promotions, programme
+//! funding). The MSP passes one on deliberately, by pushing a negative line (IngestUsage).
 mod mapping;
 pub mod organizations;
 mod retry;
@@ -22,9 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_costexplorer::Client;
 use aws_sdk_costexplorer::operation::get_cost_and_usage::GetCostAndUsageOutput;
-use aws_sdk_costexplorer::types::{
-    DateInterval, Dimension, DimensionValues, Expression, GroupDefinition, GroupDefinitionType,
-};
+use aws_sdk_costexplorer::types::{DateInterval, GroupDefinition, GroupDefinitionType};
 use chrono::{DateTime, Utc};
 
 pub use settings::{
@@ -32,7 +37,7 @@ pub use settings::{
     Granularity, MeterMode, RetryPolicy,
 };
 
-use self::mapping::{Grouping, USAGE_QUANTITY};
+use self::mapping::Grouping;
 use self::retry::Verdict;
 use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError};
 use crate::domain::usage::UsageLine;
@@ -156,26 +161,14 @@ impl AwsCostExplorer {
             .get_cost_and_usage()
             .time_period(period)
             .granularity(granularity.to_sdk())
-            .metrics(self.config.cost_metric.as_str())
-            .metrics(USAGE_QUANTITY)
+            .set_metrics(Some(mapping::metrics(self.config.cost_metric)))
+            .filter(mapping::usage_filter(grouping))
             .set_next_page_token(token.map(str::to_string));
         for key in grouping.dimensions() {
             request = request.group_by(
                 GroupDefinition::builder()
                     .r#type(GroupDefinitionType::Dimension)
                     .key(key)
-                    .build(),
-            );
-        }
-        if let Grouping::AccountUsageType { service } = grouping {
-            request = request.filter(
-                Expression::builder()
-                    .dimensions(
-                        DimensionValues::builder()
-                            .key(Dimension::Service)
-                            .values(service)
-                            .build(),
-                    )
                     .build(),
             );
         }

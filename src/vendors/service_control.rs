@@ -1,6 +1,7 @@
 //! Acting on a customer's vendor accounts: enroll (create one), suspend, resume, purge. One
 //! adapter per vendor behind [`ServiceControl`], beside the usage connectors, built from a
-//! partner account the same way (credentials by reference, see [`super::credentials`]).
+//! partner account the same way (credentials by reference, see [`super::credentials`]) by
+//! [`super::service_control_for`].
 //!
 //! Every call is idempotent at the vendor: repeating it after a crash, a timeout or a retry
 //! leaves the vendor as one call would, and answers [`Change::AlreadyInState`] for what was
@@ -12,10 +13,6 @@
 //! [`Change::AlreadyInState`]: crate::domain::service_control::Change::AlreadyInState
 use rand::Rng;
 
-use super::aws::organizations::{AwsOrganizations, AwsOrganizationsConfig};
-use super::microsoft::control::{PartnerCenterControl, PartnerCenterControlConfig};
-use super::simulator::control::{SimulatorControl, SimulatorControlConfig};
-use crate::domain::partner_account::PartnerAccount;
 use crate::domain::service_action::RetryPolicy;
 use crate::domain::service_control::{
     ControlError, ControlReport, ControlTarget, EnrollmentOrder, EnrollmentProgress,
@@ -79,77 +76,5 @@ pub async fn back_off(
             Ok(())
         }
         None => Err(error),
-    }
-}
-
-/// The adapter for a partner account. `deny_policy_id` is the AWS deny policy's id as kept from
-/// an earlier [`ControlReport::deny_policy_id`] (None: found by name). Adapters cache what they
-/// learn (the management account, the policy id; the simulator's accounts live in it), so keep
-/// one per partner account rather than building one per call.
-pub fn for_partner_account(
-    account: &PartnerAccount,
-    deny_policy_id: Option<String>,
-) -> ControlResult<Box<dyn ServiceControl>> {
-    let spec = &account.spec;
-    Ok(match spec.vendor {
-        Vendor::Aws => Box::new(AwsOrganizations::new(
-            AwsOrganizationsConfig::for_partner_account(spec, deny_policy_id),
-        )?),
-        Vendor::Microsoft => Box::new(PartnerCenterControl::new(
-            PartnerCenterControlConfig::for_partner_account(spec)?,
-        )?),
-        Vendor::Simulator => Box::new(SimulatorControl::new(SimulatorControlConfig::default())?),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::partner_account::PartnerAccountSpec;
-    use crate::domain::vendor::VendorAccountKind;
-
-    fn account(vendor: Vendor, vendor_account_id: &str, credentials_ref: &str) -> PartnerAccount {
-        PartnerAccount {
-            id: "pa_1".into(),
-            tenant_id: "ten_1".into(),
-            line_key_prefix: 1,
-            spec: PartnerAccountSpec {
-                vendor,
-                display_name: "partner".into(),
-                vendor_account_id: vendor_account_id.into(),
-                partner_discount_rate: rust_decimal::Decimal::ZERO,
-                credentials_ref: credentials_ref.into(),
-                poll_interval_secs: 900,
-                enabled: true,
-                endpoint_url: String::new(),
-                aws: None,
-            },
-            version: 1,
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-        }
-    }
-
-    #[tokio::test]
-    async fn each_vendor_gets_its_adapter() {
-        let simulator = for_partner_account(&account(Vendor::Simulator, "sim", ""), None).unwrap();
-        assert_eq!(simulator.vendor(), Vendor::Simulator);
-        let target = ControlTarget::new(VendorAccountKind::SimulatorAccount, "sim-a");
-        assert!(simulator.suspend(&target).await.is_ok());
-        assert_eq!(simulator.closure_quota_members().await, Ok(None));
-
-        let unset = "MSPGW_TEST_CONTROL_FACTORY_SURELY_UNSET";
-        for (vendor, id) in [
-            (Vendor::Aws, "111122223333"),
-            (Vendor::Microsoft, "5b1d3a2e-7c4f-4e8a-9d21-0f6b8c3e4a17"),
-        ] {
-            let error = for_partner_account(&account(vendor, id, &format!("env:{unset}")), None)
-                .err()
-                .expect("credentials are resolved when the adapter is built");
-            assert!(
-                !error.is_transient() && error.reason().contains(unset),
-                "{error}"
-            );
-        }
     }
 }

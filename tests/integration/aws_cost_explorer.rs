@@ -14,13 +14,16 @@ use msp_gateway::domain::usage::UsageLine;
 use msp_gateway::vendors::aws::{
     AwsCostExplorer, AwsCostExplorerConfig, Granularity, MeterMode, RetryPolicy,
 };
-use msp_gateway::vendors::{PullOutcome, PullRequest, RequestCount, UsageSource, VendorError};
+use msp_gateway::vendors::{
+    PullOutcome, PullRequest, RequestCount, UsageSource, VendorError, VendorPeriod,
+};
 use serde_json::{Value, json};
 
 use self::moto::{FaultProxy, Moto};
 
 /// Shared with the service-control tests (AWS Organizations through the same moto and proxy).
 pub mod moto;
+mod through_the_gateway;
 
 const EC2: &str = "Amazon Elastic Compute Cloud - Compute";
 const S3: &str = "Amazon Simple Storage Service";
@@ -63,6 +66,7 @@ fn november_1_to_3() -> PullRequest {
     PullRequest {
         start: at("2026-11-01T00:00:00Z"),
         end: at("2026-11-03T00:00:00Z"),
+        period: VendorPeriod::Current,
         previous_version: None,
     }
 }
@@ -85,14 +89,33 @@ fn day(date: &str, next: &str, estimated: bool, groups: Vec<Value>) -> Value {
     })
 }
 
+/// A group as Cost Explorer answers the default request: the net cost (what the payer pays
+/// after its partner discounts) and the unblended (list) cost, here without a discount.
 fn group(account: &str, key: &str, cost: &str, quantity: &str, unit: &str) -> Value {
+    priced_group(account, key, cost, cost, quantity, unit)
+}
+
+fn priced_group(
+    account: &str,
+    key: &str,
+    net: &str,
+    list: &str,
+    quantity: &str,
+    unit: &str,
+) -> Value {
     json!({
         "Keys": [account, key],
         "Metrics": {
-            "UnblendedCost": { "Amount": cost, "Unit": "USD" },
+            "NetUnblendedCost": { "Amount": net, "Unit": "USD" },
+            "UnblendedCost": { "Amount": list, "Unit": "USD" },
             "UsageQuantity": { "Amount": quantity, "Unit": unit },
         },
     })
+}
+
+/// The filter every query carries: usage without credits and refunds.
+fn usage_only() -> Value {
+    json!({"Not": {"Dimensions": {"Key": "RECORD_TYPE", "Values": ["Credit", "Refund"]}}})
 }
 
 async fn pull(source: &AwsCostExplorer) -> Result<(Vec<UsageLine>, RequestCount), VendorError> {
@@ -182,10 +205,12 @@ async fn pages_are_followed_and_amounts_stay_exact() {
         json!({"Start": "2026-11-01", "End": "2026-11-03"})
     );
     assert_eq!(bodies[0]["Granularity"], "DAILY");
+    // Cost and list in one request; credits and refunds left out.
     assert_eq!(
         bodies[0]["Metrics"],
-        json!(["UnblendedCost", "UsageQuantity"])
+        json!(["NetUnblendedCost", "UnblendedCost", "UsageQuantity"])
     );
+    assert_eq!(bodies[0]["Filter"], usage_only());
     assert_eq!(
         bodies[0]["GroupBy"],
         json!([{"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}, {"Type": "DIMENSION", "Key": "SERVICE"}])
@@ -408,7 +433,7 @@ async fn usage_type_mode_breaks_each_service_down() {
         );
         assert_eq!(
             body["Filter"],
-            json!({"Dimensions": {"Key": "SERVICE", "Values": [service]}})
+            json!({"And": [usage_only(), {"Dimensions": {"Key": "SERVICE", "Values": [service]}}]})
         );
     }
 }
@@ -432,6 +457,7 @@ async fn hourly_windows_use_timestamps() {
         // 05:00 began before the window: only the 06:00 hour is ours.
         start: at("2026-11-01T05:30:00Z"),
         end: at("2026-11-01T07:00:00Z"),
+        period: VendorPeriod::Current,
         previous_version: None,
     };
 
@@ -563,9 +589,9 @@ async fn aws_revisions_reach_the_ledger_as_deltas(backend: crate::harness::Backe
 }
 
 /// The Cost Explorer settings chosen on a partner account through the API are what the poller
-/// asks for: HOURLY windows over the last 14 days, AmortizedCost as the cost (moto's answer
-/// carries only that metric, so asking for another would fail the poll), then the usage-type
-/// meter mode and a request budget too small for it.
+/// asks for: HOURLY windows over the last 14 days, the amortized pair (NetAmortizedCost as the
+/// cost, AmortizedCost as the list; moto's answer carries only those, so asking for others would
+/// fail the poll), then the usage-type meter mode and a request budget too small for it.
 async fn partner_account_settings_drive_the_poller(backend: crate::harness::Backend) {
     use chrono::{Duration as Span, DurationRound};
     use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once};
@@ -598,7 +624,8 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
     let amortized = json!({
         "Keys": ["111122223333", EC2],
         "Metrics": {
-            "AmortizedCost": { "Amount": "7.2500000001", "Unit": "USD" },
+            "NetAmortizedCost": { "Amount": "7.2500000001", "Unit": "USD" },
+            "AmortizedCost": { "Amount": "8", "Unit": "USD" },
             "UsageQuantity": { "Amount": "1", "Unit": "Hrs" },
         },
     });
@@ -634,7 +661,7 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
     assert_eq!(bodies[0]["Granularity"], "HOURLY");
     assert_eq!(
         bodies[0]["Metrics"],
-        json!(["AmortizedCost", "UsageQuantity"])
+        json!(["NetAmortizedCost", "AmortizedCost", "UsageQuantity"])
     );
     // The last 14 whole days (UTC), as hourly timestamps.
     let start = at(bodies[0]["TimePeriod"]["Start"].as_str().unwrap());
@@ -659,6 +686,7 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
         (line.cost.as_str(), line.currency.as_str()),
         ("7.2500000001", "USD")
     );
+    assert_eq!(line.list_cost, "8");
     assert_eq!(line.window_start.unwrap().seconds, hour.timestamp());
     assert_eq!(line.window_end.unwrap().seconds, hour.timestamp() + 3600);
 

@@ -352,7 +352,6 @@ impl TestGateway {
         account_id: &str,
         markup: rust_decimal::Decimal,
     ) -> msp_gateway::domain::partner_account::PartnerAccount {
-        use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
         use msp_gateway::domain::idempotency::IdempotencyKey;
         use msp_gateway::domain::money::Currency;
         use msp_gateway::domain::partner_account::PartnerAccountSpec;
@@ -369,6 +368,11 @@ impl TestGateway {
             enabled: true,
             endpoint_url: String::new(),
             aws: None,
+            microsoft: (vendor == msp_gateway::domain::vendor::Vendor::Microsoft).then(|| {
+                msp_gateway::domain::microsoft_settings::MicrosoftSettings::billed_in(
+                    Currency::parse("c", currency).unwrap(),
+                )
+            }),
         };
         let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
         let account = self
@@ -376,26 +380,8 @@ impl TestGateway {
             .create_partner_account(&admin, &spec, &key)
             .await
             .unwrap();
-        let new = NewCustomer {
-            external_ref: format!("{vendor}-1"),
-            display_name: "Vendor customer".into(),
-            billing_currency: Currency::parse("c", currency).unwrap(),
-            billing_cycle: BillingCycle::Monthly,
-            time_zone: None,
-            credit_limit: rust_decimal::Decimal::ZERO,
-            enrollments: vec![],
-        };
-        let key = IdempotencyKey::new("c".into(), "CreateCustomer", &new);
-        let customer = self
-            .store
-            .create_customer(&admin, "UTC", &new, &key)
-            .await
-            .unwrap();
-        let link = NewVendorAccountLink::parse("v", vendor, kind, account_id, "").unwrap();
-        self.ledger
-            .link_vendor_account(&admin, &customer.id, &link, None)
-            .await
-            .unwrap();
+        self.linked_customer(vendor, kind, account_id, currency)
+            .await;
         let rule = NewPriceRule {
             scope: RuleScope::default(),
             kind: PriceKind::Markup,
@@ -410,6 +396,42 @@ impl TestGateway {
             .await
             .unwrap();
         account
+    }
+
+    /// A customer billed in `currency` with the vendor account `account_id` (of `kind`)
+    /// linked; its id.
+    pub async fn linked_customer(
+        &self,
+        vendor: msp_gateway::domain::vendor::Vendor,
+        kind: msp_gateway::domain::vendor::VendorAccountKind,
+        account_id: &str,
+        currency: &str,
+    ) -> String {
+        use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
+        use msp_gateway::domain::idempotency::IdempotencyKey;
+        use msp_gateway::domain::money::Currency;
+        let admin = self.admin();
+        let new = NewCustomer {
+            external_ref: format!("{vendor}-{account_id}"),
+            display_name: "Vendor customer".into(),
+            billing_currency: Currency::parse("c", currency).unwrap(),
+            billing_cycle: BillingCycle::Monthly,
+            time_zone: None,
+            credit_limit: rust_decimal::Decimal::ZERO,
+            enrollments: vec![],
+        };
+        let key = IdempotencyKey::new(format!("c-{account_id}"), "CreateCustomer", &new);
+        let customer = self
+            .store
+            .create_customer(&admin, "UTC", &new, &key)
+            .await
+            .unwrap();
+        let link = NewVendorAccountLink::parse("v", vendor, kind, account_id, "").unwrap();
+        self.ledger
+            .link_vendor_account(&admin, &customer.id, &link, None)
+            .await
+            .unwrap();
+        customer.id
     }
 
     pub async fn stop(mut self) {

@@ -7,8 +7,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use msp_gateway::vendors::microsoft::{
     AccountKey, ExportOutcome, PartnerCenterConfig, PartnerCenterSource, RetrySettings,
 };
-use msp_gateway::vendors::{PullOutcome, PullRequest, RequestCount, UsageSource, VendorError};
+use msp_gateway::vendors::{
+    PullOutcome, PullRequest, RequestCount, UsageSource, VendorError, VendorPeriod,
+};
 use rust_decimal::Decimal;
+
+mod through_the_gateway;
 
 use crate::partner_center_emulator::{
     Blob, CLIENT_ID, CLIENT_SECRET, Emulator, Script, TENANT, gzip,
@@ -74,10 +78,16 @@ fn day(d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap()
 }
 
+fn december() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+}
+
+/// November's billing period, as the current one.
 fn window(previous_version: Option<&str>) -> PullRequest {
     PullRequest {
-        start: day(3),
-        end: day(5),
+        start: day(1),
+        end: december(),
+        period: VendorPeriod::Current,
         previous_version: previous_version.map(str::to_string),
     }
 }
@@ -98,6 +108,7 @@ struct Row {
     location: Option<&'static str>,
     usage_date: &'static str,
     quantity: &'static str,
+    unit_price: &'static str,
     cost: &'static str,
     pricing_total: &'static str,
     pricing_currency: &'static str,
@@ -116,6 +127,7 @@ fn vm_row() -> Row {
         location: Some("westeurope"),
         usage_date: "2026-11-03T00:00:00",
         quantity: "1",
+        unit_price: "0.1234567890123",
         cost: "1",
         pricing_total: "1",
         pricing_currency: "USD",
@@ -143,7 +155,7 @@ impl Row {
             ("ChargeType", text("new")),
             ("Quantity", self.quantity.to_string()),
             ("UnitOfMeasure", text("1 Hour")),
-            ("UnitPrice", "0.1234567890123".to_string()),
+            ("UnitPrice", self.unit_price.to_string()),
             ("EffectiveUnitPrice", "0.1111111111111".to_string()),
             ("BillingPreTaxTotal", self.cost.to_string()),
             ("BillingCurrency", text("EUR")),
@@ -161,7 +173,7 @@ impl Row {
 }
 
 /// Two blobs: two rows of one key (two Azure subscriptions of plan S1), a storage row, a row
-/// of plan S2, two rows outside the window, and a blank line.
+/// of plan S2, and a blank line.
 fn usage_script(etag: &str) -> Script {
     let s2 = Row {
         customer: C2,
@@ -215,16 +227,6 @@ fn usage_script(etag: &str) -> Script {
                         quantity: "48",
                         cost: "5.3333333333333412",
                         pricing_total: "6.0000000000000001",
-                        ..s2.clone()
-                    }
-                    .json(),
-                    Row {
-                        usage_date: "2026-11-05T00:00:00",
-                        ..s2.clone()
-                    }
-                    .json(),
-                    Row {
-                        usage_date: "2026-11-02T00:00:00",
                         ..s2
                     }
                     .json(),
@@ -259,7 +261,7 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
         .expect("pull");
     let pull = data(outcome);
     assert_eq!(pull.version.as_deref(), Some("etag-nov-25"));
-    assert_eq!((pull.start, pull.end), (day(3), day(5)));
+    assert_eq!((pull.start, pull.end), (day(1), december()));
 
     let got: Vec<_> = pull
         .lines
@@ -302,16 +304,19 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
     assert_eq!(storage.meter_name, "Hot LRS");
     assert_eq!(storage.quantity, dec("1.1234567890123"));
     assert_eq!(storage.cost, dec("0.0112345678901"));
-    assert_eq!(storage.list_cost, Some(dec("0.0112345678901")));
+    // List = UnitPrice × Quantity (same pricing and billing currency), not the charged total.
+    assert_eq!(storage.list_cost, Some(dec("0.13869836776552755800955129")));
 
-    // Two rows of one key, merged; list cost converted from USD at PCToBCExchangeRate, exactly.
+    // Two rows of one key, merged; list = UnitPrice × Quantity converted from USD at
+    // PCToBCExchangeRate: each product needs 35 and 36 fractional digits, so it keeps 28 (the
+    // exact sum is 2.793171744360591611460245842077…).
     let vm_s1 = &pull.lines[1];
     assert_eq!(vm_s1.meter_name, "D2 v3");
     assert_eq!(vm_s1.quantity.to_string(), "24.5000000000015");
     assert_eq!(vm_s1.cost.to_string(), "2.72222222222227");
     assert_eq!(
         vm_s1.list_cost.map(|d| d.to_string()).as_deref(),
-        Some("2.82808641661893469135782")
+        Some("2.7931717443605916114602458421")
     );
     assert_eq!(vm_s1.unit, "1 Hour");
 
@@ -320,7 +325,7 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
     assert_eq!(vm_s2.cost.to_string(), "5.3333333333333412");
     assert_eq!(
         vm_s2.list_cost.map(|d| d.to_string()).as_deref(),
-        Some("5.54074073460000009234567891")
+        Some("5.47233647874694648348464")
     );
     for line in &pull.lines {
         assert_eq!(line.currency, "EUR");
@@ -354,7 +359,8 @@ async fn microsoft_export_end_to_end_with_exact_decimals() {
         panic!("expected data");
     };
     assert_eq!(etag, "etag-nov-25");
-    assert_eq!(rows.len(), 4, "rows in the window, before merging");
+    assert_eq!(rows.len(), 4, "every row, before merging");
+    assert!(rows.iter().all(|r| r.latent_from.is_none()));
     let s2_row = rows.iter().find(|r| r.subscription_id == S2).unwrap();
     assert_eq!(s2_row.customer_id, C2);
     assert_eq!(s2_row.entitlement_id.as_deref(), Some("e-3"));
@@ -596,8 +602,8 @@ async fn microsoft_failed_operation_is_a_vendor_failure() {
 #[tokio::test]
 async fn microsoft_malformed_row_names_blob_line_and_field() {
     let mut script = usage_script("etag-m");
-    script.blobs[1].lines[1] =
-        script.blobs[1].lines[1].replace(r#""Quantity":1,"#, r#""Quantity":"a lot","#);
+    script.blobs[0].lines[1] = script.blobs[0].lines[1]
+        .replace(r#""Quantity":0.5000000000005,"#, r#""Quantity":"a lot","#);
     let fx = Fixture::start(script).await;
     let error = fx
         .source()
@@ -609,7 +615,7 @@ async fn microsoft_malformed_row_names_blob_line_and_field() {
         panic!("expected Malformed, got {error:?}");
     };
     assert!(
-        message.contains("part-00001-6f1c.c000.json.gz"),
+        message.contains("part-00000-6f1c.c000.json.gz"),
         "{message}"
     );
     assert!(message.contains("line 2"), "{message}");
@@ -761,7 +767,13 @@ async fn microsoft_usage_reaches_the_ledger_once(backend: crate::harness::Backen
         "no blob downloaded"
     );
     let status = gw.store.poll_status(&account.id).await.unwrap();
-    assert_eq!(status.version_tag.as_deref(), Some("etag-ledger"));
+    assert_eq!(
+        status
+            .version_tags
+            .get(&day(1).to_rfc3339())
+            .map(String::as_str),
+        Some("etag-ledger")
+    );
     gw.stop().await;
 }
 

@@ -534,14 +534,29 @@ async fn stored_keys(sql: &mut Sql) -> (Vec<String>, Vec<String>) {
     (sql.texts(&lines).await, sql.texts(&events).await)
 }
 
+/// The ledger layout migration.
+const LEDGER_LAYOUT: &str = "20261130000001";
+
+/// Reverts the newest migrations down to and including `version`; the versions reverted,
+/// newest first.
+async fn revert_through(url: &str, version: &str) -> Vec<String> {
+    let mut reverted = Vec::new();
+    while reverted.last().map(String::as_str) != Some(version) {
+        let last = migrate::run(url, Direction::RevertLast).await.unwrap();
+        assert_eq!(last.len(), 1, "{version} was never applied: {reverted:?}");
+        reverted.extend(last);
+    }
+    reverted
+}
+
 async fn ledger_layout_migration_carries_data(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
         return;
     };
     let applied = migrate::run(&db.url, Direction::Up).await.unwrap();
-    assert_eq!(applied.last().unwrap(), "20261130000001");
-    let reverted = migrate::run(&db.url, Direction::RevertLast).await.unwrap();
-    assert_eq!(reverted, vec!["20261130000001".to_string()]);
+    assert!(applied.iter().any(|v| v == LEDGER_LAYOUT), "{applied:?}");
+    let reverted = revert_through(&db.url, LEDGER_LAYOUT).await;
+    assert_eq!(reverted.last().unwrap(), LEDGER_LAYOUT);
 
     let now_hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let lines = old_lines(now_hour);
@@ -558,7 +573,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
     drop(sql);
 
     let applied = migrate::run(&db.url, Direction::Up).await.unwrap();
-    assert_eq!(applied, vec!["20261130000001".to_string()]);
+    assert_eq!(applied.first().unwrap(), LEDGER_LAYOUT);
     let mut sql = Sql::open(&db.url).await;
 
     // Partner accounts are numbered by (created_at, id).
@@ -781,6 +796,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         enabled: true,
         endpoint_url: String::new(),
         aws: None,
+        microsoft: None,
     };
     let created = store
         .create_partner_account(
@@ -802,8 +818,8 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
     drop(sql);
 
     // Down: the old text keys come back, the new tables and the prefix go.
-    let reverted = migrate::run(&db.url, Direction::RevertLast).await.unwrap();
-    assert_eq!(reverted, vec!["20261130000001".to_string()]);
+    let reverted = revert_through(&db.url, LEDGER_LAYOUT).await;
+    assert_eq!(reverted.last().unwrap(), LEDGER_LAYOUT);
     let mut sql = Sql::open(&db.url).await;
     assert_eq!(
         sql.texts("SELECT line_key AS v FROM usage_lines").await,
@@ -851,7 +867,113 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
     assert_eq!(prefix_after, vec!["4".to_string()]);
 }
 
+/// The vendor usage migration: existing Microsoft partner accounts keep the currency they were
+/// exported in (their tenant's), other vendors get no Microsoft settings, poll states lose
+/// their single version tag; and back.
+async fn vendor_usage_migration_carries_data(backend: Backend) {
+    const VENDOR_USAGE: &str = "20261202000001";
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    migrate::run(&db.url, Direction::Up).await.unwrap();
+    assert_eq!(
+        revert_through(&db.url, VENDOR_USAGE).await.last().unwrap(),
+        VENDOR_USAGE
+    );
+    let mut sql = Sql::open(&db.url).await;
+    assert!(
+        !sql.has_column("partner_accounts", "ms_billing_currency")
+            .await
+    );
+    let at = sql.time(self::at("2026-01-01T00:00:00Z"));
+    let mut script = format!(
+        "INSERT INTO tenants (id, name, currency, time_zone, created_at) \
+         VALUES ('{TENANT}', 'Migrated ISP', 'ZAR', 'Africa/Johannesburg', {at});"
+    );
+    for (id, vendor, account) in [
+        ("pa_ms", "MICROSOFT", "5b1d3a2e-7c4f-4e8a-9d21-0f6b8c3e4a17"),
+        ("pa_sim", "SIMULATOR", "sim-partner"),
+    ] {
+        script += &format!(
+            "INSERT INTO partner_accounts (id, tenant_id, vendor, display_name, vendor_account_id, \
+             partner_discount_rate, credentials_ref, poll_interval_secs, enabled, endpoint_url, \
+             version, created_at, updated_at, line_key_prefix) \
+             VALUES ('{id}', '{TENANT}', '{vendor}', '{id}', '{account}', '0', 'env:UNUSED', 900, \
+             TRUE, '', 1, {at}, {at}, {prefix});",
+            prefix = if vendor == "MICROSOFT" { 1 } else { 2 }
+        );
+    }
+    script += &format!(
+        "INSERT INTO poll_states (partner_account_id, tenant_id, version_tag, requests_spent) \
+         VALUES ('pa_ms', '{TENANT}', 'etag-before', 3);"
+    );
+    sql.run(&script).await;
+    drop(sql);
+
+    assert_eq!(
+        migrate::run(&db.url, Direction::Up)
+            .await
+            .unwrap()
+            .first()
+            .unwrap(),
+        VENDOR_USAGE
+    );
+    let store = Store::connect(&db.url, &Default::default()).unwrap();
+    let admin = Principal {
+        tenant_id: TENANT.into(),
+        key_id: "test".into(),
+        scope: Scope::Admin,
+        customer_id: None,
+    };
+    let microsoft = store
+        .partner_account(&admin.tenant_id, "pa_ms")
+        .await
+        .unwrap();
+    let settings = microsoft.spec.microsoft.expect("Microsoft settings");
+    assert_eq!(settings.billing_currency.code(), "ZAR");
+    assert_eq!(
+        (
+            settings.authority_host.as_str(),
+            settings.token_scope.as_str()
+        ),
+        ("", "")
+    );
+    assert_eq!(
+        store
+            .partner_account(&admin.tenant_id, "pa_sim")
+            .await
+            .unwrap()
+            .spec
+            .microsoft,
+        None
+    );
+    let status = store.poll_status("pa_ms").await.unwrap();
+    assert!(
+        status.version_tags.is_empty(),
+        "the next poll downloads once more"
+    );
+    assert_eq!(
+        (
+            status.requests_spent,
+            status.consecutive_failures,
+            status.next_poll_at
+        ),
+        (3, 0, None)
+    );
+    drop(store);
+
+    assert_eq!(revert_through(&db.url, VENDOR_USAGE).await, [VENDOR_USAGE]);
+    let mut sql = Sql::open(&db.url).await;
+    assert!(sql.has_column("poll_states", "version_tag").await);
+    assert!(
+        !sql.has_column("partner_accounts", "ms_billing_currency")
+            .await
+    );
+    assert_eq!(sql.tables_present(&["pricing_policies"]).await, 0);
+}
+
 crate::both_backends!(
+    vendor_usage_migration_carries_data,
     up_down_up,
     concurrent_migrations,
     ledger_layout_migration_carries_data,

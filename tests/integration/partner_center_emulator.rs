@@ -8,7 +8,9 @@
 //! - `GET /v1.0/reports/partners/billing/manifests/{id}` → the manifest;
 //! - `GET /blobs/{tenant}/{operation}/{name}?{sas}` → gzipped JSON lines.
 //!
-//! Scriptable through [`Script`]: rows per blob, the eTag, throttling, failure, malformed data.
+//! Scriptable through [`Script`]: rows per blob and eTag for the `current` and the `last` billing
+//! period, the partner's billing currency (an export in another currency is empty, as Partner
+//! Center's is), throttling, failure, malformed data, token lifetime and scope.
 //! [`Seen`] records what clients did, e.g. whether a blob request carried an Authorization header.
 //!
 //! Partner Center's customers and subscriptions (`/v1/customers…`, service control) live in
@@ -52,10 +54,26 @@ impl Blob {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Script {
+/// The export of the `last` billing period.
+#[derive(Debug, Clone, Default)]
+pub struct LastPeriod {
     pub etag: String,
     pub blobs: Vec<Blob>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The `current` billing period's export.
+    pub etag: String,
+    pub blobs: Vec<Blob>,
+    pub last: LastPeriod,
+    /// The currency Partner Center bills the partner in; an export asked in another has no
+    /// blobs. None: any currency gets the blobs.
+    pub billing_currency: Option<String>,
+    /// `expires_in` of issued tokens, seconds.
+    pub token_expires_in: u64,
+    /// The scope a token must be asked for.
+    pub scope: String,
     /// "running" answers before the operation settles.
     pub polls_before_done: u32,
     /// `Retry-After` (seconds) on 202 and running answers.
@@ -80,6 +98,13 @@ impl Default for Script {
         Script {
             etag: "etag-1".into(),
             blobs: Vec::new(),
+            last: LastPeriod {
+                etag: "etag-last-1".into(),
+                blobs: Vec::new(),
+            },
+            billing_currency: None,
+            token_expires_in: 3599,
+            scope: SCOPE.into(),
             polls_before_done: 1,
             poll_retry_after: None,
             throttle: 0,
@@ -102,6 +127,8 @@ pub struct Seen {
     pub operation_polls: u32,
     pub manifest_reads: u32,
     pub blob_downloads: u32,
+    /// Of which blobs of the `last` period's export.
+    pub last_blob_downloads: u32,
     pub throttled: u32,
     pub unavailable: u32,
     pub unauthorized: u32,
@@ -112,8 +139,8 @@ struct State {
     script: Script,
     seen: Seen,
     tokens: Vec<String>,
-    /// Polls so far per operation id.
-    operations: HashMap<String, u32>,
+    /// Per operation id: polls so far, and what it exports.
+    operations: HashMap<String, Operation>,
     sas_signature: String,
     origin: String,
     /// Partner Center customers and subscriptions.
@@ -211,6 +238,14 @@ fn tls_config() -> (String, rustls::ServerConfig) {
         .unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     (certs.ca_pem, config)
+}
+
+/// One export operation: polls so far, and the blobs and eTag it exports.
+struct Operation {
+    polls: u32,
+    last_period: bool,
+    etag: String,
+    blobs: Vec<Blob>,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -340,10 +375,9 @@ fn token(state: &mut State, tenant: &str, body: &[u8]) -> Answer {
         && form.get("grant_type").map(String::as_str) == Some("client_credentials")
         && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
         && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
-        && matches!(
-            form.get("scope").map(String::as_str),
-            Some(SCOPE | PARTNER_CENTER_SCOPE)
-        );
+        && form
+            .get("scope")
+            .is_some_and(|scope| *scope == state.script.scope || scope == PARTNER_CENTER_SCOPE);
     if !ok {
         state.seen.tokens_refused += 1;
         return json(
@@ -357,9 +391,13 @@ fn token(state: &mut State, tenant: &str, body: &[u8]) -> Answer {
         );
     }
     let token = format!("emulator-token-{}", uuid::Uuid::new_v4().simple());
-    if form.get("scope").map(String::as_str) == Some(PARTNER_CENTER_SCOPE) {
+    // A token opens what its scope names: the usage exports (the script's scope), Partner
+    // Center's customer API, or both when they are the same.
+    let scope = form.get("scope").map(String::as_str);
+    if scope == Some(PARTNER_CENTER_SCOPE) {
         state.customers.tokens.push(token.clone());
-    } else {
+    }
+    if scope == Some(state.script.scope.as_str()) {
         state.tokens.push(token.clone());
     }
     json(
@@ -367,8 +405,8 @@ fn token(state: &mut State, tenant: &str, body: &[u8]) -> Answer {
         &[],
         serde_json::json!({
             "token_type": "Bearer",
-            "expires_in": 3599,
-            "ext_expires_in": 3599,
+            "expires_in": state.script.token_expires_in,
+            "ext_expires_in": state.script.token_expires_in,
             "access_token": token,
         }),
     )
@@ -394,7 +432,30 @@ fn export(state: &mut State, body: &[u8]) -> Answer {
         );
     }
     let id = uuid::Uuid::new_v4().to_string();
-    state.operations.insert(id.clone(), 0);
+    let last_period = request["billingPeriod"] == "last";
+    let (etag, blobs) = if last_period {
+        (
+            state.script.last.etag.clone(),
+            state.script.last.blobs.clone(),
+        )
+    } else {
+        (state.script.etag.clone(), state.script.blobs.clone())
+    };
+    let currency = request["currencyCode"].as_str().unwrap_or_default();
+    let billed_in = state.script.billing_currency.as_deref();
+    let (etag, blobs) = match billed_in {
+        Some(billed) if billed != currency => (format!("empty-{currency}"), Vec::new()),
+        _ => (etag, blobs),
+    };
+    state.operations.insert(
+        id.clone(),
+        Operation {
+            polls: 0,
+            last_period,
+            etag,
+            blobs,
+        },
+    );
     let origin = state
         .script
         .location_origin
@@ -409,11 +470,11 @@ fn export(state: &mut State, body: &[u8]) -> Answer {
 }
 
 fn operation(state: &mut State, id: &str) -> Answer {
-    let Some(polls) = state.operations.get_mut(id) else {
+    let Some(op) = state.operations.get_mut(id) else {
         return graph_error(StatusCode::NOT_FOUND, "NotFound", "no such operation");
     };
-    *polls += 1;
-    let polls = *polls;
+    op.polls += 1;
+    let polls = op.polls;
     state.seen.operation_polls += 1;
     let script = &state.script;
     let mut body = serde_json::json!({
@@ -447,13 +508,13 @@ fn operation(state: &mut State, id: &str) -> Answer {
 }
 
 fn manifest(state: &State, operation: &str) -> serde_json::Value {
-    let script = &state.script;
+    let op = &state.operations[operation];
     serde_json::json!({
         "id": format!("manifest-{operation}"),
         "schemaVersion": "2",
         "dataFormat": "compressedJSON",
         "createdDateTime": "2026-11-25T08:13:48.87Z",
-        "eTag": script.etag,
+        "eTag": op.etag,
         "partnerTenantId": TENANT,
         "rootDirectory": format!("{}/blobs/{TENANT}/{operation}", state.origin),
         "sasToken": format!(
@@ -461,8 +522,8 @@ fn manifest(state: &State, operation: &str) -> serde_json::Value {
             state.sas_signature
         ),
         "partitionType": "default",
-        "blobCount": script.blobs.len(),
-        "blobs": script.blobs.iter().map(|b| serde_json::json!({
+        "blobCount": op.blobs.len(),
+        "blobs": op.blobs.iter().map(|b| serde_json::json!({
             "name": b.name,
             "partitionValue": "default",
         })).collect::<Vec<_>>(),
@@ -488,7 +549,9 @@ fn blob(
             "<Error><Code>AuthenticationFailed</Code></Error>",
         );
     }
-    let Some(blob) = state.script.blobs.iter().find(|b| b.name == name).cloned() else {
+    let op = &state.operations[operation];
+    let last_period = op.last_period;
+    let Some(blob) = op.blobs.iter().find(|b| b.name == name).cloned() else {
         return answer(
             StatusCode::NOT_FOUND,
             &[],
@@ -496,6 +559,9 @@ fn blob(
         );
     };
     state.seen.blob_downloads += 1;
+    if last_period {
+        state.seen.last_blob_downloads += 1;
+    }
     let bytes = blob.raw.unwrap_or_else(|| gzip(&blob.lines.join("\n")));
     answer(
         StatusCode::OK,

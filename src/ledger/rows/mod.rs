@@ -365,6 +365,7 @@ pub fn encode_reason(reason: &UnratedReason) -> String {
     match reason {
         UnratedReason::NoFxRate { from, to } => format!("NO_FX_RATE:{from}:{to}"),
         UnratedReason::UnknownCurrency(code) => format!("UNKNOWN_CURRENCY:{code}"),
+        UnratedReason::BelowCost { rule_id } => format!("BELOW_COST:{rule_id}"),
         other => other.code().to_string(),
     }
 }
@@ -380,6 +381,9 @@ fn decode_reason(stored: &str) -> Result<UnratedReason> {
             to: to.into(),
         },
         (Some("UNKNOWN_CURRENCY"), Some(code), None) => UnratedReason::UnknownCurrency(code.into()),
+        (Some("BELOW_COST"), Some(rule_id), None) => UnratedReason::BelowCost {
+            rule_id: rule_id.into(),
+        },
         _ => return Err(Error::Internal(format!("stored unrated reason {stored:?}"))),
     })
 }

@@ -1,5 +1,7 @@
 //! Pure translation between our windows and lines and Cost Explorer's strings.
-use aws_sdk_costexplorer::types::{Group, MetricValue, ResultByTime};
+use aws_sdk_costexplorer::types::{
+    Dimension, DimensionValues, Expression, Group, MetricValue, ResultByTime,
+};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
@@ -24,6 +26,48 @@ impl Grouping<'_> {
             Grouping::AccountService => ["LINKED_ACCOUNT", "SERVICE"],
             Grouping::AccountUsageType { .. } => ["LINKED_ACCOUNT", "USAGE_TYPE"],
         }
+    }
+}
+
+/// The metrics one request asks for: the cost, the list price where the setting has one, and
+/// the quantity. Several metrics cost no more than one.
+pub(crate) fn metrics(metric: CostMetric) -> Vec<String> {
+    [
+        Some(metric.cost_metric()),
+        metric.list_metric(),
+        Some(USAGE_QUANTITY),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Record types kept out of usage: the MSP decides whether a credit or refund reaches a customer
+/// (see the module documentation of `vendors::aws`).
+pub(crate) const EXCLUDED_RECORD_TYPES: [&str; 2] = ["Credit", "Refund"];
+
+/// Usage only (no credits or refunds), and for a usage-type query only its service.
+pub(crate) fn usage_filter(grouping: Grouping<'_>) -> Expression {
+    let dimension = |key: Dimension, values: &[&str]| {
+        Expression::builder()
+            .dimensions(
+                DimensionValues::builder()
+                    .key(key)
+                    .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+                    .build(),
+            )
+            .build()
+    };
+    let usage = Expression::builder()
+        .not(dimension(Dimension::RecordType, &EXCLUDED_RECORD_TYPES))
+        .build();
+    match grouping {
+        Grouping::AccountService => usage,
+        Grouping::AccountUsageType { service } => Expression::builder()
+            .and(usage)
+            .and(dimension(Dimension::Service, &[service]))
+            .build(),
     }
 }
 
@@ -129,12 +173,30 @@ fn line_from_group(
             .and_then(|m| m.get(name))
             .ok_or_else(|| VendorError::Malformed(format!("group {:?} lacks {name}", group.keys())))
     };
-    let cost = metric_value(metric.as_str())?;
+    let cost = metric_value(metric.cost_metric())?;
     let quantity = metric_value(USAGE_QUANTITY)?;
-    let currency = cost
-        .unit()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| VendorError::Malformed(format!("{} without a unit", metric.as_str())))?;
+    let currency = cost.unit().filter(|u| !u.is_empty()).ok_or_else(|| {
+        VendorError::Malformed(format!("{} without a unit", metric.cost_metric()))
+    })?;
+    // Cost Explorer answers every metric asked for; were the list one missing, rating falls back
+    // to the partner discount rather than refuse the usage.
+    let list = match metric.list_metric() {
+        Some(name) => match group.metrics().and_then(|m| m.get(name)) {
+            Some(list) => {
+                if list.unit().is_some_and(|unit| unit != currency) {
+                    return Err(VendorError::Malformed(format!(
+                        "group {:?}: {name} is in {:?}, {} in {currency}",
+                        group.keys(),
+                        list.unit().unwrap_or_default(),
+                        metric.cost_metric()
+                    )));
+                }
+                Some(amount_of(list, name)?)
+            }
+            None => None,
+        },
+        None => None,
+    };
     let service = match grouping {
         Grouping::AccountService => second.as_str(),
         Grouping::AccountUsageType { service } => service,
@@ -151,8 +213,8 @@ fn line_from_group(
         meter_name: second.clone(),
         quantity: amount_of(quantity, USAGE_QUANTITY)?,
         unit: quantity.unit().unwrap_or_default().to_string(),
-        cost: amount_of(cost, metric.as_str())?,
-        list_cost: None,
+        cost: amount_of(cost, metric.cost_metric())?,
+        list_cost: list,
         currency: currency.to_string(),
         estimated,
     })
@@ -198,7 +260,8 @@ mod tests {
         Group::builder()
             .keys(keys[0])
             .keys(keys[1])
-            .metrics("UnblendedCost", metric(cost, "USD"))
+            .metrics("NetUnblendedCost", metric(cost, "USD"))
+            .metrics("UnblendedCost", metric("99.5", "USD"))
             .metrics(USAGE_QUANTITY, metric(quantity, "Hrs"))
             .build()
     }
@@ -285,7 +348,12 @@ mod tests {
         assert_eq!(line.key.region, "");
         assert_eq!(line.key.window_start, t("2026-11-01T00:00:00Z"));
         assert_eq!(line.window_end, t("2026-11-02T00:00:00Z"));
+        // Cost is what the MSP pays (net of its discounts), list the public rate.
         assert_eq!(line.cost.to_string(), "12.3456789012");
+        assert_eq!(
+            line.list_cost.map(|l| l.to_string()).as_deref(),
+            Some("99.5")
+        );
         assert_eq!(line.quantity.to_string(), "48");
         assert_eq!((line.unit.as_str(), line.currency.as_str()), ("Hrs", "USD"));
         assert!(line.estimated);
@@ -308,9 +376,38 @@ mod tests {
     }
 
     #[test]
+    fn the_net_metric_alone_leaves_list_to_the_discount() {
+        let page = [result(false, vec![group(["1", "S"], "8", "2")])];
+        let line = &lines_from_results(
+            &page,
+            Grouping::AccountService,
+            CostMetric::NetUnblendedCost,
+        )
+        .unwrap()[0];
+        assert_eq!((line.cost.to_string(), line.list_cost), ("8".into(), None));
+
+        // A list in another currency than the cost is refused, not mixed.
+        let odd = Group::builder()
+            .keys("1")
+            .keys("S")
+            .metrics("NetUnblendedCost", metric("8", "USD"))
+            .metrics("UnblendedCost", metric("9", "EUR"))
+            .metrics(USAGE_QUANTITY, metric("2", "Hrs"))
+            .build();
+        assert!(matches!(
+            lines_from_results(
+                &[result(false, vec![odd])],
+                Grouping::AccountService,
+                CostMetric::UnblendedCost
+            ),
+            Err(VendorError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn missing_metrics_and_keys_are_malformed() {
         let page = [result(false, vec![group(["1", "S"], "1", "2")])];
-        // Asked for AmortizedCost, got only UnblendedCost.
+        // Asked for the amortized pair, got the unblended one.
         assert!(matches!(
             lines_from_results(&page, Grouping::AccountService, CostMetric::AmortizedCost),
             Err(VendorError::Malformed(_))

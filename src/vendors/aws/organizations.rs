@@ -482,6 +482,7 @@ mod tests {
             enabled: true,
             endpoint_url: "http://127.0.0.1:5000".into(),
             aws: None,
+            microsoft: None,
         };
         let config = AwsOrganizationsConfig::for_partner_account(&spec, Some("p-abc12345".into()));
         assert_eq!(config.credentials_ref, "env:AWS_PAYER");

@@ -250,6 +250,7 @@ mod tests {
             enabled: true,
             endpoint_url: String::new(),
             aws: None,
+            microsoft: None,
         };
         let config = AwsCostExplorerConfig::for_partner_account(&spec);
         assert_eq!(config.credentials_ref, "env:AWS_PAYER");

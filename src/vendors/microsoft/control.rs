@@ -239,6 +239,7 @@ mod tests {
             enabled: true,
             endpoint_url: String::new(),
             aws: None,
+            microsoft: None,
         };
         let config = PartnerCenterControlConfig::for_partner_account(&spec).unwrap();
         assert_eq!(

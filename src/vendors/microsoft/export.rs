@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::http::{Answer, Client, LOCATION, RequestCounter};
 use super::rows::{self, RatedUsageRow};
-use super::{ExportOutcome, PartnerCenterConfig};
+use super::{BillingPeriod, ExportOutcome, PartnerCenterConfig};
 use crate::vendors::{Pull, PullRequest, VendorError};
 
 const EXPORT_PATH: &str = "reports/partners/billing/usage/unbilled/export";
@@ -59,7 +59,7 @@ pub async fn run(
         .map_err(|e| VendorError::Failed(format!("export URL: {e}")))?;
     let body = serde_json::json!({
         "currencyCode": config.currency,
-        "billingPeriod": config.billing_period.as_str(),
+        "billingPeriod": BillingPeriod::of(request.period).as_str(),
         // "full": the basic set lacks the pricing-currency fields list_cost needs.
         "attributeSet": "full",
     });
@@ -102,10 +102,16 @@ pub async fn run(
     let mut rows = Vec::new();
     for blob in &manifest.blobs {
         for row in download(config, client, counter, &manifest, blob).await? {
-            if rows::in_window(&row, request.start, request.end) {
-                rows.push(row);
-            }
+            rows.push(rows::place_in_period(row, request.start, request.end)?);
         }
+    }
+    let latent = rows.iter().filter(|r| r.latent_from.is_some()).count();
+    if latent > 0 {
+        tracing::info!(
+            latent,
+            period_start = %request.start,
+            "latent usage of earlier periods, charged on the first day of this one"
+        );
     }
     let lines = rows::merge(&rows)?;
     Ok(ExportOutcome::Data {

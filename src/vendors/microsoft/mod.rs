@@ -26,13 +26,24 @@
 //! pipeline for the SAS-signed blob downloads so the API token never reaches blob storage), and
 //! tokens come from azure_identity's `ClientSecretCredential`. [`RequestCount`] counts the API
 //! and blob requests actually sent, 429s and pipeline retries included; Entra ID token requests
-//! are not counted (they cost nothing and are cached across pulls).
+//! are not counted (they cost nothing). A token is reused by every pull of the same
+//! [`PartnerCenterSource`] until five minutes before it expires (azure_core's bearer policy and
+//! azure_identity's cache both refresh then), so the poller keeps one source per account.
 //!
-//! Every row of every blob is parsed, in the window or not: a malformed row fails the pull with
-//! [`VendorError::Malformed`] naming the blob, line and field, since a half-read export is not
-//! the full truth the ledger needs. Rows whose `UsageDate` falls in the pull's window are kept
-//! and merged per usage key (one Azure-plan subscription can use a meter through several Azure
-//! subscriptions and resources on one day).
+//! A pull's window is one billing period (calendar month, UTC), exported as `current` or `last`
+//! per [`PullRequest::period`]. Every row of every blob is parsed: a malformed row fails the pull
+//! with [`VendorError::Malformed`] naming the blob, line and field, since a half-read export is
+//! not the full truth the ledger needs. Rows are merged per usage key (one Azure-plan
+//! subscription can use a meter through several Azure subscriptions and resources on one day);
+//! latent rows dated before the period are charged on its first day (see
+//! [`rows::place_in_period`]).
+//!
+//! What each charge field is made of (the README has the table): cost = `BillingPreTaxTotal` in
+//! `BillingCurrency` (what Microsoft charges the partner, after its discounts); list =
+//! `UnitPrice` × `Quantity` × `PCToBCExchangeRate` (the price-list price of the quantity, from
+//! the pricing currency into the billing currency); quantity = `Quantity`, unit =
+//! `UnitOfMeasure`; meter = `MeterId`; service = `MeterCategory` (else `ProductName`); region =
+//! `ResourceLocation` (else `MeterRegion`); the day = `UsageDate`.
 pub mod control;
 mod export;
 mod http;
@@ -45,7 +56,10 @@ use serde::Deserialize;
 pub use rows::{AccountKey, RatedUsageRow};
 
 use super::credentials;
-use super::{Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError};
+use super::{
+    Pull, PullOutcome, PullRequest, Pulled, RequestCount, UsageSource, VendorError, VendorPeriod,
+};
+use crate::domain::partner_account::PartnerAccountSpec;
 use crate::domain::vendor::Vendor;
 
 /// The unbilled billing period to export; Partner Center offers the current and the last one.
@@ -58,6 +72,13 @@ pub enum BillingPeriod {
 }
 
 impl BillingPeriod {
+    pub fn of(period: VendorPeriod) -> Self {
+        match period {
+            VendorPeriod::Current => BillingPeriod::Current,
+            VendorPeriod::Previous => BillingPeriod::Last,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BillingPeriod::Current => "current",
@@ -111,7 +132,6 @@ pub struct PartnerCenterConfig {
     pub credentials_ref: String,
     /// ISO 4217 code of the partner's billing currency (`currencyCode` of the export).
     pub currency: String,
-    pub billing_period: BillingPeriod,
     /// Which id of a row becomes [`crate::domain::usage::UsageKey::vendor_account_id`].
     pub account_key: AccountKey,
     /// Wait between operation polls when the service sends no `Retry-After`.
@@ -138,7 +158,6 @@ impl PartnerCenterConfig {
             partner_tenant_id: partner_tenant_id.into(),
             credentials_ref: credentials_ref.into(),
             currency: currency.into(),
-            billing_period: BillingPeriod::Current,
             account_key: AccountKey::Subscription,
             poll_interval: Duration::from_secs(30),
             max_poll_attempts: 120,
@@ -147,6 +166,32 @@ impl PartnerCenterConfig {
             extra_root_ca_pem: None,
             retry: RetrySettings::default(),
         }
+    }
+}
+
+impl PartnerCenterConfig {
+    /// A partner account's partner tenant, credentials, endpoint override (empty = Microsoft
+    /// Graph) and Microsoft settings (billing currency, authority host, token scope), trusting
+    /// `extra_root_ca_pem` besides the system roots; the rest default.
+    pub fn for_partner_account(
+        spec: &PartnerAccountSpec,
+        extra_root_ca_pem: Option<String>,
+    ) -> Result<Self, VendorError> {
+        let settings = spec.microsoft.as_ref().ok_or_else(|| {
+            VendorError::Failed("the partner account has no microsoft_settings".into())
+        })?;
+        let mut config = Self::new(
+            &spec.vendor_account_id,
+            &spec.credentials_ref,
+            settings.billing_currency.code(),
+        );
+        if !spec.endpoint_url.is_empty() {
+            config.api_base_url = spec.endpoint_url.clone();
+        }
+        config.authority_host = settings.authority_host().to_string();
+        config.scope = settings.token_scope().to_string();
+        config.extra_root_ca_pem = extra_root_ca_pem;
+        Ok(config)
     }
 }
 
@@ -208,7 +253,7 @@ pub enum ExportOutcome {
     Unchanged { etag: String },
     Data {
         etag: String,
-        /// Every row in the window, as read (before lines are merged by key).
+        /// Every row of the export, placed in its period (before lines are merged by key).
         rows: Vec<RatedUsageRow>,
         /// The rows merged per usage key.
         pull: Pull,

@@ -51,6 +51,9 @@ pub struct RatedUsageRow {
     pub pricing_pre_tax_total: Option<Decimal>,
     pub pricing_currency: Option<String>,
     pub pc_to_bc_exchange_rate: Option<Decimal>,
+    /// The row's own `UsageDate` when it is earlier than the export's billing period: latent
+    /// usage of an earlier period that Microsoft bills in this one (see [`place_in_period`]).
+    pub latent_from: Option<NaiveDate>,
     /// The row alone, keyed per the configured [`AccountKey`].
     pub line: UsageLine,
 }
@@ -221,10 +224,12 @@ pub fn parse_row(
     let pricing_pre_tax_total = f.decimal("PricingPreTaxTotal")?;
     let pricing_currency = f.text("PricingCurrency")?;
     let pc_to_bc_exchange_rate = f.decimal("PCToBCExchangeRate")?;
-    // PricingPreTaxTotal is in the pricing currency; list_cost must be in the billing currency.
-    let list_cost = match pricing_pre_tax_total {
+    // The list price is the price list's UnitPrice for the quantity, in the pricing currency;
+    // list_cost must be in the billing currency. (PricingPreTaxTotal is the charged total,
+    // EffectiveUnitPrice x Quantity, after the partner's discounts: no list.)
+    let list_cost = match unit_price {
         None => None,
-        Some(total) => {
+        Some(price) => {
             let same_currency = pricing_currency
                 .as_deref()
                 .is_none_or(|p| p.eq_ignore_ascii_case(&currency));
@@ -238,10 +243,10 @@ pub fn parse_row(
                     ));
                 }
             };
-            Some(exact_product(total, rate).ok_or_else(|| {
+            Some(list_total(price, quantity, rate).ok_or_else(|| {
                 f.error(
-                    "PCToBCExchangeRate",
-                    "PricingPreTaxTotal × PCToBCExchangeRate has more digits than a decimal holds",
+                    "UnitPrice",
+                    "UnitPrice x Quantity x PCToBCExchangeRate is out of range",
                 )
             })?)
         }
@@ -258,6 +263,7 @@ pub fn parse_row(
         pricing_pre_tax_total,
         pricing_currency,
         pc_to_bc_exchange_rate,
+        latent_from: None,
         line: UsageLine {
             key: UsageKey {
                 vendor_account_id,
@@ -279,10 +285,11 @@ pub fn parse_row(
     })
 }
 
-/// `a × b` only when no digit is lost (rust_decimal rounds a product past 28 digits).
-pub(crate) fn exact_product(a: Decimal, b: Decimal) -> Option<Decimal> {
-    let product = a.checked_mul(b)?;
-    (product.scale() == a.scale() + b.scale()).then_some(product)
+/// `UnitPrice × Quantity × PCToBCExchangeRate`. Three vendor figures of 10+ fractional digits
+/// each can need more than a decimal's 28: the product keeps as many as fit, far beyond the 16
+/// that rated amounts keep (the cost, BillingPreTaxTotal, is never computed: it stays exact).
+pub(crate) fn list_total(unit_price: Decimal, quantity: Decimal, rate: Decimal) -> Option<Decimal> {
+    unit_price.checked_mul(quantity)?.checked_mul(rate)
 }
 
 /// Merges rows with the same key into one line (several resources of one subscription use the
@@ -326,14 +333,42 @@ pub fn merge(rows: &[RatedUsageRow]) -> Result<Vec<UsageLine>, VendorError> {
     Ok(merged.into_values().map(|(line, _)| line).collect())
 }
 
-/// Whether a row's day starts in `[start, end)`.
-pub fn in_window(row: &RatedUsageRow, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
-    row.line.key.window_start >= start && row.line.key.window_start < end
+/// Places a row of the export of the billing period `[start, end)` in that period's window.
+///
+/// Microsoft documents that a period's export can carry "previously uncharged latent usage data
+/// (from previous bill cycle)": usage reported too late for the period it happened in, billed in
+/// this one. Such a row is charged in the period that bills it, on its first day (its own date is
+/// kept in [`RatedUsageRow::latent_from`]): dated in its own, earlier window, it would fall in a
+/// window the pulls of that period restate (and reverse it), or collide with that day's regular
+/// line of the same key. A row dated after the period is refused: the export is not what it says.
+pub fn place_in_period(
+    mut row: RatedUsageRow,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<RatedUsageRow, VendorError> {
+    let day = row.line.key.window_start;
+    if day >= end {
+        return Err(VendorError::Malformed(format!(
+            "blob {} line {}: UsageDate {} is after the billing period ending {}",
+            row.blob,
+            row.line_number,
+            day.date_naive(),
+            end.date_naive()
+        )));
+    }
+    if day < start {
+        row.latent_from = Some(day.date_naive());
+        row.line.key.window_start = start;
+        row.line.window_end = start + chrono::Duration::days(1);
+    }
+    Ok(row)
 }
 
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
+
+    use chrono::TimeZone;
 
     use super::*;
 
@@ -355,10 +390,11 @@ mod tests {
         assert_eq!(row.line.quantity.to_string(), "24.000000000001");
         assert_eq!(row.line.cost.to_string(), "2.66666666666667");
         assert_eq!(row.unit_price.unwrap().to_string(), "0.1234567890123");
-        // 3.0000000000001 × 0.9234567891, exactly.
+        // UnitPrice × Quantity in USD, × PCToBCExchangeRate into EUR: 0.1234567890123 ×
+        // 24.000000000001 × 0.9234567891 = 2.73616823937358724875229389471...; 28 fractional digits kept.
         assert_eq!(
             row.line.list_cost.unwrap().to_string(),
-            "2.77037036730009234567891"
+            "2.7361682393735872487522938947"
         );
         // The f64 route would have lost digits: the reason for RawValue.
         let via_f64: f64 = serde_json::from_str("0.1234567890123456789").unwrap();
@@ -388,6 +424,41 @@ mod tests {
         assert_eq!(by_tenant.line.key.vendor_account_id, "c1");
         let by_entitlement = parse_row("b", 1, ROW, AccountKey::AzureEntitlement).unwrap();
         assert_eq!(by_entitlement.line.key.vendor_account_id, "e1");
+    }
+
+    #[test]
+    fn latent_rows_are_charged_on_the_first_day_of_the_period_that_bills_them() {
+        let row = parse_row("b", 1, ROW, AccountKey::Subscription).unwrap();
+        let december = (
+            Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+        );
+        let latent = place_in_period(row.clone(), december.0, december.1).unwrap();
+        assert_eq!(latent.latent_from.unwrap().to_string(), "2026-11-03");
+        assert_eq!(latent.line.key.window_start, december.0);
+        assert_eq!(
+            latent.line.window_end,
+            december.0 + chrono::Duration::days(1)
+        );
+        assert_eq!(latent.line.cost, row.line.cost);
+
+        let november = (
+            Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+            december.0,
+        );
+        assert_eq!(
+            place_in_period(row.clone(), november.0, november.1).unwrap(),
+            row
+        );
+        let october = (
+            Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap(),
+            november.0,
+        );
+        let error = place_in_period(row, october.0, october.1).unwrap_err();
+        assert!(
+            error.to_string().contains("after the billing period"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -435,10 +506,25 @@ mod tests {
     }
 
     #[test]
-    fn products_that_would_round_are_refused() {
-        let a = d("1.12345678901234567890");
-        let b = d("1.123456789");
-        assert_eq!(exact_product(a, Decimal::ONE), Some(a));
-        assert_eq!(exact_product(a, b), None);
+    fn list_comes_from_unit_price_not_the_charged_total() {
+        // The trial's figures: charged 5.5393 (PricingPreTaxTotal 5.5393 at rate 1), list price
+        // 0.61910 a unit for 10 units.
+        let text = r#"{"CustomerId":"c","SubscriptionId":"s","MeterId":"m","MeterCategory":"VM",
+            "UsageDate":"2026-11-03","Quantity":10,"UnitPrice":0.61910,
+            "EffectiveUnitPrice":0.55393,"BillingPreTaxTotal":5.5393,"BillingCurrency":"USD",
+            "PricingPreTaxTotal":5.5393,"PricingCurrency":"USD","PCToBCExchangeRate":1}"#;
+        let row = parse_row("b", 1, text, AccountKey::Subscription).unwrap();
+        assert_eq!(row.line.cost, d("5.5393"));
+        assert_eq!(row.line.list_cost, Some(d("6.1910")));
+        // No UnitPrice: no list; rating falls back to the partner discount.
+        let without = text.replace(r#""UnitPrice":0.61910,"#, "");
+        let row = parse_row("b", 1, &without, AccountKey::Subscription).unwrap();
+        assert_eq!(row.line.list_cost, None);
+        // Priced in another currency without a rate: refused, not guessed.
+        let foreign = text
+            .replace(r#""PricingCurrency":"USD""#, r#""PricingCurrency":"EUR""#)
+            .replace(r#","PCToBCExchangeRate":1"#, "");
+        let error = parse_row("b", 1, &foreign, AccountKey::Subscription).unwrap_err();
+        assert!(error.to_string().contains("PCToBCExchangeRate"), "{error}");
     }
 }
