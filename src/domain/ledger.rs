@@ -213,7 +213,20 @@ fn apply(plan: &mut LedgerPlan, before: Option<&LedgerLine>, after: LedgerLine) 
         return; // identical data: nothing to append
     }
     let usage_changed = before.is_none_or(|b| b.removed || b.usage != after.usage);
-    if let Some(event) = delta(before, &after, usage_changed) {
+    let event = delta(before, &after, usage_changed);
+    // The ledger's invariant, checked where it is made (in debug builds and tests): a line's
+    // charges sum to its rated value, so what it had plus this event is what it has now.
+    let charged = |line: Option<&LedgerLine>| {
+        line.and_then(LedgerLine::charged)
+            .map_or(Decimal::ZERO, |(r, _)| r.amount)
+    };
+    debug_assert_eq!(
+        charged(before) + event.as_ref().map_or(Decimal::ZERO, |e| e.amount),
+        charged(Some(&after)),
+        "line {} would not sum to its rated value",
+        after.line_key
+    );
+    if let Some(event) = event {
         plan.events.push(event);
     }
     plan.lines.push(after);

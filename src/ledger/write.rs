@@ -189,6 +189,12 @@ where
     }
     let last = tx.lock_ledger(tenant_id).await?;
     let appended = append_events(tx, tenant_id, Appender::new(last, zones), events).await?;
+    // Contiguous within the write: every event got the next number after the ledger's last.
+    debug_assert_eq!(
+        appended.last_sequence - last,
+        appended.events as i64,
+        "sequences of one write are contiguous"
+    );
     finish(tx, tenant_id, &appended).await?;
     Ok(IngestSummary {
         lines_written,

@@ -38,7 +38,7 @@ pub fn is_unique_violation(error: &DieselError) -> bool {
     )
 }
 
-/// The PostgreSQL ledger connection (`store::pg_ledger`) talks tokio-postgres directly.
+/// The PostgreSQL ledger connection (`ledger::copy`) talks tokio-postgres directly.
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
@@ -52,7 +52,7 @@ impl From<tokio_postgres::Error> for Error {
             {
                 Error::Unavailable("database", format!("transaction conflict, retry: {error}"))
             }
-            // Writers of one tenant insert new usage lines side by side (see store::ledger_tx);
+            // Writers of one tenant insert new usage lines side by side (see ledger::tx);
             // two that bring the same new line at once: the later one retries and finds it.
             Some(code)
                 if *code == SqlState::UNIQUE_VIOLATION
