@@ -221,6 +221,7 @@ fn line(customer_id: &str, n: usize, window: DateTime<Utc>) -> UsageLine {
         list_cost: None,
         currency: "ZAR".into(),
         estimated: true,
+        vendor_tenant_id: None,
     }
 }
 

@@ -70,6 +70,16 @@ pub fn parse_line(field: &str, line: &v1::UsageLine, v: &mut Violations) -> Opti
             .map(Some)
     };
     let currency = v.check(Currency::parse(&f("currency"), &line.currency));
+    let vendor_tenant_id = if line.vendor_tenant_id.is_empty() {
+        Some(None)
+    } else {
+        v.check(text::identifier(
+            &f("vendor_tenant_id"),
+            &line.vendor_tenant_id,
+            128,
+        ))
+        .map(Some)
+    };
     let start = v.check(instant(&f("window_start"), line.window_start.as_ref()));
     let end = v.check(instant(&f("window_end"), line.window_end.as_ref()));
     let (start, end) = match (start, end) {
@@ -104,6 +114,7 @@ pub fn parse_line(field: &str, line: &v1::UsageLine, v: &mut Violations) -> Opti
         list_cost: list_cost?,
         currency: currency?.code().to_string(),
         estimated: line.estimated,
+        vendor_tenant_id: vendor_tenant_id?,
     })
 }
 
@@ -122,6 +133,7 @@ fn usage_line_to_proto(line: &UsageLine) -> v1::UsageLine {
         list_cost: line.list_cost.map(|c| c.to_string()).unwrap_or_default(),
         currency: line.currency.clone(),
         estimated: line.estimated,
+        vendor_tenant_id: line.vendor_tenant_id.clone().unwrap_or_default(),
     }
 }
 

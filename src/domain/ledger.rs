@@ -19,7 +19,7 @@ use super::partner_account::PartnerAccount;
 use super::pricing::{FxRate, PriceRule, PricingPolicy};
 use super::rating::{Chargee, PriceBook, RatedAmount, UnratedReason, rate};
 use super::usage::UsageLine;
-use super::vendor::Vendor;
+use super::vendor::{Vendor, VendorAccountKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChargeKind {
@@ -115,18 +115,33 @@ pub struct RatingContext<'a> {
     pub partner_discount_rate: Decimal,
     /// vendor account id -> the customer it is linked to.
     pub chargees: &'a HashMap<String, Chargee>,
+    /// vendor tenant id -> the customer linked by tenant (every account of the tenant without a
+    /// link of its own).
+    pub tenant_chargees: &'a HashMap<String, Chargee>,
     pub chargee_currencies: &'a HashMap<String, super::money::Currency>,
     pub prices: PriceBook<'a>,
 }
 
 impl RatingContext<'_> {
-    fn chargee_for(&self, customer_id: Option<&str>, vendor_account_id: &str) -> Option<Chargee> {
+    /// Who pays for `usage`: the customer the line is attributed to already (attribution never
+    /// moves), else the customer its account is linked to, else the customer its vendor tenant
+    /// is linked to.
+    fn chargee_for(&self, customer_id: Option<&str>, usage: &UsageLine) -> Option<Chargee> {
         match customer_id {
             Some(id) => self.chargee_currencies.get(id).map(|currency| Chargee {
                 customer_id: id.to_string(),
                 currency: *currency,
             }),
-            None => self.chargees.get(vendor_account_id).cloned(),
+            None => self
+                .chargees
+                .get(&usage.key.vendor_account_id)
+                .or_else(|| {
+                    usage
+                        .vendor_tenant_id
+                        .as_ref()
+                        .and_then(|tenant| self.tenant_chargees.get(tenant))
+                })
+                .cloned(),
         }
     }
 
@@ -138,7 +153,7 @@ impl RatingContext<'_> {
         usage: UsageLine,
     ) -> LedgerLine {
         let fixed_customer = previous.and_then(|p| p.customer_id.as_deref());
-        let chargee = self.chargee_for(fixed_customer, &usage.key.vendor_account_id);
+        let chargee = self.chargee_for(fixed_customer, &usage);
         let result = rate(
             &usage,
             self.vendor,
@@ -368,6 +383,8 @@ pub struct TenantPricing {
     pub policy: PricingPolicy,
     /// (vendor, vendor account id) -> linked customer.
     pub chargees: HashMap<Vendor, HashMap<String, Chargee>>,
+    /// (vendor, vendor tenant id) -> the customer linked by tenant.
+    pub tenant_chargees: HashMap<Vendor, HashMap<String, Chargee>>,
     pub currencies: HashMap<String, Currency>,
     /// Customers' time zones, which decide the day a charge's daily total falls on.
     pub zones: Arc<HashMap<String, Tz>>,
@@ -389,6 +406,10 @@ impl TenantPricing {
                 .chargees
                 .get(&account.spec.vendor)
                 .unwrap_or(&NO_CHARGEES),
+            tenant_chargees: self
+                .tenant_chargees
+                .get(&account.spec.vendor)
+                .unwrap_or(&NO_CHARGEES),
             chargee_currencies: &self.currencies,
             prices: PriceBook {
                 rules: &self.rules,
@@ -405,13 +426,13 @@ fn parse_zone(customer_id: &str, zone: &str) -> Result<Tz> {
 }
 
 /// A tenant's pricing from its rules, rates, customers (id, currency, time zone) and links
-/// (vendor, vendor account, customer).
+/// (vendor, kind, vendor account, customer).
 pub fn tenant_pricing(
     rules: Vec<PriceRule>,
     fx: Vec<FxRate>,
     policy: PricingPolicy,
     customers: Vec<(String, String, String)>,
-    links: Vec<(String, String, String)>,
+    links: Vec<(String, String, String, String)>,
 ) -> Result<TenantPricing> {
     let mut currencies = HashMap::with_capacity(customers.len());
     let mut zones = HashMap::with_capacity(customers.len());
@@ -420,12 +441,19 @@ pub fn tenant_pricing(
         zones.insert(id.clone(), parse_zone(&id, &zone)?);
     }
     let mut chargees: HashMap<Vendor, HashMap<String, Chargee>> = HashMap::new();
-    for (vendor, account_id, customer_id) in links {
+    let mut tenant_chargees: HashMap<Vendor, HashMap<String, Chargee>> = HashMap::new();
+    for (vendor, kind, account_id, customer_id) in links {
         let vendor: Vendor = vendor.parse().map_err(Error::Internal)?;
+        let kind: VendorAccountKind = kind.parse().map_err(Error::Internal)?;
         let Some(currency) = currencies.get(&customer_id) else {
             continue;
         };
-        chargees.entry(vendor).or_default().insert(
+        let by_account = if kind.is_tenant() {
+            &mut tenant_chargees
+        } else {
+            &mut chargees
+        };
+        by_account.entry(vendor).or_default().insert(
             account_id,
             Chargee {
                 customer_id,
@@ -438,6 +466,7 @@ pub fn tenant_pricing(
         fx,
         policy,
         chargees,
+        tenant_chargees,
         currencies,
         zones: Arc::new(zones),
     })

@@ -162,9 +162,16 @@ impl Appender {
         let a = self.appended;
         // Sequences are gap-free: the runs tile the appended range, one after the other.
         debug_assert!(
-            a.runs.windows(2).all(|w| w[1].first_sequence == w[0].last_sequence + 1)
-                && a.runs.last().is_none_or(|r| r.last_sequence == a.last_sequence)
-                && a.runs.iter().map(|r| r.last_sequence - r.first_sequence + 1).sum::<i64>()
+            a.runs
+                .windows(2)
+                .all(|w| w[1].first_sequence == w[0].last_sequence + 1)
+                && a.runs
+                    .last()
+                    .is_none_or(|r| r.last_sequence == a.last_sequence)
+                && a.runs
+                    .iter()
+                    .map(|r| r.last_sequence - r.first_sequence + 1)
+                    .sum::<i64>()
                     == a.events as i64,
             "runs {:?} do not tile the {} events appended up to {}",
             a.runs,

@@ -83,6 +83,7 @@ fn usage(&(account, meter, hour, cents, estimated): &(usize, usize, i64, i64, bo
         list_cost: None,
         currency: "USD".into(),
         estimated,
+        vendor_tenant_id: None,
     }
 }
 
@@ -92,6 +93,7 @@ struct Model {
     rules: Vec<PriceRule>,
     fx: Vec<FxRate>,
     chargees: HashMap<String, Chargee>,
+    no_tenants: HashMap<String, Chargee>,
     currencies: HashMap<String, Currency>,
 }
 
@@ -110,6 +112,7 @@ impl Model {
                 effective_from: epoch(),
             }],
             chargees: HashMap::new(),
+            no_tenants: HashMap::new(),
             currencies: HashMap::from([("cus_0".to_string(), usd), ("cus_1".to_string(), zar)]),
         };
         model.set_markup(10);
@@ -144,6 +147,7 @@ impl Model {
             vendor: Vendor::Simulator,
             partner_discount_rate: Decimal::ZERO,
             chargees: &self.chargees,
+            tenant_chargees: &self.no_tenants,
             chargee_currencies: &self.currencies,
             prices: PriceBook {
                 rules: &self.rules,

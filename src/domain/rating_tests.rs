@@ -40,6 +40,7 @@ fn line(cost: &str, quantity: &str) -> UsageLine {
         list_cost: None,
         currency: "USD".into(),
         estimated: false,
+        vendor_tenant_id: None,
     }
 }
 

@@ -34,6 +34,10 @@ pub struct UsageLine {
     pub currency: String,
     /// The vendor may still revise this figure (AWS's Estimated flag, Microsoft's unbilled usage).
     pub estimated: bool,
+    /// The vendor tenant the account belongs to, where the vendor says (Microsoft's
+    /// `CustomerId`, the customer's Entra tenant): a customer linked by tenant is charged for
+    /// every account of it that has no link of its own. Not part of the key.
+    pub vendor_tenant_id: Option<String>,
 }
 
 /// Which of the vendor's billing periods a window is. Partner Center exports the current and

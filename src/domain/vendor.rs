@@ -67,6 +67,12 @@ impl VendorAccountKind {
         }
     }
 
+    /// Whether the link names a vendor tenant, covering every account of it that has no link of
+    /// its own (rather than one account).
+    pub fn is_tenant(self) -> bool {
+        matches!(self, VendorAccountKind::MicrosoftTenant)
+    }
+
     pub fn vendor(self) -> Vendor {
         match self {
             VendorAccountKind::AwsAccount => Vendor::Aws,

@@ -76,9 +76,9 @@ ledger_backends! {
                 .select((customers::id, customers::billing_currency, customers::time_zone))
                 .load(self.conn)
                 .await?;
-            let links: Vec<(String, String, String)> = vendor_accounts::table
+            let links: Vec<(String, String, String, String)> = vendor_accounts::table
                 .filter(vendor_accounts::tenant_id.eq(tenant_id))
-                .select((vendor_accounts::vendor, vendor_accounts::account_id, vendor_accounts::customer_id))
+                .select((vendor_accounts::vendor, vendor_accounts::kind, vendor_accounts::account_id, vendor_accounts::customer_id))
                 .load(self.conn)
                 .await?;
             tenant_pricing(rules, fx, policy, customers, links)

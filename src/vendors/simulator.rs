@@ -177,6 +177,7 @@ impl Simulator {
             list_cost: None,
             currency: "USD".to_string(),
             estimated,
+            vendor_tenant_id: None,
         })
     }
 }

@@ -117,6 +117,7 @@ pub fn line(customer_id: &str, meter: &str, cost: &str, window: DateTime<Utc>) -
         list_cost: None,
         currency: "ZAR".into(),
         estimated: true,
+        vendor_tenant_id: None,
     }
 }
 

@@ -231,6 +231,7 @@ impl OldLine {
             list_cost: None,
             currency: "ZAR".into(),
             estimated: true,
+            vendor_tenant_id: None,
         }
     }
 

@@ -44,6 +44,7 @@ pub fn usage_line(account: &str, meter: &str, h: i64, cost: &str) -> v1::UsageLi
         list_cost: String::new(),
         currency: "USD".into(),
         estimated: false,
+        vendor_tenant_id: String::new(),
     }
 }
 

@@ -332,11 +332,13 @@ ledger_row! {
         rule_id: Option<String> = Nullable<Text>, TEXT <- line.rating.as_ref().map(|r| r.rule_id.as_str());
         unrated_reason: Option<String> = Nullable<Text>, TEXT <- line.unrated_reason.as_ref().map(encode_reason);
         updated_at: DbTime = Instant, TIMESTAMPTZ <- now;
+        vendor_tenant_id: Option<String> = Nullable<Text>, TEXT <- line.usage.vendor_tenant_id.as_deref();
     }
     // What identifies the line (its key and the usage key it hashes) stays; the rest is restated.
     on conflict (line_key) replace {
         window_end, meter_name, quantity, unit, cost, list_cost, currency, estimated, removed,
-        customer_id, rated_amount, rated_currency, rule_id, unrated_reason, updated_at
+        customer_id, rated_amount, rated_currency, rule_id, unrated_reason, updated_at,
+        vendor_tenant_id
     }
 }
 
@@ -429,6 +431,7 @@ impl UsageLineRow {
                 list_cost: self.list_cost.map(|d| d.0),
                 currency: self.currency,
                 estimated: self.estimated,
+                vendor_tenant_id: self.vendor_tenant_id,
             },
             removed: self.removed,
             customer_id: self.customer_id,

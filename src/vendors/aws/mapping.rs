@@ -217,6 +217,7 @@ fn line_from_group(
         list_cost: list,
         currency: currency.to_string(),
         estimated,
+        vendor_tenant_id: None,
     })
 }
 

@@ -255,7 +255,7 @@ pub fn parse_row(
     Ok(RatedUsageRow {
         blob: blob.to_string(),
         line_number,
-        customer_id,
+        customer_id: customer_id.clone(),
         subscription_id,
         entitlement_id,
         unit_price,
@@ -281,6 +281,7 @@ pub fn parse_row(
             currency,
             // Unbilled usage: Microsoft revises it until the invoice closes.
             estimated: true,
+            vendor_tenant_id: Some(customer_id.clone()),
         },
     })
 }

@@ -12,7 +12,7 @@ use msp_gateway::poller::{PollOutcome, PollerSettings, poll_once_at};
 use msp_gateway::proto::v1;
 use rust_decimal::Decimal;
 
-use super::{BLOB_METER, Row, S1, VM_METER, dec, vm_row};
+use super::{BLOB_METER, C1, C2, Row, S1, S2, VM_METER, dec, vm_row};
 use crate::harness::{Backend, TestGateway, assert_violation};
 use crate::partner_center_emulator::{
     Blob, CLIENT_ID, CLIENT_SECRET, Emulator, LastPeriod, Script, TENANT,
@@ -721,8 +721,96 @@ async fn microsoft_unreadable_credentials_are_a_recorded_failure(backend: Backen
     pc.gw.stop().await;
 }
 
+/// A customer linked by its Microsoft tenant is charged for every subscription of the tenant
+/// (before, usage was matched by SubscriptionId alone and such a customer got nothing); a
+/// subscription linked on its own goes to its own customer; a tenant linked later gets the usage
+/// that waited for it.
+async fn microsoft_tenant_links_attribute_every_subscription(backend: Backend) {
+    const S3: &str = "33333333-aaaa-4bbb-8ccc-000000000003";
+    let row = |customer, subscription, usage_date| Row {
+        customer,
+        subscription,
+        ..eur_row(VM_METER, "Virtual Machines", usage_date)
+    };
+    let script = Script {
+        etag: "nov-1".into(),
+        blobs: blob(&[
+            row(C1, S1, "2026-11-03T00:00:00"),
+            row(C1, S2, "2026-11-04T00:00:00"),
+            row(C2, S3, "2026-11-05T00:00:00"),
+        ]),
+        ..Script::default()
+    };
+    let Some(pc) = Gateway::start(backend, script).await else {
+        return;
+    };
+    let created = pc.create(pc.request(eur())).await;
+    let account = pc.account(&created.id).await;
+    let by_tenant = (Vendor::Microsoft, VendorAccountKind::MicrosoftTenant);
+    let by_subscription = (Vendor::Microsoft, VendorAccountKind::MicrosoftSubscription);
+    let tenant_customer = pc
+        .gw
+        .linked_customer(by_tenant.0, by_tenant.1, C1, "EUR")
+        .await;
+    let subscription_customer = pc
+        .gw
+        .linked_customer(by_subscription.0, by_subscription.1, S2, "EUR")
+        .await;
+    price_rule(&pc.gw, "list", None, Decimal::ZERO).await;
+    pc.poll_at(&account, at(2026, 11, 20)).await.expect("poll");
+
+    let day = |c: &ChargeEvent| c.window_start.format("%d").to_string();
+    let mut charged: Vec<(String, String)> = pc
+        .charges()
+        .await
+        .iter()
+        .map(|c| (day(c), c.customer_id.clone()))
+        .collect();
+    charged.sort();
+    assert_eq!(
+        charged,
+        [
+            ("03".to_string(), tenant_customer.clone()),
+            ("04".to_string(), subscription_customer),
+        ],
+        "S1 through the tenant link, S2 through its own link; S3's tenant is not linked"
+    );
+    let unrated = pc
+        .gw
+        .usage(&pc.gw.admin_key)
+        .await
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .unrated_usage;
+    assert_eq!(unrated.len(), 1, "{unrated:?}");
+    assert_eq!(unrated[0].reason_code, "UNKNOWN_VENDOR_ACCOUNT");
+    let line = unrated[0].line.as_ref().unwrap();
+    assert_eq!(
+        (
+            line.vendor_account_id.as_str(),
+            line.vendor_tenant_id.as_str()
+        ),
+        (S3, C2)
+    );
+
+    // Linking C2's tenant rates the line that waited for it.
+    let late = pc
+        .gw
+        .linked_customer(by_tenant.0, by_tenant.1, C2, "EUR")
+        .await;
+    let newest = pc.charges().await.pop().unwrap();
+    assert_eq!(
+        (day(&newest), newest.customer_id, newest.kind.as_str()),
+        ("05".to_string(), late, "NEW")
+    );
+    pc.gw.stop().await;
+}
+
 crate::both_backends!(
     microsoft_list_price_and_the_below_cost_guard,
+    microsoft_tenant_links_attribute_every_subscription,
     microsoft_billing_currency_is_the_partner_accounts,
     microsoft_latent_usage_and_the_last_period,
     microsoft_retry_after_delays_the_next_poll,

@@ -1,0 +1,1 @@
+ALTER TABLE usage_lines DROP COLUMN vendor_tenant_id;
