@@ -65,7 +65,7 @@ gateway_command() {
   for name in $(env | sed -n 's/^\(MSPGW_\(TEST_[A-Za-z0-9_]*\|REQUIRE_POSTGRES\)\)=.*/\1/p'); do
     gateway_cmd+=(-u "$name")
   done
-  gateway_cmd+=(RUST_LOG="${RUST_LOG:-warn}" MSPGW_DATABASE_URL="$database_url" "$@" "$gateway_bin")
+  gateway_cmd+=(RUST_LOG="${RUST_LOG:-warn}" MSPGW_DATABASE_URL="$database_url" MSPGW_OPS_LISTEN=127.0.0.1:0 "$@" "$gateway_bin")
 }
 
 free_port() {

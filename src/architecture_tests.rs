@@ -10,7 +10,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("store", &["domain"]),
     ("vendors", &["domain"]),
-    ("ledger", &["store", "domain"]),
+    ("ledger", &["store", "domain", "telemetry"]),
+    // Metric names are a catalogue every layer above the domain records under.
+    ("telemetry", &["config"]),
 ];
 
 /// The only module that may name the generated types (and the server, which registers them).

@@ -15,6 +15,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "msp-gateway.toml";
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// Address of the operations endpoint (`/metrics`, `/healthz`, `/readyz`), kept off the API
+    /// port so scrapers and probes need no key and never reach the API (port 0: any free port).
+    pub ops_listen: SocketAddr,
     /// `postgres://…` for PostgreSQL; `sqlite://path` or a path for embedded SQLite.
     pub database_url: String,
     /// Connection pool size (readers, on SQLite; writes use one connection there).
@@ -50,6 +53,7 @@ pub enum LogFormat {
 /// Every key of [`Config`], as `MSPGW_<KEY>` reads them.
 const CONFIG_KEYS: &[&str] = &[
     "listen",
+    "ops_listen",
     "database_url",
     "database_max_connections",
     "database_acquire_timeout_secs",
@@ -67,6 +71,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             database_url: "sqlite://data/msp-gateway.db".into(),
             database_max_connections: 16,
             database_acquire_timeout_secs: 10,

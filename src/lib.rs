@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod ledger;
+pub mod operations;
 pub mod poller;
 pub mod proto;
 pub mod server;

@@ -13,7 +13,7 @@ use msp_gateway::domain::tenant::{NewTenant, Tenant};
 use msp_gateway::ledger::Ledger;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::{demo, poller, server, telemetry};
+use msp_gateway::{demo, operations, poller, server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -150,18 +150,31 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, backend = ?store.kind(), tls = tls.is_some(), "msp-gateway serving");
+    let ops_listener = tokio::net::TcpListener::bind(config.ops_listen)
+        .await
+        .with_context(|| format!("binding ops_listen {}", config.ops_listen))?;
+    let ops_address = ops_listener.local_addr()?;
+    tracing::info!(address = %ops_address, "operations endpoint: /metrics /healthz /readyz");
     if demo {
         let access = demo::prepare(&ledger).await?;
         println!(
             "{}",
             demo::banner(&access, &address.to_string(), tls.is_none())
         );
+        println!("Operations: curl http://{ops_address}/metrics (and /healthz, /readyz)\n");
     }
     let poller_settings = poller::PollerSettings {
         extra_root_ca_pem: config.vendor_ca_pem().map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let operations = {
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        tokio::spawn(operations::serve(ops_listener, ledger.clone(), stopped))
+    };
     let pollers = config
         .pollers
         .then(|| tokio::spawn(poller::run(ledger.clone(), poller_settings, stop_rx)));
@@ -180,6 +193,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     if let Some(pollers) = pollers {
         let _ = pollers.await;
     }
+    let _ = operations.await;
     tracing::info!("msp-gateway stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::Gateway;
 use crate::api::auth::AuthLayer;
+use crate::api::metrics_layer::MetricsLayer;
 use crate::api::services;
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -43,6 +44,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    // Installed before the first call is counted (a no-op after the first server).
+    crate::telemetry::metrics::handle();
     let gw = Gateway::new(ledger);
     let (routes, health) = services::routes(&gw).await?;
     let health_watch = tokio::spawn(services::watch_health(
@@ -56,6 +59,7 @@ pub async fn serve(
     }
     let router = builder
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path(), tenant = tracing::field::Empty))
+        .layer(MetricsLayer)
         .layer(AuthLayer::new(gw.store.clone()))
         .add_routes(routes);
 

@@ -65,7 +65,8 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Reports NOT_SERVING while the database does not answer, SERVING when it does again; runs
+/// Reports NOT_SERVING while the database does not answer or has migrations of this binary
+/// pending, SERVING when it is ready again; runs
 /// until the process ends.
 pub async fn watch_health(health: HealthReporter, store: std::sync::Arc<Store>, every: Duration) {
     let mut serving = true;
@@ -73,11 +74,12 @@ pub async fn watch_health(health: HealthReporter, store: std::sync::Arc<Store>, 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let up = match tokio::time::timeout(every.max(Duration::from_secs(1)), store.ping()).await {
+        let up = match tokio::time::timeout(every.max(Duration::from_secs(1)), store.ready()).await
+        {
             Ok(Ok(())) => true,
             Ok(Err(error)) => {
                 if serving {
-                    tracing::warn!(%error, "database unreachable; health is NOT_SERVING");
+                    tracing::warn!(%error, "database not ready; health is NOT_SERVING");
                 }
                 false
             }

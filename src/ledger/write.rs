@@ -23,6 +23,7 @@ use crate::domain::ledger_append::{Appended, Appender, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap, LineKeySet};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::usage::{Pull, UsageLine};
+use crate::telemetry::metrics::{CHARGES_APPENDED, USAGE_LINES_WRITTEN};
 
 /// One chunk of a ledger write: lines (each with whether its key is new, for which a plain
 /// insert suffices) and the events their changes imply.
@@ -410,14 +411,16 @@ impl Ledger {
         account: &PartnerAccount,
         pull: &Pull,
     ) -> Result<IngestSummary> {
-        ledger_write!(self, |tx| self::pull(
+        let summary = ledger_write!(self, |tx| self::pull(
             tx,
             &self.pricing,
             tenant_id,
             account,
             pull
         )
-        .await)
+        .await)?;
+        count_committed("pull", &summary);
+        Ok(summary)
     }
 
     /// Records pushed usage; `None` when `request` was already recorded (a retry).
@@ -437,14 +440,28 @@ impl Ledger {
         })
         .await
         .map_err(|e| Error::Internal(format!("keying usage lines failed: {e}")))?;
-        ledger_write!(self, |tx| {
+        let summary = ledger_write!(self, |tx| {
             self::push(tx, &self.pricing, tenant_id, account, keyed, request).await
-        })
+        })?;
+        if let Some(summary) = &summary {
+            count_committed("push", summary);
+        }
+        Ok(summary)
     }
 
     /// Re-rates every live line of the tenant (only the unrated ones when asked) at current
     /// prices, in a transaction of its own.
     pub async fn rerate(&self, tenant_id: &str, only_unrated: bool) -> Result<IngestSummary> {
-        ledger_write!(self, |tx| self::rerate(tx, tenant_id, only_unrated).await)
+        let summary = ledger_write!(self, |tx| self::rerate(tx, tenant_id, only_unrated).await)?;
+        count_committed("rerate", &summary);
+        Ok(summary)
     }
+}
+
+/// The write counters, once its transaction has committed (a rolled-back write counts nothing).
+fn count_committed(source: &'static str, summary: &IngestSummary) {
+    metrics::counter!(USAGE_LINES_WRITTEN, "source" => source)
+        .increment(summary.lines_written as u64);
+    metrics::counter!(CHARGES_APPENDED, "source" => source)
+        .increment(summary.events_appended as u64);
 }

@@ -28,6 +28,7 @@ use crate::domain::polling::next_poll_delay;
 use crate::domain::vendor::Vendor;
 use crate::ledger::Ledger;
 use crate::store::Store;
+use crate::telemetry::metrics::{POLL_ERRORS, POLL_LAST_SUCCESS, VENDOR_REQUESTS};
 use crate::vendors::{PullOutcome, PullRequest, UsageSource, VendorError, VendorPeriod};
 
 /// Seed of the simulator's synthetic usage; fixed so demos are reproducible.
@@ -313,7 +314,14 @@ async fn record(
                 consecutive_failures: failures,
             },
         )
-        .await
+        .await?;
+    let label = ("partner_account", account.id.clone());
+    metrics::counter!(VENDOR_REQUESTS, &[label.clone()]).increment(requests.max(0) as u64);
+    match failure {
+        Some(_) => metrics::counter!(POLL_ERRORS, &[label]).increment(1),
+        None => metrics::gauge!(POLL_LAST_SUCCESS, &[label]).set(Utc::now().timestamp() as f64),
+    }
+    Ok(())
 }
 
 /// Runs a poller per enabled partner account until `shutdown` turns true.

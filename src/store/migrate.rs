@@ -44,6 +44,23 @@ pub async fn run(url: &str, direction: Direction) -> Result<Vec<String>> {
     }
 }
 
+/// The versions this binary carries for `kind` that `applied` lacks, oldest first.
+pub fn pending(kind: BackendKind, applied: &[String]) -> Vec<String> {
+    fn embedded<DB: diesel::backend::Backend>(source: &EmbeddedMigrations) -> Vec<String> {
+        diesel::migration::MigrationSource::<DB>::migrations(source)
+            .map(|all| all.iter().map(|m| m.name().version().to_string()).collect())
+            .unwrap_or_default()
+    }
+    let carried = match kind {
+        BackendKind::Postgres => embedded::<diesel::pg::Pg>(&POSTGRES),
+        BackendKind::Sqlite => embedded::<diesel::sqlite::Sqlite>(&SQLITE),
+    };
+    carried
+        .into_iter()
+        .filter(|version| !applied.contains(version))
+        .collect()
+}
+
 fn versions(applied: Vec<MigrationVersion<'_>>) -> Vec<String> {
     applied.into_iter().map(|v| v.to_string()).collect()
 }

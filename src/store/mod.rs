@@ -11,6 +11,7 @@ pub mod credit;
 pub mod credit_schema;
 pub mod customers;
 pub mod errors;
+pub mod health;
 pub mod idempotency;
 pub mod migrate;
 pub mod partner_accounts;

@@ -13,6 +13,7 @@ mod health;
 mod ledger;
 mod microsoft_partner_center;
 mod migrations;
+mod operations;
 mod partner_accounts;
 mod partner_center_emulator;
 mod permissions;

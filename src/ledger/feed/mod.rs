@@ -13,8 +13,8 @@
 //! so a lost notification costs latency, never events. Sequences are gap-free and commit in
 //! order, so a reader that sees N has seen everything up to N.
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -113,6 +113,8 @@ pub struct TenantFeed {
     /// Bumped when a credit event may have been recorded.
     credit: watch::Sender<i64>,
     subscribers: AtomicUsize,
+    /// Where each open charge stream has delivered up to (for its lag behind `published`).
+    positions: Mutex<Vec<Weak<AtomicI64>>>,
     capacity: usize,
 }
 
@@ -217,6 +219,29 @@ impl LedgerHub {
         &self.inner.stats
     }
 
+    /// Per tenant with charge streams open here: how many sequences the slowest of them is
+    /// behind the last one this process has read (0 when all are caught up).
+    pub fn stream_lags(&self) -> Vec<(String, i64)> {
+        let feeds: Vec<Arc<TenantFeed>> = {
+            let feeds = self.inner.feeds.lock().unwrap_or_else(|p| p.into_inner());
+            feeds.values().cloned().collect()
+        };
+        feeds
+            .iter()
+            .filter_map(|feed| {
+                let published = *feed.published.borrow();
+                let mut positions = feed.positions.lock().unwrap_or_else(|p| p.into_inner());
+                positions.retain(|p| p.strong_count() > 0);
+                let slowest = positions
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .map(|p| p.load(Ordering::Relaxed))
+                    .min()?;
+                Some((feed.tenant_id.clone(), (published - slowest).max(0)))
+            })
+            .collect()
+    }
+
     async fn subscribe(&self, tenant_id: &str) -> Result<Subscription> {
         let inner = &self.inner;
         if let Some(url) = inner.store.postgres_url() {
@@ -257,6 +282,7 @@ impl LedgerHub {
                             hint: watch::channel(hwm).0,
                             credit: watch::channel(0).0,
                             subscribers: AtomicUsize::new(0),
+                            positions: Mutex::new(Vec::new()),
                             capacity: inner.ring_capacity.load(Ordering::Relaxed),
                         });
                         tokio::spawn(tail(inner.clone(), feed.clone()));
@@ -294,7 +320,13 @@ impl LedgerHub {
                 .collect()
         };
         let heartbeat = self.heartbeat_interval();
+        let position = Arc::new(AtomicI64::new(after_sequence));
+        feed.positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&position));
         let state = ChargeStream {
+            position,
             hub: self.inner.clone(),
             feed,
             _subscription: subscription,
@@ -470,6 +502,8 @@ async fn catch_up(hub: &HubInner, feed: &TenantFeed) -> Result<()> {
 }
 
 struct ChargeStream {
+    /// The last sequence delivered (or skipped as not matching), for [`LedgerHub::stream_lags`].
+    position: Arc<AtomicI64>,
     hub: Arc<HubInner>,
     feed: Arc<TenantFeed>,
     _subscription: Subscription,
@@ -493,8 +527,10 @@ impl ChargeStream {
                 self.hub.stats.buffered.fetch_sub(1, Ordering::Relaxed);
                 self.hub.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.next_heartbeat = Instant::now() + self.heartbeat;
+                self.position.store(event.sequence, Ordering::Relaxed);
                 return Some(Ok(FeedItem::Charge(event)));
             }
+            self.position.store(self.cursor, Ordering::Relaxed);
             for rx in &mut self.wake {
                 rx.borrow_and_update();
             }

@@ -1,0 +1,117 @@
+//! The gateway's Prometheus series: every name, its help text and its unit in one catalogue
+//! (the README's operations section lists the same), and the process-wide recorder that
+//! `GET /metrics` renders. Recording sites use the `metrics` macros with these names; a series
+//! recorded under a name missing here would still be exported, without help text, so the test
+//! of `/metrics` checks the catalogue against what is scraped.
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// gRPC calls finished, by `method` (`/package.Service/Method`) and `code` (gRPC status name).
+pub const RPC_REQUESTS: &str = "mspgw_rpc_requests_total";
+/// Time from a call's arrival to its last byte (streams: their whole life), by `method`.
+pub const RPC_DURATION: &str = "mspgw_rpc_duration_seconds";
+/// Calls in progress, by `method` (open streams included).
+pub const RPC_IN_FLIGHT: &str = "mspgw_rpc_in_flight";
+/// The last sequence of each `tenant`'s charge ledger (read from the database at scrape time).
+pub const LEDGER_HEAD: &str = "mspgw_ledger_head_sequence";
+/// Usage lines written (inserted or revised) by pulls and pushes, by `source` (`pull`, `push`).
+pub const USAGE_LINES_WRITTEN: &str = "mspgw_ledger_usage_lines_written_total";
+/// Charge events appended by pulls, pushes and re-rates, by `source`.
+pub const CHARGES_APPENDED: &str = "mspgw_ledger_charges_appended_total";
+/// Unix time of each `partner_account`'s last successful poll.
+pub const POLL_LAST_SUCCESS: &str = "mspgw_poll_last_success_timestamp_seconds";
+/// Failed polls, by `partner_account`.
+pub const POLL_ERRORS: &str = "mspgw_poll_errors_total";
+/// Vendor requests spent by polls (AWS Cost Explorer bills each), by `partner_account`.
+pub const VENDOR_REQUESTS: &str = "mspgw_vendor_requests_total";
+/// Charge streams open in this process.
+pub const CHARGE_STREAMS_OPEN: &str = "mspgw_charge_streams_open";
+/// Per `tenant`: sequences between the ledger head this process has seen and the slowest open
+/// charge stream's cursor (0 when every stream is caught up).
+pub const CHARGE_STREAM_LAG: &str = "mspgw_charge_stream_lag_sequences";
+/// Charge events handed to stream consumers.
+pub const CHARGE_STREAM_DELIVERED: &str = "mspgw_charge_stream_delivered_total";
+/// Database connections per `pool` and `state` (`in_use`, `idle`, `waiting` callers).
+pub const DB_POOL_CONNECTIONS: &str = "mspgw_db_pool_connections";
+/// 1 while the database answers and every migration is applied, else 0.
+pub const READY: &str = "mspgw_ready";
+
+/// Every series above, for the test that scrapes `/metrics`.
+pub const ALL: &[&str] = &[
+    RPC_REQUESTS,
+    RPC_DURATION,
+    RPC_IN_FLIGHT,
+    LEDGER_HEAD,
+    USAGE_LINES_WRITTEN,
+    CHARGES_APPENDED,
+    POLL_LAST_SUCCESS,
+    POLL_ERRORS,
+    VENDOR_REQUESTS,
+    CHARGE_STREAMS_OPEN,
+    CHARGE_STREAM_LAG,
+    CHARGE_STREAM_DELIVERED,
+    DB_POOL_CONNECTIONS,
+    READY,
+];
+
+/// Latency buckets (seconds): unary calls take milliseconds, pushes of large batches seconds.
+const RPC_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide recorder, installed on first use; `None` when another recorder was
+/// installed first (an embedder's), in which case `/metrics` says so.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(RPC_DURATION.into()), RPC_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    describe_counter!(
+        RPC_REQUESTS,
+        "gRPC calls finished, by method and status code"
+    );
+    describe_histogram!(RPC_DURATION, Unit::Seconds, "gRPC call duration, by method");
+    describe_gauge!(RPC_IN_FLIGHT, "gRPC calls in progress, by method");
+    describe_gauge!(LEDGER_HEAD, "Last charge ledger sequence, by tenant");
+    describe_counter!(USAGE_LINES_WRITTEN, "Usage lines written, by source");
+    describe_counter!(CHARGES_APPENDED, "Charge events appended, by source");
+    describe_gauge!(
+        POLL_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful poll, by partner account"
+    );
+    describe_counter!(POLL_ERRORS, "Failed polls, by partner account");
+    describe_counter!(VENDOR_REQUESTS, "Vendor API requests spent by polls");
+    describe_gauge!(CHARGE_STREAMS_OPEN, "Charge streams open in this process");
+    describe_gauge!(
+        CHARGE_STREAM_LAG,
+        "Sequences the slowest open charge stream is behind the ledger head, by tenant"
+    );
+    describe_counter!(
+        CHARGE_STREAM_DELIVERED,
+        "Charge events delivered to streams"
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database connections by pool and state (in_use, idle, waiting)"
+    );
+    describe_gauge!(
+        READY,
+        "1 when the database answers and migrations are applied"
+    );
+}
