@@ -315,11 +315,13 @@ async fn record(
             },
         )
         .await?;
-    let label = ("partner_account", account.id.clone());
-    metrics::counter!(VENDOR_REQUESTS, &[label.clone()]).increment(requests.max(0) as u64);
+    let account_id = account.id.clone();
+    metrics::counter!(VENDOR_REQUESTS, "partner_account" => account_id.clone())
+        .increment(requests.max(0) as u64);
     match failure {
-        Some(_) => metrics::counter!(POLL_ERRORS, &[label]).increment(1),
-        None => metrics::gauge!(POLL_LAST_SUCCESS, &[label]).set(Utc::now().timestamp() as f64),
+        Some(_) => metrics::counter!(POLL_ERRORS, "partner_account" => account_id).increment(1),
+        None => metrics::gauge!(POLL_LAST_SUCCESS, "partner_account" => account_id)
+            .set(Utc::now().timestamp() as f64),
     }
     Ok(())
 }
