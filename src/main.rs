@@ -231,11 +231,12 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
                 scope,
                 customer_id: customer,
             };
-            let (key, minted) = store.create_api_key(&tenant.id, &new, None).await?;
+            let (key, minted) = store
+                .create_api_key(&tenant.id, &new, None)
+                .await?
+                .unguarded()?;
             println!("key {} ({}) created", key.id, key.scope);
-            if let Some(minted) = minted {
-                println!("secret (shown once, store it now): {}", minted.token());
-            }
+            println!("secret (shown once, store it now): {}", minted.token());
         }
         KeyCommand::List { tenant } => {
             let tenant = find_tenant(&store, &tenant).await?;
@@ -266,7 +267,10 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
         }
         KeyCommand::Revoke { tenant, id } => {
             let tenant = find_tenant(&store, &tenant).await?;
-            let key = store.revoke_api_key(&tenant.id, &id).await?;
+            let key = store
+                .revoke_api_key(&tenant.id, &id, None)
+                .await?
+                .unguarded()?;
             println!("key {} revoked", key.id);
         }
     }

@@ -11,6 +11,7 @@ pub mod customers;
 pub mod partner_accounts;
 pub mod permissions;
 pub mod pricing;
+pub mod replies;
 pub mod services;
 mod status;
 pub mod tenants;

@@ -16,6 +16,7 @@ mod migrations;
 mod partner_accounts;
 mod partner_center_emulator;
 mod permissions;
+mod replays;
 mod server;
 mod service_control;
 mod sqlite_wal;
