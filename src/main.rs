@@ -169,12 +169,13 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    server::serve(
+    server::serve_with_limit(
         listener,
         ledger,
         tls,
         shutdown,
         Duration::from_secs(config.shutdown_grace_secs),
+        config.max_request_bytes,
     )
     .await?;
     if let Some(pollers) = pollers {

@@ -258,7 +258,7 @@ impl CreditControlService for CreditApi {
             open_charges: exact(p.open_charges),
             unpaid_invoices: exact(p.unpaid_invoices),
             exposure: exact(p.exposure),
-            headroom: exact(p.headroom),
+            headroom: p.headroom.map(exact).unwrap_or_default(),
             crossed_threshold_percents: p.crossed,
             policy: policy_to_proto(p.policy).into(),
             run_rate_per_day: exact(p.forecast.run_rate_per_day),

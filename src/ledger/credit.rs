@@ -151,7 +151,8 @@ ledger_backends! {
                 open_charges: state.open_charges,
                 unpaid_invoices: state.unpaid_invoices,
                 exposure,
-                headroom: settings.credit_limit - exposure,
+                // A limit of zero is no limit: nothing to be over.
+                headroom: (settings.credit_limit > Decimal::ZERO).then(|| settings.credit_limit - exposure),
                 crossed,
                 policy: settings.policy,
                 forecast: forecast(exposure, settings.credit_limit, recent, now),

@@ -79,37 +79,22 @@ macro_rules! write_once {
         match $store.backend() {
             $crate::store::Backend::Postgres(pool) => {
                 let mut conn = $crate::store::checkout(pool).await?;
-                let result: $crate::domain::error::Result<Answer<_>> = conn.transaction(async |conn| {
-                    use $crate::store::idempotency::pg as idempotency;
-                    if let Some(request) = request
-                        && let Some(response) = idempotency::claim(conn, tenant_id, &request.key).await?
-                    {
-                        return Ok(Answer::Replayed(response));
-                    }
-                    let value = $module::pg::$function(conn, $($arg),*).await?;
-                    if let Some(request) = request {
-                        idempotency::record(conn, tenant_id, &request.key, &request.encode(&value)).await?;
-                    }
-                    Ok(Answer::Fresh(value))
-                })
-                .await;
+                let result: $crate::domain::error::Result<Answer<_>> = conn
+                    .transaction(async |conn| {
+                        $crate::store::idempotency::once_in_transaction!(
+                            pg, conn, tenant_id, request, $module::$function($($arg),*)
+                        )
+                    })
+                    .await;
                 result
             }
             $crate::store::Backend::Sqlite { writer, .. } => {
                 let mut conn = $crate::store::checkout(writer).await?;
                 let result: $crate::domain::error::Result<Answer<_>> = conn
                     .immediate_transaction(async |conn| {
-                        use $crate::store::idempotency::sqlite as idempotency;
-                        if let Some(request) = request
-                            && let Some(response) = idempotency::claim(conn, tenant_id, &request.key).await?
-                        {
-                            return Ok(Answer::Replayed(response));
-                        }
-                        let value = $module::sqlite::$function(conn, $($arg),*).await?;
-                        if let Some(request) = request {
-                            idempotency::record(conn, tenant_id, &request.key, &request.encode(&value)).await?;
-                        }
-                        Ok(Answer::Fresh(value))
+                        $crate::store::idempotency::once_in_transaction!(
+                            sqlite, conn, tenant_id, request, $module::$function($($arg),*)
+                        )
                     })
                     .await;
                 drop(conn);
@@ -120,3 +105,21 @@ macro_rules! write_once {
     }};
 }
 pub(crate) use write_once;
+
+/// The body of [`write_once!`] on one backend, inside its transaction.
+macro_rules! once_in_transaction {
+    ($backend:ident, $conn:ident, $tenant_id:ident, $request:ident, $module:ident :: $function:ident ( $($arg:expr),* )) => {{
+        use $crate::store::idempotency::$backend as idempotency;
+        if let Some(request) = $request
+            && let Some(response) = idempotency::claim($conn, $tenant_id, &request.key).await?
+        {
+            return Ok(Answer::Replayed(response));
+        }
+        let value = $module::$backend::$function($conn, $($arg),*).await?;
+        if let Some(request) = $request {
+            idempotency::record($conn, $tenant_id, &request.key, &request.encode(&value)).await?;
+        }
+        Ok(Answer::Fresh(value))
+    }};
+}
+pub(crate) use once_in_transaction;

@@ -227,20 +227,34 @@ for_each_backend! {
     /// ledger's: `ledger::changes`).
     pub async fn set_fx(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
         use diesel::upsert::excluded;
-        diesel::insert_into(fx_rates::table)
-                .values((
-                    fx_rates::tenant_id.eq(tenant_id),
-                    fx_rates::from_currency.eq(rate.from.code()),
-                    fx_rates::to_currency.eq(rate.to.code()),
-                    fx_rates::effective_from.eq(DbTime(rate.effective_from)),
-                    fx_rates::rate.eq(DbDecimal(rate.rate)),
-                    fx_rates::created_at.eq(DbTime(Utc::now())),
-                ))
+        let row = (
+            fx_rates::tenant_id.eq(tenant_id),
+            fx_rates::from_currency.eq(rate.from.code()),
+            fx_rates::to_currency.eq(rate.to.code()),
+            fx_rates::effective_from.eq(DbTime(rate.effective_from)),
+            fx_rates::rate.eq(DbDecimal(rate.rate)),
+            fx_rates::created_at.eq(DbTime(Utc::now())),
+        );
+        if IS_POSTGRES {
+            diesel::insert_into(fx_rates::table)
+                .values(row)
                 .on_conflict((fx_rates::tenant_id, fx_rates::from_currency, fx_rates::to_currency, fx_rates::effective_from))
                 .do_update()
                 .set(fx_rates::rate.eq(excluded(fx_rates::rate)))
+                .execute(conn)
+                .await?;
+            return Ok(());
+        }
+        // Not an upsert on SQLite: the outer ON CONFLICT would override the pricing-version
+        // trigger's INSERT OR IGNORE (and fail it). SQLite has one writer, so nothing comes
+        // between the update and the insert.
+        let replaced = diesel::update(fx_rates::table.find((tenant_id, rate.from.code(), rate.to.code(), DbTime(rate.effective_from))))
+            .set(fx_rates::rate.eq(DbDecimal(rate.rate)))
             .execute(conn)
             .await?;
+        if replaced == 0 {
+            diesel::insert_into(fx_rates::table).values(row).execute(conn).await?;
+        }
         Ok(())
     }
 }

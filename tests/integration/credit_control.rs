@@ -319,6 +319,19 @@ async fn position_and_forecast(backend: Backend) {
     assert_eq!(p.exposure, "1200");
     assert_eq!(p.headroom, "-200");
     assert_eq!(p.days_to_limit, "0");
+
+    // No limit is not over the limit: no headroom at all.
+    update_settings(&mut client, settings_update(c, "0", "no-limit")).await;
+    let p = client
+        .get_credit_position(v1::GetCreditPositionRequest {
+            customer_id: c.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.exposure, "1200");
+    assert_eq!(p.headroom, "", "no limit, no headroom");
+    assert_eq!(p.days_to_limit, "");
     gw.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod aws_cost_explorer;
 mod certs;
 mod charge_runs;
 mod charge_streams;
+mod connection_loss;
 mod credit_control;
 mod customers;
 mod health;
