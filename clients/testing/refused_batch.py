@@ -62,8 +62,8 @@ def main() -> int:
             iter([request]), metadata=auth, timeout=30
         )
     except grpc.RpcError as error:
-        code, details = error.code(), error.details()
-        trailers = sum(len(k) + len(v) for k, v in error.trailing_metadata() or ())
+        code, details = error.code(), error.details() or ""
+        trailers = sum(len(m.key) + len(m.value) for m in error.trailing_metadata() or ())
         if code != grpc.StatusCode.INVALID_ARGUMENT or "lines[0].quantity" not in details:
             print(f"refused batch answered {code}: {details[:300]}", file=sys.stderr)
             return 1
