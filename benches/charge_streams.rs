@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
 use msp_gateway::domain::access::{Principal, Scope};
-use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::pricing::NewPriceRule;
 use msp_gateway::domain::pricing::{PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
@@ -189,7 +189,7 @@ async fn fixture(customers: usize) -> Fixture {
         .create_price_rule(
             &principal.tenant_id,
             &rule,
-            &IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule),
+            &Idempotent::unanswered(IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule)),
         )
         .await
         .unwrap();
@@ -307,14 +307,15 @@ async fn latency() {
                 &f.principal.tenant_id,
                 &f.account,
                 lines,
-                &msp_gateway::domain::idempotency::IdempotencyKey::from_bytes(
+                &Idempotent::unanswered(IdempotencyKey::from_bytes(
                     uuid::Uuid::new_v4().to_string(),
                     "IngestUsage",
                     b"",
-                ),
+                )),
             )
             .await
             .unwrap()
+            .fresh()
             .expect("a new request id");
         let t1 = Instant::now();
         let last = summary.last_sequence.unwrap();

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use msp_gateway::domain::access::{Principal, Scope};
 use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
-use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::money::Currency;
 use msp_gateway::domain::partner_account::PartnerAccountSpec;
 use msp_gateway::domain::pricing::NewPriceRule;
@@ -156,9 +156,12 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec
         let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
         partner_accounts.push(
             store
-                .create_partner_account(&admin.tenant_id, &spec, &key)
+                .create_partner_account(&admin.tenant_id, &spec, &Idempotent::unanswered(key))
                 .await
-                .unwrap(),
+                .unwrap()
+                .fresh()
+                .unwrap()
+                .0,
         );
     }
     let zar = Currency::parse("c", "ZAR").unwrap();
@@ -177,7 +180,7 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec
         .create_price_rule(
             &admin.tenant_id,
             &rule,
-            &IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule),
+            &Idempotent::unanswered(IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule)),
         )
         .await
         .unwrap();
@@ -190,6 +193,7 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec
                 rate: Decimal::new(1825, 2),
                 effective_from,
             },
+            None,
         )
         .await
         .unwrap();
@@ -208,8 +212,15 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec
         let key = IdempotencyKey::new(format!("c-{c}"), "CreateCustomer", &new);
         customer_ids.push(
             store
-                .create_customer(&admin.tenant_id, &tenant.time_zone, &new, &key)
+                .create_customer(
+                    &admin.tenant_id,
+                    &tenant.time_zone,
+                    &new,
+                    &Idempotent::unanswered(key),
+                )
                 .await
+                .unwrap()
+                .fresh()
                 .unwrap()
                 .id,
         );
@@ -279,9 +290,15 @@ async fn ingest(
                     format!("{run}-{s}-{i}").as_bytes(),
                 );
                 let summary = ledger
-                    .ingest_push(&source.tenant_id, &source.account, chunk, &key)
+                    .ingest_push(
+                        &source.tenant_id,
+                        &source.account,
+                        chunk,
+                        &Idempotent::unanswered(key),
+                    )
                     .await
                     .unwrap()
+                    .fresh()
                     .unwrap();
                 events += summary.events_appended;
             }

@@ -12,6 +12,8 @@
 #   - list customers across pages (page_size 2), with the exact decimal sum of credit limits;
 #   - every grpcurl command of the README's walkthrough, in order, on a gateway of its own
 #     (clients/testing/walkthrough.py): one check per service;
+#   - a refused batch of 300 bad lines reaches the Python client as INVALID_ARGUMENT (its error
+#     fits the default metadata limit: clients/testing/refused_batch.py);
 #   - mypy type-checks the Python examples and test tools against the generated stubs (Go and
 #     Java: the compilers);
 #   - the credit consumers' cursor handling against a STUB ChargeService and CreditControlService
@@ -118,6 +120,12 @@ client_tests() {  # <backend> <work dir>
       msp.gateway.v1.PartnerAccountService/CreatePartnerAccount >"$dir/err" 2>&1; then
     fail "$backend: CreatePartnerAccount (grpcurl): $(cat "$dir/err")"
     return
+  fi
+  # An error listing many bad fields still fits the client's default metadata limit.
+  if out=$(PYTHONPATH="$build/python/gen" python3 "$repo/clients/testing/refused_batch.py" 2>"$dir/err"); then
+    pass "$backend/py: ${out#ok }"
+  else
+    fail "$backend/py: refused batch: $(cat "$dir/err")"
   fi
   for lang in py go java; do
     local t="$backend/$lang"

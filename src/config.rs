@@ -41,7 +41,12 @@ pub struct Config {
     /// TLS-inspecting proxy's CA, a private cloud's); Partner Center connections only (see the
     /// README for AWS and for `SSL_CERT_FILE` / `HTTPS_PROXY`).
     pub vendor_ca_file: Option<PathBuf>,
+    /// Largest request message, in bytes; a larger one answers RESOURCE_EXHAUSTED.
+    pub max_request_bytes: usize,
 }
+
+/// gRPC's customary limit (and tonic's default): 4 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -65,6 +70,7 @@ const CONFIG_KEYS: &[&str] = &[
     "pollers",
     "stream_heartbeat_ms",
     "vendor_ca_file",
+    "max_request_bytes",
 ];
 
 impl Default for Config {
@@ -83,6 +89,7 @@ impl Default for Config {
             pollers: true,
             stream_heartbeat_ms: 15_000,
             vendor_ca_file: None,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use crate::domain::access::{NewApiKey, Scope};
 use crate::domain::customer::{BillingCycle, EnrollmentRequest, NewCustomer};
 use crate::domain::error::Result;
-use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::idempotency::{IdempotencyKey, Idempotent};
 use crate::domain::money::Currency;
 use crate::domain::partner_account::PartnerAccountSpec;
 use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, RuleScope};
@@ -84,7 +84,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         &simulator,
     );
     store
-        .create_partner_account(system, &simulator, &key)
+        .create_partner_account(system, &simulator, &Idempotent::unanswered(key))
         .await?;
     // 15 % over cost for everything, and a USD -> ZAR rate, so simulator usage rates at once.
     let markup = NewPriceRule {
@@ -98,7 +98,9 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         effective_to: None,
     };
     let key = IdempotencyKey::new("demo-markup".into(), "CreatePriceRule", &markup);
-    ledger.create_price_rule(system, &markup, &key).await?;
+    ledger
+        .create_price_rule(system, &markup, &Idempotent::unanswered(key))
+        .await?;
     let usd = Currency::parse("from_currency", "USD")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
     let zar = Currency::parse("to_currency", "ZAR")
@@ -110,7 +112,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         effective_from: markup.effective_from,
     };
     if store.fx_rates(system).await?.is_empty() {
-        ledger.set_fx_rate(system, &fx).await?;
+        ledger.set_fx_rate(system, &fx, None).await?;
     }
     let zar = Currency::parse("billing_currency", "ZAR")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
@@ -133,7 +135,12 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             &new,
         );
         store
-            .create_customer(system, &tenant.time_zone, &new, &key)
+            .create_customer(
+                system,
+                &tenant.time_zone,
+                &new,
+                &Idempotent::unanswered(key),
+            )
             .await?;
     }
     let new_key = NewApiKey {
@@ -144,10 +151,11 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         scope: Scope::Admin,
         customer_id: None,
     };
-    let (_, minted) = store.create_api_key(system, &new_key, None).await?;
-    let token = minted
-        .map(|m| m.token().to_string())
-        .ok_or_else(|| crate::domain::Error::Internal("demo key was not minted".into()))?;
+    let (_, minted) = store
+        .create_api_key(system, &new_key, None)
+        .await?
+        .unguarded()?;
+    let token = minted.token().to_string();
     Ok(DemoAccess {
         tenant_id: tenant.id,
         token,

@@ -182,12 +182,13 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    server::serve(
+    server::serve_with_limit(
         listener,
         ledger,
         tls,
         shutdown,
         Duration::from_secs(config.shutdown_grace_secs),
+        config.max_request_bytes,
     )
     .await?;
     if let Some(pollers) = pollers {
@@ -245,11 +246,12 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
                 scope,
                 customer_id: customer,
             };
-            let (key, minted) = store.create_api_key(&tenant.id, &new, None).await?;
+            let (key, minted) = store
+                .create_api_key(&tenant.id, &new, None)
+                .await?
+                .unguarded()?;
             println!("key {} ({}) created", key.id, key.scope);
-            if let Some(minted) = minted {
-                println!("secret (shown once, store it now): {}", minted.token());
-            }
+            println!("secret (shown once, store it now): {}", minted.token());
         }
         KeyCommand::List { tenant } => {
             let tenant = find_tenant(&store, &tenant).await?;
@@ -280,7 +282,10 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
         }
         KeyCommand::Revoke { tenant, id } => {
             let tenant = find_tenant(&store, &tenant).await?;
-            let key = store.revoke_api_key(&tenant.id, &id).await?;
+            let key = store
+                .revoke_api_key(&tenant.id, &id, None)
+                .await?
+                .unguarded()?;
             println!("key {} revoked", key.id);
         }
     }

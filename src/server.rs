@@ -12,7 +12,7 @@ use crate::api::Gateway;
 use crate::api::auth::AuthLayer;
 use crate::api::metrics_layer::MetricsLayer;
 use crate::api::services;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_MAX_REQUEST_BYTES};
 use crate::ledger::Ledger;
 
 /// The TLS settings of `config`, if TLS is configured.
@@ -36,7 +36,7 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then gives in-flight calls
-/// `grace` to finish.
+/// `grace` to finish; requests of up to [`DEFAULT_MAX_REQUEST_BYTES`].
 pub async fn serve(
     listener: TcpListener,
     ledger: Arc<Ledger>,
@@ -44,10 +44,30 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    serve_with_limit(
+        listener,
+        ledger,
+        tls,
+        shutdown,
+        grace,
+        DEFAULT_MAX_REQUEST_BYTES,
+    )
+    .await
+}
+
+/// [`serve`] with requests of up to `max_request_bytes`.
+pub async fn serve_with_limit(
+    listener: TcpListener,
+    ledger: Arc<Ledger>,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+    max_request_bytes: usize,
+) -> anyhow::Result<()> {
     // Installed before the first call is counted (a no-op after the first server).
     crate::telemetry::metrics::handle();
     let gw = Gateway::new(ledger);
-    let (routes, health) = services::routes(&gw).await?;
+    let (routes, health) = services::routes(&gw, max_request_bytes).await?;
     let health_watch = tokio::spawn(services::watch_health(
         health,
         gw.store.clone(),

@@ -63,7 +63,7 @@ where
         let store = self.store.clone();
         Box::pin(async move {
             let permission = match verdict(request.uri().path()) {
-                Verdict::Public => return inner.call(request).await,
+                Verdict::Public => return inner.call(request).await.map(conventional),
                 Verdict::Requires(permission) => Some(permission),
                 Verdict::Unknown => None,
             };
@@ -83,11 +83,29 @@ where
                 Ok(principal) => {
                     tracing::Span::current().record("tenant", principal.tenant_id.as_str());
                     request.extensions_mut().insert(principal);
-                    inner.call(request).await
+                    inner.call(request).await.map(conventional)
                 }
                 Err(error) => Ok(Status::from(error).into_http()),
             }
         })
+    }
+}
+
+/// tonic answers a request message over the size limit with OUT_OF_RANGE; gRPC's convention
+/// (what clients and proxies expect for a limit) is RESOURCE_EXHAUSTED.
+fn conventional(response: http::Response<Body>) -> http::Response<Body> {
+    match Status::from_header_map(response.headers()) {
+        Some(status)
+            if status.code() == tonic::Code::OutOfRange
+                && status.message().contains("message length too large") =>
+        {
+            Status::resource_exhausted(format!(
+                "{}: the request is larger than the gateway accepts (max_request_bytes); split it into smaller calls",
+                status.message()
+            ))
+            .into_http()
+        }
+        _ => response,
     }
 }
 

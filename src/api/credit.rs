@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::auth::principal;
 use super::charges::cursor;
 use super::convert::{timestamp, update_mask};
+use super::replies::{guard, reply};
 use super::{Gateway, customer_of, customers_of};
 use crate::domain::credit::{
     CreditAction, CreditDefaults, CreditEvent, CreditPolicy, CreditSettings, CreditSettingsPatch,
@@ -179,13 +180,14 @@ impl CreditControlService for CreditApi {
         v.into_result()?;
         let request_id =
             request_id.ok_or_else(|| Status::internal("validated request_id missing"))?;
-        let idempotency = IdempotencyKey::new(request_id, "UpdateCreditSettings", &(&id, &patch));
-        let updated = self
+        let key = IdempotencyKey::new(request_id, "UpdateCreditSettings", &(&id, &patch));
+        let to_response = |s: &CreditSettings| settings_to_proto(s.clone());
+        let answer = self
             .gw
             .ledger
-            .update_credit_settings(&principal.tenant_id, &id, &patch, &idempotency)
+            .update_credit_settings(&principal.tenant_id, &id, &patch, &guard(key, to_response))
             .await?;
-        Ok(Response::new(settings_to_proto(updated)))
+        reply(answer, to_response)
     }
 
     async fn get_credit_defaults(
@@ -224,18 +226,18 @@ impl CreditControlService for CreditApi {
         else {
             return Err(Status::internal("validated defaults missing"));
         };
-        let idempotency =
-            IdempotencyKey::new(request_id, "UpdateCreditDefaults", &(&thresholds, policy));
-        let updated = self
+        let key = IdempotencyKey::new(request_id, "UpdateCreditDefaults", &(&thresholds, policy));
+        let to_response = |d: &CreditDefaults| defaults_to_proto(d.clone());
+        let answer = self
             .gw
             .ledger
             .update_credit_defaults(
                 &principal.tenant_id,
                 &CreditDefaults { thresholds, policy },
-                &idempotency,
+                &guard(key, to_response),
             )
             .await?;
-        Ok(Response::new(defaults_to_proto(updated)))
+        reply(answer, to_response)
     }
 
     async fn get_credit_position(
@@ -256,7 +258,7 @@ impl CreditControlService for CreditApi {
             open_charges: exact(p.open_charges),
             unpaid_invoices: exact(p.unpaid_invoices),
             exposure: exact(p.exposure),
-            headroom: exact(p.headroom),
+            headroom: p.headroom.map(exact).unwrap_or_default(),
             crossed_threshold_percents: p.crossed,
             policy: policy_to_proto(p.policy).into(),
             run_rate_per_day: exact(p.forecast.run_rate_per_day),

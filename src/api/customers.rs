@@ -7,6 +7,7 @@ use super::convert::{
     required_id, timestamp, update_mask, vendor, vendor_account_kind, vendor_account_kind_to_proto,
     vendor_to_proto,
 };
+use super::replies::{guard, reply};
 use super::{Gateway, customer_of};
 use crate::domain::customer::{
     Customer, CustomerPatch, EnrollmentRequest, EnrollmentStatus, NewCustomer,
@@ -84,6 +85,10 @@ pub fn to_proto(customer: Customer) -> v1::Customer {
         update_time: Some(timestamp(customer.updated_at)),
         etag,
     }
+}
+
+fn customer_to_proto(customer: &Customer) -> v1::Customer {
+    to_proto(customer.clone())
 }
 
 fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCustomer), Error> {
@@ -165,13 +170,18 @@ impl CustomerService for CustomerApi {
         let principal = principal(&request)?;
         let (request_id, new) = parse_new_customer(request.get_ref())?;
         let tenant = self.gw.store.tenant(&principal.tenant_id).await?;
-        let idempotency = IdempotencyKey::new(request_id, "CreateCustomer", &new);
-        let customer = self
+        let key = IdempotencyKey::new(request_id, "CreateCustomer", &new);
+        let answer = self
             .gw
             .store
-            .create_customer(&principal.tenant_id, &tenant.time_zone, &new, &idempotency)
+            .create_customer(
+                &principal.tenant_id,
+                &tenant.time_zone,
+                &new,
+                &guard(key, customer_to_proto),
+            )
             .await?;
-        Ok(Response::new(to_proto(customer)))
+        reply(answer, customer_to_proto)
     }
 
     async fn get_customer(
@@ -260,9 +270,11 @@ impl CustomerService for CustomerApi {
             }
         }
         v.into_result()?;
-        let idempotency = request_id
-            .map(|r| IdempotencyKey::new(r, "UpdateCustomer", &(&id, &customer.etag, &patch)));
-        let updated = self
+        let guarded = request_id.map(|r| {
+            let key = IdempotencyKey::new(r, "UpdateCustomer", &(&id, &customer.etag, &patch));
+            guard(key, customer_to_proto)
+        });
+        let answer = self
             .gw
             .ledger
             .update_customer(
@@ -270,10 +282,10 @@ impl CustomerService for CustomerApi {
                 &id,
                 &customer.etag,
                 &patch,
-                idempotency.as_ref(),
+                guarded.as_ref(),
             )
             .await?;
-        Ok(Response::new(to_proto(updated)))
+        reply(answer, customer_to_proto)
     }
 
     async fn link_vendor_account(
@@ -301,19 +313,16 @@ impl CustomerService for CustomerApi {
             &account.account_id,
             &account.partner_account_id,
         )?;
-        let idempotency =
-            request_id.map(|r| IdempotencyKey::new(r, "LinkVendorAccount", &(&customer_id, &link)));
-        let customer = self
+        let guarded = request_id.map(|r| {
+            let key = IdempotencyKey::new(r, "LinkVendorAccount", &(&customer_id, &link));
+            guard(key, customer_to_proto)
+        });
+        let answer = self
             .gw
             .ledger
-            .link_vendor_account(
-                &principal.tenant_id,
-                &customer_id,
-                &link,
-                idempotency.as_ref(),
-            )
+            .link_vendor_account(&principal.tenant_id, &customer_id, &link, guarded.as_ref())
             .await?;
-        Ok(Response::new(to_proto(customer)))
+        reply(answer, customer_to_proto)
     }
 
     async fn unlink_vendor_account(
@@ -331,14 +340,15 @@ impl CustomerService for CustomerApi {
         }
         v.into_result()?;
         let vendor = vendor.ok_or_else(|| Status::internal("validated fields missing"))?;
-        let idempotency = request_id.map(|r| {
-            IdempotencyKey::new(
+        let guarded = request_id.map(|r| {
+            let key = IdempotencyKey::new(
                 r,
                 "UnlinkVendorAccount",
                 &(&customer_id, vendor, &req.account_id),
-            )
+            );
+            guard(key, customer_to_proto)
         });
-        let customer = self
+        let answer = self
             .gw
             .store
             .unlink_vendor_account(
@@ -346,9 +356,9 @@ impl CustomerService for CustomerApi {
                 &customer_id,
                 vendor,
                 &req.account_id,
-                idempotency.as_ref(),
+                guarded.as_ref(),
             )
             .await?;
-        Ok(Response::new(to_proto(customer)))
+        reply(answer, customer_to_proto)
     }
 }

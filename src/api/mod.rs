@@ -12,6 +12,7 @@ pub mod metrics_layer;
 pub mod partner_accounts;
 pub mod permissions;
 pub mod pricing;
+pub mod replies;
 pub mod services;
 mod status;
 pub mod tenants;

@@ -6,6 +6,7 @@ use super::auth::principal;
 use super::convert::{
     enum_field, optional_vendor, required_id, timestamp, update_mask, vendor, vendor_to_proto,
 };
+use super::replies::{guard, reply};
 use crate::domain::aws_settings::{
     AwsSettings, AwsSettingsPatch, CostMetric, DEFAULT_REQUEST_BUDGET, Granularity, MeterMode,
     check_request_budget,
@@ -201,6 +202,11 @@ fn microsoft_fields(
     }
 }
 
+/// A create's or update's answer: the account and its poll status as the write left them.
+fn answered((account, status): &(PartnerAccount, PollStatus)) -> v1::PartnerAccount {
+    to_proto(account.clone(), status.clone())
+}
+
 fn to_proto(account: PartnerAccount, status: PollStatus) -> v1::PartnerAccount {
     let spec = account.spec;
     v1::PartnerAccount {
@@ -334,13 +340,13 @@ impl PartnerAccountService for PartnerAccountApi {
             },
         };
         spec.validate("partner_account")?;
-        let idempotency = IdempotencyKey::new(request_id, "CreatePartnerAccount", &spec);
-        let created = self
+        let key = IdempotencyKey::new(request_id, "CreatePartnerAccount", &spec);
+        let answer = self
             .gw
             .store
-            .create_partner_account(&principal.tenant_id, &spec, &idempotency)
+            .create_partner_account(&principal.tenant_id, &spec, &guard(key, answered))
             .await?;
-        Ok(Response::new(self.with_status(created).await?))
+        reply(answer, answered)
     }
 
     async fn get_partner_account(
@@ -490,9 +496,11 @@ impl PartnerAccountService for PartnerAccountApi {
             }
         }
         v.into_result()?;
-        let idempotency = request_id
-            .map(|r| IdempotencyKey::new(r, "UpdatePartnerAccount", &(&id, &account.etag, &patch)));
-        let updated = self
+        let guarded = request_id.map(|r| {
+            let key = IdempotencyKey::new(r, "UpdatePartnerAccount", &(&id, &account.etag, &patch));
+            guard(key, answered)
+        });
+        let answer = self
             .gw
             .store
             .update_partner_account(
@@ -500,9 +508,9 @@ impl PartnerAccountService for PartnerAccountApi {
                 &id,
                 &account.etag,
                 &patch,
-                idempotency.as_ref(),
+                guarded.as_ref(),
             )
             .await?;
-        Ok(Response::new(self.with_status(updated).await?))
+        reply(answer, answered)
     }
 }

@@ -7,6 +7,7 @@ use super::auth::principal;
 use super::convert::{
     instant, optional_vendor, required_id, timestamp, update_mask, vendor_to_proto,
 };
+use super::replies::{guard, reply};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, parse_decimal};
@@ -53,17 +54,17 @@ fn kind_to_proto(kind: PriceKind) -> v1::PriceRuleKind {
     }
 }
 
-fn rule_to_proto(rule: PriceRule) -> v1::PriceRule {
+fn rule_to_proto(rule: &PriceRule) -> v1::PriceRule {
     v1::PriceRule {
-        id: rule.id,
+        id: rule.id.clone(),
         vendor: rule
             .scope
             .vendor
             .map(|v| vendor_to_proto(v).into())
             .unwrap_or(0),
-        service: rule.scope.service.unwrap_or_default(),
-        meter: rule.scope.meter.unwrap_or_default(),
-        customer_id: rule.scope.customer_id.unwrap_or_default(),
+        service: rule.scope.service.clone().unwrap_or_default(),
+        meter: rule.scope.meter.clone().unwrap_or_default(),
+        customer_id: rule.scope.customer_id.clone().unwrap_or_default(),
         kind: kind_to_proto(rule.kind).into(),
         value: rule.value.to_string(),
         currency: rule
@@ -76,7 +77,7 @@ fn rule_to_proto(rule: PriceRule) -> v1::PriceRule {
     }
 }
 
-fn fx_to_proto(rate: FxRate) -> v1::FxRate {
+fn fx_to_proto(rate: &FxRate) -> v1::FxRate {
     v1::FxRate {
         from_currency: rate.from.code().into(),
         to_currency: rate.to.code().into(),
@@ -85,7 +86,7 @@ fn fx_to_proto(rate: FxRate) -> v1::FxRate {
     }
 }
 
-fn policy_to_proto(policy: VersionedPricingPolicy) -> v1::PricingPolicy {
+fn policy_to_proto(policy: &VersionedPricingPolicy) -> v1::PricingPolicy {
     v1::PricingPolicy {
         hold_below_cost: policy.policy.hold_below_cost,
         etag: policy.etag(),
@@ -221,13 +222,13 @@ impl PricingService for PricingApi {
             .price_rule
             .ok_or_else(|| Error::invalid("price_rule", "is required"))?;
         let new = parse_rule(&rule)?;
-        let idempotency = IdempotencyKey::new(request_id, "CreatePriceRule", &new);
-        let created = self
+        let key = IdempotencyKey::new(request_id, "CreatePriceRule", &new);
+        let answer = self
             .gw
             .ledger
-            .create_price_rule(&principal.tenant_id, &new, &idempotency)
+            .create_price_rule(&principal.tenant_id, &new, &guard(key, rule_to_proto))
             .await?;
-        Ok(Response::new(rule_to_proto(created)))
+        reply(answer, rule_to_proto)
     }
 
     async fn list_price_rules(
@@ -244,7 +245,7 @@ impl PricingService for PricingApi {
             .list_price_rules(&principal.tenant_id, &page)
             .await?;
         Ok(Response::new(v1::ListPriceRulesResponse {
-            price_rules: page.items.into_iter().map(rule_to_proto).collect(),
+            price_rules: page.items.iter().map(rule_to_proto).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -254,11 +255,12 @@ impl PricingService for PricingApi {
         request: Request<v1::SetFxRateRequest>,
     ) -> Result<Response<v1::FxRate>, Status> {
         let principal = principal(&request)?;
-        let rate = request
-            .into_inner()
+        let req = request.into_inner();
+        let rate = req
             .fx_rate
             .ok_or_else(|| Error::invalid("fx_rate", "is required"))?;
         let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
         let from = v.check(Currency::parse(
             "fx_rate.from_currency",
             &rate.from_currency,
@@ -288,11 +290,14 @@ impl PricingService for PricingApi {
             rate: value,
             effective_from: at,
         };
-        self.gw
+        let guarded =
+            request_id.map(|r| guard(IdempotencyKey::new(r, "SetFxRate", &rate), fx_to_proto));
+        let answer = self
+            .gw
             .ledger
-            .set_fx_rate(&principal.tenant_id, &rate)
+            .set_fx_rate(&principal.tenant_id, &rate, guarded.as_ref())
             .await?;
-        Ok(Response::new(fx_to_proto(rate)))
+        reply(answer, fx_to_proto)
     }
 
     async fn list_fx_rates(
@@ -302,7 +307,7 @@ impl PricingService for PricingApi {
         let principal = principal(&request)?;
         let rates = self.gw.store.fx_rates(&principal.tenant_id).await?;
         Ok(Response::new(v1::ListFxRatesResponse {
-            fx_rates: rates.into_iter().map(fx_to_proto).collect(),
+            fx_rates: rates.iter().map(fx_to_proto).collect(),
         }))
     }
 
@@ -312,7 +317,7 @@ impl PricingService for PricingApi {
     ) -> Result<Response<v1::PricingPolicy>, Status> {
         let principal = principal(&request)?;
         let policy = self.gw.store.pricing_policy(&principal.tenant_id).await?;
-        Ok(Response::new(policy_to_proto(policy)))
+        Ok(Response::new(policy_to_proto(&policy)))
     }
 
     async fn update_pricing_policy(
@@ -331,13 +336,15 @@ impl PricingService for PricingApi {
         let next = PricingPolicy {
             hold_below_cost: sent.hold_below_cost,
         };
-        let idempotency =
-            request_id.map(|r| IdempotencyKey::new(r, "UpdatePricingPolicy", &(&sent.etag, &next)));
-        let updated = self
+        let guarded = request_id.map(|r| {
+            let key = IdempotencyKey::new(r, "UpdatePricingPolicy", &(&sent.etag, &next));
+            guard(key, policy_to_proto)
+        });
+        let answer = self
             .gw
             .ledger
-            .update_pricing_policy(&principal.tenant_id, &sent.etag, next, idempotency.as_ref())
+            .update_pricing_policy(&principal.tenant_id, &sent.etag, next, guarded.as_ref())
             .await?;
-        Ok(Response::new(policy_to_proto(updated)))
+        reply(answer, policy_to_proto)
     }
 }

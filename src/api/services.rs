@@ -32,25 +32,47 @@ pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// (see [`watch_health`]).
 pub async fn routes(
     gw: &Gateway,
+    max_request_bytes: usize,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // The error details (google.rpc.BadRequest, …), so clients like grpcurl decode them.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(TenantServiceServer::new(TenantApi::new(gw.clone())))
-        .add_service(PartnerAccountServiceServer::new(PartnerAccountApi::new(
-            gw.clone(),
-        )))
-        .add_service(CustomerServiceServer::new(CustomerApi::new(gw.clone())))
-        .add_service(PricingServiceServer::new(PricingApi::new(gw.clone())))
-        .add_service(UsageServiceServer::new(UsageApi::new(gw.clone())))
-        .add_service(ChargeServiceServer::new(ChargeApi::new(gw.clone())))
-        .add_service(CreditControlServiceServer::new(CreditApi::new(gw.clone())));
+        .add_service(
+            TenantServiceServer::new(TenantApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            PartnerAccountServiceServer::new(PartnerAccountApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            CustomerServiceServer::new(CustomerApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            PricingServiceServer::new(PricingApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            UsageServiceServer::new(UsageApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            ChargeServiceServer::new(ChargeApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            CreditControlServiceServer::new(CreditApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        );
     set_health(&health, ServingStatus::Serving).await;
     Ok((routes, health))
 }

@@ -4,9 +4,10 @@ use tonic::{Request, Response, Status};
 use super::Gateway;
 use super::auth::principal;
 use super::convert::{required_id, timestamp};
-use crate::domain::access::{ApiKey, NewApiKey, Scope};
+use super::replies::{guard, reply};
+use crate::domain::access::{ApiKey, MintedKey, NewApiKey, Scope};
 use crate::domain::error::{Error, Violations};
-use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::idempotency::{Answer, IdempotencyKey};
 use crate::domain::paging::PageRequest;
 use crate::domain::text;
 use crate::proto::v1;
@@ -47,12 +48,12 @@ fn scope_to_proto(scope: Scope) -> v1::ApiKeyScope {
     }
 }
 
-fn api_key_to_proto(key: ApiKey) -> v1::ApiKey {
+fn api_key_to_proto(key: &ApiKey) -> v1::ApiKey {
     v1::ApiKey {
-        id: key.id,
-        name: key.name,
+        id: key.id.clone(),
+        name: key.name.clone(),
         scope: scope_to_proto(key.scope).into(),
-        customer_id: key.customer_id.unwrap_or_default(),
+        customer_id: key.customer_id.clone().unwrap_or_default(),
         create_time: Some(timestamp(key.created_at)),
         revoke_time: key.revoked_at.map(timestamp),
     }
@@ -101,17 +102,28 @@ impl TenantService for TenantApi {
             scope,
             customer_id: (!req.customer_id.is_empty()).then_some(req.customer_id),
         };
-        let idempotency = IdempotencyKey::new(request_id, "CreateApiKey", &new);
-        let (key, minted) = self
+        // The secret is never recorded: a retry gets the first answer without it.
+        let without_secret = |(key, _): &(ApiKey, MintedKey)| v1::CreateApiKeyResponse {
+            api_key: Some(api_key_to_proto(key)),
+            secret: String::new(),
+        };
+        let key = IdempotencyKey::new(request_id, "CreateApiKey", &new);
+        let answer = self
             .gw
             .store
-            .create_api_key(&principal.tenant_id, &new, Some(&idempotency))
+            .create_api_key(
+                &principal.tenant_id,
+                &new,
+                Some(&guard(key, without_secret)),
+            )
             .await?;
-        tracing::info!(key_id = %key.id, scope = %key.scope, "API key created");
-        Ok(Response::new(v1::CreateApiKeyResponse {
+        if let Answer::Fresh((key, _)) = &answer {
+            tracing::info!(key_id = %key.id, scope = %key.scope, "API key created");
+        }
+        reply(answer, |(key, minted)| v1::CreateApiKeyResponse {
             api_key: Some(api_key_to_proto(key)),
-            secret: minted.map(|m| m.token().to_string()).unwrap_or_default(),
-        }))
+            secret: minted.token().to_string(),
+        })
     }
 
     async fn list_api_keys(
@@ -128,7 +140,7 @@ impl TenantService for TenantApi {
             .list_api_keys(&principal.tenant_id, &page)
             .await?;
         Ok(Response::new(v1::ListApiKeysResponse {
-            api_keys: page.items.into_iter().map(api_key_to_proto).collect(),
+            api_keys: page.items.iter().map(api_key_to_proto).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -138,13 +150,26 @@ impl TenantService for TenantApi {
         request: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
         let principal = principal(&request)?;
-        let id = required_id("id", &request.get_ref().id)?;
-        let key = self
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = v.check_error(required_id("id", &req.id))?;
+        let request_id = v.check(text::request_id(&req.request_id, false)).flatten();
+        v.into_result()?;
+        let id = id.ok_or_else(|| Status::internal("validated id missing"))?;
+        let guarded = request_id.map(|r| {
+            guard(
+                IdempotencyKey::new(r, "RevokeApiKey", &id),
+                api_key_to_proto,
+            )
+        });
+        let answer = self
             .gw
             .store
-            .revoke_api_key(&principal.tenant_id, &id)
+            .revoke_api_key(&principal.tenant_id, &id, guarded.as_ref())
             .await?;
-        tracing::info!(key_id = %key.id, "API key revoked");
-        Ok(Response::new(api_key_to_proto(key)))
+        if let Answer::Fresh(key) = &answer {
+            tracing::info!(key_id = %key.id, "API key revoked");
+        }
+        reply(answer, api_key_to_proto)
     }
 }

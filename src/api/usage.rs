@@ -6,9 +6,10 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Gateway;
 use super::auth::principal;
 use super::convert::{instant, required_id, timestamp, vendor_to_proto};
+use super::replies::{guard, reply};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::ledger::LedgerLine;
+use crate::domain::ledger::{IngestSummary, LedgerLine};
 use crate::domain::money::{Currency, parse_decimal};
 use crate::domain::paging::PageRequest;
 use crate::domain::text;
@@ -216,26 +217,26 @@ impl UsageService for UsageApi {
             .store
             .partner_account(&principal.tenant_id, &partner_account_id)
             .await?;
-        let idempotency = IdempotencyKey::from_bytes(request_id, "IngestUsage", &fingerprint);
-        let summary = self
+        let key = IdempotencyKey::from_bytes(request_id, "IngestUsage", &fingerprint);
+        #[allow(deprecated)] // `replayed`: always false, a retry answers the first response
+        let summarize = |s: &IngestSummary| v1::IngestUsageResponse {
+            lines_received: received as i64,
+            lines_written: s.lines_written as i64,
+            events_appended: s.events_appended as i64,
+            last_sequence: s.last_sequence.unwrap_or(0),
+            replayed: false,
+        };
+        let answer = self
             .gw
             .ledger
-            .ingest_push(&principal.tenant_id, &account, lines, &idempotency)
+            .ingest_push(
+                &principal.tenant_id,
+                &account,
+                lines,
+                &guard(key, summarize),
+            )
             .await?;
-        Ok(Response::new(match summary {
-            Some(s) => v1::IngestUsageResponse {
-                lines_received: received as i64,
-                lines_written: s.lines_written as i64,
-                events_appended: s.events_appended as i64,
-                last_sequence: s.last_sequence.unwrap_or(0),
-                replayed: false,
-            },
-            None => v1::IngestUsageResponse {
-                lines_received: received as i64,
-                replayed: true,
-                ..Default::default()
-            },
-        }))
+        reply(answer, summarize)
     }
 
     async fn list_unrated_usage(

@@ -345,8 +345,8 @@ pub struct CreditPosition {
     pub open_charges: Decimal,
     pub unpaid_invoices: Decimal,
     pub exposure: Decimal,
-    /// Limit minus exposure (negative when over the limit).
-    pub headroom: Decimal,
+    /// Limit minus exposure (negative when over the limit); None when there is no limit.
+    pub headroom: Option<Decimal>,
     pub crossed: Vec<u32>,
     pub policy: CreditPolicy,
     pub forecast: Forecast,

@@ -114,7 +114,7 @@ pub fn select_rule<'r>(rules: &'r [PriceRule], usage: &UsageFacts<'_>) -> Option
         })
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FxRate {
     pub from: Currency,
     pub to: Currency,

@@ -12,41 +12,39 @@ use super::write::rerate;
 use super::{Ledger, ledger_backends};
 use crate::domain::customer::{Customer, CustomerPatch, NewVendorAccountLink};
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::pricing::{
     FxRate, NewPriceRule, PriceRule, PricingPolicy, VersionedPricingPolicy,
 };
-use crate::store::dispatch;
+use crate::store::idempotency::write_once;
 
 ledger_backends! {
     use super::{DieselLedger, rerate};
 
     /// Adds a rule and re-rates the tenant's lines.
-    pub async fn create_price_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule, request: &IdempotencyKey) -> Result<PriceRule> {
+    pub async fn create_price_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule) -> Result<PriceRule> {
         conn.transaction(async |conn| {
-            let written = q::pricing::create_rule(conn, tenant_id, new, request).await?;
-            if written.fresh {
-                rerate(&mut DieselLedger::new(conn), tenant_id, false).await?;
-            }
-            Ok(written.value)
+            let rule = q::pricing::create_rule(conn, tenant_id, new).await?;
+            rerate(&mut DieselLedger::new(conn), tenant_id, false).await?;
+            Ok(rule)
         })
         .await
     }
 
     /// Sets (or replaces) an FX rate and re-rates the tenant's lines.
-    pub async fn set_fx_rate(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
+    pub async fn set_fx_rate(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<FxRate> {
         conn.transaction(async |conn| {
             q::pricing::set_fx(conn, tenant_id, rate).await?;
             rerate(&mut DieselLedger::new(conn), tenant_id, false).await?;
-            Ok(())
+            Ok(rate.clone())
         })
         .await
     }
 
     /// Replaces the tenant's pricing policy and, when it changed, re-rates the tenant's lines.
-    pub async fn update_pricing_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy, request: Option<&IdempotencyKey>) -> Result<VersionedPricingPolicy> {
+    pub async fn update_pricing_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy) -> Result<VersionedPricingPolicy> {
         conn.transaction(async |conn| {
-            let written = q::pricing::update_policy(conn, tenant_id, etag, next, request).await?;
+            let written = q::pricing::update_policy(conn, tenant_id, etag, next).await?;
             if written.fresh {
                 rerate(&mut DieselLedger::new(conn), tenant_id, false).await?;
             }
@@ -56,9 +54,9 @@ ledger_backends! {
     }
 
     /// Links a vendor account to a customer and rates the usage that was waiting for it.
-    pub async fn link_vendor_account(conn: &mut Conn, tenant_id: &str, customer_id: &str, link: &NewVendorAccountLink, request: Option<&IdempotencyKey>) -> Result<Customer> {
+    pub async fn link_vendor_account(conn: &mut Conn, tenant_id: &str, customer_id: &str, link: &NewVendorAccountLink) -> Result<Customer> {
         conn.transaction(async |conn| {
-            let change = q::customers::link(conn, tenant_id, customer_id, link, request).await?;
+            let change = q::customers::link(conn, tenant_id, customer_id, link).await?;
             if change.before.is_some() {
                 rerate(&mut DieselLedger::new(conn), tenant_id, true).await?;
             }
@@ -69,9 +67,9 @@ ledger_backends! {
 
     /// Updates a customer; a new time zone re-buckets its daily totals, a new limit moves its
     /// crossings.
-    pub async fn update_customer(conn: &mut Conn, tenant_id: &str, id: &str, etag: &str, patch: &CustomerPatch, request: Option<&IdempotencyKey>) -> Result<Customer> {
+    pub async fn update_customer(conn: &mut Conn, tenant_id: &str, id: &str, etag: &str, patch: &CustomerPatch) -> Result<Customer> {
         conn.transaction(async |conn| {
-            let change = q::customers::update(conn, tenant_id, id, etag, patch, request).await?;
+            let change = q::customers::update(conn, tenant_id, id, etag, patch).await?;
             let Some(before) = &change.before else {
                 return Ok(change.after);
             };
@@ -98,17 +96,28 @@ impl Ledger {
         &self,
         tenant_id: &str,
         new: &NewPriceRule,
-        request: &IdempotencyKey,
-    ) -> Result<PriceRule> {
-        dispatch!(
+        request: &Idempotent<'_, PriceRule>,
+    ) -> Result<Answer<PriceRule>> {
+        write_once!(
             self.store,
-            write,
-            self::create_price_rule(tenant_id, new, request)
+            tenant_id,
+            Some(request),
+            self::create_price_rule(tenant_id, new)
         )
     }
 
-    pub async fn set_fx_rate(&self, tenant_id: &str, rate: &FxRate) -> Result<()> {
-        dispatch!(self.store, write, self::set_fx_rate(tenant_id, rate))
+    pub async fn set_fx_rate(
+        &self,
+        tenant_id: &str,
+        rate: &FxRate,
+        request: Option<&Idempotent<'_, FxRate>>,
+    ) -> Result<Answer<FxRate>> {
+        write_once!(
+            self.store,
+            tenant_id,
+            request,
+            self::set_fx_rate(tenant_id, rate)
+        )
     }
 
     pub async fn update_pricing_policy(
@@ -116,12 +125,13 @@ impl Ledger {
         tenant_id: &str,
         etag: &str,
         next: PricingPolicy,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<VersionedPricingPolicy> {
-        dispatch!(
+        request: Option<&Idempotent<'_, VersionedPricingPolicy>>,
+    ) -> Result<Answer<VersionedPricingPolicy>> {
+        write_once!(
             self.store,
-            write,
-            self::update_pricing_policy(tenant_id, etag, next, request)
+            tenant_id,
+            request,
+            self::update_pricing_policy(tenant_id, etag, next)
         )
     }
 
@@ -130,12 +140,13 @@ impl Ledger {
         tenant_id: &str,
         customer_id: &str,
         link: &NewVendorAccountLink,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
-        dispatch!(
+        request: Option<&Idempotent<'_, Customer>>,
+    ) -> Result<Answer<Customer>> {
+        write_once!(
             self.store,
-            write,
-            self::link_vendor_account(tenant_id, customer_id, link, request)
+            tenant_id,
+            request,
+            self::link_vendor_account(tenant_id, customer_id, link)
         )
     }
 
@@ -145,12 +156,13 @@ impl Ledger {
         id: &str,
         etag: &str,
         patch: &CustomerPatch,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
-        dispatch!(
+        request: Option<&Idempotent<'_, Customer>>,
+    ) -> Result<Answer<Customer>> {
+        write_once!(
             self.store,
-            write,
-            self::update_customer(tenant_id, id, etag, patch, request)
+            tenant_id,
+            request,
+            self::update_customer(tenant_id, id, etag, patch)
         )
     }
 }

@@ -16,9 +16,10 @@ use crate::domain::credit::{
     forecast,
 };
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ledger_append::{Appended, usage_date};
 use crate::store::dispatch;
+use crate::store::idempotency::write_once;
 use crate::store::schema::{charge_totals, customers};
 use crate::store::sql_types::DbDecimal;
 
@@ -76,13 +77,9 @@ ledger_backends! {
         evaluate(&mut DieselLedger::new(conn), tenant_id, &deltas, hwm).await
     }
 
-    /// Changes a customer's settings; a retry of a recorded request id answers its settings
-    /// without changing them.
-    pub async fn update_settings(conn: &mut Conn, tenant_id: &str, customer_id: &str, patch: &CreditSettingsPatch, request: &IdempotencyKey) -> Result<CreditSettings> {
+    /// Changes a customer's settings.
+    pub async fn update_settings(conn: &mut Conn, tenant_id: &str, customer_id: &str, patch: &CreditSettingsPatch) -> Result<CreditSettings> {
         conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, customer_id).await? {
-                return q::credit::settings(conn, tenant_id, &resource_id).await;
-            }
             q::charges::lock_ledger(conn, tenant_id).await?;
             let ids = [customer_id];
             if !q::credit::limits(conn, tenant_id, &ids).await?.contains_key(customer_id) {
@@ -105,13 +102,9 @@ ledger_backends! {
         .await
     }
 
-    /// Replaces the tenant's defaults and re-evaluates the customers that inherit them. A retry
-    /// of a recorded request id answers the defaults without changing them.
-    pub async fn update_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults, request: &IdempotencyKey) -> Result<CreditDefaults> {
+    /// Replaces the tenant's defaults and re-evaluates the customers that inherit them.
+    pub async fn update_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults) -> Result<CreditDefaults> {
         conn.transaction(async |conn| {
-            if let Replay::Done { .. } = q::idempotency::claim(conn, tenant_id, request, tenant_id).await? {
-                return q::credit::defaults(conn, tenant_id).await;
-            }
             q::charges::lock_ledger(conn, tenant_id).await?;
             q::credit::write_defaults(conn, tenant_id, new).await?;
             let inheriting = q::credit::inheriting_defaults(conn, tenant_id).await?;
@@ -158,7 +151,8 @@ ledger_backends! {
                 open_charges: state.open_charges,
                 unpaid_invoices: state.unpaid_invoices,
                 exposure,
-                headroom: settings.credit_limit - exposure,
+                // A limit of zero is no limit: nothing to be over.
+                headroom: (settings.credit_limit > Decimal::ZERO).then(|| settings.credit_limit - exposure),
                 crossed,
                 policy: settings.policy,
                 forecast: forecast(exposure, settings.credit_limit, recent, now),
@@ -174,12 +168,13 @@ impl Ledger {
         &self,
         tenant_id: &str,
         new: &CreditDefaults,
-        request: &IdempotencyKey,
-    ) -> Result<CreditDefaults> {
-        dispatch!(
+        request: &Idempotent<'_, CreditDefaults>,
+    ) -> Result<Answer<CreditDefaults>> {
+        write_once!(
             self.store,
-            write,
-            self::update_defaults(tenant_id, new, request)
+            tenant_id,
+            Some(request),
+            self::update_defaults(tenant_id, new)
         )
     }
 
@@ -188,12 +183,13 @@ impl Ledger {
         tenant_id: &str,
         customer_id: &str,
         patch: &CreditSettingsPatch,
-        request: &IdempotencyKey,
-    ) -> Result<CreditSettings> {
-        dispatch!(
+        request: &Idempotent<'_, CreditSettings>,
+    ) -> Result<Answer<CreditSettings>> {
+        write_once!(
             self.store,
-            write,
-            self::update_settings(tenant_id, customer_id, patch, request)
+            tenant_id,
+            Some(request),
+            self::update_settings(tenant_id, customer_id, patch)
         )
     }
 

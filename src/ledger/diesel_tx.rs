@@ -11,7 +11,7 @@ use super::rows::{ChargeEventRow, UsageLineRow};
 use super::tx::{Access, LedgerTx};
 use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::Result;
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ledger::{LedgerLine, TenantPricing, tenant_pricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
@@ -49,8 +49,12 @@ ledger_backends! {
             Ok(())
         }
 
-        async fn claim(&mut self, tenant_id: &str, request: &IdempotencyKey, resource_id: &str) -> Result<Replay> {
-            q::idempotency::claim(self.conn, tenant_id, request, resource_id).await
+        async fn claim(&mut self, tenant_id: &str, request: &IdempotencyKey) -> Result<Option<Vec<u8>>> {
+            q::idempotency::claim(self.conn, tenant_id, request).await
+        }
+
+        async fn record(&mut self, tenant_id: &str, request: &IdempotencyKey, response: &[u8]) -> Result<()> {
+            q::idempotency::record(self.conn, tenant_id, request, response).await
         }
 
         async fn lock_ledger(&mut self, tenant_id: &str) -> Result<i64> {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::Result;
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ledger::{LedgerLine, TenantPricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
@@ -48,13 +48,17 @@ pub trait LedgerTx: Send {
 
     /// Takes the tenant's write lock until the transaction ends.
     async fn enter(&mut self, tenant_id: &str, access: Access) -> Result<()>;
-    /// Records `request` (see `store::idempotency`).
-    async fn claim(
+    /// Records `request`: `None` the first time, else the response the first call recorded
+    /// (see `store::idempotency`).
+    async fn claim(&mut self, tenant_id: &str, request: &IdempotencyKey)
+    -> Result<Option<Vec<u8>>>;
+    /// Records the response of the call that claimed `request`.
+    async fn record(
         &mut self,
         tenant_id: &str,
         request: &IdempotencyKey,
-        resource_id: &str,
-    ) -> Result<Replay>;
+        response: &[u8],
+    ) -> Result<()>;
     /// Takes the tenant's ledger lock until the transaction ends; the last sequence handed out.
     async fn lock_ledger(&mut self, tenant_id: &str) -> Result<i64>;
     async fn pricing_version(&mut self, tenant_id: &str) -> Result<i64>;

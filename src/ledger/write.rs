@@ -14,7 +14,7 @@ use super::Ledger;
 use super::pricing_cache::{PricingCache, pricing};
 use super::tx::{Access, LedgerTx};
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ledger::{
     IngestSummary, LedgerLine, LedgerPlan, NewChargeEvent, keyed_by, plan_keyed, plan_pull,
     plan_rerate,
@@ -260,17 +260,17 @@ async fn pull<T: LedgerTx>(
 }
 
 /// Records pushed lines: each replaces its key; nothing else is touched. A retry of a recorded
-/// request id writes nothing and answers `None`.
+/// request id writes nothing and answers the first call's recorded response.
 async fn push<T: LedgerTx>(
     tx: &mut T,
     cache: &PricingCache,
     tenant_id: &str,
     account: &PartnerAccount,
     keyed: Vec<(LineKey, UsageLine)>,
-    request: &IdempotencyKey,
-) -> Result<Option<IngestSummary>> {
-    if let Replay::Done { .. } = tx.claim(tenant_id, request, &account.id).await? {
-        return Ok(None);
+    request: &Idempotent<'_, IngestSummary>,
+) -> Result<Answer<IngestSummary>> {
+    if let Some(response) = tx.claim(tenant_id, &request.key).await? {
+        return Ok(Answer::Replayed(response));
     }
     tx.enter(tenant_id, Access::Shared).await?;
     let pricing = pricing(tx, cache, tenant_id).await?;
@@ -294,7 +294,10 @@ async fn push<T: LedgerTx>(
             chunk_stored.contains_key(key)
         })))
     };
-    write(tx, tenant_id, zones, plan).await.map(Some)
+    let summary = write(tx, tenant_id, zones, plan).await?;
+    tx.record(tenant_id, &request.key, &request.encode(&summary))
+        .await?;
+    Ok(Answer::Fresh(summary))
 }
 
 /// Re-rates live lines (only the unrated ones, after a link) against current prices. It follows
@@ -423,14 +426,14 @@ impl Ledger {
         Ok(summary)
     }
 
-    /// Records pushed usage; `None` when `request` was already recorded (a retry).
+    /// Records pushed usage; a retry of `request` answers its first response.
     pub async fn ingest_push(
         &self,
         tenant_id: &str,
         account: &PartnerAccount,
         lines: Vec<UsageLine>,
-        request: &IdempotencyKey,
-    ) -> Result<Option<IngestSummary>> {
+        request: &Idempotent<'_, IngestSummary>,
+    ) -> Result<Answer<IngestSummary>> {
         // Keyed before the transaction (hashing is the write's own work, not the ledger's), on
         // every core: the database has nothing to do for this write meanwhile.
         let (prefix, partner_account_id) = (account.line_key_prefix, account.id.clone());

@@ -3,12 +3,13 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::idempotency::write_once;
 use super::schema::{api_keys, customers};
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::access::{ApiKey, MintedKey, NewApiKey, Scope};
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::paging::{Page, PageRequest};
 
 #[derive(Queryable, Selectable)]
@@ -46,15 +47,9 @@ for_each_backend! {
         conn: &mut Conn,
         tenant_id: &str,
         new: &NewApiKey,
-        request: Option<&IdempotencyKey>,
         key: MintedKey,
-    ) -> Result<(ApiKey, Option<MintedKey>)> {
+    ) -> Result<(ApiKey, MintedKey)> {
         conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } =
-                q::idempotency::claim_optional(conn, tenant_id, request, &key.id).await?
-            {
-                return Ok((get(conn, tenant_id, &resource_id).await?, None));
-            }
             if let Some(customer_id) = &new.customer_id {
                 let exists: i64 = customers::table
                     .filter(customers::tenant_id.eq(tenant_id))
@@ -78,7 +73,7 @@ for_each_backend! {
                 ))
                 .execute(conn)
                 .await?;
-            Ok((get(conn, tenant_id, &key.id).await?, Some(key)))
+            Ok((get(conn, tenant_id, &key.id).await?, key))
         })
         .await
     }
@@ -138,17 +133,19 @@ for_each_backend! {
 }
 
 impl Store {
-    /// Mints a key. The secret is returned only on the first call for a request id.
+    /// Mints a key. What a retry of `request` answers is the API's (without the secret).
     pub async fn create_api_key(
         &self,
         tenant_id: &str,
         new: &NewApiKey,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<(ApiKey, Option<MintedKey>)> {
-        dispatch!(
+        request: Option<&Idempotent<'_, (ApiKey, MintedKey)>>,
+    ) -> Result<Answer<(ApiKey, MintedKey)>> {
+        let minted = MintedKey::new();
+        write_once!(
             self,
-            write,
-            self::create(tenant_id, new, request, MintedKey::new())
+            tenant_id,
+            request,
+            self::create(tenant_id, new, minted)
         )
     }
 
@@ -156,8 +153,13 @@ impl Store {
         dispatch!(self, read, self::list(tenant_id, page))
     }
 
-    pub async fn revoke_api_key(&self, tenant_id: &str, id: &str) -> Result<ApiKey> {
-        dispatch!(self, write, self::revoke(tenant_id, id))
+    pub async fn revoke_api_key(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        request: Option<&Idempotent<'_, ApiKey>>,
+    ) -> Result<Answer<ApiKey>> {
+        write_once!(self, tenant_id, request, self::revoke(tenant_id, id))
     }
 
     pub async fn api_key_for_authentication(&self, id: &str) -> Result<Option<(ApiKey, String)>> {

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::errors::is_unique_violation;
+use super::idempotency::write_once;
 use super::schema::{customers, enrollments, vendor_accounts};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
@@ -14,7 +15,7 @@ use crate::domain::customer::{
     NewCustomer, NewVendorAccountLink, VendorAccountLink, choose_partner_account,
 };
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
@@ -218,13 +219,9 @@ for_each_backend! {
         tenant_id: &str,
         default_time_zone: &str,
         new: &NewCustomer,
-        request: &IdempotencyKey,
     ) -> Result<Customer> {
         conn.transaction(async |conn| {
             let id = ids::new_id(ids::CUSTOMER);
-            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, &id).await? {
-                return get(conn, tenant_id, &resource_id).await;
-            }
             let partner_accounts = q::partner_accounts::all(conn, tenant_id).await?;
             let mut chosen = Vec::with_capacity(new.enrollments.len());
             for (i, enrollment) in new.enrollments.iter().enumerate() {
@@ -325,12 +322,8 @@ for_each_backend! {
         id: &str,
         etag: &str,
         patch: &CustomerPatch,
-        request: Option<&IdempotencyKey>,
     ) -> Result<CustomerChange> {
         conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, id).await? {
-                return Ok(CustomerChange::unchanged(get(conn, tenant_id, &resource_id).await?));
-            }
             let current = get(conn, tenant_id, id).await?;
             current.check_etag(etag)?;
             let next = patch.apply(&current)?;
@@ -376,12 +369,8 @@ for_each_backend! {
         tenant_id: &str,
         customer_id: &str,
         link: &NewVendorAccountLink,
-        request: Option<&IdempotencyKey>,
     ) -> Result<CustomerChange> {
         conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, customer_id).await? {
-                return Ok(CustomerChange::unchanged(get(conn, tenant_id, &resource_id).await?));
-            }
             let customer = get(conn, tenant_id, customer_id).await?;
             if customer.status == CustomerStatus::Purged {
                 return Err(Error::precondition("customer", "is purged; nothing can be linked to it"));
@@ -466,12 +455,8 @@ for_each_backend! {
         customer_id: &str,
         vendor: Vendor,
         account_id: &str,
-        request: Option<&IdempotencyKey>,
     ) -> Result<Customer> {
         conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, customer_id).await? {
-                return get(conn, tenant_id, &resource_id).await;
-            }
             let customer = get(conn, tenant_id, customer_id).await?;
             let Some(link) = customer.vendor_accounts.iter().find(|l| l.kind.vendor() == vendor && l.account_id == account_id) else {
                 return Err(Error::not_found("vendor account link", format!("{vendor} {account_id}")));
@@ -508,12 +493,13 @@ impl Store {
         tenant_id: &str,
         default_time_zone: &str,
         new: &NewCustomer,
-        request: &IdempotencyKey,
-    ) -> Result<Customer> {
-        dispatch!(
+        request: &Idempotent<'_, Customer>,
+    ) -> Result<Answer<Customer>> {
+        write_once!(
             self,
-            write,
-            self::create(tenant_id, default_time_zone, new, request)
+            tenant_id,
+            Some(request),
+            self::create(tenant_id, default_time_zone, new)
         )
     }
 
@@ -543,12 +529,13 @@ impl Store {
         customer_id: &str,
         vendor: Vendor,
         account_id: &str,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<Customer> {
-        dispatch!(
+        request: Option<&Idempotent<'_, Customer>>,
+    ) -> Result<Answer<Customer>> {
+        write_once!(
             self,
-            write,
-            self::unlink(tenant_id, customer_id, vendor, account_id, request)
+            tenant_id,
+            request,
+            self::unlink(tenant_id, customer_id, vendor, account_id)
         )
     }
 }

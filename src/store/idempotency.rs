@@ -1,6 +1,13 @@
-//! Recorded request ids (see `domain::idempotency`). Claimed inside the caller's transaction, so
-//! the record commits or rolls back with the work it guards. On PostgreSQL a concurrent claim of
-//! the same id waits on the primary key until the first transaction ends, then sees its outcome.
+//! Recorded request ids and the first answers they gave (see `domain::idempotency`). Claimed
+//! and answered inside the transaction of the work they guard, so the record commits or rolls
+//! back with it. On PostgreSQL a concurrent claim of the same id waits on the primary key until
+//! the first transaction ends, then sees its answer.
+//!
+//! A mutating call: write its store (or ledger) function without any request id, and call it
+//! through `dispatch!(store, write_once(tenant_id, request), module::function(args…))`, with
+//! `request: Option<&Idempotent<T>>` built by the API layer. The first call runs the function
+//! and records its encoded response; a retry gets that response (`Answer::Replayed`) without
+//! running it.
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -9,47 +16,110 @@ use super::for_each_backend;
 use super::schema::idempotency_keys;
 use super::sql_types::DbTime;
 use crate::domain::error::Result;
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{IdempotencyKey, unrecorded_answer};
 
 for_each_backend! {
-    /// Records `key` as producing `resource_id`, or reports what an earlier call with the same
-    /// request id produced (refusing a different request under the same id).
-    pub async fn claim(conn: &mut Conn, tenant_id: &str, key: &IdempotencyKey, resource_id: &str) -> Result<Replay> {
+    /// Records `key` for this call: `None` the first time (do the work, then [`record`] its
+    /// response in the same transaction), or the response the first call recorded. The same id
+    /// with a different request is refused.
+    pub async fn claim(conn: &mut Conn, tenant_id: &str, key: &IdempotencyKey) -> Result<Option<Vec<u8>>> {
         let inserted = diesel::insert_into(idempotency_keys::table)
             .values((
                 idempotency_keys::tenant_id.eq(tenant_id),
                 idempotency_keys::request_id.eq(&key.request_id),
                 idempotency_keys::operation.eq(key.operation),
                 idempotency_keys::fingerprint.eq(&key.fingerprint),
-                idempotency_keys::resource_id.eq(resource_id),
+                // Rows from before responses were kept name the resource; new ones need not.
+                idempotency_keys::resource_id.eq(""),
                 idempotency_keys::created_at.eq(DbTime(Utc::now())),
             ))
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
         if inserted == 1 {
-            return Ok(Replay::Fresh);
+            return Ok(None);
         }
-        let (operation, fingerprint, recorded): (String, String, String) = idempotency_keys::table
-            .find((tenant_id, &key.request_id))
-            .select((
-                idempotency_keys::operation,
-                idempotency_keys::fingerprint,
-                idempotency_keys::resource_id,
-            ))
-            .first(conn)
-            .await?;
+        let (operation, fingerprint, resource_id, response): (String, String, String, Option<Vec<u8>>) =
+            idempotency_keys::table
+                .find((tenant_id, &key.request_id))
+                .select((
+                    idempotency_keys::operation,
+                    idempotency_keys::fingerprint,
+                    idempotency_keys::resource_id,
+                    idempotency_keys::response,
+                ))
+                .first(conn)
+                .await?;
         if operation != key.operation || fingerprint != key.fingerprint {
             return Err(key.mismatch());
         }
-        Ok(Replay::Done { resource_id: recorded })
+        response.map(Some).ok_or_else(|| unrecorded_answer(key, &resource_id))
     }
 
-    /// `claim` for calls whose request id is optional.
-    pub async fn claim_optional(conn: &mut Conn, tenant_id: &str, key: Option<&IdempotencyKey>, resource_id: &str) -> Result<Replay> {
-        match key {
-            Some(key) => claim(conn, tenant_id, key, resource_id).await,
-            None => Ok(Replay::Fresh),
-        }
+    /// Records the response of the call that claimed `key`.
+    pub async fn record(conn: &mut Conn, tenant_id: &str, key: &IdempotencyKey, response: &[u8]) -> Result<()> {
+        diesel::update(idempotency_keys::table.find((tenant_id, &key.request_id)))
+            .set(idempotency_keys::response.eq(response))
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 }
+
+/// Runs `$module::$function(conn, args…)` once per request id, on the store's writer, in one
+/// transaction with the claim and the record of its answer (see the module docs). Expands to an
+/// expression of type `Result<Answer<T>>`; `$request` is an `Option<&Idempotent<T>>` (without a
+/// request id the function simply runs).
+macro_rules! write_once {
+    ($store:expr, $tenant_id:expr, $request:expr, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {{
+        use diesel_async::AsyncConnection as _;
+        use $crate::domain::idempotency::Answer;
+        let request: Option<&$crate::domain::idempotency::Idempotent<'_, _>> = $request;
+        let tenant_id: &str = $tenant_id;
+        match $store.backend() {
+            $crate::store::Backend::Postgres(pool) => {
+                let mut conn = $crate::store::checkout(pool).await?;
+                let result: $crate::domain::error::Result<Answer<_>> = conn
+                    .transaction(async |conn| {
+                        $crate::store::idempotency::once_in_transaction!(
+                            pg, conn, tenant_id, request, $module::$function($($arg),*)
+                        )
+                    })
+                    .await;
+                result
+            }
+            $crate::store::Backend::Sqlite { writer, .. } => {
+                let mut conn = $crate::store::checkout(writer).await?;
+                let result: $crate::domain::error::Result<Answer<_>> = conn
+                    .immediate_transaction(async |conn| {
+                        $crate::store::idempotency::once_in_transaction!(
+                            sqlite, conn, tenant_id, request, $module::$function($($arg),*)
+                        )
+                    })
+                    .await;
+                drop(conn);
+                $store.committed();
+                result
+            }
+        }
+    }};
+}
+pub(crate) use write_once;
+
+/// The body of [`write_once!`] on one backend, inside its transaction.
+macro_rules! once_in_transaction {
+    ($backend:ident, $conn:ident, $tenant_id:ident, $request:ident, $module:ident :: $function:ident ( $($arg:expr),* )) => {{
+        use $crate::store::idempotency::$backend as idempotency;
+        if let Some(request) = $request
+            && let Some(response) = idempotency::claim($conn, $tenant_id, &request.key).await?
+        {
+            return Ok(Answer::Replayed(response));
+        }
+        let value = $module::$backend::$function($conn, $($arg),*).await?;
+        if let Some(request) = $request {
+            idempotency::record($conn, $tenant_id, &request.key, &request.encode(&value)).await?;
+        }
+        Ok(Answer::Fresh(value))
+    }};
+}
+pub(crate) use once_in_transaction;

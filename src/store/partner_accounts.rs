@@ -4,17 +4,20 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::errors::is_unique_violation;
+use super::idempotency::write_once;
 use super::schema::partner_accounts;
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::aws_settings::AwsSettings;
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::microsoft_settings::MicrosoftSettings;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
-use crate::domain::partner_account::{PartnerAccount, PartnerAccountPatch, PartnerAccountSpec};
+use crate::domain::partner_account::{
+    PartnerAccount, PartnerAccountPatch, PartnerAccountSpec, PollStatus,
+};
 use crate::domain::vendor::Vendor;
 
 #[derive(Queryable, Selectable)]
@@ -172,13 +175,9 @@ for_each_backend! {
         conn: &mut Conn,
         tenant_id: &str,
         spec: &PartnerAccountSpec,
-        request: &IdempotencyKey,
     ) -> Result<PartnerAccount> {
         conn.transaction(async |conn| {
             let id = ids::new_id(ids::PARTNER_ACCOUNT);
-            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, &id).await? {
-                return get(conn, tenant_id, &resource_id).await;
-            }
             let now = DbTime(Utc::now());
             let (granularity, cost_metric, meter_mode, budget) = aws_columns(spec.aws_settings().as_ref());
             let (ms_currency, ms_authority, ms_scope) = microsoft_columns(spec.microsoft.as_ref());
@@ -302,12 +301,8 @@ for_each_backend! {
         id: &str,
         etag: &str,
         patch: &PartnerAccountPatch,
-        request: Option<&IdempotencyKey>,
     ) -> Result<PartnerAccount> {
         conn.transaction(async |conn| {
-            if let Replay::Done { resource_id } = q::idempotency::claim_optional(conn, tenant_id, request, id).await? {
-                return get(conn, tenant_id, &resource_id).await;
-            }
             let current = get(conn, tenant_id, id).await?;
             let stale = || Error::EtagMismatch {
                 kind: "partner account",
@@ -358,6 +353,21 @@ for_each_backend! {
         })
         .await
     }
+
+    /// `create`, with the account's poll status read in the same transaction (what the API
+    /// answers, and so what a retry gets).
+    pub async fn create_with_status(conn: &mut Conn, tenant_id: &str, spec: &PartnerAccountSpec) -> Result<(PartnerAccount, PollStatus)> {
+        let account = create(conn, tenant_id, spec).await?;
+        let status = q::poll_states::get(conn, &account.id).await?;
+        Ok((account, status))
+    }
+
+    /// `update`, with the poll status likewise.
+    pub async fn update_with_status(conn: &mut Conn, tenant_id: &str, id: &str, etag: &str, patch: &PartnerAccountPatch) -> Result<(PartnerAccount, PollStatus)> {
+        let account = update(conn, tenant_id, id, etag, patch).await?;
+        let status = q::poll_states::get(conn, &account.id).await?;
+        Ok((account, status))
+    }
 }
 
 impl Store {
@@ -378,9 +388,14 @@ impl Store {
         &self,
         tenant_id: &str,
         spec: &PartnerAccountSpec,
-        request: &IdempotencyKey,
-    ) -> Result<PartnerAccount> {
-        dispatch!(self, write, self::create(tenant_id, spec, request))
+        request: &Idempotent<'_, (PartnerAccount, PollStatus)>,
+    ) -> Result<Answer<(PartnerAccount, PollStatus)>> {
+        write_once!(
+            self,
+            tenant_id,
+            Some(request),
+            self::create_with_status(tenant_id, spec)
+        )
     }
 
     pub async fn partner_account(&self, tenant_id: &str, id: &str) -> Result<PartnerAccount> {
@@ -402,12 +417,13 @@ impl Store {
         id: &str,
         etag: &str,
         patch: &PartnerAccountPatch,
-        request: Option<&IdempotencyKey>,
-    ) -> Result<PartnerAccount> {
-        let updated = dispatch!(
+        request: Option<&Idempotent<'_, (PartnerAccount, PollStatus)>>,
+    ) -> Result<Answer<(PartnerAccount, PollStatus)>> {
+        let updated = write_once!(
             self,
-            write,
-            self::update(tenant_id, id, etag, patch, request)
+            tenant_id,
+            request,
+            self::update_with_status(tenant_id, id, etag, patch)
         )?;
         // This replica's pollers look at once (disabling stops a poller now, not at the next
         // refresh); other replicas' see the change before their next poll.

@@ -7,7 +7,7 @@ use super::schema::{customers, fx_rates, price_rules, pricing_policies};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay, Written};
+use crate::domain::idempotency::Written;
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
@@ -92,13 +92,9 @@ for_each_backend! {
     }
 
     /// Adds a rule (re-rating after it is the ledger's: `ledger::changes`).
-    pub async fn create_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule, request: &IdempotencyKey) -> Result<Written<PriceRule>> {
+    pub async fn create_rule(conn: &mut Conn, tenant_id: &str, new: &NewPriceRule) -> Result<PriceRule> {
         conn.transaction(async |conn| {
             let id = ids::new_id(ids::PRICE_RULE);
-            if let Replay::Done { resource_id } = q::idempotency::claim(conn, tenant_id, request, &id).await? {
-                let value = get_rule(conn, tenant_id, &resource_id).await?;
-                return Ok(Written { value, fresh: false });
-            }
             if let Some(customer_id) = &new.scope.customer_id {
                 let found: i64 = customers::table
                     .filter(customers::tenant_id.eq(tenant_id))
@@ -127,8 +123,7 @@ for_each_backend! {
                 ))
                 .execute(conn)
                 .await?;
-            let value = get_rule(conn, tenant_id, &id).await?;
-            Ok(Written { value, fresh: true })
+            get_rule(conn, tenant_id, &id).await
         })
         .await
     }
@@ -179,11 +174,8 @@ for_each_backend! {
 
     /// Replaces the tenant's pricing policy (refused when `etag` is set and stale); fresh when
     /// the policy changed (re-rating after it is the ledger's: `ledger::changes`).
-    pub async fn update_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy, request: Option<&IdempotencyKey>) -> Result<Written<VersionedPricingPolicy>> {
+    pub async fn update_policy(conn: &mut Conn, tenant_id: &str, etag: &str, next: PricingPolicy) -> Result<Written<VersionedPricingPolicy>> {
         conn.transaction(async |conn| {
-            if let Replay::Done { .. } = q::idempotency::claim_optional(conn, tenant_id, request, tenant_id).await? {
-                return Ok(Written { value: policy(conn, tenant_id).await?, fresh: false });
-            }
             let current = policy(conn, tenant_id).await?;
             let stale = || Error::EtagMismatch {
                 kind: "pricing policy",
@@ -235,20 +227,34 @@ for_each_backend! {
     /// ledger's: `ledger::changes`).
     pub async fn set_fx(conn: &mut Conn, tenant_id: &str, rate: &FxRate) -> Result<()> {
         use diesel::upsert::excluded;
-        diesel::insert_into(fx_rates::table)
-                .values((
-                    fx_rates::tenant_id.eq(tenant_id),
-                    fx_rates::from_currency.eq(rate.from.code()),
-                    fx_rates::to_currency.eq(rate.to.code()),
-                    fx_rates::effective_from.eq(DbTime(rate.effective_from)),
-                    fx_rates::rate.eq(DbDecimal(rate.rate)),
-                    fx_rates::created_at.eq(DbTime(Utc::now())),
-                ))
+        let row = (
+            fx_rates::tenant_id.eq(tenant_id),
+            fx_rates::from_currency.eq(rate.from.code()),
+            fx_rates::to_currency.eq(rate.to.code()),
+            fx_rates::effective_from.eq(DbTime(rate.effective_from)),
+            fx_rates::rate.eq(DbDecimal(rate.rate)),
+            fx_rates::created_at.eq(DbTime(Utc::now())),
+        );
+        if IS_POSTGRES {
+            diesel::insert_into(fx_rates::table)
+                .values(row)
                 .on_conflict((fx_rates::tenant_id, fx_rates::from_currency, fx_rates::to_currency, fx_rates::effective_from))
                 .do_update()
                 .set(fx_rates::rate.eq(excluded(fx_rates::rate)))
+                .execute(conn)
+                .await?;
+            return Ok(());
+        }
+        // Not an upsert on SQLite: the outer ON CONFLICT would override the pricing-version
+        // trigger's INSERT OR IGNORE (and fail it). SQLite has one writer, so nothing comes
+        // between the update and the insert.
+        let replaced = diesel::update(fx_rates::table.find((tenant_id, rate.from.code(), rate.to.code(), DbTime(rate.effective_from))))
+            .set(fx_rates::rate.eq(DbDecimal(rate.rate)))
             .execute(conn)
             .await?;
+        if replaced == 0 {
+            diesel::insert_into(fx_rates::table).values(row).execute(conn).await?;
+        }
         Ok(())
     }
 }

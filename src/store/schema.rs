@@ -122,6 +122,7 @@ diesel::table! {
         fingerprint -> Text,
         resource_id -> Text,
         created_at -> Instant,
+        response -> Nullable<Binary>,
     }
 }
 

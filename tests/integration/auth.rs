@@ -95,7 +95,10 @@ async fn revoked_keys_stop_working(backend: Backend) {
     assert_eq!(listed.api_keys.len(), 2);
 
     let revoked = tenants
-        .revoke_api_key(v1::RevokeApiKeyRequest { id: key.id.clone() })
+        .revoke_api_key(v1::RevokeApiKeyRequest {
+            id: key.id.clone(),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();

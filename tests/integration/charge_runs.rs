@@ -20,6 +20,7 @@ async fn push(gw: &TestGateway, l: &Ledger, lines: Vec<UsageLine>) -> IngestSumm
         .ingest_push(&gw.tenant_id, &l.account, lines, &fresh_request())
         .await
         .expect("ingest")
+        .fresh()
         .expect("a new request id")
 }
 
@@ -766,7 +767,7 @@ async fn a_push_racing_a_time_zone_change_is_totalled_in_the_new_zone() {
     wait_for_lock_waiters(&mut watcher, 2).await;
     holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(change.await.unwrap().unwrap(), "America/New_York");
-    let pushed = racing.await.unwrap().unwrap().unwrap();
+    let pushed = racing.await.unwrap().unwrap().fresh().unwrap();
     assert_eq!(pushed.events_appended, 1);
 
     // The racing charge's window is before the New York period: not an open item.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use msp_gateway::domain::access::{Principal, Scope};
-use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::partner_account::PartnerAccount;
 use msp_gateway::domain::pricing::NewPriceRule;
 use msp_gateway::domain::pricing::{PriceKind, RuleScope};
@@ -82,7 +82,11 @@ pub async fn ledger(gw: &TestGateway, customers: usize, credit_limit: &str) -> L
         .create_price_rule(
             &principal.tenant_id,
             &rule,
-            &IdempotencyKey::new("rule-0".into(), "CreatePriceRule", &rule),
+            &Idempotent::unanswered(IdempotencyKey::new(
+                "rule-0".into(),
+                "CreatePriceRule",
+                &rule,
+            )),
         )
         .await
         .expect("price rule");
@@ -150,6 +154,7 @@ impl Ledger {
                 )
                 .await
                 .expect("ingest")
+                .fresh()
                 .expect("a new request id");
             assert_eq!(summary.events_appended, end - n);
             last = summary.last_sequence.unwrap();
@@ -300,6 +305,7 @@ async fn cursor_in_the_middle_receives_exactly_the_rest(backend: Backend) {
         )
         .await
         .unwrap()
+        .fresh()
         .expect("a new request id");
     let got = take(&mut revisions, 1).await;
     assert_eq!(got[0].sequence, 33);
@@ -481,6 +487,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         )
         .await
         .unwrap()
+        .fresh()
         .expect("a new request id");
     // A revision and a charge in a previous period (not open).
     gw.ledger
@@ -492,6 +499,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         )
         .await
         .unwrap()
+        .fresh()
         .expect("a new request id");
     gw.ledger
         .ingest_push(
@@ -502,6 +510,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         )
         .await
         .unwrap()
+        .fresh()
         .expect("a new request id");
 
     let mut client = charges_client(gw.channel().await, &gw.admin_key);

@@ -352,7 +352,7 @@ impl TestGateway {
         account_id: &str,
         markup: rust_decimal::Decimal,
     ) -> msp_gateway::domain::partner_account::PartnerAccount {
-        use msp_gateway::domain::idempotency::IdempotencyKey;
+        use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
         use msp_gateway::domain::money::Currency;
         use msp_gateway::domain::partner_account::PartnerAccountSpec;
         use msp_gateway::domain::pricing::NewPriceRule;
@@ -377,9 +377,12 @@ impl TestGateway {
         let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
         let account = self
             .store
-            .create_partner_account(&admin, &spec, &key)
+            .create_partner_account(&admin, &spec, &Idempotent::unanswered(key))
             .await
-            .unwrap();
+            .unwrap()
+            .fresh()
+            .unwrap()
+            .0;
         self.linked_customer(vendor, kind, account_id, currency)
             .await;
         let rule = NewPriceRule {
@@ -392,7 +395,7 @@ impl TestGateway {
         };
         let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
         self.ledger
-            .create_price_rule(&admin, &rule, &key)
+            .create_price_rule(&admin, &rule, &Idempotent::unanswered(key))
             .await
             .unwrap();
         account
@@ -408,7 +411,7 @@ impl TestGateway {
         currency: &str,
     ) -> String {
         use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
-        use msp_gateway::domain::idempotency::IdempotencyKey;
+        use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
         use msp_gateway::domain::money::Currency;
         let admin = self.admin();
         let new = NewCustomer {
@@ -423,8 +426,10 @@ impl TestGateway {
         let key = IdempotencyKey::new(format!("c-{account_id}"), "CreateCustomer", &new);
         let customer = self
             .store
-            .create_customer(&admin, "UTC", &new, &key)
+            .create_customer(&admin, "UTC", &new, &Idempotent::unanswered(key))
             .await
+            .unwrap()
+            .fresh()
             .unwrap();
         let link = NewVendorAccountLink::parse("v", vendor, kind, account_id, "").unwrap();
         self.ledger
@@ -498,10 +503,12 @@ pub fn assert_violation<T: std::fmt::Debug>(
 }
 
 /// A request id never used before, for store calls that need one.
-pub fn fresh_request() -> msp_gateway::domain::idempotency::IdempotencyKey {
-    msp_gateway::domain::idempotency::IdempotencyKey::from_bytes(
-        uuid::Uuid::new_v4().to_string(),
-        "IngestUsage",
-        b"",
+pub fn fresh_request<T>() -> msp_gateway::domain::idempotency::Idempotent<'static, T> {
+    msp_gateway::domain::idempotency::Idempotent::unanswered(
+        msp_gateway::domain::idempotency::IdempotencyKey::from_bytes(
+            uuid::Uuid::new_v4().to_string(),
+            "IngestUsage",
+            b"",
+        ),
     )
 }

@@ -4,7 +4,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Utc;
 use msp_gateway::domain::charges::{ChargeEvent, ChargeFilter};
-use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::ledger::LedgerLine;
 use msp_gateway::domain::line_key::LineKeyMap;
 use msp_gateway::domain::partner_account::PartnerAccount;
@@ -246,9 +246,10 @@ async fn large_pushes_are_exact_across_chunks(backend: Backend) {
         let (ledger, tenant_id, account) = (&gw.ledger, &gw.tenant_id, &account);
         async move {
             ledger
-                .ingest_push(tenant_id, account, lines, &key)
+                .ingest_push(tenant_id, account, lines, &Idempotent::unanswered(key))
                 .await
                 .unwrap()
+                .fresh()
                 .expect("a new request")
         }
     };
@@ -300,11 +301,18 @@ async fn concurrent_writers_of_one_tenant_keep_the_ledger_exact(backend: Backend
     let account = priced_account(&gw).await;
     let sim = Simulator::new(11, vec!["sim-linked".to_string()]).at(hour(400));
     let shared = sim.lines(hour(0), hour(100));
-    let key = |id: &str| IdempotencyKey::from_bytes(id.into(), "IngestUsage", id.as_bytes());
+    let key = |id: &str| {
+        Idempotent::unanswered(IdempotencyKey::from_bytes(
+            id.into(),
+            "IngestUsage",
+            id.as_bytes(),
+        ))
+    };
     gw.ledger
         .ingest_push(&gw.tenant_id, &account, shared.clone(), &key("seed"))
         .await
         .unwrap()
+        .fresh()
         .expect("a new request");
     let writers = (0..4).map(|w| {
         let (ledger, tenant_id, account) =

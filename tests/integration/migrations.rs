@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use msp_gateway::domain::access::{Principal, Scope};
 use msp_gateway::domain::charges::ChargeFilter;
-use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::ledger::ChargeKind;
 use msp_gateway::domain::partner_account::PartnerAccountSpec;
 use msp_gateway::domain::usage::{UsageKey, UsageLine};
@@ -756,6 +756,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         )
         .await
         .unwrap()
+        .fresh()
         .unwrap();
     assert_eq!(same.events_appended, 0);
     let revised = ledger
@@ -771,6 +772,7 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         )
         .await
         .unwrap()
+        .fresh()
         .unwrap();
     assert_eq!(revised.events_appended, 1);
     assert_eq!(revised.last_sequence, Some(10));
@@ -803,10 +805,17 @@ async fn ledger_layout_migration_carries_data(backend: Backend) {
         .create_partner_account(
             &principal.tenant_id,
             &spec,
-            &IdempotencyKey::new("pa-after".into(), "CreatePartnerAccount", &spec),
+            &Idempotent::unanswered(IdempotencyKey::new(
+                "pa-after".into(),
+                "CreatePartnerAccount",
+                &spec,
+            )),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .fresh()
+        .unwrap()
+        .0;
     assert_eq!(created.line_key_prefix, 4);
     drop(store);
 

@@ -77,7 +77,80 @@ async fn reflection_lists_every_service(backend: Backend) {
     gw.stop().await;
 }
 
-crate::both_backends!(reflection_lists_every_service);
+/// The error details the gateway sends (google.rpc.BadRequest and the others `api::status`
+/// uses) are served by reflection, so grpcurl and other reflecting clients decode them.
+async fn reflection_serves_the_error_details(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    for symbol in [
+        "google.rpc.BadRequest",
+        "google.rpc.ResourceInfo",
+        "google.rpc.PreconditionFailure",
+        "google.rpc.RetryInfo",
+    ] {
+        {
+            use tonic_reflection::pb::v1::ServerReflectionRequest;
+            use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+            };
+            let response = ServerReflectionClient::new(gw.channel().await)
+                .server_reflection_info(tokio_stream::iter(vec![request]))
+                .await
+                .unwrap()
+                .into_inner()
+                .next()
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(
+                matches!(
+                    response.message_response,
+                    Some(MessageResponse::FileDescriptorResponse(_))
+                ),
+                "v1 does not know {symbol}: {:?}",
+                response.message_response
+            );
+        }
+        {
+            use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+            use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+            };
+            let response = ServerReflectionClient::new(gw.channel().await)
+                .server_reflection_info(tokio_stream::iter(vec![request]))
+                .await
+                .unwrap()
+                .into_inner()
+                .next()
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(
+                matches!(
+                    response.message_response,
+                    Some(MessageResponse::FileDescriptorResponse(_))
+                ),
+                "v1alpha does not know {symbol}: {:?}",
+                response.message_response
+            );
+        }
+    }
+    gw.stop().await;
+}
+
+crate::both_backends!(
+    reflection_lists_every_service,
+    reflection_serves_the_error_details
+);
 
 /// With a certificate and key configured the gateway speaks TLS (rustls) and nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,7 @@ async fn set_usd_zar(channel: Channel, key: &str, rate: &str, from: i64) {
                 rate: rate.into(),
                 effective_from: Some(ts(hour(from))),
             }),
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -214,7 +215,8 @@ async fn pushed_usage_is_rated_once(backend: Backend) {
     .await
     .unwrap();
     assert_eq!((again.lines_written, again.events_appended), (0, 0));
-    // A retry of the first request id is answered as a replay.
+    // A retry of the first request id answers the first response (tests/integration/replays.rs
+    // checks it byte for byte).
     let replay = push(
         &gw,
         "push-1",
@@ -223,7 +225,7 @@ async fn pushed_usage_is_rated_once(backend: Backend) {
     )
     .await
     .unwrap();
-    assert!(replay.replayed);
+    assert_eq!(replay, first);
     // A revision appends the delta.
     let mut revised = lines.clone();
     revised[0].cost = "12.00".into();
@@ -293,6 +295,7 @@ async fn unrated_usage_waits_for_its_fix(backend: Backend) {
                 rate: "0.9".into(),
                 effective_from: Some(ts(hour(-1000))),
             }),
+            request_id: "fx-eur".into(),
         })
         .await
         .unwrap();
@@ -528,7 +531,44 @@ async fn pricing_changed_on_another_replica_reaches_the_next_push(backend: Backe
     gw.stop().await;
 }
 
+/// Setting a rate again at the same instant replaces it and re-rates (it once failed on SQLite
+/// with INTERNAL: the upsert fought the pricing-version trigger).
+async fn an_fx_rate_set_again_at_its_instant_is_replaced(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    push(
+        &gw,
+        "fx-push",
+        &priced.partner_account_id,
+        vec![vec![usage_line("sim-linked", "vm.small", 0, "10")]],
+    )
+    .await
+    .unwrap();
+    // priced_tenant set 18.5 from hour -1000; the same instant again, twice.
+    set_usd_zar(gw.channel().await, &gw.admin_key, "20", -1000).await;
+    set_usd_zar(gw.channel().await, &gw.admin_key, "20", -1000).await;
+    let rates = gw
+        .pricing(&gw.admin_key)
+        .await
+        .list_fx_rates(v1::ListFxRatesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .fx_rates;
+    assert_eq!(rates.len(), 1);
+    assert_eq!(rates[0].rate, "20");
+    let recorded = charges(&gw).await;
+    let kinds: Vec<&str> = recorded.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["NEW", "RERATE"], "the second rate re-rated once");
+    let total: Decimal = recorded.iter().map(|c| c.amount).sum();
+    assert_eq!(total, Decimal::new(240, 0), "10 x 1.20 x 20");
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    an_fx_rate_set_again_at_its_instant_is_replaced,
     pricing_changed_on_another_replica_reaches_the_next_push,
     pushed_usage_is_rated_once,
     unrated_usage_waits_for_its_fix,

@@ -206,4 +206,59 @@ async fn bad_updates_are_refused(backend: Backend) {
     gw.stop().await;
 }
 
-crate::both_backends!(bad_customer_input_writes_nothing, bad_updates_are_refused);
+/// A batch of 300 bad lines is refused with an error small enough for every client's default
+/// metadata limit (Java's 8 KiB): the first violations, then how many more there were.
+async fn a_refused_batch_fits_any_client(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let account = simulator_account(&gw).await;
+    let bad: Vec<v1::UsageLine> = (0..300)
+        .map(|h| {
+            let mut line = crate::usage::usage_line("sim-linked", "vm", h, "not a number");
+            line.quantity = "-1".into();
+            line
+        })
+        .collect();
+    let status = crate::usage::push(&gw, "too-bad", &account.id, vec![bad])
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    // What the trailers carry: the message, and the details (with the message again) in base64.
+    let trailers = status.message().len() + status.details().len().div_ceil(3) * 4;
+    assert!(trailers < 6 * 1024, "{trailers} bytes of trailers");
+    let violations = crate::harness::field_violations(&status);
+    assert_eq!(violations[0].0, "lines[0].quantity");
+    let (_, last) = violations.last().unwrap();
+    assert!(last.contains("more violations not listed"), "{last}");
+    gw.stop().await;
+}
+
+/// A request over the size limit (4 MiB by default) answers RESOURCE_EXHAUSTED, as gRPC's
+/// convention has it, for unary and streaming calls alike.
+async fn an_oversized_request_is_resource_exhausted(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let account = simulator_account(&gw).await;
+    let mut customers = gw.customers(&gw.admin_key).await;
+    let mut huge = new_customer("huge", "HUGE-1");
+    huge.display_name = "x".repeat(5 * 1024 * 1024);
+    let status = customers.create_customer(huge).await.expect_err("refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("max_request_bytes"), "{status:?}");
+    let mut line = crate::usage::usage_line("sim-linked", "vm", 0, "1");
+    line.meter_name = "m".repeat(5 * 1024 * 1024);
+    let status = crate::usage::push(&gw, "huge-push", &account.id, vec![vec![line]])
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    gw.stop().await;
+}
+
+crate::both_backends!(
+    bad_customer_input_writes_nothing,
+    bad_updates_are_refused,
+    a_refused_batch_fits_any_client,
+    an_oversized_request_is_resource_exhausted
+);

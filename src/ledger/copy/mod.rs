@@ -26,7 +26,7 @@ use super::tx::{Access, LedgerTx};
 use super::usage_lines::stored_lines;
 use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{IdempotencyKey, Replay};
+use crate::domain::idempotency::{IdempotencyKey, unrecorded_answer};
 use crate::domain::ledger::{LedgerLine, TenantPricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
@@ -165,29 +165,27 @@ impl LedgerTx for PgLedger {
         &mut self,
         tenant_id: &str,
         request: &IdempotencyKey,
-        resource_id: &str,
-    ) -> Result<Replay> {
+    ) -> Result<Option<Vec<u8>>> {
         let client = self.client()?;
         let inserted = client
             .execute(
                 "INSERT INTO idempotency_keys (tenant_id, request_id, operation, fingerprint, \
-                 resource_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                 resource_id, created_at) VALUES ($1, $2, $3, $4, '', $5) ON CONFLICT DO NOTHING",
                 &[
                     &tenant_id,
                     &request.request_id,
                     &request.operation,
                     &request.fingerprint,
-                    &resource_id,
                     &Utc::now(),
                 ],
             )
             .await?;
         if inserted == 1 {
-            return Ok(Replay::Fresh);
+            return Ok(None);
         }
         let row = client
             .query_one(
-                "SELECT operation, fingerprint, resource_id FROM idempotency_keys \
+                "SELECT operation, fingerprint, resource_id, response FROM idempotency_keys \
                  WHERE tenant_id = $1 AND request_id = $2",
                 &[&tenant_id, &request.request_id],
             )
@@ -197,9 +195,25 @@ impl LedgerTx for PgLedger {
         {
             return Err(request.mismatch());
         }
-        Ok(Replay::Done {
-            resource_id: row.try_get(2)?,
-        })
+        match row.try_get::<_, Option<Vec<u8>>>(3)? {
+            Some(response) => Ok(Some(response)),
+            None => Err(unrecorded_answer(request, row.try_get(2)?)),
+        }
+    }
+
+    async fn record(
+        &mut self,
+        tenant_id: &str,
+        request: &IdempotencyKey,
+        response: &[u8],
+    ) -> Result<()> {
+        self.client()?
+            .execute(
+                "UPDATE idempotency_keys SET response = $3 WHERE tenant_id = $1 AND request_id = $2",
+                &[&tenant_id, &request.request_id, &response],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn lock_ledger(&mut self, tenant_id: &str) -> Result<i64> {

@@ -138,7 +138,7 @@ fn yesterday() -> (String, String) {
 /// as the cost (NetUnblendedCost, after the partner's 5 % discount), not off a list recovered
 /// from the partner discount; the line keeps both.
 async fn aws_list_is_unblended_and_cost_is_net(backend: Backend) {
-    use msp_gateway::domain::idempotency::IdempotencyKey;
+    use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
     use msp_gateway::domain::pricing::NewPriceRule;
     use msp_gateway::domain::pricing::{PriceKind, RuleScope};
 
@@ -169,7 +169,7 @@ async fn aws_list_is_unblended_and_cost_is_net(backend: Backend) {
     };
     let key = IdempotencyKey::new("list-2".into(), "CreatePriceRule", &rule);
     gw.ledger
-        .create_price_rule(&gw.admin(), &rule, &key)
+        .create_price_rule(&gw.admin(), &rule, &Idempotent::unanswered(key))
         .await
         .unwrap();
     let (start, end) = yesterday();

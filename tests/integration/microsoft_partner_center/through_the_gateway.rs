@@ -231,7 +231,7 @@ fn blob(rows: &[Row]) -> Vec<Blob> {
 }
 
 async fn price_rule(gw: &TestGateway, id: &str, service: Option<&str>, discount: Decimal) {
-    use msp_gateway::domain::idempotency::IdempotencyKey;
+    use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
     use msp_gateway::domain::pricing::NewPriceRule;
     use msp_gateway::domain::pricing::{PriceKind, RuleScope};
     let rule = NewPriceRule {
@@ -247,7 +247,7 @@ async fn price_rule(gw: &TestGateway, id: &str, service: Option<&str>, discount:
     };
     let key = IdempotencyKey::new(id.into(), "CreatePriceRule", &rule);
     gw.ledger
-        .create_price_rule(&gw.admin(), &rule, &key)
+        .create_price_rule(&gw.admin(), &rule, &Idempotent::unanswered(key))
         .await
         .unwrap();
 }
