@@ -38,6 +38,9 @@ pub struct Config {
     /// TLS-inspecting proxy's CA, a private cloud's); Partner Center connections only (see the
     /// README for AWS and for `SSL_CERT_FILE` / `HTTPS_PROXY`).
     pub vendor_ca_file: Option<PathBuf>,
+    /// Seconds between passes of the automatic closer, which closes billing periods whose grace
+    /// has passed (runs where the pollers run).
+    pub close_check_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -61,6 +64,7 @@ const CONFIG_KEYS: &[&str] = &[
     "pollers",
     "stream_heartbeat_ms",
     "vendor_ca_file",
+    "close_check_secs",
 ];
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             pollers: true,
             stream_heartbeat_ms: 15_000,
             vendor_ca_file: None,
+            close_check_secs: 600,
         }
     }
 }

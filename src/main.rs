@@ -162,9 +162,20 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let pollers = config
-        .pollers
-        .then(|| tokio::spawn(poller::run(ledger.clone(), poller_settings, stop_rx)));
+    let pollers = config.pollers.then(|| {
+        tokio::spawn(poller::run(
+            ledger.clone(),
+            poller_settings,
+            stop_rx.clone(),
+        ))
+    });
+    let closer = config.pollers.then(|| {
+        tokio::spawn(msp_gateway::ledger::close_run::run_closer(
+            ledger.clone(),
+            Duration::from_secs(config.close_check_secs.max(1)),
+            stop_rx,
+        ))
+    });
     let shutdown = async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -179,6 +190,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     .await?;
     if let Some(pollers) = pollers {
         let _ = pollers.await;
+    }
+    if let Some(closer) = closer {
+        let _ = closer.await;
     }
     tracing::info!("msp-gateway stopped");
     Ok(())

@@ -52,4 +52,14 @@ for_each_backend! {
             None => Ok(Replay::Fresh),
         }
     }
+
+    /// Points a claimed request id at another resource: a call that found its work already done
+    /// (closing a closed period) answers that resource, and so must its retries.
+    pub async fn set_resource(conn: &mut Conn, tenant_id: &str, key: &IdempotencyKey, resource_id: &str) -> Result<()> {
+        diesel::update(idempotency_keys::table.find((tenant_id, &key.request_id)))
+            .set(idempotency_keys::resource_id.eq(resource_id))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }

@@ -10,6 +10,7 @@ mod charge_streams;
 mod credit_control;
 mod customers;
 mod health;
+mod invoicing;
 mod ledger;
 mod microsoft_partner_center;
 mod migrations;
