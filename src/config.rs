@@ -43,6 +43,9 @@ pub struct Config {
     pub vendor_ca_file: Option<PathBuf>,
     /// Largest request message, in bytes; a larger one answers RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
+    /// Seconds between passes of the automatic closer, which closes billing periods whose grace
+    /// has passed (runs where the pollers run).
+    pub close_check_secs: u64,
 }
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
@@ -71,6 +74,7 @@ const CONFIG_KEYS: &[&str] = &[
     "stream_heartbeat_ms",
     "vendor_ca_file",
     "max_request_bytes",
+    "close_check_secs",
 ];
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             stream_heartbeat_ms: 15_000,
             vendor_ca_file: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            close_check_secs: 600,
         }
     }
 }

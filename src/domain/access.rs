@@ -45,14 +45,19 @@ impl Scope {
             // control.
             Scope::Billing => match action {
                 Read => area != ApiKeys,
-                Write => matches!(area, Customers | PartnerAccounts | Pricing | Usage),
+                Write => matches!(
+                    area,
+                    Customers | PartnerAccounts | Pricing | Usage | Invoices
+                ),
             },
             Scope::CreditControl => match action {
                 Read => area != ApiKeys,
                 Write => matches!(area, CreditControl | ServiceActions),
             },
             Scope::HelpDesk => action == Read && area != ApiKeys,
-            Scope::Portal => action == Read && matches!(area, Tenant | Customers | Usage),
+            Scope::Portal => {
+                action == Read && matches!(area, Tenant | Customers | Usage | Invoices)
+            }
         }
     }
 }
@@ -90,6 +95,7 @@ pub enum Area {
     Usage,
     CreditControl,
     ServiceActions,
+    Invoices,
 }
 
 impl Area {
@@ -103,6 +109,7 @@ impl Area {
             Area::Usage => "usage and charges",
             Area::CreditControl => "credit control",
             Area::ServiceActions => "service actions",
+            Area::Invoices => "invoices and payments",
         }
     }
 }

@@ -11,3 +11,6 @@ pub const API_KEY: &str = "key";
 pub const PARTNER_ACCOUNT: &str = "pa";
 pub const CUSTOMER: &str = "cus";
 pub const PRICE_RULE: &str = "pr";
+pub const INVOICE: &str = "inv";
+pub const PAYMENT: &str = "pay";
+pub const CLOSE_RUN: &str = "run";

@@ -13,6 +13,7 @@ pub mod invoice;
 pub mod invoice_number;
 #[cfg(test)]
 mod invoice_properties;
+pub mod invoice_record;
 pub mod invoice_selection;
 pub mod invoice_settings;
 #[cfg(test)]

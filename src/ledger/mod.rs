@@ -11,15 +11,20 @@
 //! in the same transaction ([`changes`]). Each write keeps runs ([`charges`]), daily totals
 //! ([`totals`]) and credit exposure ([`credit`]) in step, and wakes the live feeds ([`feed`]).
 //!
+//! Invoicing closes periods at a ledger sequence under the ledger lock ([`invoicing`]), one
+//! customer or a tenant-wide run at a time ([`close_run`], also the automatic closer).
+//!
 //! Reads: pages and streams of charges ([`charges`], [`feed`]), a customer's open period
 //! ([`open_period`]), unrated usage ([`usage_lines`]), credit positions ([`credit`]).
 mod batch;
 pub mod changes;
 pub mod charges;
+pub mod close_run;
 mod copy;
 pub mod credit;
 mod diesel_tx;
 pub mod feed;
+pub mod invoicing;
 pub mod open_period;
 mod pricing_cache;
 mod rows;

@@ -446,7 +446,7 @@ impl Ledger {
         let summary = ledger_write!(self, |tx| {
             self::push(tx, &self.pricing, tenant_id, account, keyed, request).await
         })?;
-        if let Some(summary) = &summary {
+        if let Answer::Fresh(summary) = &summary {
             count_committed("push", summary);
         }
         Ok(summary)

@@ -7,14 +7,21 @@
 //! where the SQL differs. Everything returns domain types and [`crate::domain::Error`]. The
 //! charge ledger, which writes several of these tables in one transaction, is `crate::ledger`.
 pub mod api_keys;
+pub mod close_runs;
 pub mod credit;
 pub mod credit_schema;
+pub mod customer_billing;
 pub mod customers;
 pub mod errors;
 pub mod health;
 pub mod idempotency;
+pub mod invoice_numbers;
+pub mod invoice_settings;
+pub mod invoices;
+pub mod invoicing_schema;
 pub mod migrate;
 pub mod partner_accounts;
+pub mod payments;
 pub mod poll_states;
 pub mod pricing;
 pub mod schema;
@@ -73,10 +80,16 @@ pub(crate) use for_each_backend;
 /// Each table's (or concept's) PostgreSQL query module, for query code that calls across them.
 pub mod pg_queries {
     pub use super::api_keys::pg as api_keys;
+    pub use super::close_runs::pg as close_runs;
     pub use super::credit::pg as credit;
+    pub use super::customer_billing::pg as customer_billing;
     pub use super::customers::pg as customers;
     pub use super::idempotency::pg as idempotency;
+    pub use super::invoice_numbers::pg as invoice_numbers;
+    pub use super::invoice_settings::pg as invoice_settings;
+    pub use super::invoices::pg as invoices;
     pub use super::partner_accounts::pg as partner_accounts;
+    pub use super::payments::pg as payments;
     pub use super::poll_states::pg as poll_states;
     pub use super::pricing::pg as pricing;
     pub use super::tenants::pg as tenants;
@@ -85,10 +98,16 @@ pub mod pg_queries {
 /// Each table's (or concept's) SQLite query module.
 pub mod sqlite_queries {
     pub use super::api_keys::sqlite as api_keys;
+    pub use super::close_runs::sqlite as close_runs;
     pub use super::credit::sqlite as credit;
+    pub use super::customer_billing::sqlite as customer_billing;
     pub use super::customers::sqlite as customers;
     pub use super::idempotency::sqlite as idempotency;
+    pub use super::invoice_numbers::sqlite as invoice_numbers;
+    pub use super::invoice_settings::sqlite as invoice_settings;
+    pub use super::invoices::sqlite as invoices;
     pub use super::partner_accounts::sqlite as partner_accounts;
+    pub use super::payments::sqlite as payments;
     pub use super::poll_states::sqlite as poll_states;
     pub use super::pricing::sqlite as pricing;
     pub use super::tenants::sqlite as tenants;

@@ -11,6 +11,7 @@ mod connection_loss;
 mod credit_control;
 mod customers;
 mod health;
+mod invoicing;
 mod ledger;
 mod microsoft_partner_center;
 mod migrations;

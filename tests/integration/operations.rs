@@ -116,9 +116,16 @@ async fn operations_endpoint_tells_the_truth(backend: Backend) {
         };
         let key = IdempotencyKey::new("pa-ms".into(), "CreatePartnerAccount", &spec);
         gw.store
-            .create_partner_account(&gw.admin(), &spec, &key)
+            .create_partner_account(
+                &gw.admin(),
+                &spec,
+                &msp_gateway::domain::idempotency::Idempotent::unanswered(key),
+            )
             .await
             .unwrap()
+            .fresh()
+            .unwrap()
+            .0
     };
     msp_gateway::poller::poll_once(&gw.ledger, &microsoft, &settings)
         .await

@@ -1,0 +1,239 @@
+//! Tenant-wide month close: every customer whose periods are due, one close transaction per
+//! invoice (see [`super::invoicing`]), in customer id order with the progress recorded after each
+//! customer, so an interrupted run resumes where it stopped. The automatic closer
+//! ([`run_closer`]) closes due periods the same way, without a run record.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::{Ledger, ledger_backends};
+use crate::domain::error::{Error, Result};
+use crate::domain::invoice_record::{CloseRun, CloseRunStatus};
+use crate::store::dispatch;
+use crate::store::schema::{customers, tenants};
+
+/// Customers read per round of a run.
+const CUSTOMERS_PER_ROUND: i64 = 100;
+
+ledger_backends! {
+    /// Up to `limit` of the tenant's customer ids after `after`, in id order.
+    pub async fn customer_ids(conn: &mut Conn, tenant_id: &str, after: Option<String>, limit: i64) -> Result<Vec<String>> {
+        let mut query = customers::table
+            .filter(customers::tenant_id.eq(tenant_id))
+            .select(customers::id)
+            .order(customers::id)
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(customers::id.gt(after));
+        }
+        Ok(query.load(conn).await?)
+    }
+
+    pub async fn customer_count(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
+        Ok(customers::table.filter(customers::tenant_id.eq(tenant_id)).count().get_result(conn).await?)
+    }
+
+    pub async fn tenant_ids(conn: &mut Conn) -> Result<Vec<String>> {
+        Ok(tenants::table.select(tenants::id).order(tenants::id).load(conn).await?)
+    }
+
+    pub async fn get_run(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Option<CloseRun>> {
+        q::close_runs::get(conn, tenant_id, id).await
+    }
+
+    /// The stored run, or `fresh` recorded as new.
+    pub async fn start_run(conn: &mut Conn, tenant_id: &str, fresh: &CloseRun) -> Result<CloseRun> {
+        q::close_runs::insert(conn, tenant_id, fresh).await?;
+        q::close_runs::get(conn, tenant_id, &fresh.id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("close run {} vanished", fresh.id)))
+    }
+
+    pub async fn save_run(conn: &mut Conn, tenant_id: &str, run: &CloseRun) -> Result<()> {
+        q::close_runs::update(conn, tenant_id, run).await
+    }
+}
+
+/// What closing one customer's due periods came to.
+struct CustomerClosed {
+    invoices: i32,
+    error: Option<String>,
+}
+
+impl Ledger {
+    /// Closes every period of the customer that is due at `as_of`, oldest first.
+    async fn close_due(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        as_of: DateTime<Utc>,
+    ) -> CustomerClosed {
+        let mut invoices = 0;
+        loop {
+            match self.next_due_period(tenant_id, customer_id, as_of).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return CustomerClosed {
+                        invoices,
+                        error: None,
+                    };
+                }
+                Err(error) => {
+                    return CustomerClosed {
+                        invoices,
+                        error: Some(format!("customer {customer_id}: {error}")),
+                    };
+                }
+            }
+            match self
+                .close_billing_period(tenant_id, customer_id, None, as_of, None)
+                .await
+            {
+                Ok(_) => invoices += 1,
+                // The next period is not due yet: this customer is done.
+                Err(Error::FailedPrecondition { .. }) => {
+                    return CustomerClosed {
+                        invoices,
+                        error: None,
+                    };
+                }
+                Err(error) => {
+                    return CustomerClosed {
+                        invoices,
+                        error: Some(format!("customer {customer_id}: {error}")),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs (or resumes) the tenant's close run `run_id` as of its start, calling `progress`
+    /// with the run after each customer; the finished run.
+    pub async fn close_run(
+        &self,
+        tenant_id: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+        mut progress: impl FnMut(&CloseRun),
+    ) -> Result<CloseRun> {
+        let planned = dispatch!(self.store, read, self::customer_count(tenant_id))?;
+        let fresh = CloseRun {
+            id: run_id.to_string(),
+            as_of: now,
+            status: CloseRunStatus::Running,
+            customers_planned: i32::try_from(planned).unwrap_or(i32::MAX),
+            customers_done: 0,
+            invoices_closed: 0,
+            cursor_customer_id: None,
+            last_error: None,
+            started_at: now,
+            finished_at: None,
+        };
+        let mut run = dispatch!(self.store, write, self::start_run(tenant_id, &fresh))?;
+        match run.status {
+            CloseRunStatus::Succeeded => {
+                progress(&run);
+                return Ok(run);
+            }
+            // Customers that failed are behind the cursor: start over (closed ones are cheap).
+            CloseRunStatus::Failed => {
+                run.cursor_customer_id = None;
+                run.customers_done = 0;
+                run.last_error = None;
+                run.finished_at = None;
+            }
+            CloseRunStatus::Running => {}
+        }
+        run.status = CloseRunStatus::Running;
+        let mut failed = false;
+        loop {
+            let ids = dispatch!(
+                self.store,
+                read,
+                self::customer_ids(
+                    tenant_id,
+                    run.cursor_customer_id.clone(),
+                    CUSTOMERS_PER_ROUND
+                )
+            )?;
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                let closed = self.close_due(tenant_id, &id, run.as_of).await;
+                run.invoices_closed += closed.invoices;
+                if let Some(error) = closed.error {
+                    tracing::warn!(tenant_id, run_id, %error, "close run: a customer could not be closed");
+                    run.last_error = Some(error);
+                    failed = true;
+                }
+                run.customers_done += 1;
+                run.customers_planned = run.customers_planned.max(run.customers_done);
+                run.cursor_customer_id = Some(id);
+                dispatch!(self.store, write, self::save_run(tenant_id, &run))?;
+                progress(&run);
+            }
+        }
+        run.status = if failed {
+            CloseRunStatus::Failed
+        } else {
+            CloseRunStatus::Succeeded
+        };
+        run.finished_at = Some(Utc::now());
+        dispatch!(self.store, write, self::save_run(tenant_id, &run))?;
+        progress(&run);
+        Ok(run)
+    }
+
+    /// One pass of the automatic closer: every tenant's due periods as of `now`; how many
+    /// invoices it closed.
+    pub async fn close_due_periods(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut closed = 0;
+        for tenant_id in dispatch!(self.store, read, self::tenant_ids())? {
+            let mut after = None;
+            loop {
+                let ids = dispatch!(
+                    self.store,
+                    read,
+                    self::customer_ids(&tenant_id, after.clone(), CUSTOMERS_PER_ROUND)
+                )?;
+                let Some(last) = ids.last().cloned() else {
+                    break;
+                };
+                for id in ids {
+                    let result = self.close_due(&tenant_id, &id, now).await;
+                    closed += result.invoices as usize;
+                    if let Some(error) = result.error {
+                        tracing::warn!(tenant_id, %error, "automatic close failed; retried next pass");
+                    }
+                }
+                after = Some(last);
+            }
+        }
+        Ok(closed)
+    }
+}
+
+/// The automatic closer: closes every period whose grace has passed, every `every`, until
+/// `stop` turns true. Closing is idempotent and serialized by the ledger lock, so replicas
+/// running it side by side close each period once.
+pub async fn run_closer(
+    ledger: std::sync::Arc<Ledger>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match ledger.close_due_periods(Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(invoices = n, "automatic close finalized invoices"),
+            Err(error) => tracing::warn!(%error, "automatic close pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

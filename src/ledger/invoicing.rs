@@ -1,0 +1,315 @@
+//! Closing billing periods into invoices, and payments against them, in step with the ledger.
+//!
+//! A close runs in one transaction that takes the tenant's ledger lock first: the sequence it
+//! reads (`S`) is then the last one committed, no charge can commit beside it, and every charge
+//! up to `S` that the selection rule (`domain::invoice_selection`) puts on the invoice is on it,
+//! none after. The invoice, its lines, its number (the tenant's gap-free counter), the
+//! customer's close chain and its exposure (open charges move to unpaid invoices) are written in
+//! the same transaction. Payments take the same lock, because exposure is written under it.
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::rows::usage_lines;
+use super::{Ledger, ledger_backends};
+use crate::domain::billing_schedule::BillingSchedule;
+use crate::domain::charges::ChargeEvent;
+use crate::domain::customer::Customer;
+use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{Answer, Idempotent, Written};
+use crate::domain::ids::{INVOICE, PAYMENT, new_id};
+use crate::domain::invoice::{
+    BilledCustomer, ChargeAmount, InvoiceCharge, InvoiceContext, close_invoice,
+};
+use crate::domain::invoice_number::format_invoice_number;
+use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
+use crate::domain::invoice_selection::{ClosePoint, open_from_sequence};
+use crate::domain::invoice_settings::InvoiceSettings;
+use crate::domain::payment::{Exposure, PaymentStatus, apply_payment, parse_payment_amount};
+use crate::domain::period::{Period, local_date, start_of_day};
+use crate::domain::period_close::{
+    CloseOrder, check_close_order, check_may_close, next_period_to_close,
+};
+use crate::store::dispatch;
+use crate::store::idempotency::write_once;
+use crate::store::schema::charge_totals;
+
+/// The unit of each (vendor, service, meter) among `events`, read from one usage line of each
+/// (charge events carry no unit; a meter has one).
+fn unit_groups(events: &[ChargeEvent]) -> HashMap<(&str, &str, &str), &ChargeEvent> {
+    let mut groups = HashMap::new();
+    for e in events {
+        groups
+            .entry((e.vendor.as_str(), e.service.as_str(), e.meter.as_str()))
+            .or_insert(e);
+    }
+    groups
+}
+
+/// See `plan`.
+pub struct Plan {
+    customer: Customer,
+    settings: InvoiceSettings,
+    chain: CloseChain,
+    schedule: BillingSchedule,
+    next: Period,
+}
+
+ledger_backends! {
+    use super::{Plan, unit_groups};
+
+    /// The customer's charges from `from` up to `to`, with their units.
+    async fn charges_between(conn: &mut Conn, tenant_id: &str, customer_id: &str, from: i64, to: i64) -> Result<Vec<InvoiceCharge>> {
+        if to < from {
+            return Ok(Vec::new());
+        }
+        let events = q::charges::events_after(conn, tenant_id, &[customer_id], &[], (None, None), from - 1, to - from + 1).await?;
+        let mut units: HashMap<(String, String, String), String> = HashMap::new();
+        for (key, event) in unit_groups(&events) {
+            let unit: Option<String> = usage_lines::table
+                .find(event.line_key.as_bytes().to_vec())
+                .select(usage_lines::unit)
+                .first(conn)
+                .await
+                .optional()?;
+            units.insert((key.0.to_string(), key.1.to_string(), key.2.to_string()), unit.unwrap_or_default());
+        }
+        Ok(events
+            .into_iter()
+            .filter(|e| e.sequence <= to)
+            .map(|e| {
+                let unit = units
+                    .get(&(e.vendor.as_str().to_string(), e.service.clone(), e.meter.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                InvoiceCharge {
+                    sequence: e.sequence,
+                    customer_id: e.customer_id,
+                    charge: ChargeAmount {
+                        vendor: e.vendor,
+                        service: e.service,
+                        meter: e.meter,
+                        unit,
+                        quantity: e.quantity,
+                        amount: e.amount,
+                        currency: e.currency,
+                        window_start: e.window_start,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Moves the customer's exposure by `change` and re-evaluates its thresholds (a payment can
+    /// allow resumption). Callers hold the ledger lock.
+    async fn move_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
+        let ids = [customer_id];
+        let mut state = q::credit::states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_default();
+        let moved = change(Exposure { open_charges: state.open_charges, unpaid_invoices: state.unpaid_invoices })?;
+        state.open_charges = moved.open_charges;
+        state.unpaid_invoices = moved.unpaid_invoices;
+        q::credit::write_state(conn, tenant_id, customer_id, &state).await?;
+        q::ledger_credit::reevaluate(conn, tenant_id, vec![customer_id.to_string()]).await
+    }
+
+    /// What a close of the customer starts from: its record, the tenant's settings, its close
+    /// chain and schedule, and the next period to close. Before the first close that is the
+    /// period containing its creation or its earliest usage, whichever is earlier (usage from
+    /// before a customer was created, such as imported history, is billed in its own periods).
+    pub async fn plan(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<Plan> {
+        let customer = q::customers::get(conn, tenant_id, customer_id).await?;
+        let settings = q::invoice_settings::get(conn, tenant_id).await?;
+        let chain = q::customer_billing::get(conn, tenant_id, customer_id).await?;
+        let last_end = chain.last.map(|l| l.period_end);
+        let schedule = customer_schedule(customer.billing_cycle, &customer.time_zone, last_end)?;
+        let mut billing_start = customer.created_at;
+        if last_end.is_none() {
+            let first_day: Option<chrono::NaiveDate> = charge_totals::table
+                .filter(charge_totals::tenant_id.eq(tenant_id))
+                .filter(charge_totals::customer_id.eq(customer_id))
+                .select(diesel::dsl::min(charge_totals::usage_date))
+                .first(conn)
+                .await?;
+            let zone = schedule.initial().time_zone;
+            if let Some(start) = first_day.and_then(|day| start_of_day(zone, day)) {
+                billing_start = billing_start.min(start);
+            }
+        }
+        let next = next_period_to_close(&schedule, last_end, billing_start)?;
+        Ok(Plan { customer, settings, chain, schedule, next })
+    }
+
+    /// The start of the customer's billing period containing `at`.
+    pub async fn period_start_of(conn: &mut Conn, tenant_id: &str, customer_id: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        Ok(plan(conn, tenant_id, customer_id).await?.schedule.period_containing(at)?.start)
+    }
+
+    /// The customer's next period to close when it may close at `now`.
+    pub async fn next_due(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<Option<Period>> {
+        let plan = plan(conn, tenant_id, customer_id).await?;
+        Ok(check_may_close(&plan.next, plan.settings.grace, now).is_ok().then_some(plan.next))
+    }
+
+    /// Closes the customer's period starting at `period_start` (None: the next one to close) as
+    /// of `now`, inside the caller's transaction. Closing a closed period returns its invoice.
+    pub async fn close_in_tx(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
+        let invoice_id = new_id(INVOICE);
+        let close_sequence = q::charges::lock_ledger(conn, tenant_id).await?;
+        let Plan { customer, settings, chain, schedule, next } = plan(conn, tenant_id, customer_id).await?;
+        let period: Period = match period_start {
+            None => next,
+            Some(start) => {
+                if let Some(closed) = q::invoices::of_period(conn, tenant_id, customer_id, start).await? {
+                    return Ok(Written { value: closed, fresh: false });
+                }
+                let requested = schedule.period_starting_at("period_start", start)?;
+                match check_close_order(&requested, &next)? {
+                    CloseOrder::Next => requested,
+                    CloseOrder::AlreadyClosed => {
+                        return Err(Error::invalid(
+                            "period_start",
+                            format!("no invoice of this customer covers the period {requested}; its next period to close starts at {}", crate::domain::period::rfc3339(next.start)),
+                        ));
+                    }
+                }
+            }
+        };
+        check_may_close(&period, settings.grace, now)?;
+        let charges = charges_between(conn, tenant_id, customer_id, chain.open_from_sequence, close_sequence).await?;
+        let priors = q::invoices::priors(conn, tenant_id, customer_id).await?;
+        let ctx = InvoiceContext {
+            customer: BilledCustomer {
+                id: customer.id.clone(),
+                external_ref: customer.external_ref.clone(),
+                display_name: customer.display_name.clone(),
+            },
+            currency: customer.billing_currency,
+            rounding: settings.rounding,
+            period,
+            close_sequence,
+            previous: chain.last,
+            schedule: &schedule,
+            prior_invoices: &priors,
+        };
+        let draft = close_invoice(&ctx, &charges)?;
+        let this = ClosePoint { period_end: period.end, sequence: close_sequence };
+        let next_chain = CloseChain {
+            last: Some(this),
+            open_from_sequence: open_from_sequence(&this, charges.iter().map(|c| (c.sequence, c.charge.window_start))),
+        };
+        let number = if draft.needs_number() {
+            let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
+            let tenant = q::tenants::get(conn, tenant_id.to_string()).await?;
+            let zone: chrono_tz::Tz = tenant.time_zone.parse().unwrap_or(chrono_tz::UTC);
+            let issued_on = local_date(now, zone);
+            Some((counter, format_invoice_number(&settings.number_prefix, issued_on, counter)?))
+        } else {
+            None
+        };
+        let previous_sequence = chain.last.map_or(0, |l| l.sequence);
+        // Stored to the microsecond (both backends' precision), so a re-read equals the answer.
+        let invoice = Invoice::from_draft(invoice_id, number, draft, previous_sequence, now.trunc_subsecs(6));
+        q::invoices::insert(conn, tenant_id, &invoice).await?;
+        q::customer_billing::advance(conn, tenant_id, customer_id, &chain, &next_chain).await?;
+        let (unrounded, total) = (invoice.unrounded_total, invoice.total);
+        move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
+        Ok(Written { value: invoice, fresh: true })
+    }
+
+    pub async fn close(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
+        conn.transaction(async |conn| close_in_tx(conn, tenant_id, customer_id, period_start, now).await).await
+    }
+
+    /// Records a payment against an invoice; a retry of a recorded request id answers the first
+    /// payment as it was.
+    pub async fn record_payment(conn: &mut Conn, tenant_id: &str, new: &NewPayment, now: DateTime<Utc>) -> Result<Payment> {
+        conn.transaction(async |conn| {
+            let payment_id = new_id(PAYMENT);
+            q::charges::lock_ledger(conn, tenant_id).await?;
+            let invoice = q::invoices::lock_for_payment(conn, tenant_id, &new.invoice_id).await?;
+            let amount = parse_payment_amount("amount", &new.amount, invoice.currency)
+                .map_err(|v| Error::InvalidArgument(vec![v]))?;
+            let paid = apply_payment("amount", amount, invoice.currency, invoice.total, invoice.paid)?;
+            let payment = Payment {
+                id: payment_id,
+                invoice_id: invoice.id.clone(),
+                amount,
+                currency: invoice.currency,
+                reference: new.reference.clone(),
+                paid_after: paid,
+                balance_after: invoice.total - paid,
+                recorded_at: now.trunc_subsecs(6),
+            };
+            q::payments::insert(conn, tenant_id, &payment).await?;
+            q::invoices::set_paid(conn, tenant_id, &invoice.id, paid, PaymentStatus::of(invoice.total, paid)).await?;
+            move_exposure(conn, tenant_id, &invoice.customer.id, |e| e.after_payment(amount)).await?;
+            Ok(payment)
+        })
+        .await
+    }
+}
+
+impl Ledger {
+    /// Closes a customer's billing period (see [`close_in_tx`](self::pg::close_in_tx)).
+    pub async fn close_billing_period(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        period_start: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        request: Option<&Idempotent<'_, Written<Invoice>>>,
+    ) -> Result<Answer<Written<Invoice>>> {
+        write_once!(
+            self.store,
+            tenant_id,
+            request,
+            self::close(tenant_id, customer_id, period_start, now)
+        )
+    }
+
+    pub async fn record_payment(
+        &self,
+        tenant_id: &str,
+        new: &NewPayment,
+        now: DateTime<Utc>,
+        request: &Idempotent<'_, Payment>,
+    ) -> Result<Answer<Payment>> {
+        write_once!(
+            self.store,
+            tenant_id,
+            Some(request),
+            self::record_payment(tenant_id, new, now)
+        )
+    }
+
+    /// The start of the customer's billing period containing `at`.
+    pub async fn billing_period_containing(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        dispatch!(
+            self.store,
+            read,
+            self::period_start_of(tenant_id, customer_id, at)
+        )
+    }
+
+    /// The customer's next period to close, when it may close at `now` (a read: the closer
+    /// takes the ledger lock only for customers that have something to close).
+    pub async fn next_due_period(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Period>> {
+        dispatch!(
+            self.store,
+            read,
+            self::next_due(tenant_id, customer_id, now)
+        )
+    }
+}

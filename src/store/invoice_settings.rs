@@ -1,0 +1,66 @@
+//! A tenant's invoicing settings (number prefix, rounding rule, grace days).
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::invoicing_schema::invoice_settings;
+use super::sql_types::DbTime;
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::error::{Error, Result};
+use crate::domain::invoice_settings::InvoiceSettings;
+use crate::domain::period_close::Grace;
+
+for_each_backend! {
+    /// The tenant's settings, or the defaults when it has set none.
+    pub async fn get(conn: &mut Conn, tenant_id: &str) -> Result<InvoiceSettings> {
+        let row: Option<(String, String, i32)> = invoice_settings::table
+            .find(tenant_id)
+            .select((invoice_settings::number_prefix, invoice_settings::rounding, invoice_settings::grace_days))
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((number_prefix, rounding, grace_days)) = row else {
+            return Ok(InvoiceSettings::default());
+        };
+        let stored = |e: String| Error::Internal(format!("stored invoice settings: {e}"));
+        Ok(InvoiceSettings {
+            number_prefix,
+            rounding: rounding.parse().map_err(stored)?,
+            grace: Grace::days("grace_days", u32::try_from(grace_days).unwrap_or(u32::MAX))
+                .map_err(|v| stored(v.to_string()))?,
+        })
+    }
+
+    pub async fn put(conn: &mut Conn, tenant_id: &str, settings: &InvoiceSettings) -> Result<()> {
+        let now = DbTime(Utc::now());
+        let values = || (
+            invoice_settings::number_prefix.eq(&settings.number_prefix),
+            invoice_settings::rounding.eq(settings.rounding.as_str()),
+            invoice_settings::grace_days.eq(settings.grace.in_days() as i32),
+            invoice_settings::updated_at.eq(now),
+        );
+        diesel::insert_into(invoice_settings::table)
+            .values((invoice_settings::tenant_id.eq(tenant_id), values()))
+            .on_conflict(invoice_settings::tenant_id)
+            .do_update()
+            .set(values())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn invoice_settings(&self, tenant_id: &str) -> Result<InvoiceSettings> {
+        dispatch!(self, read, self::get(tenant_id))
+    }
+
+    /// Replaces the tenant's settings (they apply to closes from now on).
+    pub async fn put_invoice_settings(
+        &self,
+        tenant_id: &str,
+        settings: &InvoiceSettings,
+    ) -> Result<()> {
+        dispatch!(self, write, self::put(tenant_id, settings))
+    }
+}

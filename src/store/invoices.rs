@@ -1,0 +1,344 @@
+//! Finalized invoices and their lines. Written once, at close, in the closing transaction; only
+//! the paid sum and payment status change afterwards (with each payment).
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::invoicing_schema::{invoice_lines, invoices};
+use super::sql_types::{DbDecimal, DbTime};
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::error::{Error, Result};
+use crate::domain::invoice::{
+    AdjustedPeriod, BilledCustomer, InvoiceLine, InvoiceRef, PriorInvoice,
+};
+use crate::domain::invoice_record::{Invoice, InvoiceFilter};
+use crate::domain::money::Currency;
+use crate::domain::paging::{Page, PageRequest};
+use crate::domain::payment::PaymentStatus;
+
+type InvoiceRow = (
+    (String, String, DbTime, DbTime, String, String, i64, i64),
+    (Option<i64>, Option<String>, String, String, String, String),
+    (DbDecimal, DbDecimal, DbDecimal, DbDecimal, DbTime),
+);
+
+type LineRow = (
+    String,
+    (String, String, String, String),
+    (DbDecimal, DbDecimal, DbDecimal),
+    (
+        Option<DbTime>,
+        Option<DbTime>,
+        Option<String>,
+        Option<String>,
+    ),
+);
+
+fn internal(e: String) -> Error {
+    Error::Internal(e)
+}
+
+fn invoice_from_row(row: InvoiceRow, lines: Vec<InvoiceLine>) -> Result<Invoice> {
+    let (
+        (id, customer_id, start, end, time_zone, cycle, close_sequence, previous_close_sequence),
+        (number_counter, number, external_ref, name, currency, rounding),
+        (unrounded_total, total, rounding_difference, paid, finalized_at),
+    ) = row;
+    Ok(Invoice {
+        id,
+        number,
+        number_counter,
+        customer: BilledCustomer {
+            id: customer_id,
+            external_ref,
+            display_name: name,
+        },
+        currency: Currency::from_stored(&currency)?,
+        rounding: rounding.parse().map_err(internal)?,
+        period_start: start.0,
+        period_end: end.0,
+        time_zone,
+        cycle: cycle.parse().map_err(internal)?,
+        close_sequence,
+        previous_close_sequence,
+        lines,
+        unrounded_total: unrounded_total.0,
+        total: total.0,
+        rounding_difference: rounding_difference.0,
+        paid: paid.0,
+        finalized_at: finalized_at.0,
+    })
+}
+
+fn line_from_row(row: LineRow) -> Result<(String, InvoiceLine)> {
+    let (invoice_id, (vendor, service, meter, unit), (quantity, unrounded, amount), adjusts) = row;
+    let adjusts = match adjusts {
+        (Some(start), Some(end), id, number) => Some(AdjustedPeriod {
+            start: start.0,
+            end: end.0,
+            invoice: id.map(|id| InvoiceRef { id, number }),
+        }),
+        (None, None, None, None) => None,
+        _ => {
+            return Err(Error::Internal(format!(
+                "invoice {invoice_id} has a half-stored adjustment line"
+            )));
+        }
+    };
+    Ok((
+        invoice_id,
+        InvoiceLine {
+            vendor: vendor.parse().map_err(internal)?,
+            service,
+            meter,
+            unit,
+            quantity: quantity.0,
+            unrounded_amount: unrounded.0,
+            amount: amount.0,
+            adjusts,
+        },
+    ))
+}
+
+/// The header columns, in [`InvoiceRow`]'s order.
+macro_rules! header_columns {
+    () => {
+        (
+            (
+                invoices::id,
+                invoices::customer_id,
+                invoices::period_start,
+                invoices::period_end,
+                invoices::time_zone,
+                invoices::cycle,
+                invoices::close_sequence,
+                invoices::previous_close_sequence,
+            ),
+            (
+                invoices::number_counter,
+                invoices::number,
+                invoices::customer_external_ref,
+                invoices::customer_name,
+                invoices::currency,
+                invoices::rounding,
+            ),
+            (
+                invoices::unrounded_total,
+                invoices::total,
+                invoices::rounding_difference,
+                invoices::paid,
+                invoices::finalized_at,
+            ),
+        )
+    };
+}
+
+for_each_backend! {
+    use super::{InvoiceRow, LineRow, invoice_from_row, line_from_row};
+
+    /// Stores a finalized invoice and its lines.
+    pub async fn insert(conn: &mut Conn, tenant_id: &str, invoice: &Invoice) -> Result<()> {
+        diesel::insert_into(invoices::table)
+            .values((
+                (
+                    invoices::tenant_id.eq(tenant_id),
+                    invoices::id.eq(&invoice.id),
+                    invoices::customer_id.eq(&invoice.customer.id),
+                    invoices::period_start.eq(DbTime(invoice.period_start)),
+                    invoices::period_end.eq(DbTime(invoice.period_end)),
+                    invoices::time_zone.eq(&invoice.time_zone),
+                    invoices::cycle.eq(invoice.cycle.as_str()),
+                    invoices::close_sequence.eq(invoice.close_sequence),
+                    invoices::previous_close_sequence.eq(invoice.previous_close_sequence),
+                    invoices::number_counter.eq(invoice.number_counter),
+                    invoices::number.eq(&invoice.number),
+                ),
+                (
+                    invoices::customer_external_ref.eq(&invoice.customer.external_ref),
+                    invoices::customer_name.eq(&invoice.customer.display_name),
+                    invoices::currency.eq(invoice.currency.code()),
+                    invoices::rounding.eq(invoice.rounding.as_str()),
+                    invoices::unrounded_total.eq(DbDecimal(invoice.unrounded_total)),
+                    invoices::total.eq(DbDecimal(invoice.total)),
+                    invoices::rounding_difference.eq(DbDecimal(invoice.rounding_difference)),
+                    invoices::payment_status.eq(invoice.payment_status().as_str()),
+                    invoices::paid.eq(DbDecimal(invoice.paid)),
+                    invoices::finalized_at.eq(DbTime(invoice.finalized_at)),
+                ),
+            ))
+            .execute(conn)
+            .await?;
+        // One statement per line: Diesel's SQLite batch insert cannot bind the nullable columns.
+        for (n, line) in (1..).zip(invoice.lines.iter()) {
+            let row = {
+                    let adjusts = line.adjusts.as_ref();
+                    let adjusted_invoice = adjusts.and_then(|a| a.invoice.as_ref());
+                    (
+                        (
+                            invoice_lines::tenant_id.eq(tenant_id),
+                            invoice_lines::invoice_id.eq(&invoice.id),
+                            invoice_lines::line_number.eq(n),
+                            invoice_lines::vendor.eq(line.vendor.as_str()),
+                            invoice_lines::service.eq(&line.service),
+                            invoice_lines::meter.eq(&line.meter),
+                            invoice_lines::unit.eq(&line.unit),
+                        ),
+                        (
+                            invoice_lines::quantity.eq(DbDecimal(line.quantity)),
+                            invoice_lines::unrounded_amount.eq(DbDecimal(line.unrounded_amount)),
+                            invoice_lines::amount.eq(DbDecimal(line.amount)),
+                            invoice_lines::adjusts_period_start.eq(adjusts.map(|a| DbTime(a.start))),
+                            invoice_lines::adjusts_period_end.eq(adjusts.map(|a| DbTime(a.end))),
+                            invoice_lines::adjusts_invoice_id.eq(adjusted_invoice.map(|i| i.id.clone())),
+                            invoice_lines::adjusts_invoice_number.eq(adjusted_invoice.and_then(|i| i.number.clone())),
+                        ),
+                    )
+            };
+            diesel::insert_into(invoice_lines::table).values(row).execute(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn lines_of(conn: &mut Conn, tenant_id: &str, invoice_ids: &[&str]) -> Result<Vec<(String, InvoiceLine)>> {
+        let rows: Vec<LineRow> = invoice_lines::table
+            .filter(invoice_lines::tenant_id.eq(tenant_id))
+            .filter(invoice_lines::invoice_id.eq_any(invoice_ids))
+            .order((invoice_lines::invoice_id, invoice_lines::line_number))
+            .select((
+                invoice_lines::invoice_id,
+                (invoice_lines::vendor, invoice_lines::service, invoice_lines::meter, invoice_lines::unit),
+                (invoice_lines::quantity, invoice_lines::unrounded_amount, invoice_lines::amount),
+                (
+                    invoice_lines::adjusts_period_start,
+                    invoice_lines::adjusts_period_end,
+                    invoice_lines::adjusts_invoice_id,
+                    invoice_lines::adjusts_invoice_number,
+                ),
+            ))
+            .load(conn)
+            .await?;
+        rows.into_iter().map(line_from_row).collect()
+    }
+
+    /// The invoice with its lines; NOT_FOUND for another tenant's.
+    pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Invoice> {
+        let row: InvoiceRow = invoices::table
+            .filter(invoices::tenant_id.eq(tenant_id))
+            .filter(invoices::id.eq(id))
+            .select(header_columns!())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("invoice", id))?;
+        let lines = lines_of(conn, tenant_id, &[id]).await?.into_iter().map(|(_, l)| l).collect();
+        invoice_from_row(row, lines)
+    }
+
+    /// The customer's invoice for the period starting at `period_start`, if it was closed.
+    pub async fn of_period(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: DateTime<Utc>) -> Result<Option<Invoice>> {
+        let id: Option<String> = invoices::table
+            .filter(invoices::tenant_id.eq(tenant_id))
+            .filter(invoices::customer_id.eq(customer_id))
+            .filter(invoices::period_start.eq(DbTime(period_start)))
+            .select(invoices::id)
+            .first(conn)
+            .await
+            .optional()?;
+        match id {
+            Some(id) => get(conn, tenant_id, &id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The customer's closed periods and their invoices, to name on adjustment lines.
+    pub async fn priors(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<Vec<PriorInvoice>> {
+        let rows: Vec<(DbTime, DbTime, String, Option<String>)> = invoices::table
+            .filter(invoices::tenant_id.eq(tenant_id))
+            .filter(invoices::customer_id.eq(customer_id))
+            .order(invoices::period_start)
+            .select((invoices::period_start, invoices::period_end, invoices::id, invoices::number))
+            .load(conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(start, end, id, number)| PriorInvoice {
+                period_start: start.0,
+                period_end: end.0,
+                invoice: InvoiceRef { id, number },
+            })
+            .collect())
+    }
+
+    /// A page of invoices in id (creation) order, with their lines.
+    pub async fn list(conn: &mut Conn, tenant_id: &str, filter: &InvoiceFilter, page: &PageRequest) -> Result<Page<Invoice>> {
+        let mut query = invoices::table
+            .filter(invoices::tenant_id.eq(tenant_id))
+            .select(header_columns!())
+            .order(invoices::id)
+            .limit(page.fetch_limit())
+            .into_boxed();
+        if let Some(customer_id) = &filter.customer_id {
+            query = query.filter(invoices::customer_id.eq(customer_id));
+        }
+        if let Some(start) = filter.period_start {
+            query = query.filter(invoices::period_start.eq(DbTime(start)));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(invoices::payment_status.eq(status.as_str()));
+        }
+        if let Some(after) = &page.after {
+            query = query.filter(invoices::id.gt(after));
+        }
+        let rows: Vec<InvoiceRow> = query.load(conn).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.0.0.clone()).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let lines = lines_of(conn, tenant_id, &id_refs).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut by_id: std::collections::HashMap<String, Vec<InvoiceLine>> = std::collections::HashMap::new();
+        for (id, line) in lines {
+            by_id.entry(id).or_default().push(line);
+        }
+        for row in rows {
+            let own = by_id.remove(&row.0.0).unwrap_or_default();
+            out.push(invoice_from_row(row, own)?);
+        }
+        Ok(page.page(out, |i| &i.id))
+    }
+
+    /// The invoice's total, paid sum and currency, locked until the transaction ends on
+    /// PostgreSQL (SQLite has one writer).
+    pub async fn lock_for_payment(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Invoice> {
+        if IS_POSTGRES {
+            diesel::sql_query("SELECT 1 FROM invoices WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                .bind::<diesel::sql_types::Text, _>(tenant_id)
+                .bind::<diesel::sql_types::Text, _>(id)
+                .execute(conn)
+                .await?;
+        }
+        get(conn, tenant_id, id).await
+    }
+
+    pub async fn set_paid(conn: &mut Conn, tenant_id: &str, id: &str, paid: rust_decimal::Decimal, status: PaymentStatus) -> Result<()> {
+        diesel::update(invoices::table.find((tenant_id, id)))
+            .set((invoices::paid.eq(DbDecimal(paid)), invoices::payment_status.eq(status.as_str())))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The invoice with its lines; NOT_FOUND for another tenant's.
+    pub async fn invoice(&self, tenant_id: &str, id: &str) -> Result<Invoice> {
+        dispatch!(self, read, self::get(tenant_id, id))
+    }
+
+    pub async fn list_invoices(
+        &self,
+        tenant_id: &str,
+        filter: &InvoiceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Invoice>> {
+        dispatch!(self, read, self::list(tenant_id, filter, page))
+    }
+}
