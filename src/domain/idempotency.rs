@@ -63,8 +63,11 @@ impl IdempotencyKey {
 /// crash between commit and answer, gets the first answer byte for byte.
 pub struct Idempotent<'a, T> {
     pub key: IdempotencyKey,
-    encode: Box<dyn Fn(&T) -> Vec<u8> + Send + Sync + 'a>,
+    encode: Encoder<'a, T>,
 }
+
+/// Turns what the work produced into the response bytes to record.
+type Encoder<'a, T> = Box<dyn Fn(&T) -> Vec<u8> + Send + Sync + 'a>;
 
 impl<'a, T> Idempotent<'a, T> {
     pub fn new(key: IdempotencyKey, encode: impl Fn(&T) -> Vec<u8> + Send + Sync + 'a) -> Self {
