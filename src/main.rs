@@ -13,7 +13,7 @@ use msp_gateway::domain::tenant::{NewTenant, Tenant};
 use msp_gateway::ledger::Ledger;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::{demo, poller, server, telemetry};
+use msp_gateway::{demo, poller, server, service_worker, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -162,9 +162,22 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let pollers = config
-        .pollers
-        .then(|| tokio::spawn(poller::run(ledger.clone(), poller_settings, stop_rx)));
+    let pollers = config.pollers.then(|| {
+        tokio::spawn(poller::run(
+            ledger.clone(),
+            poller_settings,
+            stop_rx.clone(),
+        ))
+    });
+    // Service actions are background vendor work too: API-only replicas leave them to others.
+    let worker_task = config.pollers.then(|| {
+        let worker = service_worker::Worker::new(
+            store.clone(),
+            service_worker::WorkerSettings::default(),
+            service_worker::vendor_adapters(),
+        );
+        tokio::spawn(worker.run(stop_rx))
+    });
     let shutdown = async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -179,6 +192,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     .await?;
     if let Some(pollers) = pollers {
         let _ = pollers.await;
+    }
+    if let Some(worker_task) = worker_task {
+        let _ = worker_task.await;
     }
     tracing::info!("msp-gateway stopped");
     Ok(())

@@ -14,6 +14,7 @@ use super::customers::CustomerApi;
 use super::partner_accounts::PartnerAccountApi;
 use super::permissions::{PACKAGE, PERMISSIONS};
 use super::pricing::PricingApi;
+use super::service_management::ServiceManagementApi;
 use super::tenants::TenantApi;
 use super::usage::UsageApi;
 use crate::proto::v1::charge_service_server::ChargeServiceServer;
@@ -21,6 +22,7 @@ use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
+use crate::proto::v1::service_management_service_server::ServiceManagementServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
 use crate::proto::v1::usage_service_server::UsageServiceServer;
 use crate::store::Store;
@@ -50,7 +52,10 @@ pub async fn routes(
         .add_service(PricingServiceServer::new(PricingApi::new(gw.clone())))
         .add_service(UsageServiceServer::new(UsageApi::new(gw.clone())))
         .add_service(ChargeServiceServer::new(ChargeApi::new(gw.clone())))
-        .add_service(CreditControlServiceServer::new(CreditApi::new(gw.clone())));
+        .add_service(CreditControlServiceServer::new(CreditApi::new(gw.clone())))
+        .add_service(ServiceManagementServiceServer::new(
+            ServiceManagementApi::new(gw.clone()),
+        ));
     set_health(&health, ServingStatus::Serving).await;
     Ok((routes, health))
 }

@@ -52,7 +52,10 @@ impl Scope {
                 Write => matches!(area, CreditControl | ServiceActions),
             },
             Scope::HelpDesk => action == Read && area != ApiKeys,
-            Scope::Portal => action == Read && matches!(area, Tenant | Customers | Usage),
+            // Portal keys read their own customer's service actions (handlers confine them).
+            Scope::Portal => {
+                action == Read && matches!(area, Tenant | Customers | Usage | ServiceActions)
+            }
         }
     }
 }
@@ -90,6 +93,9 @@ pub enum Area {
     Usage,
     CreditControl,
     ServiceActions,
+    /// Purging a customer's vendor accounts: irreversible, so admin keys only (no scope but
+    /// admin writes it).
+    ServicePurge,
 }
 
 impl Area {
@@ -103,6 +109,7 @@ impl Area {
             Area::Usage => "usage and charges",
             Area::CreditControl => "credit control",
             Area::ServiceActions => "service actions",
+            Area::ServicePurge => "customers' services by purging them",
         }
     }
 }
@@ -285,5 +292,9 @@ mod tests {
         assert!(Scope::Billing.allows(Area::CreditControl, Action::Read));
         assert!(!Scope::Billing.allows(Area::ServiceActions, Action::Write));
         assert!(!Scope::Billing.allows(Area::Tenant, Action::Write));
+        assert!(!Scope::CreditControl.allows(Area::ServicePurge, Action::Write));
+        assert!(Scope::Admin.allows(Area::ServicePurge, Action::Write));
+        assert!(Scope::Portal.allows(Area::ServiceActions, Action::Read));
+        assert!(!Scope::HelpDesk.allows(Area::ServiceActions, Action::Write));
     }
 }

@@ -17,6 +17,10 @@ pub mod partner_accounts;
 pub mod poll_states;
 pub mod pricing;
 pub mod schema;
+pub mod service_action_runs;
+pub mod service_action_schema;
+pub mod service_action_steps;
+pub mod service_actions;
 pub mod sql_types;
 mod sqlite_functions;
 pub mod tenants;
@@ -78,6 +82,9 @@ pub mod pg_queries {
     pub use super::partner_accounts::pg as partner_accounts;
     pub use super::poll_states::pg as poll_states;
     pub use super::pricing::pg as pricing;
+    pub use super::service_action_runs::pg as service_action_runs;
+    pub use super::service_action_steps::pg as service_action_steps;
+    pub use super::service_actions::pg as service_actions;
     pub use super::tenants::pg as tenants;
 }
 
@@ -90,6 +97,9 @@ pub mod sqlite_queries {
     pub use super::partner_accounts::sqlite as partner_accounts;
     pub use super::poll_states::sqlite as poll_states;
     pub use super::pricing::sqlite as pricing;
+    pub use super::service_action_runs::sqlite as service_action_runs;
+    pub use super::service_action_steps::sqlite as service_action_steps;
+    pub use super::service_actions::sqlite as service_actions;
     pub use super::tenants::sqlite as tenants;
 }
 

@@ -17,6 +17,7 @@ mod partner_accounts;
 mod partner_center_emulator;
 mod permissions;
 mod server;
+mod service_actions;
 mod service_control;
 mod sqlite_wal;
 mod usage;
