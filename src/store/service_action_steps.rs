@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::for_each_backend;
-use super::service_action_schema::service_action_steps;
+use super::service_action_schema::{service_action_steps, service_actions};
 use super::sql_types::DbTime;
 use crate::domain::error::{Error, Result};
 use crate::domain::service_action::{ActionKind, ServiceStep};
@@ -124,7 +124,6 @@ for_each_backend! {
     /// When the partner account's accounts were closed by purges finished since `since`, for
     /// AWS's closure quota.
     pub async fn closures_since(conn: &mut Conn, partner_account_id: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
-        use super::super::service_action_schema::service_actions;
         let rows: Vec<Option<DbTime>> = service_action_steps::table
             .inner_join(service_actions::table.on(service_actions::id.eq(service_action_steps::action_id)))
             .filter(service_action_steps::partner_account_id.eq(partner_account_id))
