@@ -77,12 +77,9 @@ where
         caught_up_to: 0,
         failed: false,
     };
-    futures::stream::unfold(state, move |mut state| {
-        let item = async move {
-            let delivery = state.next().await?;
-            Some((delivery, state))
-        };
-        item
+    futures::stream::unfold(state, |mut state| async move {
+        let delivery = state.next().await?;
+        Some((delivery, state))
     })
     .map(move |delivery| delivery.map(&to_proto))
     .boxed()
