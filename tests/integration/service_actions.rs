@@ -4,6 +4,7 @@
 //! a gateway killed mid-action resumed, and AUTO_SUSPEND acting on its own credit events.
 mod auto_suspend;
 mod moto;
+mod partner_center;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,4 +3,4 @@
 //! simulator. The states the emulators skip are scripted: moto's account creation is SUCCEEDED
 //! at once and it has no closure quota, so the AWS tests put the fault-injecting proxy in front.
 pub mod aws_organizations;
-mod partner_center;
+pub mod partner_center;
