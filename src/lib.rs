@@ -10,6 +10,7 @@
 //! - [`vendors`]: one connector per vendor behind one trait.
 //! - [`domain`]: the rules and every domain type, free of gRPC and SQL.
 //! - [`poller`]: the background pulls from the vendors into the ledger.
+//! - [`service_worker`]: carries out service actions (suspend, resume, purge) at the vendors.
 //! - [`config`], [`telemetry`], [`server`], [`demo`]: start-up.
 pub mod api;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub mod operations;
 pub mod poller;
 pub mod proto;
 pub mod server;
+pub mod service_worker;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;

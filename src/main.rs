@@ -13,7 +13,7 @@ use msp_gateway::domain::tenant::{NewTenant, Tenant};
 use msp_gateway::ledger::Ledger;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::{demo, operations, poller, server, telemetry};
+use msp_gateway::{demo, operations, poller, server, service_worker, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -186,8 +186,17 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         tokio::spawn(msp_gateway::ledger::close_run::run_closer(
             ledger.clone(),
             Duration::from_secs(config.close_check_secs.max(1)),
-            stop_rx,
+            stop_rx.clone(),
         ))
+    });
+    // Service actions are background vendor work too: API-only replicas leave them to others.
+    let worker_task = config.pollers.then(|| {
+        let worker = service_worker::Worker::new(
+            store.clone(),
+            service_worker::WorkerSettings::default(),
+            service_worker::vendor_adapters(),
+        );
+        tokio::spawn(worker.run(stop_rx))
     });
     let shutdown = async move {
         server::shutdown_signal().await;
@@ -209,6 +218,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         let _ = closer.await;
     }
     let _ = operations.await;
+    if let Some(worker_task) = worker_task {
+        let _ = worker_task.await;
+    }
     tracing::info!("msp-gateway stopped");
     Ok(())
 }

@@ -103,6 +103,7 @@ pub fn event_to_proto(e: &CreditEvent) -> v1::CreditEvent {
         .into(),
         ledger_sequence: e.ledger_sequence,
         record_time: Some(timestamp(e.recorded_at)),
+        service_action_id: e.service_action_id.clone().unwrap_or_default(),
     }
 }
 

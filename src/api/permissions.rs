@@ -112,6 +112,17 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("ExportInvoices", Invoices, Read),
         ],
     ),
+    (
+        "ServiceManagementService",
+        &[
+            ("SuspendCustomer", ServiceActions, Write),
+            ("ResumeCustomer", ServiceActions, Write),
+            ("PurgeCustomer", ServicePurge, Write),
+            ("GetServiceAction", ServiceActions, Read),
+            ("ListServiceActions", ServiceActions, Read),
+            ("StreamServiceActions", ServiceActions, Read),
+        ],
+    ),
 ];
 
 /// How the table answers a call's path.

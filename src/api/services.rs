@@ -15,6 +15,7 @@ use super::invoices::InvoiceApi;
 use super::partner_accounts::PartnerAccountApi;
 use super::permissions::{PACKAGE, PERMISSIONS};
 use super::pricing::PricingApi;
+use super::service_management::ServiceManagementApi;
 use super::tenants::TenantApi;
 use super::usage::UsageApi;
 use crate::proto::v1::charge_service_server::ChargeServiceServer;
@@ -23,6 +24,7 @@ use crate::proto::v1::customer_service_server::CustomerServiceServer;
 use crate::proto::v1::invoice_service_server::InvoiceServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
+use crate::proto::v1::service_management_service_server::ServiceManagementServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
 use crate::proto::v1::usage_service_server::UsageServiceServer;
 use crate::store::Store;
@@ -77,6 +79,10 @@ pub async fn routes(
         )
         .add_service(
             InvoiceServiceServer::new(InvoiceApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            ServiceManagementServiceServer::new(ServiceManagementApi::new(gw.clone()))
                 .max_decoding_message_size(max_request_bytes),
         );
     set_health(&health, ServingStatus::Serving).await;

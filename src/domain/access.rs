@@ -55,8 +55,11 @@ impl Scope {
                 Write => matches!(area, CreditControl | ServiceActions),
             },
             Scope::HelpDesk => action == Read && area != ApiKeys,
+            // Portal keys read their own customer's invoices and service actions (handlers
+            // confine them).
             Scope::Portal => {
-                action == Read && matches!(area, Tenant | Customers | Usage | Invoices)
+                action == Read
+                    && matches!(area, Tenant | Customers | Usage | Invoices | ServiceActions)
             }
         }
     }
@@ -96,6 +99,9 @@ pub enum Area {
     CreditControl,
     ServiceActions,
     Invoices,
+    /// Purging a customer's vendor accounts: irreversible, so admin keys only (no scope but
+    /// admin writes it).
+    ServicePurge,
 }
 
 impl Area {
@@ -110,6 +116,7 @@ impl Area {
             Area::CreditControl => "credit control",
             Area::ServiceActions => "service actions",
             Area::Invoices => "invoices and payments",
+            Area::ServicePurge => "customers' services by purging them",
         }
     }
 }
@@ -292,5 +299,9 @@ mod tests {
         assert!(Scope::Billing.allows(Area::CreditControl, Action::Read));
         assert!(!Scope::Billing.allows(Area::ServiceActions, Action::Write));
         assert!(!Scope::Billing.allows(Area::Tenant, Action::Write));
+        assert!(!Scope::CreditControl.allows(Area::ServicePurge, Action::Write));
+        assert!(Scope::Admin.allows(Area::ServicePurge, Action::Write));
+        assert!(Scope::Portal.allows(Area::ServiceActions, Action::Read));
+        assert!(!Scope::HelpDesk.allows(Area::ServiceActions, Action::Write));
     }
 }

@@ -368,6 +368,8 @@ pub struct CreditEvent {
     /// The ledger sequence whose write caused the crossing.
     pub ledger_sequence: i64,
     pub recorded_at: DateTime<Utc>,
+    /// The suspend or resume this event caused (AUTO_SUSPEND), recorded in the same commit.
+    pub service_action_id: Option<String>,
 }
 
 /// A customer's stored credit state: its own thresholds and policy (None: the tenant's
@@ -466,6 +468,7 @@ pub fn assess(
                 action: c.action,
                 ledger_sequence,
                 recorded_at: Utc::now(),
+                service_action_id: None,
             });
         }
         updates.push(ExposureUpdate {

@@ -6,6 +6,8 @@
 //!   which actions conflict;
 //! - [`step`]: one step's life (attempts, retries with backoff, the vendor's last error);
 //! - [`retry`]: the backoff rule for transient vendor faults;
+//! - [`record`]: an action as recorded, with its audit trail (who asked and why);
+//! - [`credit_policy`]: the actions AUTO_SUSPEND's credit events call for;
 //! - [`closure_budget`]: AWS's rolling 30-day quota on closing member accounts.
 use std::fmt;
 use std::str::FromStr;
@@ -14,11 +16,14 @@ use super::error::FieldViolation;
 use super::text;
 
 pub mod closure_budget;
+pub mod credit_policy;
+pub mod record;
 pub mod retry;
 pub mod step;
 pub mod transitions;
 
 pub use closure_budget::ClosureBudget;
+pub use record::{ActionFilter, NewServiceAction, Requester, ServiceAction};
 pub use retry::RetryPolicy;
 pub use step::ServiceStep;
 pub use transitions::{OpenAction, ShownStatus};

@@ -12,12 +12,13 @@ use super::diesel_tx::DieselLedger;
 use super::tx::LedgerTx;
 use super::{Ledger, ledger_backends};
 use crate::domain::credit::{
-    CreditDefaults, CreditPosition, CreditSettings, CreditSettingsPatch, RUN_RATE_DAYS, assess,
-    forecast,
+    CreditAction, CreditDefaults, CreditPosition, CreditSettings, CreditSettingsPatch,
+    RUN_RATE_DAYS, assess, forecast,
 };
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ledger_append::{Appended, usage_date};
+use crate::domain::service_action::credit_policy;
 use crate::store::dispatch;
 use crate::store::idempotency::write_once;
 use crate::store::schema::{charge_totals, customers};
@@ -52,13 +53,30 @@ async fn evaluate<T: LedgerTx>(
     }
     let ids: Vec<&str> = deltas.iter().map(|(id, _)| id.as_str()).collect();
     let inputs = tx.credit_inputs(tenant_id, &ids).await?;
-    let (exposure, events) = assess(deltas, inputs, ledger_sequence)?;
+    let (exposure, mut events) = assess(deltas, inputs, ledger_sequence)?;
     // One statement for every touched customer (a ledger write may touch thousands).
     tx.write_exposure(tenant_id, &exposure).await?;
     if events.is_empty() {
         return Ok(());
     }
+    // AUTO_SUSPEND acts: its suspend or resume is recorded in this transaction, and the event
+    // names it.
+    let acting: Vec<&str> = events
+        .iter()
+        .filter(|e| e.action != CreditAction::Notify)
+        .map(|e| e.customer_id.as_str())
+        .collect();
+    let mut planned = Vec::new();
+    if !acting.is_empty() {
+        let customers = tx.policy_customers(tenant_id, &acting).await?;
+        planned = credit_policy::plan(&mut events, &customers);
+    }
     let last = tx.append_credit_events(tenant_id, &events).await?;
+    if !planned.is_empty() {
+        credit_policy::number(&mut planned, last - events.len() as i64 + 1);
+        let actions: Vec<_> = planned.into_iter().map(|(_, action)| action).collect();
+        tx.insert_service_actions(tenant_id, &actions).await?;
+    }
     tx.notify(
         super::feed::CREDIT_CHANNEL,
         &super::feed::notification(tenant_id, last),

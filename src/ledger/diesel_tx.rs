@@ -16,6 +16,8 @@ use crate::domain::ledger::{LedgerLine, TenantPricing, tenant_pricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
+use crate::domain::service_action::NewServiceAction;
+use crate::domain::service_action::credit_policy::PolicyCustomer;
 use crate::store::schema::{customers, ledger_sequences, pricing_versions, vendor_accounts};
 
 /// A ledger transaction through Diesel on `conn`.
@@ -155,6 +157,34 @@ ledger_backends! {
 
         async fn append_credit_events(&mut self, tenant_id: &str, events: &[CreditEvent]) -> Result<i64> {
             q::credit::append_events(self.conn, tenant_id, events).await
+        }
+
+        async fn policy_customers(&mut self, tenant_id: &str, customer_ids: &[&str]) -> Result<std::collections::HashMap<String, PolicyCustomer>> {
+            let mut out = std::collections::HashMap::new();
+            for id in customer_ids {
+                let customer = match q::customers::get(self.conn, tenant_id, id).await {
+                    Ok(customer) => customer,
+                    Err(crate::domain::error::Error::NotFound { .. }) => continue,
+                    Err(error) => return Err(error),
+                };
+                let policy = PolicyCustomer {
+                    status: customer.status,
+                    links: customer.vendor_accounts,
+                    open: q::service_actions::open_for_customer(self.conn, tenant_id, id).await?,
+                    last_suspension: q::service_actions::last_suspension(self.conn, tenant_id, id).await?,
+                };
+                out.insert(id.to_string(), policy);
+            }
+            Ok(out)
+        }
+
+        async fn insert_service_actions(&mut self, tenant_id: &str, actions: &[NewServiceAction]) -> Result<()> {
+            for action in actions {
+                if !q::service_actions::insert(self.conn, tenant_id, action, Utc::now()).await? {
+                    tracing::warn!(action = %action.id, customer = %action.customer_id, "another service action opened first; the credit event names an action that was not recorded");
+                }
+            }
+            Ok(())
         }
 
         async fn notify(&mut self, channel: &str, payload: &str) -> Result<()> {

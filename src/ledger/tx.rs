@@ -11,6 +11,8 @@ use crate::domain::ledger::{LedgerLine, TenantPricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
+use crate::domain::service_action::NewServiceAction;
+use crate::domain::service_action::credit_policy::PolicyCustomer;
 
 /// How a ledger write holds its tenant (see [`LedgerTx::enter`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,19 @@ pub trait LedgerTx: Send {
         tenant_id: &str,
         events: &[CreditEvent],
     ) -> Result<i64>;
+    /// What credit policy needs to know of the customers among `customer_ids` to act on their
+    /// events (customers not found are left out).
+    async fn policy_customers(
+        &mut self,
+        tenant_id: &str,
+        customer_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, PolicyCustomer>>;
+    /// Records the service actions credit policy asked for, after the events naming them.
+    async fn insert_service_actions(
+        &mut self,
+        tenant_id: &str,
+        actions: &[NewServiceAction],
+    ) -> Result<()>;
     /// A notification delivered on commit to every replica's listener (PostgreSQL); nothing on
     /// SQLite, whose one writing process wakes its feeds itself after commit.
     async fn notify(&mut self, channel: &str, payload: &str) -> Result<()>;

@@ -34,11 +34,24 @@ type CreditEventRow = (
     String,
     i64,
     DbTime,
+    Option<String>,
 );
 
 fn event_from_row(row: CreditEventRow) -> Result<CreditEvent> {
-    let (sequence, customer_id, pct, direction, exposure, limit, currency, policy, action, ls, at) =
-        row;
+    let (
+        sequence,
+        customer_id,
+        pct,
+        direction,
+        exposure,
+        limit,
+        currency,
+        policy,
+        action,
+        ls,
+        at,
+        service_action_id,
+    ) = row;
     let corrupt = |e: String| Error::Internal(format!("stored credit event {sequence}: {e}"));
     Ok(CreditEvent {
         sequence,
@@ -52,6 +65,7 @@ fn event_from_row(row: CreditEventRow) -> Result<CreditEvent> {
         action: action.parse().map_err(corrupt)?,
         ledger_sequence: ls,
         recorded_at: at.0,
+        service_action_id,
     })
 }
 
@@ -238,6 +252,7 @@ for_each_backend! {
                     credit_events::action.eq(e.action.as_str()),
                     credit_events::ledger_sequence.eq(e.ledger_sequence),
                     credit_events::recorded_at.eq(now),
+                    credit_events::service_action_id.eq(e.service_action_id.as_deref()),
                 ))
                 .execute(conn)
                 .await?;
@@ -282,6 +297,7 @@ for_each_backend! {
                 credit_events::action,
                 credit_events::ledger_sequence,
                 credit_events::recorded_at,
+                credit_events::service_action_id,
             ))
             .order(credit_events::sequence)
             .limit(limit)

@@ -53,5 +53,6 @@ diesel::table! {
         action -> Text,
         ledger_sequence -> BigInt,
         recorded_at -> Instant,
+        service_action_id -> Nullable<Text>,
     }
 }

@@ -362,6 +362,21 @@ for_each_backend! {
         .await
     }
 
+    /// Sets the customer's status as service actions move it (the etag is unchanged: the status
+    /// is not the caller's to edit).
+    pub async fn set_status(conn: &mut Conn, tenant_id: &str, id: &str, status: CustomerStatus) -> Result<()> {
+        diesel::update(customers::table)
+            .filter(customers::tenant_id.eq(tenant_id))
+            .filter(customers::id.eq(id))
+            .set((
+                customers::status.eq(status.as_str()),
+                customers::updated_at.eq(DbTime(Utc::now())),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// Links a vendor account to the customer (enrolling it through that partner account).
     /// Rating the usage that waited for the link is the ledger's (`ledger::changes`).
     pub async fn link(

@@ -25,6 +25,10 @@ pub mod payments;
 pub mod poll_states;
 pub mod pricing;
 pub mod schema;
+pub mod service_action_runs;
+pub mod service_action_schema;
+pub mod service_action_steps;
+pub mod service_actions;
 pub mod sql_types;
 mod sqlite_functions;
 pub mod tenants;
@@ -92,6 +96,9 @@ pub mod pg_queries {
     pub use super::payments::pg as payments;
     pub use super::poll_states::pg as poll_states;
     pub use super::pricing::pg as pricing;
+    pub use super::service_action_runs::pg as service_action_runs;
+    pub use super::service_action_steps::pg as service_action_steps;
+    pub use super::service_actions::pg as service_actions;
     pub use super::tenants::pg as tenants;
 }
 
@@ -110,6 +117,9 @@ pub mod sqlite_queries {
     pub use super::payments::sqlite as payments;
     pub use super::poll_states::sqlite as poll_states;
     pub use super::pricing::sqlite as pricing;
+    pub use super::service_action_runs::sqlite as service_action_runs;
+    pub use super::service_action_steps::sqlite as service_action_steps;
+    pub use super::service_actions::sqlite as service_actions;
     pub use super::tenants::sqlite as tenants;
 }
 

@@ -21,6 +21,7 @@ mod partner_center_emulator;
 mod permissions;
 mod replays;
 mod server;
+mod service_actions;
 mod service_control;
 mod sqlite_wal;
 mod usage;

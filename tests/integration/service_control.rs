@@ -2,5 +2,5 @@
 //! through the real SDK against moto, Partner Center over TLS against the emulator, and the
 //! simulator. The states the emulators skip are scripted: moto's account creation is SUCCEEDED
 //! at once and it has no closure quota, so the AWS tests put the fault-injecting proxy in front.
-mod aws_organizations;
-mod partner_center;
+pub mod aws_organizations;
+pub mod partner_center;

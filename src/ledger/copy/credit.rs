@@ -122,15 +122,20 @@ pub(super) async fn append_events(
     let policies: Vec<&str> = events.iter().map(|e| e.policy.as_str()).collect();
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     let ledger: Vec<i64> = events.iter().map(|e| e.ledger_sequence).collect();
+    let service_actions: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.service_action_id.as_deref())
+        .collect();
     let now = Utc::now();
     client
         .execute(
             "INSERT INTO credit_events (tenant_id, sequence, customer_id, threshold_percent, \
              direction, exposure, credit_limit, currency, policy, action, ledger_sequence, \
-             recorded_at) SELECT $1, unnest($2::int8[]), unnest($3::text[]), \
-             unnest($4::int4[]), unnest($5::text[]), unnest($6::numeric[]), \
-             unnest($7::numeric[]), unnest($8::text[]), unnest($9::text[]), \
-             unnest($10::text[]), unnest($11::int8[]), $12",
+             recorded_at, service_action_id) SELECT $1, unnest($2::int8[]), \
+             unnest($3::text[]), unnest($4::int4[]), unnest($5::text[]), \
+             unnest($6::numeric[]), unnest($7::numeric[]), unnest($8::text[]), \
+             unnest($9::text[]), unnest($10::text[]), unnest($11::int8[]), $12, \
+             unnest($13::text[])",
             &[
                 &tenant_id,
                 &sequences,
@@ -144,6 +149,7 @@ pub(super) async fn append_events(
                 &actions,
                 &ledger,
                 &now,
+                &service_actions,
             ],
         )
         .await?;

@@ -10,6 +10,7 @@
 //! Diesel (`diesel_tx`).
 mod credit;
 mod rows;
+mod service_actions;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -31,6 +32,8 @@ use crate::domain::ledger::{LedgerLine, TenantPricing};
 use crate::domain::ledger_append::{Appended, NumberedEvent};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
+use crate::domain::service_action::NewServiceAction;
+use crate::domain::service_action::credit_policy::PolicyCustomer;
 use rows::{PgLines, lines_of};
 
 /// Opens ledger connections (plaintext, like the Diesel pool's).
@@ -477,6 +480,22 @@ impl LedgerTx for PgLedger {
         events: &[CreditEvent],
     ) -> Result<i64> {
         credit::append_events(self.client()?, tenant_id, events).await
+    }
+
+    async fn policy_customers(
+        &mut self,
+        tenant_id: &str,
+        customer_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, PolicyCustomer>> {
+        service_actions::policy_customers(self.client()?, tenant_id, customer_ids).await
+    }
+
+    async fn insert_service_actions(
+        &mut self,
+        tenant_id: &str,
+        actions: &[NewServiceAction],
+    ) -> Result<()> {
+        service_actions::insert(self.client()?, tenant_id, actions).await
     }
 
     async fn notify(&mut self, channel: &str, payload: &str) -> Result<()> {

@@ -22,16 +22,16 @@ use crate::aws_cost_explorer::moto::{FaultProxy, Moto};
 
 /// An organization in a moto of its own, the proxy in front of it, and an SDK client straight to
 /// moto for checking.
-struct Org {
-    sdk: aws_sdk_organizations::Client,
-    proxy: FaultProxy,
-    management: String,
-    credentials: tempfile::TempDir,
+pub struct Org {
+    pub sdk: aws_sdk_organizations::Client,
+    pub proxy: FaultProxy,
+    pub management: String,
+    pub credentials: tempfile::TempDir,
     _moto: Moto,
 }
 
 impl Org {
-    async fn start() -> Org {
+    pub async fn start() -> Org {
         let moto = Moto::start().await;
         let sdk = aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::Config::builder()
@@ -69,7 +69,7 @@ impl Org {
     }
 
     /// A new member account, created by the test (not the adapter).
-    async fn member(&self, name: &str) -> String {
+    pub async fn member(&self, name: &str) -> String {
         let output = self
             .sdk
             .create_account()
@@ -101,7 +101,7 @@ impl Org {
     }
 
     /// The SCPs attached to a target, as (id, name), sorted by name.
-    async fn scps(&self, target: &str) -> Vec<(String, String)> {
+    pub async fn scps(&self, target: &str) -> Vec<(String, String)> {
         let output = self
             .sdk
             .list_policies_for_target()
@@ -141,7 +141,7 @@ impl Org {
             .collect()
     }
 
-    async fn account_status(&self, account: &str) -> String {
+    pub async fn account_status(&self, account: &str) -> String {
         let output = self
             .sdk
             .describe_account()

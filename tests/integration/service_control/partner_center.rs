@@ -14,20 +14,20 @@ use msp_gateway::vendors::service_control::ServiceControl;
 
 use crate::partner_center_emulator::{CLIENT_ID, CLIENT_SECRET, Emulator, Script, TENANT};
 
-const CUSTOMER: &str = "c0ffee00-0000-4000-8000-0000000000c1";
-const S1: &str = "51515151-0000-4000-8000-000000000001";
-const S2: &str = "52525252-0000-4000-8000-000000000002";
-const S3: &str = "53535353-0000-4000-8000-000000000003";
+pub const CUSTOMER: &str = "c0ffee00-0000-4000-8000-0000000000c1";
+pub const S1: &str = "51515151-0000-4000-8000-000000000001";
+pub const S2: &str = "52525252-0000-4000-8000-000000000002";
+pub const S3: &str = "53535353-0000-4000-8000-000000000003";
 
-struct Fixture {
-    emulator: Emulator,
+pub struct Fixture {
+    pub emulator: Emulator,
     config: PartnerCenterControlConfig,
     _credentials: tempfile::TempDir,
 }
 
 impl Fixture {
     /// The emulator with one customer holding three active subscriptions.
-    async fn start() -> Fixture {
+    pub async fn start() -> Fixture {
         let emulator = Emulator::start(Script::default()).await;
         emulator.add_subscriptions(
             CUSTOMER,
@@ -61,11 +61,11 @@ impl Fixture {
         }
     }
 
-    fn control(&self) -> PartnerCenterControl {
+    pub fn control(&self) -> PartnerCenterControl {
         PartnerCenterControl::new(self.config.clone()).expect("adapter")
     }
 
-    fn statuses(&self) -> Vec<String> {
+    pub fn statuses(&self) -> Vec<String> {
         [S1, S2, S3]
             .iter()
             .map(|s| self.emulator.subscription_status(s))

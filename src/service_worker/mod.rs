@@ -1,0 +1,357 @@
+//! The service-action worker: carries out the suspend, resume and purge actions the API and
+//! credit policy record, one step per vendor account.
+//!
+//! - Each action is held through a lease on its row (`service_actions.lease_owner`), renewed
+//!   while it runs, so with several replicas on one PostgreSQL one runs it; when that replica
+//!   dies the lease expires and another takes the action over.
+//! - A step found RUNNING by a new holder (its replica died between the vendor call and the
+//!   commit) is attempted again: every adapter call is idempotent at the vendor, so the repeat
+//!   answers "already in state" instead of changing the outcome.
+//! - Transient vendor faults are retried with backoff (`RetryPolicy`), the wait kept in the
+//!   step (`not_before`), so a restart honours it.
+//! - Vendor calls through one partner account run at most `per_partner_concurrency` at a time:
+//!   the vendors throttle per partner (AWS Organizations' write calls allow a few per second;
+//!   Partner Center limits each partner tenant), and a bulk credit run must not trip that.
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::{Semaphore, watch};
+
+use crate::domain::error::Result;
+use crate::domain::partner_account::PartnerAccount;
+use crate::domain::service_action::{
+    ActionKind, ActionStatus, ClosureBudget, RetryPolicy, ServiceAction, ServiceStep,
+    closure_budget,
+};
+use crate::domain::service_control::{ControlError, ControlReport};
+use crate::store::Store;
+use crate::vendors::service_control::{ControlResult, ServiceControl};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// This replica's name in leases.
+    pub owner: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// The longest the worker waits before looking for new actions again (this process's own
+    /// requests wake it at once).
+    pub poll: Duration,
+    /// Vendor calls at once through one partner account.
+    pub per_partner_concurrency: usize,
+    /// Actions this replica runs at once.
+    pub max_actions: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            lease_ttl: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            per_partner_concurrency: 8,
+            max_actions: 256,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Builds the adapter of a partner account.
+pub type ControlFactory =
+    Arc<dyn Fn(&PartnerAccount) -> ControlResult<Arc<dyn ServiceControl>> + Send + Sync>;
+
+/// The adapters `vendors::service_control_for` builds.
+pub fn vendor_adapters() -> ControlFactory {
+    Arc::new(|account| crate::vendors::service_control_for(account, None).map(Arc::from))
+}
+
+pub struct Worker {
+    store: Arc<Store>,
+    settings: WorkerSettings,
+    factory: ControlFactory,
+    /// Adapters by (partner account, version): a changed account gets a new one.
+    adapters: Mutex<HashMap<(String, i64), Arc<dyn ServiceControl>>>,
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    running: Mutex<HashSet<String>>,
+}
+
+impl Worker {
+    pub fn new(store: Arc<Store>, settings: WorkerSettings, factory: ControlFactory) -> Arc<Self> {
+        Arc::new(Worker {
+            store,
+            settings,
+            factory,
+            adapters: Mutex::default(),
+            limits: Mutex::default(),
+            running: Mutex::default(),
+        })
+    }
+
+    /// Runs until `stop` turns true; actions under way are left to their leases (another
+    /// replica, or this one restarted, resumes them).
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut written = self.store.written().subscribe();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            written.borrow_and_update();
+            if let Err(error) = self.start_runnable().await {
+                tracing::warn!(%error, "service worker could not look for actions");
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = written.changed() => {}
+                _ = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
+    }
+
+    /// Spawns the run of every open action no live replica holds, up to `max_actions`.
+    async fn start_runnable(self: &Arc<Self>) -> Result<()> {
+        let free = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            self.settings.max_actions.saturating_sub(running.len())
+        };
+        if free == 0 {
+            return Ok(());
+        }
+        let limit = i64::try_from(self.settings.max_actions * 2).unwrap_or(i64::MAX);
+        let candidates = self
+            .store
+            .runnable_service_actions(&self.settings.owner, limit)
+            .await?;
+        for (tenant_id, id) in candidates.into_iter().take(free.max(1) * 2) {
+            {
+                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                if running.len() >= self.settings.max_actions || !running.insert(id.clone()) {
+                    continue;
+                }
+            }
+            let worker = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = worker.run_action(&tenant_id, &id).await {
+                    tracing::warn!(%error, action = %id, "service action run interrupted; it will be resumed");
+                }
+                worker
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            });
+        }
+        Ok(())
+    }
+
+    fn ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.lease_ttl).unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    /// Leases the action and carries it out to its end (or until the lease is lost).
+    pub async fn run_action(self: &Arc<Self>, tenant_id: &str, id: &str) -> Result<()> {
+        let owner = self.settings.owner.clone();
+        if !self
+            .store
+            .lease_service_action(id, &owner, self.ttl())
+            .await?
+        {
+            return Ok(());
+        }
+        // Renews the lease while the run lasts; a lost lease stops the run.
+        let (lost_tx, lost) = watch::channel(false);
+        let renewer = {
+            let store = self.store.clone();
+            let (id, owner, ttl) = (id.to_string(), owner.clone(), self.ttl());
+            let every = self.settings.lease_ttl / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store.lease_service_action(&id, &owner, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "could not renew a service action lease")
+                        }
+                    }
+                }
+            })
+        };
+        let outcome = self.carry_out(tenant_id, id, lost).await;
+        renewer.abort();
+        let released = self.store.release_service_action(id, &owner).await;
+        outcome.and(released)
+    }
+
+    async fn carry_out(
+        self: &Arc<Self>,
+        tenant_id: &str,
+        id: &str,
+        lost: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut action = self.store.service_action(tenant_id, id).await?;
+        // Steps left RUNNING by a replica that died mid-call: attempt them again.
+        for (position, step) in action.steps.iter().enumerate() {
+            if step.status == ActionStatus::Running {
+                let mut step = step.clone();
+                step.recover();
+                self.store
+                    .service_step_progress(tenant_id, id, position, &step)
+                    .await?;
+            }
+        }
+        action = self.store.settle_service_action(tenant_id, id).await?;
+        while !action.status.is_terminal() {
+            if *lost.borrow() {
+                return Ok(());
+            }
+            let now = Utc::now();
+            let due: Vec<usize> = (0..action.steps.len())
+                .filter(|&i| action.steps[i].is_due(now))
+                .collect();
+            if due.is_empty() {
+                // Wait for the earliest retry (the lease is renewed meanwhile).
+                let next = action
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.not_before)
+                    .min()
+                    .map(|t| (t - now).to_std().unwrap_or_default())
+                    .unwrap_or(self.settings.poll);
+                tokio::time::sleep(next.min(self.settings.lease_ttl)).await;
+            } else {
+                let runs = due
+                    .into_iter()
+                    .map(|i| self.attempt(&action, i, action.steps[i].clone()));
+                for result in futures::future::join_all(runs).await {
+                    result?;
+                }
+            }
+            action = self.store.settle_service_action(tenant_id, id).await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt of step `position`: RUNNING committed, the vendor called, the outcome
+    /// committed.
+    async fn attempt(
+        self: &Arc<Self>,
+        action: &ServiceAction,
+        position: usize,
+        mut step: ServiceStep,
+    ) -> Result<()> {
+        let limit = self.limit(&step.partner_account_id);
+        let _permit = limit.acquire().await.ok();
+        if !step.start(Utc::now()) {
+            return Ok(());
+        }
+        let (tenant_id, id) = (&action.tenant_id, &action.id);
+        self.store
+            .service_step_progress(tenant_id, id, position, &step)
+            .await?;
+        let outcome = self.call(action, &step).await;
+        let now = Utc::now();
+        match outcome {
+            Ok(report) => {
+                tracing::info!(action = %id, target = %step.target, changes = ?report.resources, "service step done");
+                step.succeed(now);
+            }
+            Err(error) => {
+                tracing::warn!(action = %id, target = %step.target, %error, "service step failed");
+                let jitter: f64 = rand::rng().random();
+                step.fail(&error, now, &self.settings.retry, jitter);
+            }
+        }
+        self.store
+            .service_step_progress(tenant_id, id, position, &step)
+            .await?;
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        action: &ServiceAction,
+        step: &ServiceStep,
+    ) -> ControlResult<ControlReport> {
+        let adapter = self
+            .adapter(&action.tenant_id, &step.partner_account_id)
+            .await?;
+        let target = &step.target;
+        match action.kind {
+            ActionKind::Suspend => adapter.suspend(target).await,
+            ActionKind::Resume => adapter.resume(target).await,
+            ActionKind::Purge => {
+                self.check_closure_budget(adapter.as_ref(), &step.partner_account_id)
+                    .await?;
+                adapter.purge(target).await
+            }
+            ActionKind::Enroll => Err(ControlError::permanent(
+                "enrollment through service actions is not available yet",
+            )),
+        }
+    }
+
+    /// AWS's closure quota, checked before CloseAccount is called: the closures this gateway
+    /// made through the partner account in the last 30 days, against 10 % of its members.
+    async fn check_closure_budget(
+        &self,
+        adapter: &dyn ServiceControl,
+        partner_account_id: &str,
+    ) -> ControlResult<()> {
+        let Some(members) = adapter.closure_quota_members().await? else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let closures = self
+            .store
+            .closures_since(partner_account_id, now - closure_budget::WINDOW)
+            .await
+            .map_err(|e| ControlError::transient(e.to_string()))?;
+        ClosureBudget::for_members(members)
+            .check(&closures, now, 1)
+            .map_err(|e| ControlError::permanent(e.to_string()))
+    }
+
+    async fn adapter(
+        &self,
+        tenant_id: &str,
+        partner_account_id: &str,
+    ) -> ControlResult<Arc<dyn ServiceControl>> {
+        let account = self
+            .store
+            .partner_account_in(tenant_id, partner_account_id)
+            .await
+            .map_err(|e| ControlError::transient(format!("reading the partner account: {e}")))?;
+        let key = (account.id.clone(), account.version);
+        if let Some(adapter) = self
+            .adapters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(adapter.clone());
+        }
+        let adapter = (self.factory)(&account)?;
+        self.adapters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, adapter.clone());
+        Ok(adapter)
+    }
+
+    fn limit(&self, partner_account_id: &str) -> Arc<Semaphore> {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(partner_account_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(self.settings.per_partner_concurrency.max(1)))
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,143 @@
+//! The writes of a service action's run: requesting one (admission, the audit record and its
+//! steps in one transaction), a step's progress, and the action's end, which moves the
+//! customer's status in the same transaction.
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+
+use super::idempotency::write_once;
+use super::{Store, dispatch, for_each_backend};
+use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{Answer, Idempotent};
+use crate::domain::ids;
+use crate::domain::service_action::transitions::{ActionRequest, admit, status_after};
+use crate::domain::service_action::{
+    ActionKind, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceAction, ServiceStep,
+};
+
+/// A suspend, resume or purge as a caller asked for it.
+#[derive(Debug, Clone)]
+pub struct ActionOrder<'a> {
+    pub customer_id: &'a str,
+    pub kind: ActionKind,
+    pub reason: &'a str,
+    /// PURGE only: the customer's external_ref, repeated.
+    pub confirm_external_ref: &'a str,
+    /// The API key asking.
+    pub key_id: &'a str,
+}
+
+/// The refusal when another open action of the customer was recorded first (by another
+/// replica, or by credit policy) between admission and insert.
+fn raced(customer_id: &str, kind: ActionKind) -> Error {
+    Error::precondition(
+        format!("customer {customer_id}"),
+        format!(
+            "another service action on the customer started at the same time; retry the {} \
+             when it has ended",
+            kind.as_str().to_ascii_lowercase()
+        ),
+    )
+}
+
+for_each_backend! {
+    /// Admits and records an action (see `domain::service_action::transitions::admit`).
+    pub async fn request(conn: &mut Conn, tenant_id: &str, order: &ActionOrder<'_>) -> Result<ServiceAction> {
+        conn.transaction(async |conn| {
+            let id = ids::new_id(SERVICE_ACTION_ID_PREFIX);
+            let customer = q::customers::get(conn, tenant_id, order.customer_id).await?;
+            let open = q::service_actions::open_for_customer(conn, tenant_id, &customer.id).await?;
+            let admitted = ActionRequest {
+                kind: order.kind,
+                vendor: None,
+                confirm_external_ref: order.confirm_external_ref,
+            };
+            let next_status = admit(&customer, &admitted, &open)?;
+            let key = q::api_keys::get(conn, tenant_id, order.key_id).await?;
+            let requester = Requester::ApiKey { key_id: key.id, key_name: key.name };
+            let new = NewServiceAction::for_customer(id, &customer, order.kind, order.reason.to_string(), requester);
+            // The customer row before the change-sequence row: the lock order every writer
+            // keeps (customer, then the ledger, then service-action sequences).
+            if next_status != customer.status {
+                q::customers::set_status(conn, tenant_id, &customer.id, next_status).await?;
+            }
+            if !q::service_actions::insert(conn, tenant_id, &new, Utc::now()).await? {
+                return Err(raced(&customer.id, order.kind));
+            }
+            q::service_actions::get(conn, tenant_id, &new.id).await
+        })
+        .await
+    }
+
+    /// Writes step `position`'s progress, then the action's status as its steps add up; when
+    /// the action has ended, the customer's status follows in the same transaction.
+    pub async fn progress(conn: &mut Conn, tenant_id: &str, action_id: &str, position: usize, step: &ServiceStep) -> Result<ServiceAction> {
+        conn.transaction(async |conn| {
+            q::service_action_steps::update(conn, action_id, position, step).await?;
+            settle(conn, tenant_id, action_id).await
+        })
+        .await
+    }
+
+    /// Sets the action's status from its steps (and, once it ended, the customer's).
+    pub async fn settle(conn: &mut Conn, tenant_id: &str, action_id: &str) -> Result<ServiceAction> {
+        let action = q::service_actions::get(conn, tenant_id, action_id).await?;
+        let status = action.summary();
+        if status == action.status {
+            return Ok(action);
+        }
+        // The customer row before the change-sequence row (see `request`).
+        if status.is_terminal() {
+            let customer = q::customers::get(conn, tenant_id, &action.customer_id).await?;
+            let next = status_after(action.kind, customer.status, status);
+            if next != customer.status {
+                q::customers::set_status(conn, tenant_id, &customer.id, next).await?;
+            }
+        }
+        q::service_actions::set_status(conn, tenant_id, action_id, status, Utc::now()).await?;
+        q::service_actions::get(conn, tenant_id, action_id).await
+    }
+
+    /// [`settle`] in a transaction of its own (an action without steps, or one recovered).
+    pub async fn settle_alone(conn: &mut Conn, tenant_id: &str, action_id: &str) -> Result<ServiceAction> {
+        conn.transaction(async |conn| settle(conn, tenant_id, action_id).await).await
+    }
+}
+
+impl Store {
+    pub async fn request_service_action(
+        &self,
+        tenant_id: &str,
+        order: &ActionOrder<'_>,
+        request: &Idempotent<'_, ServiceAction>,
+    ) -> Result<Answer<ServiceAction>> {
+        // A retry of a recorded request id answers the action as the first call did.
+        write_once!(
+            self,
+            tenant_id,
+            Some(request),
+            self::request(tenant_id, order)
+        )
+    }
+
+    pub async fn service_step_progress(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+        position: usize,
+        step: &ServiceStep,
+    ) -> Result<ServiceAction> {
+        dispatch!(
+            self,
+            write,
+            self::progress(tenant_id, action_id, position, step)
+        )
+    }
+
+    pub async fn settle_service_action(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+    ) -> Result<ServiceAction> {
+        dispatch!(self, write, self::settle_alone(tenant_id, action_id))
+    }
+}

@@ -1,0 +1,178 @@
+//! Service actions through the real AWS Organizations adapter (the SDK against moto), built by
+//! the worker from the partner account as in production: suspend attaches the gateway's deny
+//! SCP to every AWS account of the customer beside FullAWSAccess, resume detaches it, purge
+//! closes the accounts.
+use msp_gateway::domain::customer::NewVendorAccountLink;
+use msp_gateway::domain::idempotency::IdempotencyKey;
+use msp_gateway::domain::partner_account::PartnerAccountSpec;
+use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
+use msp_gateway::proto::v1;
+use msp_gateway::service_worker::vendor_adapters;
+use msp_gateway::vendors::aws::organizations::{DENY_POLICY_NAME, FULL_AWS_ACCESS};
+
+use super::{RunningWorker, customer_status, open_stream, services, test_settings, until_status};
+use crate::aws_cost_explorer::credentials_in;
+use crate::harness::{Backend, TestGateway};
+use crate::service_control::aws_organizations::Org;
+
+async fn policy_names(org: &Org, account: &str) -> Vec<String> {
+    org.scps(account)
+        .await
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
+}
+
+async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let org = Org::start().await;
+    let (prod, dev) = (org.member("acme-prod").await, org.member("acme-dev").await);
+    let spec = PartnerAccountSpec {
+        vendor: Vendor::Aws,
+        display_name: "AWS organization".into(),
+        vendor_account_id: org.management.clone(),
+        partner_discount_rate: rust_decimal::Decimal::ZERO,
+        credentials_ref: credentials_in(&org.credentials),
+        poll_interval_secs: 900,
+        enabled: true,
+        endpoint_url: org.proxy.url(),
+        aws: None,
+        microsoft: None,
+    };
+    let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
+    let account = gw
+        .store
+        .create_partner_account(
+            &gw.tenant_id,
+            &spec,
+            &msp_gateway::domain::idempotency::Idempotent::unanswered(key),
+        )
+        .await
+        .unwrap()
+        .fresh()
+        .unwrap()
+        .0;
+    let customer = gw
+        .linked_customer(Vendor::Aws, VendorAccountKind::AwsAccount, &prod, "USD")
+        .await;
+    let link =
+        NewVendorAccountLink::parse("v", Vendor::Aws, VendorAccountKind::AwsAccount, &dev, "")
+            .unwrap();
+    gw.ledger
+        .link_vendor_account(&gw.tenant_id, &customer, &link, None)
+        .await
+        .unwrap();
+    let external_ref = format!("AWS-{prod}");
+
+    let worker = RunningWorker::with_factory(&gw, test_settings("w"), vendor_adapters());
+    let mut client = services(&gw, &gw.admin_key).await;
+    let mut stream = open_stream(&mut client, 0).await;
+    let suspend = client
+        .suspend_customer(v1::SuspendCustomerRequest {
+            customer_id: customer.clone(),
+            reason: "credit hold".into(),
+            request_id: "s".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let done = until_status(&mut stream, &suspend.id, v1::ServiceActionStatus::Succeeded)
+        .await
+        .pop()
+        .unwrap();
+    let mut targets: Vec<&str> = done.steps.iter().map(|s| s.account_id.as_str()).collect();
+    targets.sort_unstable();
+    let mut expected = [prod.as_str(), dev.as_str()];
+    expected.sort_unstable();
+    assert_eq!(targets, expected);
+    assert!(
+        done.steps
+            .iter()
+            .all(|s| s.partner_account_id == account.id)
+    );
+    for member in [&prod, &dev] {
+        assert_eq!(
+            policy_names(&org, member).await,
+            ["FullAWSAccess", DENY_POLICY_NAME],
+            "{member}"
+        );
+    }
+    assert!(
+        org.scps(&prod)
+            .await
+            .iter()
+            .any(|(id, _)| id == FULL_AWS_ACCESS)
+    );
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Suspended
+    );
+
+    let resume = client
+        .resume_customer(v1::ResumeCustomerRequest {
+            customer_id: customer.clone(),
+            reason: "paid".into(),
+            request_id: "r".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    until_status(&mut stream, &resume.id, v1::ServiceActionStatus::Succeeded).await;
+    for member in [&prod, &dev] {
+        assert_eq!(
+            policy_names(&org, member).await,
+            ["FullAWSAccess"],
+            "{member}"
+        );
+    }
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Active
+    );
+
+    // Purge: only from SUSPENDED, then the accounts are closed.
+    let purge = |request_id: &str| v1::PurgeCustomerRequest {
+        customer_id: customer.clone(),
+        reason: "contract ended".into(),
+        request_id: request_id.into(),
+        confirm_external_ref: external_ref.clone(),
+    };
+    let refused = client
+        .purge_customer(purge("p-0"))
+        .await
+        .expect_err("from ACTIVE");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let again = client
+        .suspend_customer(v1::SuspendCustomerRequest {
+            customer_id: customer.clone(),
+            reason: "closing".into(),
+            request_id: "s-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    until_status(&mut stream, &again.id, v1::ServiceActionStatus::Succeeded).await;
+    let purged = client
+        .purge_customer(purge("p-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    until_status(&mut stream, &purged.id, v1::ServiceActionStatus::Succeeded).await;
+    for member in [&prod, &dev] {
+        assert_eq!(
+            org.account_status(member).await,
+            "SUSPENDED",
+            "{member} closed"
+        );
+    }
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Purged
+    );
+    worker.stop().await;
+    gw.stop().await;
+}
+
+crate::both_backends!(suspend_resume_purge_in_an_aws_organization);
