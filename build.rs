@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/pricing.proto",
     "proto/msp/gateway/v1/usage.proto",
     "proto/msp/gateway/v1/credit.proto",
+    "proto/msp/gateway/v1/helpdesk.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -53,6 +53,8 @@ const CUSTOMERS: &[(&str, &str, &str, BillingCycle)] = &[
 pub struct DemoAccess {
     pub tenant_id: String,
     pub token: String,
+    /// The first demo customer, whose portal the demo opens.
+    pub portal_customer_id: String,
 }
 
 /// Creates the demo data if absent (idempotently) and mints an admin key for this run.
@@ -114,6 +116,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
     }
     let zar = Currency::parse("billing_currency", "ZAR")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
+    let mut portal_customer_id = String::new();
     for (external_ref, name, limit, cycle) in CUSTOMERS {
         let new = NewCustomer {
             external_ref: (*external_ref).into(),
@@ -132,9 +135,12 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             "CreateCustomer",
             &new,
         );
-        store
+        let customer = store
             .create_customer(system, &tenant.time_zone, &new, &key)
             .await?;
+        if portal_customer_id.is_empty() {
+            portal_customer_id = customer.id;
+        }
     }
     let new_key = NewApiKey {
         name: format!(
@@ -151,7 +157,27 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
     Ok(DemoAccess {
         tenant_id: tenant.id,
         token,
+        portal_customer_id,
     })
+}
+
+/// A portal link for the first demo customer (single use, valid for
+/// `domain::portal::LINK_TTL`), under `base_url`.
+pub async fn portal_link(ledger: &Ledger, access: &DemoAccess, base_url: &str) -> Result<String> {
+    let new = crate::domain::portal::NewPortalSession {
+        customer_id: access.portal_customer_id.clone(),
+        return_url: String::new(),
+    };
+    let key = IdempotencyKey::new(
+        format!("demo-portal-{}", uuid::Uuid::new_v4()),
+        "CreatePortalSession",
+        &new,
+    );
+    let (_, token) = ledger
+        .store()
+        .create_portal_session(&access.tenant_id, &new, &key, Utc::now())
+        .await?;
+    Ok(format!("{base_url}/portal/open/{token}"))
 }
 
 /// The banner printed when the demo gateway is up.

@@ -156,6 +156,12 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             "{}",
             demo::banner(&access, &address.to_string(), tls.is_none())
         );
+        let site = server::portal_site(&listener, tls.is_some())?;
+        let link = demo::portal_link(&ledger, &access, &site.base_url).await?;
+        println!(
+            "Enterprise cost portal of Acme Logistics (opens once, within {} minutes):\n  {link}\n",
+            msp_gateway::domain::portal::LINK_TTL.num_minutes()
+        );
     }
     let poller_settings = poller::PollerSettings {
         extra_root_ca_pem: config.vendor_ca_pem().map_err(anyhow::Error::msg)?,

@@ -63,7 +63,7 @@ where
         let store = self.store.clone();
         Box::pin(async move {
             let permission = match verdict(request.uri().path()) {
-                Verdict::Public => return inner.call(request).await,
+                Verdict::Public | Verdict::Portal => return inner.call(request).await,
                 Verdict::Requires(permission) => Some(permission),
                 Verdict::Unknown => None,
             };

@@ -11,6 +11,7 @@ use super::Gateway;
 use super::charges::ChargeApi;
 use super::credit::CreditApi;
 use super::customers::CustomerApi;
+use super::helpdesk::{HelpDeskApi, PortalApi};
 use super::partner_accounts::PartnerAccountApi;
 use super::permissions::{PACKAGE, PERMISSIONS};
 use super::pricing::PricingApi;
@@ -19,7 +20,9 @@ use super::usage::UsageApi;
 use crate::proto::v1::charge_service_server::ChargeServiceServer;
 use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
+use crate::proto::v1::help_desk_service_server::HelpDeskServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
+use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
 use crate::proto::v1::usage_service_server::UsageServiceServer;
@@ -50,7 +53,15 @@ pub async fn routes(
         .add_service(PricingServiceServer::new(PricingApi::new(gw.clone())))
         .add_service(UsageServiceServer::new(UsageApi::new(gw.clone())))
         .add_service(ChargeServiceServer::new(ChargeApi::new(gw.clone())))
-        .add_service(CreditControlServiceServer::new(CreditApi::new(gw.clone())));
+        .add_service(CreditControlServiceServer::new(CreditApi::new(gw.clone())))
+        .add_service(HelpDeskServiceServer::new(HelpDeskApi::new(gw.clone())))
+        .add_service(PortalServiceServer::new(PortalApi::new(gw.clone())));
+    // The portal's pages on the same port (tonic's router is an axum router).
+    let routes = Routes::from(
+        routes
+            .into_axum_router()
+            .merge(super::portal::router(gw.clone())),
+    );
     set_health(&health, ServingStatus::Serving).await;
     Ok((routes, health))
 }

@@ -32,6 +32,7 @@ pub mod period_close;
 #[cfg(test)]
 mod period_tests;
 pub mod polling;
+pub mod portal;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]
@@ -39,6 +40,7 @@ mod rating_tests;
 pub mod rounding;
 pub mod service_action;
 pub mod service_control;
+pub mod spend;
 pub mod tenant;
 pub mod text;
 pub mod usage;

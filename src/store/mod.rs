@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod migrate;
 pub mod partner_accounts;
 pub mod poll_states;
+pub mod portal_sessions;
 pub mod pricing;
 pub mod schema;
 pub mod sql_types;
