@@ -201,43 +201,38 @@ async fn session(
     }
 }
 
-async fn frame(
+/// The session (see [`session`]) and what its pages share.
+async fn framed(
     gw: &Gateway,
-    session: &PortalSession,
+    headers: &HeaderMap,
+    customer: &str,
     title: &str,
     page: &'static str,
-) -> Result<Frame, Response> {
+) -> Result<(PortalSession, Frame), Response> {
+    let session = session(gw, headers, customer).await?;
     let tenant = gw.store.tenant(&session.tenant_id).await.map_err(failure)?;
-    Ok(Frame {
+    let frame = Frame {
         brand: tenant.name,
         title: title.into(),
         base: format!("/portal/c/{}", session.customer_id),
         page,
         return_url: session.return_url.clone(),
-    })
+    };
+    Ok((session, frame))
 }
 
 async fn overview(
     State(gw): State<Gateway>,
     Path(customer): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let session = match session(&gw, &headers, &customer).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let frame = match frame(&gw, &session, "Overview", "overview").await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    match gw
+) -> Result<Response, Response> {
+    let (session, frame) = framed(&gw, &headers, &customer, "Overview", "overview").await?;
+    let o = gw
         .ledger
         .spend_overview(&session.tenant_id, &session.customer_id, Utc::now())
         .await
-    {
-        Ok(o) => render(StatusCode::OK, OverviewPage::new(frame, &o)),
-        Err(error) => failure(error),
-    }
+        .map_err(failure)?;
+    Ok(render(StatusCode::OK, OverviewPage::new(frame, &o)))
 }
 
 /// The breakdown's query: `start`, `end` (dates; both or neither) and `by` (vendor, service or
@@ -334,30 +329,21 @@ async fn breakdown(
     Path(customer): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let session = match session(&gw, &headers, &customer).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let frame = match frame(&gw, &session, "Breakdown", "breakdown").await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<Response, Response> {
+    let (session, frame) = framed(&gw, &headers, &customer, "Breakdown", "breakdown").await?;
     let q = BreakdownQuery::parse(query.as_deref());
-    let (status, bad, fallback) = match breakdown_summary(&gw, &session, &q).await {
-        Err(page) => return page,
-        Ok(Ok(summary)) => (StatusCode::OK, String::new(), summary),
+    let (status, bad, fallback) = match breakdown_summary(&gw, &session, &q).await? {
+        Ok(summary) => (StatusCode::OK, String::new(), summary),
         // Show the period to date beside the explanation.
-        Ok(Err(problem)) => {
+        Err(problem) => {
             let shown = BreakdownQuery {
                 start: String::new(),
                 end: String::new(),
                 by: "service".into(),
             };
-            match breakdown_summary(&gw, &session, &shown).await {
-                Ok(Ok(summary)) => (StatusCode::BAD_REQUEST, problem, summary),
-                Ok(Err(problem)) => return failure(Error::Internal(problem)),
-                Err(page) => return page,
+            match breakdown_summary(&gw, &session, &shown).await? {
+                Ok(summary) => (StatusCode::BAD_REQUEST, problem, summary),
+                Err(problem) => return Err(failure(Error::Internal(problem))),
             }
         }
     };
@@ -376,7 +362,7 @@ async fn breakdown(
     );
     let mut page = BreakdownPage::new(frame, by, query, &fallback);
     page.error = bad;
-    render(status, page)
+    Ok(render(status, page))
 }
 
 async fn breakdown_csv(
@@ -384,17 +370,12 @@ async fn breakdown_csv(
     Path(customer): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let session = match session(&gw, &headers, &customer).await {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+) -> Result<Response, Response> {
+    let session = session(&gw, &headers, &customer).await?;
     let q = BreakdownQuery::parse(query.as_deref());
-    let summary = match breakdown_summary(&gw, &session, &q).await {
-        Err(page) => return page,
-        Ok(Err(problem)) => return message(StatusCode::BAD_REQUEST, "Bad request", &problem),
-        Ok(Ok(summary)) => summary,
-    };
+    let summary = breakdown_summary(&gw, &session, &q)
+        .await?
+        .map_err(|problem| message(StatusCode::BAD_REQUEST, "Bad request", &problem))?;
     let filename = format!(
         "spend-{}-{}-{}.csv",
         summary.range.first.format("%Y-%m-%d"),
@@ -412,5 +393,5 @@ async fn breakdown_csv(
     {
         headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
-    response
+    Ok(response)
 }
