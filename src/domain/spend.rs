@@ -186,7 +186,7 @@ pub struct SpendOverview {
 
 /// The largest `n` rows by amount, ties in their given order.
 pub fn top(mut rows: Vec<SpendRow>, n: usize) -> Vec<SpendRow> {
-    rows.sort_by(|a, b| b.amount.cmp(&a.amount));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.amount));
     rows.truncate(n);
     rows
 }
@@ -374,7 +374,7 @@ pub fn cost_drivers(
         .filter(|d| d.change > Decimal::ZERO)
         .collect();
     // Stable: equal changes keep the key order.
-    drivers.sort_by(|a, b| b.change.cmp(&a.change));
+    drivers.sort_by_key(|d| std::cmp::Reverse(d.change));
     drivers.truncate(limit);
     drivers
 }
