@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/credit.proto",
     "proto/msp/gateway/v1/invoice.proto",
     "proto/msp/gateway/v1/service_management.proto",
+    "proto/msp/gateway/v1/helpdesk.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

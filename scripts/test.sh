@@ -30,6 +30,11 @@ if [ -f scripts/requirements-test.txt ] && ! python3 -c 'import moto.server' 2>/
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 
+# The portal's browser test drives Debian's chromium through chromedriver (apt packages only).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  scripts/install-browser.sh
+fi
+
 cargo test --locked "$@"
 
 # The generated Python, Go and Java clients against the real gateway on both backends (it honours

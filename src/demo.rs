@@ -58,6 +58,8 @@ pub struct DemoAccess {
     pub token: String,
     /// The demo invoice closed at start-up.
     pub invoice: Option<Invoice>,
+    /// The first demo customer, whose portal the demo opens.
+    pub portal_customer_id: String,
 }
 
 /// Creates the demo data if absent (idempotently) and mints an admin key for this run.
@@ -137,6 +139,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
     let zar = Currency::parse("billing_currency", "ZAR")
         .map_err(|v| crate::domain::Error::InvalidArgument(vec![v]))?;
     let mut first_customer = None;
+    let mut portal_customer_id = String::new();
     for (external_ref, name, limit, cycle) in CUSTOMERS {
         let new = NewCustomer {
             external_ref: (*external_ref).into(),
@@ -173,6 +176,9 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
                     .await?
             }
         };
+        if portal_customer_id.is_empty() {
+            portal_customer_id = customer.id.clone();
+        }
         first_customer.get_or_insert(customer);
     }
     let invoice = match first_customer {
@@ -197,6 +203,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         tenant_id: tenant.id,
         token,
         invoice,
+        portal_customer_id,
     })
 }
 
@@ -326,6 +333,31 @@ async fn auto_suspended_customer(
         )
         .await?;
     Ok(())
+}
+
+/// A portal link for the first demo customer (single use, valid for
+/// `domain::portal::LINK_TTL`), under `base_url`.
+pub async fn portal_link(ledger: &Ledger, access: &DemoAccess, base_url: &str) -> Result<String> {
+    let new = crate::domain::portal::NewPortalSession {
+        customer_id: access.portal_customer_id.clone(),
+        return_url: String::new(),
+    };
+    let key = IdempotencyKey::new(
+        format!("demo-portal-{}", uuid::Uuid::new_v4()),
+        "CreatePortalSession",
+        &new,
+    );
+    let (_, token) = ledger
+        .store()
+        .create_portal_session(
+            &access.tenant_id,
+            &new,
+            &Idempotent::unanswered(key),
+            Utc::now(),
+        )
+        .await?
+        .unguarded()?;
+    Ok(format!("{base_url}/portal/open/{token}"))
 }
 
 /// The banner printed when the demo gateway is up.

@@ -161,6 +161,12 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             "{}",
             demo::banner(&access, &address.to_string(), tls.is_none())
         );
+        let site = server::portal_site(&listener, tls.is_some())?;
+        let link = demo::portal_link(&ledger, &access, &site.base_url).await?;
+        println!(
+            "Enterprise cost portal of Acme Logistics (opens once, within {} minutes):\n  {link}\n",
+            msp_gateway::domain::portal::LINK_TTL.num_minutes()
+        );
         println!("Operations: curl http://{ops_address}/metrics (and /healthz, /readyz)\n");
     }
     let poller_settings = poller::PollerSettings {

@@ -8,10 +8,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::api::Gateway;
 use crate::api::auth::AuthLayer;
 use crate::api::metrics_layer::MetricsLayer;
 use crate::api::services;
+use crate::api::{Gateway, PortalSite};
 use crate::config::{Config, DEFAULT_MAX_REQUEST_BYTES};
 use crate::ledger::Ledger;
 
@@ -66,7 +66,7 @@ pub async fn serve_with_limit(
 ) -> anyhow::Result<()> {
     // Installed before the first call is counted (a no-op after the first server).
     crate::telemetry::metrics::handle();
-    let gw = Gateway::new(ledger);
+    let gw = Gateway::new(ledger).with_portal(portal_site(&listener, tls.is_some())?);
     let (routes, health) = services::routes(&gw, max_request_bytes).await?;
     let health_watch = tokio::spawn(services::watch_health(
         health,
@@ -77,7 +77,9 @@ pub async fn serve_with_limit(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    // HTTP/1.1 for the portal's pages in browsers; gRPC stays on HTTP/2.
     let router = builder
+        .accept_http1(true)
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path(), tenant = tracing::field::Empty))
         .layer(MetricsLayer)
         .layer(AuthLayer::new(gw.store.clone()))
@@ -104,6 +106,26 @@ pub async fn serve_with_limit(
     }
     health_watch.abort();
     Ok(())
+}
+
+/// The portal at the address the gateway listens on (an unspecified address, 0.0.0.0, is
+/// reached through the loopback), or at `MSPGW_PORTAL_URL` when a proxy or a name fronts it.
+pub fn portal_site(listener: &TcpListener, tls: bool) -> anyhow::Result<PortalSite> {
+    let scheme = if tls { "https" } else { "http" };
+    let base_url = match std::env::var("MSPGW_PORTAL_URL") {
+        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+        _ => {
+            let mut address = listener.local_addr()?;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("{scheme}://{address}")
+        }
+    };
+    Ok(PortalSite {
+        secure: tls || base_url.starts_with("https://"),
+        base_url,
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

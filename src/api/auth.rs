@@ -63,7 +63,9 @@ where
         let store = self.store.clone();
         Box::pin(async move {
             let permission = match verdict(request.uri().path()) {
-                Verdict::Public => return inner.call(request).await.map(conventional),
+                Verdict::Public | Verdict::Portal => {
+                    return inner.call(request).await.map(conventional);
+                }
                 Verdict::Requires(permission) => Some(permission),
                 Verdict::Unknown => None,
             };

@@ -14,8 +14,8 @@ use super::convert::{timestamp, update_mask};
 use super::replies::{guard, reply};
 use super::{Gateway, customer_of, customers_of};
 use crate::domain::credit::{
-    CreditAction, CreditDefaults, CreditEvent, CreditPolicy, CreditSettings, CreditSettingsPatch,
-    Direction, Thresholds,
+    CreditAction, CreditDefaults, CreditEvent, CreditPolicy, CreditPosition, CreditSettings,
+    CreditSettingsPatch, Direction, Thresholds,
 };
 use crate::domain::customer::parse_credit_limit;
 use crate::domain::error::{Error, FieldViolation, Result, Violations};
@@ -38,7 +38,8 @@ impl CreditApi {
     }
 }
 
-fn exact(d: Decimal) -> String {
+/// An exact amount as the API writes it: every significant digit, no trailing zeros.
+pub fn exact(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
@@ -78,6 +79,24 @@ fn defaults_to_proto(d: CreditDefaults) -> v1::CreditDefaults {
     v1::CreditDefaults {
         threshold_percents: d.thresholds.percents().to_vec(),
         policy: policy_to_proto(d.policy).into(),
+    }
+}
+
+pub fn position_to_proto(p: CreditPosition) -> v1::CreditPosition {
+    v1::CreditPosition {
+        customer_id: p.customer_id,
+        currency: p.currency.code().to_string(),
+        credit_limit: exact(p.credit_limit),
+        open_charges: exact(p.open_charges),
+        unpaid_invoices: exact(p.unpaid_invoices),
+        exposure: exact(p.exposure),
+        headroom: p.headroom.map(exact).unwrap_or_default(),
+        crossed_threshold_percents: p.crossed,
+        policy: policy_to_proto(p.policy).into(),
+        run_rate_per_day: exact(p.forecast.run_rate_per_day),
+        days_to_limit: p.forecast.days_to_limit.map(exact).unwrap_or_default(),
+        limit_reached_time: p.forecast.limit_reached_at.map(timestamp),
+        as_of_sequence: p.as_of_sequence,
     }
 }
 
@@ -252,21 +271,7 @@ impl CreditControlService for CreditApi {
             .ledger
             .credit_position(&principal.tenant_id, &id, Utc::now())
             .await?;
-        Ok(Response::new(v1::CreditPosition {
-            customer_id: p.customer_id,
-            currency: p.currency.code().to_string(),
-            credit_limit: exact(p.credit_limit),
-            open_charges: exact(p.open_charges),
-            unpaid_invoices: exact(p.unpaid_invoices),
-            exposure: exact(p.exposure),
-            headroom: p.headroom.map(exact).unwrap_or_default(),
-            crossed_threshold_percents: p.crossed,
-            policy: policy_to_proto(p.policy).into(),
-            run_rate_per_day: exact(p.forecast.run_rate_per_day),
-            days_to_limit: p.forecast.days_to_limit.map(exact).unwrap_or_default(),
-            limit_reached_time: p.forecast.limit_reached_at.map(timestamp),
-            as_of_sequence: p.as_of_sequence,
-        }))
+        Ok(Response::new(position_to_proto(p)))
     }
 
     type StreamCreditEventsStream =

@@ -71,7 +71,9 @@ impl Call {
         // grow the series without bound.
         let method = match verdict(path) {
             Verdict::Unknown => "unknown".to_string(),
-            _ => path.to_string(),
+            // Portal pages carry ids in their paths: one label for all of them.
+            Verdict::Portal => "portal".to_string(),
+            Verdict::Public | Verdict::Requires(_) => path.to_string(),
         };
         metrics::gauge!(RPC_IN_FLIGHT, "method" => method.clone()).increment(1.0);
         Call {

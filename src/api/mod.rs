@@ -9,10 +9,12 @@ mod convert;
 pub mod credit;
 pub mod cursor_stream;
 pub mod customers;
+pub mod helpdesk;
 pub mod invoices;
 pub mod metrics_layer;
 pub mod partner_accounts;
 pub mod permissions;
+pub mod portal;
 pub mod pricing;
 pub mod replies;
 pub mod service_management;
@@ -33,6 +35,17 @@ use crate::store::Store;
 pub struct Gateway {
     pub ledger: Arc<Ledger>,
     pub store: Arc<Store>,
+    /// Where the portal is reached (portal links are made from it).
+    pub portal: Arc<PortalSite>,
+}
+
+/// Where browsers reach the portal: the gateway's own address unless configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSite {
+    /// e.g. "http://127.0.0.1:50051", without a trailing slash.
+    pub base_url: String,
+    /// Cookies are marked Secure (TLS is on).
+    pub secure: bool,
 }
 
 impl Gateway {
@@ -40,7 +53,16 @@ impl Gateway {
         Gateway {
             store: ledger.store().clone(),
             ledger,
+            portal: Arc::new(PortalSite {
+                base_url: "http://127.0.0.1:50051".into(),
+                secure: false,
+            }),
         }
+    }
+
+    pub fn with_portal(mut self, site: PortalSite) -> Self {
+        self.portal = Arc::new(site);
+        self
     }
 }
 

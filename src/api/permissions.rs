@@ -22,6 +22,10 @@ pub const PUBLIC_SERVICES: &[&str] = &[
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
+/// Where the portal's pages are served: they check their own session cookie (`super::portal`),
+/// not API keys.
+pub const PORTAL_PATH_PREFIX: &str = "/portal";
+
 /// What one RPC touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permission {
@@ -123,6 +127,19 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("StreamServiceActions", ServiceActions, Read),
         ],
     ),
+    (
+        "HelpDeskService",
+        &[
+            ("GetSpendSummary", Usage, Read),
+            ("ListCostDrivers", Usage, Read),
+            ("GetSpendOverview", Usage, Read),
+        ],
+    ),
+    // Opening a customer's portal is the BSS's (billing) or an admin's.
+    (
+        "PortalService",
+        &[("CreatePortalSession", Customers, Write)],
+    ),
 ];
 
 /// How the table answers a call's path.
@@ -134,10 +151,15 @@ pub enum Verdict {
     Requires(Permission),
     /// Not in the table: refused.
     Unknown,
+    /// A portal page: the portal checks its session cookie.
+    Portal,
 }
 
 /// The verdict for a gRPC path, `/<package>.<Service>/<Method>`.
 pub fn verdict(path: &str) -> Verdict {
+    if path == PORTAL_PATH_PREFIX || path.starts_with("/portal/") {
+        return Verdict::Portal;
+    }
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Verdict::Unknown;
     };

@@ -11,6 +11,7 @@ use super::Gateway;
 use super::charges::ChargeApi;
 use super::credit::CreditApi;
 use super::customers::CustomerApi;
+use super::helpdesk::{HelpDeskApi, PortalApi};
 use super::invoices::InvoiceApi;
 use super::partner_accounts::PartnerAccountApi;
 use super::permissions::{PACKAGE, PERMISSIONS};
@@ -21,8 +22,10 @@ use super::usage::UsageApi;
 use crate::proto::v1::charge_service_server::ChargeServiceServer;
 use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
+use crate::proto::v1::help_desk_service_server::HelpDeskServiceServer;
 use crate::proto::v1::invoice_service_server::InvoiceServiceServer;
 use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServer;
+use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
 use crate::proto::v1::service_management_service_server::ServiceManagementServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
@@ -84,7 +87,21 @@ pub async fn routes(
         .add_service(
             ServiceManagementServiceServer::new(ServiceManagementApi::new(gw.clone()))
                 .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            HelpDeskServiceServer::new(HelpDeskApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            PortalServiceServer::new(PortalApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
         );
+    // The portal's pages on the same port (tonic's router is an axum router).
+    let routes = Routes::from(
+        routes
+            .into_axum_router()
+            .merge(super::portal::router(gw.clone())),
+    );
     set_health(&health, ServingStatus::Serving).await;
     Ok((routes, health))
 }

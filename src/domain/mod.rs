@@ -33,6 +33,7 @@ pub mod period_close;
 #[cfg(test)]
 mod period_tests;
 pub mod polling;
+pub mod portal;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]
@@ -40,6 +41,7 @@ mod rating_tests;
 pub mod rounding;
 pub mod service_action;
 pub mod service_control;
+pub mod spend;
 pub mod tenant;
 pub mod text;
 pub mod usage;

@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod partner_accounts;
 pub mod payments;
 pub mod poll_states;
+pub mod portal_sessions;
 pub mod pricing;
 pub mod schema;
 pub mod service_action_runs;

@@ -235,6 +235,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
+    portal_signing_keys (tenant_id) {
+        tenant_id -> Text,
+        secret -> Text,
+        created_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
+    portal_sessions (id) {
+        id -> Text,
+        tenant_id -> Text,
+        customer_id -> Text,
+        return_url -> Text,
+        created_at -> Instant,
+        link_expires_at -> Instant,
+        opened_at -> Nullable<Instant>,
+        cookie_hash -> Nullable<Text>,
+        session_expires_at -> Nullable<Instant>,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(customers -> tenants (tenant_id));
 diesel::joinable!(enrollments -> customers (customer_id));
@@ -257,4 +285,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     charge_event_runs,
     charge_totals,
     poll_states,
+    portal_signing_keys,
+    portal_sessions,
 );
