@@ -1,5 +1,14 @@
-//! Keyset pagination. A page token is opaque to callers: it carries the last id returned and a
-//! fingerprint of the filters, so a token cannot be replayed against a different query.
+//! Keyset pagination. A page token is opaque to callers: it carries the last id returned, a
+//! fingerprint of the filters (so a token cannot be replayed against a different query) and a
+//! SHA-256 check over both, and is decoded strictly: base64url without padding, version 2, the
+//! check matching, the id plain ASCII (letters, digits, `_`, `-`). Any edit of a token (a flipped
+//! byte, a truncation, a NUL smuggled into the id) answers INVALID_ARGUMENT naming `page_token`
+//! before anything reaches the database.
+//!
+//! The check is not keyed (not an HMAC): a token is not a credential. Tenant and filters are
+//! applied to every page whatever the token says, so a deliberately forged token can only choose
+//! where the caller's own query starts, which `after_sequence`-style filters allow anyway. An
+//! unkeyed check keeps tokens valid across restarts and replicas with no key to distribute.
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -99,16 +108,53 @@ fn fingerprint(filters: &str) -> String {
     hex::encode(&Sha256::digest(filters.as_bytes())[..8])
 }
 
+/// How many bytes of SHA-256 a token carries as its check.
+const CHECK_LEN: usize = 12;
+/// The longest id a token may carry (ids are a short prefix and a UUID, or a number, or a key).
+const MAX_ID_LEN: usize = 128;
+/// The longest token accepted (well above what `encode` issues).
+const MAX_TOKEN_LEN: usize = 512;
+
+fn check(payload: &[u8]) -> [u8; CHECK_LEN] {
+    let digest = Sha256::digest(payload);
+    let mut out = [0; CHECK_LEN];
+    out.copy_from_slice(&digest[..CHECK_LEN]);
+    out
+}
+
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn encode(fingerprint: &str, last_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("1|{fingerprint}|{last_id}"))
+    let mut bytes = format!("2|{fingerprint}|{last_id}").into_bytes();
+    let sum = check(&bytes);
+    bytes.extend_from_slice(&sum);
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn decode(token: &str) -> Option<(String, String)> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
+    // Strict: the token must be exactly what `encode` would produce for these bytes (no
+    // alternative encodings of the last character's spare bits).
+    if URL_SAFE_NO_PAD.encode(&bytes) != token || bytes.len() <= CHECK_LEN {
+        return None;
+    }
+    let (payload, sum) = bytes.split_at(bytes.len() - CHECK_LEN);
+    if check(payload) != sum {
+        return None;
+    }
+    let text = std::str::from_utf8(payload).ok()?;
     let mut parts = text.splitn(3, '|');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("1"), Some(fp), Some(id)) if !id.is_empty() => Some((fp.to_string(), id.to_string())),
+        (Some("2"), Some(fp), Some(id)) if plain_id(id) => Some((fp.to_string(), id.to_string())),
         _ => None,
     }
 }
@@ -129,5 +175,48 @@ mod tests {
         assert!(PageRequest::parse(2, "garbage!", "").is_err());
         assert!(PageRequest::parse(-1, "", "").is_err());
         assert!(PageRequest::parse(1001, "", "").is_err());
+    }
+
+    fn token_after(id: &str) -> String {
+        let first = PageRequest::parse(1, "", "f").unwrap();
+        first.page(vec![id, "z"], |s| s).next_page_token.unwrap()
+    }
+
+    fn malformed(token: &str) -> bool {
+        match PageRequest::parse(1, token, "f") {
+            Err(v) => v.len() == 1 && v[0].field == "page_token",
+            Ok(_) => false,
+        }
+    }
+
+    #[test]
+    fn any_edit_of_a_token_is_refused() {
+        let token = token_after("cus_0192a0b1c2d3");
+        assert!(PageRequest::parse(1, &token, "f").is_ok());
+        // Every single-character change, every truncation.
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for (i, c) in token.char_indices() {
+            for replacement in alphabet.chars().filter(|r| *r != c) {
+                let mut edited = token.clone();
+                edited.replace_range(i..i + 1, &replacement.to_string());
+                assert!(malformed(&edited), "{edited} accepted");
+            }
+        }
+        for end in 1..token.len() {
+            assert!(malformed(&token[..end]), "{} accepted", &token[..end]);
+        }
+        assert!(malformed(&format!("{token}A")));
+    }
+
+    #[test]
+    fn a_forged_id_with_odd_bytes_is_refused_even_with_a_good_check() {
+        for id in ["a\0b", "a b", "a|b", "ü", "a'b"] {
+            assert!(malformed(&encode(&fingerprint("f"), id)), "{id:?}");
+        }
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        assert!(malformed(&encode(&fingerprint("f"), &long)));
+        // Version 1 tokens (no check) are no longer read.
+        let v1 = URL_SAFE_NO_PAD.encode(format!("1|{}|cus_1", fingerprint("f")));
+        assert!(malformed(&v1));
     }
 }

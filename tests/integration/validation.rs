@@ -256,7 +256,87 @@ async fn an_oversized_request_is_resource_exhausted(backend: Backend) {
     gw.stop().await;
 }
 
+/// Page tokens are checked before anything reaches the database: a flipped byte, a truncation, a
+/// NUL in the cursor (even with a recomputed check), or a token from another query each answer
+/// INVALID_ARGUMENT naming `page_token`, never INTERNAL and never a silently different page.
+async fn tampered_page_tokens_are_refused(backend: Backend) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    simulator_account(&gw).await;
+    let mut client = gw.customers(&gw.admin_key).await;
+    for i in 0..3 {
+        client
+            .create_customer(new_customer(&format!("page-{i}"), &format!("PAGE-{i}")))
+            .await
+            .unwrap();
+    }
+    let list = |token: String| v1::ListCustomersRequest {
+        page_size: 1,
+        page_token: token,
+        ..Default::default()
+    };
+    let first = client.list_customers(list(String::new())).await.unwrap();
+    let token = first.into_inner().next_page_token;
+    assert!(!token.is_empty());
+    client.list_customers(list(token.clone())).await.unwrap();
+
+    let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+    let mut tampered = Vec::new();
+    for i in 0..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[i] ^= 0x01;
+        tampered.push(("flipped byte", URL_SAFE_NO_PAD.encode(flipped)));
+    }
+    tampered.push(("truncated", token[..token.len() - 3].to_string()));
+    tampered.push(("truncated to one", token[..1].to_string()));
+    // A cursor with a NUL byte: in the issued layout with a matching check, and in the old one.
+    let payload_len = bytes.len() - 12;
+    let text = String::from_utf8(bytes[..payload_len].to_vec()).unwrap();
+    let nul = format!("{}\0x", text);
+    let mut forged = nul.clone().into_bytes();
+    forged.extend_from_slice(&Sha256::digest(nul.as_bytes())[..12]);
+    tampered.push(("NUL with a good check", URL_SAFE_NO_PAD.encode(forged)));
+    tampered.push((
+        "NUL in the old layout",
+        URL_SAFE_NO_PAD.encode(nul.replacen('2', "1", 1)),
+    ));
+    for (label, bad) in tampered {
+        let result = client.list_customers(list(bad.clone())).await;
+        assert!(result.is_err(), "{label} ({bad}) was accepted");
+        assert_violation(result, Code::InvalidArgument, "page_token");
+    }
+    // The same token with other filters, and on another list.
+    let filtered = client
+        .list_customers(v1::ListCustomersRequest {
+            page_size: 1,
+            page_token: token.clone(),
+            status: v1::CustomerStatus::Active.into(),
+            ..Default::default()
+        })
+        .await;
+    assert_violation(filtered, Code::InvalidArgument, "page_token");
+    let mut charges =
+        msp_gateway::proto::v1::charge_service_client::ChargeServiceClient::with_interceptor(
+            gw.channel().await,
+            crate::harness::Bearer::new(&gw.admin_key),
+        );
+    let other = charges
+        .list_charges(v1::ListChargesRequest {
+            page_token: token,
+            ..Default::default()
+        })
+        .await;
+    assert_violation(other, Code::InvalidArgument, "page_token");
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    tampered_page_tokens_are_refused,
     bad_customer_input_writes_nothing,
     bad_updates_are_refused,
     a_refused_batch_fits_any_client,
