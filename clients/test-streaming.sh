@@ -225,7 +225,7 @@ for backend in $backend_list; do
       || ! customer=$(sed -n 's/^partner_account=[^ ]* customer=\([^ ]*\)$/\1/p' <<<"$out") || [ -z "$customer" ]; then
     fail "$backend: set-up printed no partner account or customer: $out"
   elif ! out=$(ledger credit-settings --customer-id "$customer" --thresholds 10,20,30,40,50,60,70,80,90 \
-      --policy AUTO_SUSPEND 2>&1) || [ "$out" != "credit_limit=1000000 thresholds=10,20,30,40,50,60,70,80,90,100 policy=AUTO_SUSPEND" ]; then
+      --policy AUTO_SUSPEND 2>&1) || [ "$out" != "credit_limit=1000000.00 thresholds=10,20,30,40,50,60,70,80,90,100 policy=AUTO_SUSPEND" ]; then
     fail "$backend: UpdateCreditSettings: $out"
   elif ! push_batch 120 push-initial any >"$dir/why"; then
     fail "$backend: IngestUsage: $(cat "$dir/why")"

@@ -11,6 +11,7 @@ use super::{Gateway, customer_of, customers_of, optional_customer_of};
 use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::ledger::ChargeKind;
+use crate::domain::money::{format_amount, format_decimal};
 use crate::domain::paging::PageRequest;
 use crate::ledger::feed::{FeedItem, StreamFilter};
 use crate::proto::v1;
@@ -31,9 +32,9 @@ pub fn charge_to_proto(e: &ChargeEvent) -> v1::Charge {
         sequence: e.sequence,
         customer_id: e.customer_id.clone(),
         kind: kind_to_proto(e.kind).into(),
-        amount: e.amount.normalize().to_string(),
+        amount: format_amount(e.amount, e.currency),
         currency: e.currency.code().to_string(),
-        quantity: e.quantity.normalize().to_string(),
+        quantity: format_decimal(e.quantity),
         vendor: vendor_to_proto(e.vendor).into(),
         service: e.service.clone(),
         meter: e.meter.clone(),
@@ -234,12 +235,12 @@ impl ChargeService for ChargeApi {
                     vendor: vendor_to_proto(i.vendor).into(),
                     service: i.service,
                     meter: i.meter,
-                    amount: i.amount.normalize().to_string(),
-                    quantity: i.quantity.normalize().to_string(),
+                    amount: format_amount(i.amount, currency),
+                    quantity: format_decimal(i.quantity),
                     currency: currency.code().to_string(),
                 })
                 .collect(),
-            total: period.total.normalize().to_string(),
+            total: format_amount(period.total, currency),
             currency: currency.code().to_string(),
             as_of_sequence: period.as_of_sequence,
         }))

@@ -20,6 +20,8 @@ use crate::domain::credit::{
 use crate::domain::customer::parse_credit_limit;
 use crate::domain::error::{Error, FieldViolation, Result, Violations};
 use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::money::{format_amount, format_decimal};
+use crate::domain::retry::with_retries;
 use crate::domain::text;
 use crate::ledger::feed::CreditWaiter;
 use crate::proto::v1;
@@ -36,11 +38,6 @@ impl CreditApi {
     pub fn new(gw: Gateway) -> Self {
         Self { gw }
     }
-}
-
-/// An exact amount as the API writes it: every significant digit, no trailing zeros.
-pub fn exact(d: Decimal) -> String {
-    d.normalize().to_string()
 }
 
 fn policy_to_proto(p: CreditPolicy) -> v1::CreditPolicy {
@@ -66,7 +63,7 @@ fn policy(field: &str, value: i32) -> Result<Option<CreditPolicy>, FieldViolatio
 fn settings_to_proto(s: CreditSettings) -> v1::CreditSettings {
     v1::CreditSettings {
         customer_id: s.customer_id,
-        credit_limit: exact(s.credit_limit),
+        credit_limit: format_amount(s.credit_limit, s.currency),
         currency: s.currency.code().to_string(),
         threshold_percents: s.thresholds.percents().to_vec(),
         policy: policy_to_proto(s.policy).into(),
@@ -83,18 +80,23 @@ fn defaults_to_proto(d: CreditDefaults) -> v1::CreditDefaults {
 }
 
 pub fn position_to_proto(p: CreditPosition) -> v1::CreditPosition {
+    let c = p.currency;
     v1::CreditPosition {
         customer_id: p.customer_id,
         currency: p.currency.code().to_string(),
-        credit_limit: exact(p.credit_limit),
-        open_charges: exact(p.open_charges),
-        unpaid_invoices: exact(p.unpaid_invoices),
-        exposure: exact(p.exposure),
-        headroom: p.headroom.map(exact).unwrap_or_default(),
+        credit_limit: format_amount(p.credit_limit, c),
+        open_charges: format_amount(p.open_charges, c),
+        unpaid_invoices: format_amount(p.unpaid_invoices, c),
+        exposure: format_amount(p.exposure, c),
+        headroom: p.headroom.map(|h| format_amount(h, c)).unwrap_or_default(),
         crossed_threshold_percents: p.crossed,
         policy: policy_to_proto(p.policy).into(),
-        run_rate_per_day: exact(p.forecast.run_rate_per_day),
-        days_to_limit: p.forecast.days_to_limit.map(exact).unwrap_or_default(),
+        run_rate_per_day: format_amount(p.forecast.run_rate_per_day, c),
+        days_to_limit: p
+            .forecast
+            .days_to_limit
+            .map(format_decimal)
+            .unwrap_or_default(),
         limit_reached_time: p.forecast.limit_reached_at.map(timestamp),
         as_of_sequence: p.as_of_sequence,
     }
@@ -110,8 +112,8 @@ pub fn event_to_proto(e: &CreditEvent) -> v1::CreditEvent {
             Direction::Down => v1::CrossingDirection::Down,
         }
         .into(),
-        exposure: exact(e.exposure),
-        credit_limit: exact(e.credit_limit),
+        exposure: format_amount(e.exposure, e.currency),
+        credit_limit: format_amount(e.credit_limit, e.currency),
         currency: e.currency.code().to_string(),
         policy: policy_to_proto(e.policy).into(),
         action: match e.action {
@@ -363,8 +365,14 @@ impl CreditStream {
         }
     }
 
-    /// Reads the next page; true when it found events.
+    /// Reads the next page, again after a pause when the database is briefly unavailable;
+    /// true when it found events.
     async fn read(&mut self) -> Result<bool> {
+        with_retries(self, |s| Box::pin(s.read_page())).await
+    }
+
+    /// Reads the next page once; true when it found events.
+    async fn read_page(&mut self) -> Result<bool> {
         let hwm = self.store.credit_high_water_mark(&self.tenant_id).await?;
         let events = self
             .store

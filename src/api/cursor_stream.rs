@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::domain::error::Result;
+use crate::domain::retry::with_retries;
 use crate::proto::v1;
 
 use super::convert::timestamp;
@@ -119,8 +120,14 @@ impl<S: CursorSource> State<S> {
         }
     }
 
-    /// Reads the next page; true when it found records.
+    /// Reads the next page, again after a pause when the database is briefly unavailable;
+    /// true when it found records.
     async fn read(&mut self) -> Result<bool> {
+        with_retries(self, |s| Box::pin(s.read_page())).await
+    }
+
+    /// Reads the next page once; true when it found records.
+    async fn read_page(&mut self) -> Result<bool> {
         // Read before the page: a page that reaches it proves the stream has caught up to it.
         let hwm = self.source.high_water_mark().await?;
         let page = self.source.after(self.cursor, self.pacing.page).await?;

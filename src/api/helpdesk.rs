@@ -6,11 +6,12 @@ use tonic::{Request, Response, Status};
 
 use super::auth::principal;
 use super::convert::{enum_field, timestamp, vendor_to_proto};
-use super::credit::{exact, position_to_proto};
+use super::credit::position_to_proto;
 use super::replies::{guard, reply};
 use super::{Gateway, customer_of};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::money::{Currency, format_amount, format_decimal};
 use crate::domain::portal::{NewPortalSession, PortalSession, parse_return_url};
 use crate::domain::spend::{
     CostDriverReport, DEFAULT_DRIVERS, DayRange, Dimension, Grouping, MAX_DRIVERS, SpendRow,
@@ -63,7 +64,7 @@ fn range(v: &mut Violations, start: &str, end: &str) -> Option<DayRange> {
         .flatten()
 }
 
-pub fn row_to_proto(r: &SpendRow) -> v1::SpendRow {
+pub fn row_to_proto(r: &SpendRow, currency: Currency) -> v1::SpendRow {
     v1::SpendRow {
         vendor: r
             .vendor
@@ -72,8 +73,8 @@ pub fn row_to_proto(r: &SpendRow) -> v1::SpendRow {
         service: r.service.clone().unwrap_or_default(),
         meter: r.meter.clone().unwrap_or_default(),
         date: r.day.map(date).unwrap_or_default(),
-        amount: exact(r.amount),
-        quantity: r.quantity.map(exact).unwrap_or_default(),
+        amount: format_amount(r.amount, currency),
+        quantity: r.quantity.map(format_decimal).unwrap_or_default(),
     }
 }
 
@@ -90,13 +91,18 @@ pub fn summary_to_proto(s: &SpendSummary) -> v1::SpendSummary {
             .into_iter()
             .map(|d| dimension_to_proto(d).into())
             .collect(),
-        rows: s.rows.iter().map(row_to_proto).collect(),
-        total: exact(s.total),
+        rows: s
+            .rows
+            .iter()
+            .map(|r| row_to_proto(r, s.context.currency))
+            .collect(),
+        total: format_amount(s.total, s.context.currency),
         as_of_sequence: s.as_of_sequence,
     }
 }
 
 fn drivers_to_proto(r: CostDriverReport) -> v1::ListCostDriversResponse {
+    let c = r.context.currency;
     v1::ListCostDriversResponse {
         customer_id: r.context.customer_id,
         currency: r.context.currency.code().to_string(),
@@ -111,9 +117,9 @@ fn drivers_to_proto(r: CostDriverReport) -> v1::ListCostDriversResponse {
                 vendor: vendor_to_proto(d.vendor).into(),
                 service: d.service,
                 meter: d.meter.unwrap_or_default(),
-                amount: exact(d.amount),
-                previous_amount: exact(d.previous_amount),
-                change: exact(d.change),
+                amount: format_amount(d.amount, c),
+                previous_amount: format_amount(d.previous_amount, c),
+                change: format_amount(d.change, c),
                 change_percent: d.change_percent.map(|p| p.to_string()).unwrap_or_default(),
             })
             .collect(),
@@ -216,9 +222,9 @@ impl HelpDeskService for HelpDeskApi {
             time_zone: o.context.time_zone,
             period_start: Some(timestamp(o.context.period_start)),
             period_end: Some(timestamp(o.context.period_end)),
-            month_to_date: exact(o.month_to_date),
-            forecast_to_period_end: exact(o.forecast_to_period_end),
-            run_rate_per_day: exact(o.run_rate_per_day),
+            month_to_date: format_amount(o.month_to_date, o.context.currency),
+            forecast_to_period_end: format_amount(o.forecast_to_period_end, o.context.currency),
+            run_rate_per_day: format_amount(o.run_rate_per_day, o.context.currency),
             credit: Some(position_to_proto(o.credit)),
             as_of_sequence: o.as_of_sequence,
         }))

@@ -14,7 +14,7 @@ use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::{IdempotencyKey, Written};
 use crate::domain::invoice::InvoiceLine;
 use crate::domain::invoice_record::{CloseRun, Invoice, InvoiceFilter, NewPayment, Payment};
-use crate::domain::money::{Currency, format_amount};
+use crate::domain::money::{Currency, format_amount, format_decimal};
 use crate::domain::paging::PageRequest;
 use crate::domain::payment::PaymentStatus;
 use crate::domain::rounding::RoundingRule;
@@ -47,8 +47,8 @@ fn line_to_proto(l: &InvoiceLine, currency: Currency) -> v1::InvoiceLine {
         service: l.service.clone(),
         meter: l.meter.clone(),
         unit: l.unit.clone(),
-        quantity: l.quantity.normalize().to_string(),
-        unrounded_amount: l.unrounded_amount.normalize().to_string(),
+        quantity: format_decimal(l.quantity),
+        unrounded_amount: format_amount(l.unrounded_amount, currency),
         amount: format_amount(l.amount, currency),
         currency: currency.code().to_string(),
         adjusts: l.adjusts.as_ref().map(|a| v1::AdjustedPeriod {
@@ -86,8 +86,8 @@ pub fn invoice_to_proto(i: &Invoice) -> v1::Invoice {
         .into(),
         lines: i.lines.iter().map(|l| line_to_proto(l, c)).collect(),
         total: format_amount(i.total, c),
-        unrounded_total: i.unrounded_total.normalize().to_string(),
-        rounding_difference: i.rounding_difference.normalize().to_string(),
+        unrounded_total: format_amount(i.unrounded_total, c),
+        rounding_difference: format_amount(i.rounding_difference, c),
         paid: format_amount(i.paid, c),
         balance: format_amount(i.balance(), c),
         payment_status: status_to_proto(i.payment_status()).into(),

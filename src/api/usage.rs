@@ -10,7 +10,7 @@ use super::replies::{guard, reply};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ledger::{IngestSummary, LedgerLine};
-use crate::domain::money::{Currency, parse_decimal};
+use crate::domain::money::{Currency, format_amount, format_decimal, parse_decimal};
 use crate::domain::paging::PageRequest;
 use crate::domain::text;
 use crate::domain::usage::{UsageKey, UsageLine};
@@ -120,6 +120,13 @@ pub fn parse_line(field: &str, line: &v1::UsageLine, v: &mut Violations) -> Opti
 }
 
 fn usage_line_to_proto(line: &UsageLine) -> v1::UsageLine {
+    // A line is unrated when, among other reasons, its currency is not one the gateway bills in;
+    // its costs then leave as plain exact decimals.
+    let currency = Currency::parse("currency", &line.currency).ok();
+    let money = |amount| match currency {
+        Some(c) => format_amount(amount, c),
+        None => format_decimal(amount),
+    };
     v1::UsageLine {
         vendor_account_id: line.key.vendor_account_id.clone(),
         service: line.key.service.clone(),
@@ -128,10 +135,10 @@ fn usage_line_to_proto(line: &UsageLine) -> v1::UsageLine {
         window_start: Some(timestamp(line.key.window_start)),
         window_end: Some(timestamp(line.window_end)),
         meter_name: line.meter_name.clone(),
-        quantity: line.quantity.to_string(),
+        quantity: format_decimal(line.quantity),
         unit: line.unit.clone(),
-        cost: line.cost.to_string(),
-        list_cost: line.list_cost.map(|c| c.to_string()).unwrap_or_default(),
+        cost: money(line.cost),
+        list_cost: line.list_cost.map(money).unwrap_or_default(),
         currency: line.currency.clone(),
         estimated: line.estimated,
         vendor_tenant_id: line.vendor_tenant_id.clone().unwrap_or_default(),

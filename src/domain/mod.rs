@@ -38,6 +38,7 @@ pub mod pricing;
 pub mod rating;
 #[cfg(test)]
 mod rating_tests;
+pub mod retry;
 pub mod rounding;
 pub mod service_action;
 pub mod service_control;

@@ -71,14 +71,29 @@ impl FromStr for Currency {
 /// Longest decimal string accepted; rust_decimal holds 28-29 significant digits.
 const MAX_DECIMAL_LEN: usize = 40;
 
-/// Parses a plain decimal string: optional '-', digits, optional '.' and digits. No exponent,
-/// no '+', no spaces, no thousands separators, no precision lost.
+/// The most digits after the decimal point a `Decimal` holds.
+const MAX_SCALE: i64 = 28;
+
+/// Parses an exact decimal string: optional '-', digits, optional '.' and digits, then optionally
+/// an exponent ('e' or 'E', an optional sign, 1 to 4 digits), as Java's `BigDecimal.toString()`
+/// and Python's `str(Decimal)` write small and large values ("1E-10", "1.5e3", "-2E+2"). The value
+/// is computed exactly in integers (never through a float); one that needs more than 28 digits
+/// after the point, or more than 28-29 significant digits, is refused. No '+' on the number, no
+/// spaces, no thousands separators, no precision lost.
 pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, FieldViolation> {
     let malformed = || {
         FieldViolation::new(
             field,
             format!(
-                "{text:?} is not a decimal number (expected digits with an optional '-' and '.', e.g. \"1234.50\")"
+                "{text:?} is not a decimal number (expected digits with an optional '-', '.' and exponent, e.g. \"1234.50\" or \"1E-10\")"
+            ),
+        )
+    };
+    let too_many_digits = || {
+        FieldViolation::new(
+            field,
+            format!(
+                "{text:?} has more digits than can be held exactly (at most 28 significant digits and 28 after the point)"
             ),
         )
     };
@@ -92,7 +107,11 @@ pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, FieldViolation>
             )
         });
     }
-    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (plain, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    };
+    let unsigned = plain.strip_prefix('-').unwrap_or(plain);
     let (whole, fraction) = match unsigned.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
         None => (unsigned, None),
@@ -101,13 +120,45 @@ pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, FieldViolation>
     if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
         return Err(malformed());
     }
-    Decimal::from_str_exact(text).map_err(|_| {
-        FieldViolation::new(
-            field,
-            format!(
-                "{text:?} has more digits than can be held exactly (at most 28 significant digits)"
-            ),
-        )
+    let mantissa = Decimal::from_str_exact(plain).map_err(|_| too_many_digits())?;
+    let Some(exponent) = exponent else {
+        return Ok(mantissa);
+    };
+    let exponent_digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    if !digits(exponent_digits) || exponent_digits.len() > 4 {
+        return Err(malformed());
+    }
+    let exponent: i64 = exponent.parse().map_err(|_| malformed())?;
+    scaled(mantissa, exponent).ok_or_else(too_many_digits)
+}
+
+/// `mantissa` × 10^`exponent` exactly, or None when a `Decimal` cannot hold it.
+fn scaled(mantissa: Decimal, exponent: i64) -> Option<Decimal> {
+    let negative = mantissa.is_sign_negative();
+    let mut units = mantissa.mantissa();
+    let mut scale = i64::from(mantissa.scale()) - exponent;
+    if units == 0 {
+        scale = scale.clamp(0, MAX_SCALE);
+    }
+    // Trailing zeros of the digits can absorb a scale beyond what a Decimal holds.
+    while scale > MAX_SCALE && units % 10 == 0 {
+        units /= 10;
+        scale -= 1;
+    }
+    if scale > MAX_SCALE {
+        return None;
+    }
+    if scale < 0 {
+        let factor = 10i128.checked_pow(u32::try_from(-scale).ok()?)?;
+        units = units.checked_mul(factor)?;
+        scale = 0;
+    }
+    let value = Decimal::try_from_i128_with_scale(units, u32::try_from(scale).ok()?).ok()?;
+    // Keep "-0E-3" a negative zero as "-0.000" is; the sign sits in `units` otherwise.
+    Some(if negative && value.is_zero() {
+        -value
+    } else {
+        value
     })
 }
 
@@ -134,11 +185,30 @@ pub fn parse_amount(
     Ok(amount.abs())
 }
 
-/// Formats an amount with exactly the currency's minor digits, e.g. "50000.00" ZAR, "1200" JPY.
+/// The one way an amount in a currency leaves the gateway (every API answer, stream and CSV
+/// export): exact, with at least the currency's minor digits and more only when the value needs
+/// them, never a trailing zero beyond the minor digits, never rounded: "92.00" and
+/// "0.00000000222" ZAR, "1200" JPY, "5.000" KWD, "-0.50" ZAR.
 pub fn format_amount(amount: Decimal, currency: Currency) -> String {
+    let mut exact = amount.normalize();
+    if exact.scale() < currency.minor_digits() {
+        exact.rescale(currency.minor_digits());
+    }
+    exact.to_string()
+}
+
+/// An amount as the portal's HTML pages show it to people: rounded (half to even) to
+/// exactly the currency's minor digits, e.g. "50000.00" ZAR, "1200" JPY. Never on the API.
+pub fn display_amount(amount: Decimal, currency: Currency) -> String {
     let mut rounded = amount.round_dp(currency.minor_digits());
     rounded.rescale(currency.minor_digits());
     rounded.to_string()
+}
+
+/// A decimal that is not an amount in a currency (a quantity, a count of days): every
+/// significant digit, no trailing zeros, e.g. "1.5", "1500", "0.0000000001".
+pub fn format_decimal(value: Decimal) -> String {
+    value.normalize().to_string()
 }
 
 #[cfg(test)]
@@ -167,12 +237,55 @@ mod tests {
         );
         assert_eq!(parse_decimal("x", "-12.5").unwrap().to_string(), "-12.5");
         for bad in [
-            "", "1e5", "+1", " 1", "1,000", "1.", ".5", "NaN", "1.2.3", "--1", "0x10",
+            "", "+1", " 1", "1,000", "1.", ".5", "NaN", "1.2.3", "--1", "0x10", "1e", "e5", "1e+",
+            "1e--2", "1E2.5", "1e 2", "1e12345", "1.e3", ".5e3", "1e3e3", "inf", "+1e3",
         ] {
             let err = parse_decimal("x", bad).unwrap_err();
             assert_eq!(err.field, "x", "{bad}");
         }
         assert!(parse_decimal("x", "1.00000000000000000000000000001").is_err());
+    }
+
+    #[test]
+    fn scientific_notation_is_read_exactly() {
+        let read = |s: &str| parse_decimal("x", s).unwrap();
+        assert_eq!(read("1E-10"), Decimal::new(1, 10));
+        assert_eq!(read("1E-10").to_string(), "0.0000000001");
+        assert_eq!(read("1.5e3"), Decimal::new(1500, 0));
+        assert_eq!(read("-2E+2"), Decimal::new(-200, 0));
+        assert_eq!(read("1.50E2").to_string(), "150");
+        assert_eq!(read("12345E-2").to_string(), "123.45");
+        assert_eq!(read("0E-3"), Decimal::ZERO);
+        assert_eq!(read("0E-3000"), Decimal::ZERO);
+        assert_eq!(read("0E+3000"), Decimal::ZERO);
+        // What Python's str(Decimal) and Java's BigDecimal.toString() write.
+        assert_eq!(read("1.23E-7").to_string(), "0.000000123");
+        assert_eq!(read("5E+1").to_string(), "50");
+        // 28 digits after the point is the limit; trailing zeros of the digits may absorb more.
+        assert_eq!(read("1E-28"), Decimal::new(1, 28));
+        assert_eq!(read("100E-30"), Decimal::new(1, 28));
+        assert_eq!(read("7.9E+28").to_string(), "79000000000000000000000000000");
+        for too_much in ["1E-29", "1.5E-28", "1E+29", "8E+28", "1E-9999", "1E+9999"] {
+            let err = parse_decimal("x", too_much).unwrap_err();
+            assert!(
+                err.description.contains("held exactly"),
+                "{too_much}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn amounts_in_scientific_notation_keep_the_minor_unit_rule() {
+        assert_eq!(
+            parse_amount("x", "1.05E2", zar()).unwrap(),
+            Decimal::new(105, 0)
+        );
+        assert_eq!(
+            parse_amount("x", "5E-2", zar()).unwrap(),
+            Decimal::new(5, 2)
+        );
+        assert!(parse_amount("x", "1E-3", zar()).is_err());
+        assert!(parse_amount("x", "-1E2", zar()).is_err());
     }
 
     #[test]
@@ -188,5 +301,39 @@ mod tests {
         assert!(parse_amount("x", "1.5", jpy).is_err());
         assert_eq!(format_amount(Decimal::new(12, 0), jpy), "12");
         assert_eq!(format_amount(Decimal::new(5, 1), zar()), "0.50");
+    }
+
+    #[test]
+    fn amounts_leave_with_at_least_the_minor_digits_and_exactly() {
+        let jpy = Currency::parse("c", "JPY").unwrap();
+        let kwd = Currency::parse("c", "KWD").unwrap();
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        for (value, currency, text) in [
+            ("92", zar(), "92.00"),
+            ("92.000000", zar(), "92.00"),
+            ("5.00", zar(), "5.00"),
+            ("5", zar(), "5.00"),
+            ("0.00000000222", zar(), "0.00000000222"),
+            ("209.8750", zar(), "209.875"),
+            ("-0.5", zar(), "-0.50"),
+            ("-0.00", zar(), "0.00"),
+            ("0", zar(), "0.00"),
+            ("1200.0", jpy, "1200"),
+            ("1200.5", jpy, "1200.5"),
+            ("5", kwd, "5.000"),
+            ("5.1234", kwd, "5.1234"),
+        ] {
+            assert_eq!(
+                format_amount(d(value), currency),
+                text,
+                "{value} {currency}"
+            );
+            // What leaves is read back as the same value.
+            assert_eq!(parse_decimal("x", text).unwrap(), d(value));
+        }
+        assert_eq!(display_amount(d("0.00000000222"), zar()), "0.00");
+        assert_eq!(display_amount(d("1.006"), zar()), "1.01");
+        assert_eq!(format_decimal(d("1.500")), "1.5");
+        assert_eq!(format_decimal(d("1500")), "1500");
     }
 }

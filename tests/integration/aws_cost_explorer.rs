@@ -686,7 +686,7 @@ async fn partner_account_settings_drive_the_poller(backend: crate::harness::Back
         (line.cost.as_str(), line.currency.as_str()),
         ("7.2500000001", "USD")
     );
-    assert_eq!(line.list_cost, "8");
+    assert_eq!(line.list_cost, "8.00");
     assert_eq!(line.window_start.unwrap().seconds, hour.timestamp());
     assert_eq!(line.window_end.unwrap().seconds, hour.timestamp() + 3600);
 

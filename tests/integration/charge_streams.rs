@@ -226,7 +226,7 @@ async fn heartbeat(stream: &mut Streaming<v1::StreamChargesResponse>) -> (Vec<v1
     until_mark(stream, i64::MIN).await
 }
 
-fn sequences(charges: &[v1::Charge]) -> Vec<i64> {
+pub fn sequences(charges: &[v1::Charge]) -> Vec<i64> {
     charges.iter().map(|c| c.sequence).collect()
 }
 
@@ -529,7 +529,7 @@ async fn list_charges_and_open_line_items(backend: Backend) {
         .map(|i| (i.meter.as_str(), (i.amount.as_str(), i.quantity.as_str())))
         .collect();
     assert_eq!(items["vm"], ("15.0000000001", "2"));
-    assert_eq!(items["disk"], ("0.1", "1"));
+    assert_eq!(items["disk"], ("0.10", "1"));
     assert_eq!(open.total, "15.1000000001");
     // The total is the sum of the period's charge events.
     let all = client

@@ -89,4 +89,83 @@ async fn lost_connections_answer_unavailable(backend: Backend) {
     gw.stop().await;
 }
 
-crate::both_backends!(lost_connections_answer_unavailable);
+/// A stream whose page read loses its connection reads the page again on a new one: the
+/// consumer gets every charge, in order, and no error. The read is held on a table lock and the
+/// backends waiting for it terminated, so the loss lands inside the stream's read. PostgreSQL
+/// only: SQLite has no server connection to lose.
+async fn a_stream_reads_its_page_again_after_a_lost_connection(backend: Backend) {
+    use crate::charge_streams::{charges_client, ledger, open, sequences, take};
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    // A small ring, so a stream from the start reads its backlog from the database.
+    gw.ledger.feed().set_ring_capacity(10);
+    let l = ledger(&gw, 1, "0").await;
+    let total = 600;
+    let hwm = l.record(&gw.ledger, 0, total, 200).await;
+    assert_eq!(hwm, total as i64);
+    let mut client = charges_client(gw.channel().await, &gw.admin_key);
+    // Keeps the tenant's feed open, so opening the next stream reads nothing.
+    let _keeper = open(&mut client, hwm, &[]).await;
+
+    let connect = || async {
+        let (client, connection) =
+            tokio_postgres::connect(gw.database_url(), tokio_postgres::NoTls)
+                .await
+                .expect("admin connection");
+        (client, tokio::spawn(connection))
+    };
+    // One session holds the lock; another watches (pg_stat_activity is a snapshot per
+    // transaction, so the locking session would not see the readers arrive).
+    let (locker, locker_driver) = connect().await;
+    let (watcher, watcher_driver) = connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE charge_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut stream = open(&mut client, 0, &[]).await;
+    let reader = tokio::spawn(async move { take(&mut stream, total).await });
+    let waiting = "FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE '%charge_events%'";
+    let mut waited = 0;
+    loop {
+        let n: i64 = watcher
+            .query_one(&format!("SELECT count(*) {waiting}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 500, "no read waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Let every reader reach the lock, then cut them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let terminated: i64 = watcher
+        .query_one(
+            &format!("SELECT count(pg_terminate_backend(pid)) {waiting}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated > 0);
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    drop((locker, watcher));
+    let _ = (locker_driver.await, watcher_driver.await);
+    let got = reader
+        .await
+        .expect("the stream delivered everything without an error");
+    assert_eq!(sequences(&got), (1..=total as i64).collect::<Vec<_>>());
+    gw.stop().await;
+}
+
+crate::both_backends!(
+    lost_connections_answer_unavailable,
+    a_stream_reads_its_page_again_after_a_lost_connection
+);

@@ -132,8 +132,8 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
         events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>()
     );
-    assert_eq!(events[0].exposure, "600");
-    assert_eq!(events[0].credit_limit, "1000");
+    assert_eq!(events[0].exposure, "600.00");
+    assert_eq!(events[0].credit_limit, "1000.00");
     assert_eq!(events[0].currency, "ZAR");
     assert!(events.iter().all(|e| e.customer_id == l.customers[0]));
     assert!(
@@ -192,7 +192,7 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
         .unwrap();
     let events = take(&mut stream, 2).await;
     assert_eq!(summary(&events), vec![(90, "UP"), (100, "UP")]);
-    assert_eq!(events[1].credit_limit, "990");
+    assert_eq!(events[1].credit_limit, "990.00");
     // The ledger had reached sequence 8 when the settings changed.
     assert_eq!(events[1].ledger_sequence, 8);
 
@@ -236,7 +236,7 @@ async fn one_event_per_crossing_under_revisions(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(position.exposure, "0");
+    assert_eq!(position.exposure, "0.00");
     assert!(position.crossed_threshold_percents.is_empty());
     gw.stop().await;
 }
@@ -273,14 +273,14 @@ async fn position_and_forecast(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(p.exposure, "800");
-    assert_eq!(p.open_charges, "800");
-    assert_eq!(p.unpaid_invoices, "0");
-    assert_eq!(p.headroom, "200");
-    assert_eq!(p.credit_limit, "1000");
+    assert_eq!(p.exposure, "800.00");
+    assert_eq!(p.open_charges, "800.00");
+    assert_eq!(p.unpaid_invoices, "0.00");
+    assert_eq!(p.headroom, "200.00");
+    assert_eq!(p.credit_limit, "1000.00");
     assert_eq!(p.crossed_threshold_percents, vec![50, 80]);
     // 700 over 7 days = 100 a day; 200 of headroom = 2 days.
-    assert_eq!(p.run_rate_per_day, "100");
+    assert_eq!(p.run_rate_per_day, "100.00");
     assert_eq!(p.days_to_limit, "2");
     let at = p.limit_reached_time.unwrap();
     let expected = (before + Span::days(2)).timestamp();
@@ -303,7 +303,7 @@ async fn position_and_forecast(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(p.exposure, "0");
+    assert_eq!(p.exposure, "0.00");
     assert_eq!(p.days_to_limit, "");
     assert!(p.limit_reached_time.is_none());
 
@@ -316,8 +316,8 @@ async fn position_and_forecast(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(p.exposure, "1200");
-    assert_eq!(p.headroom, "-200");
+    assert_eq!(p.exposure, "1200.00");
+    assert_eq!(p.headroom, "-200.00");
     assert_eq!(p.days_to_limit, "0");
 
     // No limit is not over the limit: no headroom at all.
@@ -329,7 +329,7 @@ async fn position_and_forecast(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(p.exposure, "1200");
+    assert_eq!(p.exposure, "1200.00");
     assert_eq!(p.headroom, "", "no limit, no headroom");
     assert_eq!(p.days_to_limit, "");
     gw.stop().await;
@@ -391,7 +391,7 @@ async fn defaults_and_bad_input(backend: Backend) {
     assert_eq!(settings.threshold_percents, vec![25, 75, 100]);
     assert_eq!(settings.policy, v1::CreditPolicy::AutoSuspend as i32);
     assert!(settings.thresholds_inherited && settings.policy_inherited);
-    assert_eq!(settings.credit_limit, "1000");
+    assert_eq!(settings.credit_limit, "1000.00");
 
     let update =
         |limit: &str, thresholds: Vec<u32>, paths: &[&str]| v1::UpdateCreditSettingsRequest {
@@ -410,7 +410,7 @@ async fn defaults_and_bad_input(backend: Backend) {
         "-5",
         "abc",
         "12.345",
-        "1e5",
+        "1E-3",
         "99999999999999999999999999999999999",
     ] {
         assert_violation(
@@ -484,7 +484,7 @@ async fn defaults_and_bad_input(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(settings.credit_limit, "1000");
+    assert_eq!(settings.credit_limit, "1000.00");
 
     // A help-desk key reads positions but cannot change settings.
     let mut tenants = gw.tenants(&gw.admin_key).await;
@@ -585,7 +585,7 @@ async fn credit_updates_are_idempotent_on_request_id(backend: Backend) {
 
     // 400 of 500 is 80 %: crosses 50 and 80.
     let first = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
-    assert_eq!(first.credit_limit, "500");
+    assert_eq!(first.credit_limit, "500.00");
     assert_eq!(credit_hwm().await.unwrap(), 2);
     let retry = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
     assert_eq!(retry, first);
@@ -593,7 +593,7 @@ async fn credit_updates_are_idempotent_on_request_id(backend: Backend) {
 
     // A later change, then a late retry of the first: it must not put the limit back.
     let second = update_settings(&mut client, settings_update(&c, "700", "limit-700")).await;
-    assert_eq!(second.credit_limit, "700");
+    assert_eq!(second.credit_limit, "700.00");
     assert_eq!(credit_hwm().await.unwrap(), 3, "80 % crossed down");
     let late = update_settings(&mut client, settings_update(&c, "500", "limit-500")).await;
     assert_eq!(late, first, "a late retry answers the first answer");
@@ -694,7 +694,79 @@ async fn credit_updates_are_idempotent_on_request_id(backend: Backend) {
     gw.stop().await;
 }
 
+/// One money format everywhere: a credit limit reads the same from CustomerService and
+/// CreditControlService, and amounts carry at least their currency's minor digits.
+async fn money_reads_the_same_everywhere(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = crate::usage::priced_tenant(&gw).await;
+    let mut credit = credit_client(&gw, &gw.admin_key).await;
+    credit
+        .update_credit_settings(v1::UpdateCreditSettingsRequest {
+            settings: Some(v1::CreditSettings {
+                customer_id: priced.customer_id.clone(),
+                credit_limit: "5".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["credit_limit".into()],
+            }),
+            request_id: "limit-5".into(),
+        })
+        .await
+        .unwrap();
+    let customer = gw
+        .customers(&gw.admin_key)
+        .await
+        .get_customer(v1::GetCustomerRequest {
+            id: priced.customer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let settings = credit
+        .get_credit_settings(v1::GetCreditSettingsRequest {
+            customer_id: priced.customer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(customer.credit_limit, "5.00");
+    assert_eq!(settings.credit_limit, customer.credit_limit);
+
+    // 10.00 USD x 1.20 x 18.5 = 222 ZAR, exactly.
+    let line = crate::usage::usage_line("sim-linked", "vm", 0, "10");
+    crate::usage::push(&gw, "money-1", &priced.partner_account_id, vec![vec![line]])
+        .await
+        .unwrap();
+    let mut charges = v1::charge_service_client::ChargeServiceClient::with_interceptor(
+        gw.channel().await,
+        Bearer::new(&gw.admin_key),
+    );
+    let listed = charges
+        .list_charges(v1::ListChargesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.charges.len(), 1);
+    assert_eq!(listed.charges[0].amount, "222.00");
+    assert_eq!(listed.charges[0].quantity, "1.5");
+    let position = credit
+        .get_credit_position(v1::GetCreditPositionRequest {
+            customer_id: priced.customer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(position.credit_limit, "5.00");
+    assert_eq!(position.exposure, "222.00");
+    assert_eq!(position.headroom, "-217.00");
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    money_reads_the_same_everywhere,
     one_event_per_crossing_under_revisions,
     position_and_forecast,
     defaults_and_bad_input,

@@ -140,7 +140,7 @@ async fn summaries_and_drivers_match_the_hand_computed_fixture(backend: Backend)
     assert_eq!(
         rows(&by_day),
         vec![
-            row("", "", "2026-10-01", "1.6", ""),
+            row("", "", "2026-10-01", "1.60", ""),
             row("", "", "2026-10-02", "5.000000001", ""),
         ]
     );
@@ -158,9 +158,9 @@ async fn summaries_and_drivers_match_the_hand_computed_fixture(backend: Backend)
     assert_eq!(
         rows(&by_meter),
         vec![
-            row("Compute", "big", "", "3", "1"),
+            row("Compute", "big", "", "3.00", "1"),
             row("Compute", "vm", "", "3.100000001", "2"),
-            row("Storage", "gb", "", "0.5", "1"),
+            row("Storage", "gb", "", "0.50", "1"),
         ]
     );
     let by_vendor = hd
@@ -205,7 +205,7 @@ async fn summaries_and_drivers_match_the_hand_computed_fixture(backend: Backend)
         .collect();
     assert_eq!(
         got,
-        vec![("Compute", "5.000000001", "1.1", "3.900000001", "354.55")]
+        vec![("Compute", "5.000000001", "1.10", "3.900000001", "354.55")]
     );
     let by_meter = hd
         .list_cost_drivers(v1::ListCostDriversRequest {
@@ -229,7 +229,7 @@ async fn summaries_and_drivers_match_the_hand_computed_fixture(backend: Backend)
             )
         })
         .collect();
-    assert_eq!(got, vec![("big", "3", "")]);
+    assert_eq!(got, vec![("big", "3.00", "")]);
     gw.stop().await;
 }
 
@@ -255,11 +255,11 @@ async fn the_overview_adds_up(backend: Backend) {
         .into_inner();
     assert_eq!(overview.month_to_date, to_date.total);
     let credit = overview.credit.expect("credit position");
-    assert_eq!(credit.credit_limit, "1000");
-    assert_eq!(credit.exposure, "70");
-    assert_eq!(credit.headroom, "930");
+    assert_eq!(credit.credit_limit, "1000.00");
+    assert_eq!(credit.exposure, "70.00");
+    assert_eq!(credit.headroom, "930.00");
     // 70 over the last 7 days: 10 a day.
-    assert_eq!(overview.run_rate_per_day, "10");
+    assert_eq!(overview.run_rate_per_day, "10.00");
     let mtd: rust_decimal::Decimal = overview.month_to_date.parse().unwrap();
     let forecast: rust_decimal::Decimal = overview.forecast_to_period_end.parse().unwrap();
     let period_end = overview.period_end.unwrap().seconds;

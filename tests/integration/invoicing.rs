@@ -277,15 +277,15 @@ async fn late_usage_becomes_a_prior_period_adjustment(backend: Backend) {
     assert_eq!(mar.period_start, Some(ts("2024-03-01T00:00:00Z")));
     assert_eq!(
         line_amount(&mar, "vm", false),
-        Some(("5.00".into(), "5".into()))
+        Some(("5.00".into(), "5.00".into()))
     );
     assert_eq!(
         line_amount(&mar, "vm", true),
-        Some(("2.50".into(), "2.5".into()))
+        Some(("2.50".into(), "2.50".into()))
     );
     assert_eq!(
         line_amount(&mar, "disk", true),
-        Some(("1.00".into(), "1".into()))
+        Some(("1.00".into(), "1.00".into()))
     );
     for adjustment in mar.lines.iter().filter_map(|l| l.adjusts.as_ref()) {
         assert_eq!(adjustment.invoice_id, feb.id);
@@ -540,7 +540,7 @@ async fn a_close_racing_pushes_bills_each_charge_once(backend: Backend) {
     assert_eq!(april.period_start, Some(ts("2025-03-31T22:00:00Z")));
     assert_eq!(
         line_amount(&april, "edge", false),
-        Some(("7.00".into(), "7".into()))
+        Some(("7.00".into(), "7.00".into()))
     );
     // Revisions committed after March's close are April's adjustments, never both, never neither.
     let billed = dec(&march.unrounded_total) + dec(&april.unrounded_total);

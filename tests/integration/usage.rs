@@ -321,7 +321,7 @@ async fn bad_pushed_usage_writes_nothing(backend: Backend) {
     type Mutation = fn(&mut v1::UsageLine);
     let cases: Vec<(Mutation, &str)> = vec![
         (|l| l.quantity = "-1".into(), "lines[1].quantity"),
-        (|l| l.quantity = "1e3".into(), "lines[1].quantity"),
+        (|l| l.quantity = "1e".into(), "lines[1].quantity"),
         (|l| l.cost = "12,50".into(), "lines[1].cost"),
         (|l| l.cost = "NaN".into(), "lines[1].cost"),
         (|l| l.currency = "usd".into(), "lines[1].currency"),
@@ -567,7 +567,44 @@ async fn an_fx_rate_set_again_at_its_instant_is_replaced(backend: Backend) {
     gw.stop().await;
 }
 
+/// What Python's `str(Decimal)` and Java's `BigDecimal.toString()` write for small and large
+/// values is read exactly: "1E-10" is the same line as "0.0000000001".
+async fn scientific_notation_is_read_exactly(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = priced_tenant(&gw).await;
+    let mut line = usage_line("sim-linked", "vm.small", 0, "1E-10");
+    line.quantity = "1.5E+3".into();
+    line.list_cost = "2e-10".into();
+    let first = push(&gw, "sci-1", &priced.partner_account_id, vec![vec![line]])
+        .await
+        .unwrap();
+    assert_eq!((first.lines_written, first.events_appended), (1, 1));
+    let recorded = charges(&gw).await;
+    assert_eq!(recorded.len(), 1);
+    // 1E-10 x 1.20 x 18.5, exact.
+    assert_eq!(recorded[0].amount, Decimal::new(222, 11));
+    // The same line in plain notation is the same data: nothing new.
+    let mut plain = usage_line("sim-linked", "vm.small", 0, "0.0000000001");
+    plain.quantity = "1500".into();
+    plain.list_cost = "0.0000000002".into();
+    let again = push(&gw, "sci-2", &priced.partner_account_id, vec![vec![plain]])
+        .await
+        .unwrap();
+    assert_eq!((again.lines_written, again.events_appended), (0, 0));
+    // An exponent beyond 28 digits after the point is refused, naming the field.
+    let tiny = usage_line("sim-linked", "vm.small", 1, "1E-29");
+    crate::harness::assert_violation(
+        push(&gw, "sci-3", &priced.partner_account_id, vec![vec![tiny]]).await,
+        tonic::Code::InvalidArgument,
+        "lines[0].cost",
+    );
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    scientific_notation_is_read_exactly,
     an_fx_rate_set_again_at_its_instant_is_replaced,
     pricing_changed_on_another_replica_reaches_the_next_push,
     pushed_usage_is_rated_once,

@@ -4,13 +4,14 @@ use askama::Template;
 use rust_decimal::Decimal;
 
 use super::chart::daily_bars;
-use crate::domain::money::{Currency, format_amount};
+use crate::domain::money::{Currency, display_amount};
 use crate::domain::spend::{SpendOverview, SpendRow, SpendSummary};
 
-/// An amount as people read it: the currency's minor digits (none for JPY, three for KWD) and
-/// its code.
+/// An amount as people read it: rounded to the currency's minor digits (none for JPY, three for
+/// KWD) and its code. Only the HTML pages round; the CSV export and the API carry
+/// `money::format_amount`'s exact form.
 pub fn money(amount: Decimal, currency: Currency) -> String {
-    format!("{} {}", format_amount(amount, currency), currency.code())
+    format!("{} {}", display_amount(amount, currency), currency.code())
 }
 
 /// What every page shares.

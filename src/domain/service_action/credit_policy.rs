@@ -10,6 +10,7 @@ use super::{ActionKind, NewServiceAction, OpenAction, Requester, SERVICE_ACTION_
 use crate::domain::credit::{CreditAction, CreditEvent};
 use crate::domain::customer::{CustomerStatus, VendorAccountLink};
 use crate::domain::ids;
+use crate::domain::money::format_amount;
 
 /// What credit policy needs to know of a customer to act on its events.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,15 +60,15 @@ pub fn plan(
         let reason = match kind {
             ActionKind::Suspend => format!(
                 "credit policy AUTO_SUSPEND: exposure {} {} reached the credit limit {}",
-                event.exposure.normalize(),
+                format_amount(event.exposure, event.currency),
                 event.currency.code(),
-                event.credit_limit.normalize()
+                format_amount(event.credit_limit, event.currency)
             ),
             _ => format!(
                 "credit policy AUTO_SUSPEND: exposure {} {} fell below the credit limit {}",
-                event.exposure.normalize(),
+                format_amount(event.exposure, event.currency),
                 event.currency.code(),
-                event.credit_limit.normalize()
+                format_amount(event.credit_limit, event.currency)
             ),
         };
         let action = NewServiceAction::for_links(
@@ -157,7 +158,7 @@ mod tests {
         assert_eq!(events[1].service_action_id.as_ref(), Some(&planned[0].1.id));
         assert_eq!(events[0].service_action_id, None);
         assert!(
-            planned[0].1.reason.contains("100.5 ZAR"),
+            planned[0].1.reason.contains("100.50 ZAR"),
             "{}",
             planned[0].1.reason
         );

@@ -29,6 +29,7 @@ use super::ledger_backends;
 use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::Result;
 use crate::domain::ledger::ChargeKind;
+use crate::domain::retry::read_again;
 use crate::store::{Store, dispatch};
 
 /// Events a tenant's ring keeps (shared by its streams).
@@ -576,11 +577,21 @@ impl ChargeStream {
                     .database_pages
                     .fetch_add(1, Ordering::Relaxed);
                 let (tenant_id, filter, cursor) = (&self.feed.tenant_id, &self.filter, self.cursor);
-                let events = dispatch!(
-                    self.hub.store,
-                    read,
-                    self::list_for_stream(tenant_id, filter, cursor, PAGE as i64)
-                )?;
+                // Again after a pause when the database is briefly unavailable.
+                let mut attempt = 0;
+                let events = loop {
+                    let page = async {
+                        dispatch!(
+                            self.hub.store,
+                            read,
+                            self::list_for_stream(tenant_id, filter, cursor, PAGE as i64)
+                        )
+                    };
+                    match page.await {
+                        Err(error) if read_again(&error, &mut attempt).await => {}
+                        result => break result?,
+                    }
+                };
                 self.cursor = match events.last() {
                     Some(last) if events.len() == PAGE => last.sequence,
                     // Fewer than a page: nothing else matches up to what was committed when
