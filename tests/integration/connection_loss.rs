@@ -89,6 +89,89 @@ async fn lost_connections_answer_unavailable(backend: Backend) {
     gw.stop().await;
 }
 
+/// An exclusive lock on a table, held by one session while another watches who waits for it
+/// (pg_stat_activity is a snapshot per transaction, so the locking session would not see the
+/// readers arrive).
+struct Locked {
+    table: String,
+    locker: tokio_postgres::Client,
+    watcher: tokio_postgres::Client,
+    drivers: Vec<tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>>,
+}
+
+impl Locked {
+    async fn take(gw: &TestGateway, table: &str) -> Self {
+        let mut drivers = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (client, connection) =
+                tokio_postgres::connect(gw.database_url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("admin connection");
+            drivers.push(tokio::spawn(connection));
+            clients.push(client);
+        }
+        let (watcher, locker) = (clients.pop().unwrap(), clients.pop().unwrap());
+        locker
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        Locked {
+            table: table.to_string(),
+            locker,
+            watcher,
+            drivers,
+        }
+    }
+
+    /// Waits until a read waits for the lock, terminates every backend waiting, and lets go.
+    async fn cut_waiting_readers(self) {
+        let waiting = format!(
+            "FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%{}%'",
+            self.table
+        );
+        let mut waited = 0;
+        loop {
+            let n: i64 = self
+                .watcher
+                .query_one(&format!("SELECT count(*) {waiting}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                break;
+            }
+            waited += 1;
+            assert!(
+                waited < 500,
+                "no read waited for the lock on {}",
+                self.table
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Let every reader reach the lock, then cut them.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let terminated: i64 = self
+            .watcher
+            .query_one(
+                &format!("SELECT count(pg_terminate_backend(pid)) {waiting}"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(terminated > 0);
+        self.locker.batch_execute("ROLLBACK").await.unwrap();
+        drop((self.locker, self.watcher));
+        for driver in self.drivers {
+            let _ = driver.await;
+        }
+    }
+}
+
 /// A stream whose page read loses its connection reads the page again on a new one: the
 /// consumer gets every charge, in order, and no error. The read is held on a table lock and the
 /// backends waiting for it terminated, so the loss lands inside the stream's read. PostgreSQL
@@ -111,53 +194,10 @@ async fn a_stream_reads_its_page_again_after_a_lost_connection(backend: Backend)
     // Keeps the tenant's feed open, so opening the next stream reads nothing.
     let _keeper = open(&mut client, hwm, &[]).await;
 
-    let connect = || async {
-        let (client, connection) =
-            tokio_postgres::connect(gw.database_url(), tokio_postgres::NoTls)
-                .await
-                .expect("admin connection");
-        (client, tokio::spawn(connection))
-    };
-    // One session holds the lock; another watches (pg_stat_activity is a snapshot per
-    // transaction, so the locking session would not see the readers arrive).
-    let (locker, locker_driver) = connect().await;
-    let (watcher, watcher_driver) = connect().await;
-    locker
-        .batch_execute("BEGIN; LOCK TABLE charge_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let locked = Locked::take(&gw, "charge_events").await;
     let mut stream = open(&mut client, 0, &[]).await;
     let reader = tokio::spawn(async move { take(&mut stream, total).await });
-    let waiting = "FROM pg_stat_activity WHERE datname = current_database() \
-                   AND wait_event_type = 'Lock' AND query LIKE '%charge_events%'";
-    let mut waited = 0;
-    loop {
-        let n: i64 = watcher
-            .query_one(&format!("SELECT count(*) {waiting}"), &[])
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        waited += 1;
-        assert!(waited < 500, "no read waited for the lock");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    // Let every reader reach the lock, then cut them.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let terminated: i64 = watcher
-        .query_one(
-            &format!("SELECT count(pg_terminate_backend(pid)) {waiting}"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(terminated > 0);
-    locker.batch_execute("ROLLBACK").await.unwrap();
-    drop((locker, watcher));
-    let _ = (locker_driver.await, watcher_driver.await);
+    locked.cut_waiting_readers().await;
     let got = reader
         .await
         .expect("the stream delivered everything without an error");
@@ -165,7 +205,33 @@ async fn a_stream_reads_its_page_again_after_a_lost_connection(backend: Backend)
     gw.stop().await;
 }
 
+/// The same for a credit event stream (the cursor-stream path).
+async fn a_credit_stream_reads_its_page_again_after_a_lost_connection(backend: Backend) {
+    use crate::credit_control::{credit_client, open, restate, take};
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let l = crate::charge_streams::ledger(&gw, 1, "1000.00").await;
+    restate(&gw, &l, "600").await; // 50 up
+    restate(&gw, &l, "1000").await; // 80 up, 100 up
+    let mut client = credit_client(&gw, &gw.admin_key).await;
+    let locked = Locked::take(&gw, "credit_events").await;
+    let mut stream = open(&mut client, 0).await;
+    let reader = tokio::spawn(async move { take(&mut stream, 3).await });
+    locked.cut_waiting_readers().await;
+    let got = reader
+        .await
+        .expect("the stream delivered everything without an error");
+    let sequences: Vec<i64> = got.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, vec![1, 2, 3]);
+    gw.stop().await;
+}
+
 crate::both_backends!(
     lost_connections_answer_unavailable,
-    a_stream_reads_its_page_again_after_a_lost_connection
+    a_stream_reads_its_page_again_after_a_lost_connection,
+    a_credit_stream_reads_its_page_again_after_a_lost_connection
 );

@@ -15,12 +15,12 @@ use crate::harness::{Backend, Bearer, TestGateway, assert_violation};
 
 type Credit = CreditControlServiceClient<InterceptedService<Channel, Bearer>>;
 
-async fn credit_client(gw: &TestGateway, key: &str) -> Credit {
+pub async fn credit_client(gw: &TestGateway, key: &str) -> Credit {
     CreditControlServiceClient::with_interceptor(gw.channel().await, Bearer::new(key))
 }
 
 /// Restates customer 0's single line at `cost` (a revision of the same usage key).
-async fn restate(gw: &TestGateway, l: &Ledger, cost: &str) {
+pub async fn restate(gw: &TestGateway, l: &Ledger, cost: &str) {
     gw.ledger
         .ingest_push(
             &gw.tenant_id,
@@ -34,7 +34,7 @@ async fn restate(gw: &TestGateway, l: &Ledger, cost: &str) {
         .expect("a new request id");
 }
 
-async fn open(client: &mut Credit, after: i64) -> Streaming<v1::StreamCreditEventsResponse> {
+pub async fn open(client: &mut Credit, after: i64) -> Streaming<v1::StreamCreditEventsResponse> {
     client
         .stream_credit_events(v1::StreamCreditEventsRequest {
             after_sequence: after,
@@ -45,7 +45,7 @@ async fn open(client: &mut Credit, after: i64) -> Streaming<v1::StreamCreditEven
         .into_inner()
 }
 
-async fn take(
+pub async fn take(
     stream: &mut Streaming<v1::StreamCreditEventsResponse>,
     n: usize,
 ) -> Vec<v1::CreditEvent> {
