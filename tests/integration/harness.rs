@@ -69,10 +69,24 @@ pub struct TestDatabase {
 
 enum Cleanup {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// A database the test made and removes itself (e.g. on a cluster of its own).
+    Owner,
 }
 
 impl TestDatabase {
+    /// A database at `url` that the caller created and will remove.
+    #[allow(dead_code)]
+    pub fn external(url: String) -> Self {
+        TestDatabase {
+            url,
+            cleanup: Cleanup::Owner,
+        }
+    }
+
     /// None when PostgreSQL is unreachable and skipping was asked for.
     pub async fn create(backend: Backend) -> Option<Self> {
         match backend {
@@ -213,7 +227,11 @@ async fn spawn_server(
 
 impl TestGateway {
     pub async fn start(backend: Backend) -> Option<Self> {
-        let database = TestDatabase::create(backend).await?;
+        Some(Self::start_on(TestDatabase::create(backend).await?).await)
+    }
+
+    /// A gateway on `database` (migrated here).
+    pub async fn start_on(database: TestDatabase) -> Self {
         migrate::run(&database.url, Direction::Up)
             .await
             .expect("migrations");
@@ -241,7 +259,7 @@ impl TestGateway {
             .await
             .expect("server");
         });
-        Some(TestGateway {
+        TestGateway {
             address,
             store,
             ledger,
@@ -250,7 +268,7 @@ impl TestGateway {
             shutdown: Some(tx),
             server: Some(server),
             _database: database,
-        })
+        }
     }
 
     /// A second gateway on this gateway's database.

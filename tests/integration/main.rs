@@ -10,6 +10,7 @@ mod charge_streams;
 mod connection_loss;
 mod credit_control;
 mod customers;
+mod failover;
 mod health;
 mod helpdesk;
 mod invoicing;
