@@ -46,6 +46,15 @@ pub struct Config {
     /// Seconds between passes of the automatic closer, which closes billing periods whose grace
     /// has passed (runs where the pollers run).
     pub close_check_secs: u64,
+    /// Days a request id and its first answer are kept; a retry after that runs as a new call
+    /// (at least 1; where `pollers` is on, forgotten hourly).
+    pub idempotency_retention_days: u32,
+    /// Seconds between HTTP/2 pings on idle connections, so a stream consumer that died without
+    /// closing its connection is noticed and its stream freed (0: off).
+    pub http2_keepalive_secs: u64,
+    /// Longest a unary or client-streaming call may run (server streams are not cut); a
+    /// client's shorter `grpc-timeout` wins (0: no server limit).
+    pub request_timeout_secs: u64,
 }
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
@@ -75,6 +84,9 @@ const CONFIG_KEYS: &[&str] = &[
     "vendor_ca_file",
     "max_request_bytes",
     "close_check_secs",
+    "idempotency_retention_days",
+    "http2_keepalive_secs",
+    "request_timeout_secs",
 ];
 
 impl Default for Config {
@@ -95,6 +107,9 @@ impl Default for Config {
             vendor_ca_file: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             close_check_secs: 600,
+            idempotency_retention_days: 7,
+            http2_keepalive_secs: 30,
+            request_timeout_secs: 120,
         }
     }
 }

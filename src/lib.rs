@@ -11,6 +11,7 @@
 //! - [`domain`]: the rules and every domain type, free of gRPC and SQL.
 //! - [`poller`]: the background pulls from the vendors into the ledger.
 //! - [`service_worker`]: carries out service actions (suspend, resume, purge) at the vendors.
+//! - [`maintenance`]: housekeeping (request ids past their retention).
 //! - [`config`], [`telemetry`], [`server`], [`demo`]: start-up.
 pub mod api;
 #[cfg(test)]
@@ -19,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod ledger;
+pub mod maintenance;
 pub mod operations;
 pub mod poller;
 pub mod proto;

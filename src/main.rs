@@ -139,6 +139,11 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 }
 
 async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.idempotency_retention_days >= 1,
+        "idempotency_retention_days must be at least 1: clients retry for hours, and a forgotten \
+         request id runs again as a new call"
+    );
     let store = open_store(config).await?;
     let ledger = Arc::new(Ledger::new(store.clone())?);
     ledger
@@ -195,6 +200,14 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    let forgetter = config.pollers.then(|| {
+        tokio::spawn(msp_gateway::maintenance::forget_old_request_ids(
+            store.clone(),
+            chrono::Duration::days(i64::from(config.idempotency_retention_days)),
+            msp_gateway::maintenance::FORGET_EVERY,
+            stop_rx.clone(),
+        ))
+    });
     // Service actions are background vendor work too: API-only replicas leave them to others.
     let worker_task = config.pollers.then(|| {
         let worker = service_worker::Worker::new(
@@ -208,13 +221,13 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    server::serve_with_limit(
+    server::serve_with_limits(
         listener,
         ledger,
         tls,
         shutdown,
         Duration::from_secs(config.shutdown_grace_secs),
-        config.max_request_bytes,
+        server::Limits::of(config),
     )
     .await?;
     if let Some(pollers) = pollers {
@@ -222,6 +235,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     }
     if let Some(closer) = closer {
         let _ = closer.await;
+    }
+    if let Some(forgetter) = forgetter {
+        let _ = forgetter.await;
     }
     let _ = operations.await;
     if let Some(worker_task) = worker_task {

@@ -12,7 +12,7 @@ use crate::api::auth::AuthLayer;
 use crate::api::metrics_layer::MetricsLayer;
 use crate::api::services;
 use crate::api::{Gateway, PortalSite};
-use crate::config::{Config, DEFAULT_MAX_REQUEST_BYTES};
+use crate::config::Config;
 use crate::ledger::Ledger;
 
 /// The TLS settings of `config`, if TLS is configured.
@@ -35,8 +35,40 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
     Ok(Some(tls))
 }
 
+/// What the server allows a connection and a call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request message; larger answers RESOURCE_EXHAUSTED.
+    pub max_request_bytes: usize,
+    /// HTTP/2 ping interval on idle connections (a dead peer is dropped after one unanswered
+    /// ping plus [`KEEPALIVE_TIMEOUT`]).
+    pub http2_keepalive: Option<Duration>,
+    /// Longest a unary or client-streaming call runs before DEADLINE_EXCEEDED.
+    pub request_timeout: Option<Duration>,
+}
+
+/// How long a keepalive ping may go unanswered before the connection is closed.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::of(&Config::default())
+    }
+}
+
+impl Limits {
+    pub fn of(config: &Config) -> Self {
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Limits {
+            max_request_bytes: config.max_request_bytes,
+            http2_keepalive: seconds(config.http2_keepalive_secs),
+            request_timeout: seconds(config.request_timeout_secs),
+        }
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown` resolves, then gives in-flight calls
-/// `grace` to finish; requests of up to [`DEFAULT_MAX_REQUEST_BYTES`].
+/// `grace` to finish, with the default [`Limits`].
 pub async fn serve(
     listener: TcpListener,
     ledger: Arc<Ledger>,
@@ -44,36 +76,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    serve_with_limit(
-        listener,
-        ledger,
-        tls,
-        shutdown,
-        grace,
-        DEFAULT_MAX_REQUEST_BYTES,
-    )
-    .await
+    serve_with_limits(listener, ledger, tls, shutdown, grace, Limits::default()).await
 }
 
-/// [`serve`] with requests of up to `max_request_bytes`.
-pub async fn serve_with_limit(
+/// [`serve`] with `limits`.
+pub async fn serve_with_limits(
     listener: TcpListener,
     ledger: Arc<Ledger>,
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
-    max_request_bytes: usize,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     // Installed before the first call is counted (a no-op after the first server).
     crate::telemetry::metrics::handle();
     let gw = Gateway::new(ledger).with_portal(portal_site(&listener, tls.is_some())?);
-    let (routes, health) = services::routes(&gw, max_request_bytes).await?;
+    let (routes, health) = services::routes(&gw, limits.max_request_bytes).await?;
     let health_watch = tokio::spawn(services::watch_health(
         health,
         gw.store.clone(),
         services::HEALTH_CHECK_INTERVAL,
     ));
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(limits.http2_keepalive)
+        .http2_keepalive_timeout(limits.http2_keepalive.map(|_| KEEPALIVE_TIMEOUT));
+    if let Some(timeout) = limits.request_timeout {
+        builder = builder.timeout(timeout);
+    }
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

@@ -8,13 +8,13 @@
 //! `request: Option<&Idempotent<T>>` built by the API layer. The first call runs the function
 //! and records its encoded response; a retry gets that response (`Answer::Replayed`) without
 //! running it.
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::for_each_backend;
 use super::schema::idempotency_keys;
 use super::sql_types::DbTime;
+use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::Result;
 use crate::domain::idempotency::{IdempotencyKey, unrecorded_answer};
 
@@ -56,6 +56,14 @@ for_each_backend! {
         response.map(Some).ok_or_else(|| unrecorded_answer(key, &resource_id))
     }
 
+    /// Forgets every request id recorded before `before`; how many. A retry of a forgotten id
+    /// runs as a new call, so `before` must lie beyond any client's retry horizon.
+    pub async fn forget_before(conn: &mut Conn, before: DateTime<Utc>) -> Result<usize> {
+        Ok(diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(DbTime(before))))
+            .execute(conn)
+            .await?)
+    }
+
     /// Records the response of the call that claimed `key`.
     pub async fn record(conn: &mut Conn, tenant_id: &str, key: &IdempotencyKey, response: &[u8]) -> Result<()> {
         diesel::update(idempotency_keys::table.find((tenant_id, &key.request_id)))
@@ -63,6 +71,13 @@ for_each_backend! {
             .execute(conn)
             .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Forgets the request ids recorded before `before` (see [`forget_before`]).
+    pub async fn forget_request_ids_before(&self, before: DateTime<Utc>) -> Result<usize> {
+        dispatch!(self, write, self::forget_before(before))
     }
 }
 

@@ -201,6 +201,7 @@ impl Replica {
 
 async fn spawn_server(
     ledger: Arc<Ledger>,
+    limits: msp_gateway::server::Limits,
 ) -> (
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
@@ -210,7 +211,7 @@ async fn spawn_server(
     let address = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        msp_gateway::server::serve(
+        msp_gateway::server::serve_with_limits(
             listener,
             ledger,
             None,
@@ -218,6 +219,7 @@ async fn spawn_server(
                 let _ = rx.await;
             },
             Duration::from_millis(200),
+            limits,
         )
         .await
         .expect("server");
@@ -274,10 +276,16 @@ impl TestGateway {
     /// A second gateway on this gateway's database.
     #[allow(dead_code)]
     pub async fn replica(&self) -> Replica {
+        self.replica_with(Default::default()).await
+    }
+
+    /// A second gateway on this gateway's database, serving with `limits`.
+    #[allow(dead_code)]
+    pub async fn replica_with(&self, limits: msp_gateway::server::Limits) -> Replica {
         let store =
             Arc::new(Store::connect(&self._database.url, &Default::default()).expect("connect"));
         let ledger = Arc::new(Ledger::new(store.clone()).expect("ledger"));
-        let (address, tx, server) = spawn_server(ledger.clone()).await;
+        let (address, tx, server) = spawn_server(ledger.clone(), limits).await;
         Replica {
             address,
             ledger,

@@ -328,4 +328,38 @@ async fn retries_answer_the_first_response_byte_for_byte(backend: Backend) {
     gw.stop().await;
 }
 
-crate::both_backends!(retries_answer_the_first_response_byte_for_byte);
+/// Request ids are kept for the retention and then forgotten: until then a retry is answered
+/// from the record (even one sent with a different body is refused as a reuse); afterwards the
+/// id is free and runs as a new call.
+async fn request_ids_are_forgotten_after_the_retention(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let mut customers = gw.customers(&gw.admin_key).await;
+    let create = |external_ref: &str| new_customer("kept-then-forgotten", external_ref);
+    let first = answer(customers.create_customer(create("RET-1")).await);
+    let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
+    assert_eq!(
+        gw.store.forget_request_ids_before(week_ago).await.unwrap(),
+        0
+    );
+    let retry = answer(customers.create_customer(create("RET-1")).await);
+    assert_replayed("within the retention", &first, retry);
+    assert_violation(
+        customers.create_customer(create("RET-2")).await,
+        tonic::Code::InvalidArgument,
+        "request_id",
+    );
+
+    // Past the retention (everything recorded until a moment from now).
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert!(gw.store.forget_request_ids_before(later).await.unwrap() >= 1);
+    let again = answer(customers.create_customer(create("RET-2")).await);
+    assert!(!again.1, "a forgotten request id runs as a new call");
+    assert_ne!(customer_of(&again.0).id, customer_of(&first.0).id);
+}
+
+crate::both_backends!(
+    retries_answer_the_first_response_byte_for_byte,
+    request_ids_are_forgotten_after_the_retention
+);

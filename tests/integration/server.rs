@@ -147,9 +147,46 @@ async fn reflection_serves_the_error_details(backend: Backend) {
     gw.stop().await;
 }
 
+/// A unary or client-streaming call that runs past `request_timeout` is ended by the server
+/// (CANCELLED, "Timeout expired", as tonic reports a server deadline), so a client that stalls
+/// an upload cannot hold a connection and a database slot for ever.
+async fn a_stalled_upload_is_ended_at_the_request_timeout(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let limits = msp_gateway::server::Limits {
+        request_timeout: Some(std::time::Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let replica = gw.replica_with(limits).await;
+    let mut usage =
+        msp_gateway::proto::v1::usage_service_client::UsageServiceClient::with_interceptor(
+            replica.channel().await,
+            crate::harness::Bearer::new(&gw.admin_key),
+        );
+    let first = msp_gateway::proto::v1::IngestUsageRequest {
+        request_id: "stalled".into(),
+        ..Default::default()
+    };
+    // One message, then nothing and no end of stream: the client stalls.
+    let stalled = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        usage.ingest_usage(stalled),
+    )
+    .await
+    .expect("the server ended the call")
+    .expect_err("a stalled upload is refused");
+    assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
+    assert!(status.message().contains("Timeout expired"), "{status:?}");
+    replica.stop().await;
+    gw.stop().await;
+}
+
 crate::both_backends!(
     reflection_lists_every_service,
-    reflection_serves_the_error_details
+    reflection_serves_the_error_details,
+    a_stalled_upload_is_ended_at_the_request_timeout
 );
 
 /// With a certificate and key configured the gateway speaks TLS (rustls) and nothing else.
