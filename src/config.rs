@@ -46,6 +46,10 @@ pub struct Config {
     /// Seconds between passes of the automatic closer, which closes billing periods whose grace
     /// has passed (runs where the pollers run).
     pub close_check_secs: u64,
+    /// Where browsers reach the cost portal (`https://portal.isp.example`), used in the links
+    /// `CreatePortalSession` hands out, when a proxy or a DNS name fronts the gateway; unset:
+    /// the address the gateway listens on (`http://`, or `https://` with TLS).
+    pub portal_url: Option<String>,
 }
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
@@ -75,6 +79,7 @@ const CONFIG_KEYS: &[&str] = &[
     "vendor_ca_file",
     "max_request_bytes",
     "close_check_secs",
+    "portal_url",
 ];
 
 impl Default for Config {
@@ -95,6 +100,7 @@ impl Default for Config {
             vendor_ca_file: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             close_check_secs: 600,
+            portal_url: None,
         }
     }
 }
@@ -139,6 +145,22 @@ impl Config {
         Ok(Some(pem))
     }
 
+    /// `portal_url` checked (an absolute http:// or https:// URL, without a query or a
+    /// fragment) and without its trailing slash; None when unset or empty.
+    pub fn portal_base_url(&self) -> Result<Option<String>, String> {
+        let Some(url) = self.portal_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        crate::domain::portal::parse_return_url("portal_url", url)
+            .map_err(|v| format!("{v} (portal_url {url:?})"))?;
+        if url.contains(['?', '#']) {
+            return Err(format!(
+                "portal_url {url:?} must not have a query or a fragment: links are made by appending /portal/…"
+            ));
+        }
+        Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
     pub fn pool_options(&self) -> crate::store::PoolOptions {
         crate::store::PoolOptions {
             max_connections: self.database_max_connections,
@@ -164,6 +186,29 @@ mod tests {
         let mut keys = CONFIG_KEYS.to_vec();
         keys.sort_unstable();
         assert_eq!(names, keys);
+    }
+
+    #[test]
+    fn the_portal_url_is_checked_and_loses_its_trailing_slash() {
+        let with = |url: &str| Config {
+            portal_url: Some(url.into()),
+            ..Config::default()
+        };
+        assert_eq!(Config::default().portal_base_url(), Ok(None));
+        assert_eq!(with("").portal_base_url(), Ok(None));
+        assert_eq!(
+            with("https://portal.isp.example/").portal_base_url(),
+            Ok(Some("https://portal.isp.example".into()))
+        );
+        for bad in [
+            "portal.isp.example",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            let error = with(bad).portal_base_url().unwrap_err();
+            assert!(error.contains("portal_url"), "{bad}: {error}");
+        }
     }
 
     #[test]
