@@ -55,6 +55,10 @@ pub struct Config {
     /// Longest a unary or client-streaming call may run (server streams are not cut); a
     /// client's shorter `grpc-timeout` wins (0: no server limit).
     pub request_timeout_secs: u64,
+    /// Where browsers reach the cost portal (`https://portal.isp.example`), used in the links
+    /// `CreatePortalSession` hands out, when a proxy or a DNS name fronts the gateway; unset:
+    /// the address the gateway listens on (`http://`, or `https://` with TLS).
+    pub portal_url: Option<String>,
 }
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
@@ -87,6 +91,7 @@ const CONFIG_KEYS: &[&str] = &[
     "idempotency_retention_days",
     "http2_keepalive_secs",
     "request_timeout_secs",
+    "portal_url",
 ];
 
 impl Default for Config {
@@ -110,6 +115,7 @@ impl Default for Config {
             idempotency_retention_days: 7,
             http2_keepalive_secs: 30,
             request_timeout_secs: 120,
+            portal_url: None,
         }
     }
 }
@@ -154,6 +160,22 @@ impl Config {
         Ok(Some(pem))
     }
 
+    /// `portal_url` checked (an absolute http:// or https:// URL, without a query or a
+    /// fragment) and without its trailing slash; None when unset or empty.
+    pub fn portal_base_url(&self) -> Result<Option<String>, String> {
+        let Some(url) = self.portal_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        crate::domain::portal::parse_return_url("portal_url", url)
+            .map_err(|v| format!("{v} (portal_url {url:?})"))?;
+        if url.contains(['?', '#']) {
+            return Err(format!(
+                "portal_url {url:?} must not have a query or a fragment: links are made by appending /portal/…"
+            ));
+        }
+        Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
     pub fn pool_options(&self) -> crate::store::PoolOptions {
         crate::store::PoolOptions {
             max_connections: self.database_max_connections,
@@ -179,6 +201,29 @@ mod tests {
         let mut keys = CONFIG_KEYS.to_vec();
         keys.sort_unstable();
         assert_eq!(names, keys);
+    }
+
+    #[test]
+    fn the_portal_url_is_checked_and_loses_its_trailing_slash() {
+        let with = |url: &str| Config {
+            portal_url: Some(url.into()),
+            ..Config::default()
+        };
+        assert_eq!(Config::default().portal_base_url(), Ok(None));
+        assert_eq!(with("").portal_base_url(), Ok(None));
+        assert_eq!(
+            with("https://portal.isp.example/").portal_base_url(),
+            Ok(Some("https://portal.isp.example".into()))
+        );
+        for bad in [
+            "portal.isp.example",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            let error = with(bad).portal_base_url().unwrap_err();
+            assert!(error.contains("portal_url"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::domain::invoice_record::Invoice;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, RuleScope};
-use crate::domain::tenant::NewTenant;
+use crate::domain::tenant::{Branding, NewTenant};
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::domain::vendor::Vendor;
 use crate::ledger::Ledger;
@@ -62,6 +62,11 @@ pub struct DemoAccess {
     pub portal_customer_id: String,
 }
 
+/// The demo tenant's portal colours: a teal header with an amber accent.
+fn demo_branding() -> Result<Branding> {
+    Branding::parse("primary_color", "#0e6e6e", "accent_color", "#f2a900")
+}
+
 /// Creates the demo data if absent (idempotently) and mints an admin key for this run.
 pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
     let store = ledger.store();
@@ -71,6 +76,15 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             let new = NewTenant::parse(DEMO_TENANT, "ZAR", "Africa/Johannesburg")?;
             store.create_tenant(new).await?.0
         }
+    };
+    // White label: the demo MSP's colours in its customers' portal (kept if changed since).
+    let tenant = if tenant.branding == Branding::default() {
+        store
+            .set_tenant_branding(&tenant.id, &demo_branding()?, None)
+            .await?
+            .unguarded()?
+    } else {
+        tenant
     };
     let system = tenant.id.as_str();
     let simulator = PartnerAccountSpec {

@@ -150,6 +150,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         .feed()
         .set_heartbeat_interval(Duration::from_millis(config.stream_heartbeat_ms));
     let tls = server::tls_config(config)?;
+    let portal_url = config.portal_base_url().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -166,7 +167,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             "{}",
             demo::banner(&access, &address.to_string(), tls.is_none())
         );
-        let site = server::portal_site(&listener, tls.is_some())?;
+        let site = server::portal_site(&listener, tls.is_some(), portal_url.clone())?;
         let link = demo::portal_link(&ledger, &access, &site.base_url).await?;
         println!(
             "Enterprise cost portal of Acme Logistics (opens once, within {} minutes):\n  {link}\n",
@@ -228,6 +229,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         shutdown,
         Duration::from_secs(config.shutdown_grace_secs),
         server::Limits::of(config),
+        portal_url,
     )
     .await?;
     if let Some(pollers) = pollers {

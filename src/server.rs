@@ -76,10 +76,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    serve_with_limits(listener, ledger, tls, shutdown, grace, Limits::default()).await
+    serve_with_limits(
+        listener,
+        ledger,
+        tls,
+        shutdown,
+        grace,
+        Limits::default(),
+        None,
+    )
+    .await
 }
 
-/// [`serve`] with `limits`.
+/// [`serve`] with `limits` and the portal at `portal_url` (see [`portal_site`]).
 pub async fn serve_with_limits(
     listener: TcpListener,
     ledger: Arc<Ledger>,
@@ -87,10 +96,12 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
     limits: Limits,
+    portal_url: Option<String>,
 ) -> anyhow::Result<()> {
     // Installed before the first call is counted (a no-op after the first server).
     crate::telemetry::metrics::handle();
-    let gw = Gateway::new(ledger).with_portal(portal_site(&listener, tls.is_some())?);
+    let site = portal_site(&listener, tls.is_some(), portal_url)?;
+    let gw = Gateway::new(ledger).with_portal(site);
     let (routes, health) = services::routes(&gw, limits.max_request_bytes).await?;
     let health_watch = tokio::spawn(services::watch_health(
         health,
@@ -137,12 +148,17 @@ pub async fn serve_with_limits(
     Ok(())
 }
 
-/// The portal at the address the gateway listens on (an unspecified address, 0.0.0.0, is
-/// reached through the loopback), or at `MSPGW_PORTAL_URL` when a proxy or a name fronts it.
-pub fn portal_site(listener: &TcpListener, tls: bool) -> anyhow::Result<PortalSite> {
+/// The portal at `portal_url` (the configuration's `portal_url`, checked by
+/// [`Config::portal_base_url`]) when a proxy or a name fronts the gateway, else at the address
+/// it listens on (an unspecified address, 0.0.0.0, is reached through the loopback).
+pub fn portal_site(
+    listener: &TcpListener,
+    tls: bool,
+    portal_url: Option<String>,
+) -> anyhow::Result<PortalSite> {
     let scheme = if tls { "https" } else { "http" };
-    let base_url = match std::env::var("MSPGW_PORTAL_URL") {
-        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+    let base_url = match portal_url {
+        Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
         _ => {
             let mut address = listener.local_addr()?;
             if address.ip().is_unspecified() {

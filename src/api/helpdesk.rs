@@ -7,7 +7,9 @@ use tonic::{Request, Response, Status};
 use super::auth::principal;
 use super::convert::{enum_field, timestamp, vendor_to_proto};
 use super::credit::position_to_proto;
+use super::invoices::invoice_to_proto;
 use super::replies::{guard, reply};
+use super::service_management::action_to_proto;
 use super::{Gateway, customer_of};
 use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
@@ -227,6 +229,12 @@ impl HelpDeskService for HelpDeskApi {
             run_rate_per_day: format_amount(o.run_rate_per_day, o.context.currency),
             credit: Some(position_to_proto(o.credit)),
             as_of_sequence: o.as_of_sequence,
+            recent_invoices: o.recent_invoices.iter().map(invoice_to_proto).collect(),
+            recent_service_actions: o
+                .recent_service_actions
+                .iter()
+                .map(action_to_proto)
+                .collect(),
         }))
     }
 }

@@ -45,6 +45,7 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("CreateApiKey", ApiKeys, Write),
             ("ListApiKeys", ApiKeys, Read),
             ("RevokeApiKey", ApiKeys, Write),
+            ("UpdateTenantBranding", Tenant, Write),
         ],
     ),
     (

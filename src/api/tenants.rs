@@ -9,6 +9,7 @@ use crate::domain::access::{ApiKey, MintedKey, NewApiKey, Scope};
 use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::{Answer, IdempotencyKey};
 use crate::domain::paging::PageRequest;
+use crate::domain::tenant::{Branding, Color, Tenant};
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::tenant_service_server::TenantService;
@@ -59,6 +60,21 @@ fn api_key_to_proto(key: &ApiKey) -> v1::ApiKey {
     }
 }
 
+fn tenant_to_proto(tenant: &Tenant) -> v1::Tenant {
+    let colour = |c: Option<Color>| c.map(Color::hex).unwrap_or_default();
+    v1::Tenant {
+        id: tenant.id.clone(),
+        name: tenant.name.clone(),
+        currency: tenant.currency.code().to_string(),
+        time_zone: tenant.time_zone.clone(),
+        create_time: Some(timestamp(tenant.created_at)),
+        branding: Some(v1::TenantBranding {
+            primary_color: colour(tenant.branding.primary),
+            accent_color: colour(tenant.branding.accent),
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl TenantService for TenantApi {
     async fn get_tenant(
@@ -67,13 +83,47 @@ impl TenantService for TenantApi {
     ) -> Result<Response<v1::Tenant>, Status> {
         let principal = principal(&request)?;
         let tenant = self.gw.store.tenant(&principal.tenant_id).await?;
-        Ok(Response::new(v1::Tenant {
-            id: tenant.id,
-            name: tenant.name,
-            currency: tenant.currency.code().to_string(),
-            time_zone: tenant.time_zone,
-            create_time: Some(timestamp(tenant.created_at)),
-        }))
+        Ok(Response::new(tenant_to_proto(&tenant)))
+    }
+
+    async fn update_tenant_branding(
+        &self,
+        request: Request<v1::UpdateTenantBrandingRequest>,
+    ) -> Result<Response<v1::Tenant>, Status> {
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
+        let branding = match &req.branding {
+            None => {
+                v.add("branding", "is required");
+                None
+            }
+            Some(b) => v.check_error(Branding::parse(
+                "branding.primary_color",
+                &b.primary_color,
+                "branding.accent_color",
+                &b.accent_color,
+            ))?,
+        };
+        v.into_result()?;
+        let (Some(request_id), Some(branding)) = (request_id, branding) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        let key = IdempotencyKey::new(request_id, "UpdateTenantBranding", &branding);
+        let answer = self
+            .gw
+            .store
+            .set_tenant_branding(
+                &principal.tenant_id,
+                &branding,
+                Some(&guard(key, tenant_to_proto)),
+            )
+            .await?;
+        if let Answer::Fresh(tenant) = &answer {
+            tracing::info!(tenant_id = %tenant.id, "tenant branding updated");
+        }
+        reply(answer, tenant_to_proto)
     }
 
     async fn create_api_key(

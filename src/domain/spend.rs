@@ -167,6 +167,8 @@ pub struct CostDriverReport {
 pub const OVERVIEW_DAYS: i64 = 30;
 /// Services an overview ranks.
 pub const OVERVIEW_TOP_SERVICES: usize = 5;
+/// How many of its newest invoices and service actions the overview shows.
+pub const OVERVIEW_RECENT: usize = 5;
 
 /// The period so far, where it is heading, and the last [`OVERVIEW_DAYS`] days.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +184,10 @@ pub struct SpendOverview {
     /// The period's largest services so far (by vendor and service), largest first.
     pub top_services: Vec<SpendRow>,
     pub as_of_sequence: i64,
+    /// The customer's newest invoices (up to [`OVERVIEW_RECENT`]), newest first.
+    pub recent_invoices: Vec<super::invoice_record::Invoice>,
+    /// The customer's newest service actions (up to [`OVERVIEW_RECENT`]), newest first.
+    pub recent_service_actions: Vec<super::service_action::ServiceAction>,
 }
 
 /// The largest `n` rows by amount, ties in their given order.

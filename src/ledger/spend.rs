@@ -11,9 +11,9 @@ use crate::domain::error::{Error, Result};
 use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
 use crate::domain::spend::{
-    CostDriverReport, DailyTotal, DayRange, Grouping, OVERVIEW_DAYS, OVERVIEW_TOP_SERVICES,
-    SpendContext, SpendOverview, SpendSummary, cost_drivers, daily, forecast_to_period_end,
-    summarize, top,
+    CostDriverReport, DailyTotal, DayRange, Grouping, OVERVIEW_DAYS, OVERVIEW_RECENT,
+    OVERVIEW_TOP_SERVICES, SpendContext, SpendOverview, SpendSummary, cost_drivers, daily,
+    forecast_to_period_end, summarize, top,
 };
 use crate::domain::vendor::Vendor;
 use crate::store::dispatch;
@@ -188,6 +188,15 @@ impl Ledger {
         };
         let read = self.daily_totals(tenant_id, customer_id, span).await?;
         let credit = self.credit_position(tenant_id, customer_id, now).await?;
+        let latest = OVERVIEW_RECENT as i64;
+        let recent_invoices = self
+            .store
+            .latest_invoices(tenant_id, customer_id, None, latest)
+            .await?;
+        let recent_service_actions = self
+            .store
+            .latest_service_actions(tenant_id, customer_id, latest)
+            .await?;
         let by_service = Grouping {
             vendor: true,
             service: true,
@@ -210,6 +219,8 @@ impl Ledger {
             run_rate_per_day,
             credit,
             as_of_sequence: read.as_of_sequence,
+            recent_invoices,
+            recent_service_actions,
         })
     }
 }

@@ -290,6 +290,12 @@ for_each_backend! {
             query = query.filter(invoices::id.gt(after));
         }
         let rows: Vec<InvoiceRow> = query.load(conn).await?;
+        let out = with_lines(conn, tenant_id, rows).await?;
+        Ok(page.page(out, |i| &i.id))
+    }
+
+    /// Invoices of `rows`, in their order, with their lines.
+    async fn with_lines(conn: &mut Conn, tenant_id: &str, rows: Vec<InvoiceRow>) -> Result<Vec<Invoice>> {
         let ids: Vec<String> = rows.iter().map(|r| r.0.0.clone()).collect();
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let lines = lines_of(conn, tenant_id, &id_refs).await?;
@@ -302,7 +308,24 @@ for_each_backend! {
             let own = by_id.remove(&row.0.0).unwrap_or_default();
             out.push(invoice_from_row(row, own)?);
         }
-        Ok(page.page(out, |i| &i.id))
+        Ok(out)
+    }
+
+    /// The customer's newest invoices (ids are time-ordered), newest first, with their lines:
+    /// up to `limit` of those created before the invoice `before` (None: the newest).
+    pub async fn latest(conn: &mut Conn, tenant_id: &str, customer_id: &str, before: Option<&str>, limit: i64) -> Result<Vec<Invoice>> {
+        let mut query = invoices::table
+            .filter(invoices::tenant_id.eq(tenant_id))
+            .filter(invoices::customer_id.eq(customer_id))
+            .select(header_columns!())
+            .order(invoices::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(before) = before {
+            query = query.filter(invoices::id.lt(before));
+        }
+        let rows: Vec<InvoiceRow> = query.load(conn).await?;
+        with_lines(conn, tenant_id, rows).await
     }
 
     /// The invoice's total, paid sum and currency, locked until the transaction ends on
@@ -331,6 +354,21 @@ impl Store {
     /// The invoice with its lines; NOT_FOUND for another tenant's.
     pub async fn invoice(&self, tenant_id: &str, id: &str) -> Result<Invoice> {
         dispatch!(self, read, self::get(tenant_id, id))
+    }
+
+    /// The customer's newest invoices, newest first (see [`latest`](self::pg::latest)).
+    pub async fn latest_invoices(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Invoice>> {
+        dispatch!(
+            self,
+            read,
+            self::latest(tenant_id, customer_id, before, limit)
+        )
     }
 
     pub async fn list_invoices(

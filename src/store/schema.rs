@@ -13,6 +13,8 @@ diesel::table! {
         currency -> Text,
         time_zone -> Text,
         created_at -> Instant,
+        brand_primary_color -> Nullable<Text>,
+        brand_accent_color -> Nullable<Text>,
     }
 }
 

@@ -196,6 +196,19 @@ for_each_backend! {
         Ok(page.page(actions, |a| &a.id))
     }
 
+    /// The customer's newest `limit` actions (ids are time-ordered), newest first.
+    pub async fn latest(conn: &mut Conn, tenant_id: &str, customer_id: &str, limit: i64) -> Result<Vec<ServiceAction>> {
+        let rows = service_actions::table
+            .filter(service_actions::tenant_id.eq(tenant_id))
+            .filter(service_actions::customer_id.eq(customer_id))
+            .select(ActionRow::as_select())
+            .order(service_actions::id.desc())
+            .limit(limit)
+            .load(conn)
+            .await?;
+        assemble(conn, rows).await
+    }
+
     /// Actions changed after change sequence `after`, in change order (only `customer_ids`'
     /// when given).
     pub async fn changed_after(conn: &mut Conn, tenant_id: &str, customer_ids: &[String], after: i64, limit: i64) -> Result<Vec<ServiceAction>> {
@@ -322,6 +335,16 @@ for_each_backend! {
 impl Store {
     pub async fn service_action(&self, tenant_id: &str, id: &str) -> Result<ServiceAction> {
         dispatch!(self, read, self::get(tenant_id, id))
+    }
+
+    /// The customer's newest `limit` service actions, newest first.
+    pub async fn latest_service_actions(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<ServiceAction>> {
+        dispatch!(self, read, self::latest(tenant_id, customer_id, limit))
     }
 
     pub async fn list_service_actions(

@@ -3,14 +3,16 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::idempotency::write_once;
 use super::schema::{api_keys, tenants};
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::access::{MintedKey, Scope};
 use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::money::Currency;
-use crate::domain::tenant::{NewTenant, Tenant};
+use crate::domain::tenant::{Branding, Color, NewTenant, Tenant};
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = tenants)]
@@ -20,12 +22,19 @@ struct TenantRow {
     currency: String,
     time_zone: String,
     created_at: DbTime,
+    brand_primary_color: Option<String>,
+    brand_accent_color: Option<String>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
     type Error = Error;
     fn try_from(row: TenantRow) -> Result<Self> {
+        let colour = |c: &Option<String>| c.as_deref().map(Color::from_stored).transpose();
         Ok(Tenant {
+            branding: Branding {
+                primary: colour(&row.brand_primary_color)?,
+                accent: colour(&row.brand_accent_color)?,
+            },
             currency: Currency::parse("currency", &row.currency)
                 .map_err(|e| Error::Internal(format!("stored tenant {}: {e}", row.id)))?,
             id: row.id,
@@ -46,6 +55,8 @@ for_each_backend! {
                 currency: new.currency.code().to_string(),
                 time_zone: new.time_zone.clone(),
                 created_at: now,
+                brand_primary_color: None,
+                brand_accent_color: None,
             };
             let inserted = diesel::insert_into(tenants::table)
                 .values(&row)
@@ -93,6 +104,18 @@ for_each_backend! {
             .transpose()
     }
 
+    /// Sets the tenant's portal colours (both: an unset one returns to the default).
+    pub async fn set_branding(conn: &mut Conn, tenant_id: &str, branding: &Branding) -> Result<Tenant> {
+        diesel::update(tenants::table.find(tenant_id))
+            .set((
+                tenants::brand_primary_color.eq(branding.primary.map(Color::hex)),
+                tenants::brand_accent_color.eq(branding.accent.map(Color::hex)),
+            ))
+            .execute(conn)
+            .await?;
+        get(conn, tenant_id.to_string()).await
+    }
+
     pub async fn count(conn: &mut Conn) -> Result<i64> {
         Ok(tenants::table.count().get_result(conn).await?)
     }
@@ -110,6 +133,21 @@ impl Store {
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
         dispatch!(self, read, self::find_by_name(name.to_string()))
+    }
+
+    /// Sets the tenant's portal colours; a retry of `request` answers the first call's tenant.
+    pub async fn set_tenant_branding(
+        &self,
+        tenant_id: &str,
+        branding: &Branding,
+        request: Option<&Idempotent<'_, Tenant>>,
+    ) -> Result<Answer<Tenant>> {
+        write_once!(
+            self,
+            tenant_id,
+            request,
+            self::set_branding(tenant_id, branding)
+        )
     }
 
     pub async fn tenant_count(&self) -> Result<i64> {

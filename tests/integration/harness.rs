@@ -220,6 +220,7 @@ async fn spawn_server(
             },
             Duration::from_millis(200),
             limits,
+            None,
         )
         .await
         .expect("server");

@@ -74,6 +74,86 @@ pub async fn fixture(gw: &TestGateway) -> Ledger {
     l
 }
 
+/// Invoices of the fixture: customer 0's October (paid 1.00 of it) and November (a late
+/// October line, 4 ZAR, billed as an adjustment naming October; closed by the ledger as of ten
+/// days from now, since November's grace may not have passed), and customer 1's October.
+pub struct Invoices {
+    pub october: v1::Invoice,
+    pub november: v1::Invoice,
+    pub other_customer: v1::Invoice,
+}
+
+pub async fn invoices(gw: &TestGateway, l: &Ledger) -> Invoices {
+    let mut client =
+        msp_gateway::proto::v1::invoice_service_client::InvoiceServiceClient::with_interceptor(
+            gw.channel().await,
+            crate::harness::Bearer::new(&gw.admin_key),
+        );
+    let close = |customer: &str| v1::CloseBillingPeriodRequest {
+        request_id: format!("close-{customer}"),
+        customer_id: customer.into(),
+        period_start: None,
+    };
+    let (c0, c1) = (&l.customers[0], &l.customers[1]);
+    let october = client
+        .close_billing_period(close(c0))
+        .await
+        .unwrap()
+        .into_inner();
+    let other_customer = client
+        .close_billing_period(close(c1))
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .record_payment(v1::RecordPaymentRequest {
+            request_id: format!("pay-{c0}"),
+            invoice_id: october.id.clone(),
+            amount: "1.00".into(),
+            reference: "EFT 1".into(),
+        })
+        .await
+        .unwrap();
+    let october = client
+        .get_invoice(v1::GetInvoiceRequest {
+            id: october.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    record(
+        gw,
+        l,
+        vec![usage(c0, "Compute", "vm", "4", "2026-10-20T10:00:00Z")],
+    )
+    .await;
+    let closed = gw
+        .ledger
+        .close_billing_period(
+            &gw.tenant_id,
+            c0,
+            None,
+            Utc::now() + chrono::Duration::days(10),
+            None,
+        )
+        .await
+        .unwrap()
+        .unguarded()
+        .unwrap();
+    let november = client
+        .get_invoice(v1::GetInvoiceRequest {
+            id: closed.value.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    Invoices {
+        october,
+        november,
+        other_customer,
+    }
+}
+
 pub fn summary_request(
     customer: &str,
     start: &str,
@@ -487,7 +567,172 @@ async fn portal_sessions_retry_to_the_same_link(backend: Backend) {
     gw.stop().await;
 }
 
+async fn the_overview_lists_recent_invoices_and_service_actions(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let l = fixture(&gw).await;
+    let c0 = &l.customers[0];
+    let mut hd = help_desk(&gw, &gw.admin_key).await;
+    let overview = |c: &str| v1::GetSpendOverviewRequest {
+        customer_id: c.into(),
+    };
+    let before = hd
+        .get_spend_overview(overview(c0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.recent_invoices.is_empty());
+    assert!(before.recent_service_actions.is_empty());
+
+    let inv = invoices(&gw, &l).await;
+    assert_eq!(inv.october.total, "6.60");
+    assert_eq!(inv.october.paid, "1.00");
+    let adjustment = inv
+        .november
+        .lines
+        .iter()
+        .find_map(|line| line.adjusts.as_ref())
+        .expect("November adjusts October");
+    assert_eq!(adjustment.invoice_id, inv.october.id);
+    let mut services = crate::service_actions::services(&gw, &gw.admin_key).await;
+    let suspended = services
+        .suspend_customer(v1::SuspendCustomerRequest {
+            customer_id: c0.clone(),
+            reason: "invoice overdue".into(),
+            request_id: "suspend-overview".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let after = hd
+        .get_spend_overview(overview(c0))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = after
+        .recent_invoices
+        .iter()
+        .map(|i| i.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [inv.november.id.as_str(), inv.october.id.as_str()],
+        "newest first"
+    );
+    assert_eq!(after.recent_invoices[0], inv.november, "with its lines");
+    assert_eq!(after.recent_service_actions.len(), 1);
+    assert_eq!(after.recent_service_actions[0].id, suspended.id);
+    assert_eq!(after.recent_service_actions[0].reason, "invoice overdue");
+    // Another customer's overview has its own invoice only, and no actions.
+    let other = hd
+        .get_spend_overview(overview(&l.customers[1]))
+        .await
+        .unwrap()
+        .into_inner();
+    let other_ids: Vec<&str> = other
+        .recent_invoices
+        .iter()
+        .map(|i| i.id.as_str())
+        .collect();
+    assert_eq!(other_ids, [inv.other_customer.id.as_str()]);
+    assert!(other.recent_service_actions.is_empty());
+    // A portal key reads its own customer's overview, with the same lists.
+    let own = key(&gw, v1::ApiKeyScope::Portal, c0).await;
+    let mine = help_desk(&gw, &own)
+        .await
+        .get_spend_overview(overview(c0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.recent_invoices, after.recent_invoices);
+    gw.stop().await;
+}
+
+async fn tenant_branding_is_validated_and_shown(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let mut tenants = gw.tenants(&gw.admin_key).await;
+    let got = tenants
+        .get_tenant(v1::GetTenantRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.branding,
+        Some(v1::TenantBranding::default()),
+        "defaults: empty"
+    );
+    let request = |id: &str, primary: &str, accent: &str| v1::UpdateTenantBrandingRequest {
+        request_id: id.into(),
+        branding: Some(v1::TenantBranding {
+            primary_color: primary.into(),
+            accent_color: accent.into(),
+        }),
+    };
+    let bad = tenants
+        .update_tenant_branding(request("b-1", "teal", "#12345"))
+        .await;
+    let status = bad.unwrap_err();
+    let fields: Vec<String> = crate::harness::field_violations(&status)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(
+        fields,
+        ["branding.primary_color", "branding.accent_color"],
+        "{status:?}"
+    );
+    assert_violation(
+        tenants
+            .update_tenant_branding(request("", "#0e6e6e", ""))
+            .await,
+        Code::InvalidArgument,
+        "request_id",
+    );
+    assert_violation(
+        tenants
+            .update_tenant_branding(v1::UpdateTenantBrandingRequest {
+                request_id: "b-2".into(),
+                branding: None,
+            })
+            .await,
+        Code::InvalidArgument,
+        "branding",
+    );
+    let set = tenants
+        .update_tenant_branding(request("b-3", "#0E6E6E", "#fa0"))
+        .await
+        .unwrap()
+        .into_inner();
+    let expected = v1::TenantBranding {
+        primary_color: "#0e6e6e".into(),
+        accent_color: "#ffaa00".into(),
+    };
+    assert_eq!(set.branding.as_ref(), Some(&expected));
+    let got = tenants
+        .get_tenant(v1::GetTenantRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.branding, Some(expected));
+    // Only admin keys change the tenant.
+    let billing = key(&gw, v1::ApiKeyScope::Billing, "").await;
+    let refused = gw
+        .tenants(&billing)
+        .await
+        .update_tenant_branding(request("b-4", "#000000", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    the_overview_lists_recent_invoices_and_service_actions,
+    tenant_branding_is_validated_and_shown,
     summaries_and_drivers_match_the_hand_computed_fixture,
     the_overview_adds_up,
     reads_are_confined_to_the_callers_customer_and_tenant,

@@ -1,8 +1,10 @@
 //! The portal in a real browser: Debian's chromium driven through chromedriver (WebDriver), one
 //! gateway and one browser session for every page check. Opens the link CreatePortalSession
 //! returns, checks month to date and the chart, follows to the breakdown, downloads its CSV and
-//! compares it with GetSpendSummary digit for digit, and is refused for another customer's id,
-//! a reused link and an expired one. Screenshots of each page land in
+//! compares it with GetSpendSummary digit for digit, opens the invoices and an invoice (an
+//! adjustment naming its original period), sees the tenant's brand colours applied, and is
+//! refused for another customer's id, another customer's invoice (an edited invoice id), a
+//! reused link and an expired one. Screenshots of each page land in
 //! `target/portal-screenshots/`.
 //!
 //! The browser comes from `scripts/install-browser.sh` (apt: chromium, chromium-driver), which
@@ -19,7 +21,7 @@ use msp_gateway::proto::v1;
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestGateway};
-use crate::helpdesk::{fixture, help_desk, portal, record, summary_request};
+use crate::helpdesk::{fixture, help_desk, invoices, portal, record, summary_request};
 
 const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
@@ -224,6 +226,20 @@ impl Browser<'_> {
         .to_string()
     }
 
+    /// The computed value of a CSS property of the first element matching `css`.
+    async fn style(&self, css: &str, property: &str) -> String {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/css/{property}"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+    }
+
     async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.call(
@@ -284,6 +300,20 @@ async fn the_portal_in_a_real_browser() {
     let mut now_line = crate::charge_streams::line(&c0, "vm", "12.345", l.base);
     now_line.key.service = "Compute".into();
     record(&gw, &l, vec![now_line]).await;
+    // Invoices (customer 0: October, partly paid, and November with an adjustment of October;
+    // customer 1: October) and the tenant's brand colours.
+    let inv = invoices(&gw, &l).await;
+    gw.tenants(&gw.admin_key)
+        .await
+        .update_tenant_branding(v1::UpdateTenantBrandingRequest {
+            request_id: "brand-1".into(),
+            branding: Some(v1::TenantBranding {
+                primary_color: "#0e6e6e".into(),
+                accent_color: "#f2a900".into(),
+            }),
+        })
+        .await
+        .unwrap();
 
     let session = portal(&gw, &gw.admin_key)
         .await
@@ -333,7 +363,91 @@ async fn the_portal_in_a_real_browser() {
         "the chart is labelled"
     );
     assert!(browser.text("#top-services").await.contains("Compute"));
+    // White label: the tenant's colours, applied.
+    let header = browser.style("header", "background-color").await;
+    assert!(header.contains("14, 110, 110"), "header {header}");
+    let marker = browser
+        .style("nav a[aria-current='page']", "border-bottom-color")
+        .await;
+    assert!(
+        marker.contains("242, 169, 0"),
+        "current page marker {marker}"
+    );
+    let number = |i: &v1::Invoice| i.number.clone();
+    assert!(
+        browser
+            .text("#recent-invoices")
+            .await
+            .contains(&number(&inv.october))
+    );
     browser.screenshot("overview").await;
+
+    // Invoices: the list, newest first, then one invoice with its lines.
+    browser.click("#all-invoices").await;
+    assert_eq!(
+        browser.current_url().await,
+        format!("{base}/portal/c/{c0}/invoices")
+    );
+    assert_eq!(browser.find_all("#invoices tbody tr").await.len(), 2);
+    let first_row = browser.text("#invoices tbody tr").await;
+    assert!(first_row.contains(&number(&inv.november)), "{first_row}");
+    browser.screenshot("invoices").await;
+    browser
+        .click(&format!(
+            "#invoices a[href$='/invoices/{}']",
+            inv.october.id
+        ))
+        .await;
+    assert_eq!(
+        browser.current_url().await,
+        format!("{base}/portal/c/{c0}/invoices/{}", inv.october.id)
+    );
+    assert_eq!(browser.text("#invoice-total").await, "6.60 ZAR");
+    assert_eq!(browser.text("#invoice-paid").await, "1.00 ZAR");
+    assert_eq!(browser.text("#invoice-balance").await, "5.60 ZAR");
+    assert_eq!(browser.find_all("#lines tbody tr").await.len(), 3);
+    assert!(browser.text("#lines").await.contains("3.10 ZAR"));
+    browser.screenshot("invoice").await;
+    browser
+        .go(&format!(
+            "{base}/portal/c/{c0}/invoices/{}",
+            inv.november.id
+        ))
+        .await;
+    let adjustment = browser.text("#lines tr.adjustment").await;
+    assert!(
+        adjustment.contains(&format!(
+            "Adjusts 1 October 2026 to 31 October 2026 (invoice {})",
+            number(&inv.october)
+        )),
+        "{adjustment}"
+    );
+    browser.screenshot("invoice-adjustment").await;
+    // Another customer's invoice under this customer's path (an edited invoice id), and this
+    // customer's invoice under another's: not found, and nothing of it shown.
+    browser
+        .go(&format!(
+            "{base}/portal/c/{c0}/invoices/{}",
+            inv.other_customer.id
+        ))
+        .await;
+    assert!(browser.title().await.starts_with("Not found"));
+    assert!(
+        !browser
+            .text("main")
+            .await
+            .contains(&number(&inv.other_customer))
+    );
+    browser.screenshot("other-customers-invoice").await;
+    browser
+        .go(&format!("{base}/portal/c/{c1}/invoices/{}", inv.october.id))
+        .await;
+    assert!(browser.title().await.starts_with("Not found"));
+    browser
+        .go(&format!("{base}/portal/c/{c0}/invoices/inv_nonexistent"))
+        .await;
+    assert!(browser.title().await.starts_with("Not found"));
+    browser.go(&format!("{base}/portal/c/{c0}/")).await;
 
     // Follow to the breakdown, then choose a period by meter.
     browser.click("nav a[href$='/breakdown']").await;

@@ -325,6 +325,32 @@ async fn retries_answer_the_first_response_byte_for_byte(backend: Backend) {
         &revoked,
         answer(tenants.revoke_api_key(revoke).await),
     );
+
+    // Branding: a retry answers the first colours, even after another change.
+    let brand = |id: &str, primary: &str| v1::UpdateTenantBrandingRequest {
+        request_id: id.into(),
+        branding: Some(v1::TenantBranding {
+            primary_color: primary.into(),
+            accent_color: "#F2A900".into(),
+        }),
+    };
+    let branded = answer(
+        tenants
+            .update_tenant_branding(brand("b-1", "#0E6E6E"))
+            .await,
+    );
+    let tenant = v1::Tenant::decode(branded.0.as_slice()).unwrap();
+    assert_eq!(tenant.branding.unwrap().primary_color, "#0e6e6e");
+    answer(tenants.update_tenant_branding(brand("b-2", "#123")).await);
+    assert_replayed(
+        "UpdateTenantBranding",
+        &branded,
+        answer(
+            tenants
+                .update_tenant_branding(brand("b-1", "#0E6E6E"))
+                .await,
+        ),
+    );
     gw.stop().await;
 }
 

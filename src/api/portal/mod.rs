@@ -19,11 +19,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 
-use self::pages::{BreakdownPage, Frame, MessagePage, OverviewPage};
+use self::pages::{
+    BreakdownPage, Colours, Frame, InvoicePage, InvoiceSummary, InvoicesPage, MessagePage,
+    OverviewPage,
+};
 use super::Gateway;
 use crate::domain::error::Error;
 use crate::domain::portal::{LinkRefusal, PortalSession, SESSION_TTL};
 use crate::domain::spend::{Grouping, parse_range};
+use crate::domain::tenant::Branding;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "mspgw_portal";
@@ -36,6 +40,8 @@ pub fn router(gw: Gateway) -> Router {
         .route("/portal/c/{customer}/", get(overview))
         .route("/portal/c/{customer}/breakdown", get(breakdown))
         .route("/portal/c/{customer}/breakdown.csv", get(breakdown_csv))
+        .route("/portal/c/{customer}/invoices", get(invoices))
+        .route("/portal/c/{customer}/invoices/{invoice}", get(invoice))
         .route("/portal", get(unknown_page))
         .route("/portal/{*rest}", get(unknown_page))
         .with_state(gw)
@@ -96,6 +102,7 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
                 base: String::new(),
                 page: "",
                 return_url: String::new(),
+                colours: Colours::of(&Branding::default()),
             },
             message: text.into(),
         },
@@ -217,6 +224,7 @@ async fn framed(
         base: format!("/portal/c/{}", session.customer_id),
         page,
         return_url: session.return_url.clone(),
+        colours: Colours::of(&tenant.branding),
     };
     Ok((session, frame))
 }
@@ -233,6 +241,70 @@ async fn overview(
         .await
         .map_err(failure)?;
     Ok(render(StatusCode::OK, OverviewPage::new(frame, &o)))
+}
+
+/// Invoices a page of the invoice list shows.
+const INVOICES_PER_PAGE: i64 = 24;
+
+/// The customer's invoices, newest first, a page at a time (`?before=<invoice id>`: the page
+/// after that invoice).
+async fn invoices(
+    State(gw): State<Gateway>,
+    Path(customer): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let (session, frame) = framed(&gw, &headers, &customer, "Invoices", "invoices").await?;
+    let before = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == "before")
+        .map(|(_, value)| value.into_owned())
+        .filter(|v| !v.is_empty());
+    let mut found = gw
+        .store
+        .latest_invoices(
+            &session.tenant_id,
+            &session.customer_id,
+            before.as_deref(),
+            INVOICES_PER_PAGE + 1,
+        )
+        .await
+        .map_err(failure)?;
+    let more = found.len() as i64 > INVOICES_PER_PAGE;
+    found.truncate(INVOICES_PER_PAGE as usize);
+    let older = match found.last() {
+        Some(last) if more => form_urlencoded::Serializer::new(String::new())
+            .append_pair("before", &last.id)
+            .finish(),
+        _ => String::new(),
+    };
+    let page = InvoicesPage {
+        frame,
+        invoices: found.iter().map(InvoiceSummary::of).collect(),
+        older,
+    };
+    Ok(render(StatusCode::OK, page))
+}
+
+/// One invoice with its lines: the session's customer's only (any other id, this tenant's or
+/// not, is "not found").
+async fn invoice(
+    State(gw): State<Gateway>,
+    Path((customer, invoice_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let (session, mut frame) = framed(&gw, &headers, &customer, "Invoice", "invoices").await?;
+    let invoice = gw
+        .store
+        .invoice(&session.tenant_id, &invoice_id)
+        .await
+        .map_err(failure)?;
+    if invoice.customer.id != session.customer_id {
+        return Err(not_found());
+    }
+    if let Some(number) = &invoice.number {
+        frame.title = format!("Invoice {number}");
+    }
+    Ok(render(StatusCode::OK, InvoicePage::new(frame, &invoice)))
 }
 
 /// The breakdown's query: `start`, `end` (dates; both or neither) and `by` (vendor, service or

@@ -1,11 +1,19 @@
 //! The portal's pages: askama templates (checked at compile time, escaped by default) and the
 //! figures they show, formatted in the customer's currency.
 use askama::Template;
+use chrono::{DateTime, Days, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
 use super::chart::daily_bars;
-use crate::domain::money::{Currency, display_amount};
+use crate::domain::invoice::InvoiceLine;
+use crate::domain::invoice_record::Invoice;
+use crate::domain::money::{Currency, display_amount, format_amount};
+use crate::domain::payment::PaymentStatus;
+use crate::domain::service_action::ServiceAction;
+use crate::domain::service_action::record::Requester;
 use crate::domain::spend::{SpendOverview, SpendRow, SpendSummary};
+use crate::domain::tenant::Branding;
 
 /// An amount as people read it: rounded to the currency's minor digits (none for JPY, three for
 /// KWD) and its code. Only the HTML pages round; the CSV export and the API carry
@@ -21,9 +29,29 @@ pub struct Frame {
     pub title: String,
     /// "/portal/c/<customer id>", or empty on pages outside a session.
     pub base: String,
-    /// Which navigation entry is current: "overview", "breakdown" or "".
+    /// Which navigation entry is current: "overview", "breakdown", "invoices" or "".
     pub page: &'static str,
     pub return_url: String,
+    pub colours: Colours,
+}
+
+/// The tenant's colours as the style sheet uses them ("#rrggbb").
+pub struct Colours {
+    pub primary: String,
+    /// Black or white, whichever reads better on `primary`.
+    pub on_primary: String,
+    pub accent: String,
+}
+
+impl Colours {
+    pub fn of(branding: &Branding) -> Colours {
+        let primary = branding.primary_or_default();
+        Colours {
+            primary: primary.hex(),
+            on_primary: primary.text_on().hex(),
+            accent: branding.accent_or_default().hex(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -56,6 +84,8 @@ pub struct OverviewPage {
     pub daily: Vec<(String, String)>,
     pub top_services: Vec<TopService>,
     pub as_of_sequence: i64,
+    pub recent_invoices: Vec<InvoiceSummary>,
+    pub recent_actions: Vec<ActionSummary>,
 }
 
 impl OverviewPage {
@@ -110,6 +140,186 @@ impl OverviewPage {
                 })
                 .collect(),
             as_of_sequence: o.as_of_sequence,
+            recent_invoices: o.recent_invoices.iter().map(InvoiceSummary::of).collect(),
+            recent_actions: o
+                .recent_service_actions
+                .iter()
+                .map(|a| ActionSummary::of(a, &o.context.time_zone))
+                .collect(),
+            frame,
+        }
+    }
+}
+
+fn zone(name: &str) -> Tz {
+    name.parse().unwrap_or(chrono_tz::UTC)
+}
+
+/// `[start, end)` as the local dates it covers: "1 November 2026 to 30 November 2026".
+pub fn local_period(start: DateTime<Utc>, end: DateTime<Utc>, time_zone: &str) -> String {
+    let zone = zone(time_zone);
+    let first = start.with_timezone(&zone).date_naive();
+    let end = end.with_timezone(&zone).date_naive();
+    let last = end.checked_sub_days(Days::new(1)).unwrap_or(end).max(first);
+    format!(
+        "{} to {}",
+        first.format("%-d %B %Y"),
+        last.format("%-d %B %Y")
+    )
+}
+
+/// A time as the customer reads it, in its time zone.
+fn local_time(at: DateTime<Utc>, time_zone: &str) -> String {
+    at.with_timezone(&zone(time_zone))
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+fn status_label(status: PaymentStatus) -> &'static str {
+    match status {
+        PaymentStatus::Unpaid => "Unpaid",
+        PaymentStatus::PartiallyPaid => "Partly paid",
+        PaymentStatus::Paid => "Paid",
+        PaymentStatus::Credit => "Credit",
+    }
+}
+
+/// An invoice in a list: its number, period and what is owed.
+pub struct InvoiceSummary {
+    pub id: String,
+    pub number: String,
+    pub period: String,
+    pub total: String,
+    pub paid: String,
+    pub balance: String,
+    pub status: &'static str,
+}
+
+impl InvoiceSummary {
+    pub fn of(i: &Invoice) -> Self {
+        let m = |a: Decimal| money(a, i.currency);
+        InvoiceSummary {
+            id: i.id.clone(),
+            number: i
+                .number
+                .clone()
+                .unwrap_or_else(|| "(nothing billed)".into()),
+            period: local_period(i.period_start, i.period_end, &i.time_zone),
+            total: m(i.total),
+            paid: m(i.paid),
+            balance: m(i.balance()),
+            status: status_label(i.payment_status()),
+        }
+    }
+}
+
+/// A service action on the overview.
+pub struct ActionSummary {
+    pub kind: String,
+    pub status: String,
+    pub reason: String,
+    pub by: &'static str,
+    pub requested: String,
+    pub finished: String,
+}
+
+impl ActionSummary {
+    pub fn of(a: &ServiceAction, time_zone: &str) -> Self {
+        let word = |s: &str| {
+            let lower = s.to_ascii_lowercase();
+            let mut chars = lower.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        };
+        ActionSummary {
+            kind: word(a.kind.as_str()),
+            status: word(a.status.as_str()),
+            reason: a.reason.clone(),
+            by: match a.requester {
+                Requester::CreditPolicy { .. } => "Credit policy",
+                _ => "Your provider",
+            },
+            requested: local_time(a.created_at, time_zone),
+            finished: a
+                .finished_at
+                .map(|t| local_time(t, time_zone))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/invoices.html")]
+pub struct InvoicesPage {
+    pub frame: Frame,
+    pub invoices: Vec<InvoiceSummary>,
+    /// The query of the next (older) page, or empty.
+    pub older: String,
+}
+
+/// One invoice line as shown.
+pub struct LineView {
+    pub vendor: &'static str,
+    pub service: String,
+    pub meter: String,
+    pub quantity: String,
+    pub amount: String,
+    /// "Adjusts 1 October 2026 to 31 October 2026 (INV-…)", or empty.
+    pub adjusts: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/invoice.html")]
+pub struct InvoicePage {
+    pub frame: Frame,
+    pub summary: InvoiceSummary,
+    pub currency: &'static str,
+    pub time_zone: String,
+    pub finalized: String,
+    pub lines: Vec<LineView>,
+    pub has_adjustments: bool,
+    pub unrounded_total: String,
+}
+
+impl InvoicePage {
+    pub fn new(frame: Frame, i: &Invoice) -> Self {
+        let line = |l: &InvoiceLine| LineView {
+            vendor: l.vendor.as_str(),
+            service: l.service.clone(),
+            meter: l.meter.clone(),
+            quantity: format!("{} {}", l.quantity.normalize(), l.unit)
+                .trim()
+                .to_string(),
+            amount: money(l.amount, i.currency),
+            adjusts: l
+                .adjusts
+                .as_ref()
+                .map(|a| {
+                    let of = a
+                        .invoice
+                        .as_ref()
+                        .and_then(|r| r.number.clone())
+                        .map(|n| format!(" (invoice {n})"))
+                        .unwrap_or_default();
+                    format!("Adjusts {}{of}", local_period(a.start, a.end, &i.time_zone))
+                })
+                .unwrap_or_default(),
+        };
+        let lines: Vec<LineView> = i.lines.iter().map(line).collect();
+        InvoicePage {
+            summary: InvoiceSummary::of(i),
+            currency: i.currency.code(),
+            time_zone: i.time_zone.clone(),
+            finalized: local_time(i.finalized_at, &i.time_zone),
+            has_adjustments: lines.iter().any(|l| !l.adjusts.is_empty()),
+            lines,
+            unrounded_total: format!(
+                "{} {}",
+                format_amount(i.unrounded_total, i.currency),
+                i.currency.code()
+            ),
             frame,
         }
     }
@@ -203,6 +413,7 @@ mod tests {
                 base: String::new(),
                 page: "",
                 return_url: String::new(),
+                colours: Colours::of(&Branding::default()),
             },
             message: "a & b".into(),
         };
