@@ -151,6 +151,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             enrollments: vec![EnrollmentRequest {
                 vendor: Vendor::Simulator,
                 partner_account_id: None,
+                new_account: None,
             }],
         };
         let key = IdempotencyKey::new(
@@ -163,6 +164,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
                 system,
                 &tenant.time_zone,
                 &new,
+                None,
                 &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
                     customer.id.clone().into_bytes()
                 }),
@@ -295,6 +297,7 @@ async fn auto_suspended_customer(
         enrollments: vec![EnrollmentRequest {
             vendor: Vendor::Simulator,
             partner_account_id: None,
+            new_account: None,
         }],
     };
     let key = IdempotencyKey::new("demo-customer-OVER-006".into(), "CreateCustomer", &new);
@@ -304,6 +307,7 @@ async fn auto_suspended_customer(
             tenant_id,
             time_zone,
             &new,
+            None,
             &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
                 customer.id.clone().into_bytes()
             }),

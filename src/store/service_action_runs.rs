@@ -6,12 +6,14 @@ use diesel_async::AsyncConnection;
 
 use super::idempotency::write_once;
 use super::{Store, dispatch, for_each_backend};
+use crate::domain::customer::NewVendorAccountLink;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::service_action::transitions::{ActionRequest, admit, status_after};
 use crate::domain::service_action::{
-    ActionKind, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceAction, ServiceStep,
+    ActionKind, ActionStatus, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceAction,
+    ServiceStep,
 };
 
 /// A suspend, resume or purge as a caller asked for it.
@@ -68,25 +70,61 @@ for_each_backend! {
         .await
     }
 
-    /// Writes step `position`'s progress, then the action's status as its steps add up; when
-    /// the action has ended, the customer's status follows in the same transaction.
+    /// Writes step `position`'s progress, then the action's status as its steps add up (taking
+    /// a change sequence, so streams see every step move); when the action has ended, the
+    /// customer's status follows in the same transaction. An enrollment step that ended moves
+    /// its enrollment too: ENROLLED with the new account linked, or ENROLLMENT_FAILED.
     pub async fn progress(conn: &mut Conn, tenant_id: &str, action_id: &str, position: usize, step: &ServiceStep) -> Result<ServiceAction> {
         conn.transaction(async |conn| {
-            q::service_action_steps::update(conn, action_id, position, step).await?;
-            settle(conn, tenant_id, action_id).await
+            let mut step = step.clone();
+            if step.enrollment.is_some() && step.status.is_terminal() {
+                let customer_id = q::service_actions::get(conn, tenant_id, action_id).await?.customer_id;
+                enrollment_ended(conn, tenant_id, &customer_id, &mut step).await?;
+            }
+            q::service_action_steps::update(conn, action_id, position, &step).await?;
+            settle_changed(conn, tenant_id, action_id, true).await
         })
         .await
     }
 
+    /// An enrollment step ended: link the new account (the customer row first, the lock order
+    /// every writer keeps), or record the vendor's reason on the enrollment. A new account
+    /// already linked to another customer fails the step.
+    async fn enrollment_ended(conn: &mut Conn, tenant_id: &str, customer_id: &str, step: &mut ServiceStep) -> Result<()> {
+        if step.status == ActionStatus::Succeeded {
+            let link = NewVendorAccountLink {
+                kind: step.target.kind,
+                account_id: step.target.account_id.clone(),
+                partner_account_id: Some(step.partner_account_id.clone()),
+            };
+            match q::customers::link(conn, tenant_id, customer_id, &link).await {
+                Ok(_) => return Ok(()),
+                Err(Error::AlreadyExists { value, .. }) => {
+                    step.status = ActionStatus::Failed;
+                    step.last_error = Some(format!("the new account cannot be linked: {value}"));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        let reason = step.last_error.clone().unwrap_or_else(|| "the vendor did not create the account".into());
+        q::customers::enrollment_failed(conn, tenant_id, customer_id, &step.partner_account_id, &reason).await
+    }
+
     /// Sets the action's status from its steps (and, once it ended, the customer's).
     pub async fn settle(conn: &mut Conn, tenant_id: &str, action_id: &str) -> Result<ServiceAction> {
+        settle_changed(conn, tenant_id, action_id, false).await
+    }
+
+    /// [`settle`]; `changed`: a step changed, so the action takes a change sequence even when
+    /// its status stays.
+    async fn settle_changed(conn: &mut Conn, tenant_id: &str, action_id: &str, changed: bool) -> Result<ServiceAction> {
         let action = q::service_actions::get(conn, tenant_id, action_id).await?;
         let status = action.summary();
-        if status == action.status {
+        if status == action.status && !changed {
             return Ok(action);
         }
         // The customer row before the change-sequence row (see `request`).
-        if status.is_terminal() {
+        if status.is_terminal() && status != action.status {
             let customer = q::customers::get(conn, tenant_id, &action.customer_id).await?;
             let next = status_after(action.kind, customer.status, status);
             if next != customer.status {

@@ -3,6 +3,7 @@
 //! in the submodules), conflicts refused, bad input and access refused with nothing written,
 //! a gateway killed mid-action resumed, and AUTO_SUSPEND acting on its own credit events.
 mod auto_suspend;
+mod enrollment;
 mod moto;
 mod partner_center;
 
@@ -36,6 +37,7 @@ pub fn test_settings(owner: &str) -> WorkerSettings {
         owner: owner.into(),
         lease_ttl: Duration::from_secs(2),
         poll: Duration::from_millis(100),
+        enrollment_poll: Duration::from_millis(100),
         per_partner_concurrency: 4,
         max_actions: 16,
         retry: RetryPolicy {

@@ -4,7 +4,7 @@
 //! closes the accounts.
 use msp_gateway::domain::customer::NewVendorAccountLink;
 use msp_gateway::domain::idempotency::IdempotencyKey;
-use msp_gateway::domain::partner_account::PartnerAccountSpec;
+use msp_gateway::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
 use msp_gateway::proto::v1;
 use msp_gateway::service_worker::vendor_adapters;
@@ -23,12 +23,9 @@ async fn policy_names(org: &Org, account: &str) -> Vec<String> {
         .collect()
 }
 
-async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
-    let Some(gw) = TestGateway::start(backend).await else {
-        return;
-    };
-    let org = Org::start().await;
-    let (prod, dev) = (org.member("acme-prod").await, org.member("acme-dev").await);
+/// The tenant's AWS partner account: the organization's management account, reached through
+/// the fault proxy in front of moto.
+pub async fn aws_partner_account(gw: &TestGateway, org: &Org) -> PartnerAccount {
     let spec = PartnerAccountSpec {
         vendor: Vendor::Aws,
         display_name: "AWS organization".into(),
@@ -42,8 +39,7 @@ async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
         microsoft: None,
     };
     let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
-    let account = gw
-        .store
+    gw.store
         .create_partner_account(
             &gw.tenant_id,
             &spec,
@@ -53,7 +49,16 @@ async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
         .unwrap()
         .fresh()
         .unwrap()
-        .0;
+        .0
+}
+
+async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let org = Org::start().await;
+    let (prod, dev) = (org.member("acme-prod").await, org.member("acme-dev").await);
+    let account = aws_partner_account(&gw, &org).await;
     let customer = gw
         .linked_customer(Vendor::Aws, VendorAccountKind::AwsAccount, &prod, "USD")
         .await;
