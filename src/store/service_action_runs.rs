@@ -10,10 +10,11 @@ use crate::domain::customer::NewVendorAccountLink;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
+use crate::domain::service_action::closure_budget;
 use crate::domain::service_action::transitions::{ActionRequest, admit, status_after};
 use crate::domain::service_action::{
-    ActionKind, ActionStatus, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceAction,
-    ServiceStep,
+    ActionKind, ActionStatus, ClosureBudget, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX,
+    ServiceAction, ServiceStep,
 };
 
 /// A suspend, resume or purge as a caller asked for it.
@@ -26,6 +27,9 @@ pub struct ActionOrder<'a> {
     pub confirm_external_ref: &'a str,
     /// The API key asking.
     pub key_id: &'a str,
+    /// PURGE only: the closure quota of each partner account with a quota (AWS organizations),
+    /// read from the vendor beforehand; the purge is refused when its closures do not fit.
+    pub closure_budgets: &'a [(String, ClosureBudget)],
 }
 
 /// The refusal when another open action of the customer was recorded first (by another
@@ -57,6 +61,9 @@ for_each_backend! {
             let key = q::api_keys::get(conn, tenant_id, order.key_id).await?;
             let requester = Requester::ApiKey { key_id: key.id, key_name: key.name };
             let new = NewServiceAction::for_customer(id, &customer, order.kind, order.reason.to_string(), requester);
+            if order.kind == ActionKind::Purge {
+                check_closure_budgets(conn, &new, order.closure_budgets).await?;
+            }
             // The customer row before the change-sequence row: the lock order every writer
             // keeps (customer, then the ledger, then service-action sequences).
             if next_status != customer.status {
@@ -68,6 +75,24 @@ for_each_backend! {
             q::service_actions::get(conn, tenant_id, &new.id).await
         })
         .await
+    }
+
+    /// Refuses a purge whose closures do not fit a partner account's quota: those finished in
+    /// the last 30 days and those of open purges (counted as made now) leave room for fewer
+    /// than this purge's steps through that account. Checked before anything is written.
+    async fn check_closure_budgets(conn: &mut Conn, new: &NewServiceAction, budgets: &[(String, ClosureBudget)]) -> Result<()> {
+        let now = Utc::now();
+        for (partner_account_id, budget) in budgets {
+            let wanted = new.steps.iter().filter(|s| &s.partner_account_id == partner_account_id).count();
+            if wanted == 0 {
+                continue;
+            }
+            let mut closures = q::service_action_steps::closures_since(conn, partner_account_id, now - closure_budget::WINDOW).await?;
+            let open = q::service_action_steps::open_closures(conn, partner_account_id).await?;
+            closures.extend(std::iter::repeat_n(now, usize::try_from(open).unwrap_or(0)));
+            budget.check(&closures, now, u32::try_from(wanted).unwrap_or(u32::MAX))?;
+        }
+        Ok(())
     }
 
     /// Writes step `position`'s progress, then the action's status as its steps add up (taking

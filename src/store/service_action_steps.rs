@@ -142,6 +142,19 @@ for_each_backend! {
         Ok(())
     }
 
+    /// Closures the partner account's open purges will make (steps not yet ended), which the
+    /// closure quota counts as made now.
+    pub async fn open_closures(conn: &mut Conn, partner_account_id: &str) -> Result<i64> {
+        Ok(service_action_steps::table
+            .inner_join(service_actions::table.on(service_actions::id.eq(service_action_steps::action_id)))
+            .filter(service_action_steps::partner_account_id.eq(partner_account_id))
+            .filter(service_actions::kind.eq(ActionKind::Purge.as_str()))
+            .filter(service_action_steps::status.eq_any(["PENDING", "RUNNING"]))
+            .count()
+            .get_result(conn)
+            .await?)
+    }
+
     /// When the partner account's accounts were closed by purges finished since `since`, for
     /// AWS's closure quota.
     pub async fn closures_since(conn: &mut Conn, partner_account_id: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
