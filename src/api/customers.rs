@@ -17,6 +17,8 @@ use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, format_amount};
 use crate::domain::paging::PageRequest;
+use crate::domain::service_action::ShownStatus;
+use crate::domain::service_action::transitions::shown_status;
 use crate::domain::service_control::{
     AwsEnrollment, Contact, EnrollmentDetails, MicrosoftEnrollment, PostalAddress,
     SimulatorEnrollment,
@@ -32,6 +34,35 @@ pub struct CustomerApi {
 impl CustomerApi {
     pub fn new(gw: Gateway) -> Self {
         Self { gw }
+    }
+
+    /// Customers as reads show them: SUSPENDING or RESUMING while such an action runs (see
+    /// `transitions::shown_status`), else the stored status.
+    async fn shown(
+        &self,
+        tenant_id: &str,
+        customers: Vec<Customer>,
+    ) -> Result<Vec<v1::Customer>, Error> {
+        let ids: Vec<String> = customers.iter().map(|c| c.id.clone()).collect();
+        let open = self.gw.store.open_service_actions(tenant_id, &ids).await?;
+        Ok(customers
+            .into_iter()
+            .map(|customer| {
+                let shown = shown_status(
+                    customer.status,
+                    open.get(&customer.id)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+                let mut proto = to_proto(customer);
+                match shown {
+                    ShownStatus::Suspending => proto.set_status(v1::CustomerStatus::Suspending),
+                    ShownStatus::Resuming => proto.set_status(v1::CustomerStatus::Resuming),
+                    ShownStatus::Stored(_) => {}
+                }
+                proto
+            })
+            .collect())
     }
 }
 
@@ -260,9 +291,12 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
         let id = customer_of(&principal, "id", &request.get_ref().id)?;
-        Ok(Response::new(to_proto(
-            self.gw.store.customer(&principal.tenant_id, &id).await?,
-        )))
+        let customer = self.gw.store.customer(&principal.tenant_id, &id).await?;
+        let mut shown = self.shown(&principal.tenant_id, vec![customer]).await?;
+        shown
+            .pop()
+            .map(Response::new)
+            .ok_or_else(|| Status::internal("customer missing"))
     }
 
     async fn list_customers(
@@ -296,7 +330,7 @@ impl CustomerService for CustomerApi {
             )
             .await?;
         Ok(Response::new(v1::ListCustomersResponse {
-            customers: page.items.into_iter().map(to_proto).collect(),
+            customers: self.shown(&principal.tenant_id, page.items).await?,
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
