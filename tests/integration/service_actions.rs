@@ -6,6 +6,7 @@ mod auto_suspend;
 mod enrollment;
 mod moto;
 mod partner_center;
+mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +70,25 @@ impl RunningWorker {
         settings: WorkerSettings,
         factory: ControlFactory,
     ) -> Self {
-        let worker = Worker::new(gw.store.clone(), settings, factory);
+        Self::on_store(gw.store.clone(), settings, factory)
+    }
+
+    /// A worker on `store` (another replica's) whose adapters are all `control`.
+    pub fn start_on(
+        store: Arc<msp_gateway::store::Store>,
+        settings: WorkerSettings,
+        control: Arc<dyn ServiceControl>,
+    ) -> Self {
+        let factory: ControlFactory = Arc::new(move |_| Ok(control.clone()));
+        Self::on_store(store, settings, factory)
+    }
+
+    fn on_store(
+        store: Arc<msp_gateway::store::Store>,
+        settings: WorkerSettings,
+        factory: ControlFactory,
+    ) -> Self {
+        let worker = Worker::new(store, settings, factory);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(worker.run(stop_rx));
         RunningWorker {
