@@ -168,6 +168,7 @@ async fn fixture(customers: usize) -> Fixture {
                     enrollments: vec![v1::EnrollmentRequest {
                         vendor: v1::Vendor::Simulator.into(),
                         partner_account_id: String::new(),
+                        new_account: None,
                     }],
                     ..Default::default()
                 },

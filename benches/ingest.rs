@@ -216,6 +216,7 @@ async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec
                     &admin.tenant_id,
                     &tenant.time_zone,
                     &new,
+                    None,
                     &Idempotent::unanswered(key),
                 )
                 .await

@@ -177,6 +177,7 @@ async fn main() {
                     enrollments: vec![v1::EnrollmentRequest {
                         vendor: v1::Vendor::Simulator.into(),
                         partner_account_id: String::new(),
+                        new_account: None,
                     }],
                     ..Default::default()
                 },

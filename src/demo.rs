@@ -165,6 +165,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             enrollments: vec![EnrollmentRequest {
                 vendor: Vendor::Simulator,
                 partner_account_id: None,
+                new_account: None,
             }],
         };
         let key = IdempotencyKey::new(
@@ -177,6 +178,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
                 system,
                 &tenant.time_zone,
                 &new,
+                None,
                 &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
                     customer.id.clone().into_bytes()
                 }),
@@ -309,6 +311,7 @@ async fn auto_suspended_customer(
         enrollments: vec![EnrollmentRequest {
             vendor: Vendor::Simulator,
             partner_account_id: None,
+            new_account: None,
         }],
     };
     let key = IdempotencyKey::new("demo-customer-OVER-006".into(), "CreateCustomer", &new);
@@ -318,6 +321,7 @@ async fn auto_suspended_customer(
             tenant_id,
             time_zone,
             &new,
+            None,
             &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
                 customer.id.clone().into_bytes()
             }),

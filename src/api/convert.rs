@@ -90,15 +90,25 @@ pub fn optional_customer_status(
     field: &str,
     value: i32,
 ) -> Result<Option<CustomerStatus>, FieldViolation> {
-    Ok(
-        enum_field::<v1::CustomerStatus>(field, value)?.and_then(|s| match s {
-            v1::CustomerStatus::Unspecified => None,
-            v1::CustomerStatus::Active => Some(CustomerStatus::Active),
-            v1::CustomerStatus::Suspended => Some(CustomerStatus::Suspended),
-            v1::CustomerStatus::PurgeScheduled => Some(CustomerStatus::PurgeScheduled),
-            v1::CustomerStatus::Purged => Some(CustomerStatus::Purged),
-        }),
-    )
+    let Some(status) = enum_field::<v1::CustomerStatus>(field, value)? else {
+        return Ok(None);
+    };
+    Ok(match status {
+        v1::CustomerStatus::Unspecified => None,
+        v1::CustomerStatus::Active => Some(CustomerStatus::Active),
+        v1::CustomerStatus::Suspended => Some(CustomerStatus::Suspended),
+        v1::CustomerStatus::PurgeScheduled => Some(CustomerStatus::PurgeScheduled),
+        v1::CustomerStatus::Purged => Some(CustomerStatus::Purged),
+        v1::CustomerStatus::Suspending | v1::CustomerStatus::Resuming => {
+            return Err(FieldViolation::new(
+                field,
+                format!(
+                    "{} is shown while an action runs, not stored; filter by ACTIVE or SUSPENDED",
+                    status.as_str_name()
+                ),
+            ));
+        }
+    })
 }
 
 pub fn customer_status_to_proto(s: CustomerStatus) -> v1::CustomerStatus {

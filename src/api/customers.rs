@@ -17,6 +17,12 @@ use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, format_amount};
 use crate::domain::paging::PageRequest;
+use crate::domain::service_action::ShownStatus;
+use crate::domain::service_action::transitions::shown_status;
+use crate::domain::service_control::{
+    AwsEnrollment, Contact, EnrollmentDetails, MicrosoftEnrollment, PostalAddress,
+    SimulatorEnrollment,
+};
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::customer_service_server::CustomerService;
@@ -28,6 +34,35 @@ pub struct CustomerApi {
 impl CustomerApi {
     pub fn new(gw: Gateway) -> Self {
         Self { gw }
+    }
+
+    /// Customers as reads show them: SUSPENDING or RESUMING while such an action runs (see
+    /// `transitions::shown_status`), else the stored status.
+    async fn shown(
+        &self,
+        tenant_id: &str,
+        customers: Vec<Customer>,
+    ) -> Result<Vec<v1::Customer>, Error> {
+        let ids: Vec<String> = customers.iter().map(|c| c.id.clone()).collect();
+        let open = self.gw.store.open_service_actions(tenant_id, &ids).await?;
+        Ok(customers
+            .into_iter()
+            .map(|customer| {
+                let shown = shown_status(
+                    customer.status,
+                    open.get(&customer.id)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+                let mut proto = to_proto(customer);
+                match shown {
+                    ShownStatus::Suspending => proto.set_status(v1::CustomerStatus::Suspending),
+                    ShownStatus::Resuming => proto.set_status(v1::CustomerStatus::Resuming),
+                    ShownStatus::Stored(_) => {}
+                }
+                proto
+            })
+            .collect())
     }
 }
 
@@ -44,7 +79,56 @@ fn enrollment_status_to_proto(s: EnrollmentStatus) -> v1::EnrollmentStatus {
         EnrollmentStatus::AwaitingLink => v1::EnrollmentStatus::AwaitingLink,
         EnrollmentStatus::Enrolled => v1::EnrollmentStatus::Enrolled,
         EnrollmentStatus::Failed => v1::EnrollmentStatus::EnrollmentFailed,
+        EnrollmentStatus::Provisioning => v1::EnrollmentStatus::Provisioning,
     }
+}
+
+/// An enrollment's order for a new vendor account, as the domain has it (checked by the caller).
+fn new_account(order: &v1::enrollment_request::NewAccount) -> EnrollmentDetails {
+    use v1::enrollment_request::NewAccount;
+    match order {
+        NewAccount::Aws(aws) => EnrollmentDetails::Aws(AwsEnrollment {
+            email: aws.email.trim().to_string(),
+            account_name: aws.account_name.trim().to_string(),
+        }),
+        NewAccount::Microsoft(ms) => {
+            let contact = ms.contact.clone().unwrap_or_default();
+            let address = ms.address.clone().unwrap_or_default();
+            EnrollmentDetails::Microsoft(Box::new(MicrosoftEnrollment {
+                domain: ms.domain.trim().to_string(),
+                company_name: ms.company_name.trim().to_string(),
+                contact: Contact {
+                    first_name: contact.first_name.trim().to_string(),
+                    last_name: contact.last_name.trim().to_string(),
+                    email: contact.email.trim().to_string(),
+                    phone: contact.phone.trim().to_string(),
+                },
+                address: PostalAddress {
+                    country: address.country.trim().to_string(),
+                    region: address.region.trim().to_string(),
+                    city: address.city.trim().to_string(),
+                    address_line1: address.address_line1.trim().to_string(),
+                    address_line2: address.address_line2.trim().to_string(),
+                    postal_code: address.postal_code.trim().to_string(),
+                },
+                culture: ms.culture.trim().to_string(),
+                language: ms.language.trim().to_string(),
+            }))
+        }
+        NewAccount::Simulator(sim) => EnrollmentDetails::Simulator(SimulatorEnrollment {
+            account_name: sim.account_name.trim().to_string(),
+        }),
+    }
+}
+
+fn new_account_field(i: usize, order: &v1::enrollment_request::NewAccount) -> String {
+    use v1::enrollment_request::NewAccount;
+    let name = match order {
+        NewAccount::Aws(_) => "aws",
+        NewAccount::Microsoft(_) => "microsoft",
+        NewAccount::Simulator(_) => "simulator",
+    };
+    format!("enrollments[{i}].{name}")
 }
 
 pub fn to_proto(customer: Customer) -> v1::Customer {
@@ -68,6 +152,7 @@ pub fn to_proto(customer: Customer) -> v1::Customer {
                 status_detail: e.status_detail,
                 portal_url: e.portal_url,
                 create_time: Some(timestamp(e.created_at)),
+                service_action_id: e.service_action_id.unwrap_or_default(),
             })
             .collect(),
         vendor_accounts: customer
@@ -119,10 +204,21 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
             let field = format!("enrollments[{i}].partner_account_id");
             v.check_error(required_id(&field, &e.partner_account_id).map(Some))?
         };
-        if let (Some(vendor), Some(partner_account_id)) = (vendor, partner_account_id) {
+        let order = match &e.new_account {
+            None => Some(None),
+            Some(order) => {
+                let details = new_account(order);
+                v.check_error(details.validate(&new_account_field(i, order)))?
+                    .map(|()| Some(details))
+            }
+        };
+        if let (Some(vendor), Some(partner_account_id), Some(new_account)) =
+            (vendor, partner_account_id, order)
+        {
             enrollments.push(EnrollmentRequest {
                 vendor,
                 partner_account_id,
+                new_account,
             });
         }
     }
@@ -178,9 +274,14 @@ impl CustomerService for CustomerApi {
                 &principal.tenant_id,
                 &tenant.time_zone,
                 &new,
+                Some(&principal.key_id),
                 &guard(key, customer_to_proto),
             )
             .await?;
+        if new.enrollments.iter().any(|e| e.new_account.is_some()) {
+            // Wakes this process's worker for the ENROLL action at once.
+            self.gw.store.committed();
+        }
         reply(answer, customer_to_proto)
     }
 
@@ -190,9 +291,12 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<v1::Customer>, Status> {
         let principal = principal(&request)?;
         let id = customer_of(&principal, "id", &request.get_ref().id)?;
-        Ok(Response::new(to_proto(
-            self.gw.store.customer(&principal.tenant_id, &id).await?,
-        )))
+        let customer = self.gw.store.customer(&principal.tenant_id, &id).await?;
+        let mut shown = self.shown(&principal.tenant_id, vec![customer]).await?;
+        shown
+            .pop()
+            .map(Response::new)
+            .ok_or_else(|| Status::internal("customer missing"))
     }
 
     async fn list_customers(
@@ -226,7 +330,7 @@ impl CustomerService for CustomerApi {
             )
             .await?;
         Ok(Response::new(v1::ListCustomersResponse {
-            customers: page.items.into_iter().map(to_proto).collect(),
+            customers: self.shown(&principal.tenant_id, page.items).await?,
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }

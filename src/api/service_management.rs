@@ -11,17 +11,22 @@ use super::cursor_stream::{self, CursorSource, Delivery, Pacing};
 use super::replies::{guard, reply};
 use super::{Gateway, customer_of, customers_of, optional_customer_of};
 use crate::domain::access::Principal;
+use crate::domain::customer::CustomerStatus;
 use crate::domain::error::{Error, Result, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::paging::PageRequest;
 use crate::domain::service_action::{
-    ActionFilter, ActionKind, ActionStatus, Requester, ServiceAction, ServiceStep, parse_reason,
+    ActionFilter, ActionKind, ActionStatus, ClosureBudget, Requester, ServiceAction, ServiceStep,
+    parse_reason,
 };
+use crate::domain::service_control::ControlError;
 use crate::domain::text;
+use crate::domain::vendor::Vendor;
 use crate::proto::v1;
 use crate::proto::v1::service_management_service_server::ServiceManagementService;
 use crate::store::Store;
 use crate::store::service_action_runs::ActionOrder;
+use crate::vendors;
 
 /// Records a stream sends per database read.
 const STREAM_PAGE: i64 = 256;
@@ -35,6 +40,53 @@ pub struct ServiceManagementApi {
 impl ServiceManagementApi {
     pub fn new(gw: Gateway) -> Self {
         Self { gw }
+    }
+
+    /// The closure quota of each AWS organization the customer's accounts belong to, from the
+    /// organization's member count (AWS: 10 % of the members, at least 10, at most 1,000 in 30
+    /// days). The store checks a purge against it before recording anything, so a purge is
+    /// refused whole instead of closing some accounts and then hitting AWS's quota.
+    async fn closure_budgets(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        confirm_external_ref: &str,
+    ) -> Result<Vec<(String, ClosureBudget)>> {
+        let customer = self.gw.store.customer(tenant_id, customer_id).await?;
+        // A purge admission refuses anyway (see `transitions::admit`): no need to ask AWS.
+        let admissible = matches!(
+            customer.status,
+            CustomerStatus::Suspended | CustomerStatus::PurgeScheduled
+        ) && customer.external_ref == confirm_external_ref;
+        if !admissible {
+            return Ok(Vec::new());
+        }
+        let mut partner_accounts: Vec<&str> = customer
+            .vendor_accounts
+            .iter()
+            .filter(|link| link.kind.vendor() == Vendor::Aws)
+            .map(|link| link.partner_account_id.as_str())
+            .collect();
+        partner_accounts.sort_unstable();
+        partner_accounts.dedup();
+        let mut budgets = Vec::with_capacity(partner_accounts.len());
+        for id in partner_accounts {
+            let account = self.gw.store.partner_account_in(tenant_id, id).await?;
+            let unavailable = |e: ControlError| {
+                Error::Unavailable(
+                    "AWS Organizations",
+                    format!(
+                        "reading the member count of partner account {id}'s organization for \
+                         its account closure budget: {e}"
+                    ),
+                )
+            };
+            let adapter = vendors::service_control_for(&account, None).map_err(unavailable)?;
+            if let Some(members) = adapter.closure_quota_members().await.map_err(unavailable)? {
+                budgets.push((id.to_string(), ClosureBudget::for_members(members)));
+            }
+        }
+        Ok(budgets)
     }
 
     /// Validates and records a suspend, resume or purge.
@@ -66,12 +118,19 @@ impl ServiceManagementApi {
             operation,
             &(&customer_id, &reason, confirm_external_ref),
         );
+        let closure_budgets = if kind == ActionKind::Purge {
+            self.closure_budgets(&principal.tenant_id, &customer_id, confirm_external_ref)
+                .await?
+        } else {
+            Vec::new()
+        };
         let order = ActionOrder {
             customer_id: &customer_id,
             kind,
             reason: &reason,
             confirm_external_ref,
             key_id: &principal.key_id,
+            closure_budgets: &closure_budgets,
         };
         let answer = self
             .gw

@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use super::error::{Error, FieldViolation, Result};
 use super::money::{Currency, parse_amount};
 use super::partner_account::PartnerAccount;
+use super::service_control::EnrollmentDetails;
 use super::text;
 use super::vendor::{Vendor, VendorAccountKind};
 
@@ -88,6 +89,8 @@ pub enum EnrollmentStatus {
     AwaitingLink,
     Enrolled,
     Failed,
+    /// The gateway is creating the customer's vendor account (an ENROLL service action).
+    Provisioning,
 }
 
 impl EnrollmentStatus {
@@ -96,6 +99,7 @@ impl EnrollmentStatus {
             EnrollmentStatus::AwaitingLink => "AWAITING_LINK",
             EnrollmentStatus::Enrolled => "ENROLLED",
             EnrollmentStatus::Failed => "ENROLLMENT_FAILED",
+            EnrollmentStatus::Provisioning => "PROVISIONING",
         }
     }
 }
@@ -107,6 +111,7 @@ impl FromStr for EnrollmentStatus {
             "AWAITING_LINK" => Ok(EnrollmentStatus::AwaitingLink),
             "ENROLLED" => Ok(EnrollmentStatus::Enrolled),
             "ENROLLMENT_FAILED" => Ok(EnrollmentStatus::Failed),
+            "PROVISIONING" => Ok(EnrollmentStatus::Provisioning),
             other => Err(format!("unknown enrollment status {other:?}")),
         }
     }
@@ -120,6 +125,8 @@ pub struct Enrollment {
     pub status_detail: String,
     pub portal_url: String,
     pub created_at: DateTime<Utc>,
+    /// The ENROLL action creating the vendor account, when one was ordered.
+    pub service_action_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +180,8 @@ impl Customer {
 pub struct EnrollmentRequest {
     pub vendor: Vendor,
     pub partner_account_id: Option<String>,
+    /// The vendor account to create for the customer; None: one is linked by hand later.
+    pub new_account: Option<EnrollmentDetails>,
 }
 
 /// A validated CreateCustomer request.
@@ -215,6 +224,19 @@ pub fn check_enrollments(requests: &[EnrollmentRequest]) -> Result<(), FieldViol
             return Err(FieldViolation::new(
                 format!("enrollments[{i}].vendor"),
                 format!("{} is listed twice", request.vendor),
+            ));
+        }
+        if let Some(order) = &request.new_account
+            && order.vendor() != request.vendor
+        {
+            return Err(FieldViolation::new(
+                format!("enrollments[{i}].new_account"),
+                format!(
+                    "orders a {} account for a {} enrollment; the account's vendor must be the \
+                     enrollment's",
+                    order.vendor(),
+                    request.vendor
+                ),
             ));
         }
     }

@@ -144,7 +144,7 @@ impl ControlError {
 }
 
 /// A request to create a vendor account for a customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnrollmentOrder {
     /// Stable across retries of the same enrollment (e.g. the action id): vendors that take an
     /// idempotency key (Partner Center's `MS-RequestId`) get one derived from it.
@@ -153,7 +153,7 @@ pub struct EnrollmentOrder {
 }
 
 /// What each vendor needs to create an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EnrollmentDetails {
     /// AWS `CreateAccount`: a member account in the partner's organization.
     Aws(AwsEnrollment),
@@ -193,7 +193,7 @@ impl EnrollmentDetails {
 pub const AWS_ACCOUNT_NAME_MAX: usize = 50;
 pub const AWS_EMAIL_MAX: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AwsEnrollment {
     /// The new account's root user email; unique across all of AWS.
     pub email: String,
@@ -215,7 +215,7 @@ impl AwsEnrollment {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MicrosoftEnrollment {
     /// The customer's initial domain, e.g. `contoso.onmicrosoft.com`.
     pub domain: String,
@@ -273,7 +273,7 @@ impl MicrosoftEnrollment {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Contact {
     pub first_name: String,
     pub last_name: String,
@@ -282,7 +282,7 @@ pub struct Contact {
     pub phone: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostalAddress {
     /// ISO 3166-1 alpha-2, e.g. `ZA`.
     pub country: String,
@@ -331,7 +331,7 @@ impl PostalAddress {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimulatorEnrollment {
     pub account_name: String,
 }

@@ -1,5 +1,7 @@
 //! The service-action worker: carries out the suspend, resume and purge actions the API and
-//! credit policy record, one step per vendor account.
+//! credit policy record, one step per vendor account, and the enroll actions CreateCustomer
+//! records, one step per vendor account to create (ordered, then polled while the vendor
+//! works; the new account is linked to the customer in the commit that ends the step).
 //!
 //! - Each action is held through a lease on its row (`service_actions.lease_owner`), renewed
 //!   while it runs, so with several replicas on one PostgreSQL one runs it; when that replica
@@ -26,7 +28,8 @@ use crate::domain::service_action::{
     ActionKind, ActionStatus, ClosureBudget, RetryPolicy, ServiceAction, ServiceStep,
     closure_budget,
 };
-use crate::domain::service_control::{ControlError, ControlReport};
+use crate::domain::service_control::{ControlError, ControlReport, EnrollmentProgress};
+use crate::domain::vendor::VendorAccountKind;
 use crate::store::Store;
 use crate::vendors::service_control::{ControlResult, ServiceControl};
 
@@ -39,6 +42,9 @@ pub struct WorkerSettings {
     /// The longest the worker waits before looking for new actions again (this process's own
     /// requests wake it at once).
     pub poll: Duration,
+    /// How long an enrollment waits before asking the vendor again whether the account it is
+    /// creating exists (AWS's CreateAccount takes a minute or more).
+    pub enrollment_poll: Duration,
     /// Vendor calls at once through one partner account.
     pub per_partner_concurrency: usize,
     /// Actions this replica runs at once.
@@ -52,11 +58,25 @@ impl Default for WorkerSettings {
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             lease_ttl: Duration::from_secs(30),
             poll: Duration::from_secs(1),
+            enrollment_poll: Duration::from_secs(10),
             per_partner_concurrency: 8,
             max_actions: 256,
             retry: RetryPolicy::default(),
         }
     }
+}
+
+/// What one attempt of a step came to, short of a failure.
+enum StepOutcome {
+    /// A suspend, resume or purge done.
+    Done(ControlReport),
+    /// An enrollment's account exists.
+    Enrolled {
+        kind: VendorAccountKind,
+        account_id: String,
+    },
+    /// The vendor is still creating the account: poll this operation later.
+    Waiting(String),
 }
 
 /// Builds the adapter of a partner account.
@@ -257,9 +277,20 @@ impl Worker {
         let outcome = self.call(action, &step).await;
         let now = Utc::now();
         match outcome {
-            Ok(report) => {
+            Ok(StepOutcome::Done(report)) => {
                 tracing::info!(action = %id, target = %step.target, changes = ?report.resources, "service step done");
                 step.succeed(now);
+            }
+            Ok(StepOutcome::Enrolled { kind, account_id }) => {
+                tracing::info!(action = %id, partner_account = %step.partner_account_id, %account_id, "vendor account created");
+                step.target.kind = kind;
+                step.target.account_id = account_id;
+                step.succeed(now);
+            }
+            Ok(StepOutcome::Waiting(operation_id)) => {
+                let wait = chrono::Duration::from_std(self.settings.enrollment_poll)
+                    .unwrap_or(chrono::Duration::seconds(10));
+                step.wait(operation_id, now + wait);
             }
             Err(error) => {
                 tracing::warn!(action = %id, target = %step.target, %error, "service step failed");
@@ -273,26 +304,40 @@ impl Worker {
         Ok(())
     }
 
-    async fn call(
-        &self,
-        action: &ServiceAction,
-        step: &ServiceStep,
-    ) -> ControlResult<ControlReport> {
+    async fn call(&self, action: &ServiceAction, step: &ServiceStep) -> ControlResult<StepOutcome> {
         let adapter = self
             .adapter(&action.tenant_id, &step.partner_account_id)
             .await?;
         let target = &step.target;
         match action.kind {
-            ActionKind::Suspend => adapter.suspend(target).await,
-            ActionKind::Resume => adapter.resume(target).await,
+            ActionKind::Suspend => adapter.suspend(target).await.map(StepOutcome::Done),
+            ActionKind::Resume => adapter.resume(target).await.map(StepOutcome::Done),
             ActionKind::Purge => {
                 self.check_closure_budget(adapter.as_ref(), &step.partner_account_id)
                     .await?;
-                adapter.purge(target).await
+                adapter.purge(target).await.map(StepOutcome::Done)
             }
-            ActionKind::Enroll => Err(ControlError::permanent(
-                "enrollment through service actions is not available yet",
-            )),
+            ActionKind::Enroll => {
+                let Some(order) = &step.enrollment else {
+                    return Err(ControlError::permanent(
+                        "the enrollment step has no order to send the vendor",
+                    ));
+                };
+                // A pending creation is polled, never ordered again.
+                let progress = match &step.operation_id {
+                    Some(operation_id) => adapter.poll_enrollment(operation_id).await?,
+                    None => adapter.enroll(order).await?,
+                };
+                match progress {
+                    EnrollmentProgress::Pending { operation_id } => {
+                        Ok(StepOutcome::Waiting(operation_id))
+                    }
+                    EnrollmentProgress::Enrolled { kind, account_id } => {
+                        Ok(StepOutcome::Enrolled { kind, account_id })
+                    }
+                    EnrollmentProgress::Failed { reason } => Err(ControlError::permanent(reason)),
+                }
+            }
         }
     }
 

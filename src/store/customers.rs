@@ -19,6 +19,10 @@ use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
+use crate::domain::service_action::{
+    ActionKind, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceStep,
+};
+use crate::domain::service_control::EnrollmentOrder;
 use crate::domain::vendor::{Vendor, VendorAccountKind, portal_url};
 
 #[derive(Queryable, Selectable)]
@@ -48,6 +52,7 @@ struct EnrollmentRow {
     status_detail: String,
     portal_url: String,
     created_at: DbTime,
+    service_action_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -88,6 +93,7 @@ fn assemble(
                 status_detail: row.status_detail,
                 portal_url: row.portal_url,
                 created_at: row.created_at.0,
+                service_action_id: row.service_action_id,
             });
     }
     let mut links: HashMap<String, Vec<VendorAccountLink>> = HashMap::new();
@@ -146,6 +152,25 @@ fn external_ref_taken(field: &str, external_ref: &str) -> Error {
 /// would hand one back; AWS and Microsoft accounts are linked by the MSP.
 fn simulator_account_id(customer_id: &str) -> String {
     format!("sim-{}", customer_id.trim_start_matches("cus_"))
+}
+
+/// The kind of account an enrollment with `vendor` creates: an AWS member account, a Microsoft
+/// customer tenant, a simulator account.
+fn new_account_kind(vendor: Vendor) -> VendorAccountKind {
+    match vendor {
+        Vendor::Aws => VendorAccountKind::AwsAccount,
+        Vendor::Microsoft => VendorAccountKind::MicrosoftTenant,
+        Vendor::Simulator => VendorAccountKind::SimulatorAccount,
+    }
+}
+
+/// The vendor of an enroll action whose steps all go to one vendor.
+fn single_vendor(steps: &[ServiceStep]) -> Option<Vendor> {
+    let first = steps.first()?.target.vendor();
+    steps
+        .iter()
+        .all(|s| s.target.vendor() == first)
+        .then_some(first)
 }
 
 for_each_backend! {
@@ -214,11 +239,15 @@ for_each_backend! {
         Ok(page.page(customers, |c| &c.id))
     }
 
+    /// Creates the customer and its enrollments. Enrollments that order a new vendor account
+    /// are PROVISIONING, with one step each in an ENROLL action recorded in the same
+    /// transaction (requested by API key `key_id`); the worker carries it out.
     pub async fn create(
         conn: &mut Conn,
         tenant_id: &str,
         default_time_zone: &str,
         new: &NewCustomer,
+        key_id: Option<&str>,
     ) -> Result<Customer> {
         conn.transaction(async |conn| {
             let id = ids::new_id(ids::CUSTOMER);
@@ -259,9 +288,20 @@ for_each_backend! {
                 Err(e) if is_unique_violation(&e) => return Err(external_ref_taken("external_ref", &new.external_ref)),
                 other => other?,
             };
-            for account in chosen {
+            let action_id = ids::new_id(SERVICE_ACTION_ID_PREFIX);
+            let mut steps = Vec::new();
+            for (account, request) in chosen.into_iter().zip(&new.enrollments) {
                 let vendor = account.spec.vendor;
-                let (status, detail, linked) = if vendor == Vendor::Simulator {
+                let mut action = None;
+                let (status, detail, linked) = if let Some(details) = &request.new_account {
+                    let order = EnrollmentOrder {
+                        idempotency_key: format!("{action_id}-{}", steps.len()),
+                        details: details.clone(),
+                    };
+                    steps.push(ServiceStep::enroll(account.id.clone(), new_account_kind(vendor), order));
+                    action = Some(action_id.as_str());
+                    (EnrollmentStatus::Provisioning, format!("creating the {vendor} account"), None)
+                } else if vendor == Vendor::Simulator {
                     let account_id = simulator_account_id(&id);
                     diesel::insert_into(vendor_accounts::table)
                         .values((
@@ -292,13 +332,44 @@ for_each_backend! {
                         enrollments::status_detail.eq(detail),
                         enrollments::portal_url.eq(portal_url(vendor, linked.as_deref())),
                         enrollments::created_at.eq(now),
+                        enrollments::service_action_id.eq(action),
                     ))
                     .execute(conn)
                     .await?;
             }
+            if !steps.is_empty() {
+                let key_id = key_id.ok_or_else(|| Error::Internal("an enrollment ordered without an API key".into()))?;
+                let key = q::api_keys::get(conn, tenant_id, key_id).await?;
+                let action = NewServiceAction {
+                    id: action_id,
+                    customer_id: id.clone(),
+                    kind: ActionKind::Enroll,
+                    vendor: single_vendor(&steps),
+                    reason: format!("CreateCustomer {} ordered new vendor accounts", new.external_ref),
+                    requester: Requester::ApiKey { key_id: key.id, key_name: key.name },
+                    steps,
+                };
+                q::service_actions::insert(conn, tenant_id, &action, now.0).await?;
+            }
             get(conn, tenant_id, &id).await
         })
         .await
+    }
+
+    /// An ordered enrollment failed at the vendor: ENROLLMENT_FAILED with its reason.
+    pub async fn enrollment_failed(conn: &mut Conn, tenant_id: &str, customer_id: &str, partner_account_id: &str, reason: &str) -> Result<()> {
+        let customer = get(conn, tenant_id, customer_id).await?;
+        diesel::update(enrollments::table)
+            .filter(enrollments::customer_id.eq(customer_id))
+            .filter(enrollments::partner_account_id.eq(partner_account_id))
+            .filter(enrollments::status.eq(EnrollmentStatus::Provisioning.as_str()))
+            .set((
+                enrollments::status.eq(EnrollmentStatus::Failed.as_str()),
+                enrollments::status_detail.eq(reason),
+            ))
+            .execute(conn)
+            .await?;
+        touch(conn, &customer).await
     }
 
     /// Bumps the version after a change that does not go through `update` (links).
@@ -508,13 +579,14 @@ impl Store {
         tenant_id: &str,
         default_time_zone: &str,
         new: &NewCustomer,
+        key_id: Option<&str>,
         request: &Idempotent<'_, Customer>,
     ) -> Result<Answer<Customer>> {
         write_once!(
             self,
             tenant_id,
             Some(request),
-            self::create(tenant_id, default_time_zone, new)
+            self::create(tenant_id, default_time_zone, new, key_id)
         )
     }
 

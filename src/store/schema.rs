@@ -95,6 +95,7 @@ diesel::table! {
         status_detail -> Text,
         portal_url -> Text,
         created_at -> Instant,
+        service_action_id -> Nullable<Text>,
     }
 }
 

@@ -6,12 +6,15 @@ use diesel_async::AsyncConnection;
 
 use super::idempotency::write_once;
 use super::{Store, dispatch, for_each_backend};
+use crate::domain::customer::NewVendorAccountLink;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
+use crate::domain::service_action::closure_budget;
 use crate::domain::service_action::transitions::{ActionRequest, admit, status_after};
 use crate::domain::service_action::{
-    ActionKind, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceAction, ServiceStep,
+    ActionKind, ActionStatus, ClosureBudget, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX,
+    ServiceAction, ServiceStep,
 };
 
 /// A suspend, resume or purge as a caller asked for it.
@@ -24,6 +27,9 @@ pub struct ActionOrder<'a> {
     pub confirm_external_ref: &'a str,
     /// The API key asking.
     pub key_id: &'a str,
+    /// PURGE only: the closure quota of each partner account with a quota (AWS organizations),
+    /// read from the vendor beforehand; the purge is refused when its closures do not fit.
+    pub closure_budgets: &'a [(String, ClosureBudget)],
 }
 
 /// The refusal when another open action of the customer was recorded first (by another
@@ -55,6 +61,9 @@ for_each_backend! {
             let key = q::api_keys::get(conn, tenant_id, order.key_id).await?;
             let requester = Requester::ApiKey { key_id: key.id, key_name: key.name };
             let new = NewServiceAction::for_customer(id, &customer, order.kind, order.reason.to_string(), requester);
+            if order.kind == ActionKind::Purge {
+                check_closure_budgets(conn, &new, order.closure_budgets).await?;
+            }
             // The customer row before the change-sequence row: the lock order every writer
             // keeps (customer, then the ledger, then service-action sequences).
             if next_status != customer.status {
@@ -68,25 +77,79 @@ for_each_backend! {
         .await
     }
 
-    /// Writes step `position`'s progress, then the action's status as its steps add up; when
-    /// the action has ended, the customer's status follows in the same transaction.
+    /// Refuses a purge whose closures do not fit a partner account's quota: those finished in
+    /// the last 30 days and those of open purges (counted as made now) leave room for fewer
+    /// than this purge's steps through that account. Checked before anything is written.
+    async fn check_closure_budgets(conn: &mut Conn, new: &NewServiceAction, budgets: &[(String, ClosureBudget)]) -> Result<()> {
+        let now = Utc::now();
+        for (partner_account_id, budget) in budgets {
+            let wanted = new.steps.iter().filter(|s| &s.partner_account_id == partner_account_id).count();
+            if wanted == 0 {
+                continue;
+            }
+            let mut closures = q::service_action_steps::closures_since(conn, partner_account_id, now - closure_budget::WINDOW).await?;
+            let open = q::service_action_steps::open_closures(conn, partner_account_id).await?;
+            closures.extend(std::iter::repeat_n(now, usize::try_from(open).unwrap_or(0)));
+            budget.check(&closures, now, u32::try_from(wanted).unwrap_or(u32::MAX))?;
+        }
+        Ok(())
+    }
+
+    /// Writes step `position`'s progress, then the action's status as its steps add up (taking
+    /// a change sequence, so streams see every step move); when the action has ended, the
+    /// customer's status follows in the same transaction. An enrollment step that ended moves
+    /// its enrollment too: ENROLLED with the new account linked, or ENROLLMENT_FAILED.
     pub async fn progress(conn: &mut Conn, tenant_id: &str, action_id: &str, position: usize, step: &ServiceStep) -> Result<ServiceAction> {
         conn.transaction(async |conn| {
-            q::service_action_steps::update(conn, action_id, position, step).await?;
-            settle(conn, tenant_id, action_id).await
+            let mut step = step.clone();
+            if step.enrollment.is_some() && step.status.is_terminal() {
+                let customer_id = q::service_actions::get(conn, tenant_id, action_id).await?.customer_id;
+                enrollment_ended(conn, tenant_id, &customer_id, &mut step).await?;
+            }
+            q::service_action_steps::update(conn, action_id, position, &step).await?;
+            settle_changed(conn, tenant_id, action_id, true).await
         })
         .await
     }
 
+    /// An enrollment step ended: link the new account (the customer row first, the lock order
+    /// every writer keeps), or record the vendor's reason on the enrollment. A new account
+    /// already linked to another customer fails the step.
+    async fn enrollment_ended(conn: &mut Conn, tenant_id: &str, customer_id: &str, step: &mut ServiceStep) -> Result<()> {
+        if step.status == ActionStatus::Succeeded {
+            let link = NewVendorAccountLink {
+                kind: step.target.kind,
+                account_id: step.target.account_id.clone(),
+                partner_account_id: Some(step.partner_account_id.clone()),
+            };
+            match q::customers::link(conn, tenant_id, customer_id, &link).await {
+                Ok(_) => return Ok(()),
+                Err(Error::AlreadyExists { value, .. }) => {
+                    step.status = ActionStatus::Failed;
+                    step.last_error = Some(format!("the new account cannot be linked: {value}"));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        let reason = step.last_error.clone().unwrap_or_else(|| "the vendor did not create the account".into());
+        q::customers::enrollment_failed(conn, tenant_id, customer_id, &step.partner_account_id, &reason).await
+    }
+
     /// Sets the action's status from its steps (and, once it ended, the customer's).
     pub async fn settle(conn: &mut Conn, tenant_id: &str, action_id: &str) -> Result<ServiceAction> {
+        settle_changed(conn, tenant_id, action_id, false).await
+    }
+
+    /// [`settle`]; `changed`: a step changed, so the action takes a change sequence even when
+    /// its status stays.
+    async fn settle_changed(conn: &mut Conn, tenant_id: &str, action_id: &str, changed: bool) -> Result<ServiceAction> {
         let action = q::service_actions::get(conn, tenant_id, action_id).await?;
         let status = action.summary();
-        if status == action.status {
+        if status == action.status && !changed {
             return Ok(action);
         }
         // The customer row before the change-sequence row (see `request`).
-        if status.is_terminal() {
+        if status.is_terminal() && status != action.status {
             let customer = q::customers::get(conn, tenant_id, &action.customer_id).await?;
             let next = status_after(action.kind, customer.status, status);
             if next != customer.status {

@@ -51,6 +51,8 @@ diesel::table! {
         not_before -> Nullable<Instant>,
         started_at -> Nullable<Instant>,
         finished_at -> Nullable<Instant>,
+        enrollment_order -> Nullable<Text>,
+        vendor_operation_id -> Nullable<Text>,
     }
 }
 

@@ -26,6 +26,8 @@ struct StepRow {
     not_before: Option<DbTime>,
     started_at: Option<DbTime>,
     finished_at: Option<DbTime>,
+    enrollment_order: Option<String>,
+    vendor_operation_id: Option<String>,
 }
 
 fn corrupt(action_id: &str, what: String) -> Error {
@@ -44,6 +46,11 @@ impl StepRow {
             .map_err(|e| corrupt(&self.action_id, e))?;
         let mut target = ControlTarget::new(kind, self.target_account_id);
         target.tenant_id = self.target_tenant_id;
+        let enrollment = self
+            .enrollment_order
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| corrupt(&self.action_id, format!("enrollment order: {e}")))?;
         Ok((
             self.action_id,
             ServiceStep {
@@ -55,6 +62,8 @@ impl StepRow {
                 not_before: self.not_before.map(|t| t.0),
                 started_at: self.started_at.map(|t| t.0),
                 finished_at: self.finished_at.map(|t| t.0),
+                enrollment,
+                operation_id: self.vendor_operation_id,
             },
         ))
     }
@@ -62,6 +71,14 @@ impl StepRow {
 
 fn attempts(step: &ServiceStep) -> i32 {
     i32::try_from(step.attempts).unwrap_or(i32::MAX)
+}
+
+fn order_json(step: &ServiceStep) -> Result<Option<String>> {
+    step.enrollment
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("encoding an enrollment order: {e}")))
 }
 
 for_each_backend! {
@@ -82,6 +99,8 @@ for_each_backend! {
                     service_action_steps::not_before.eq(step.not_before.map(DbTime)),
                     service_action_steps::started_at.eq(step.started_at.map(DbTime)),
                     service_action_steps::finished_at.eq(step.finished_at.map(DbTime)),
+                    service_action_steps::enrollment_order.eq(order_json(step)?),
+                    service_action_steps::vendor_operation_id.eq(step.operation_id.as_deref()),
                 ))
                 .execute(conn)
                 .await?;
@@ -109,6 +128,8 @@ for_each_backend! {
     pub async fn update(conn: &mut Conn, action_id: &str, position: usize, step: &ServiceStep) -> Result<()> {
         diesel::update(service_action_steps::table.find((action_id, position as i32)))
             .set((
+                service_action_steps::target_account_id.eq(&step.target.account_id),
+                service_action_steps::vendor_operation_id.eq(step.operation_id.as_deref()),
                 service_action_steps::status.eq(step.status.as_str()),
                 service_action_steps::attempts.eq(attempts(step)),
                 service_action_steps::last_error.eq(step.last_error.as_deref()),
@@ -119,6 +140,19 @@ for_each_backend! {
             .execute(conn)
             .await?;
         Ok(())
+    }
+
+    /// Closures the partner account's open purges will make (steps not yet ended), which the
+    /// closure quota counts as made now.
+    pub async fn open_closures(conn: &mut Conn, partner_account_id: &str) -> Result<i64> {
+        Ok(service_action_steps::table
+            .inner_join(service_actions::table.on(service_actions::id.eq(service_action_steps::action_id)))
+            .filter(service_action_steps::partner_account_id.eq(partner_account_id))
+            .filter(service_actions::kind.eq(ActionKind::Purge.as_str()))
+            .filter(service_action_steps::status.eq_any(["PENDING", "RUNNING"]))
+            .count()
+            .get_result(conn)
+            .await?)
     }
 
     /// When the partner account's accounts were closed by purges finished since `since`, for

@@ -1,6 +1,8 @@
 //! Service actions: the action rows (each its own audit record), their per-tenant change
 //! sequence, and the leases replicas hold while carrying one out. Steps are
 //! `service_action_steps`; the rules `domain::service_action`.
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -226,6 +228,27 @@ for_each_backend! {
         assemble(conn, rows).await
     }
 
+    /// The open actions of each of `customer_ids` (those with none left out).
+    pub async fn open_for_customers(conn: &mut Conn, tenant_id: &str, customer_ids: &[String]) -> Result<HashMap<String, Vec<OpenAction>>> {
+        let rows: Vec<(String, String, String, Option<String>)> = service_actions::table
+            .filter(service_actions::tenant_id.eq(tenant_id))
+            .filter(service_actions::customer_id.eq_any(customer_ids))
+            .filter(service_actions::status.eq_any(OPEN))
+            .select((service_actions::customer_id, service_actions::id, service_actions::kind, service_actions::vendor))
+            .order(service_actions::id)
+            .load(conn)
+            .await?;
+        let mut out: HashMap<String, Vec<OpenAction>> = HashMap::new();
+        for (customer_id, id, kind, vendor) in rows {
+            out.entry(customer_id).or_default().push(OpenAction {
+                kind: kind.parse().map_err(|e| corrupt(&id, e))?,
+                vendor: vendor.map(|v| v.parse()).transpose().map_err(|e: String| corrupt(&id, e))?,
+                id,
+            });
+        }
+        Ok(out)
+    }
+
     /// The customer's actions that have not ended.
     pub async fn open_for_customer(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<Vec<OpenAction>> {
         let rows: Vec<(String, String, Option<String>)> = service_actions::table
@@ -333,6 +356,19 @@ for_each_backend! {
 }
 
 impl Store {
+    /// The open actions of each of `customer_ids`, for the status they show.
+    pub async fn open_service_actions(
+        &self,
+        tenant_id: &str,
+        customer_ids: &[String],
+    ) -> Result<HashMap<String, Vec<OpenAction>>> {
+        dispatch!(
+            self,
+            read,
+            self::open_for_customers(tenant_id, customer_ids)
+        )
+    }
+
     pub async fn service_action(&self, tenant_id: &str, id: &str) -> Result<ServiceAction> {
         dispatch!(self, read, self::get(tenant_id, id))
     }

@@ -60,6 +60,7 @@ pub async fn ledger(gw: &TestGateway, customers: usize, credit_limit: &str) -> L
         request.enrollments = vec![v1::EnrollmentRequest {
             vendor: v1::Vendor::Simulator.into(),
             partner_account_id: String::new(),
+            new_account: None,
         }];
         ids.push(
             client

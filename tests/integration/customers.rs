@@ -67,6 +67,7 @@ async fn lifecycle(backend: Backend) {
     request.enrollments = vec![v1::EnrollmentRequest {
         vendor: v1::Vendor::Simulator.into(),
         partner_account_id: String::new(),
+        new_account: None,
     }];
     let created = client
         .create_customer(request.clone())
@@ -226,6 +227,7 @@ async fn vendor_account_links(backend: Backend) {
     request.enrollments = vec![v1::EnrollmentRequest {
         vendor: v1::Vendor::Aws.into(),
         partner_account_id: String::new(),
+        new_account: None,
     }];
     let a = client.create_customer(request).await.unwrap().into_inner();
     assert_eq!(

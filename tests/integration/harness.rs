@@ -453,7 +453,7 @@ impl TestGateway {
         let key = IdempotencyKey::new(format!("c-{account_id}"), "CreateCustomer", &new);
         let customer = self
             .store
-            .create_customer(&admin, "UTC", &new, &Idempotent::unanswered(key))
+            .create_customer(&admin, "UTC", &new, None, &Idempotent::unanswered(key))
             .await
             .unwrap()
             .fresh()

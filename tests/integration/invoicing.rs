@@ -65,6 +65,7 @@ async fn books(gw: &TestGateway, zones: &[&str]) -> (PartnerAccount, Vec<String>
         request.enrollments = vec![v1::EnrollmentRequest {
             vendor: v1::Vendor::Simulator.into(),
             partner_account_id: String::new(),
+            new_account: None,
         }];
         ids.push(
             client

@@ -3,8 +3,10 @@
 //! in the submodules), conflicts refused, bad input and access refused with nothing written,
 //! a gateway killed mid-action resumed, and AUTO_SUSPEND acting on its own credit events.
 mod auto_suspend;
+mod enrollment;
 mod moto;
 mod partner_center;
+mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub fn test_settings(owner: &str) -> WorkerSettings {
         owner: owner.into(),
         lease_ttl: Duration::from_secs(2),
         poll: Duration::from_millis(100),
+        enrollment_poll: Duration::from_millis(100),
         per_partner_concurrency: 4,
         max_actions: 16,
         retry: RetryPolicy {
@@ -67,7 +70,25 @@ impl RunningWorker {
         settings: WorkerSettings,
         factory: ControlFactory,
     ) -> Self {
-        let worker = Worker::new(gw.store.clone(), settings, factory);
+        Self::on_store(gw.store.clone(), settings, factory)
+    }
+
+    /// A worker on `store` (another replica's) whose adapters are all `control`.
+    pub fn start_on(
+        store: Arc<msp_gateway::store::Store>,
+        settings: WorkerSettings,
+        control: Arc<dyn ServiceControl>,
+    ) -> Self {
+        let factory: ControlFactory = Arc::new(move |_| Ok(control.clone()));
+        Self::on_store(store, settings, factory)
+    }
+
+    fn on_store(
+        store: Arc<msp_gateway::store::Store>,
+        settings: WorkerSettings,
+        factory: ControlFactory,
+    ) -> Self {
+        let worker = Worker::new(store, settings, factory);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(worker.run(stop_rx));
         RunningWorker {
@@ -518,8 +539,91 @@ async fn an_action_cut_off_mid_call_is_finished_by_another_worker(backend: Backe
     gw.stop().await;
 }
 
+async fn the_customer_shows_suspending_and_resuming_and_the_stream_shows_steps_running(
+    backend: Backend,
+) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let l = ledger(&gw, 1, "1000").await;
+    let customer = l.customers[0].clone();
+    let mut client = services(&gw, &gw.admin_key).await;
+    let mut stream = open_stream(&mut client, 0).await;
+    let slow = Arc::new(
+        SimulatorControl::new(SimulatorControlConfig {
+            latency: Duration::from_millis(300),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+
+    // No worker yet: the suspend waits, and the customer reads SUSPENDING meanwhile.
+    let suspend = client
+        .suspend_customer(suspend(&customer, "s-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Suspending
+    );
+    let listed = gw
+        .customers(&gw.admin_key)
+        .await
+        .list_customers(v1::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.customers[0].status(), v1::CustomerStatus::Suspending);
+    // A status filter takes stored statuses only.
+    assert_violation(
+        gw.customers(&gw.admin_key)
+            .await
+            .list_customers(v1::ListCustomersRequest {
+                status: v1::CustomerStatus::Suspending.into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "status",
+    );
+    let worker = RunningWorker::start(&gw, test_settings("w"), slow.clone());
+    let seen = until_status(&mut stream, &suspend.id, v1::ServiceActionStatus::Succeeded).await;
+    // Every step change is streamed: the step RUNNING during the vendor's 300 ms.
+    assert!(
+        seen.iter()
+            .any(|a| a.status() == v1::ServiceActionStatus::Running
+                && a.steps[0].status() == v1::ServiceActionStatus::Running),
+        "{seen:?}"
+    );
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Suspended
+    );
+    worker.stop().await;
+
+    let resume = client
+        .resume_customer(resume(&customer, "r-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Resuming
+    );
+    let worker = RunningWorker::start(&gw, test_settings("w"), slow);
+    until_status(&mut stream, &resume.id, v1::ServiceActionStatus::Succeeded).await;
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Active
+    );
+    worker.stop().await;
+    gw.stop().await;
+}
+
 crate::both_backends!(
     suspend_resume_and_purge_at_the_vendor,
     bad_input_and_access_are_refused_with_nothing_written,
     an_action_cut_off_mid_call_is_finished_by_another_worker,
+    the_customer_shows_suspending_and_resuming_and_the_stream_shows_steps_running,
 );

@@ -86,6 +86,7 @@ async fn bad_customer_input_writes_nothing(backend: Backend) {
                 r.enrollments = vec![v1::EnrollmentRequest {
                     vendor: 9,
                     partner_account_id: String::new(),
+                    new_account: None,
                 }]
             },
             "enrollments[0].vendor",
@@ -96,6 +97,7 @@ async fn bad_customer_input_writes_nothing(backend: Backend) {
                 let sim = v1::EnrollmentRequest {
                     vendor: v1::Vendor::Simulator.into(),
                     partner_account_id: String::new(),
+                    new_account: None,
                 };
                 r.enrollments = vec![sim.clone(), sim];
             },
@@ -115,6 +117,7 @@ async fn bad_customer_input_writes_nothing(backend: Backend) {
     request.enrollments = vec![v1::EnrollmentRequest {
         vendor: v1::Vendor::Aws.into(),
         partner_account_id: String::new(),
+        new_account: None,
     }];
     let status = client
         .create_customer(request)

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::retry::RetryPolicy;
 use super::{ActionStatus, StepStatus};
-use crate::domain::service_control::{ControlError, ControlTarget};
+use crate::domain::service_control::{ControlError, ControlTarget, EnrollmentOrder};
+use crate::domain::vendor::VendorAccountKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStep {
@@ -22,6 +23,12 @@ pub struct ServiceStep {
     pub not_before: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// ENROLL only: the account to create. The target's `account_id` is empty until the vendor
+    /// has created it, then the new account's id.
+    pub enrollment: Option<EnrollmentOrder>,
+    /// ENROLL only: the vendor's operation creating the account (AWS's CreateAccount request
+    /// id), polled until it ends; kept so a restart polls instead of ordering again.
+    pub operation_id: Option<String>,
 }
 
 impl ServiceStep {
@@ -35,7 +42,29 @@ impl ServiceStep {
             not_before: None,
             started_at: None,
             finished_at: None,
+            enrollment: None,
+            operation_id: None,
         }
+    }
+
+    /// A step creating the account `order` describes, of kind `target_kind`.
+    pub fn enroll(
+        partner_account_id: impl Into<String>,
+        target_kind: VendorAccountKind,
+        order: EnrollmentOrder,
+    ) -> Self {
+        let mut step = ServiceStep::new(partner_account_id, ControlTarget::new(target_kind, ""));
+        step.enrollment = Some(order);
+        step
+    }
+
+    /// The running attempt found the vendor still working on `operation_id`: look again at
+    /// `due`. A poll is not a failed attempt, so it does not count against the retries.
+    pub fn wait(&mut self, operation_id: String, due: DateTime<Utc>) {
+        self.status = ActionStatus::Pending;
+        self.operation_id = Some(operation_id);
+        self.not_before = Some(due);
+        self.attempts = self.attempts.saturating_sub(1);
     }
 
     /// PENDING and its wait, if any, is over.

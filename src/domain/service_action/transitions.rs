@@ -127,12 +127,13 @@ pub fn status_after(
     }
 }
 
-/// What a customer's status reads: the stored status, or SUSPENDING while a suspend of an ACTIVE
-/// customer is under way. (The API needs a SUSPENDING value to show it.)
+/// What a customer's status reads: the stored status, SUSPENDING while a suspend of an ACTIVE
+/// customer is under way, or RESUMING while a resume of a SUSPENDED one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShownStatus {
     Stored(CustomerStatus),
     Suspending,
+    Resuming,
 }
 
 impl ShownStatus {
@@ -140,15 +141,17 @@ impl ShownStatus {
         match self {
             ShownStatus::Stored(status) => status.as_str(),
             ShownStatus::Suspending => "SUSPENDING",
+            ShownStatus::Resuming => "RESUMING",
         }
     }
 }
 
 pub fn shown_status(stored: CustomerStatus, open: &[OpenAction]) -> ShownStatus {
-    if stored == CustomerStatus::Active && open.iter().any(|a| a.kind == ActionKind::Suspend) {
-        ShownStatus::Suspending
-    } else {
-        ShownStatus::Stored(stored)
+    let under_way = |kind| open.iter().any(|a| a.kind == kind);
+    match stored {
+        CustomerStatus::Active if under_way(ActionKind::Suspend) => ShownStatus::Suspending,
+        CustomerStatus::Suspended if under_way(ActionKind::Resume) => ShownStatus::Resuming,
+        _ => ShownStatus::Stored(stored),
     }
 }
 
@@ -224,6 +227,18 @@ mod tests {
         assert_eq!(
             shown_status(Active, &[open(Suspend, None)]),
             ShownStatus::Suspending
+        );
+        assert_eq!(
+            shown_status(Suspended, &[open(Resume, None)]),
+            ShownStatus::Resuming
+        );
+        assert_eq!(
+            shown_status(Suspended, &[open(Suspend, None)]),
+            ShownStatus::Stored(Suspended)
+        );
+        assert_eq!(
+            shown_status(Active, &[open(Enroll, Some(Vendor::Aws))]),
+            ShownStatus::Stored(Active)
         );
         c.status = status_after(Suspend, c.status, ActionStatus::Succeeded);
         assert_eq!(c.status, Suspended);

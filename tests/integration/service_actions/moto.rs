@@ -4,7 +4,7 @@
 //! closes the accounts.
 use msp_gateway::domain::customer::NewVendorAccountLink;
 use msp_gateway::domain::idempotency::IdempotencyKey;
-use msp_gateway::domain::partner_account::PartnerAccountSpec;
+use msp_gateway::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
 use msp_gateway::proto::v1;
 use msp_gateway::service_worker::vendor_adapters;
@@ -23,12 +23,9 @@ async fn policy_names(org: &Org, account: &str) -> Vec<String> {
         .collect()
 }
 
-async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
-    let Some(gw) = TestGateway::start(backend).await else {
-        return;
-    };
-    let org = Org::start().await;
-    let (prod, dev) = (org.member("acme-prod").await, org.member("acme-dev").await);
+/// The tenant's AWS partner account: the organization's management account, reached through
+/// the fault proxy in front of moto.
+pub async fn aws_partner_account(gw: &TestGateway, org: &Org) -> PartnerAccount {
     let spec = PartnerAccountSpec {
         vendor: Vendor::Aws,
         display_name: "AWS organization".into(),
@@ -42,8 +39,7 @@ async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
         microsoft: None,
     };
     let key = IdempotencyKey::new("pa".into(), "CreatePartnerAccount", &spec);
-    let account = gw
-        .store
+    gw.store
         .create_partner_account(
             &gw.tenant_id,
             &spec,
@@ -53,7 +49,16 @@ async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
         .unwrap()
         .fresh()
         .unwrap()
-        .0;
+        .0
+}
+
+async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let org = Org::start().await;
+    let (prod, dev) = (org.member("acme-prod").await, org.member("acme-dev").await);
+    let account = aws_partner_account(&gw, &org).await;
     let customer = gw
         .linked_customer(Vendor::Aws, VendorAccountKind::AwsAccount, &prod, "USD")
         .await;
@@ -175,4 +180,131 @@ async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
     gw.stop().await;
 }
 
-crate::both_backends!(suspend_resume_purge_in_an_aws_organization);
+/// Suspends and then purges `customer` through the API, waiting for each to succeed.
+async fn suspend_then_purge(
+    client: &mut super::Services,
+    stream: &mut tonic::Streaming<v1::StreamServiceActionsResponse>,
+    customer: &str,
+    external_ref: &str,
+) -> Result<v1::ServiceAction, tonic::Status> {
+    let suspend = client
+        .suspend_customer(v1::SuspendCustomerRequest {
+            customer_id: customer.into(),
+            reason: "closing".into(),
+            request_id: format!("s-{customer}"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    until_status(stream, &suspend.id, v1::ServiceActionStatus::Succeeded).await;
+    let purge = client
+        .purge_customer(v1::PurgeCustomerRequest {
+            customer_id: customer.into(),
+            reason: "contract ended".into(),
+            request_id: format!("p-{customer}"),
+            confirm_external_ref: external_ref.into(),
+        })
+        .await?
+        .into_inner();
+    Ok(
+        until_status(stream, &purge.id, v1::ServiceActionStatus::Succeeded)
+            .await
+            .pop()
+            .unwrap(),
+    )
+}
+
+async fn the_closure_budget_refuses_the_eleventh_closure_before_aws_is_called(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let org = Org::start().await;
+    let mut members = Vec::new();
+    for i in 0..50 {
+        members.push(org.member(&format!("member-{i:02}")).await);
+    }
+    aws_partner_account(&gw, &org).await;
+    // Customer A holds ten of the fifty accounts, customer B one more.
+    let a = gw
+        .linked_customer(
+            Vendor::Aws,
+            VendorAccountKind::AwsAccount,
+            &members[0],
+            "USD",
+        )
+        .await;
+    for member in &members[1..10] {
+        let link = NewVendorAccountLink::parse(
+            "v",
+            Vendor::Aws,
+            VendorAccountKind::AwsAccount,
+            member,
+            "",
+        )
+        .unwrap();
+        gw.ledger
+            .link_vendor_account(&gw.tenant_id, &a, &link, None)
+            .await
+            .unwrap();
+    }
+    let b = gw
+        .linked_customer(
+            Vendor::Aws,
+            VendorAccountKind::AwsAccount,
+            &members[10],
+            "USD",
+        )
+        .await;
+    let worker = RunningWorker::with_factory(&gw, test_settings("w"), vendor_adapters());
+    let mut client = services(&gw, &gw.admin_key).await;
+    let mut stream = open_stream(&mut client, 0).await;
+
+    // Ten closures: the whole budget of an organization of fifty (max(10, 10 % of 50)).
+    let purged = suspend_then_purge(&mut client, &mut stream, &a, &format!("AWS-{}", members[0]))
+        .await
+        .expect("ten closures fit");
+    assert_eq!(purged.steps.len(), 10);
+    assert_eq!(org.proxy.count("CloseAccount"), 10);
+
+    // The eleventh is refused before AWS is asked to close anything, and nothing is written.
+    let refused = suspend_then_purge(
+        &mut client,
+        &mut stream,
+        &b,
+        &format!("AWS-{}", members[10]),
+    )
+    .await
+    .expect_err("over the budget");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("AWS account closure budget")
+            && refused
+                .message()
+                .contains("close 10 member accounts in any 30 days"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(org.proxy.count("CloseAccount"), 10);
+    assert_eq!(org.account_status(&members[10]).await, "ACTIVE");
+    let purges = client
+        .list_service_actions(v1::ListServiceActionsRequest {
+            customer_id: b.clone(),
+            kind: v1::ServiceActionKind::Purge.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(purges.service_actions.is_empty(), "{purges:?}");
+    assert_eq!(
+        customer_status(&gw, &b).await,
+        v1::CustomerStatus::Suspended
+    );
+    worker.stop().await;
+    gw.stop().await;
+}
+
+crate::both_backends!(
+    suspend_resume_purge_in_an_aws_organization,
+    the_closure_budget_refuses_the_eleventh_closure_before_aws_is_called
+);

@@ -489,7 +489,8 @@ async fn enrollment_creates_one_account_however_often_it_is_repeated() {
     adapter.suspend(&aws(&account_id)).await.expect("suspend");
 }
 
-fn creation(state: &str, extra: serde_json::Value) -> serde_json::Value {
+/// A scripted CreateAccountStatus answer in `state`, with `extra` fields.
+pub fn creation(state: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut status = json!({
         "Id": "car-0123456789abcdef0123456789abcdef",
         "AccountName": "acme-slow",
