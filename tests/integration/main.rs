@@ -12,6 +12,7 @@ mod credit_control;
 mod customers;
 mod health;
 mod helpdesk;
+mod invoice_streams;
 mod invoicing;
 mod ledger;
 mod microsoft_partner_center;
