@@ -1,6 +1,10 @@
 //! InvoiceService: closing billing periods (one customer, or a tenant-wide run), invoices with
-//! their lines, and payments. StreamInvoices and ExportInvoices are not built yet and answer
-//! UNIMPLEMENTED.
+//! their lines, payments, the live invoice stream, a period's export for BSS imports, and the
+//! tenant's invoicing settings.
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::Utc;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -8,19 +12,25 @@ use tonic::{Request, Response, Status};
 
 use super::auth::principal;
 use super::convert::{billing_cycle_to_proto, enum_field, instant, timestamp, vendor_to_proto};
+use super::cursor_stream::{self, CursorSource, Delivery, Pacing};
+use super::invoice_export::ExportFormat;
 use super::replies::{guard, reply};
 use super::{Gateway, customer_of, optional_customer_of};
 use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::{IdempotencyKey, Written};
 use crate::domain::invoice::InvoiceLine;
+use crate::domain::invoice_number::parse_prefix;
 use crate::domain::invoice_record::{CloseRun, Invoice, InvoiceFilter, NewPayment, Payment};
+use crate::domain::invoice_settings::InvoiceSettings;
 use crate::domain::money::{Currency, format_amount, format_decimal};
 use crate::domain::paging::PageRequest;
 use crate::domain::payment::PaymentStatus;
+use crate::domain::period_close::Grace;
 use crate::domain::rounding::RoundingRule;
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::invoice_service_server::InvoiceService;
+use crate::store::Store;
 
 pub struct InvoiceApi {
     gw: Gateway,
@@ -64,6 +74,13 @@ fn line_to_proto(l: &InvoiceLine, currency: Currency) -> v1::InvoiceLine {
     }
 }
 
+fn rounding_to_proto(r: RoundingRule) -> v1::RoundingRule {
+    match r {
+        RoundingRule::HalfUp => v1::RoundingRule::HalfUp,
+        RoundingRule::HalfEven => v1::RoundingRule::HalfEven,
+    }
+}
+
 pub fn invoice_to_proto(i: &Invoice) -> v1::Invoice {
     let c = i.currency;
     v1::Invoice {
@@ -79,11 +96,7 @@ pub fn invoice_to_proto(i: &Invoice) -> v1::Invoice {
         time_zone: i.time_zone.clone(),
         billing_cycle: billing_cycle_to_proto(i.cycle).into(),
         close_sequence: i.close_sequence,
-        rounding: match i.rounding {
-            RoundingRule::HalfUp => v1::RoundingRule::HalfUp,
-            RoundingRule::HalfEven => v1::RoundingRule::HalfEven,
-        }
-        .into(),
+        rounding: rounding_to_proto(i.rounding).into(),
         lines: i.lines.iter().map(|l| line_to_proto(l, c)).collect(),
         total: format_amount(i.total, c),
         unrounded_total: format_amount(i.unrounded_total, c),
@@ -328,21 +341,261 @@ impl InvoiceService for InvoiceApi {
 
     async fn stream_invoices(
         &self,
-        _request: Request<v1::StreamInvoicesRequest>,
+        request: Request<v1::StreamInvoicesRequest>,
     ) -> Result<Response<Self::StreamInvoicesStream>, Status> {
-        Err(Status::unimplemented(
-            "StreamInvoices is not built yet; poll ListInvoices meanwhile",
-        ))
+        let principal = principal(&request)?;
+        let after = super::charges::cursor(
+            "after_number_counter",
+            request.get_ref().after_number_counter,
+        )
+        .map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let source = NumberedInvoices {
+            store: self.gw.store.clone(),
+            tenant_id: principal.tenant_id.clone(),
+            customer_id: principal.customer_scope().map(str::to_string),
+        };
+        let pacing = Pacing {
+            page: STREAM_PAGE,
+            poll: STREAM_POLL,
+            heartbeat: self.gw.ledger.feed().heartbeat_interval(),
+        };
+        let stream = cursor_stream::stream(
+            source,
+            after,
+            self.gw.store.written().subscribe(),
+            pacing,
+            |delivery| v1::StreamInvoicesResponse {
+                event: Some(match delivery {
+                    Delivery::Item(invoice) => {
+                        v1::stream_invoices_response::Event::Invoice(invoice_to_proto(&invoice))
+                    }
+                    Delivery::Heartbeat(heartbeat) => {
+                        v1::stream_invoices_response::Event::HighWaterMark(
+                            heartbeat.high_water_mark,
+                        )
+                    }
+                }),
+            },
+        );
+        Ok(Response::new(stream))
     }
 
     type ExportInvoicesStream = BoxStream<'static, Result<v1::ExportChunk, Status>>;
 
     async fn export_invoices(
         &self,
-        _request: Request<v1::ExportInvoicesRequest>,
+        request: Request<v1::ExportInvoicesRequest>,
     ) -> Result<Response<Self::ExportInvoicesStream>, Status> {
-        Err(Status::unimplemented(
-            "ExportInvoices is not built yet; ListInvoices returns every line",
-        ))
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let period_start = match v.check(instant("period_start", req.period_start.as_ref())) {
+            Some(None) => {
+                v.add(
+                    "period_start",
+                    "is required: the start of the period to export, as in Invoice.period_start",
+                );
+                None
+            }
+            other => other.flatten(),
+        };
+        let format = v.check(ExportFormat::parse("format", &req.format));
+        v.into_result()?;
+        let (Some(period_start), Some(format)) = (period_start, format) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        let export = Export {
+            store: self.gw.store.clone(),
+            tenant_id: principal.tenant_id.clone(),
+            filter: InvoiceFilter {
+                customer_id: principal.customer_scope().map(str::to_string),
+                period_start: Some(period_start),
+                status: None,
+            },
+            format,
+            token: None,
+            buffer: format.header(),
+            ready: VecDeque::new(),
+            done: false,
+        };
+        let stream = futures::stream::unfold(export, |mut export| async move {
+            let chunk = export.next_chunk().await?;
+            Some((chunk, export))
+        });
+        Ok(Response::new(stream.boxed()))
+    }
+
+    async fn get_invoice_settings(
+        &self,
+        request: Request<v1::GetInvoiceSettingsRequest>,
+    ) -> Result<Response<v1::InvoiceSettings>, Status> {
+        let principal = principal(&request)?;
+        let settings = self.gw.store.invoice_settings(&principal.tenant_id).await?;
+        Ok(Response::new(settings_to_proto(&settings)))
+    }
+
+    async fn update_invoice_settings(
+        &self,
+        request: Request<v1::UpdateInvoiceSettingsRequest>,
+    ) -> Result<Response<v1::InvoiceSettings>, Status> {
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
+        let settings = match &req.settings {
+            None => {
+                v.add("settings", "is required");
+                None
+            }
+            Some(s) => {
+                let number_prefix =
+                    v.check(parse_prefix("settings.number_prefix", &s.number_prefix));
+                let rounding = match enum_field::<v1::RoundingRule>("settings.rounding", s.rounding)
+                {
+                    Ok(Some(v1::RoundingRule::HalfUp)) => Some(RoundingRule::HalfUp),
+                    Ok(Some(v1::RoundingRule::HalfEven)) => Some(RoundingRule::HalfEven),
+                    Ok(_) => {
+                        v.add("settings.rounding", "is required (HALF_UP or HALF_EVEN)");
+                        None
+                    }
+                    Err(violation) => {
+                        v.add(violation.field, violation.description);
+                        None
+                    }
+                };
+                let grace = v.check(Grace::days("settings.grace_days", s.grace_days));
+                match (number_prefix, rounding, grace) {
+                    (Some(number_prefix), Some(rounding), Some(grace)) => Some(InvoiceSettings {
+                        number_prefix,
+                        rounding,
+                        grace,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        v.into_result()?;
+        let (Some(request_id), Some(settings)) = (request_id, settings) else {
+            return Err(Status::internal("validated settings missing"));
+        };
+        let key = IdempotencyKey::new(request_id, "UpdateInvoiceSettings", &settings);
+        let answer = self
+            .gw
+            .store
+            .update_invoice_settings(
+                &principal.tenant_id,
+                &settings,
+                &guard(key, settings_to_proto),
+            )
+            .await?;
+        reply(answer, settings_to_proto)
+    }
+}
+
+fn settings_to_proto(s: &InvoiceSettings) -> v1::InvoiceSettings {
+    v1::InvoiceSettings {
+        number_prefix: s.number_prefix.clone(),
+        rounding: rounding_to_proto(s.rounding).into(),
+        grace_days: s.grace.in_days(),
+    }
+}
+
+/// How many invoices StreamInvoices reads at a time.
+const STREAM_PAGE: i64 = 64;
+/// The longest a stream waits before reading again when no commit of this process woke it
+/// (another replica's closes on PostgreSQL).
+const STREAM_POLL: Duration = Duration::from_millis(250);
+
+/// A tenant's numbered invoices (one customer's for a portal key), for [`cursor_stream`].
+struct NumberedInvoices {
+    store: Arc<Store>,
+    tenant_id: String,
+    customer_id: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl CursorSource for NumberedInvoices {
+    type Item = Invoice;
+
+    async fn after(
+        &mut self,
+        after: i64,
+        limit: i64,
+    ) -> crate::domain::error::Result<Vec<(i64, Invoice)>> {
+        let invoices = self
+            .store
+            .invoices_numbered_after(&self.tenant_id, self.customer_id.as_deref(), after, limit)
+            .await?;
+        Ok(invoices
+            .into_iter()
+            .map(|i| (i.number_counter.unwrap_or(after), i))
+            .collect())
+    }
+
+    async fn high_water_mark(&mut self) -> crate::domain::error::Result<i64> {
+        self.store.last_invoice_number(&self.tenant_id).await
+    }
+}
+
+/// How many invoices an export reads at a time.
+const EXPORT_PAGE: i32 = 200;
+/// The size of an export chunk (the last one may be smaller).
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// An export under way: pages of the period's invoices written into fixed-size chunks.
+struct Export {
+    store: Arc<Store>,
+    tenant_id: String,
+    filter: InvoiceFilter,
+    format: ExportFormat,
+    /// The next page's token; None before the first page.
+    token: Option<String>,
+    buffer: Vec<u8>,
+    ready: VecDeque<Vec<u8>>,
+    done: bool,
+}
+
+impl Export {
+    async fn next_chunk(&mut self) -> Option<Result<v1::ExportChunk, Status>> {
+        loop {
+            if let Some(data) = self.ready.pop_front() {
+                return Some(Ok(v1::ExportChunk { data }));
+            }
+            if self.done {
+                if self.buffer.is_empty() {
+                    return None;
+                }
+                let data = std::mem::take(&mut self.buffer);
+                return Some(Ok(v1::ExportChunk { data }));
+            }
+            if let Err(error) = self.read_page().await {
+                self.done = true;
+                self.buffer.clear();
+                return Some(Err(error.into()));
+            }
+        }
+    }
+
+    async fn read_page(&mut self) -> crate::domain::error::Result<()> {
+        let page = PageRequest::parse(EXPORT_PAGE, self.token.as_deref().unwrap_or(""), "export")
+            .map_err(|_| Error::Internal("export page token".into()))?;
+        let page = self
+            .store
+            .list_invoices(&self.tenant_id, &self.filter, &page)
+            .await?;
+        for invoice in &page.items {
+            self.format
+                .write(&mut self.buffer, &invoice_to_proto(invoice));
+            while self.buffer.len() >= EXPORT_CHUNK {
+                let rest = self.buffer.split_off(EXPORT_CHUNK);
+                self.ready
+                    .push_back(std::mem::replace(&mut self.buffer, rest));
+            }
+        }
+        match page.next_page_token {
+            Some(token) => self.token = Some(token),
+            None => self.done = true,
+        }
+        Ok(())
     }
 }

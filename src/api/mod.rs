@@ -10,6 +10,7 @@ pub mod credit;
 pub mod cursor_stream;
 pub mod customers;
 pub mod helpdesk;
+pub mod invoice_export;
 pub mod invoices;
 pub mod metrics_layer;
 pub mod partner_accounts;

@@ -115,6 +115,8 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("RecordPayment", Invoices, Write),
             ("StreamInvoices", Invoices, Read),
             ("ExportInvoices", Invoices, Read),
+            ("GetInvoiceSettings", InvoiceSettings, Read),
+            ("UpdateInvoiceSettings", InvoiceSettings, Write),
         ],
     ),
     (

@@ -102,6 +102,9 @@ pub enum Area {
     /// Purging a customer's vendor accounts: irreversible, so admin keys only (no scope but
     /// admin writes it).
     ServicePurge,
+    /// The tenant's invoicing settings (number prefix, rounding, grace): they change every
+    /// invoice to come, so admin keys only write them.
+    InvoiceSettings,
 }
 
 impl Area {
@@ -117,6 +120,7 @@ impl Area {
             Area::ServiceActions => "service actions",
             Area::Invoices => "invoices and payments",
             Area::ServicePurge => "customers' services by purging them",
+            Area::InvoiceSettings => "invoicing settings",
         }
     }
 }
@@ -301,6 +305,10 @@ mod tests {
         assert!(!Scope::Billing.allows(Area::Tenant, Action::Write));
         assert!(!Scope::CreditControl.allows(Area::ServicePurge, Action::Write));
         assert!(Scope::Admin.allows(Area::ServicePurge, Action::Write));
+        assert!(!Scope::Billing.allows(Area::InvoiceSettings, Action::Write));
+        assert!(Scope::Billing.allows(Area::InvoiceSettings, Action::Read));
+        assert!(!Scope::Portal.allows(Area::InvoiceSettings, Action::Read));
+        assert!(Scope::Admin.allows(Area::InvoiceSettings, Action::Write));
         assert!(Scope::Portal.allows(Area::ServiceActions, Action::Read));
         assert!(!Scope::HelpDesk.allows(Area::ServiceActions, Action::Write));
     }

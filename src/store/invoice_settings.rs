@@ -3,10 +3,12 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::idempotency::write_once;
 use super::invoicing_schema::invoice_settings;
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::invoice_settings::InvoiceSettings;
 use crate::domain::period_close::Grace;
 
@@ -48,6 +50,12 @@ for_each_backend! {
             .await?;
         Ok(())
     }
+
+    /// Replaces the settings and answers them as stored.
+    pub async fn replace(conn: &mut Conn, tenant_id: &str, settings: &InvoiceSettings) -> Result<InvoiceSettings> {
+        put(conn, tenant_id, settings).await?;
+        get(conn, tenant_id).await
+    }
 }
 
 impl Store {
@@ -62,5 +70,20 @@ impl Store {
         settings: &InvoiceSettings,
     ) -> Result<()> {
         dispatch!(self, write, self::put(tenant_id, settings))
+    }
+
+    /// UpdateInvoiceSettings: replaces the settings once per request id.
+    pub async fn update_invoice_settings(
+        &self,
+        tenant_id: &str,
+        settings: &InvoiceSettings,
+        request: &Idempotent<'_, InvoiceSettings>,
+    ) -> Result<Answer<InvoiceSettings>> {
+        write_once!(
+            self,
+            tenant_id,
+            Some(request),
+            self::replace(tenant_id, settings)
+        )
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::invoicing_schema::{invoice_lines, invoices};
+use super::invoicing_schema::{invoice_lines, invoice_number_sequences, invoices};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
@@ -328,6 +328,35 @@ for_each_backend! {
         with_lines(conn, tenant_id, rows).await
     }
 
+    /// At most `limit` numbered invoices with counters after `after`, in counter order (which is
+    /// commit order: the counter row stays locked until the invoice commits); one customer's
+    /// when `customer_id` is set.
+    pub async fn numbered_after(conn: &mut Conn, tenant_id: &str, customer_id: Option<&str>, after: i64, limit: i64) -> Result<Vec<Invoice>> {
+        let mut query = invoices::table
+            .filter(invoices::tenant_id.eq(tenant_id))
+            .filter(invoices::number_counter.gt(after))
+            .select(header_columns!())
+            .order(invoices::number_counter)
+            .limit(limit)
+            .into_boxed();
+        if let Some(customer_id) = customer_id {
+            query = query.filter(invoices::customer_id.eq(customer_id));
+        }
+        let rows: Vec<InvoiceRow> = query.load(conn).await?;
+        with_lines(conn, tenant_id, rows).await
+    }
+
+    /// The tenant's last committed invoice number counter (0 before its first).
+    pub async fn last_number(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
+        Ok(invoice_number_sequences::table
+            .find(tenant_id)
+            .select(invoice_number_sequences::last_number)
+            .first(conn)
+            .await
+            .optional()?
+            .unwrap_or(0))
+    }
+
     /// The invoice's total, paid sum and currency, locked until the transaction ends on
     /// PostgreSQL (SQLite has one writer).
     pub async fn lock_for_payment(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Invoice> {
@@ -378,5 +407,25 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<Invoice>> {
         dispatch!(self, read, self::list(tenant_id, filter, page))
+    }
+
+    /// At most `limit` numbered invoices after counter `after`, in counter order.
+    pub async fn invoices_numbered_after(
+        &self,
+        tenant_id: &str,
+        customer_id: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Invoice>> {
+        dispatch!(
+            self,
+            read,
+            self::numbered_after(tenant_id, customer_id, after, limit)
+        )
+    }
+
+    /// The tenant's last committed invoice number counter (0 before its first).
+    pub async fn last_invoice_number(&self, tenant_id: &str) -> Result<i64> {
+        dispatch!(self, read, self::last_number(tenant_id))
     }
 }

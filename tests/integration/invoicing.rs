@@ -21,26 +21,26 @@ use crate::charge_streams::line;
 use crate::customers::{new_customer, simulator_account};
 use crate::harness::{Backend, Bearer, TestGateway, assert_violation, fresh_request};
 
-type Invoices = InvoiceServiceClient<InterceptedService<Channel, Bearer>>;
-type Credit = CreditControlServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Invoices = InvoiceServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Credit = CreditControlServiceClient<InterceptedService<Channel, Bearer>>;
 
-async fn credit_client(gw: &TestGateway) -> Credit {
+pub async fn credit_client(gw: &TestGateway) -> Credit {
     CreditControlServiceClient::with_interceptor(gw.channel().await, Bearer::new(&gw.admin_key))
 }
 
-async fn invoices(gw: &TestGateway, key: &str) -> Invoices {
+pub async fn invoices(gw: &TestGateway, key: &str) -> Invoices {
     InvoiceServiceClient::with_interceptor(gw.channel().await, Bearer::new(key))
 }
 
-fn dec(s: &str) -> Decimal {
+pub fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap_or_else(|_| panic!("{s:?} is not a decimal"))
 }
 
-fn at(s: &str) -> DateTime<Utc> {
+pub fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn ts(s: &str) -> prost_types::Timestamp {
+pub fn ts(s: &str) -> prost_types::Timestamp {
     let t = at(s);
     prost_types::Timestamp {
         seconds: t.timestamp(),
@@ -50,7 +50,7 @@ fn ts(s: &str) -> prost_types::Timestamp {
 
 /// A simulator partner account and customers in the given time zones (monthly, ZAR), with a
 /// zero markup.
-async fn books(gw: &TestGateway, zones: &[&str]) -> (PartnerAccount, Vec<String>) {
+pub async fn books(gw: &TestGateway, zones: &[&str]) -> (PartnerAccount, Vec<String>) {
     let sim = simulator_account(gw).await;
     let account = gw
         .store
@@ -100,7 +100,7 @@ async fn books(gw: &TestGateway, zones: &[&str]) -> (PartnerAccount, Vec<String>
     (account, ids)
 }
 
-async fn push(gw: &TestGateway, account: &PartnerAccount, lines: Vec<UsageLine>) {
+pub async fn push(gw: &TestGateway, account: &PartnerAccount, lines: Vec<UsageLine>) {
     gw.ledger
         .ingest_push(&gw.tenant_id, account, lines, &fresh_request())
         .await
@@ -109,7 +109,7 @@ async fn push(gw: &TestGateway, account: &PartnerAccount, lines: Vec<UsageLine>)
         .expect("a new request id");
 }
 
-async fn close(client: &mut Invoices, customer: &str, start: Option<&str>) -> v1::Invoice {
+pub async fn close(client: &mut Invoices, customer: &str, start: Option<&str>) -> v1::Invoice {
     client
         .close_billing_period(v1::CloseBillingPeriodRequest {
             request_id: String::new(),
@@ -702,14 +702,6 @@ async fn bad_input_scopes_and_tenants(backend: Backend) {
             .await,
         Code::InvalidArgument,
         "payment_status",
-    );
-    assert_eq!(
-        client
-            .stream_invoices(v1::StreamInvoicesRequest::default())
-            .await
-            .unwrap_err()
-            .code(),
-        Code::Unimplemented
     );
     gw.stop().await;
 }

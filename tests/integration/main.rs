@@ -13,6 +13,7 @@ mod customers;
 mod failover;
 mod health;
 mod helpdesk;
+mod invoice_streams;
 mod invoicing;
 mod ledger;
 mod microsoft_partner_center;
