@@ -265,6 +265,7 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
                     enrollments: vec![v1::EnrollmentRequest {
                         vendor: v1::Vendor::Simulator.into(),
                         partner_account_id: String::new(),
+                        new_account: None,
                     }],
                 },
             ))
