@@ -55,11 +55,18 @@ pub struct Config {
     /// Longest a unary or client-streaming call may run (server streams are not cut); a
     /// client's shorter `grpc-timeout` wins (0: no server limit).
     pub request_timeout_secs: u64,
+    /// Server streams one tenant may hold open at once (0: no cap); one more answers
+    /// RESOURCE_EXHAUSTED with a RetryInfo.
+    pub max_streams_per_tenant: usize,
     /// Where browsers reach the cost portal (`https://portal.isp.example`), used in the links
     /// `CreatePortalSession` hands out, when a proxy or a DNS name fronts the gateway; unset:
     /// the address the gateway listens on (`http://`, or `https://` with TLS).
     pub portal_url: Option<String>,
 }
+
+/// Open server streams a tenant may hold unless configured: a credit-control consumer, a billing
+/// consumer and a few per-customer views, per replica, with room to spare.
+pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 64;
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -91,6 +98,7 @@ const CONFIG_KEYS: &[&str] = &[
     "idempotency_retention_days",
     "http2_keepalive_secs",
     "request_timeout_secs",
+    "max_streams_per_tenant",
     "portal_url",
 ];
 
@@ -115,6 +123,7 @@ impl Default for Config {
             idempotency_retention_days: 7,
             http2_keepalive_secs: 30,
             request_timeout_secs: 120,
+            max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,
             portal_url: None,
         }
     }

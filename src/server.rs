@@ -43,8 +43,10 @@ pub struct Limits {
     /// HTTP/2 ping interval on idle connections (a dead peer is dropped after one unanswered
     /// ping plus [`KEEPALIVE_TIMEOUT`]).
     pub http2_keepalive: Option<Duration>,
-    /// Longest a unary or client-streaming call runs before DEADLINE_EXCEEDED.
+    /// Longest a unary or client-streaming call runs before it is cancelled.
     pub request_timeout: Option<Duration>,
+    /// Server streams one tenant may hold open (0: no cap).
+    pub max_streams_per_tenant: usize,
 }
 
 /// How long a keepalive ping may go unanswered before the connection is closed.
@@ -63,6 +65,7 @@ impl Limits {
             max_request_bytes: config.max_request_bytes,
             http2_keepalive: seconds(config.http2_keepalive_secs),
             request_timeout: seconds(config.request_timeout_secs),
+            max_streams_per_tenant: config.max_streams_per_tenant,
         }
     }
 }
@@ -101,7 +104,9 @@ pub async fn serve_with_limits(
     // Installed before the first call is counted (a no-op after the first server).
     crate::telemetry::metrics::handle();
     let site = portal_site(&listener, tls.is_some(), portal_url)?;
-    let gw = Gateway::new(ledger).with_portal(site);
+    let gw = Gateway::new(ledger)
+        .with_portal(site)
+        .with_stream_cap(limits.max_streams_per_tenant);
     let (routes, health) = services::routes(&gw, limits.max_request_bytes).await?;
     let health_watch = tokio::spawn(services::watch_health(
         health,

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::principal;
 use super::convert::{instant, timestamp, vendor_to_proto};
+use super::stream_slots::holding;
 use super::{Gateway, customer_of, customers_of, optional_customer_of};
 use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::{Error, FieldViolation, Violations};
@@ -180,6 +181,7 @@ impl ChargeService for ChargeApi {
         let customer_ids = customers_of(&principal, "customer_ids", &req.customer_ids, &mut v)?;
         let kinds = v.check(kinds("kinds", &req.kinds)).unwrap_or_default();
         v.into_result()?;
+        let slot = self.gw.stream_slots.take(&principal.tenant_id)?;
         let feed = self
             .gw
             .ledger
@@ -209,7 +211,7 @@ impl ChargeService for ChargeApi {
             }),
             Err(error) => Err(Status::from(error)),
         });
-        Ok(Response::new(stream.boxed()))
+        Ok(Response::new(holding(stream.boxed(), slot)))
     }
 
     async fn list_open_line_items(

@@ -12,6 +12,7 @@ use super::auth::principal;
 use super::charges::cursor;
 use super::convert::{timestamp, update_mask};
 use super::replies::{guard, reply};
+use super::stream_slots::holding;
 use super::{Gateway, customer_of, customers_of};
 use crate::domain::credit::{
     CreditAction, CreditDefaults, CreditEvent, CreditPolicy, CreditPosition, CreditSettings,
@@ -289,6 +290,7 @@ impl CreditControlService for CreditApi {
         let after = v.check(cursor("after_sequence", req.after_sequence));
         let customer_ids = customers_of(&principal, "customer_ids", &req.customer_ids, &mut v)?;
         v.into_result()?;
+        let slot = self.gw.stream_slots.take(&principal.tenant_id)?;
         let feed = self.gw.ledger.feed();
         let waiter = feed.credit_waiter(&principal.tenant_id).await?;
         let heartbeat = feed.heartbeat_interval();
@@ -308,7 +310,7 @@ impl CreditControlService for CreditApi {
             let item = state.next().await?;
             Some((item, state))
         });
-        Ok(Response::new(stream.boxed()))
+        Ok(Response::new(holding(stream.boxed(), slot)))
     }
 }
 

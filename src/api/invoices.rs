@@ -15,6 +15,7 @@ use super::convert::{billing_cycle_to_proto, enum_field, instant, timestamp, ven
 use super::cursor_stream::{self, CursorSource, Delivery, Pacing};
 use super::invoice_export::ExportFormat;
 use super::replies::{guard, reply};
+use super::stream_slots::holding;
 use super::{Gateway, customer_of, optional_customer_of};
 use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::{IdempotencyKey, Written};
@@ -349,6 +350,7 @@ impl InvoiceService for InvoiceApi {
             request.get_ref().after_number_counter,
         )
         .map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let slot = self.gw.stream_slots.take(&principal.tenant_id)?;
         let source = NumberedInvoices {
             store: self.gw.store.clone(),
             tenant_id: principal.tenant_id.clone(),
@@ -377,7 +379,7 @@ impl InvoiceService for InvoiceApi {
                 }),
             },
         );
-        Ok(Response::new(stream))
+        Ok(Response::new(holding(stream, slot)))
     }
 
     type ExportInvoicesStream = BoxStream<'static, Result<v1::ExportChunk, Status>>;

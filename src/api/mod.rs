@@ -21,6 +21,7 @@ pub mod replies;
 pub mod service_management;
 pub mod services;
 mod status;
+pub mod stream_slots;
 pub mod tenants;
 pub mod usage;
 
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub store: Arc<Store>,
     /// Where the portal is reached (portal links are made from it).
     pub portal: Arc<PortalSite>,
+    /// The server streams each tenant holds open, capped.
+    pub stream_slots: Arc<stream_slots::StreamSlots>,
 }
 
 /// Where browsers reach the portal: the gateway's own address unless configured.
@@ -58,7 +61,16 @@ impl Gateway {
                 base_url: "http://127.0.0.1:50051".into(),
                 secure: false,
             }),
+            stream_slots: stream_slots::StreamSlots::new(
+                crate::config::DEFAULT_MAX_STREAMS_PER_TENANT,
+            ),
         }
+    }
+
+    /// At most `per_tenant` open server streams per tenant (0: no cap).
+    pub fn with_stream_cap(mut self, per_tenant: usize) -> Self {
+        self.stream_slots = stream_slots::StreamSlots::new(per_tenant);
+        self
     }
 
     pub fn with_portal(mut self, site: PortalSite) -> Self {

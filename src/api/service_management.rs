@@ -9,6 +9,7 @@ use super::charges::cursor;
 use super::convert::{enum_field, timestamp, vendor_account_kind_to_proto};
 use super::cursor_stream::{self, CursorSource, Delivery, Pacing};
 use super::replies::{guard, reply};
+use super::stream_slots::holding;
 use super::{Gateway, customer_of, customers_of, optional_customer_of};
 use crate::domain::access::Principal;
 use crate::domain::customer::CustomerStatus;
@@ -378,6 +379,7 @@ impl ServiceManagementService for ServiceManagementApi {
         let after = v.check(cursor("after_sequence", req.after_sequence));
         let customer_ids = customers_of(&principal, "customer_ids", &req.customer_ids, &mut v)?;
         v.into_result()?;
+        let slot = self.gw.stream_slots.take(&principal.tenant_id)?;
         let source = ActionChanges {
             store: self.gw.store.clone(),
             tenant_id: principal.tenant_id.clone(),
@@ -406,6 +408,6 @@ impl ServiceManagementService for ServiceManagementApi {
                 }),
             },
         );
-        Ok(Response::new(stream))
+        Ok(Response::new(holding(stream, slot)))
     }
 }

@@ -93,6 +93,13 @@ impl From<Error> for Status {
                     "modified concurrently; read it again and retry with the new etag",
                 ),
             ),
+            Error::ResourceExhausted {
+                limit, retry_after, ..
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.add_quota_failure_violation(limit, message.clone());
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             Error::Unauthenticated(_) => Status::unauthenticated(message),
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Unavailable(_, _) => {

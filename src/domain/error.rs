@@ -67,6 +67,15 @@ pub enum Error {
     #[error("{0}")]
     PermissionDenied(String),
 
+    /// The caller holds as much of a limited resource as it may (e.g. open streams); retrying
+    /// after `retry_after`, or after releasing some, may succeed.
+    #[error("{limit} reached: {description}")]
+    ResourceExhausted {
+        limit: &'static str,
+        description: String,
+        retry_after: std::time::Duration,
+    },
+
     /// A dependency (the database, a vendor) is unreachable or overloaded; retrying may succeed.
     #[error("{0} is unavailable: {1}")]
     Unavailable(&'static str, String),

@@ -183,7 +183,86 @@ async fn a_stalled_upload_is_ended_at_the_request_timeout(backend: Backend) {
     gw.stop().await;
 }
 
+/// A tenant holds at most `max_streams_per_tenant` open streams (charges, credit events,
+/// invoices, service actions together); one more answers RESOURCE_EXHAUSTED with a RetryInfo,
+/// other tenants are not affected, and a closed stream frees its slot.
+async fn open_streams_are_capped_per_tenant(backend: Backend) {
+    use msp_gateway::proto::v1;
+    use tonic_types::StatusExt;
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let other_key = gw.other_tenant().await;
+    let limits = msp_gateway::server::Limits {
+        max_streams_per_tenant: 2,
+        ..Default::default()
+    };
+    let replica = gw.replica_with(limits).await;
+    let channel = replica.channel().await;
+    let mut charges = crate::charge_streams::charges_client(channel.clone(), &gw.admin_key);
+    let mut credit =
+        v1::credit_control_service_client::CreditControlServiceClient::with_interceptor(
+            channel.clone(),
+            crate::harness::Bearer::new(&gw.admin_key),
+        );
+    let first = charges
+        .stream_charges(v1::StreamChargesRequest::default())
+        .await
+        .expect("first stream");
+    let second = credit
+        .stream_credit_events(v1::StreamCreditEventsRequest::default())
+        .await
+        .expect("second stream");
+    let refused = charges
+        .stream_charges(v1::StreamChargesRequest::default())
+        .await
+        .expect_err("a third stream is over the cap");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("max_streams_per_tenant"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.get_details_retry_info().is_some(),
+        "RESOURCE_EXHAUSTED carries a RetryInfo"
+    );
+    // Another tenant has slots of its own.
+    let mut others = crate::charge_streams::charges_client(channel.clone(), &other_key);
+    let _theirs = others
+        .stream_charges(v1::StreamChargesRequest::default())
+        .await
+        .expect("another tenant's stream");
+
+    // Closing a stream frees its slot (once the server sees the client go).
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match charges
+            .stream_charges(v1::StreamChargesRequest::default())
+            .await
+        {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the closed stream's slot was never freed"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    drop(second);
+    replica.stop().await;
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    open_streams_are_capped_per_tenant,
     reflection_lists_every_service,
     reflection_serves_the_error_details,
     a_stalled_upload_is_ended_at_the_request_timeout
