@@ -64,9 +64,10 @@ pub struct Config {
     pub portal_url: Option<String>,
 }
 
-/// Open server streams a tenant may hold unless configured: a credit-control consumer, a billing
-/// consumer and a few per-customer views, per replica, with room to spare.
-pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 64;
+/// Open server streams a tenant may hold unless configured. Per-customer consumers (one stream
+/// per customer) are a designed use, so the cap is high; an idle stream costs about 12 KiB
+/// (BENCHMARKS.md), so this bounds one tenant's streams at about 120 MiB.
+pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 10_000;
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
