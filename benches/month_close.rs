@@ -22,8 +22,12 @@
 //! Environment: MSPGW_BENCH_CUSTOMERS, MSPGW_BENCH_PER_CUSTOMER, MSPGW_BENCH_SQLITE=0 or
 //! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
 //! tests).
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{authorized, env};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::{Connection, QueryableByName};
@@ -37,29 +41,12 @@ use msp_gateway::domain::usage::{UsageKey, UsageLine};
 use msp_gateway::ledger::Ledger;
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
-use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
 use rust_decimal::Decimal;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 
 const SERVICES: usize = 20;
 const METERS_PER_SERVICE: usize = 5;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(format!("MSPGW_BENCH_{name}"))
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let value: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
 
 fn admin_url() -> String {
     std::env::var("MSPGW_TEST_POSTGRES_URL")
@@ -210,43 +197,9 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
         .put_invoice_settings(&tenant.id, &settings)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server_ledger = ledger.clone();
-    let server = tokio::spawn(async move {
-        msp_gateway::server::serve(
-            listener,
-            server_ledger,
-            None,
-            std::future::pending(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let sim = PartnerAccountServiceClient::new(channel.clone())
-        .create_partner_account(authorized(
-            &key,
-            v1::CreatePartnerAccountRequest {
-                request_id: "sim".into(),
-                partner_account: Some(v1::PartnerAccount {
-                    vendor: v1::Vendor::Simulator.into(),
-                    display_name: "Simulator".into(),
-                    vendor_account_id: "sim-partner".into(),
-                    partner_discount_rate: "0.10".into(),
-                    enabled: true,
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let served = support::serve(ledger.clone()).await;
+    let (channel, server) = (served.channel, served.server);
+    let sim = support::simulator_partner_account(channel.clone(), &key).await;
     let account = store.partner_account(&tenant.id, &sim.id).await.unwrap();
     let mut client = CustomerServiceClient::new(channel.clone());
     let mut ids = Vec::with_capacity(customers);

@@ -13,9 +13,13 @@
 //!
 //! Environment: MSPGW_BENCH_DATABASE_URL (default: a temporary SQLite file),
 //! MSPGW_BENCH_CHARGES, MSPGW_BENCH_REQUESTS.
+#[path = "support/mod.rs"]
+mod support;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{authorized, env};
 
 use chrono::{DateTime, DurationRound, Utc};
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
@@ -27,30 +31,13 @@ use msp_gateway::ledger::Ledger;
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
 use msp_gateway::proto::v1::help_desk_service_client::HelpDeskServiceClient;
-use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
 use rust_decimal::Decimal;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 
 const SERVICES: usize = 20;
 const METERS_PER_SERVICE: usize = 5;
 const DAYS: i64 = 30;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(format!("MSPGW_BENCH_{name}"))
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let value: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -123,43 +110,10 @@ async fn main() {
         .await
         .unwrap();
     let key = key.token().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server_ledger = ledger.clone();
-    tokio::spawn(async move {
-        msp_gateway::server::serve(
-            listener,
-            server_ledger,
-            None,
-            std::future::pending(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let sim = PartnerAccountServiceClient::new(channel.clone())
-        .create_partner_account(authorized(
-            &key,
-            v1::CreatePartnerAccountRequest {
-                request_id: "sim".into(),
-                partner_account: Some(v1::PartnerAccount {
-                    vendor: v1::Vendor::Simulator.into(),
-                    display_name: "Simulator".into(),
-                    vendor_account_id: "sim-partner".into(),
-                    partner_discount_rate: "0.10".into(),
-                    enabled: true,
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let support::Served {
+        address, channel, ..
+    } = support::serve(ledger.clone()).await;
+    let sim = support::simulator_partner_account(channel.clone(), &key).await;
     let account = store.partner_account(&tenant.id, &sim.id).await.unwrap();
     let mut customers = CustomerServiceClient::new(channel.clone());
     let mut ids = Vec::new();

@@ -1,0 +1,84 @@
+//! What the benchmarks that drive the real server share: knobs from the environment, a gateway
+//! on an ephemeral port, authorized requests and a simulator partner account.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use msp_gateway::ledger::Ledger;
+use msp_gateway::proto::v1;
+use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// `MSPGW_BENCH_<name>` as a number, else `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(format!("MSPGW_BENCH_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `message` with the API key as its bearer token.
+pub fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// A gateway serving `ledger` on 127.0.0.1:0 until its task is aborted. (Each benchmark
+/// includes this module and reads the fields it needs.)
+#[allow(dead_code)]
+pub struct Served {
+    pub address: SocketAddr,
+    pub channel: Channel,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+pub async fn serve(ledger: Arc<Ledger>) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        msp_gateway::server::serve(
+            listener,
+            ledger,
+            None,
+            std::future::pending(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Served {
+        address,
+        channel,
+        server,
+    }
+}
+
+/// A simulator partner account (10 % partner discount), created through the API.
+pub async fn simulator_partner_account(channel: Channel, key: &str) -> v1::PartnerAccount {
+    PartnerAccountServiceClient::new(channel)
+        .create_partner_account(authorized(
+            key,
+            v1::CreatePartnerAccountRequest {
+                request_id: "sim".into(),
+                partner_account: Some(v1::PartnerAccount {
+                    vendor: v1::Vendor::Simulator.into(),
+                    display_name: "Simulator".into(),
+                    vendor_account_id: "sim-partner".into(),
+                    partner_discount_rate: "0.10".into(),
+                    enabled: true,
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
