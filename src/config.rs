@@ -58,6 +58,11 @@ pub struct Config {
     /// Server streams one tenant may hold open at once (0: no cap); one more answers
     /// RESOURCE_EXHAUSTED with a RetryInfo.
     pub max_streams_per_tenant: usize,
+    /// Calls a second each API key may make, sustained (0: no limit); one more answers
+    /// RESOURCE_EXHAUSTED with a RetryInfo saying when to retry. A stream counts once.
+    pub rate_limit_per_key_per_sec: u32,
+    /// Calls an API key may make at once above its sustained rate (at least 1).
+    pub rate_limit_burst: u32,
     /// Where browsers reach the cost portal (`https://portal.isp.example`), used in the links
     /// `CreatePortalSession` hands out, when a proxy or a DNS name fronts the gateway; unset:
     /// the address the gateway listens on (`http://`, or `https://` with TLS).
@@ -68,6 +73,15 @@ pub struct Config {
 /// per customer) are a designed use, so the cap is high; an idle stream costs about 12 KiB
 /// (BENCHMARKS.md), so this bounds one tenant's streams at about 120 MiB.
 pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 10_000;
+
+/// Calls a second per API key unless configured: well above what a BSS job needs (the service
+/// action benchmark's bulk suspend makes ~70 a second), low enough that one client's runaway
+/// loop leaves most of a small gateway's capacity (a few thousand calls a second on 2 cores) to
+/// the others.
+pub const DEFAULT_RATE_LIMIT_PER_KEY_PER_SEC: u32 = 1_000;
+
+/// Calls at once above the sustained rate: a client starting a batch of parallel calls.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 2_000;
 
 /// gRPC's customary limit (and tonic's default): 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -100,6 +114,8 @@ const CONFIG_KEYS: &[&str] = &[
     "http2_keepalive_secs",
     "request_timeout_secs",
     "max_streams_per_tenant",
+    "rate_limit_per_key_per_sec",
+    "rate_limit_burst",
     "portal_url",
 ];
 
@@ -125,6 +141,8 @@ impl Default for Config {
             http2_keepalive_secs: 30,
             request_timeout_secs: 120,
             max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,
+            rate_limit_per_key_per_sec: DEFAULT_RATE_LIMIT_PER_KEY_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             portal_url: None,
         }
     }

@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use crate::ledger::Ledger;
 use crate::telemetry::metrics::{
     self as names, CHARGE_STREAM_DELIVERED, CHARGE_STREAM_LAG, CHARGE_STREAMS_OPEN,
-    DB_POOL_CONNECTIONS, LEDGER_HEAD, READY,
+    CLOSE_RUN_CUSTOMERS_REMAINING, CLOSE_RUNS_UNFINISHED, DB_POOL_CONNECTIONS, LEDGER_HEAD, READY,
+    SERVICE_ACTION_OLDEST_AGE, SERVICE_ACTIONS_OPEN,
 };
 
 pub fn router(ledger: Arc<Ledger>) -> Router {
@@ -56,8 +57,9 @@ async fn metrics(State(ledger): State<Arc<Ledger>>) -> impl IntoResponse {
 }
 
 /// Sets the gauges that are read rather than counted: the database's view (ledger heads,
-/// readiness), the pools and the open streams.
+/// readiness, work queues), the pools and the open streams.
 async fn sample(ledger: &Ledger) {
+    sample_queues(ledger).await;
     let store = ledger.store();
     let ready = store.ready().await.is_ok();
     metrics::gauge!(READY).set(if ready { 1.0 } else { 0.0 });
@@ -86,3 +88,48 @@ async fn sample(ledger: &Ledger) {
         metrics::gauge!(CHARGE_STREAM_LAG, "tenant" => tenant).set(lag as f64);
     }
 }
+
+/// The work queues as the database holds them, so every replica reports the same. A tenant
+/// whose actions all ended since the last scrape is set to 0, not left at its old value.
+async fn sample_queues(ledger: &Ledger) {
+    let store = ledger.store();
+    if let Ok(queues) = store.service_action_queues().await {
+        let now = chrono::Utc::now();
+        let mut seen = SEEN_ACTION_TENANTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for tenant in seen.iter() {
+            if !queues.iter().any(|q| &q.tenant_id == tenant) {
+                for status in ["pending", "running"] {
+                    metrics::gauge!(SERVICE_ACTIONS_OPEN, "tenant" => tenant.clone(), "status" => status).set(0.0);
+                }
+                metrics::gauge!(SERVICE_ACTION_OLDEST_AGE, "tenant" => tenant.clone()).set(0.0);
+            }
+        }
+        seen.clear();
+        for queue in queues {
+            let tenant = queue.tenant_id;
+            for (status, count) in [("pending", queue.pending), ("running", queue.running)] {
+                metrics::gauge!(SERVICE_ACTIONS_OPEN, "tenant" => tenant.clone(), "status" => status)
+                    .set(count as f64);
+            }
+            let age = queue.oldest_open_since.map_or(0.0, |since| {
+                (now - since).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            metrics::gauge!(SERVICE_ACTION_OLDEST_AGE, "tenant" => tenant.clone()).set(age);
+            seen.insert(tenant);
+        }
+    }
+    // Close runs are few (a month close per tenant), so one total: an unfinished run that
+    // stays is an interrupted one waiting for its request id to be resumed.
+    if let Ok(queues) = store.close_run_queues().await {
+        let runs: i64 = queues.iter().map(|q| q.runs).sum();
+        let remaining: i64 = queues.iter().map(|q| q.customers_remaining).sum();
+        metrics::gauge!(CLOSE_RUNS_UNFINISHED).set(runs as f64);
+        metrics::gauge!(CLOSE_RUN_CUSTOMERS_REMAINING).set(remaining as f64);
+    }
+}
+
+/// Tenants with open actions at the last scrape (to zero their gauges when they empty).
+static SEEN_ACTION_TENANTS: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());

@@ -10,6 +10,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::auth::AuthLayer;
 use crate::api::metrics_layer::MetricsLayer;
+use crate::api::rate_limits::{RateLimit, RateLimits};
 use crate::api::services;
 use crate::api::{Gateway, PortalSite};
 use crate::config::Config;
@@ -47,6 +48,8 @@ pub struct Limits {
     pub request_timeout: Option<Duration>,
     /// Server streams one tenant may hold open (0: no cap).
     pub max_streams_per_tenant: usize,
+    /// Each API key's call budget (`None`: unlimited).
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// How long a keepalive ping may go unanswered before the connection is closed.
@@ -66,6 +69,7 @@ impl Limits {
             http2_keepalive: seconds(config.http2_keepalive_secs),
             request_timeout: seconds(config.request_timeout_secs),
             max_streams_per_tenant: config.max_streams_per_tenant,
+            rate_limit: RateLimit::new(config.rate_limit_per_key_per_sec, config.rate_limit_burst),
         }
     }
 }
@@ -127,7 +131,10 @@ pub async fn serve_with_limits(
         .accept_http1(true)
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path(), tenant = tracing::field::Empty))
         .layer(MetricsLayer)
-        .layer(AuthLayer::new(gw.store.clone()))
+        .layer(
+            AuthLayer::new(gw.store.clone())
+                .with_rate_limits(limits.rate_limit.map(RateLimits::new)),
+        )
         .add_routes(routes);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

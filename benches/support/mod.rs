@@ -38,13 +38,20 @@ pub struct Served {
 pub async fn serve(ledger: Arc<Ledger>) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    // Benchmarks measure the gateway, not the per-key rate limiter: calls are unlimited.
+    let limits = msp_gateway::server::Limits {
+        rate_limit: None,
+        ..Default::default()
+    };
     let server = tokio::spawn(async move {
-        msp_gateway::server::serve(
+        msp_gateway::server::serve_with_limits(
             listener,
             ledger,
             None,
             std::future::pending(),
             Duration::from_secs(1),
+            limits,
+            None,
         )
         .await
         .unwrap();

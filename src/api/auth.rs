@@ -12,6 +12,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::permissions::{Verdict, verdict};
+use super::rate_limits::RateLimits;
 use crate::domain::access::{PresentedKey, Principal};
 use crate::domain::error::{Error, Result};
 use crate::store::Store;
@@ -19,11 +20,21 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AuthLayer {
     store: Arc<Store>,
+    rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl AuthLayer {
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            rate_limits: None,
+        }
+    }
+
+    /// Each key's calls held to `rate_limits` (checked once the key is known).
+    pub fn with_rate_limits(mut self, rate_limits: Option<RateLimits>) -> Self {
+        self.rate_limits = rate_limits.map(Arc::new);
+        self
     }
 }
 
@@ -33,6 +44,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticate {
             inner,
             store: self.store.clone(),
+            rate_limits: self.rate_limits.clone(),
         }
     }
 }
@@ -41,6 +53,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticate<S> {
     inner: S,
     store: Arc<Store>,
+    rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl<S> Service<http::Request<Body>> for Authenticate<S>
@@ -61,6 +74,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
+        let rate_limits = self.rate_limits.clone();
         Box::pin(async move {
             let permission = match verdict(request.uri().path()) {
                 Verdict::Public | Verdict::Portal => {
@@ -79,6 +93,15 @@ where
                         )));
                     };
                     principal.require(permission.area, permission.action)?;
+                    if let Some(rate_limits) = &rate_limits {
+                        rate_limits.admit(&principal.key_id).inspect_err(|_| {
+                            metrics::counter!(
+                                crate::telemetry::metrics::RATE_LIMITED,
+                                "tenant" => principal.tenant_id.clone()
+                            )
+                            .increment(1);
+                        })?;
+                    }
                     Ok(principal)
                 });
             match authorized {

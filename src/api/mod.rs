@@ -17,6 +17,7 @@ pub mod partner_accounts;
 pub mod permissions;
 pub mod portal;
 pub mod pricing;
+pub mod rate_limits;
 pub mod replies;
 pub mod service_management;
 pub mod services;

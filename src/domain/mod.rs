@@ -47,5 +47,6 @@ pub mod tenant;
 pub mod text;
 pub mod usage;
 pub mod vendor;
+pub mod work_queues;
 
 pub use error::{Error, FieldViolation, Result};

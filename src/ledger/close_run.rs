@@ -188,10 +188,9 @@ impl Ledger {
         Ok(run)
     }
 
-    /// One pass of the automatic closer: every tenant's due periods as of `now`; how many
-    /// invoices it closed.
-    pub async fn close_due_periods(&self, now: DateTime<Utc>) -> Result<usize> {
-        let mut closed = 0;
+    /// One pass of the automatic closer: every tenant's due periods as of `now`.
+    pub async fn close_due_periods(&self, now: DateTime<Utc>) -> Result<ClosePass> {
+        let mut pass = ClosePass::default();
         for tenant_id in dispatch!(self.store, read, self::tenant_ids())? {
             let mut after = None;
             loop {
@@ -205,16 +204,40 @@ impl Ledger {
                 };
                 for id in ids {
                     let result = self.close_due(&tenant_id, &id, now).await;
-                    closed += result.invoices as usize;
+                    pass.invoices += result.invoices as usize;
                     if let Some(error) = result.error {
+                        pass.failed_customers += 1;
                         tracing::warn!(tenant_id, %error, "automatic close failed; retried next pass");
                     }
                 }
                 after = Some(last);
             }
         }
-        Ok(closed)
+        Ok(pass)
     }
+}
+
+/// What one pass of the automatic closer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClosePass {
+    /// Invoices finalized.
+    pub invoices: usize,
+    /// Customers with a due period that could not be closed (retried the next pass).
+    pub failed_customers: usize,
+}
+
+/// One pass of the automatic closer, counted in `/metrics`.
+pub async fn close_pass(ledger: &Ledger) -> Result<ClosePass> {
+    use crate::telemetry::metrics::{
+        AUTOMATIC_CLOSE_FAILURES, AUTOMATIC_CLOSE_LAST_SUCCESS, AUTOMATIC_CLOSES,
+    };
+    let pass = ledger.close_due_periods(Utc::now()).await?;
+    metrics::counter!(AUTOMATIC_CLOSES).increment(pass.invoices as u64);
+    metrics::gauge!(AUTOMATIC_CLOSE_FAILURES).set(pass.failed_customers as f64);
+    if pass.failed_customers == 0 {
+        metrics::gauge!(AUTOMATIC_CLOSE_LAST_SUCCESS).set(Utc::now().timestamp() as f64);
+    }
+    Ok(pass)
 }
 
 /// The automatic closer: closes every period whose grace has passed, every `every`, until
@@ -226,9 +249,13 @@ pub async fn run_closer(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match ledger.close_due_periods(Utc::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(invoices = n, "automatic close finalized invoices"),
+        match close_pass(&ledger).await {
+            Ok(ClosePass { invoices: 0, .. }) => {}
+            Ok(pass) => tracing::info!(
+                invoices = pass.invoices,
+                failed_customers = pass.failed_customers,
+                "automatic close finalized invoices"
+            ),
             Err(error) => tracing::warn!(%error, "automatic close pass failed"),
         }
         tokio::select! {

@@ -3,11 +3,12 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::for_each_backend;
 use super::invoicing_schema::close_runs;
 use super::sql_types::DbTime;
+use super::{dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
 use crate::domain::invoice_record::{CloseRun, CloseRunStatus};
+use crate::domain::work_queues::CloseRunQueue;
 
 type RunRow = (
     String,
@@ -101,5 +102,26 @@ for_each_backend! {
             return Err(Error::Internal(format!("close run {} vanished ({})", run.id, Utc::now())));
         }
         Ok(())
+    }
+
+    /// Unfinished runs (running or interrupted): (tenant, customers planned, customers done).
+    pub async fn unfinished(conn: &mut Conn) -> Result<Vec<(String, i32, i32)>> {
+        Ok(close_runs::table
+            .filter(close_runs::status.eq(CloseRunStatus::Running.as_str()))
+            .select((
+                close_runs::tenant_id,
+                close_runs::customers_planned,
+                close_runs::customers_done,
+            ))
+            .load(conn)
+            .await?)
+    }
+}
+
+impl super::Store {
+    /// Unfinished close runs per tenant (for `/metrics`).
+    pub async fn close_run_queues(&self) -> Result<Vec<CloseRunQueue>> {
+        let runs = dispatch!(self, read, self::unfinished())?;
+        Ok(CloseRunQueue::per_tenant(runs))
     }
 }

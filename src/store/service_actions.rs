@@ -15,6 +15,7 @@ use crate::domain::paging::{Page, PageRequest};
 use crate::domain::service_action::{
     ActionFilter, ActionKind, ActionStatus, NewServiceAction, OpenAction, Requester, ServiceAction,
 };
+use crate::domain::work_queues::ActionQueue;
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = service_actions)]
@@ -353,9 +354,58 @@ for_each_backend! {
             .await?;
         Ok(())
     }
+
+    /// Open actions per tenant and status, and each tenant's oldest (for `/metrics`).
+    pub async fn queues(conn: &mut Conn) -> Result<Vec<ActionQueue>> {
+        let counts: Vec<(String, String, i64)> = service_actions::table
+            .filter(service_actions::status.eq_any(OPEN))
+            .group_by((service_actions::tenant_id, service_actions::status))
+            .select((
+                service_actions::tenant_id,
+                service_actions::status,
+                diesel::dsl::count_star(),
+            ))
+            .order(service_actions::tenant_id)
+            .load(conn)
+            .await?;
+        let mut queues: Vec<ActionQueue> = Vec::new();
+        for (tenant_id, status, count) in counts {
+            if queues.last().is_none_or(|q| q.tenant_id != tenant_id) {
+                queues.push(ActionQueue {
+                    tenant_id: tenant_id.clone(),
+                    ..Default::default()
+                });
+            }
+            let queue = queues.last_mut().expect("pushed above");
+            let status: ActionStatus = status
+                .parse()
+                .map_err(|e| Error::Internal(format!("stored service action status: {e}")))?;
+            match status {
+                ActionStatus::Running => queue.running += count,
+                _ => queue.pending += count,
+            }
+        }
+        for queue in &mut queues {
+            let oldest: Option<DbTime> = service_actions::table
+                .filter(service_actions::tenant_id.eq(&queue.tenant_id))
+                .filter(service_actions::status.eq_any(OPEN))
+                .select(service_actions::created_at)
+                .order(service_actions::created_at)
+                .first(conn)
+                .await
+                .optional()?;
+            queue.oldest_open_since = oldest.map(|t| t.0);
+        }
+        Ok(queues)
+    }
 }
 
 impl Store {
+    /// Open service actions per tenant (for `/metrics`).
+    pub async fn service_action_queues(&self) -> Result<Vec<ActionQueue>> {
+        dispatch!(self, read, self::queues())
+    }
+
     /// The open actions of each of `customer_ids`, for the status they show.
     pub async fn open_service_actions(
         &self,

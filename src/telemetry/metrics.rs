@@ -35,6 +35,24 @@ pub const CHARGE_STREAM_LAG: &str = "mspgw_charge_stream_lag_sequences";
 pub const CHARGE_STREAM_DELIVERED: &str = "mspgw_charge_stream_delivered_total";
 /// Database connections per `pool` and `state` (`in_use`, `idle`, `waiting` callers).
 pub const DB_POOL_CONNECTIONS: &str = "mspgw_db_pool_connections";
+/// Open service actions, by `tenant` and `status` (`pending`, `running`).
+pub const SERVICE_ACTIONS_OPEN: &str = "mspgw_service_actions_open";
+/// Age of each `tenant`'s oldest open service action (0 when none is open).
+pub const SERVICE_ACTION_OLDEST_AGE: &str = "mspgw_service_action_oldest_open_seconds";
+/// Close runs (`CloseBillingPeriods`) not finished: running, or interrupted and waiting to be
+/// resumed.
+pub const CLOSE_RUNS_UNFINISHED: &str = "mspgw_close_runs_unfinished";
+/// Customers those runs have still to close.
+pub const CLOSE_RUN_CUSTOMERS_REMAINING: &str = "mspgw_close_run_customers_remaining";
+/// Invoices the automatic closer finalized.
+pub const AUTOMATIC_CLOSES: &str = "mspgw_automatic_close_invoices_total";
+/// Customers the automatic closer could not close in its last pass (retried the next pass).
+pub const AUTOMATIC_CLOSE_FAILURES: &str = "mspgw_automatic_close_failing_customers";
+/// Unix time the automatic closer last finished a pass with every due period closed.
+pub const AUTOMATIC_CLOSE_LAST_SUCCESS: &str =
+    "mspgw_automatic_close_last_success_timestamp_seconds";
+/// Calls refused by a key's rate limit (`rate_limit_per_key_per_sec`), by `tenant`.
+pub const RATE_LIMITED: &str = "mspgw_rate_limited_total";
 /// 1 while the database answers and every migration is applied, else 0.
 pub const READY: &str = "mspgw_ready";
 
@@ -53,6 +71,14 @@ pub const ALL: &[&str] = &[
     CHARGE_STREAM_LAG,
     CHARGE_STREAM_DELIVERED,
     DB_POOL_CONNECTIONS,
+    SERVICE_ACTIONS_OPEN,
+    SERVICE_ACTION_OLDEST_AGE,
+    CLOSE_RUNS_UNFINISHED,
+    CLOSE_RUN_CUSTOMERS_REMAINING,
+    AUTOMATIC_CLOSES,
+    AUTOMATIC_CLOSE_FAILURES,
+    AUTOMATIC_CLOSE_LAST_SUCCESS,
+    RATE_LIMITED,
     READY,
 ];
 
@@ -109,6 +135,40 @@ fn describe() {
     describe_gauge!(
         DB_POOL_CONNECTIONS,
         "Database connections by pool and state (in_use, idle, waiting)"
+    );
+    describe_gauge!(
+        SERVICE_ACTIONS_OPEN,
+        "Open service actions, by tenant and status (pending, running)"
+    );
+    describe_gauge!(
+        SERVICE_ACTION_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest open service action, by tenant"
+    );
+    describe_gauge!(
+        CLOSE_RUNS_UNFINISHED,
+        "Close runs not finished (running or interrupted)"
+    );
+    describe_gauge!(
+        CLOSE_RUN_CUSTOMERS_REMAINING,
+        "Customers unfinished close runs have still to close"
+    );
+    describe_counter!(
+        AUTOMATIC_CLOSES,
+        "Invoices finalized by the automatic closer"
+    );
+    describe_gauge!(
+        AUTOMATIC_CLOSE_FAILURES,
+        "Customers the automatic closer could not close in its last pass"
+    );
+    describe_gauge!(
+        AUTOMATIC_CLOSE_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the automatic closer's last pass with every due period closed"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Calls refused by an API key's rate limit, by tenant"
     );
     describe_gauge!(
         READY,

@@ -30,6 +30,29 @@ pub fn charges_client(channel: Channel, key: &str) -> Charges {
     ChargeServiceClient::with_interceptor(channel, Bearer::new(key))
 }
 
+/// Every charge of the key's tenant, in sequence order, through ListCharges.
+pub async fn all_charges(channel: Channel, key: &str) -> Vec<v1::Charge> {
+    let mut client = charges_client(channel, key);
+    let mut charges = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_charges(v1::ListChargesRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("list charges")
+            .into_inner();
+        charges.extend(page.charges);
+        if page.next_page_token.is_empty() {
+            return charges;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// A tenant ready to record charges: a simulator partner account, customers linked to it, and
 /// a zero markup (price = cost, in ZAR).
 pub struct Ledger {

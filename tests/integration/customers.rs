@@ -17,22 +17,32 @@ pub fn new_customer(request_id: &str, external_ref: &str) -> v1::CreateCustomerR
 }
 
 pub async fn simulator_account(gw: &TestGateway) -> v1::PartnerAccount {
-    let mut accounts = gw.partner_accounts(&gw.admin_key).await;
-    accounts
-        .create_partner_account(v1::CreatePartnerAccountRequest {
-            request_id: "sim-account".into(),
-            partner_account: Some(v1::PartnerAccount {
-                vendor: v1::Vendor::Simulator.into(),
-                display_name: "Simulator".into(),
-                vendor_account_id: "sim-partner".into(),
-                partner_discount_rate: "0.10".into(),
-                enabled: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("simulator partner account")
-        .into_inner()
+    simulator_account_at(gw.channel().await, &gw.admin_key).await
+}
+
+/// [`simulator_account`] through the gateway at `channel` (one this process does not run).
+pub async fn simulator_account_at(
+    channel: tonic::transport::Channel,
+    key: &str,
+) -> v1::PartnerAccount {
+    v1::partner_account_service_client::PartnerAccountServiceClient::with_interceptor(
+        channel,
+        crate::harness::Bearer::new(key),
+    )
+    .create_partner_account(v1::CreatePartnerAccountRequest {
+        request_id: "sim-account".into(),
+        partner_account: Some(v1::PartnerAccount {
+            vendor: v1::Vendor::Simulator.into(),
+            display_name: "Simulator".into(),
+            vendor_account_id: "sim-partner".into(),
+            partner_discount_rate: "0.10".into(),
+            enabled: true,
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("simulator partner account")
+    .into_inner()
 }
 
 pub async fn aws_account(gw: &TestGateway) -> v1::PartnerAccount {

@@ -17,7 +17,7 @@ use msp_gateway::proto::v1;
 use tokio::sync::watch;
 use tonic::Code;
 
-use crate::charge_streams::charges_client;
+use crate::charge_streams::{all_charges, charges_client};
 use crate::harness::{TestDatabase, TestGateway};
 use crate::usage::{priced_tenant, push, usage_line};
 
@@ -418,29 +418,6 @@ async fn consumer(
     (received, reconnects)
 }
 
-/// Every charge in the ledger, through ListCharges, in sequence order.
-async fn all_charges(gw: &TestGateway) -> Vec<v1::Charge> {
-    let mut client = charges_client(gw.channel().await, &gw.admin_key);
-    let mut charges = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_charges(v1::ListChargesRequest {
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("list charges after the failover")
-            .into_inner();
-        charges.extend(page.charges);
-        if page.next_page_token.is_empty() {
-            return charges;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_standby_has_every_acknowledged_push_once() {
     if std::env::var("MSPGW_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
@@ -490,7 +467,7 @@ async fn a_promoted_standby_has_every_acknowledged_push_once() {
     );
 
     // Every acknowledged push is in the ledger once: one charge per line, each line once.
-    let charges = all_charges(&gw).await;
+    let charges = all_charges(gw.channel().await, &gw.admin_key).await;
     let sequences: Vec<i64> = charges.iter().map(|c| c.sequence).collect();
     let head = *sequences.last().expect("charges after the failover");
     assert_eq!(

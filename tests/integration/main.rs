@@ -5,6 +5,7 @@ mod harness;
 mod auth;
 mod aws_cost_explorer;
 mod certs;
+mod chaos;
 mod charge_runs;
 mod charge_streams;
 mod connection_loss;

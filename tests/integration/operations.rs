@@ -147,6 +147,53 @@ async fn operations_endpoint_tells_the_truth(backend: Backend) {
         Some(v1::stream_charges_response::Event::Charge(_))
     ));
 
+    // A suspend recorded and not yet run (this gateway runs no worker), and a pass of the
+    // automatic closer (nothing is due, so it succeeds with nothing to close).
+    let customer = customers
+        .list_customers(v1::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .customers
+        .remove(0);
+    v1::service_management_service_client::ServiceManagementServiceClient::with_interceptor(
+        gw.channel().await,
+        Bearer::new(&gw.admin_key),
+    )
+    .suspend_customer(v1::SuspendCustomerRequest {
+        request_id: "ops-suspend".into(),
+        customer_id: customer.id,
+        reason: "metrics".into(),
+    })
+    .await
+    .unwrap();
+    let pass = msp_gateway::ledger::close_run::close_pass(&gw.ledger)
+        .await
+        .unwrap();
+    assert_eq!(pass.failed_customers, 0, "{pass:?}");
+
+    // A call over its key's rate limit (on a replica that allows one call a second).
+    let limited = gw
+        .replica_with(msp_gateway::server::Limits {
+            rate_limit: msp_gateway::api::rate_limits::RateLimit::new(1, 1),
+            ..Default::default()
+        })
+        .await;
+    let mut limited_customers =
+        v1::customer_service_client::CustomerServiceClient::with_interceptor(
+            limited.channel().await,
+            Bearer::new(&gw.admin_key),
+        );
+    let mut codes = Vec::new();
+    for _ in 0..2 {
+        let answer = limited_customers
+            .list_customers(v1::ListCustomersRequest::default())
+            .await;
+        codes.push(answer.err().map(|status| status.code()));
+    }
+    assert_eq!(codes, [None, Some(tonic::Code::ResourceExhausted)]);
+    limited.stop().await;
+
     let (status, after) = get(&base, "/metrics").await;
     assert_eq!(status, 200);
     for name in names::ALL {
@@ -195,6 +242,31 @@ async fn operations_endpoint_tells_the_truth(backend: Backend) {
     );
     assert!(lag.is_some(), "no stream lag for {tenant}");
     assert_eq!(sample(&after, names::READY), Some(1.0));
+    let pending = sample(
+        &after,
+        &format!(
+            "{}{{tenant=\"{tenant}\",status=\"pending\"}}",
+            names::SERVICE_ACTIONS_OPEN
+        ),
+    );
+    assert_eq!(pending, Some(1.0), "the recorded suspend is pending");
+    let oldest = sample(
+        &after,
+        &format!(
+            "{}{{tenant=\"{tenant}\"}}",
+            names::SERVICE_ACTION_OLDEST_AGE
+        ),
+    );
+    assert!(oldest.is_some_and(|age| age >= 0.0), "{oldest:?}");
+    assert!(
+        sample(&after, names::AUTOMATIC_CLOSE_LAST_SUCCESS).unwrap_or(0.0) > 1.7e9,
+        "the closer's pass is recorded"
+    );
+    let limited = sample(
+        &after,
+        &format!("{}{{tenant=\"{tenant}\"}}", names::RATE_LIMITED),
+    );
+    assert!(limited.unwrap_or(0.0) >= 1.0, "the refused call is counted");
     drop(stream);
 
     // A migration this binary carries, reverted underneath it: not ready, and it says which.

@@ -261,7 +261,87 @@ async fn open_streams_are_capped_per_tenant(backend: Backend) {
     gw.stop().await;
 }
 
+/// Each API key has its own call budget (`rate_limit_per_key_per_sec`, `rate_limit_burst`):
+/// calls past it answer RESOURCE_EXHAUSTED with a RetryInfo, another key of the same tenant is
+/// not held back, and after the advertised wait the key is admitted again.
+async fn calls_are_rate_limited_per_key(backend: Backend) {
+    use msp_gateway::proto::v1;
+    use tonic_types::StatusExt;
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let mut tenants = gw.tenants(&gw.admin_key).await;
+    let second_key = tenants
+        .create_api_key(v1::CreateApiKeyRequest {
+            request_id: "rate-limited-peer".into(),
+            name: "help desk".into(),
+            scope: v1::ApiKeyScope::HelpDesk.into(),
+            customer_id: String::new(),
+        })
+        .await
+        .expect("second key")
+        .into_inner()
+        .secret;
+    // One call a second with bursts of 3: a fourth call at once is over the budget however
+    // slowly this machine runs the first three (they would have to take a second).
+    let limits = msp_gateway::server::Limits {
+        rate_limit: msp_gateway::api::rate_limits::RateLimit::new(1, 3),
+        ..Default::default()
+    };
+    let replica = gw.replica_with(limits).await;
+    let channel = replica.channel().await;
+    let mut customers = v1::customer_service_client::CustomerServiceClient::with_interceptor(
+        channel.clone(),
+        crate::harness::Bearer::new(&gw.admin_key),
+    );
+    let list = || v1::ListCustomersRequest::default();
+    for call in 1..=3 {
+        customers
+            .list_customers(list())
+            .await
+            .unwrap_or_else(|status| panic!("call {call} is within the burst: {status:?}"));
+    }
+    let refused = customers
+        .list_customers(list())
+        .await
+        .expect_err("the fourth call at once is over the key's budget");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("rate_limit_per_key_per_sec"),
+        "the refusal names the limit: {refused:?}"
+    );
+    let retry_after = refused
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RESOURCE_EXHAUSTED carries a RetryInfo with a delay");
+    assert!(
+        retry_after > std::time::Duration::ZERO && retry_after <= std::time::Duration::from_secs(1),
+        "the wait is at most one interval: {retry_after:?}"
+    );
+    // Another key of the same tenant has its own budget.
+    let mut peer = v1::customer_service_client::CustomerServiceClient::with_interceptor(
+        channel.clone(),
+        crate::harness::Bearer::new(&second_key),
+    );
+    peer.list_customers(list())
+        .await
+        .expect("another key is not held back");
+    // Waiting what the RetryInfo says is enough.
+    tokio::time::sleep(retry_after).await;
+    customers
+        .list_customers(list())
+        .await
+        .expect("admitted again after the advertised wait");
+    replica.stop().await;
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    calls_are_rate_limited_per_key,
     open_streams_are_capped_per_tenant,
     reflection_lists_every_service,
     reflection_serves_the_error_details,

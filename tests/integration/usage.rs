@@ -8,7 +8,7 @@ use msp_gateway::proto::v1;
 use rust_decimal::Decimal;
 use tonic::Code;
 
-use crate::customers::{new_customer, simulator_account};
+use crate::customers::{new_customer, simulator_account_at};
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
 use msp_gateway::proto::v1::pricing_service_client::PricingServiceClient;
 use tonic::transport::Channel;
@@ -89,22 +89,19 @@ async fn set_usd_zar(channel: Channel, key: &str, rate: &str, from: i64) {
 }
 
 pub async fn priced_tenant(gw: &TestGateway) -> Priced {
-    let sim = simulator_account(gw).await;
-    let mut customers = gw.customers(&gw.admin_key).await;
-    let customer = customers
+    priced_tenant_at(gw.channel().await, &gw.admin_key).await
+}
+
+/// [`priced_tenant`] through the gateway at `channel` (one this process does not run).
+pub async fn priced_tenant_at(channel: Channel, key: &str) -> Priced {
+    let sim = simulator_account_at(channel.clone(), key).await;
+    let customer = CustomerServiceClient::with_interceptor(channel.clone(), Bearer::new(key))
         .create_customer(new_customer("cust", "PRICED-1"))
         .await
         .unwrap()
         .into_inner();
-    link_simulator_account(
-        gw.channel().await,
-        &gw.admin_key,
-        &customer.id,
-        "sim-linked",
-    )
-    .await;
-    let mut pricing = gw.pricing(&gw.admin_key).await;
-    pricing
+    link_simulator_account(channel.clone(), key, &customer.id, "sim-linked").await;
+    PricingServiceClient::with_interceptor(channel.clone(), Bearer::new(key))
         .create_price_rule(v1::CreatePriceRuleRequest {
             request_id: "markup".into(),
             price_rule: Some(v1::PriceRule {
@@ -116,7 +113,7 @@ pub async fn priced_tenant(gw: &TestGateway) -> Priced {
         })
         .await
         .unwrap();
-    set_usd_zar(gw.channel().await, &gw.admin_key, "18.5", -1000).await;
+    set_usd_zar(channel, key, "18.5", -1000).await;
     Priced {
         partner_account_id: sim.id,
         customer_id: customer.id,
