@@ -6,6 +6,7 @@ mod auto_suspend;
 mod enrollment;
 mod moto;
 mod partner_center;
+mod queued;
 mod replicas;
 
 use std::sync::Arc;

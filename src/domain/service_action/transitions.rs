@@ -136,11 +136,16 @@ fn conflicting<'a>(request: &ActionRequest<'_>, open: &'a [OpenAction]) -> Optio
     if queues_behind(request.kind, open) {
         return None;
     }
-    open.iter().find(|other| {
+    let conflicts = |other: &&OpenAction| {
         !(request.kind == ActionKind::Enroll
             && other.kind == ActionKind::Enroll
             && other.vendor != request.vendor)
-    })
+    };
+    // The same kind first (a second suspend names the suspend already queued or running).
+    open.iter()
+        .filter(conflicts)
+        .find(|other| other.kind == request.kind && other.vendor == request.vendor)
+        .or_else(|| open.iter().find(conflicts))
 }
 
 /// The customer's stored status once an action of `kind` has ended with `outcome` (unchanged
@@ -363,7 +368,12 @@ mod tests {
         assert!(!queues_behind(Resume, &both));
         let queued = [aws, open(Suspend, None)];
         assert!(!queues_behind(Suspend, &queued), "one suspend at a time");
-        assert!(refusal(admit(&c, &request(Suspend), &queued)).contains("ENROLL with AWS"));
+        let again = refusal(admit(&c, &request(Suspend), &queued));
+        assert!(
+            again.contains("SUSPEND action") && again.contains("it will suspend"),
+            "{again}"
+        );
+        assert!(refusal(admit(&c, &request(Resume), &queued)).contains("ENROLL with AWS"));
     }
 
     fn status() -> impl Strategy<Value = CustomerStatus> {
