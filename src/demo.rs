@@ -203,7 +203,6 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         None => None,
     };
     auto_suspended_customer(ledger, system, &tenant.time_zone, zar).await?;
-    newly_enrolled_customer(ledger, system, &tenant.time_zone, zar).await?;
     let new_key = NewApiKey {
         name: format!(
             "demo admin key {}",
@@ -212,11 +211,13 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         scope: Scope::Admin,
         customer_id: None,
     };
-    let (_, minted) = store
+    let (key, minted) = store
         .create_api_key(system, &new_key, None)
         .await?
         .unguarded()?;
     let token = minted.token().to_string();
+    // Ordered under this run's key: an enrollment's ENROLL action records who asked.
+    newly_enrolled_customer(ledger, system, &tenant.time_zone, zar, &key.id).await?;
     Ok(DemoAccess {
         tenant_id: tenant.id,
         token,
@@ -363,6 +364,7 @@ async fn newly_enrolled_customer(
     tenant_id: &str,
     time_zone: &str,
     currency: Currency,
+    key_id: &str,
 ) -> Result<()> {
     let new = NewCustomer {
         external_ref: NEW_ACCOUNT_CUSTOMER.into(),
@@ -391,7 +393,7 @@ async fn newly_enrolled_customer(
             tenant_id,
             time_zone,
             &new,
-            None,
+            Some(key_id),
             &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
                 customer.id.clone().into_bytes()
             }),
