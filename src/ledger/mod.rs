@@ -28,6 +28,7 @@ pub mod invoicing;
 pub mod open_period;
 mod pricing_cache;
 mod rows;
+pub mod service_steps;
 pub mod spend;
 pub mod totals;
 mod tx;

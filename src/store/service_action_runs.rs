@@ -6,16 +6,26 @@ use diesel_async::AsyncConnection;
 
 use super::idempotency::write_once;
 use super::{Store, dispatch, for_each_backend};
-use crate::domain::customer::NewVendorAccountLink;
+use crate::domain::customer::{Customer, NewVendorAccountLink};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::service_action::closure_budget;
+use crate::domain::service_action::record::steps_for;
 use crate::domain::service_action::transitions::{ActionRequest, admit, status_after};
 use crate::domain::service_action::{
     ActionKind, ActionStatus, ClosureBudget, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX,
     ServiceAction, ServiceStep,
 };
+
+/// What writing steps' progress did besides (see `record_steps`).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// An enrollment linked a new account: the usage waiting for it is to be rated.
+    pub linked: bool,
+    /// Queued suspends whose steps now cover the new account.
+    pub requeued: Vec<String>,
+}
 
 /// A suspend, resume or purge as a caller asked for it.
 #[derive(Debug, Clone)]
@@ -95,27 +105,33 @@ for_each_backend! {
         Ok(())
     }
 
-    /// Writes step `position`'s progress, then the action's status as its steps add up (taking
-    /// a change sequence, so streams see every step move); when the action has ended, the
-    /// customer's status follows in the same transaction. An enrollment step that ended moves
-    /// its enrollment too: ENROLLED with the new account linked, or ENROLLMENT_FAILED.
-    pub async fn progress(conn: &mut Conn, tenant_id: &str, action_id: &str, position: usize, step: &ServiceStep) -> Result<ServiceAction> {
-        conn.transaction(async |conn| {
+    /// Writes the progress of steps (position, step) of one action, in the caller's
+    /// transaction, without settling the action (the caller settles it after any ledger work:
+    /// the lock order is customer, then ledger, then service-action sequences). An enrollment
+    /// step that ended moves its enrollment too: ENROLLED with the new account linked, or
+    /// ENROLLMENT_FAILED. True when an account was newly linked (its waiting usage is then
+    /// to be rated in the same transaction, as a link by hand is).
+    pub async fn record_steps(conn: &mut Conn, tenant_id: &str, action_id: &str, steps: &[(usize, ServiceStep)]) -> Result<Recorded> {
+        let mut recorded = Recorded::default();
+        let mut customer_id = None;
+        for (position, step) in steps {
             let mut step = step.clone();
             if step.enrollment.is_some() && step.status.is_terminal() {
-                let customer_id = q::service_actions::get(conn, tenant_id, action_id).await?.customer_id;
-                enrollment_ended(conn, tenant_id, &customer_id, &mut step).await?;
+                if customer_id.is_none() {
+                    customer_id = Some(q::service_actions::get(conn, tenant_id, action_id).await?.customer_id);
+                }
+                let customer_id = customer_id.as_deref().unwrap_or_default();
+                enrollment_ended(conn, tenant_id, customer_id, &mut step, &mut recorded).await?;
             }
-            q::service_action_steps::update(conn, action_id, position, &step).await?;
-            settle_changed(conn, tenant_id, action_id, true).await
-        })
-        .await
+            q::service_action_steps::update(conn, action_id, *position, &step).await?;
+        }
+        Ok(recorded)
     }
 
     /// An enrollment step ended: link the new account (the customer row first, the lock order
     /// every writer keeps), or record the vendor's reason on the enrollment. A new account
     /// already linked to another customer fails the step.
-    async fn enrollment_ended(conn: &mut Conn, tenant_id: &str, customer_id: &str, step: &mut ServiceStep) -> Result<()> {
+    async fn enrollment_ended(conn: &mut Conn, tenant_id: &str, customer_id: &str, step: &mut ServiceStep, recorded: &mut Recorded) -> Result<()> {
         if step.status == ActionStatus::Succeeded {
             let link = NewVendorAccountLink {
                 kind: step.target.kind,
@@ -123,7 +139,11 @@ for_each_backend! {
                 partner_account_id: Some(step.partner_account_id.clone()),
             };
             match q::customers::link(conn, tenant_id, customer_id, &link).await {
-                Ok(_) => return Ok(()),
+                Ok(change) => {
+                    recorded.linked |= change.before.is_some();
+                    recorded.requeued.extend(cover_new_links(conn, tenant_id, &change.after).await?);
+                    return Ok(());
+                }
                 Err(Error::AlreadyExists { value, .. }) => {
                     step.status = ActionStatus::Failed;
                     step.last_error = Some(format!("the new account cannot be linked: {value}"));
@@ -135,6 +155,27 @@ for_each_backend! {
         q::customers::enrollment_failed(conn, tenant_id, customer_id, &step.partner_account_id, &reason).await
     }
 
+    /// A suspend queued behind the enrollment that linked a new account (see
+    /// `transitions::queues_behind`) has not started, so its steps are written again from the
+    /// customer's links, the new account with them. Returns the actions rewritten (their change
+    /// sequence is taken by the caller, after any ledger work).
+    async fn cover_new_links(conn: &mut Conn, tenant_id: &str, customer: &Customer) -> Result<Vec<String>> {
+        let mut rewritten = Vec::new();
+        for open in q::service_actions::open_for_customer(conn, tenant_id, &customer.id).await? {
+            if open.kind != ActionKind::Suspend {
+                continue;
+            }
+            let queued = q::service_actions::get(conn, tenant_id, &open.id).await?;
+            if queued.steps.iter().any(|s| s.attempts > 0 || s.status != ActionStatus::Pending) {
+                continue;
+            }
+            q::service_action_steps::delete_all(conn, &open.id).await?;
+            q::service_action_steps::insert_all(conn, tenant_id, &open.id, &steps_for(&customer.vendor_accounts)).await?;
+            rewritten.push(open.id);
+        }
+        Ok(rewritten)
+    }
+
     /// Sets the action's status from its steps (and, once it ended, the customer's).
     pub async fn settle(conn: &mut Conn, tenant_id: &str, action_id: &str) -> Result<ServiceAction> {
         settle_changed(conn, tenant_id, action_id, false).await
@@ -142,7 +183,7 @@ for_each_backend! {
 
     /// [`settle`]; `changed`: a step changed, so the action takes a change sequence even when
     /// its status stays.
-    async fn settle_changed(conn: &mut Conn, tenant_id: &str, action_id: &str, changed: bool) -> Result<ServiceAction> {
+    pub async fn settle_changed(conn: &mut Conn, tenant_id: &str, action_id: &str, changed: bool) -> Result<ServiceAction> {
         let action = q::service_actions::get(conn, tenant_id, action_id).await?;
         let status = action.summary();
         if status == action.status && !changed {
@@ -179,20 +220,6 @@ impl Store {
             tenant_id,
             Some(request),
             self::request(tenant_id, order)
-        )
-    }
-
-    pub async fn service_step_progress(
-        &self,
-        tenant_id: &str,
-        action_id: &str,
-        position: usize,
-        step: &ServiceStep,
-    ) -> Result<ServiceAction> {
-        dispatch!(
-            self,
-            write,
-            self::progress(tenant_id, action_id, position, step)
         )
     }
 

@@ -108,6 +108,15 @@ for_each_backend! {
         Ok(())
     }
 
+    /// Removes an action's steps (a queued suspend's, written again; see
+    /// `service_action_runs::cover_new_links`).
+    pub async fn delete_all(conn: &mut Conn, action_id: &str) -> Result<()> {
+        diesel::delete(service_action_steps::table.filter(service_action_steps::action_id.eq(action_id)))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// The steps of each of `action_ids`, in position order.
     pub async fn for_actions(conn: &mut Conn, action_ids: &[&str]) -> Result<HashMap<String, Vec<ServiceStep>>> {
         let rows: Vec<StepRow> = service_action_steps::table

@@ -91,20 +91,29 @@ for_each_backend! {
     /// The tenant's next change sequence. The counter row stays locked until commit, so
     /// sequences are handed out in commit order.
     pub async fn next_change(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
-        diesel::insert_into(service_action_sequences::table)
-            .values((
-                service_action_sequences::tenant_id.eq(tenant_id),
-                service_action_sequences::last_sequence.eq(0i64),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        let next = diesel::update(service_action_sequences::table.find(tenant_id))
-            .set(service_action_sequences::last_sequence.eq(service_action_sequences::last_sequence + 1))
-            .returning(service_action_sequences::last_sequence)
-            .get_result(conn)
-            .await?;
-        Ok(next)
+        // The UPDATE first: an `INSERT … ON CONFLICT DO NOTHING` of the existing row waits for
+        // the row's current holder to commit, then the UPDATE queues again behind the next one
+        // (profiled on PostgreSQL: two lock waits per service-action write instead of one).
+        for _ in 0..2 {
+            let next: Option<i64> = diesel::update(service_action_sequences::table.find(tenant_id))
+                .set(service_action_sequences::last_sequence.eq(service_action_sequences::last_sequence + 1))
+                .returning(service_action_sequences::last_sequence)
+                .get_result(conn)
+                .await
+                .optional()?;
+            if let Some(next) = next {
+                return Ok(next);
+            }
+            diesel::insert_into(service_action_sequences::table)
+                .values((
+                    service_action_sequences::tenant_id.eq(tenant_id),
+                    service_action_sequences::last_sequence.eq(0i64),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
+        Err(Error::Internal(format!("no service-action sequence row for tenant {tenant_id}")))
     }
 
     /// The tenant's last change sequence.
@@ -304,10 +313,12 @@ for_each_backend! {
         Ok(())
     }
 
-    /// Open actions no live replica holds (or `owner` holds), oldest first: (tenant, id).
+    /// Open actions no live replica holds (or `owner` holds), oldest first: (tenant, id). Only
+    /// a customer's oldest open action runs; one queued behind it (a suspend behind an
+    /// enrollment, see `transitions::queues_behind`) waits until that one has ended.
     pub async fn runnable(conn: &mut Conn, owner: &str, limit: i64) -> Result<Vec<(String, String)>> {
         let now = DbTime(Utc::now());
-        Ok(service_actions::table
+        let candidates: Vec<(String, String, String)> = service_actions::table
             .filter(service_actions::status.eq_any(OPEN))
             .filter(
                 service_actions::lease_owner
@@ -315,11 +326,26 @@ for_each_backend! {
                     .or(service_actions::lease_owner.eq(owner))
                     .or(service_actions::lease_expires_at.lt(now)),
             )
-            .select((service_actions::tenant_id, service_actions::id))
+            .select((service_actions::tenant_id, service_actions::id, service_actions::customer_id))
             .order(service_actions::id)
             .limit(limit)
             .load(conn)
-            .await?)
+            .await?;
+        let customers: Vec<&str> = candidates.iter().map(|(_, _, c)| c.as_str()).collect();
+        let oldest: HashMap<String, Option<String>> = service_actions::table
+            .filter(service_actions::status.eq_any(OPEN))
+            .filter(service_actions::customer_id.eq_any(&customers))
+            .group_by(service_actions::customer_id)
+            .select((service_actions::customer_id, diesel::dsl::min(service_actions::id)))
+            .load::<(String, Option<String>)>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(candidates
+            .into_iter()
+            .filter(|(_, id, customer_id)| oldest.get(customer_id).and_then(|o| o.as_deref()) == Some(id.as_str()))
+            .map(|(tenant_id, id, _)| (tenant_id, id))
+            .collect())
     }
 
     /// Takes or renews the lease on action `id` for `owner` until now + `ttl`; false when

@@ -6,6 +6,7 @@ mod auto_suspend;
 mod enrollment;
 mod moto;
 mod partner_center;
+mod queued;
 mod replicas;
 
 use std::sync::Arc;
@@ -70,7 +71,7 @@ impl RunningWorker {
         settings: WorkerSettings,
         factory: ControlFactory,
     ) -> Self {
-        Self::on_store(gw.store.clone(), settings, factory)
+        Self::on_ledger(gw.ledger.clone(), settings, factory)
     }
 
     /// A worker on `store` (another replica's) whose adapters are all `control`.
@@ -80,15 +81,16 @@ impl RunningWorker {
         control: Arc<dyn ServiceControl>,
     ) -> Self {
         let factory: ControlFactory = Arc::new(move |_| Ok(control.clone()));
-        Self::on_store(store, settings, factory)
+        let ledger = msp_gateway::ledger::Ledger::new(store).expect("ledger");
+        Self::on_ledger(Arc::new(ledger), settings, factory)
     }
 
-    fn on_store(
-        store: Arc<msp_gateway::store::Store>,
+    fn on_ledger(
+        ledger: Arc<msp_gateway::ledger::Ledger>,
         settings: WorkerSettings,
         factory: ControlFactory,
     ) -> Self {
-        let worker = Worker::new(store, settings, factory);
+        let worker = Worker::new(ledger, settings, factory);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(worker.run(stop_rx));
         RunningWorker {
@@ -510,8 +512,8 @@ async fn an_action_cut_off_mid_call_is_finished_by_another_worker(backend: Backe
         .unwrap();
     let mut step = stored.steps[0].clone();
     assert!(step.start(chrono::Utc::now()));
-    gw.store
-        .service_step_progress(&gw.tenant_id, &action.id, 0, &step)
+    gw.ledger
+        .record_service_steps(&gw.tenant_id, &action.id, &[(0, step.clone())])
         .await
         .unwrap();
     sim.suspend(&step.target).await.unwrap();

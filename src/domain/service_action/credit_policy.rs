@@ -2,10 +2,12 @@
 //! (SUSPENSION_REQUIRED) suspends the customer, and falling back below it
 //! (RESUMPTION_ALLOWED) resumes it only when the suspension in force was automatic: a person's
 //! suspension stays until a person resumes. An action is planned only where it would be
-//! admitted: no other action open on the customer, and the customer in a status the action
-//! moves it from.
+//! admitted: no other action open on the customer (a suspend queues behind an enrollment
+//! creating an account, see `transitions`), and the customer in a status the action moves it
+//! from.
 use std::collections::HashMap;
 
+use super::transitions::queues_behind;
 use super::{ActionKind, NewServiceAction, OpenAction, Requester, SERVICE_ACTION_ID_PREFIX};
 use crate::domain::credit::{CreditAction, CreditEvent};
 use crate::domain::customer::{CustomerStatus, VendorAccountLink};
@@ -43,7 +45,7 @@ pub fn plan(
         if planned
             .iter()
             .any(|(_, a)| a.customer_id == event.customer_id)
-            || !customer.open.is_empty()
+            || !(customer.open.is_empty() || queues_behind(kind, &customer.open))
         {
             continue;
         }
@@ -215,5 +217,21 @@ mod tests {
         ];
         assert!(plan(&mut events, &customers).is_empty());
         assert!(events.iter().all(|e| e.service_action_id.is_none()));
+    }
+
+    #[test]
+    fn a_suspension_queues_behind_an_enrollment_under_way() {
+        let mut enrolling = customer(CustomerStatus::Active, None);
+        enrolling.open.push(OpenAction {
+            id: "sva_enroll".into(),
+            kind: ActionKind::Enroll,
+            vendor: Some(crate::domain::vendor::Vendor::Aws),
+        });
+        let customers = HashMap::from([("cus_a".to_string(), enrolling)]);
+        let mut events = vec![event("cus_a", CreditAction::SuspensionRequired)];
+        let planned = plan(&mut events, &customers);
+        assert_eq!(planned.len(), 1, "the stop is not dropped");
+        assert_eq!(planned[0].1.kind, ActionKind::Suspend);
+        assert_eq!(events[0].service_action_id.as_ref(), Some(&planned[0].1.id));
     }
 }

@@ -13,8 +13,15 @@
 //! (a failed purge is retried by purging again). Suspend and resume are idempotent at the
 //! vendor, so each is allowed from ACTIVE and SUSPENDED: resuming an ACTIVE customer undoes a
 //! suspend that failed part-way, suspending a SUSPENDED one reaches a newly linked account.
-//! One action at a time changes a customer: a request while another is open is refused, never
-//! interleaved.
+//! One action at a time changes a customer's services, never interleaved:
+//! - a SUSPEND asked for while an ENROLL is creating a vendor account is *queued*: recorded at
+//!   once (PENDING, the customer reads SUSPENDING), started when every older open action has
+//!   ended, and covering the account the enrollment linked. Credit control cannot wait on an
+//!   account creation (AWS takes minutes, a Partner Center customer longer) nor lose the stop:
+//!   credit policy's SUSPENSION_REQUIRED is a one-off crossing, so a refusal would drop it;
+//! - any other request while an action is open is refused (FAILED_PRECONDITION) naming the open
+//!   action and what to do: wait for it to end (GetServiceAction, StreamServiceActions), then
+//!   ask again. An enrollment with another vendor may run beside an enrollment.
 use super::{ActionKind, ActionStatus};
 use crate::domain::customer::{Customer, CustomerStatus};
 use crate::domain::error::{Error, Result};
@@ -60,17 +67,9 @@ pub fn admit(
         return Err(Error::invalid(CONFIRMATION_FIELD, description));
     }
     if let Some(conflict) = conflicting(request, open) {
-        let what = match conflict.vendor {
-            Some(vendor) => format!("{} with {vendor}", conflict.kind),
-            None => conflict.kind.to_string(),
-        };
         return Err(Error::precondition(
             subject,
-            format!(
-                "a {what} action ({}) has not finished; {} it when that one has ended",
-                conflict.id,
-                verb(request.kind)
-            ),
+            refusal_behind(request.kind, conflict),
         ));
     }
     use CustomerStatus::*;
@@ -102,14 +101,51 @@ fn verb(kind: ActionKind) -> &'static str {
     }
 }
 
+/// Why a request is refused while `open` runs, and what to do instead.
+fn refusal_behind(kind: ActionKind, open: &OpenAction) -> String {
+    let what = match open.vendor {
+        Some(vendor) => format!("{} with {vendor}", open.kind),
+        None => open.kind.to_string(),
+    };
+    let advice = match (kind, open.kind) {
+        (ActionKind::Suspend, ActionKind::Suspend) => {
+            "it will suspend the customer: follow it with GetServiceAction or \
+             StreamServiceActions instead of asking again"
+                .to_string()
+        }
+        _ => format!(
+            "one action at a time changes a customer's services: follow that one with \
+             GetServiceAction or StreamServiceActions and {} the customer when it has ended",
+            verb(kind)
+        ),
+    };
+    format!("a {what} action ({}) has not finished; {advice}", open.id)
+}
+
+/// Whether an action of `kind` asked for while `open` are open waits for them (recorded now,
+/// started when they have ended): a suspend behind enrollments only.
+pub fn queues_behind(kind: ActionKind, open: &[OpenAction]) -> bool {
+    kind == ActionKind::Suspend
+        && !open.is_empty()
+        && open.iter().all(|other| other.kind == ActionKind::Enroll)
+}
+
 /// The open action a request would interleave with: any open action, except an enrollment
-/// with another vendor beside a new enrollment.
+/// with another vendor beside a new enrollment, and enrollments a suspend queues behind.
 fn conflicting<'a>(request: &ActionRequest<'_>, open: &'a [OpenAction]) -> Option<&'a OpenAction> {
-    open.iter().find(|other| {
+    if queues_behind(request.kind, open) {
+        return None;
+    }
+    let conflicts = |other: &&OpenAction| {
         !(request.kind == ActionKind::Enroll
             && other.kind == ActionKind::Enroll
             && other.vendor != request.vendor)
-    })
+    };
+    // The same kind first (a second suspend names the suspend already queued or running).
+    open.iter()
+        .filter(conflicts)
+        .find(|other| other.kind == request.kind && other.vendor == request.vendor)
+        .or_else(|| open.iter().find(conflicts))
 }
 
 /// The customer's stored status once an action of `kind` has ended with `outcome` (unchanged
@@ -295,12 +331,21 @@ mod tests {
         let running = [open(Suspend, None)];
         let message = refusal(admit(&c, &request(Resume), &running));
         assert!(
-            message.contains("SUSPEND action (sva_open)") && message.contains("resume it"),
+            message.contains("SUSPEND action (sva_open) has not finished")
+                && message.contains("resume the customer when it has ended")
+                && message.contains("GetServiceAction"),
             "{message}"
         );
-        refusal(admit(&c, &request(Suspend), &running));
+        let again = refusal(admit(&c, &request(Suspend), &running));
+        assert!(again.contains("it will suspend the customer"), "{again}");
         let enrolling = [open(Enroll, Some(Vendor::Aws))];
-        refusal(admit(&c, &request(Suspend), &enrolling));
+        for kind in [Resume, Purge] {
+            let message = refusal(admit(&customer(Suspended), &request(kind), &enrolling));
+            assert!(
+                message.contains("ENROLL with AWS action (sva_open)"),
+                "{message}"
+            );
+        }
         let enroll = |vendor| ActionRequest {
             vendor: Some(vendor),
             ..request(Enroll)
@@ -310,6 +355,25 @@ mod tests {
             Active
         );
         assert!(refusal(admit(&c, &enroll(Vendor::Aws), &enrolling)).contains("ENROLL with AWS"));
+    }
+
+    #[test]
+    fn a_suspend_queues_behind_enrollments_only() {
+        let c = customer(Active);
+        let aws = open(Enroll, Some(Vendor::Aws));
+        let both = [aws.clone(), open(Enroll, Some(Vendor::Microsoft))];
+        assert_eq!(admit(&c, &request(Suspend), &both).unwrap(), Active);
+        assert!(queues_behind(Suspend, &both));
+        assert!(!queues_behind(Suspend, &[]), "nothing to wait for");
+        assert!(!queues_behind(Resume, &both));
+        let queued = [aws, open(Suspend, None)];
+        assert!(!queues_behind(Suspend, &queued), "one suspend at a time");
+        let again = refusal(admit(&c, &request(Suspend), &queued));
+        assert!(
+            again.contains("SUSPEND action") && again.contains("it will suspend"),
+            "{again}"
+        );
+        assert!(refusal(admit(&c, &request(Resume), &queued)).contains("ENROLL with AWS"));
     }
 
     fn status() -> impl Strategy<Value = CustomerStatus> {
@@ -350,7 +414,7 @@ mod tests {
                 let request = ActionRequest { vendor: Some(Vendor::Aws), ..request(kind) };
                 match admit(&c, &request, &open) {
                     Ok(next) => {
-                        prop_assert!(open.is_empty());
+                        prop_assert!(open.is_empty() || queues_behind(kind, &open));
                         prop_assert!(before != Purged);
                         if kind == Purge {
                             prop_assert!(matches!(before, Suspended | PurgeScheduled));

@@ -5,16 +5,20 @@
 //! the request answers the first response and orders nothing more.
 use std::sync::Arc;
 
+use msp_gateway::domain::service_control::EnrollmentProgress;
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::enrollment_request::NewAccount;
 use msp_gateway::service_worker::vendor_adapters;
+use msp_gateway::vendors::service_control::ServiceControl;
 use msp_gateway::vendors::simulator::control::{SimulatorControl, SimulatorControlConfig};
 use serde_json::json;
 use tonic::Code;
 
 use super::moto::aws_partner_account;
-use super::{RunningWorker, customer_status, open_stream, services, test_settings, until_status};
+use super::{
+    RunningWorker, customer_status, open_stream, services, simulator, test_settings, until_status,
+};
 use crate::customers::{new_customer, simulator_account};
 use crate::harness::{Backend, TestGateway, assert_violation, field_violations};
 use crate::partner_center_emulator::TENANT;
@@ -427,7 +431,142 @@ async fn simulator_enrollment_is_polled_then_linked_and_bad_orders_are_refused(b
     gw.stop().await;
 }
 
+/// Usage for the account an enrollment is creating arrives before the account is linked (a
+/// vendor reports usage of a new account at once): it waits as UNKNOWN_VENDOR_ACCOUNT, and the
+/// commit that links the new account rates it, exactly as a link by hand rates the same usage.
+async fn an_enrollment_link_rates_the_usage_waiting_for_the_new_account(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let priced = crate::usage::priced_tenant(&gw).await;
+    let mut customers = gw.customers(&gw.admin_key).await;
+    let created = customers
+        .create_customer(enrolling(
+            "e-1",
+            "SIM-RATED",
+            v1::Vendor::Simulator,
+            NewAccount::Simulator(v1::NewSimulatorAccount {
+                account_name: "Rated".into(),
+            }),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let action_id = created.enrollments[0].service_action_id.clone();
+    // The simulator is deterministic: the account this order will create.
+    let order = gw
+        .store
+        .service_action(&gw.tenant_id, &action_id)
+        .await
+        .unwrap()
+        .steps[0]
+        .enrollment
+        .clone()
+        .expect("an enrollment order");
+    let EnrollmentProgress::Enrolled {
+        account_id: new_account,
+        ..
+    } = simulator().enroll(&order).await.unwrap()
+    else {
+        panic!("the simulator enrolls at once with polls_before_enrolled 0");
+    };
+    // The same usage for an account another customer will link by hand: the baseline.
+    let by_hand = customers
+        .create_customer(crate::customers::new_customer("h-1", "BY-HAND"))
+        .await
+        .unwrap()
+        .into_inner();
+    let line = |account: &str| crate::usage::usage_line(account, "vm.small", 3, "4.00");
+    crate::usage::push(
+        &gw,
+        "u-1",
+        &priced.partner_account_id,
+        vec![vec![line(&new_account), line("sim-by-hand")]],
+    )
+    .await
+    .unwrap();
+    let mut usage = gw.usage(&gw.admin_key).await;
+    let unrated = usage
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .unrated_usage;
+    assert_eq!(unrated.len(), 2, "{unrated:?}");
+    assert!(
+        unrated
+            .iter()
+            .all(|u| u.reason_code == "UNKNOWN_VENDOR_ACCOUNT")
+    );
+
+    let mut client = services(&gw, &gw.admin_key).await;
+    let mut stream = open_stream(&mut client, 0).await;
+    let worker = RunningWorker::start(&gw, test_settings("w"), simulator());
+    until_status(&mut stream, &action_id, v1::ServiceActionStatus::Succeeded).await;
+    worker.stop().await;
+    // Rated by the enrollment's own commit: only the other account's usage still waits.
+    let unrated = usage
+        .list_unrated_usage(v1::ListUnratedUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .unrated_usage;
+    let waiting: Vec<&str> = unrated
+        .iter()
+        .filter_map(|u| u.line.as_ref().map(|l| l.vendor_account_id.as_str()))
+        .collect();
+    assert_eq!(waiting, ["sim-by-hand"], "{unrated:?}");
+    let charges = || async {
+        gw.ledger
+            .list_charges(
+                &gw.admin(),
+                &msp_gateway::domain::charges::ChargeFilter::default(),
+                0,
+                1_000,
+            )
+            .await
+            .unwrap()
+            .0
+    };
+    let of = |charges: &[msp_gateway::domain::charges::ChargeEvent], customer_id: &str| {
+        charges
+            .iter()
+            .filter(|c| c.customer_id == customer_id)
+            .map(|c| c.amount)
+            .collect::<Vec<rust_decimal::Decimal>>()
+    };
+    let enrolled = of(&charges().await, &created.id);
+    assert_eq!(enrolled.len(), 1, "{enrolled:?}");
+    assert!(enrolled[0] > rust_decimal::Decimal::ZERO);
+
+    // The baseline: the same usage, linked by hand to another customer.
+    customers
+        .link_vendor_account(v1::LinkVendorAccountRequest {
+            customer_id: by_hand.id.clone(),
+            vendor_account: Some(v1::VendorAccount {
+                vendor: v1::Vendor::Simulator.into(),
+                kind: v1::VendorAccountKind::SimulatorAccount.into(),
+                account_id: "sim-by-hand".into(),
+                ..Default::default()
+            }),
+            request_id: "l-1".into(),
+        })
+        .await
+        .unwrap();
+    let all = charges().await;
+    assert_eq!(of(&all, &created.id), enrolled, "nothing rated twice");
+    assert_eq!(
+        enrolled,
+        of(&all, &by_hand.id),
+        "rated as a link by hand rates"
+    );
+    let customer = get(&gw, &created.id).await;
+    assert_eq!(customer.vendor_accounts[0].account_id, new_account);
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    an_enrollment_link_rates_the_usage_waiting_for_the_new_account,
     aws_enrollment_creates_and_links_a_member_account,
     microsoft_enrollment_creates_the_customer_tenant,
     simulator_enrollment_is_polled_then_linked_and_bad_orders_are_refused

@@ -50,7 +50,8 @@ async fn a_replica_killed_mid_action_is_taken_over_by_the_other() {
     let (_stop_a, stop_a) = tokio::sync::watch::channel(false);
     a_runtime.spawn(async move {
         let store = Arc::new(Store::connect(&url, &Default::default()).expect("store A"));
-        Worker::new(store, test_settings("replica-a"), factory)
+        let ledger = Arc::new(msp_gateway::ledger::Ledger::new(store).expect("ledger A"));
+        Worker::new(ledger, test_settings("replica-a"), factory)
             .run(stop_a)
             .await
     });
