@@ -205,17 +205,11 @@ pub trait BatchWriter {
         tenant_id: String,
         runs: Vec<CustomerRun>,
     ) -> BoxFuture<'_, QueryResult<()>>;
-    /// Writes daily totals, replacing or adding to the stored values.
+    /// Writes daily totals and their rollups, replacing or adding to the stored values.
     fn write_totals(
         &mut self,
         tenant_id: String,
         totals: Vec<(TotalKey, Total)>,
-        how: TotalsWrite,
-    ) -> BoxFuture<'_, QueryResult<()>>;
-    /// Writes rollup rows likewise.
-    fn write_rollups(
-        &mut self,
-        tenant_id: String,
         rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>>;
@@ -268,6 +262,7 @@ impl BatchWriter for AsyncPgConnection {
         &mut self,
         tenant_id: String,
         totals: Vec<(TotalKey, Total)>,
+        rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>> {
         Box::pin(async move {
@@ -275,17 +270,6 @@ impl BatchWriter for AsyncPgConnection {
                 let query = upsert_totals!(&tenant_id, part, how.set_sql(true));
                 diesel_async::RunQueryDsl::execute(query, self).await?;
             }
-            Ok(())
-        })
-    }
-
-    fn write_rollups(
-        &mut self,
-        tenant_id: String,
-        rollups: Vec<(RollupKey, Total)>,
-        how: TotalsWrite,
-    ) -> BoxFuture<'_, QueryResult<()>> {
-        Box::pin(async move {
             for part in rollups.chunks(SMALL_ROWS) {
                 let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql(true));
                 diesel_async::RunQueryDsl::execute(query, self).await?;
@@ -433,6 +417,7 @@ impl BatchWriter for SqliteConn {
         &mut self,
         tenant_id: String,
         totals: Vec<(TotalKey, Total)>,
+        rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>> {
         self.spawn_blocking(move |conn| {
@@ -440,17 +425,6 @@ impl BatchWriter for SqliteConn {
                 let query = upsert_totals!(&tenant_id, part, how.set_sql(false));
                 diesel::RunQueryDsl::execute(query, conn)?;
             }
-            Ok(())
-        })
-    }
-
-    fn write_rollups(
-        &mut self,
-        tenant_id: String,
-        rollups: Vec<(RollupKey, Total)>,
-        how: TotalsWrite,
-    ) -> BoxFuture<'_, QueryResult<()>> {
-        self.spawn_blocking(move |conn| {
             for part in rollups.chunks(SMALL_ROWS) {
                 let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql(false));
                 diesel::RunQueryDsl::execute(query, conn)?;

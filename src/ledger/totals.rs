@@ -28,9 +28,8 @@ ledger_backends! {
             return Ok(());
         }
         let rows = totals.iter().map(|(k, t)| (k.clone(), *t)).collect();
-        conn.write_totals(tenant_id.to_string(), rows, how).await?;
         let rollups = rollups(totals).into_iter().collect();
-        Ok(conn.write_rollups(tenant_id.to_string(), rollups, how).await?)
+        Ok(conn.write_totals(tenant_id.to_string(), rows, rollups, how).await?)
     }
 
     /// Re-buckets a customer's totals by day in `zone` (its time zone changed), from its
