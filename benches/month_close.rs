@@ -27,11 +27,10 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{authorized, env};
+use support::{authorized, drop_postgres, env, fresh_postgres};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::{Connection, QueryableByName};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::invoice_settings::InvoiceSettings;
 use msp_gateway::domain::period_close::Grace;
@@ -47,40 +46,6 @@ use rust_decimal::Decimal;
 
 const SERVICES: usize = 20;
 const METERS_PER_SERVICE: usize = 5;
-
-fn admin_url() -> String {
-    std::env::var("MSPGW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_postgres(name: &str) -> String {
-    use diesel_async::RunQueryDsl;
-    let admin = admin_url();
-    let mut conn = AsyncPgConnection::establish(&admin)
-        .await
-        .expect("PostgreSQL reachable");
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!(
-        "{}/{name}",
-        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
-    )
-}
-
-async fn drop_postgres(name: &str) {
-    use diesel_async::RunQueryDsl;
-    let mut conn = AsyncPgConnection::establish(&admin_url()).await.unwrap();
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
 
 /// The first instant of last month (UTC).
 fn last_month() -> DateTime<Utc> {

@@ -11,15 +11,18 @@
 //! through the generated client) and of the portal's overview page (HTTP/1.1 with the session
 //! cookie), `REQUESTS` sequential calls after a warm-up, measured at the client on the loopback.
 //!
-//! Environment: MSPGW_BENCH_DATABASE_URL (default: a temporary SQLite file),
-//! MSPGW_BENCH_CHARGES, MSPGW_BENCH_REQUESTS.
+//! Environment: MSPGW_BENCH_BACKEND (`sqlite`, the default: a temporary file; `postgres`: a
+//! fresh database on MSPGW_TEST_POSTGRES_URL's server, dropped at the end),
+//! MSPGW_BENCH_DATABASE_URL (a database of your own instead), MSPGW_BENCH_CHARGES,
+//! MSPGW_BENCH_REQUESTS. Prints p50/p99 per customer and the large customer's ratio to the
+//! small one.
 #[path = "support/mod.rs"]
 mod support;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{authorized, env};
+use support::{authorized, drop_postgres, env, fresh_postgres};
 
 use chrono::{DateTime, DurationRound, Utc};
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
@@ -93,14 +96,18 @@ where
 async fn main() {
     let charges = env("CHARGES", 1_000_000);
     let requests = env("REQUESTS", 300);
+    const POSTGRES_DATABASE: &str = "mspgw_portal_bench";
+    let postgres = std::env::var("MSPGW_BENCH_BACKEND").is_ok_and(|b| b == "postgres");
     let (url, _dir) = match std::env::var("MSPGW_BENCH_DATABASE_URL") {
         Ok(url) => (url, None),
+        Err(_) if postgres => (fresh_postgres(POSTGRES_DATABASE).await, None),
         Err(_) => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("bench.db").display());
             (url, Some(dir))
         }
     };
+    let backend = url.split(':').next().unwrap_or_default().to_string();
     migrate::run(&url, Direction::Up).await.unwrap();
     let store = Arc::new(Store::connect(&url, &Default::default()).unwrap());
     let ledger = Arc::new(Ledger::new(store.clone()).unwrap());
@@ -211,9 +218,10 @@ async fn main() {
         .build()
         .unwrap();
     println!(
-        "{:<8} {:>10} {:>22} {:>22}",
+        "{backend}\n{:<8} {:>10} {:>22} {:>22}",
         "customer", "charges", "GetSpendSummary p50/p99", "overview page p50/p99"
     );
+    let mut figures = Vec::new();
     for (id, label, count) in [(&ids[0], "large", recorded), (&ids[1], "small", 10)] {
         let hd = HelpDeskServiceClient::new(channel.clone());
         let request = v1::GetSpendSummaryRequest {
@@ -281,6 +289,22 @@ async fn main() {
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
         );
+        figures.push([s50, s99, p50, p99]);
+    }
+    let ratio = |i: usize| figures[0][i].as_secs_f64() / figures[1][i].as_secs_f64();
+    println!(
+        "{:<8} {:>10} {:>10.2}x / {:>5.2}x {:>10.2}x / {:>5.2}x",
+        "ratio",
+        "",
+        ratio(0),
+        ratio(1),
+        ratio(2),
+        ratio(3)
+    );
+    drop(ledger);
+    drop(store);
+    if postgres && std::env::var("MSPGW_BENCH_DATABASE_URL").is_err() {
+        drop_postgres(POSTGRES_DATABASE).await;
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use msp_gateway::ledger::Ledger;
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::partner_account_service_client::PartnerAccountServiceClient;
@@ -88,4 +89,40 @@ pub async fn simulator_partner_account(channel: Channel, key: &str) -> v1::Partn
         .await
         .unwrap()
         .into_inner()
+}
+
+/// The admin URL of the PostgreSQL benches create their databases on (as for the tests).
+pub fn admin_url() -> String {
+    std::env::var("MSPGW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty PostgreSQL database `name` (dropped first if left over); its URL.
+#[allow(dead_code)]
+pub async fn fresh_postgres(name: &str) -> String {
+    let admin = admin_url();
+    let mut conn = AsyncPgConnection::establish(&admin)
+        .await
+        .expect("PostgreSQL reachable");
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!(
+        "{}/{name}",
+        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
+    )
+}
+
+#[allow(dead_code)]
+pub async fn drop_postgres(name: &str) {
+    let mut conn = AsyncPgConnection::establish(&admin_url()).await.unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }

@@ -45,12 +45,17 @@ pub struct TotalKey {
 pub struct Total {
     pub amount: Decimal,
     pub quantity: Decimal,
+    /// The charge events summed: not stored with the daily total, but counted by the rollups
+    /// (see `spend_rollup`), where it tells a key without charges in a range from one whose
+    /// charges sum to zero.
+    pub events: i64,
 }
 
 impl Total {
-    fn add(&mut self, amount: Decimal, quantity: Decimal) {
+    pub fn add(&mut self, amount: Decimal, quantity: Decimal) {
         self.amount += amount;
         self.quantity += quantity;
+        self.events += 1;
     }
 }
 

@@ -11,6 +11,10 @@ use super::error::FieldViolation;
 use super::money::Currency;
 use super::vendor::Vendor;
 
+pub mod rollup;
+
+pub use rollup::SpendPart;
+
 /// Longest range a summary may cover, so one request reads a bounded number of totals.
 pub const MAX_RANGE_DAYS: i64 = 366;
 /// Most cost drivers one request may ask for, and how many it gets by default.
@@ -280,27 +284,45 @@ type GroupKey = (
 );
 
 /// Sums the totals within `range` by `grouping`: rows ordered by vendor, service, meter and day,
-/// and their total.
+/// and their total. (The daily totals one by one: the reference the rollups' reads are tested
+/// against; the ledger reads rollups and calls [`group`].)
 pub fn summarize(
     totals: &[DailyTotal],
     range: DayRange,
     grouping: Grouping,
 ) -> (Vec<SpendRow>, Decimal) {
+    group(&in_range(totals, range), grouping)
+}
+
+/// The daily totals within `range`, as parts.
+pub fn in_range(totals: &[DailyTotal], range: DayRange) -> Vec<SpendPart> {
+    totals
+        .iter()
+        .filter(|t| range.contains(t.day))
+        .map(SpendPart::of_total)
+        .collect()
+}
+
+/// Sums parts read for one range (see `spend_rollup`) by `grouping`: rows ordered by vendor,
+/// service, meter and day, and their total.
+pub fn group(parts: &[SpendPart], grouping: Grouping) -> (Vec<SpendRow>, Decimal) {
     let mut groups: BTreeMap<GroupKey, SpendRow> = BTreeMap::new();
     let mut total = Decimal::ZERO;
-    for t in totals.iter().filter(|t| range.contains(t.day)) {
+    for t in parts {
         total += t.amount;
+        let vendor = t.vendor.filter(|_| grouping.vendor);
+        let day = t.day.filter(|_| grouping.day);
         let key = (
-            grouping.vendor.then(|| t.vendor.as_str()),
+            vendor.map(Vendor::as_str),
             grouping.service.then(|| t.service.clone()),
             grouping.meter.then(|| t.meter.clone()),
-            grouping.day.then_some(t.day),
+            day,
         );
         let row = groups.entry(key).or_insert_with(|| SpendRow {
-            vendor: grouping.vendor.then_some(t.vendor),
+            vendor,
             service: grouping.service.then(|| t.service.clone()),
             meter: grouping.meter.then(|| t.meter.clone()),
-            day: grouping.day.then_some(t.day),
+            day,
             amount: Decimal::ZERO,
             quantity: grouping.meter.then_some(Decimal::ZERO),
         });
@@ -314,10 +336,17 @@ pub fn summarize(
 
 /// Spend per day of `range`, every day present (zero when nothing was charged).
 pub fn daily(totals: &[DailyTotal], range: DayRange) -> Vec<(NaiveDate, Decimal)> {
+    daily_of(&in_range(totals, range), range)
+}
+
+/// Spend per day of `range` from daily parts, every day present.
+pub fn daily_of(parts: &[SpendPart], range: DayRange) -> Vec<(NaiveDate, Decimal)> {
     let mut by_day: BTreeMap<NaiveDate, Decimal> =
         range.each_day().map(|d| (d, Decimal::ZERO)).collect();
-    for t in totals.iter().filter(|t| range.contains(t.day)) {
-        *by_day.entry(t.day).or_default() += t.amount;
+    for t in parts {
+        if let Some(day) = t.day.filter(|d| range.contains(*d)) {
+            *by_day.entry(day).or_default() += t.amount;
+        }
     }
     by_day.into_iter().collect()
 }
@@ -345,28 +374,43 @@ pub fn cost_drivers(
     by_meter: bool,
     limit: usize,
 ) -> Vec<CostDriver> {
+    drivers(
+        &in_range(totals, current),
+        &in_range(totals, previous),
+        by_meter,
+        limit,
+    )
+}
+
+/// [`cost_drivers`] from the parts read for each range (see `spend_rollup`).
+pub fn drivers(
+    current: &[SpendPart],
+    previous: &[SpendPart],
+    by_meter: bool,
+    limit: usize,
+) -> Vec<CostDriver> {
     let mut groups: BTreeMap<(&'static str, String, Option<String>), CostDriver> = BTreeMap::new();
-    for t in totals {
-        let (now, before) = (current.contains(t.day), previous.contains(t.day));
-        if !now && !before {
-            continue;
-        }
-        let meter = by_meter.then(|| t.meter.clone());
-        let d = groups
-            .entry((t.vendor.as_str(), t.service.clone(), meter.clone()))
-            .or_insert_with(|| CostDriver {
-                vendor: t.vendor,
-                service: t.service.clone(),
-                meter,
-                amount: Decimal::ZERO,
-                previous_amount: Decimal::ZERO,
-                change: Decimal::ZERO,
-                change_percent: None,
-            });
-        if now {
-            d.amount += t.amount;
-        } else {
-            d.previous_amount += t.amount;
+    for (now, parts) in [(true, current), (false, previous)] {
+        for t in parts {
+            // Both sources keep the vendor (by service or by meter).
+            let Some(vendor) = t.vendor else { continue };
+            let meter = by_meter.then(|| t.meter.clone());
+            let d = groups
+                .entry((vendor.as_str(), t.service.clone(), meter.clone()))
+                .or_insert_with(|| CostDriver {
+                    vendor,
+                    service: t.service.clone(),
+                    meter,
+                    amount: Decimal::ZERO,
+                    previous_amount: Decimal::ZERO,
+                    change: Decimal::ZERO,
+                    change_percent: None,
+                });
+            if now {
+                d.amount += t.amount;
+            } else {
+                d.previous_amount += t.amount;
+            }
         }
     }
     let mut drivers: Vec<CostDriver> = groups

@@ -10,6 +10,7 @@ use super::rows::{
     BATCH_ROWS, ChargeEventRow, UsageLineRow, charge_event_columns, usage_line_columns,
 };
 use crate::domain::ledger_append::{CustomerRun, Total, TotalKey};
+use crate::domain::spend::rollup::RollupKey;
 use crate::store::SqliteConn;
 
 /// INSERT of charge event runs: rows of (tenant, customer, first, last sequence).
@@ -78,6 +79,56 @@ macro_rules! upsert_totals {
     }};
 }
 
+/// Upsert of rollup rows (see `domain::spend::rollup`), setting a stored row's figures to the
+/// SQL expressions (of `charge_rollups` and `excluded`) of `$set_sql`.
+macro_rules! upsert_rollups {
+    ($tenant_id:expr, $rollups:expr, $set_sql:expr) => {{
+        let (amount_sql, quantity_sql, events_sql): (&str, &str, &str) = $set_sql;
+        use diesel::prelude::*;
+        use $crate::store::schema::charge_rollups as r;
+        use $crate::store::sql_types::{DbDecimal, Exact};
+        let rows: Vec<_> = $rollups
+            .iter()
+            .map(
+                |(k, v): &(
+                    $crate::domain::spend::rollup::RollupKey,
+                    $crate::domain::ledger_append::Total,
+                )| {
+                    (
+                        r::tenant_id.eq($tenant_id),
+                        r::customer_id.eq(&k.customer_id),
+                        r::grain.eq(k.grain.as_str()),
+                        r::bucket.eq(k.bucket),
+                        r::vendor.eq(k.vendor),
+                        r::service.eq(&k.service),
+                        r::meter.eq(&k.meter),
+                        r::amount.eq(DbDecimal(v.amount)),
+                        r::quantity.eq(DbDecimal(v.quantity)),
+                        r::events.eq(v.events),
+                    )
+                },
+            )
+            .collect();
+        diesel::insert_into(r::table)
+            .values(rows)
+            .on_conflict((
+                r::tenant_id,
+                r::customer_id,
+                r::grain,
+                r::bucket,
+                r::vendor,
+                r::service,
+                r::meter,
+            ))
+            .do_update()
+            .set((
+                r::amount.eq(diesel::dsl::sql::<Exact>(amount_sql)),
+                r::quantity.eq(diesel::dsl::sql::<Exact>(quantity_sql)),
+                r::events.eq(diesel::dsl::sql::<diesel::sql_types::BigInt>(events_sql)),
+            ))
+    }};
+}
+
 /// How written daily totals meet the stored values of their keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TotalsWrite {
@@ -103,9 +154,29 @@ impl TotalsWrite {
             ),
         }
     }
+
+    /// The same for rollup rows.
+    fn rollup_set_sql(self, postgres: bool) -> (&'static str, &'static str, &'static str) {
+        match (self, postgres) {
+            (TotalsWrite::Replace, _) => {
+                ("excluded.amount", "excluded.quantity", "excluded.events")
+            }
+            (TotalsWrite::Add, true) => (
+                "charge_rollups.amount + excluded.amount",
+                "charge_rollups.quantity + excluded.quantity",
+                "charge_rollups.events + excluded.events",
+            ),
+            (TotalsWrite::Add, false) => (
+                "mspgw_decimal_add(charge_rollups.amount, excluded.amount)",
+                "mspgw_decimal_add(charge_rollups.quantity, excluded.quantity)",
+                "charge_rollups.events + excluded.events",
+            ),
+        }
+    }
 }
 
-/// Rows per multi-row statement of runs and totals (8 columns: within SQLite's 32766 binds).
+/// Rows per multi-row statement of runs, totals and rollups (at most 10 columns: within
+/// SQLite's 32766 binds).
 const SMALL_ROWS: usize = 1000;
 
 /// Usage line rows (each paired with whether its key is new) and numbered charge events.
@@ -134,11 +205,12 @@ pub trait BatchWriter {
         tenant_id: String,
         runs: Vec<CustomerRun>,
     ) -> BoxFuture<'_, QueryResult<()>>;
-    /// Writes daily totals, replacing or adding to the stored values.
+    /// Writes daily totals and their rollups, replacing or adding to the stored values.
     fn write_totals(
         &mut self,
         tenant_id: String,
         totals: Vec<(TotalKey, Total)>,
+        rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>>;
 }
@@ -190,11 +262,16 @@ impl BatchWriter for AsyncPgConnection {
         &mut self,
         tenant_id: String,
         totals: Vec<(TotalKey, Total)>,
+        rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>> {
         Box::pin(async move {
             for part in totals.chunks(SMALL_ROWS) {
                 let query = upsert_totals!(&tenant_id, part, how.set_sql(true));
+                diesel_async::RunQueryDsl::execute(query, self).await?;
+            }
+            for part in rollups.chunks(SMALL_ROWS) {
+                let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql(true));
                 diesel_async::RunQueryDsl::execute(query, self).await?;
             }
             Ok(())
@@ -340,11 +417,16 @@ impl BatchWriter for SqliteConn {
         &mut self,
         tenant_id: String,
         totals: Vec<(TotalKey, Total)>,
+        rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>> {
         self.spawn_blocking(move |conn| {
             for part in totals.chunks(SMALL_ROWS) {
                 let query = upsert_totals!(&tenant_id, part, how.set_sql(false));
+                diesel::RunQueryDsl::execute(query, conn)?;
+            }
+            for part in rollups.chunks(SMALL_ROWS) {
+                let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql(false));
                 diesel::RunQueryDsl::execute(query, conn)?;
             }
             Ok(())

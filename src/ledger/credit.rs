@@ -19,9 +19,10 @@ use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ledger_append::{Appended, usage_date};
 use crate::domain::service_action::credit_policy;
+use crate::domain::spend::rollup::Grain;
 use crate::store::dispatch;
 use crate::store::idempotency::write_once;
-use crate::store::schema::{charge_totals, customers};
+use crate::store::schema::{charge_rollups, customers};
 use crate::store::sql_types::DbDecimal;
 
 /// The credit hook of a ledger write that appended events: exposure moves by each customer's
@@ -152,11 +153,13 @@ ledger_backends! {
                 .parse()
                 .map_err(|_| Error::Internal(format!("stored time zone {zone:?} is unknown")))?;
             let today = usage_date(now, zone);
-            let recent: Vec<DbDecimal> = charge_totals::table
-                .filter(charge_totals::tenant_id.eq(tenant_id))
-                .filter(charge_totals::customer_id.eq(customer_id))
-                .filter(charge_totals::usage_date.between(today - Duration::days(RUN_RATE_DAYS - 1), today))
-                .select(charge_totals::amount)
+            // The per-day rollup (see `domain::spend::rollup`): a row a day, whatever the meters.
+            let recent: Vec<DbDecimal> = charge_rollups::table
+                .filter(charge_rollups::tenant_id.eq(tenant_id))
+                .filter(charge_rollups::customer_id.eq(customer_id))
+                .filter(charge_rollups::grain.eq(Grain::Day.as_str()))
+                .filter(charge_rollups::bucket.between(today - Duration::days(RUN_RATE_DAYS - 1), today))
+                .select(charge_rollups::amount)
                 .load(conn)
                 .await?;
             let recent: Decimal = recent.into_iter().map(|d| d.0).sum();

@@ -1,5 +1,6 @@
-//! Daily charge totals per customer, vendor, service and meter (see `domain::ledger_append`):
-//! kept by every ledger write, re-bucketed when a customer's time zone changes.
+//! Daily charge totals per customer, vendor, service and meter (see `domain::ledger_append`),
+//! and their rollups (see `domain::spend::rollup`): kept by every ledger write, re-bucketed when
+//! a customer's time zone changes.
 use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
@@ -12,11 +13,12 @@ use super::ledger_backends;
 use super::tx::{Access, LedgerTx};
 use crate::domain::error::Result;
 use crate::domain::ledger_append::{Total, TotalKey, usage_date};
-use crate::store::schema::charge_totals;
+use crate::domain::spend::rollup::rollups;
+use crate::store::schema::{charge_rollups, charge_totals};
 
 ledger_backends! {
-    /// Adds `changes` to the stored totals, in the database (exactly on both backends, see
-    /// `batch::TotalsWrite`).
+    /// Adds `changes` to the stored totals and their rollups, in the database (exactly on both
+    /// backends, see `batch::TotalsWrite`).
     pub async fn add(conn: &mut Conn, tenant_id: &str, changes: &BTreeMap<TotalKey, Total>) -> Result<()> {
         write(conn, tenant_id, changes, TotalsWrite::Add).await
     }
@@ -26,7 +28,8 @@ ledger_backends! {
             return Ok(());
         }
         let rows = totals.iter().map(|(k, t)| (k.clone(), *t)).collect();
-        Ok(conn.write_totals(tenant_id.to_string(), rows, how).await?)
+        let rollups = rollups(totals).into_iter().collect();
+        Ok(conn.write_totals(tenant_id.to_string(), rows, rollups, how).await?)
     }
 
     /// Re-buckets a customer's totals by day in `zone` (its time zone changed), from its
@@ -49,9 +52,7 @@ ledger_backends! {
                     service: e.service.clone(),
                     meter: e.meter.clone(),
                 };
-                let total = totals.entry(key).or_default();
-                total.amount += e.amount;
-                total.quantity += e.quantity;
+                totals.entry(key).or_default().add(e.amount, e.quantity);
             }
             if (events.len() as i64) < PAGE {
                 break;
@@ -61,6 +62,11 @@ ledger_backends! {
         diesel::delete(charge_totals::table)
             .filter(charge_totals::tenant_id.eq(tenant_id))
             .filter(charge_totals::customer_id.eq(customer_id))
+            .execute(conn)
+            .await?;
+        diesel::delete(charge_rollups::table)
+            .filter(charge_rollups::tenant_id.eq(tenant_id))
+            .filter(charge_rollups::customer_id.eq(customer_id))
             .execute(conn)
             .await?;
         write(conn, tenant_id, &totals, TotalsWrite::Replace).await

@@ -200,6 +200,26 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
+    use super::Exact;
+
+    /// Coarser sums of `charge_totals` (per day; day and service; month and service; month
+    /// and meter: `grain`), kept by the same ledger write; see `domain::spend::rollup`.
+    charge_rollups (tenant_id, customer_id, grain, bucket, vendor, service, meter) {
+        tenant_id -> Text,
+        customer_id -> Text,
+        grain -> Text,
+        bucket -> Date,
+        vendor -> Text,
+        service -> Text,
+        meter -> Text,
+        amount -> Exact,
+        quantity -> Exact,
+        events -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
     use super::Instant;
 
     poll_states (partner_account_id) {
@@ -287,6 +307,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ledger_sequences,
     charge_event_runs,
     charge_totals,
+    charge_rollups,
     poll_states,
     portal_signing_keys,
     portal_sessions,

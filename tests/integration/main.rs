@@ -28,6 +28,7 @@ mod replays;
 mod server;
 mod service_actions;
 mod service_control;
+mod spend_rollups;
 mod sqlite_wal;
 mod usage;
 mod validation;

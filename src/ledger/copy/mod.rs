@@ -34,6 +34,7 @@ use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::service_action::NewServiceAction;
 use crate::domain::service_action::credit_policy::PolicyCustomer;
+use crate::domain::spend::rollup::rollups;
 use rows::{PgLines, lines_of};
 
 /// Opens ledger connections (plaintext, like the Diesel pool's).
@@ -435,6 +436,28 @@ impl LedgerTx for PgLedger {
             &amounts,
             &quantities,
         ];
+        let rolled = rollups(changes);
+        let r_customers: Vec<&str> = rolled.keys().map(|k| k.customer_id.as_str()).collect();
+        let r_grains: Vec<&str> = rolled.keys().map(|k| k.grain.as_str()).collect();
+        let r_buckets: Vec<NaiveDate> = rolled.keys().map(|k| k.bucket).collect();
+        let r_vendors: Vec<&str> = rolled.keys().map(|k| k.vendor).collect();
+        let r_services: Vec<&str> = rolled.keys().map(|k| k.service.as_str()).collect();
+        let r_meters: Vec<&str> = rolled.keys().map(|k| k.meter.as_str()).collect();
+        let r_amounts: Vec<Decimal> = rolled.values().map(|t| t.amount).collect();
+        let r_quantities: Vec<Decimal> = rolled.values().map(|t| t.quantity).collect();
+        let r_events: Vec<i64> = rolled.values().map(|t| t.events).collect();
+        let rollup_columns: [&(dyn ToSql + Sync); 10] = [
+            &tenant_id,
+            &r_customers,
+            &r_grains,
+            &r_buckets,
+            &r_vendors,
+            &r_services,
+            &r_meters,
+            &r_amounts,
+            &r_quantities,
+            &r_events,
+        ];
         let last: [&(dyn ToSql + Sync); 2] = [&tenant_id, &appended.last_sequence];
         // Sent together: the connection pipelines them.
         futures::try_join!(
@@ -453,6 +476,18 @@ impl LedgerTx for PgLedger {
                  DO UPDATE SET amount = charge_totals.amount + EXCLUDED.amount, \
                  quantity = charge_totals.quantity + EXCLUDED.quantity",
                 &totals,
+            ),
+            client.execute(
+                "INSERT INTO charge_rollups (tenant_id, customer_id, grain, bucket, vendor, \
+                 service, meter, amount, quantity, events) SELECT $1, unnest($2::text[]), \
+                 unnest($3::text[]), unnest($4::date[]), unnest($5::text[]), \
+                 unnest($6::text[]), unnest($7::text[]), unnest($8::numeric[]), \
+                 unnest($9::numeric[]), unnest($10::int8[]) \
+                 ON CONFLICT (tenant_id, customer_id, grain, bucket, vendor, service, meter) \
+                 DO UPDATE SET amount = charge_rollups.amount + EXCLUDED.amount, \
+                 quantity = charge_rollups.quantity + EXCLUDED.quantity, \
+                 events = charge_rollups.events + EXCLUDED.events",
+                &rollup_columns,
             ),
             client.execute(
                 "UPDATE ledger_sequences SET last_sequence = $2 WHERE tenant_id = $1",
