@@ -6,26 +6,21 @@
 //! none after. The invoice, its lines, its number (the tenant's gap-free counter), the
 //! customer's close chain and its exposure (open charges move to unpaid invoices) are written in
 //! the same transaction. Payments take the same lock, because exposure is written under it.
-use std::collections::HashMap;
-
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::rows::usage_lines;
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
-use crate::domain::charges::ChargeEvent;
 use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent, Written};
 use crate::domain::ids::{INVOICE, PAYMENT, new_id};
-use crate::domain::invoice::{
-    BilledCustomer, ChargeAmount, InvoiceCharge, InvoiceContext, close_invoice,
-};
+use crate::domain::invoice::{BilledCustomer, InvoiceContext};
+use crate::domain::invoice_groups::{CloseBounds, GroupClass, close_from_groups};
 use crate::domain::invoice_number::format_invoice_number;
 use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
-use crate::domain::invoice_selection::{ClosePoint, open_from_sequence};
+use crate::domain::invoice_selection::ClosePoint;
 use crate::domain::invoice_settings::InvoiceSettings;
 use crate::domain::payment::{Exposure, PaymentStatus, apply_payment, parse_payment_amount};
 use crate::domain::period::{Period, local_date, start_of_day};
@@ -35,18 +30,6 @@ use crate::domain::period_close::{
 use crate::store::dispatch;
 use crate::store::idempotency::write_once;
 use crate::store::schema::charge_totals;
-
-/// The unit of each (vendor, service, meter) among `events`, read from one usage line of each
-/// (charge events carry no unit; a meter has one).
-fn unit_groups(events: &[ChargeEvent]) -> HashMap<(&str, &str, &str), &ChargeEvent> {
-    let mut groups = HashMap::new();
-    for e in events {
-        groups
-            .entry((e.vendor.as_str(), e.service.as_str(), e.meter.as_str()))
-            .or_insert(e);
-    }
-    groups
-}
 
 /// See `plan`.
 pub struct Plan {
@@ -58,49 +41,7 @@ pub struct Plan {
 }
 
 ledger_backends! {
-    use super::{Plan, unit_groups};
-
-    /// The customer's charges from `from` up to `to`, with their units.
-    async fn charges_between(conn: &mut Conn, tenant_id: &str, customer_id: &str, from: i64, to: i64) -> Result<Vec<InvoiceCharge>> {
-        if to < from {
-            return Ok(Vec::new());
-        }
-        let events = q::charges::events_after(conn, tenant_id, &[customer_id], &[], (None, None), from - 1, to - from + 1).await?;
-        let mut units: HashMap<(String, String, String), String> = HashMap::new();
-        for (key, event) in unit_groups(&events) {
-            let unit: Option<String> = usage_lines::table
-                .find(event.line_key.as_bytes().to_vec())
-                .select(usage_lines::unit)
-                .first(conn)
-                .await
-                .optional()?;
-            units.insert((key.0.to_string(), key.1.to_string(), key.2.to_string()), unit.unwrap_or_default());
-        }
-        Ok(events
-            .into_iter()
-            .filter(|e| e.sequence <= to)
-            .map(|e| {
-                let unit = units
-                    .get(&(e.vendor.as_str().to_string(), e.service.clone(), e.meter.clone()))
-                    .cloned()
-                    .unwrap_or_default();
-                InvoiceCharge {
-                    sequence: e.sequence,
-                    customer_id: e.customer_id,
-                    charge: ChargeAmount {
-                        vendor: e.vendor,
-                        service: e.service,
-                        meter: e.meter,
-                        unit,
-                        quantity: e.quantity,
-                        amount: e.amount,
-                        currency: e.currency,
-                        window_start: e.window_start,
-                    },
-                }
-            })
-            .collect())
-    }
+    use super::Plan;
 
     /// Moves the customer's exposure by `change` and re-evaluates its thresholds (a payment can
     /// allow resumption). Callers hold the ledger lock.
@@ -177,8 +118,19 @@ ledger_backends! {
             }
         };
         check_may_close(&period, settings.grace, now)?;
-        let charges = charges_between(conn, tenant_id, customer_id, chain.open_from_sequence, close_sequence).await?;
-        let priors = q::invoices::priors(conn, tenant_id, customer_id).await?;
+        let bounds = CloseBounds {
+            period_start: period.start,
+            period_end: period.end,
+            close_sequence,
+            settled_through: chain.last.map_or(0, |l| l.sequence),
+        };
+        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence).await?;
+        // Only adjustment lines name earlier invoices.
+        let priors = if groups.iter().any(|g| g.class == GroupClass::Adjustment) {
+            q::invoices::priors(conn, tenant_id, customer_id).await?
+        } else {
+            Vec::new()
+        };
         let ctx = InvoiceContext {
             customer: BilledCustomer {
                 id: customer.id.clone(),
@@ -193,12 +145,9 @@ ledger_backends! {
             schedule: &schedule,
             prior_invoices: &priors,
         };
-        let draft = close_invoice(&ctx, &charges)?;
+        let (draft, open_from_sequence) = close_from_groups(&ctx, groups)?;
         let this = ClosePoint { period_end: period.end, sequence: close_sequence };
-        let next_chain = CloseChain {
-            last: Some(this),
-            open_from_sequence: open_from_sequence(&this, charges.iter().map(|c| (c.sequence, c.charge.window_start))),
-        };
+        let next_chain = CloseChain { last: Some(this), open_from_sequence };
         let number = if draft.needs_number() {
             let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
             let tenant = q::tenants::get(conn, tenant_id.to_string()).await?;
