@@ -25,7 +25,7 @@ use crate::domain::invoice_settings::InvoiceSettings;
 use crate::domain::payment::{Exposure, PaymentStatus, apply_payment, parse_payment_amount};
 use crate::domain::period::{Period, local_date, start_of_day};
 use crate::domain::period_close::{
-    CloseOrder, check_close_order, check_may_close, next_period_to_close,
+    CloseOrder, check_close_order, check_may_close, next_period_to_close, periods_to_close,
 };
 use crate::store::dispatch;
 use crate::store::idempotency::write_once;
@@ -44,8 +44,9 @@ ledger_backends! {
     use super::Plan;
 
     /// Moves the customer's exposure by `change` and re-evaluates its thresholds (a payment can
-    /// allow resumption). Callers hold the ledger lock.
+    /// allow resumption). Takes the ledger lock (callers may hold it already).
     async fn move_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
+        q::charges::lock_ledger(conn, tenant_id).await?;
         let ids = [customer_id];
         let mut state = q::credit::states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_default();
         let moved = change(Exposure { open_charges: state.open_charges, unpaid_invoices: state.unpaid_invoices })?;
@@ -87,17 +88,32 @@ ledger_backends! {
         Ok(plan(conn, tenant_id, customer_id).await?.schedule.period_containing(at)?.start)
     }
 
-    /// The customer's next period to close when it may close at `now`.
-    pub async fn next_due(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<Option<Period>> {
+    /// The customer's periods that may close at `now`, oldest first, at most `limit`.
+    pub async fn due(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>, limit: usize) -> Result<Vec<Period>> {
         let plan = plan(conn, tenant_id, customer_id).await?;
-        Ok(check_may_close(&plan.next, plan.settings.grace, now).is_ok().then_some(plan.next))
+        periods_to_close(&plan.schedule, plan.next, plan.settings.grace, now, limit)
     }
 
     /// Closes the customer's period starting at `period_start` (None: the next one to close) as
     /// of `now`, inside the caller's transaction. Closing a closed period returns its invoice.
     pub async fn close_in_tx(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
         let invoice_id = new_id(INVOICE);
-        let close_sequence = q::charges::lock_ledger(conn, tenant_id).await?;
+        let close_sequence = if IS_POSTGRES {
+            // The customer's closes one at a time; the tenant's ledger lock only from the
+            // exposure step on (below), so closes of different customers read and sum their
+            // charges side by side. The last committed sequence serves as the close sequence:
+            // ledger writers commit in sequence order, so every event up to it is visible to
+            // the statements that follow, and none after it is read.
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0))")
+                .bind::<diesel::sql_types::Text, _>(tenant_id)
+                .bind::<diesel::sql_types::Text, _>(customer_id)
+                .execute(conn)
+                .await?;
+            q::charges::high_water_mark(conn, tenant_id).await?
+        } else {
+            // SQLite writes one transaction at a time anyway.
+            q::charges::lock_ledger(conn, tenant_id).await?
+        };
         let Plan { customer, settings, chain, schedule, next } = plan(conn, tenant_id, customer_id).await?;
         let period: Period = match period_start {
             None => next,
@@ -148,22 +164,29 @@ ledger_backends! {
         let (draft, open_from_sequence) = close_from_groups(&ctx, groups)?;
         let this = ClosePoint { period_end: period.end, sequence: close_sequence };
         let next_chain = CloseChain { last: Some(this), open_from_sequence };
-        let number = if draft.needs_number() {
-            let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
+        let issued_on = if draft.needs_number() {
             let tenant = q::tenants::get(conn, tenant_id.to_string()).await?;
             let zone: chrono_tz::Tz = tenant.time_zone.parse().unwrap_or(chrono_tz::UTC);
-            let issued_on = local_date(now, zone);
-            Some((counter, format_invoice_number(&settings.number_prefix, issued_on, counter)?))
+            Some(local_date(now, zone))
         } else {
             None
+        };
+        // From here to the commit, closes of the tenant run one at a time: the ledger lock
+        // (exposure is written under it), then the gap-free number.
+        let (unrounded, total) = (draft.unrounded_total, draft.total);
+        move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
+        let number = match issued_on {
+            Some(issued_on) => {
+                let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
+                Some((counter, format_invoice_number(&settings.number_prefix, issued_on, counter)?))
+            }
+            None => None,
         };
         let previous_sequence = chain.last.map_or(0, |l| l.sequence);
         // Stored to the microsecond (both backends' precision), so a re-read equals the answer.
         let invoice = Invoice::from_draft(invoice_id, number, draft, previous_sequence, now.trunc_subsecs(6));
         q::invoices::insert(conn, tenant_id, &invoice).await?;
         q::customer_billing::advance(conn, tenant_id, customer_id, &chain, &next_chain).await?;
-        let (unrounded, total) = (invoice.unrounded_total, invoice.total);
-        move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
         Ok(Written { value: invoice, fresh: true })
     }
 
@@ -247,18 +270,20 @@ impl Ledger {
         )
     }
 
-    /// The customer's next period to close, when it may close at `now` (a read: the closer
-    /// takes the ledger lock only for customers that have something to close).
-    pub async fn next_due_period(
+    /// The customer's periods that may close at `now`, oldest first, at most `limit` (a read:
+    /// the closer takes the ledger lock only for customers that have something to close, and
+    /// reads once for all of a customer's due periods rather than once per close).
+    pub async fn due_periods(
         &self,
         tenant_id: &str,
         customer_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Period>> {
+        limit: usize,
+    ) -> Result<Vec<Period>> {
         dispatch!(
             self.store,
             read,
-            self::next_due(tenant_id, customer_id, now)
+            self::due(tenant_id, customer_id, now, limit)
         )
     }
 }
