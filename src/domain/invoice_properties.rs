@@ -6,7 +6,9 @@
 //! - every invoice's total is the sum of its rounded lines, each rounded by the rule;
 //! - closing again, even with later charges in the ledger, gives the same invoice, and so does
 //!   assembling it from per-window sums (as the store may read them);
-//! - the next close needs no charge below the previous close's `open_from_sequence`.
+//! - the next close needs no charge below the previous close's `open_from_sequence`;
+//! - closing from charges grouped as the store's SQL groups them (`invoice_groups`) gives the
+//!   same invoice and `open_from_sequence`.
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
@@ -19,6 +21,7 @@ use super::invoice::{
     BilledCustomer, ChargeAmount, InvoiceCharge, InvoiceContext, InvoiceDraft, InvoiceRef,
     PriorInvoice, assemble, close_invoice,
 };
+use super::invoice_groups::{ChargeGroup, CloseBounds, GroupClass, close_from_groups};
 use super::invoice_number::format_invoice_number;
 use super::invoice_selection::{
     ClosePoint, FIRST_SEQUENCE, is_open, on_invoice, open_from_sequence,
@@ -398,6 +401,11 @@ fn close_next(
     );
     let sums_on_invoice: Decimal = on_this.iter().map(|c| c.charge.amount).sum();
     prop_assert_eq!(draft.unrounded_total, sums_on_invoice);
+    let read: Vec<&InvoiceCharge> = mine.iter().filter(|c| c.sequence >= read_from).collect();
+    let (grouped, grouped_open_from) =
+        close_from_groups(&ctx, grouped_like_sql(&CloseBounds::of(&ctx), &read)).unwrap();
+    prop_assert_eq!(&grouped, &draft);
+    prop_assert_eq!(grouped_open_from, open_from);
     book.closes.push(Close {
         previous,
         prior,
@@ -405,6 +413,50 @@ fn close_next(
         open_from,
     });
     Ok(())
+}
+
+/// The charges a close reads, grouped as the store's close query groups them: by class, the
+/// window of adjustments, vendor, service, meter and unit, with the lowest sequence and the
+/// earliest window of each group.
+fn grouped_like_sql(bounds: &CloseBounds, read: &[&InvoiceCharge]) -> Vec<ChargeGroup> {
+    type Key = (
+        GroupClass,
+        Option<DateTime<Utc>>,
+        Vendor,
+        String,
+        String,
+        String,
+    );
+    let mut groups: BTreeMap<Key, ChargeGroup> = BTreeMap::new();
+    for c in read.iter().filter(|c| c.sequence <= bounds.close_sequence) {
+        let Some(class) = bounds.class(c.sequence, c.charge.window_start) else {
+            continue;
+        };
+        let window = (class == GroupClass::Adjustment).then_some(c.charge.window_start);
+        let ch = &c.charge;
+        let key = (
+            class,
+            window,
+            ch.vendor,
+            ch.service.clone(),
+            ch.meter.clone(),
+            ch.unit.clone(),
+        );
+        let group = groups.entry(key).or_insert_with(|| ChargeGroup {
+            class,
+            first_sequence: c.sequence,
+            amount: ChargeAmount {
+                quantity: Decimal::ZERO,
+                amount: Decimal::ZERO,
+                ..ch.clone()
+            },
+        });
+        group.first_sequence = group.first_sequence.min(c.sequence);
+        group.amount.window_start = group.amount.window_start.min(ch.window_start);
+        group.amount.quantity += ch.quantity;
+        group.amount.amount += ch.amount;
+    }
+    groups.into_values().collect()
 }
 
 /// The invoice's charges summed per vendor, service, meter, unit and window, as one SQL

@@ -10,6 +10,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod invoice;
+pub mod invoice_groups;
 pub mod invoice_number;
 #[cfg(test)]
 mod invoice_properties;

@@ -20,16 +20,22 @@ ledger_backends! {
     /// so ledger writers of one tenant run one at a time and commit in sequence order. Returns
     /// the last sequence handed out.
     pub async fn lock_ledger(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
+        let lock = || {
+            diesel::update(ledger_sequences::table.find(tenant_id))
+                .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence))
+                .returning(ledger_sequences::last_sequence)
+        };
+        // The row exists after the tenant's first write: one round trip then, not two (a close
+        // takes this lock twice, a push once).
+        if let Some(last) = lock().get_result(conn).await.optional()? {
+            return Ok(last);
+        }
         diesel::insert_into(ledger_sequences::table)
             .values((ledger_sequences::tenant_id.eq(tenant_id), ledger_sequences::last_sequence.eq(0i64)))
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
-        Ok(diesel::update(ledger_sequences::table.find(tenant_id))
-            .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence))
-            .returning(ledger_sequences::last_sequence)
-            .get_result(conn)
-            .await?)
+        Ok(lock().get_result(conn).await?)
     }
 
     /// Events after `after_sequence`, in sequence order, at most `limit`: fewer only when no

@@ -6,47 +6,30 @@
 //! none after. The invoice, its lines, its number (the tenant's gap-free counter), the
 //! customer's close chain and its exposure (open charges move to unpaid invoices) are written in
 //! the same transaction. Payments take the same lock, because exposure is written under it.
-use std::collections::HashMap;
-
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::rows::usage_lines;
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
-use crate::domain::charges::ChargeEvent;
 use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent, Written};
 use crate::domain::ids::{INVOICE, PAYMENT, new_id};
-use crate::domain::invoice::{
-    BilledCustomer, ChargeAmount, InvoiceCharge, InvoiceContext, close_invoice,
-};
+use crate::domain::invoice::{BilledCustomer, InvoiceContext};
+use crate::domain::invoice_groups::{CloseBounds, GroupClass, close_from_groups};
 use crate::domain::invoice_number::format_invoice_number;
 use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
-use crate::domain::invoice_selection::{ClosePoint, open_from_sequence};
+use crate::domain::invoice_selection::ClosePoint;
 use crate::domain::invoice_settings::InvoiceSettings;
 use crate::domain::payment::{Exposure, PaymentStatus, apply_payment, parse_payment_amount};
 use crate::domain::period::{Period, local_date, start_of_day};
 use crate::domain::period_close::{
-    CloseOrder, check_close_order, check_may_close, next_period_to_close,
+    CloseOrder, check_close_order, check_may_close, next_period_to_close, periods_to_close,
 };
 use crate::store::dispatch;
 use crate::store::idempotency::write_once;
 use crate::store::schema::charge_totals;
-
-/// The unit of each (vendor, service, meter) among `events`, read from one usage line of each
-/// (charge events carry no unit; a meter has one).
-fn unit_groups(events: &[ChargeEvent]) -> HashMap<(&str, &str, &str), &ChargeEvent> {
-    let mut groups = HashMap::new();
-    for e in events {
-        groups
-            .entry((e.vendor.as_str(), e.service.as_str(), e.meter.as_str()))
-            .or_insert(e);
-    }
-    groups
-}
 
 /// See `plan`.
 pub struct Plan {
@@ -58,53 +41,12 @@ pub struct Plan {
 }
 
 ledger_backends! {
-    use super::{Plan, unit_groups};
-
-    /// The customer's charges from `from` up to `to`, with their units.
-    async fn charges_between(conn: &mut Conn, tenant_id: &str, customer_id: &str, from: i64, to: i64) -> Result<Vec<InvoiceCharge>> {
-        if to < from {
-            return Ok(Vec::new());
-        }
-        let events = q::charges::events_after(conn, tenant_id, &[customer_id], &[], (None, None), from - 1, to - from + 1).await?;
-        let mut units: HashMap<(String, String, String), String> = HashMap::new();
-        for (key, event) in unit_groups(&events) {
-            let unit: Option<String> = usage_lines::table
-                .find(event.line_key.as_bytes().to_vec())
-                .select(usage_lines::unit)
-                .first(conn)
-                .await
-                .optional()?;
-            units.insert((key.0.to_string(), key.1.to_string(), key.2.to_string()), unit.unwrap_or_default());
-        }
-        Ok(events
-            .into_iter()
-            .filter(|e| e.sequence <= to)
-            .map(|e| {
-                let unit = units
-                    .get(&(e.vendor.as_str().to_string(), e.service.clone(), e.meter.clone()))
-                    .cloned()
-                    .unwrap_or_default();
-                InvoiceCharge {
-                    sequence: e.sequence,
-                    customer_id: e.customer_id,
-                    charge: ChargeAmount {
-                        vendor: e.vendor,
-                        service: e.service,
-                        meter: e.meter,
-                        unit,
-                        quantity: e.quantity,
-                        amount: e.amount,
-                        currency: e.currency,
-                        window_start: e.window_start,
-                    },
-                }
-            })
-            .collect())
-    }
+    use super::Plan;
 
     /// Moves the customer's exposure by `change` and re-evaluates its thresholds (a payment can
-    /// allow resumption). Callers hold the ledger lock.
+    /// allow resumption). Takes the ledger lock (callers may hold it already).
     async fn move_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
+        q::charges::lock_ledger(conn, tenant_id).await?;
         let ids = [customer_id];
         let mut state = q::credit::states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_default();
         let moved = change(Exposure { open_charges: state.open_charges, unpaid_invoices: state.unpaid_invoices })?;
@@ -146,17 +88,32 @@ ledger_backends! {
         Ok(plan(conn, tenant_id, customer_id).await?.schedule.period_containing(at)?.start)
     }
 
-    /// The customer's next period to close when it may close at `now`.
-    pub async fn next_due(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<Option<Period>> {
+    /// The customer's periods that may close at `now`, oldest first, at most `limit`.
+    pub async fn due(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>, limit: usize) -> Result<Vec<Period>> {
         let plan = plan(conn, tenant_id, customer_id).await?;
-        Ok(check_may_close(&plan.next, plan.settings.grace, now).is_ok().then_some(plan.next))
+        periods_to_close(&plan.schedule, plan.next, plan.settings.grace, now, limit)
     }
 
     /// Closes the customer's period starting at `period_start` (None: the next one to close) as
     /// of `now`, inside the caller's transaction. Closing a closed period returns its invoice.
     pub async fn close_in_tx(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
         let invoice_id = new_id(INVOICE);
-        let close_sequence = q::charges::lock_ledger(conn, tenant_id).await?;
+        let close_sequence = if IS_POSTGRES {
+            // The customer's closes one at a time; the tenant's ledger lock only from the
+            // exposure step on (below), so closes of different customers read and sum their
+            // charges side by side. The last committed sequence serves as the close sequence:
+            // ledger writers commit in sequence order, so every event up to it is visible to
+            // the statements that follow, and none after it is read.
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0))")
+                .bind::<diesel::sql_types::Text, _>(tenant_id)
+                .bind::<diesel::sql_types::Text, _>(customer_id)
+                .execute(conn)
+                .await?;
+            q::charges::high_water_mark(conn, tenant_id).await?
+        } else {
+            // SQLite writes one transaction at a time anyway.
+            q::charges::lock_ledger(conn, tenant_id).await?
+        };
         let Plan { customer, settings, chain, schedule, next } = plan(conn, tenant_id, customer_id).await?;
         let period: Period = match period_start {
             None => next,
@@ -177,8 +134,19 @@ ledger_backends! {
             }
         };
         check_may_close(&period, settings.grace, now)?;
-        let charges = charges_between(conn, tenant_id, customer_id, chain.open_from_sequence, close_sequence).await?;
-        let priors = q::invoices::priors(conn, tenant_id, customer_id).await?;
+        let bounds = CloseBounds {
+            period_start: period.start,
+            period_end: period.end,
+            close_sequence,
+            settled_through: chain.last.map_or(0, |l| l.sequence),
+        };
+        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence).await?;
+        // Only adjustment lines name earlier invoices.
+        let priors = if groups.iter().any(|g| g.class == GroupClass::Adjustment) {
+            q::invoices::priors(conn, tenant_id, customer_id).await?
+        } else {
+            Vec::new()
+        };
         let ctx = InvoiceContext {
             customer: BilledCustomer {
                 id: customer.id.clone(),
@@ -193,28 +161,32 @@ ledger_backends! {
             schedule: &schedule,
             prior_invoices: &priors,
         };
-        let draft = close_invoice(&ctx, &charges)?;
+        let (draft, open_from_sequence) = close_from_groups(&ctx, groups)?;
         let this = ClosePoint { period_end: period.end, sequence: close_sequence };
-        let next_chain = CloseChain {
-            last: Some(this),
-            open_from_sequence: open_from_sequence(&this, charges.iter().map(|c| (c.sequence, c.charge.window_start))),
-        };
-        let number = if draft.needs_number() {
-            let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
+        let next_chain = CloseChain { last: Some(this), open_from_sequence };
+        let issued_on = if draft.needs_number() {
             let tenant = q::tenants::get(conn, tenant_id.to_string()).await?;
             let zone: chrono_tz::Tz = tenant.time_zone.parse().unwrap_or(chrono_tz::UTC);
-            let issued_on = local_date(now, zone);
-            Some((counter, format_invoice_number(&settings.number_prefix, issued_on, counter)?))
+            Some(local_date(now, zone))
         } else {
             None
+        };
+        // From here to the commit, closes of the tenant run one at a time: the ledger lock
+        // (exposure is written under it), then the gap-free number.
+        let (unrounded, total) = (draft.unrounded_total, draft.total);
+        move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
+        let number = match issued_on {
+            Some(issued_on) => {
+                let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
+                Some((counter, format_invoice_number(&settings.number_prefix, issued_on, counter)?))
+            }
+            None => None,
         };
         let previous_sequence = chain.last.map_or(0, |l| l.sequence);
         // Stored to the microsecond (both backends' precision), so a re-read equals the answer.
         let invoice = Invoice::from_draft(invoice_id, number, draft, previous_sequence, now.trunc_subsecs(6));
         q::invoices::insert(conn, tenant_id, &invoice).await?;
         q::customer_billing::advance(conn, tenant_id, customer_id, &chain, &next_chain).await?;
-        let (unrounded, total) = (invoice.unrounded_total, invoice.total);
-        move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
         Ok(Written { value: invoice, fresh: true })
     }
 
@@ -298,18 +270,20 @@ impl Ledger {
         )
     }
 
-    /// The customer's next period to close, when it may close at `now` (a read: the closer
-    /// takes the ledger lock only for customers that have something to close).
-    pub async fn next_due_period(
+    /// The customer's periods that may close at `now`, oldest first, at most `limit` (a read:
+    /// the closer takes the ledger lock only for customers that have something to close, and
+    /// reads once for all of a customer's due periods rather than once per close).
+    pub async fn due_periods(
         &self,
         tenant_id: &str,
         customer_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Period>> {
+        limit: usize,
+    ) -> Result<Vec<Period>> {
         dispatch!(
             self.store,
             read,
-            self::next_due(tenant_id, customer_id, now)
+            self::due(tenant_id, customer_id, now, limit)
         )
     }
 }

@@ -24,6 +24,7 @@ mod copy;
 pub mod credit;
 mod diesel_tx;
 pub mod feed;
+mod invoice_charges;
 pub mod invoicing;
 pub mod open_period;
 mod pricing_cache;
@@ -44,6 +45,7 @@ use crate::store::Store;
 pub mod pg_queries {
     pub use super::charges::pg as charges;
     pub use super::credit::pg as ledger_credit;
+    pub use super::invoice_charges::pg as invoice_charges;
     pub use super::totals::pg as totals;
     pub use super::usage_lines::pg as usage_lines;
     pub use crate::store::pg_queries::*;
@@ -53,6 +55,7 @@ pub mod pg_queries {
 pub mod sqlite_queries {
     pub use super::charges::sqlite as charges;
     pub use super::credit::sqlite as ledger_credit;
+    pub use super::invoice_charges::sqlite as invoice_charges;
     pub use super::totals::sqlite as totals;
     pub use super::usage_lines::sqlite as usage_lines;
     pub use crate::store::sqlite_queries::*;

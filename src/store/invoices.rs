@@ -2,11 +2,13 @@
 //! the paid sum and payment status change afterwards (with each payment).
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel::result::QueryResult;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
 
 use super::invoicing_schema::{invoice_lines, invoice_number_sequences, invoices};
 use super::sql_types::{DbDecimal, DbTime};
-use super::{Store, dispatch, for_each_backend};
+use super::{SqliteConn, Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
 use crate::domain::invoice::{
     AdjustedPeriod, BilledCustomer, InvoiceLine, InvoiceRef, PriorInvoice,
@@ -133,8 +135,90 @@ macro_rules! header_columns {
     };
 }
 
+/// Lines per INSERT: 14 parameters each, well under both backends' parameter limits.
+const LINES_PER_INSERT: usize = 1_000;
+
+/// An invoice line as stored. `treat_none_as_default_value = false` binds NULL for a line that
+/// adjusts nothing (SQLite has no DEFAULT in a multi-row VALUES).
+#[derive(Insertable)]
+#[diesel(table_name = invoice_lines, treat_none_as_default_value = false)]
+struct LineInsert {
+    tenant_id: String,
+    invoice_id: String,
+    line_number: i32,
+    vendor: &'static str,
+    service: String,
+    meter: String,
+    unit: String,
+    quantity: DbDecimal,
+    unrounded_amount: DbDecimal,
+    amount: DbDecimal,
+    adjusts_period_start: Option<DbTime>,
+    adjusts_period_end: Option<DbTime>,
+    adjusts_invoice_id: Option<String>,
+    adjusts_invoice_number: Option<String>,
+}
+
+impl LineInsert {
+    fn of(tenant_id: &str, invoice_id: &str, line_number: i32, line: &InvoiceLine) -> Self {
+        let adjusts = line.adjusts.as_ref();
+        let adjusted_invoice = adjusts.and_then(|a| a.invoice.as_ref());
+        LineInsert {
+            tenant_id: tenant_id.to_string(),
+            invoice_id: invoice_id.to_string(),
+            line_number,
+            vendor: line.vendor.as_str(),
+            service: line.service.clone(),
+            meter: line.meter.clone(),
+            unit: line.unit.clone(),
+            quantity: DbDecimal(line.quantity),
+            unrounded_amount: DbDecimal(line.unrounded_amount),
+            amount: DbDecimal(line.amount),
+            adjusts_period_start: adjusts.map(|a| DbTime(a.start)),
+            adjusts_period_end: adjusts.map(|a| DbTime(a.end)),
+            adjusts_invoice_id: adjusted_invoice.map(|i| i.id.clone()),
+            adjusts_invoice_number: adjusted_invoice.and_then(|i| i.number.clone()),
+        }
+    }
+}
+
+/// Inserts an invoice's lines: a multi-row INSERT per chunk on PostgreSQL (one round trip for
+/// a 100-line invoice instead of 100); on SQLite, where Diesel runs a batch as one statement
+/// per row, all of them in one call on the connection's thread.
+trait LineWriter {
+    fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>>;
+}
+
+impl LineWriter for AsyncPgConnection {
+    fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>> {
+        Box::pin(async move {
+            for chunk in rows.chunks(LINES_PER_INSERT) {
+                diesel::insert_into(invoice_lines::table)
+                    .values(chunk)
+                    .execute(self)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl LineWriter for SqliteConn {
+    fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>> {
+        self.spawn_blocking(move |conn| {
+            for chunk in rows.chunks(LINES_PER_INSERT) {
+                diesel::RunQueryDsl::execute(
+                    diesel::insert_into(invoice_lines::table).values(chunk),
+                    conn,
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
 for_each_backend! {
-    use super::{InvoiceRow, LineRow, invoice_from_row, line_from_row};
+    use super::{InvoiceRow, LineInsert, LineRow, LineWriter, invoice_from_row, line_from_row};
 
     /// Stores a finalized invoice and its lines.
     pub async fn insert(conn: &mut Conn, tenant_id: &str, invoice: &Invoice) -> Result<()> {
@@ -168,34 +252,9 @@ for_each_backend! {
             ))
             .execute(conn)
             .await?;
-        // One statement per line: Diesel's SQLite batch insert cannot bind the nullable columns.
-        for (n, line) in (1..).zip(invoice.lines.iter()) {
-            let row = {
-                    let adjusts = line.adjusts.as_ref();
-                    let adjusted_invoice = adjusts.and_then(|a| a.invoice.as_ref());
-                    (
-                        (
-                            invoice_lines::tenant_id.eq(tenant_id),
-                            invoice_lines::invoice_id.eq(&invoice.id),
-                            invoice_lines::line_number.eq(n),
-                            invoice_lines::vendor.eq(line.vendor.as_str()),
-                            invoice_lines::service.eq(&line.service),
-                            invoice_lines::meter.eq(&line.meter),
-                            invoice_lines::unit.eq(&line.unit),
-                        ),
-                        (
-                            invoice_lines::quantity.eq(DbDecimal(line.quantity)),
-                            invoice_lines::unrounded_amount.eq(DbDecimal(line.unrounded_amount)),
-                            invoice_lines::amount.eq(DbDecimal(line.amount)),
-                            invoice_lines::adjusts_period_start.eq(adjusts.map(|a| DbTime(a.start))),
-                            invoice_lines::adjusts_period_end.eq(adjusts.map(|a| DbTime(a.end))),
-                            invoice_lines::adjusts_invoice_id.eq(adjusted_invoice.map(|i| i.id.clone())),
-                            invoice_lines::adjusts_invoice_number.eq(adjusted_invoice.and_then(|i| i.number.clone())),
-                        ),
-                    )
-            };
-            diesel::insert_into(invoice_lines::table).values(row).execute(conn).await?;
-        }
+        // One multi-row statement per chunk (was one per line: ~100 round trips per invoice).
+        let rows: Vec<LineInsert> = (1..).zip(invoice.lines.iter()).map(|(n, line)| LineInsert::of(tenant_id, &invoice.id, n, line)).collect();
+        conn.insert_lines(rows).await?;
         Ok(())
     }
 
