@@ -3,6 +3,7 @@
 pub mod access;
 pub mod aws_settings;
 pub mod billing_schedule;
+pub mod catalog;
 pub mod charges;
 pub mod credit;
 pub mod customer;
@@ -43,6 +44,12 @@ pub mod rounding;
 pub mod service_action;
 pub mod service_control;
 pub mod spend;
+pub mod subscription;
+pub mod subscription_period;
+#[cfg(test)]
+mod subscription_properties;
+#[cfg(test)]
+mod subscription_tests;
 pub mod tenant;
 pub mod text;
 pub mod usage;
