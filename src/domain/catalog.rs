@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 
 use super::error::FieldViolation;
 use super::money::Currency;
+use super::vendor::Vendor;
 
 /// How long a subscription commits for before it renews.
 #[derive(
@@ -225,7 +226,7 @@ pub fn check_quantity(field: &str, quantity: i64) -> Result<u32, FieldViolation>
 
 /// What one seat costs the MSP for one billing period of `offer`, in `currency`, from the first
 /// day of `effective_month` until a later month's cost replaces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnitCost {
     pub offer: Offer,
     pub currency: Currency,
@@ -264,6 +265,85 @@ pub fn cost_in_force(
                 c.effective_month,
             )
         })
+}
+
+/// A catalogue item as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogItem {
+    pub id: String,
+    pub vendor: Vendor,
+    /// Microsoft: `product:sku:availability`; the MSP: its own code.
+    pub catalog_item_id: String,
+    pub product: String,
+    pub unit: String,
+    pub offers: Vec<Offer>,
+    pub unit_costs: Vec<UnitCost>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A validated new catalogue item (its id and creation time are the store's).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewCatalogItem {
+    pub vendor: Vendor,
+    pub catalog_item_id: String,
+    pub product: String,
+    pub unit: String,
+    pub offers: Vec<Offer>,
+    pub unit_costs: Vec<UnitCost>,
+}
+
+/// The vendors a catalogue item may have: Microsoft's licences and the MSP's own items.
+pub fn check_item_vendor(field: &str, vendor: Vendor) -> Result<(), FieldViolation> {
+    match vendor {
+        Vendor::Microsoft | Vendor::Msp => Ok(()),
+        other => Err(FieldViolation::new(
+            field,
+            format!("{other} sells no seats; the catalogue holds MICROSOFT licences and MSP items"),
+        )),
+    }
+}
+
+/// An item's code: Microsoft's `product:sku:availability`, or the MSP's own (1 to 64 letters,
+/// digits, `-`, `_`, `:` or `.`).
+pub fn check_item_code(field: &str, vendor: Vendor, code: &str) -> Result<String, FieldViolation> {
+    if vendor == Vendor::Microsoft {
+        return CatalogItemId::parse(field, code).map(|id| id.to_string());
+    }
+    let valid = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c));
+    if valid {
+        Ok(code.to_string())
+    } else {
+        Err(FieldViolation::new(
+            field,
+            format!("{code:?} is not an item code: 1 to 64 letters, digits, '-', '_', ':' or '.'"),
+        ))
+    }
+}
+
+/// The stored form of offers: `P1Y:MONTHLY,P1Y:ANNUAL`.
+pub fn encode_offers(offers: &[Offer]) -> String {
+    offers
+        .iter()
+        .map(|o| format!("{}:{}", o.term, o.billing))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn decode_offers(stored: &str) -> Result<Vec<Offer>, String> {
+    stored
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|part| {
+            let (term, billing) = part
+                .split_once(':')
+                .ok_or_else(|| format!("stored offer {part:?}"))?;
+            Offer::new(term.parse()?, billing.parse()?)
+        })
+        .collect()
 }
 
 #[cfg(test)]

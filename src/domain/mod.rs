@@ -41,6 +41,7 @@ pub mod rating;
 mod rating_tests;
 pub mod retry;
 pub mod rounding;
+pub mod seat_pricing;
 pub mod service_action;
 pub mod service_control;
 pub mod spend;
@@ -48,6 +49,7 @@ pub mod subscription;
 pub mod subscription_period;
 #[cfg(test)]
 mod subscription_properties;
+pub mod subscription_record;
 #[cfg(test)]
 mod subscription_tests;
 pub mod tenant;

@@ -29,6 +29,7 @@ pub mod open_period;
 mod pricing_cache;
 mod rows;
 pub mod spend;
+pub mod subscriptions;
 pub mod totals;
 mod tx;
 pub mod usage_lines;

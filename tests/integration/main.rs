@@ -28,5 +28,6 @@ mod server;
 mod service_actions;
 mod service_control;
 mod sqlite_wal;
+mod subscriptions;
 mod usage;
 mod validation;
