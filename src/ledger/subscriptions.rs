@@ -226,6 +226,36 @@ impl Ledger {
         )
     }
 
+    /// The period-boundary run: appends every active subscription's fees due by `now` (of every
+    /// tenant), in batches of `batch`, the longest overdue first; how many fees. Each
+    /// subscription is caught up in its own transaction holding its row, which re-reads whether
+    /// it is still due: replicas running this side by side append each boundary once, and a
+    /// gateway that was down appends every boundary it missed, once. A subscription that cannot
+    /// be caught up (e.g. no unit cost in force) is logged and left due.
+    pub async fn catch_up_due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<usize> {
+        let mut appended = 0;
+        loop {
+            let due = self.store.due_subscriptions(now, batch).await?;
+            let mut progress = 0;
+            for (tenant_id, id) in &due {
+                match self.catch_up_subscription(tenant_id, id, now).await {
+                    Ok(n) => progress += n,
+                    Err(error) => {
+                        tracing::warn!(%error, subscription = %id, "subscription catch-up failed")
+                    }
+                }
+            }
+            appended += progress;
+            if (due.len() as i64) < batch || progress == 0 {
+                return Ok(appended);
+            }
+        }
+    }
+
     /// Appends one subscription's fees due by `now`; how many.
     pub async fn catch_up_subscription(
         &self,
@@ -234,5 +264,35 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         crate::store::dispatch!(self.store, write, self::catch_up(tenant_id, id, now))
+    }
+}
+
+/// How often the period-boundary run looks for due subscriptions: a fee is appended within this
+/// long of its period's start.
+pub const BOUNDARY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Subscriptions caught up per read of the due ones.
+const BOUNDARY_BATCH: i64 = 1_000;
+
+/// The period-boundary run, every `every` until `stop` turns true (see
+/// [`Ledger::catch_up_due_subscriptions`]).
+pub async fn run_boundaries(
+    ledger: Arc<Ledger>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match ledger
+            .catch_up_due_subscriptions(Utc::now(), BOUNDARY_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(fees = n, "subscription fees appended at period boundaries"),
+            Err(error) => tracing::warn!(%error, "subscription boundary pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }

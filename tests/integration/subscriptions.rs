@@ -448,7 +448,56 @@ async fn bad_input_is_refused_and_nothing_written(backend: Backend) {
     gw.stop().await;
 }
 
+/// The period-boundary run: subscriptions bought 40 and 70 days ago (one and two missed
+/// renewals) on a gateway that was down, caught up by two replicas at once: each missed fee is
+/// appended once, and a second run appends nothing.
+async fn the_boundary_run_appends_missed_fees_once_across_replicas(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let (item, customer) = setup(&gw).await;
+    let (_, _, mut charges) = clients(&gw, &gw.admin_key).await;
+    for (days, seats) in [(40, 2), (70, 3)] {
+        let new = NewSubscription {
+            customer_id: customer.clone(),
+            item_id: item.clone(),
+            quantity: seats,
+            offer: Offer::new(Term::P1M, BillingFrequency::Monthly).unwrap(),
+        };
+        gw.ledger
+            .create_subscription(
+                &gw.tenant_id,
+                &new,
+                Utc::now() - Duration::days(days),
+                &fresh_request(),
+            )
+            .await
+            .unwrap();
+    }
+    let replica = gw.replica().await;
+    let now = Utc::now();
+    // A batch of one, so each run reads the due ones several times while the other writes.
+    let (a, b) = tokio::join!(
+        gw.ledger.catch_up_due_subscriptions(now, 1),
+        replica.ledger.catch_up_due_subscriptions(now, 1),
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 3, "1 + 2 missed renewals, once");
+    assert_eq!(
+        gw.ledger.catch_up_due_subscriptions(now, 1).await.unwrap(),
+        0
+    );
+    let all = charges_of(&mut charges, &customer).await;
+    let fees: Vec<&str> = all.iter().map(|c| c.amount.as_str()).collect();
+    assert_eq!(fees.len(), 5, "{fees:?}");
+    let total: Decimal = all.iter().map(|c| dec(&c.amount)).sum();
+    assert_eq!(total, dec("240") * dec("2") + dec("360") * dec("3"));
+    assert!(all.windows(2).all(|w| w[1].sequence == w[0].sequence + 1));
+    replica.stop().await;
+    gw.stop().await;
+}
+
 crate::both_backends!(
+    the_boundary_run_appends_missed_fees_once_across_replicas,
     seats_are_charged_in_the_ledger_like_usage,
     missed_boundaries_are_appended_once_and_late_reductions_scheduled,
     bad_input_is_refused_and_nothing_written,
