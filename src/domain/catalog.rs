@@ -126,7 +126,7 @@ impl Offer {
     /// The combination, when any vendor could offer it: the billing period fits the term a
     /// whole number of times.
     pub fn new(term: Term, billing: BillingFrequency) -> Result<Offer, String> {
-        if billing.months() > term.months() || term.months() % billing.months() != 0 {
+        if billing.months() > term.months() || !term.months().is_multiple_of(billing.months()) {
             return Err(format!(
                 "a {term} term cannot be billed {}: a billing period never outlasts its term",
                 billing.as_str().to_lowercase()
