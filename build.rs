@@ -15,6 +15,8 @@ const PROTOS: &[&str] = &[
     "proto/msp/gateway/v1/invoice.proto",
     "proto/msp/gateway/v1/service_management.proto",
     "proto/msp/gateway/v1/helpdesk.proto",
+    "proto/msp/gateway/v1/catalog.proto",
+    "proto/msp/gateway/v1/subscription.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

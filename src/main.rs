@@ -201,6 +201,13 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    let boundaries = config.pollers.then(|| {
+        tokio::spawn(msp_gateway::ledger::subscriptions::run_boundaries(
+            ledger.clone(),
+            msp_gateway::ledger::subscriptions::BOUNDARY_CHECK_EVERY,
+            stop_rx.clone(),
+        ))
+    });
     let forgetter = config.pollers.then(|| {
         tokio::spawn(msp_gateway::maintenance::forget_old_request_ids(
             store.clone(),
@@ -237,6 +244,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     }
     if let Some(closer) = closer {
         let _ = closer.await;
+    }
+    if let Some(boundaries) = boundaries {
+        let _ = boundaries.await;
     }
     if let Some(forgetter) = forgetter {
         let _ = forgetter.await;

@@ -45,12 +45,15 @@ pub fn charge_to_proto(e: &ChargeEvent) -> v1::Charge {
     }
 }
 
-fn kind_to_proto(k: ChargeKind) -> v1::ChargeKind {
+pub fn kind_to_proto(k: ChargeKind) -> v1::ChargeKind {
     match k {
         ChargeKind::New => v1::ChargeKind::New,
         ChargeKind::Revision => v1::ChargeKind::Revision,
         ChargeKind::Reversal => v1::ChargeKind::Reversal,
         ChargeKind::Rerate => v1::ChargeKind::Rerate,
+        ChargeKind::SubscriptionFee => v1::ChargeKind::SubscriptionFee,
+        ChargeKind::Proration => v1::ChargeKind::Proration,
+        ChargeKind::Refund => v1::ChargeKind::Refund,
     }
 }
 
@@ -62,6 +65,9 @@ fn kinds(field: &str, values: &[i32]) -> Result<Vec<ChargeKind>, FieldViolation>
             Ok(v1::ChargeKind::Revision) => ChargeKind::Revision,
             Ok(v1::ChargeKind::Reversal) => ChargeKind::Reversal,
             Ok(v1::ChargeKind::Rerate) => ChargeKind::Rerate,
+            Ok(v1::ChargeKind::SubscriptionFee) => ChargeKind::SubscriptionFee,
+            Ok(v1::ChargeKind::Proration) => ChargeKind::Proration,
+            Ok(v1::ChargeKind::Refund) => ChargeKind::Refund,
             Ok(v1::ChargeKind::Unspecified) => {
                 return Err(FieldViolation::new(
                     format!("{field}[{i}]"),

@@ -56,6 +56,7 @@ fn vendor_from_proto(v: v1::Vendor) -> Option<Vendor> {
         v1::Vendor::Aws => Some(Vendor::Aws),
         v1::Vendor::Microsoft => Some(Vendor::Microsoft),
         v1::Vendor::Simulator => Some(Vendor::Simulator),
+        v1::Vendor::Msp => Some(Vendor::Msp),
     }
 }
 
@@ -64,6 +65,7 @@ pub fn vendor_to_proto(v: Vendor) -> v1::Vendor {
         Vendor::Aws => v1::Vendor::Aws,
         Vendor::Microsoft => v1::Vendor::Microsoft,
         Vendor::Simulator => v1::Vendor::Simulator,
+        Vendor::Msp => v1::Vendor::Msp,
     }
 }
 

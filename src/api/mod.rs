@@ -4,6 +4,7 @@
 //! it names (confining portal keys to their customer, here and nowhere else), converts proto to
 //! domain, calls the ledger or the store, and lets [`status`] map errors.
 pub mod auth;
+pub mod catalog;
 pub mod charges;
 mod convert;
 pub mod credit;
@@ -23,6 +24,7 @@ pub mod service_management;
 pub mod services;
 mod status;
 pub mod stream_slots;
+pub mod subscriptions;
 pub mod tenants;
 pub mod usage;
 

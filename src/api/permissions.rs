@@ -138,6 +138,25 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("GetSpendOverview", Usage, Read),
         ],
     ),
+    (
+        "CatalogService",
+        &[
+            ("CreateCatalogItem", Catalog, Write),
+            ("GetCatalogItem", Catalog, Read),
+            ("ListCatalogItems", Catalog, Read),
+            ("ImportPriceSheet", Catalog, Write),
+        ],
+    ),
+    (
+        "SubscriptionService",
+        &[
+            ("CreateSubscription", Subscriptions, Write),
+            ("GetSubscription", Subscriptions, Read),
+            ("ListSubscriptions", Subscriptions, Read),
+            ("ChangeSubscriptionQuantity", Subscriptions, Write),
+            ("CancelSubscription", Subscriptions, Write),
+        ],
+    ),
     // Opening a customer's portal is the BSS's (billing) or an admin's.
     (
         "PortalService",

@@ -8,6 +8,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use super::Gateway;
+use super::catalog::CatalogApi;
 use super::charges::ChargeApi;
 use super::credit::CreditApi;
 use super::customers::CustomerApi;
@@ -17,8 +18,10 @@ use super::partner_accounts::PartnerAccountApi;
 use super::permissions::{PACKAGE, PERMISSIONS};
 use super::pricing::PricingApi;
 use super::service_management::ServiceManagementApi;
+use super::subscriptions::SubscriptionApi;
 use super::tenants::TenantApi;
 use super::usage::UsageApi;
+use crate::proto::v1::catalog_service_server::CatalogServiceServer;
 use crate::proto::v1::charge_service_server::ChargeServiceServer;
 use crate::proto::v1::credit_control_service_server::CreditControlServiceServer;
 use crate::proto::v1::customer_service_server::CustomerServiceServer;
@@ -28,6 +31,7 @@ use crate::proto::v1::partner_account_service_server::PartnerAccountServiceServe
 use crate::proto::v1::portal_service_server::PortalServiceServer;
 use crate::proto::v1::pricing_service_server::PricingServiceServer;
 use crate::proto::v1::service_management_service_server::ServiceManagementServiceServer;
+use crate::proto::v1::subscription_service_server::SubscriptionServiceServer;
 use crate::proto::v1::tenant_service_server::TenantServiceServer;
 use crate::proto::v1::usage_service_server::UsageServiceServer;
 use crate::store::Store;
@@ -94,6 +98,14 @@ pub async fn routes(
         )
         .add_service(
             PortalServiceServer::new(PortalApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            CatalogServiceServer::new(CatalogApi::new(gw.clone()))
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            SubscriptionServiceServer::new(SubscriptionApi::new(gw.clone()))
                 .max_decoding_message_size(max_request_bytes),
         );
     // The portal's pages on the same port (tonic's router is an axum router).

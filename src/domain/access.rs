@@ -47,7 +47,13 @@ impl Scope {
                 Read => area != ApiKeys,
                 Write => matches!(
                     area,
-                    Customers | PartnerAccounts | Pricing | Usage | Invoices
+                    Customers
+                        | PartnerAccounts
+                        | Pricing
+                        | Usage
+                        | Invoices
+                        | Catalog
+                        | Subscriptions
                 ),
             },
             Scope::CreditControl => match action {
@@ -105,6 +111,10 @@ pub enum Area {
     /// The tenant's invoicing settings (number prefix, rounding, grace): they change every
     /// invoice to come, so admin keys only write them.
     InvoiceSettings,
+    /// The catalogue: items and what their seats cost the MSP.
+    Catalog,
+    /// Customers' seat subscriptions (changing them appends charges).
+    Subscriptions,
 }
 
 impl Area {
@@ -121,6 +131,8 @@ impl Area {
             Area::Invoices => "invoices and payments",
             Area::ServicePurge => "customers' services by purging them",
             Area::InvoiceSettings => "invoicing settings",
+            Area::Catalog => "the catalogue",
+            Area::Subscriptions => "subscriptions",
         }
     }
 }

@@ -31,6 +31,12 @@ pub enum ChargeKind {
     Reversal,
     /// A price rule or FX rate changed.
     Rerate,
+    /// A subscription's fee for a billing period, in advance.
+    SubscriptionFee,
+    /// Seats added during a billing period, to its end.
+    Proration,
+    /// Seats removed (or a subscription cancelled) within the window, for the rest of the period.
+    Refund,
 }
 
 impl ChargeKind {
@@ -40,6 +46,9 @@ impl ChargeKind {
             ChargeKind::Revision => "REVISION",
             ChargeKind::Reversal => "REVERSAL",
             ChargeKind::Rerate => "RERATE",
+            ChargeKind::SubscriptionFee => "SUBSCRIPTION_FEE",
+            ChargeKind::Proration => "PRORATION",
+            ChargeKind::Refund => "REFUND",
         }
     }
 }
@@ -52,6 +61,9 @@ impl std::str::FromStr for ChargeKind {
             "REVISION" => Ok(ChargeKind::Revision),
             "REVERSAL" => Ok(ChargeKind::Reversal),
             "RERATE" => Ok(ChargeKind::Rerate),
+            "SUBSCRIPTION_FEE" => Ok(ChargeKind::SubscriptionFee),
+            "PRORATION" => Ok(ChargeKind::Proration),
+            "REFUND" => Ok(ChargeKind::Refund),
             other => Err(format!("unknown charge kind {other:?}")),
         }
     }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod aws_settings;
 pub mod billing_schedule;
+pub mod catalog;
 pub mod charges;
 pub mod credit;
 pub mod customer;
@@ -41,9 +42,17 @@ pub mod rating;
 mod rating_tests;
 pub mod retry;
 pub mod rounding;
+pub mod seat_pricing;
 pub mod service_action;
 pub mod service_control;
 pub mod spend;
+pub mod subscription;
+pub mod subscription_period;
+#[cfg(test)]
+mod subscription_properties;
+pub mod subscription_record;
+#[cfg(test)]
+mod subscription_tests;
 pub mod tenant;
 pub mod text;
 pub mod usage;

@@ -9,6 +9,9 @@ pub enum Vendor {
     Aws,
     Microsoft,
     Simulator,
+    /// The MSP itself: its own catalogue items, with no vendor (and no partner account) behind
+    /// them.
+    Msp,
 }
 
 impl Vendor {
@@ -17,6 +20,7 @@ impl Vendor {
             Vendor::Aws => "AWS",
             Vendor::Microsoft => "MICROSOFT",
             Vendor::Simulator => "SIMULATOR",
+            Vendor::Msp => "MSP",
         }
     }
 
@@ -26,6 +30,7 @@ impl Vendor {
             Vendor::Aws => check_aws_account_id(id),
             Vendor::Microsoft => check_guid(id, "the Microsoft partner tenant id"),
             Vendor::Simulator => check_free_id(id),
+            Vendor::Msp => Err("the MSP's own items need no partner account".into()),
         }
     }
 }
@@ -43,6 +48,7 @@ impl FromStr for Vendor {
             "AWS" => Ok(Vendor::Aws),
             "MICROSOFT" => Ok(Vendor::Microsoft),
             "SIMULATOR" => Ok(Vendor::Simulator),
+            "MSP" => Ok(Vendor::Msp),
             other => Err(format!("unknown vendor {other:?}")),
         }
     }
@@ -147,5 +153,7 @@ pub fn portal_url(vendor: Vendor, linked_account: Option<&str>) -> String {
         (Vendor::Microsoft, None) => "https://portal.azure.com/".to_string(),
         (Vendor::Simulator, Some(account)) => format!("simulator://accounts/{account}"),
         (Vendor::Simulator, None) => "simulator://accounts".to_string(),
+        // The MSP's own items are ordered from the MSP.
+        (Vendor::Msp, _) => String::new(),
     }
 }

@@ -229,6 +229,22 @@ fn chunks_of(
     }
 }
 
+/// Appends charges that have no usage line (a subscription's fees, prorations and refunds)
+/// with what follows them, like any ledger write's events. The caller entered the tenant
+/// ([`LedgerTx::enter`]) before writing its own records.
+pub(super) async fn append_unlined<T: LedgerTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    zones: Arc<HashMap<String, Tz>>,
+    events: Vec<NewChargeEvent>,
+) -> Result<IngestSummary> {
+    let plan = LedgerPlan {
+        lines: Vec::new(),
+        events,
+    };
+    write(tx, tenant_id, zones, chunks_of(plan, LineKeySet::default())).await
+}
+
 /// Records a pull that restates `[pull.start, pull.end)` for the partner account.
 async fn pull<T: LedgerTx>(
     tx: &mut T,

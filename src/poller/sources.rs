@@ -37,6 +37,12 @@ pub async fn source_for(
             .map_err(vendor_error)?;
             Arc::new(PartnerCenterSource::new(config).map_err(vendor_error)?)
         }
+        Vendor::Msp => {
+            return Err(Error::precondition(
+                format!("partner account {}", account.id),
+                "the MSP's own items have no usage to poll",
+            ));
+        }
     })
 }
 

@@ -37,6 +37,8 @@ pub fn restatement_windows(spec: &PartnerAccountSpec, now: DateTime<Utc>) -> Vec
         return Vec::new();
     };
     match spec.vendor {
+        // No partner account has it (nothing to poll).
+        Vendor::Msp => Vec::new(),
         Vendor::Simulator => {
             let (start, end) = Simulator::new(0, vec![]).at(now).window();
             vec![PullRequest::current(start, end)]

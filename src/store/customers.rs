@@ -160,7 +160,9 @@ fn new_account_kind(vendor: Vendor) -> VendorAccountKind {
     match vendor {
         Vendor::Aws => VendorAccountKind::AwsAccount,
         Vendor::Microsoft => VendorAccountKind::MicrosoftTenant,
-        Vendor::Simulator => VendorAccountKind::SimulatorAccount,
+        // No partner account has the MSP's vendor, so nothing enrolls with it; a simulator
+        // account is the harmless answer.
+        Vendor::Simulator | Vendor::Msp => VendorAccountKind::SimulatorAccount,
     }
 }
 

@@ -7,6 +7,8 @@
 //! where the SQL differs. Everything returns domain types and [`crate::domain::Error`]. The
 //! charge ledger, which writes several of these tables in one transaction, is `crate::ledger`.
 pub mod api_keys;
+pub mod catalog;
+pub mod catalog_schema;
 pub mod close_runs;
 pub mod credit;
 pub mod credit_schema;
@@ -32,6 +34,7 @@ pub mod service_action_steps;
 pub mod service_actions;
 pub mod sql_types;
 mod sqlite_functions;
+pub mod subscriptions;
 pub mod tenants;
 mod wal_checkpoint;
 
@@ -85,6 +88,7 @@ pub(crate) use for_each_backend;
 /// Each table's (or concept's) PostgreSQL query module, for query code that calls across them.
 pub mod pg_queries {
     pub use super::api_keys::pg as api_keys;
+    pub use super::catalog::pg as catalog;
     pub use super::close_runs::pg as close_runs;
     pub use super::credit::pg as credit;
     pub use super::customer_billing::pg as customer_billing;
@@ -100,12 +104,14 @@ pub mod pg_queries {
     pub use super::service_action_runs::pg as service_action_runs;
     pub use super::service_action_steps::pg as service_action_steps;
     pub use super::service_actions::pg as service_actions;
+    pub use super::subscriptions::pg as subscriptions;
     pub use super::tenants::pg as tenants;
 }
 
 /// Each table's (or concept's) SQLite query module.
 pub mod sqlite_queries {
     pub use super::api_keys::sqlite as api_keys;
+    pub use super::catalog::sqlite as catalog;
     pub use super::close_runs::sqlite as close_runs;
     pub use super::credit::sqlite as credit;
     pub use super::customer_billing::sqlite as customer_billing;
@@ -121,6 +127,7 @@ pub mod sqlite_queries {
     pub use super::service_action_runs::sqlite as service_action_runs;
     pub use super::service_action_steps::sqlite as service_action_steps;
     pub use super::service_actions::sqlite as service_actions;
+    pub use super::subscriptions::sqlite as subscriptions;
     pub use super::tenants::sqlite as tenants;
 }
 

@@ -94,6 +94,11 @@ pub fn service_control_for(
         Vendor::Simulator => Box::new(simulator::control::SimulatorControl::new(
             simulator::control::SimulatorControlConfig::default(),
         )?),
+        Vendor::Msp => {
+            return Err(crate::domain::service_control::ControlError::Permanent {
+                reason: "the MSP's own items have no vendor to control".into(),
+            });
+        }
     })
 }
 

@@ -67,6 +67,9 @@ fn kind(k: i32) -> ChargeKind {
         v1::ChargeKind::Revision => ChargeKind::Revision,
         v1::ChargeKind::Reversal => ChargeKind::Reversal,
         v1::ChargeKind::Rerate => ChargeKind::Rerate,
+        v1::ChargeKind::SubscriptionFee => ChargeKind::SubscriptionFee,
+        v1::ChargeKind::Proration => ChargeKind::Proration,
+        v1::ChargeKind::Refund => ChargeKind::Refund,
         v1::ChargeKind::Unspecified => panic!("no kind"),
     }
 }
@@ -77,6 +80,9 @@ fn kind_number(k: ChargeKind) -> i32 {
         ChargeKind::Revision => v1::ChargeKind::Revision as i32,
         ChargeKind::Reversal => v1::ChargeKind::Reversal as i32,
         ChargeKind::Rerate => v1::ChargeKind::Rerate as i32,
+        ChargeKind::SubscriptionFee => v1::ChargeKind::SubscriptionFee as i32,
+        ChargeKind::Proration => v1::ChargeKind::Proration as i32,
+        ChargeKind::Refund => v1::ChargeKind::Refund as i32,
     }
 }
 

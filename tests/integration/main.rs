@@ -30,5 +30,6 @@ mod service_actions;
 mod service_control;
 mod spend_rollups;
 mod sqlite_wal;
+mod subscriptions;
 mod usage;
 mod validation;

@@ -1,0 +1,81 @@
+//! A subscription as the gateway keeps it (its state with whom and what it is for), and its
+//! charges as ledger events: each billing period of a subscription is one ledger line key
+//! (prefix 0, which no partner account has), so the sum of a period's charges is its amount the
+//! way the sum of a usage line's charges is its price.
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::catalog::{CatalogItem, Offer};
+use super::ledger::{ChargeKind, NewChargeEvent};
+use super::line_key::LineKey;
+use super::money::Currency;
+use super::subscription::{ChangeOutcome, SeatCharge, SeatChargeKind, Subscription};
+use super::usage::UsageKey;
+
+/// The line key prefix of subscription charges: partner accounts' prefixes start at 1.
+pub const SUBSCRIPTION_LINE_PREFIX: u32 = 0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub customer_id: String,
+    /// The catalogue item's id.
+    pub item_id: String,
+    /// The customer's billing currency: every charge's.
+    pub currency: Currency,
+    pub state: Subscription,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A validated purchase.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NewSubscription {
+    pub customer_id: String,
+    pub item_id: String,
+    pub quantity: u32,
+    pub offer: Offer,
+}
+
+/// What a quantity change or cancellation did, with the sequence of the charge it appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionChange {
+    pub record: SubscriptionRecord,
+    pub outcome: ChangeOutcome,
+    pub charge_sequence: Option<i64>,
+}
+
+impl SeatChargeKind {
+    pub fn charge_kind(self) -> ChargeKind {
+        match self {
+            SeatChargeKind::Fee => ChargeKind::SubscriptionFee,
+            SeatChargeKind::Proration => ChargeKind::Proration,
+            SeatChargeKind::Refund => ChargeKind::Refund,
+        }
+    }
+}
+
+impl SubscriptionRecord {
+    /// The ledger event of one of this subscription's charges for `item`.
+    pub fn charge_event(&self, item: &CatalogItem, charge: &SeatCharge) -> NewChargeEvent {
+        let key = UsageKey {
+            vendor_account_id: self.id.clone(),
+            service: item.product.clone(),
+            meter: item.catalog_item_id.clone(),
+            region: String::new(),
+            window_start: charge.period_start,
+        };
+        NewChargeEvent {
+            line_key: LineKey::of(SUBSCRIPTION_LINE_PREFIX, &self.id, &key),
+            customer_id: self.customer_id.clone(),
+            kind: charge.kind.charge_kind(),
+            amount: charge.amount,
+            currency: self.currency,
+            quantity: Decimal::from(charge.seats),
+            vendor: item.vendor,
+            service: key.service,
+            meter: key.meter,
+            window_start: charge.at,
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Subscriptions in step with the ledger: each purchase, quantity change, cancellation and
+//! period boundary writes the subscription's new state and appends the charges it implies
+//! (`domain::subscription`) in one transaction, so a subscription's record and its charges
+//! never disagree, and a boundary appended once is never appended again. Each transaction
+//! enters the tenant as ledger writers do (see `tx` for the lock order), then holds the
+//! subscription's row, then takes the ledger lock for the events.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use chrono_tz::Tz;
+use diesel_async::AsyncConnection;
+use rust_decimal::Decimal;
+
+use super::diesel_tx::DieselLedger;
+use super::tx::{Access, LedgerTx};
+use super::write::append_unlined;
+use super::{Ledger, ledger_backends};
+use crate::domain::catalog::{CatalogItem, Offer, check_offered};
+use crate::domain::customer::Customer;
+use crate::domain::error::{Error, Result};
+use crate::domain::idempotency::{Answer, Idempotent};
+use crate::domain::ids::{SUBSCRIPTION, new_id};
+use crate::domain::ledger::NewChargeEvent;
+use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
+use crate::domain::rating::{Chargee, PriceBook};
+use crate::domain::seat_pricing::seat_price;
+use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
+use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
+use crate::store::idempotency::write_once;
+
+/// What a change asks of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum SubscriptionAction {
+    SetQuantity(u32),
+    Cancel,
+}
+
+/// The tenant's prices, as seat pricing reads them.
+struct Prices {
+    rules: Vec<PriceRule>,
+    fx: Vec<FxRate>,
+    policy: PricingPolicy,
+}
+
+impl Prices {
+    fn book(&self) -> PriceBook<'_> {
+        PriceBook {
+            rules: &self.rules,
+            fx: &self.fx,
+            policy: self.policy,
+        }
+    }
+}
+
+fn customer_zone(customer: &Customer) -> Result<Tz> {
+    customer.time_zone.parse().map_err(|_| {
+        Error::Internal(format!(
+            "customer {} has an unknown time zone {:?}",
+            customer.id, customer.time_zone
+        ))
+    })
+}
+
+fn zones_of(customer_id: &str, zone: Tz) -> Arc<HashMap<String, Tz>> {
+    Arc::new(HashMap::from([(customer_id.to_string(), zone)]))
+}
+
+/// The events of `charges` of `record`.
+fn events(
+    record: &SubscriptionRecord,
+    item: &CatalogItem,
+    charges: &[SeatCharge],
+) -> Vec<NewChargeEvent> {
+    charges
+        .iter()
+        .map(|c| record.charge_event(item, c))
+        .collect()
+}
+
+/// Takes `state` to `now`, pricing each new period from the catalogue and the price rules.
+fn advance(
+    state: &mut Subscription,
+    now: DateTime<Utc>,
+    item: &CatalogItem,
+    chargee: &Chargee,
+    prices: &Prices,
+) -> Result<Vec<SeatCharge>> {
+    let book = prices.book();
+    let mut price = |offer: Offer, at: DateTime<Utc>| -> Result<Decimal> {
+        seat_price("catalog_item_id", item, offer, at, chargee, &book)
+    };
+    state.advance(now, &mut price)
+}
+
+ledger_backends! {
+    use super::*;
+
+    async fn prices(conn: &mut Conn, tenant_id: &str) -> Result<Prices> {
+        Ok(Prices {
+            rules: q::pricing::rules(conn, tenant_id).await?,
+            fx: q::pricing::fx(conn, tenant_id).await?,
+            policy: q::pricing::policy(conn, tenant_id).await?.policy,
+        })
+    }
+
+    /// A request's reference to another record: a field violation when it names nothing of
+    /// the tenant's (another tenant's record included).
+    fn referenced<T>(found: Result<T>, field: &str, kind: &str, id: &str) -> Result<T> {
+        match found {
+            Err(Error::NotFound { .. }) => Err(Error::invalid(field, format!("{kind} {id:?} not found"))),
+            other => other,
+        }
+    }
+
+    /// Buys seats at `now`: the record and its first period's fee.
+    pub async fn create(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>) -> Result<SubscriptionRecord> {
+        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+        let now = now.trunc_subsecs(0);
+        let customer = referenced(q::customers::get(conn, tenant_id, &new.customer_id).await, "subscription.customer_id", "customer", &new.customer_id)?;
+        let item = referenced(q::catalog::get(conn, tenant_id, &new.item_id).await, "subscription.catalog_item_id", "catalogue item", &new.item_id)?;
+        check_offered("subscription.billing_frequency", &item.offers, new.offer).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let zone = customer_zone(&customer)?;
+        let chargee = Chargee { customer_id: customer.id.clone(), currency: customer.billing_currency };
+        let prices = prices(conn, tenant_id).await?;
+        let price = seat_price("subscription.catalog_item_id", &item, new.offer, now, &chargee, &prices.book())?;
+        let (state, fee) = Subscription::purchase(now, zone, new.offer, new.quantity, price)?;
+        let record = SubscriptionRecord {
+            id: new_id(SUBSCRIPTION),
+            customer_id: customer.id.clone(),
+            item_id: item.id.clone(),
+            currency: customer.billing_currency,
+            state,
+            created_at: now,
+            updated_at: now,
+        };
+        q::subscriptions::insert(conn, tenant_id, &record).await?;
+        let events = events(&record, &item, &[fee]);
+        append_unlined(&mut DieselLedger::new(conn), tenant_id, zones_of(&customer.id, zone), events).await?;
+        Ok(record)
+    }
+
+    /// Changes the quantity or cancels at `now`, after appending any fee due before it.
+    pub async fn change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<SubscriptionChange> {
+        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+        let now = now.trunc_subsecs(0);
+        let mut record = q::subscriptions::get_for_update(conn, tenant_id, id).await?;
+        let item = q::catalog::get(conn, tenant_id, &record.item_id).await?;
+        let customer = q::customers::get(conn, tenant_id, &record.customer_id).await?;
+        let chargee = Chargee { customer_id: record.customer_id.clone(), currency: record.currency };
+        let prices = prices(conn, tenant_id).await?;
+        let mut charges = advance(&mut record.state, now, &item, &chargee, &prices)?;
+        let outcome = match action {
+            SubscriptionAction::SetQuantity(quantity) => record.state.change_quantity(quantity, now)?,
+            SubscriptionAction::Cancel => record.state.cancel(now)?,
+        };
+        let applied = matches!(outcome, ChangeOutcome::Applied(Some(_)));
+        if let ChangeOutcome::Applied(Some(charge)) = &outcome {
+            charges.push(charge.clone());
+        }
+        record.updated_at = now;
+        q::subscriptions::update(conn, tenant_id, &record).await?;
+        let zone = customer_zone(&customer)?;
+        let summary = append_unlined(&mut DieselLedger::new(conn), tenant_id, zones_of(&record.customer_id, zone), events(&record, &item, &charges)).await?;
+        // The change's charge is the write's last event: a customer's events are numbered by
+        // line key (the period's), and the current period's key sorts after earlier ones.
+        let charge_sequence = if applied { summary.last_sequence } else { None };
+        Ok(SubscriptionChange { record, outcome, charge_sequence })
+    }
+
+    /// Appends the fees due by `now` of one subscription (the period-boundary run's step);
+    /// how many. Nothing when it is not due (another run got there first).
+    pub async fn catch_up(conn: &mut Conn, tenant_id: &str, id: &str, now: DateTime<Utc>) -> Result<usize> {
+        conn.transaction(async |conn| {
+            DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+            let mut record = q::subscriptions::get_for_update(conn, tenant_id, id).await?;
+            if record.state.next_boundary().is_none_or(|end| end > now) {
+                return Ok(0);
+            }
+            let item = q::catalog::get(conn, tenant_id, &record.item_id).await?;
+            let customer = q::customers::get(conn, tenant_id, &record.customer_id).await?;
+            let chargee = Chargee { customer_id: record.customer_id.clone(), currency: record.currency };
+            let prices = prices(conn, tenant_id).await?;
+            let fees = advance(&mut record.state, now, &item, &chargee, &prices)?;
+            record.updated_at = now.trunc_subsecs(6);
+            q::subscriptions::update(conn, tenant_id, &record).await?;
+            if !fees.is_empty() {
+                let zone = customer_zone(&customer)?;
+                append_unlined(&mut DieselLedger::new(conn), tenant_id, zones_of(&record.customer_id, zone), events(&record, &item, &fees)).await?;
+            }
+            Ok(fees.len())
+        })
+        .await
+    }
+}
+
+impl Ledger {
+    pub async fn create_subscription(
+        &self,
+        tenant_id: &str,
+        new: &NewSubscription,
+        now: DateTime<Utc>,
+        request: &Idempotent<'_, SubscriptionRecord>,
+    ) -> Result<Answer<SubscriptionRecord>> {
+        write_once!(
+            self.store,
+            tenant_id,
+            Some(request),
+            self::create(tenant_id, new, now)
+        )
+    }
+
+    pub async fn change_subscription(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        action: SubscriptionAction,
+        now: DateTime<Utc>,
+        request: &Idempotent<'_, SubscriptionChange>,
+    ) -> Result<Answer<SubscriptionChange>> {
+        write_once!(
+            self.store,
+            tenant_id,
+            Some(request),
+            self::change(tenant_id, id, action, now)
+        )
+    }
+
+    /// The period-boundary run: appends every active subscription's fees due by `now` (of every
+    /// tenant), in batches of `batch`, the longest overdue first; how many fees. Each
+    /// subscription is caught up in its own transaction holding its row, which re-reads whether
+    /// it is still due: replicas running this side by side append each boundary once, and a
+    /// gateway that was down appends every boundary it missed, once. A subscription that cannot
+    /// be caught up (e.g. no unit cost in force) is logged and left due.
+    pub async fn catch_up_due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<usize> {
+        let mut appended = 0;
+        loop {
+            let due = self.store.due_subscriptions(now, batch).await?;
+            let mut progress = 0;
+            for (tenant_id, id) in &due {
+                match self.catch_up_subscription(tenant_id, id, now).await {
+                    Ok(n) => progress += n,
+                    Err(error) => {
+                        tracing::warn!(%error, subscription = %id, "subscription catch-up failed")
+                    }
+                }
+            }
+            appended += progress;
+            if (due.len() as i64) < batch || progress == 0 {
+                return Ok(appended);
+            }
+        }
+    }
+
+    /// Appends one subscription's fees due by `now`; how many.
+    pub async fn catch_up_subscription(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        crate::store::dispatch!(self.store, write, self::catch_up(tenant_id, id, now))
+    }
+}
+
+/// How often the period-boundary run looks for due subscriptions: a fee is appended within this
+/// long of its period's start.
+pub const BOUNDARY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Subscriptions caught up per read of the due ones.
+const BOUNDARY_BATCH: i64 = 1_000;
+
+/// The period-boundary run, every `every` until `stop` turns true (see
+/// [`Ledger::catch_up_due_subscriptions`]).
+pub async fn run_boundaries(
+    ledger: Arc<Ledger>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match ledger
+            .catch_up_due_subscriptions(Utc::now(), BOUNDARY_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(fees = n, "subscription fees appended at period boundaries"),
+            Err(error) => tracing::warn!(%error, "subscription boundary pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
