@@ -281,6 +281,23 @@ pub struct CatalogItem {
     pub created_at: DateTime<Utc>,
 }
 
+/// Whether seats of `item` can be bought through the gateway today. The MSP's own items need no
+/// vendor. Microsoft seats must be ordered through Partner Center's cart and checkout first,
+/// which is not built yet: billing them without the order would charge for licences nobody
+/// bought, so they are refused (the item can still be catalogued and priced).
+pub fn check_orderable(field: &str, item: &CatalogItem) -> Result<(), super::error::Error> {
+    match item.vendor {
+        Vendor::Msp => Ok(()),
+        vendor => Err(super::error::Error::precondition(
+            field,
+            format!(
+                "{vendor} seats are ordered through the vendor (Partner Center's cart and checkout), \
+                 which this gateway does not do yet; only the MSP's own items can be subscribed"
+            ),
+        )),
+    }
+}
+
 /// A validated new catalogue item (its id and creation time are the store's).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NewCatalogItem {

@@ -16,7 +16,7 @@ use super::diesel_tx::DieselLedger;
 use super::tx::{Access, LedgerTx};
 use super::write::append_unlined;
 use super::{Ledger, ledger_backends};
-use crate::domain::catalog::{CatalogItem, Offer, check_offered};
+use crate::domain::catalog::{CatalogItem, Offer, check_offered, check_orderable};
 use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
@@ -119,6 +119,7 @@ ledger_backends! {
         let now = now.trunc_subsecs(0);
         let customer = referenced(q::customers::get(conn, tenant_id, &new.customer_id).await, "subscription.customer_id", "customer", &new.customer_id)?;
         let item = referenced(q::catalog::get(conn, tenant_id, &new.item_id).await, "subscription.catalog_item_id", "catalogue item", &new.item_id)?;
+        check_orderable("subscription.catalog_item_id", &item)?;
         check_offered("subscription.billing_frequency", &item.offers, new.offer).map_err(|v| Error::InvalidArgument(vec![v]))?;
         let zone = customer_zone(&customer)?;
         let chargee = Chargee { customer_id: customer.id.clone(), currency: customer.billing_currency };

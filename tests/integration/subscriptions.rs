@@ -440,6 +440,24 @@ async fn bad_input_is_refused_and_nothing_written(backend: Backend) {
             field,
         );
     }
+    // Microsoft seats are ordered through Partner Center, which is not built yet: the item is
+    // catalogued, but buying seats of it is refused and nothing is billed.
+    let mut microsoft = bad_item(&|i| {
+        i.unit_costs = vec![cost(v1::Term::P1y, v1::BillingFrequency::Monthly, "6.00")]
+    });
+    microsoft.request_id = "microsoft-item".into();
+    let microsoft = catalog
+        .create_catalog_item(microsoft)
+        .await
+        .expect("a Microsoft item is catalogued")
+        .into_inner();
+    let mut buy = purchase(&customer, &microsoft.id, 1);
+    buy.request_id = "buy-microsoft".into();
+    let refused = subs.create_subscription(buy).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("Partner Center"), "{refused:?}");
+    assert!(charges_of(&mut charges, &customer).await.is_empty());
+
     let status = catalog
         .import_price_sheet(v1::ImportPriceSheetRequest::default())
         .await
