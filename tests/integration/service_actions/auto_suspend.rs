@@ -26,7 +26,13 @@ async fn push(gw: &TestGateway, l: &Ledger, cost: &str) {
         .expect("a new request id");
 }
 
-async fn settings(gw: &TestGateway, customer: &str, limit: &str, policy: bool, request: &str) {
+pub(super) async fn settings(
+    gw: &TestGateway,
+    customer: &str,
+    limit: &str,
+    policy: bool,
+    request: &str,
+) {
     let mut client = CreditControlServiceClient::with_interceptor(
         gw.channel().await,
         Bearer::new(&gw.admin_key),
@@ -51,7 +57,7 @@ async fn settings(gw: &TestGateway, customer: &str, limit: &str, policy: bool, r
 }
 
 /// The credit events so far with an action, as (action, service_action_id).
-async fn acting_events(gw: &TestGateway) -> Vec<(i32, String, i64)> {
+pub(super) async fn acting_events(gw: &TestGateway) -> Vec<(i32, String, i64)> {
     let events = gw
         .store
         .credit_events_after(&gw.tenant_id, &[], 0, 100)

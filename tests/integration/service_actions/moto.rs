@@ -180,6 +180,104 @@ async fn suspend_resume_purge_in_an_aws_organization(backend: Backend) {
     gw.stop().await;
 }
 
+/// AUTO_SUSPEND against AWS Organizations: usage over the limit records a credit event and its
+/// suspend in one commit, and the worker attaches the deny SCP in moto (FullAWSAccess stays);
+/// the exposure back under the limit resumes the customer and detaches it.
+async fn auto_suspend_attaches_and_detaches_the_deny_policy(backend: Backend) {
+    use msp_gateway::domain::idempotency::Idempotent;
+    use msp_gateway::domain::pricing::{NewPriceRule, PriceKind, RuleScope};
+    use msp_gateway::domain::usage::{UsageKey, UsageLine};
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let org = Org::start().await;
+    let prod = org.member("auto-prod").await;
+    let account = aws_partner_account(&gw, &org).await;
+    let customer = gw
+        .linked_customer(Vendor::Aws, VendorAccountKind::AwsAccount, &prod, "USD")
+        .await;
+    let rule = NewPriceRule {
+        scope: RuleScope::default(),
+        kind: PriceKind::Markup,
+        value: rust_decimal::Decimal::ZERO,
+        currency: None,
+        effective_from: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        effective_to: None,
+    };
+    let key = IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule);
+    gw.ledger
+        .create_price_rule(&gw.admin(), &rule, &Idempotent::unanswered(key))
+        .await
+        .unwrap();
+    super::auto_suspend::settings(&gw, &customer, "100", true, "auto").await;
+    let worker = RunningWorker::with_factory(&gw, test_settings("w"), vendor_adapters());
+    let mut client = services(&gw, &gw.admin_key).await;
+    let mut stream = open_stream(&mut client, 0).await;
+
+    let window = chrono::Utc::now() - chrono::Duration::hours(2);
+    let usage = UsageLine {
+        key: UsageKey {
+            vendor_account_id: prod.clone(),
+            service: "Amazon Elastic Compute Cloud - Compute".into(),
+            meter: "BoxUsage:m5.large".into(),
+            region: "af-south-1".into(),
+            window_start: window,
+        },
+        window_end: window + chrono::Duration::hours(1),
+        meter_name: "BoxUsage:m5.large".into(),
+        quantity: rust_decimal::Decimal::ONE,
+        unit: "Hrs".into(),
+        cost: "150.00".parse().unwrap(),
+        list_cost: None,
+        currency: "USD".into(),
+        estimated: false,
+        vendor_tenant_id: None,
+    };
+    gw.ledger
+        .ingest_push(
+            &gw.tenant_id,
+            &account,
+            vec![usage],
+            &crate::harness::fresh_request(),
+        )
+        .await
+        .expect("ingest")
+        .fresh()
+        .expect("a new request id");
+    let events = super::auto_suspend::acting_events(&gw).await;
+    assert_eq!(events.len(), 1, "one SUSPENSION_REQUIRED: {events:?}");
+    let (_, suspend_id, _) = events[0].clone();
+    assert!(!suspend_id.is_empty(), "the event names its suspend action");
+    let done = until_status(&mut stream, &suspend_id, v1::ServiceActionStatus::Succeeded)
+        .await
+        .pop()
+        .unwrap();
+    assert!(done.automatic);
+    assert_eq!(
+        policy_names(&org, &prod).await,
+        ["FullAWSAccess", DENY_POLICY_NAME]
+    );
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Suspended
+    );
+
+    // A higher limit puts the exposure back under it: resumed, the deny policy detached.
+    super::auto_suspend::settings(&gw, &customer, "1000", false, "raise").await;
+    let events = super::auto_suspend::acting_events(&gw).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (_, resume_id, _) = events[1].clone();
+    assert!(!resume_id.is_empty(), "the resumption names its action");
+    until_status(&mut stream, &resume_id, v1::ServiceActionStatus::Succeeded).await;
+    assert_eq!(policy_names(&org, &prod).await, ["FullAWSAccess"]);
+    assert_eq!(
+        customer_status(&gw, &customer).await,
+        v1::CustomerStatus::Active
+    );
+    worker.stop().await;
+    gw.stop().await;
+}
+
 /// Suspends and then purges `customer` through the API, waiting for each to succeed.
 async fn suspend_then_purge(
     client: &mut super::Services,
@@ -305,6 +403,7 @@ async fn the_closure_budget_refuses_the_eleventh_closure_before_aws_is_called(ba
 }
 
 crate::both_backends!(
+    auto_suspend_attaches_and_detaches_the_deny_policy,
     suspend_resume_purge_in_an_aws_organization,
     the_closure_budget_refuses_the_eleventh_closure_before_aws_is_called
 );
