@@ -229,10 +229,11 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
             }
         }
         if batch.len() >= 50_000 {
-            recorded += write(&ledger, &tenant.id, &account, std::mem::take(&mut batch)).await;
+            recorded +=
+                support::write(&ledger, &tenant.id, &account, std::mem::take(&mut batch)).await;
         }
     }
-    recorded += write(&ledger, &tenant.id, &account, batch).await;
+    recorded += support::write(&ledger, &tenant.id, &account, batch).await;
     let ingest = started.elapsed();
 
     let end = month + chrono::Duration::days(40);
@@ -256,32 +257,6 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
         invoices: closed.invoices_closed,
         close,
     }
-}
-
-async fn write(
-    ledger: &Ledger,
-    tenant_id: &str,
-    account: &msp_gateway::domain::partner_account::PartnerAccount,
-    lines: Vec<UsageLine>,
-) -> usize {
-    if lines.is_empty() {
-        return 0;
-    }
-    let count = lines.len();
-    ledger
-        .ingest_push(
-            tenant_id,
-            account,
-            lines,
-            &Idempotent::unanswered(IdempotencyKey::from_bytes(
-                uuid::Uuid::new_v4().to_string(),
-                "IngestUsage",
-                b"",
-            )),
-        )
-        .await
-        .unwrap();
-    count
 }
 
 fn report(backend: &str, f: &Figures) {

@@ -191,10 +191,11 @@ async fn main() {
                 }
             }
             if batch.len() >= 50_000 {
-                recorded += write(&ledger, &tenant.id, &account, std::mem::take(&mut batch)).await;
+                recorded +=
+                    support::write(&ledger, &tenant.id, &account, std::mem::take(&mut batch)).await;
             }
         }
-        recorded += write(&ledger, &tenant.id, &account, batch).await;
+        recorded += support::write(&ledger, &tenant.id, &account, batch).await;
         pass += 1;
     }
     let ingest = started.elapsed();
@@ -203,7 +204,7 @@ async fn main() {
         .iter()
         .map(|w| usage(&ids[1], 0, 0, *w, Decimal::new(5, 1)))
         .collect();
-    write(&ledger, &tenant.id, &account, small).await;
+    support::write(&ledger, &tenant.id, &account, small).await;
     println!(
         "recorded {recorded} charges for the large customer ({pass} passes over {per_pass} lines) in {:.1} s; 10 for the small one",
         ingest.as_secs_f64()
@@ -306,33 +307,4 @@ async fn main() {
     if postgres && std::env::var("MSPGW_BENCH_DATABASE_URL").is_err() {
         drop_postgres(POSTGRES_DATABASE).await;
     }
-}
-
-/// Records `lines` in one write; the charges it appended.
-async fn write(
-    ledger: &Ledger,
-    tenant_id: &str,
-    account: &msp_gateway::domain::partner_account::PartnerAccount,
-    lines: Vec<UsageLine>,
-) -> usize {
-    if lines.is_empty() {
-        return 0;
-    }
-    let count = lines.len();
-    ledger
-        .ingest_push(
-            tenant_id,
-            account,
-            lines,
-            &Idempotent::unanswered(IdempotencyKey::from_bytes(
-                uuid::Uuid::new_v4().to_string(),
-                "IngestUsage",
-                b"",
-            )),
-        )
-        .await
-        .unwrap()
-        .fresh()
-        .expect("new request");
-    count
 }

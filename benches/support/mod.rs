@@ -126,3 +126,34 @@ pub async fn drop_postgres(name: &str) {
         .await
         .unwrap();
 }
+
+/// Records `lines` through the ledger in one push under a fresh request id; how many.
+#[allow(dead_code)]
+pub async fn write(
+    ledger: &Ledger,
+    tenant_id: &str,
+    account: &msp_gateway::domain::partner_account::PartnerAccount,
+    lines: Vec<msp_gateway::domain::usage::UsageLine>,
+) -> usize {
+    use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
+    if lines.is_empty() {
+        return 0;
+    }
+    let count = lines.len();
+    ledger
+        .ingest_push(
+            tenant_id,
+            account,
+            lines,
+            &Idempotent::unanswered(IdempotencyKey::from_bytes(
+                uuid::Uuid::new_v4().to_string(),
+                "IngestUsage",
+                b"",
+            )),
+        )
+        .await
+        .unwrap()
+        .fresh()
+        .expect("new request");
+    count
+}
