@@ -49,6 +49,10 @@ pub struct Config {
     /// Days a request id and its first answer are kept; a retry after that runs as a new call
     /// (at least 1; where `pollers` is on, forgotten hourly).
     pub idempotency_retention_days: u32,
+    /// Seconds a replica's hold on a service action lasts without renewal (renewed every third
+    /// of it): how long an action whose replica died waits before another replica (or this one,
+    /// restarted) takes it over. At least 3.
+    pub service_action_lease_secs: u64,
     /// Seconds between HTTP/2 pings on idle connections, so a stream consumer that died without
     /// closing its connection is noticed and its stream freed (0: off).
     pub http2_keepalive_secs: u64,
@@ -111,6 +115,7 @@ const CONFIG_KEYS: &[&str] = &[
     "max_request_bytes",
     "close_check_secs",
     "idempotency_retention_days",
+    "service_action_lease_secs",
     "http2_keepalive_secs",
     "request_timeout_secs",
     "max_streams_per_tenant",
@@ -138,6 +143,7 @@ impl Default for Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             close_check_secs: 600,
             idempotency_retention_days: 7,
+            service_action_lease_secs: 30,
             http2_keepalive_secs: 30,
             request_timeout_secs: 120,
             max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,

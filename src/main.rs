@@ -144,6 +144,11 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         "idempotency_retention_days must be at least 1: clients retry for hours, and a forgotten \
          request id runs again as a new call"
     );
+    anyhow::ensure!(
+        config.service_action_lease_secs >= 3,
+        "service_action_lease_secs must be at least 3: the lease is renewed every third of it, \
+         and a shorter one lapses under a slow database round trip"
+    );
     let store = open_store(config).await?;
     let ledger = Arc::new(Ledger::new(store.clone())?);
     ledger
@@ -220,7 +225,10 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     let worker_task = config.pollers.then(|| {
         let worker = service_worker::Worker::new(
             ledger.clone(),
-            service_worker::WorkerSettings::default(),
+            service_worker::WorkerSettings {
+                lease_ttl: Duration::from_secs(config.service_action_lease_secs),
+                ..Default::default()
+            },
             service_worker::vendor_adapters(),
         );
         tokio::spawn(worker.run(stop_rx))

@@ -9,7 +9,6 @@
 //! Seeded (`MSPGW_CHAOS_SEED`, printed on every run) and bounded (`MSPGW_CHAOS_ROUNDS` kills,
 //! default 6), on both backends.
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use msp_gateway::domain::tenant::NewTenant;
@@ -23,6 +22,7 @@ use rust_decimal::Decimal;
 use tonic::transport::Channel;
 
 use crate::charge_streams::all_charges;
+use crate::gateway_process::{CALL_TIMEOUT, Gateway, free_port};
 use crate::harness::{Backend, Bearer, TestDatabase};
 use crate::usage::{priced_tenant_at, usage_line};
 
@@ -38,68 +38,6 @@ const PRICE_FACTOR: Decimal = Decimal::from_parts(222, 0, 0, false, 1);
 const KILL_WITHIN: Duration = Duration::from_millis(400);
 /// The whole run, whatever the seed (it takes seconds).
 const RUN_FOR: Duration = Duration::from_secs(300);
-/// No single call may hang, and a gateway must be up again within this.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The gateway binary serving `database_url` on `port`, killed (SIGKILL) on drop.
-struct Gateway {
-    child: tokio::process::Child,
-    address: SocketAddr,
-}
-
-impl Gateway {
-    async fn start(database_url: &str, port: u16) -> Gateway {
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msp-gateway"))
-            .arg("serve")
-            .env("MSPGW_DATABASE_URL", database_url)
-            .env("MSPGW_LISTEN", address.to_string())
-            .env("MSPGW_OPS_LISTEN", "127.0.0.1:0")
-            .env("MSPGW_POLLERS", "false")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the gateway binary");
-        Gateway { child, address }
-    }
-
-    /// A channel once the gateway accepts connections.
-    async fn channel(&mut self) -> Channel {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("gateway status") {
-                panic!("the gateway exited on its own: {status}");
-            }
-            match Channel::from_shared(format!("http://{}", self.address))
-                .unwrap()
-                .connect()
-                .await
-            {
-                Ok(channel) => return channel,
-                Err(error) => {
-                    assert!(
-                        started.elapsed() < CALL_TIMEOUT,
-                        "the gateway did not listen within {CALL_TIMEOUT:?}: {error}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    }
-
-    async fn kill(mut self) {
-        self.child.kill().await.expect("SIGKILL the gateway");
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One push of the plan: its request id and lines.
 struct Push {

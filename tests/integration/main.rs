@@ -12,6 +12,7 @@ mod connection_loss;
 mod credit_control;
 mod customers;
 mod failover;
+mod gateway_process;
 mod health;
 mod helpdesk;
 mod invoice_streams;

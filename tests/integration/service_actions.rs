@@ -4,6 +4,7 @@
 //! a gateway killed mid-action resumed, and AUTO_SUSPEND acting on its own credit events.
 mod auto_suspend;
 mod enrollment;
+mod killed;
 mod moto;
 mod partner_center;
 mod queued;
@@ -154,6 +155,15 @@ pub async fn until_status(
             }
         }
     }
+}
+
+/// The states an action went through show it SUCCEEDED exactly once.
+pub fn assert_succeeded_once(states: &[v1::ServiceAction]) {
+    let succeeded = states
+        .iter()
+        .filter(|a| a.status() == v1::ServiceActionStatus::Succeeded)
+        .count();
+    assert_eq!(succeeded, 1, "finished once: {states:?}");
 }
 
 pub async fn customer_status(gw: &TestGateway, id: &str) -> v1::CustomerStatus {

@@ -125,6 +125,11 @@ struct ProxyState {
     /// Scripted answers (status, JSON body) per operation name, taken in order.
     scripted: Mutex<HashMap<String, VecDeque<(u16, Value)>>>,
     operations: Mutex<Vec<String>>,
+    /// Operations forwarded to moto (so they take effect) whose answers are withheld until
+    /// `release`: the caller sees a call that never returns, as if it died right after it.
+    withheld_operations: Mutex<Vec<String>>,
+    withheld: std::sync::atomic::AtomicUsize,
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 impl FaultProxy {
@@ -138,6 +143,9 @@ impl FaultProxy {
             bodies: Mutex::new(Vec::new()),
             scripted: Mutex::new(HashMap::new()),
             operations: Mutex::new(Vec::new()),
+            withheld_operations: Mutex::new(Vec::new()),
+            withheld: Default::default(),
+            released: tokio::sync::watch::channel(false).0,
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -196,6 +204,29 @@ impl FaultProxy {
         self.state.operations.lock().unwrap().clone()
     }
 
+    /// From now on, requests for `operation` reach moto (and take effect) but their answers are
+    /// withheld until [`FaultProxy::release`].
+    pub fn withhold_answers(&self, operation: &str) {
+        self.state
+            .withheld_operations
+            .lock()
+            .unwrap()
+            .push(operation.to_string());
+    }
+
+    /// Requests that took effect at moto and whose answers are being (or were) withheld.
+    pub fn withheld(&self) -> usize {
+        self.state
+            .withheld
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answers every withheld request and stops withholding.
+    pub fn release(&self) {
+        self.state.withheld_operations.lock().unwrap().clear();
+        self.state.released.send_replace(true);
+    }
+
     /// How many requests for `operation` were seen.
     pub fn count(&self, operation: &str) -> usize {
         self.operations().iter().filter(|o| *o == operation).count()
@@ -241,6 +272,17 @@ impl ProxyState {
         let mut forward = Request::from_parts(parts, Full::new(body));
         forward.headers_mut().remove("connection");
         let (status, body) = send(self.upstream, forward).await;
+        let withhold = self
+            .withheld_operations
+            .lock()
+            .unwrap()
+            .contains(&operation);
+        if withhold {
+            self.withheld
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut released = self.released.subscribe();
+            let _ = released.wait_for(|released| *released).await;
+        }
         Response::builder()
             .status(status)
             .header("content-type", "application/x-amz-json-1.1")

@@ -76,14 +76,7 @@ async fn a_replica_killed_mid_action_is_taken_over_by_the_other() {
     let done = states.last().unwrap();
     assert_eq!(done.steps[0].attempts, 2, "attempted again by B: {done:?}");
     assert_eq!(sim.account(&account), SimulatedAccount::Suspended);
-    assert_eq!(
-        states
-            .iter()
-            .filter(|a| a.status() == v1::ServiceActionStatus::Succeeded)
-            .count(),
-        1,
-        "finished once"
-    );
+    super::assert_succeeded_once(&states);
     assert_eq!(
         super::customer_status(&gw, &customer).await,
         v1::CustomerStatus::Suspended
