@@ -8,26 +8,16 @@
 //! configuration of each run (the first has one); MSPGW_BENCH_SQLITE=0 skips SQLite;
 //! MSPGW_TEST_POSTGRES_URL as for the tests). Prints lines/s per run, the medians, the ratios to
 //! each COPY, CPU per line, and peak RSS.
-use std::sync::Arc;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use msp_gateway::domain::access::{Principal, Scope};
-use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
-use msp_gateway::domain::money::Currency;
-use msp_gateway::domain::partner_account::PartnerAccountSpec;
-use msp_gateway::domain::pricing::NewPriceRule;
-use msp_gateway::domain::pricing::{FxRate, PriceKind, RuleScope};
-use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::UsageLine;
-use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
 use msp_gateway::ledger::Ledger;
-use msp_gateway::store::migrate::{self, Direction};
-use msp_gateway::store::{BackendKind, Store};
-use msp_gateway::vendors::simulator::Simulator;
-use rust_decimal::Decimal;
+use msp_gateway::store::BackendKind;
+use support::usage_fixture::{Source, generate, prepare};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -97,164 +87,6 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// `accounts` simulator accounts over enough hours to make at least `target` lines.
-fn generate(target: usize, accounts: usize) -> (Vec<String>, Vec<UsageLine>) {
-    let ids: Vec<String> = (0..accounts).map(|i| format!("sim-{i:05}")).collect();
-    let start: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc);
-    let mut hours = (target / (accounts * 4)).max(1) as i64;
-    loop {
-        let end = start + Duration::hours(hours);
-        let sim = Simulator::new(7, ids.clone()).at(end + Duration::days(2));
-        let mut lines = sim.lines(start, end);
-        if lines.len() >= target {
-            lines.truncate(target);
-            return (ids, lines);
-        }
-        hours += hours / 10 + 1;
-    }
-}
-
-/// One pushing source: a simulator partner account of the bench tenant (an MSP).
-struct Source {
-    tenant_id: String,
-    account: msp_gateway::domain::partner_account::PartnerAccount,
-}
-
-/// A migrated store with one priced tenant pushing through `sources` partner accounts: a 15 %
-/// markup, a USD->ZAR rate, and 100 customers owning the simulator `accounts`.
-async fn prepare(url: &str, accounts: &[String], sources: usize) -> (Ledger, Vec<Source>) {
-    migrate::run(url, Direction::Up).await.expect("migrations");
-    let store = Arc::new(Store::connect(url, &Default::default()).expect("store"));
-    let ledger = Ledger::new(store.clone()).expect("ledger");
-    let (tenant, _) = store
-        .create_tenant(NewTenant::parse("Bench ISP", "ZAR", "Africa/Johannesburg").unwrap())
-        .await
-        .expect("tenant");
-    let admin = Principal {
-        tenant_id: tenant.id.clone(),
-        key_id: "bench".into(),
-        scope: Scope::Admin,
-        customer_id: None,
-    };
-    let mut partner_accounts = Vec::new();
-    for i in 0..sources {
-        let spec = PartnerAccountSpec {
-            vendor: Vendor::Simulator,
-            display_name: format!("Bench simulator {i}"),
-            vendor_account_id: format!("bench-{i}"),
-            partner_discount_rate: Decimal::new(12, 2),
-            credentials_ref: String::new(),
-            poll_interval_secs: 3600,
-            // No pollers run in the benchmark; enabled so customers can be linked through it.
-            enabled: true,
-            endpoint_url: String::new(),
-            aws: None,
-            microsoft: None,
-        };
-        let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
-        partner_accounts.push(
-            store
-                .create_partner_account(&admin.tenant_id, &spec, &Idempotent::unanswered(key))
-                .await
-                .unwrap()
-                .fresh()
-                .unwrap()
-                .0,
-        );
-    }
-    let zar = Currency::parse("c", "ZAR").unwrap();
-    let effective_from = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc);
-    let rule = NewPriceRule {
-        scope: RuleScope::default(),
-        kind: PriceKind::Markup,
-        value: Decimal::new(15, 2),
-        currency: None,
-        effective_from,
-        effective_to: None,
-    };
-    ledger
-        .create_price_rule(
-            &admin.tenant_id,
-            &rule,
-            &Idempotent::unanswered(IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule)),
-        )
-        .await
-        .unwrap();
-    ledger
-        .set_fx_rate(
-            &admin.tenant_id,
-            &FxRate {
-                from: Currency::parse("c", "USD").unwrap(),
-                to: zar,
-                rate: Decimal::new(1825, 2),
-                effective_from,
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    // 100 customers, each with accounts/100 linked simulator accounts.
-    let mut customer_ids = Vec::new();
-    for c in 0..100 {
-        let new = NewCustomer {
-            external_ref: format!("BENCH-{c}"),
-            display_name: format!("Bench customer {c}"),
-            billing_currency: zar,
-            billing_cycle: BillingCycle::Monthly,
-            time_zone: None,
-            credit_limit: Decimal::ZERO,
-            enrollments: vec![],
-        };
-        let key = IdempotencyKey::new(format!("c-{c}"), "CreateCustomer", &new);
-        customer_ids.push(
-            store
-                .create_customer(
-                    &admin.tenant_id,
-                    &tenant.time_zone,
-                    &new,
-                    None,
-                    &Idempotent::unanswered(key),
-                )
-                .await
-                .unwrap()
-                .fresh()
-                .unwrap()
-                .id,
-        );
-    }
-    for (i, id) in accounts.iter().enumerate() {
-        let link = NewVendorAccountLink::parse(
-            "v",
-            Vendor::Simulator,
-            VendorAccountKind::SimulatorAccount,
-            id,
-            &partner_accounts[0].id,
-        )
-        .unwrap();
-        ledger
-            .link_vendor_account(
-                &admin.tenant_id,
-                &customer_ids[i % customer_ids.len()],
-                &link,
-                None,
-            )
-            .await
-            .unwrap();
-    }
-    let sources = partner_accounts
-        .into_iter()
-        .map(|account| Source {
-            tenant_id: tenant.id.clone(),
-            account,
-        })
-        .collect();
-    (ledger, sources)
-}
-
 /// Ingests all lines in batches of `batch` (one transaction each), the sources side by side,
 /// each pushing its share of the lines batch after batch; returns lines/s over the wall clock.
 /// The batches are cut (and the lines copied) before the clock starts.
@@ -322,38 +154,6 @@ async fn ingest(
         ),
     }
     lines.len() as f64 / secs
-}
-
-fn admin_url() -> String {
-    std::env::var("MSPGW_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn create_database(name: &str) -> String {
-    let admin = admin_url();
-    let mut conn = AsyncPgConnection::establish(&admin)
-        .await
-        .expect("PostgreSQL reachable");
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!(
-        "{}/{name}",
-        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
-    )
-}
-
-async fn drop_database(name: &str) {
-    let mut conn = AsyncPgConnection::establish(&admin_url()).await.unwrap();
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
 }
 
 /// Raw `\copy` baselines through psql (lines/s), into fresh tables made `LIKE … INCLUDING ALL`
@@ -471,8 +271,10 @@ fn main() {
     for run in 0..runs {
         for (pushers, series) in [(1, &mut single), (sources, &mut several)] {
             let name = format!("mspgw_bench_{}_{run}_{pushers}", std::process::id());
-            let url = runtime.block_on(create_database(&name));
-            let (store, prepared) = runtime.block_on(prepare(&url, &accounts, pushers));
+            let url = runtime.block_on(support::fresh_postgres(&name));
+            let (store, prepared) = runtime
+                .block_on(prepare(&url, &accounts, pushers))
+                .into_parts();
             let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
             let copy = raw_copy(&url, dir.path());
             println!(
@@ -489,14 +291,14 @@ fn main() {
             series.csv.push(copy.csv);
             series.floor.push(copy.lines_and_events);
             drop(store);
-            runtime.block_on(drop_database(&name));
+            runtime.block_on(support::drop_postgres(&name));
         }
         if std::env::var("MSPGW_BENCH_SQLITE").as_deref() == Ok("0") {
             continue;
         }
         let path = dir.path().join(format!("bench-{run}.db"));
         let url = format!("sqlite://{}", path.display());
-        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, 1));
+        let (store, prepared) = runtime.block_on(prepare(&url, &accounts, 1)).into_parts();
         let rate = runtime.block_on(ingest(&store, &prepared, &lines, batch, run));
         println!("run {run}, SQLite: ingest {rate:>7.0} lines/s");
         sqlite.push(rate);

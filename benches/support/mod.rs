@@ -1,5 +1,9 @@
 //! What the benchmarks that drive the real server share: knobs from the environment, a gateway
 //! on an ephemeral port, authorized requests and a simulator partner account.
+// Each benchmark includes this module and uses part of it.
+#![allow(dead_code)]
+pub mod usage_fixture;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +33,6 @@ pub fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
 
 /// A gateway serving `ledger` on 127.0.0.1:0 until its task is aborted. (Each benchmark
 /// includes this module and reads the fields it needs.)
-#[allow(dead_code)]
 pub struct Served {
     pub address: SocketAddr,
     pub channel: Channel,
@@ -98,7 +101,6 @@ pub fn admin_url() -> String {
 }
 
 /// A fresh, empty PostgreSQL database `name` (dropped first if left over); its URL.
-#[allow(dead_code)]
 pub async fn fresh_postgres(name: &str) -> String {
     let admin = admin_url();
     let mut conn = AsyncPgConnection::establish(&admin)
@@ -118,7 +120,6 @@ pub async fn fresh_postgres(name: &str) -> String {
     )
 }
 
-#[allow(dead_code)]
 pub async fn drop_postgres(name: &str) {
     let mut conn = AsyncPgConnection::establish(&admin_url()).await.unwrap();
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -128,7 +129,6 @@ pub async fn drop_postgres(name: &str) {
 }
 
 /// Records `lines` through the ledger in one push under a fresh request id; how many.
-#[allow(dead_code)]
 pub async fn write(
     ledger: &Ledger,
     tenant_id: &str,
