@@ -185,6 +185,7 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
                         partner_account_id: String::new(),
                         new_account: None,
                     }],
+                    billing_anchor: None,
                 },
             ))
             .await

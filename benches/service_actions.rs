@@ -93,6 +93,7 @@ async fn prepare(url: &str, customers: usize) -> Prepared {
             display_name: format!("Bench customer {c}"),
             billing_currency: zar,
             billing_cycle: BillingCycle::Monthly,
+            billing_anchor: Default::default(),
             time_zone: None,
             credit_limit: Decimal::ZERO,
             enrollments: vec![],

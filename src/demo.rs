@@ -161,6 +161,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
             display_name: (*name).into(),
             billing_currency: zar,
             billing_cycle: *cycle,
+            billing_anchor: Default::default(),
             time_zone: None,
             credit_limit: limit.parse().unwrap_or_default(),
             enrollments: vec![EnrollmentRequest {
@@ -309,6 +310,7 @@ async fn auto_suspended_customer(
         display_name: "Overberg Mining (AUTO_SUSPEND demo)".into(),
         billing_currency: currency,
         billing_cycle: BillingCycle::Monthly,
+        billing_anchor: Default::default(),
         time_zone: None,
         credit_limit: Decimal::new(5000, 2),
         enrollments: vec![EnrollmentRequest {
@@ -371,6 +373,7 @@ async fn newly_enrolled_customer(
         display_name: "Namaqua Wind (new simulator account ordered)".into(),
         billing_currency: currency,
         billing_cycle: BillingCycle::Monthly,
+        billing_anchor: Default::default(),
         time_zone: None,
         credit_limit: Decimal::new(10_000_000, 2),
         enrollments: vec![EnrollmentRequest {

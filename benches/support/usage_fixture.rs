@@ -159,6 +159,7 @@ pub async fn prepare(url: &str, accounts: &[String], sources: usize) -> Prepared
             display_name: format!("Bench customer {c}"),
             billing_currency: zar,
             billing_cycle: BillingCycle::Monthly,
+            billing_anchor: Default::default(),
             time_zone: None,
             credit_limit: Decimal::ZERO,
             enrollments: vec![],

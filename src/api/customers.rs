@@ -13,10 +13,11 @@ use crate::domain::customer::{
     Customer, CustomerPatch, EnrollmentRequest, EnrollmentStatus, NewCustomer,
     NewVendorAccountLink, check_enrollments, parse_credit_limit, parse_external_ref,
 };
-use crate::domain::error::{Error, Violations};
+use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, format_amount};
 use crate::domain::paging::PageRequest;
+use crate::domain::period::BillingAnchor;
 use crate::domain::service_action::ShownStatus;
 use crate::domain::service_action::transitions::shown_status;
 use crate::domain::service_control::{
@@ -70,9 +71,21 @@ const UPDATABLE: &[&str] = &[
     "display_name",
     "external_ref",
     "billing_cycle",
+    "billing_anchor",
     "time_zone",
     "credit_limit",
 ];
+
+/// A request's anchor, unset meaning calendar periods.
+fn billing_anchor(
+    field: &str,
+    anchor: Option<&v1::BillingAnchor>,
+) -> Result<BillingAnchor, Vec<FieldViolation>> {
+    match anchor {
+        None => Ok(BillingAnchor::CALENDAR),
+        Some(a) => BillingAnchor::parse(field, a.month, a.day),
+    }
+}
 
 fn enrollment_status_to_proto(s: EnrollmentStatus) -> v1::EnrollmentStatus {
     match s {
@@ -139,6 +152,10 @@ pub fn to_proto(customer: Customer) -> v1::Customer {
         display_name: customer.display_name,
         billing_currency: customer.billing_currency.code().to_string(),
         billing_cycle: billing_cycle_to_proto(customer.billing_cycle).into(),
+        billing_anchor: Some(v1::BillingAnchor {
+            month: customer.billing_anchor.month(),
+            day: customer.billing_anchor.day(),
+        }),
         time_zone: customer.time_zone,
         credit_limit: format_amount(customer.credit_limit, customer.billing_currency),
         status: customer_status_to_proto(customer.status).into(),
@@ -187,6 +204,10 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
     ));
     let currency = v.check(Currency::parse("billing_currency", &req.billing_currency));
     let cycle = v.check(billing_cycle("billing_cycle", req.billing_cycle));
+    let anchor = v.check_all(billing_anchor(
+        "billing_anchor",
+        req.billing_anchor.as_ref(),
+    ));
     let time_zone = if req.time_zone.is_empty() {
         Some(None)
     } else {
@@ -230,6 +251,7 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
         display_name,
         currency,
         cycle,
+        anchor,
         time_zone,
         credit_limit,
     ) {
@@ -239,6 +261,7 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
             Some(display_name),
             Some(billing_currency),
             Some(billing_cycle),
+            Some(billing_anchor),
             Some(time_zone),
             Some(credit_limit),
         ) => Ok((
@@ -248,6 +271,7 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
                 display_name,
                 billing_currency,
                 billing_cycle,
+                billing_anchor,
                 time_zone,
                 credit_limit,
                 enrollments,
@@ -364,6 +388,10 @@ impl CustomerService for CustomerApi {
                 }
                 "billing_cycle" => {
                     patch.billing_cycle = v.check(billing_cycle(&field, customer.billing_cycle))
+                }
+                "billing_anchor" => {
+                    patch.billing_anchor =
+                        v.check_all(billing_anchor(&field, customer.billing_anchor.as_ref()))
                 }
                 "time_zone" => {
                     patch.time_zone = v.check(text::time_zone(&field, &customer.time_zone))

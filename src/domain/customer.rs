@@ -9,40 +9,13 @@ use rust_decimal::Decimal;
 use super::error::{Error, FieldViolation, Result};
 use super::money::{Currency, parse_amount};
 use super::partner_account::PartnerAccount;
+// Billing terms live with the periods they cut; re-exported where customers are described.
+pub use super::period::{BillingAnchor, BillingCycle};
 use super::service_control::EnrollmentDetails;
 use super::text;
 use super::vendor::{Vendor, VendorAccountKind};
 
 pub const EXTERNAL_REF_MAX: usize = 128;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum BillingCycle {
-    Monthly,
-    Quarterly,
-    Annual,
-}
-
-impl BillingCycle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BillingCycle::Monthly => "MONTHLY",
-            BillingCycle::Quarterly => "QUARTERLY",
-            BillingCycle::Annual => "ANNUAL",
-        }
-    }
-}
-
-impl FromStr for BillingCycle {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "MONTHLY" => Ok(BillingCycle::Monthly),
-            "QUARTERLY" => Ok(BillingCycle::Quarterly),
-            "ANNUAL" => Ok(BillingCycle::Annual),
-            other => Err(format!("unknown billing cycle {other:?}")),
-        }
-    }
-}
 
 /// Where a customer stands. Transitions (suspend, resume, purge) arrive with service management.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -145,6 +118,8 @@ pub struct Customer {
     pub display_name: String,
     pub billing_currency: Currency,
     pub billing_cycle: BillingCycle,
+    /// Where its billing periods start.
+    pub billing_anchor: BillingAnchor,
     pub time_zone: String,
     pub credit_limit: Decimal,
     pub status: CustomerStatus,
@@ -192,6 +167,10 @@ pub struct NewCustomer {
     #[serde(serialize_with = "serialize_currency")]
     pub billing_currency: Currency,
     pub billing_cycle: BillingCycle,
+    /// Skipped when calendar (the default), so requests made before anchors existed keep their
+    /// idempotency fingerprint.
+    #[serde(skip_serializing_if = "BillingAnchor::is_calendar")]
+    pub billing_anchor: BillingAnchor,
     /// None: the tenant's time zone.
     pub time_zone: Option<String>,
     pub credit_limit: Decimal,
@@ -315,6 +294,8 @@ pub struct CustomerPatch {
     pub display_name: Option<String>,
     pub external_ref: Option<String>,
     pub billing_cycle: Option<BillingCycle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billing_anchor: Option<BillingAnchor>,
     pub time_zone: Option<String>,
     pub credit_limit: Option<String>,
 }
@@ -330,6 +311,9 @@ impl CustomerPatch {
         }
         if let Some(v) = self.billing_cycle {
             next.billing_cycle = v;
+        }
+        if let Some(v) = self.billing_anchor {
+            next.billing_anchor = v;
         }
         if let Some(v) = &self.time_zone {
             next.time_zone = v.clone();

@@ -12,7 +12,7 @@ use super::invoice::{BilledCustomer, InvoiceDraft, InvoiceLine};
 use super::invoice_selection::{ClosePoint, FIRST_SEQUENCE};
 use super::money::Currency;
 use super::payment::{PaymentStatus, balance};
-use super::period::BillingTerms;
+use super::period::{BillingAnchor, BillingTerms};
 use super::rounding::RoundingRule;
 
 /// A finalized invoice: immutable but for the payments recorded against it.
@@ -130,18 +130,23 @@ impl Default for CloseChain {
     }
 }
 
-/// A customer's billing schedule from its current cycle and time zone. The current terms apply
-/// from its last closed period's end on, so a change of cycle or time zone takes effect at the
-/// next boundary and never re-cuts a closed period.
+/// A customer's billing schedule from its current cycle, anchor and time zone. The current
+/// terms apply from its last closed period's end on, so a change of cycle, anchor or time zone
+/// takes effect at the next boundary and never re-cuts a closed period.
 pub fn customer_schedule(
     cycle: BillingCycle,
+    anchor: BillingAnchor,
     time_zone: &str,
     last_closed_end: Option<DateTime<Utc>>,
 ) -> Result<BillingSchedule> {
     let zone: Tz = time_zone
         .parse()
         .map_err(|_| Error::Internal(format!("stored time zone {time_zone:?} is unknown")))?;
-    let terms = BillingTerms::calendar(cycle, zone);
+    let terms = BillingTerms {
+        cycle,
+        anchor,
+        time_zone: zone,
+    };
     match last_closed_end {
         None => Ok(BillingSchedule::new(terms)),
         Some(effective_at) => BillingSchedule::with_changes(
@@ -212,12 +217,27 @@ mod tests {
     fn a_cycle_change_after_a_close_starts_at_the_closed_end() {
         // Closed monthly up to 1 Feb; now quarterly: February..March is a stub, then April.
         let end = at("2026-02-01T00:00:00Z");
-        let s = customer_schedule(BillingCycle::Quarterly, "UTC", Some(end)).unwrap();
+        let s = customer_schedule(
+            BillingCycle::Quarterly,
+            BillingAnchor::CALENDAR,
+            "UTC",
+            Some(end),
+        )
+        .unwrap();
         let p = s.period_containing(end).unwrap();
         assert_eq!((p.start, p.end), (end, at("2026-04-01T00:00:00Z")));
-        let first = customer_schedule(BillingCycle::Monthly, "UTC", None).unwrap();
+        let first =
+            customer_schedule(BillingCycle::Monthly, BillingAnchor::CALENDAR, "UTC", None).unwrap();
         let p = first.period_containing(at("2026-02-10T10:00:00Z")).unwrap();
         assert_eq!((p.start, p.end), (end, at("2026-03-01T00:00:00Z")));
-        assert!(customer_schedule(BillingCycle::Monthly, "Mars/Base", None).is_err());
+        assert!(
+            customer_schedule(
+                BillingCycle::Monthly,
+                BillingAnchor::CALENDAR,
+                "Mars/Base",
+                None
+            )
+            .is_err()
+        );
     }
 }

@@ -11,14 +11,44 @@
 //! Navigation across changes of terms (a cycle change taking effect at the next boundary) is in
 //! `billing_schedule`; this module cuts the periods of one set of terms.
 use std::fmt;
+use std::str::FromStr;
 
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, SecondsFormat, TimeZone, Utc,
 };
 use chrono_tz::Tz;
 
-use super::customer::BillingCycle;
 use super::error::{Error, FieldViolation, Result};
+
+/// How often a customer is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum BillingCycle {
+    Monthly,
+    Quarterly,
+    Annual,
+}
+
+impl BillingCycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BillingCycle::Monthly => "MONTHLY",
+            BillingCycle::Quarterly => "QUARTERLY",
+            BillingCycle::Annual => "ANNUAL",
+        }
+    }
+}
+
+impl FromStr for BillingCycle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "MONTHLY" => Ok(BillingCycle::Monthly),
+            "QUARTERLY" => Ok(BillingCycle::Quarterly),
+            "ANNUAL" => Ok(BillingCycle::Annual),
+            other => Err(format!("unknown billing cycle {other:?}")),
+        }
+    }
+}
 
 /// Where a cycle's periods start: on `day` of `month` and of every cycle length after it.
 /// Monthly periods ignore the month. A day past a month's end starts that month's period on its
@@ -57,6 +87,29 @@ impl BillingAnchor {
             month: month.max(1),
             day: day.max(1),
         })
+    }
+
+    /// A stored anchor (the `customers.billing_anchor_*` columns), checked.
+    pub fn from_stored(month: i32, day: i32) -> std::result::Result<Self, String> {
+        match (u32::try_from(month), u32::try_from(day)) {
+            (Ok(m @ 1..=12), Ok(d @ 1..=31)) => Ok(BillingAnchor { month: m, day: d }),
+            _ => Err(format!(
+                "billing anchor month {month} day {day} is out of range"
+            )),
+        }
+    }
+
+    pub fn stored_month(self) -> i32 {
+        self.month as i32
+    }
+
+    pub fn stored_day(self) -> i32 {
+        self.day as i32
+    }
+
+    /// Calendar periods (1 January), the default.
+    pub fn is_calendar(&self) -> bool {
+        *self == Self::CALENDAR
     }
 
     pub fn month(self) -> u32 {

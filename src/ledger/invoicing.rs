@@ -65,7 +65,12 @@ ledger_backends! {
         let settings = q::invoice_settings::get(conn, tenant_id).await?;
         let chain = q::customer_billing::get(conn, tenant_id, customer_id).await?;
         let last_end = chain.last.map(|l| l.period_end);
-        let schedule = customer_schedule(customer.billing_cycle, &customer.time_zone, last_end)?;
+        let schedule = customer_schedule(
+            customer.billing_cycle,
+            customer.billing_anchor,
+            &customer.time_zone,
+            last_end,
+        )?;
         let mut billing_start = customer.created_at;
         if last_end.is_none() {
             let first_day: Option<chrono::NaiveDate> = charge_totals::table

@@ -11,8 +11,10 @@ use super::{Ledger, ledger_backends};
 use crate::domain::charges::{OpenLineItem, OpenPeriod};
 use crate::domain::customer::BillingCycle;
 use crate::domain::error::{Error, Result};
+use crate::domain::invoice_record::customer_schedule;
 use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
+use crate::domain::period::BillingAnchor;
 use crate::domain::vendor::Vendor;
 use crate::store::dispatch;
 use crate::store::schema::{charge_totals, customers};
@@ -25,17 +27,26 @@ ledger_backends! {
                 diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn).await?;
             }
             let as_of_sequence = q::charges::high_water_mark(conn, tenant_id).await?;
-            let (cycle, time_zone, currency): (String, String, String) = customers::table
+            let (cycle, anchor_month, anchor_day, time_zone, currency): (String, i32, i32, String, String) = customers::table
                 .filter(customers::tenant_id.eq(tenant_id))
                 .filter(customers::id.eq(customer_id))
-                .select((customers::billing_cycle, customers::time_zone, customers::billing_currency))
+                .select((
+                    customers::billing_cycle,
+                    customers::billing_anchor_month,
+                    customers::billing_anchor_day,
+                    customers::time_zone,
+                    customers::billing_currency,
+                ))
                 .first(conn)
                 .await
                 .optional()?
                 .ok_or_else(|| Error::not_found("customer", customer_id))?;
             let cycle: BillingCycle = cycle.parse().map_err(Error::Internal)?;
+            let anchor = BillingAnchor::from_stored(anchor_month, anchor_day).map_err(Error::Internal)?;
             let currency = Currency::from_stored(&currency)?;
-            let (start, end) = crate::domain::period::containing(cycle, &time_zone, now)?;
+            let last_closed_end = q::customer_billing::get(conn, tenant_id, customer_id).await?.last.map(|l| l.period_end);
+            let period = customer_schedule(cycle, anchor, &time_zone, last_closed_end)?.period_containing(now)?;
+            let (start, end) = (period.start, period.end);
             // Periods start at midnight in the customer's time zone: whole days of its totals.
             let zone: chrono_tz::Tz = time_zone
                 .parse()

@@ -10,8 +10,10 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::{Ledger, ledger_backends};
 use crate::domain::customer::BillingCycle;
 use crate::domain::error::{Error, Result};
+use crate::domain::invoice_record::customer_schedule;
 use crate::domain::ledger_append::usage_date;
 use crate::domain::money::Currency;
+use crate::domain::period::BillingAnchor;
 use crate::domain::spend::rollup::{DayGrain, Grain, RangeParts, Source, net};
 use crate::domain::spend::{
     CostDriverReport, DailyTotal, DayRange, Grouping, OVERVIEW_DAYS, OVERVIEW_RECENT,
@@ -39,16 +41,26 @@ struct Parts {
 
 ledger_backends! {
     pub async fn context(conn: &mut Conn, tenant_id: &str, customer_id: &str, now: DateTime<Utc>) -> Result<SpendContext> {
-        let (name, cycle, time_zone, currency): (String, String, String, String) = customers::table
+        let (name, cycle, anchor_month, anchor_day, time_zone, currency): (String, String, i32, i32, String, String) = customers::table
             .filter(customers::tenant_id.eq(tenant_id))
             .filter(customers::id.eq(customer_id))
-            .select((customers::display_name, customers::billing_cycle, customers::time_zone, customers::billing_currency))
+            .select((
+                customers::display_name,
+                customers::billing_cycle,
+                customers::billing_anchor_month,
+                customers::billing_anchor_day,
+                customers::time_zone,
+                customers::billing_currency,
+            ))
             .first(conn)
             .await
             .optional()?
             .ok_or_else(|| Error::not_found("customer", customer_id))?;
         let cycle: BillingCycle = cycle.parse().map_err(Error::Internal)?;
-        let (start, end) = crate::domain::period::containing(cycle, &time_zone, now)?;
+        let anchor = BillingAnchor::from_stored(anchor_month, anchor_day).map_err(Error::Internal)?;
+        let last_closed_end = q::customer_billing::get(conn, tenant_id, customer_id).await?.last.map(|l| l.period_end);
+        let period = customer_schedule(cycle, anchor, &time_zone, last_closed_end)?.period_containing(now)?;
+        let (start, end) = (period.start, period.end);
         let zone: chrono_tz::Tz = time_zone
             .parse()
             .map_err(|_| Error::Internal(format!("stored time zone {time_zone:?} is unknown")))?;

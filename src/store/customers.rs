@@ -19,6 +19,7 @@ use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
+use crate::domain::period::BillingAnchor;
 use crate::domain::service_action::{
     ActionKind, NewServiceAction, Requester, SERVICE_ACTION_ID_PREFIX, ServiceStep,
 };
@@ -40,6 +41,8 @@ struct CustomerRow {
     version: i64,
     created_at: DbTime,
     updated_at: DbTime,
+    billing_anchor_month: i32,
+    billing_anchor_day: i32,
 }
 
 #[derive(Queryable, Selectable)]
@@ -120,6 +123,11 @@ fn assemble(
                     .billing_cycle
                     .parse()
                     .map_err(|e| corrupt("customer", &row.id, e))?,
+                billing_anchor: BillingAnchor::from_stored(
+                    row.billing_anchor_month,
+                    row.billing_anchor_day,
+                )
+                .map_err(|e| corrupt("customer", &row.id, e))?,
                 status: row
                     .status
                     .parse()
@@ -277,6 +285,8 @@ for_each_backend! {
                     customers::display_name.eq(&new.display_name),
                     customers::billing_currency.eq(new.billing_currency.code()),
                     customers::billing_cycle.eq(new.billing_cycle.as_str()),
+                    customers::billing_anchor_month.eq(new.billing_anchor.stored_month()),
+                    customers::billing_anchor_day.eq(new.billing_anchor.stored_day()),
                     customers::time_zone.eq(new.time_zone.as_deref().unwrap_or(default_time_zone)),
                     customers::credit_limit.eq(DbDecimal(new.credit_limit)),
                     customers::status.eq(CustomerStatus::Active.as_str()),
@@ -407,6 +417,8 @@ for_each_backend! {
                     customers::display_name.eq(&next.display_name),
                     customers::external_ref.eq(&next.external_ref),
                     customers::billing_cycle.eq(next.billing_cycle.as_str()),
+                    customers::billing_anchor_month.eq(next.billing_anchor.stored_month()),
+                    customers::billing_anchor_day.eq(next.billing_anchor.stored_day()),
                     customers::time_zone.eq(&next.time_zone),
                     customers::credit_limit.eq(DbDecimal(next.credit_limit)),
                     customers::version.eq(current.version + 1),

@@ -80,6 +80,8 @@ diesel::table! {
         version -> BigInt,
         created_at -> Instant,
         updated_at -> Instant,
+        billing_anchor_month -> Integer,
+        billing_anchor_day -> Integer,
     }
 }
 

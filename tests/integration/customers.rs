@@ -13,6 +13,7 @@ pub fn new_customer(request_id: &str, external_ref: &str) -> v1::CreateCustomerR
         time_zone: String::new(),
         credit_limit: "50000.00".into(),
         enrollments: vec![],
+        billing_anchor: None,
     }
 }
 

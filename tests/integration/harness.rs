@@ -446,6 +446,7 @@ impl TestGateway {
             display_name: "Vendor customer".into(),
             billing_currency: Currency::parse("c", currency).unwrap(),
             billing_cycle: BillingCycle::Monthly,
+            billing_anchor: Default::default(),
             time_zone: None,
             credit_limit: rust_decimal::Decimal::ZERO,
             enrollments: vec![],

@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod aws_cost_explorer;
+mod billing_anchors;
 mod certs;
 mod chaos;
 mod charge_runs;

@@ -209,6 +209,7 @@ mod tests {
             display_name: "Acme".into(),
             billing_currency: Currency::parse("c", "ZAR").unwrap(),
             billing_cycle: BillingCycle::Monthly,
+            billing_anchor: Default::default(),
             time_zone: "Africa/Johannesburg".into(),
             credit_limit: Decimal::ZERO,
             status,
