@@ -7,7 +7,8 @@
 //! paused, a customer created through the gateway (a write: the primary) is missing from
 //! ListCustomers of a gateway with a long bound (served by the standby), while GetCustomer finds
 //! it (the primary) and so does the help desk (its NOT_FOUND on the standby is asked again of the
-//! primary). A gateway with a short bound leaves the paused standby and lists the customer from
+//! primary), and so does the portal, whose session (just written) is checked on the primary. A
+//! gateway with a short bound leaves the paused standby and lists the customer from
 //! the primary. Once replay resumes, the standby serves the customer too. When the standby is
 //! stopped, lists still answer at once, from the primary, and readiness stays up.
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::customer_service_client::CustomerServiceClient;
 use msp_gateway::proto::v1::help_desk_service_client::HelpDeskServiceClient;
+use msp_gateway::proto::v1::portal_service_client::PortalServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -77,6 +79,49 @@ fn status(replica: &Replica) -> msp_gateway::store::read_replica::ReplicaStatus 
 
 async fn customers(replica: &Replica, key: &str) -> Customers {
     CustomerServiceClient::with_interceptor(replica.channel().await, Bearer::new(key))
+}
+
+/// Opens a portal session for `customer` on `replica` the way a browser would (the link, then
+/// the page it redirects to with the cookie it set); the overview page's status and body.
+async fn portal_overview(replica: &Replica, key: &str, customer: &str) -> (u16, String) {
+    let mut portal =
+        PortalServiceClient::with_interceptor(replica.channel().await, Bearer::new(key));
+    let session = portal
+        .create_portal_session(v1::CreatePortalSessionRequest {
+            customer_id: customer.into(),
+            request_id: format!("portal-{customer}"),
+            ..Default::default()
+        })
+        .await
+        .expect("CreatePortalSession")
+        .into_inner();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let opened = browser.get(&session.url).send().await.unwrap();
+    assert_eq!(opened.status().as_u16(), 303, "opening the link");
+    let cookie = opened
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let location = opened
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a redirect")
+        .to_string();
+    let page = browser
+        .get(format!("http://{}{location}", replica.address))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = page.status().as_u16();
+    (status, page.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +234,10 @@ async fn lists_read_the_standby_within_its_bound_and_the_primary_otherwise() {
         .expect("the help desk finds a customer the standby has not replayed")
         .into_inner();
     assert_eq!(overview.customer_id, created.id);
+    // The portal: the session (written a moment ago) is checked on the primary, the
+    // customer's page reads the standby, and its NOT_FOUND there is asked again of the primary.
+    let (status_code, page) = portal_overview(&patient, &key, &created.id).await;
+    assert_eq!(status_code, 200, "{page}");
     let on_standby = cluster
         .query(
             cluster.standby_port,
