@@ -20,6 +20,14 @@ pub struct Config {
     pub ops_listen: SocketAddr,
     /// `postgres://…` for PostgreSQL; `sqlite://path` or a path for embedded SQLite.
     pub database_url: String,
+    /// `postgres://…` of a streaming standby of `database_url`'s primary that serves the reads
+    /// of lists, help-desk calls and portal pages while it is at most
+    /// `database_read_max_lag_ms` behind (see the README's read replica section); unset: every
+    /// read on the primary. PostgreSQL only.
+    pub database_read_url: Option<String>,
+    /// Staleness bound of the read replica: a read goes to the standby only while the standby
+    /// is known to hold every commit older than this; otherwise it goes to the primary.
+    pub database_read_max_lag_ms: u64,
     /// Connection pool size (readers, on SQLite; writes use one connection there).
     pub database_max_connections: usize,
     /// Seconds to wait for a pooled connection before answering UNAVAILABLE.
@@ -87,6 +95,16 @@ pub const DEFAULT_RATE_LIMIT_PER_KEY_PER_SEC: u32 = 1_000;
 /// Calls at once above the sustained rate: a client starting a batch of parallel calls.
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 2_000;
 
+/// The read replica's staleness bound unless configured: long enough that a healthy standby
+/// on a busy primary (replay typically milliseconds behind) stays in use through a checkpoint or
+/// a burst of pushes, short enough that a help-desk agent or a portal page is never more than a
+/// few seconds behind what the BSS wrote.
+pub const DEFAULT_READ_MAX_LAG_MS: u64 = 5_000;
+
+/// The smallest staleness bound accepted: the replica's lag is checked every quarter of the
+/// bound, and checks much more often than every 25 ms would load both servers for nothing.
+pub const MIN_READ_MAX_LAG_MS: u64 = 100;
+
 /// gRPC's customary limit (and tonic's default): 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
@@ -102,6 +120,8 @@ const CONFIG_KEYS: &[&str] = &[
     "listen",
     "ops_listen",
     "database_url",
+    "database_read_url",
+    "database_read_max_lag_ms",
     "database_max_connections",
     "database_acquire_timeout_secs",
     "log_format",
@@ -130,6 +150,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             database_url: "sqlite://data/msp-gateway.db".into(),
+            database_read_url: None,
+            database_read_max_lag_ms: DEFAULT_READ_MAX_LAG_MS,
             database_max_connections: 16,
             database_acquire_timeout_secs: 10,
             log_format: LogFormat::Text,
@@ -210,6 +232,40 @@ impl Config {
         Ok(Some(url.trim_end_matches('/').to_string()))
     }
 
+    /// The read replica's settings, checked: None when `database_read_url` is unset or empty;
+    /// an error when it is set but the database is SQLite (which has no standby to read from),
+    /// is not a PostgreSQL URL, or the staleness bound is below [`MIN_READ_MAX_LAG_MS`].
+    pub fn read_replica(
+        &self,
+    ) -> Result<Option<crate::store::read_replica::ReplicaOptions>, String> {
+        let Some(url) = self.database_read_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        use crate::store::BackendKind;
+        if BackendKind::of_url(&self.database_url) == BackendKind::Sqlite {
+            return Err(
+                "database_read_url is set, but database_url is SQLite: a read replica is a \
+                 PostgreSQL streaming standby, and SQLite has none; unset database_read_url"
+                    .into(),
+            );
+        }
+        if BackendKind::of_url(url) != BackendKind::Postgres {
+            return Err(
+                "database_read_url must be a postgres:// URL of a standby of database_url".into(),
+            );
+        }
+        if self.database_read_max_lag_ms < MIN_READ_MAX_LAG_MS {
+            return Err(format!(
+                "database_read_max_lag_ms is {}; at least {MIN_READ_MAX_LAG_MS}",
+                self.database_read_max_lag_ms
+            ));
+        }
+        Ok(Some(crate::store::read_replica::ReplicaOptions {
+            url: url.to_string(),
+            max_lag: Duration::from_millis(self.database_read_max_lag_ms),
+        }))
+    }
+
     pub fn pool_options(&self) -> crate::store::PoolOptions {
         crate::store::PoolOptions {
             max_connections: self.database_max_connections,
@@ -258,6 +314,42 @@ mod tests {
             let error = with(bad).portal_base_url().unwrap_err();
             assert!(error.contains("portal_url"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn a_read_replica_needs_postgres_on_both_urls_and_a_sane_bound() {
+        let postgres = Config {
+            database_url: "postgres://db-primary/mspgw".into(),
+            ..Config::default()
+        };
+        assert_eq!(postgres.read_replica(), Ok(None));
+        let with = |read_url: &str, lag_ms: u64| Config {
+            database_read_url: Some(read_url.into()),
+            database_read_max_lag_ms: lag_ms,
+            ..postgres.clone()
+        };
+        assert_eq!(with("", 5_000).read_replica(), Ok(None));
+        let options = with("postgres://db-standby/mspgw", 2_500)
+            .read_replica()
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.url, "postgres://db-standby/mspgw");
+        assert_eq!(options.max_lag, Duration::from_millis(2_500));
+        let sqlite = Config {
+            database_read_url: Some("postgres://db-standby/mspgw".into()),
+            ..Config::default()
+        };
+        let error = sqlite.read_replica().unwrap_err();
+        assert!(
+            error.contains("SQLite") && error.contains("database_read_url"),
+            "{error}"
+        );
+        let error = with("sqlite://copy.db", 5_000).read_replica().unwrap_err();
+        assert!(error.contains("database_read_url"), "{error}");
+        let error = with("postgres://db-standby/mspgw", 10)
+            .read_replica()
+            .unwrap_err();
+        assert!(error.contains("database_read_max_lag_ms"), "{error}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use msp_gateway::domain::tenant::{NewTenant, Tenant};
 use msp_gateway::ledger::Ledger;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
+use msp_gateway::store::read_replica::ReplicaOptions;
 use msp_gateway::{demo, operations, poller, server, service_worker, telemetry};
 
 #[derive(Parser)]
@@ -127,15 +128,25 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+/// The store on the primary (migrated), with the read replica when `replica` names one (the
+/// standby gets the migrations by replication).
+async fn open_store(
+    config: &Config,
+    replica: Option<&ReplicaOptions>,
+) -> anyhow::Result<Arc<Store>> {
     let applied = migrate::run(&config.database_url, Direction::Up).await?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "migrations applied");
     }
-    Ok(Arc::new(Store::connect(
-        &config.database_url,
-        &config.pool_options(),
-    )?))
+    let mut store = Store::connect(&config.database_url, &config.pool_options())?;
+    if let Some(replica) = replica {
+        store = store.with_read_replica(replica)?;
+        tracing::info!(
+            max_lag_ms = replica.max_lag.as_millis() as u64,
+            "read replica configured: list, help-desk and portal reads go to it while it is caught up"
+        );
+    }
+    Ok(Arc::new(store))
 }
 
 async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
@@ -149,7 +160,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         "service_action_lease_secs must be at least 3: the lease is renewed every third of it, \
          and a shorter one lapses under a slow database round trip"
     );
-    let store = open_store(config).await?;
+    // Checked before anything is opened: a read URL on SQLite is a configuration mistake.
+    let replica = config.read_replica().map_err(anyhow::Error::msg)?;
+    let store = open_store(config, replica.as_ref()).await?;
     let ledger = Arc::new(Ledger::new(store.clone())?);
     ledger
         .feed()
@@ -268,7 +281,7 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
 }
 
 async fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = open_store(config, None).await?;
     match command {
         TenantCommand::Create {
             name,
@@ -295,7 +308,7 @@ async fn find_tenant(store: &Store, id_or_name: &str) -> anyhow::Result<Tenant> 
 }
 
 async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = open_store(config, None).await?;
     match command {
         KeyCommand::Create {
             tenant,

@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use crate::ledger::Ledger;
 use crate::telemetry::metrics::{
     self as names, CHARGE_STREAM_DELIVERED, CHARGE_STREAM_LAG, CHARGE_STREAMS_OPEN,
-    CLOSE_RUN_CUSTOMERS_REMAINING, CLOSE_RUNS_UNFINISHED, DB_POOL_CONNECTIONS, LEDGER_HEAD, READY,
-    SERVICE_ACTION_OLDEST_AGE, SERVICE_ACTIONS_OPEN,
+    CLOSE_RUN_CUSTOMERS_REMAINING, CLOSE_RUNS_UNFINISHED, DB_POOL_CONNECTIONS, LEDGER_HEAD,
+    READ_REPLICA_IN_USE, READ_REPLICA_LAG, READ_REPLICA_READS, READY, SERVICE_ACTION_OLDEST_AGE,
+    SERVICE_ACTIONS_OPEN,
 };
 
 pub fn router(ledger: Arc<Ledger>) -> Router {
@@ -79,6 +80,7 @@ async fn sample(ledger: &Ledger) {
                 .set(value as f64);
         }
     }
+    sample_read_replica(store);
     let feed = ledger.feed();
     let stats = feed.stats();
     use std::sync::atomic::Ordering::Relaxed;
@@ -87,6 +89,25 @@ async fn sample(ledger: &Ledger) {
     for (tenant, lag) in feed.stream_lags() {
         metrics::gauge!(CHARGE_STREAM_LAG, "tenant" => tenant).set(lag as f64);
     }
+}
+
+/// The read replica's state; without one, not in use and no lag (so the series exist for
+/// dashboards and alerts whatever the configuration).
+fn sample_read_replica(store: &crate::store::Store) {
+    let status = store.read_replica_status();
+    let (in_use, lag, on_replica, on_primary) = match status {
+        Some(s) => (
+            s.in_use,
+            s.lag.as_secs_f64(),
+            s.reads_on_replica,
+            s.reads_on_primary,
+        ),
+        None => (false, 0.0, 0, 0),
+    };
+    metrics::gauge!(READ_REPLICA_IN_USE).set(if in_use { 1.0 } else { 0.0 });
+    metrics::gauge!(READ_REPLICA_LAG).set(lag);
+    metrics::counter!(READ_REPLICA_READS, "served_by" => "replica").absolute(on_replica);
+    metrics::counter!(READ_REPLICA_READS, "served_by" => "primary").absolute(on_primary);
 }
 
 /// The work queues as the database holds them, so every replica reports the same. A tenant

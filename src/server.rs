@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::api::auth::AuthLayer;
 use crate::api::metrics_layer::MetricsLayer;
 use crate::api::rate_limits::{RateLimit, RateLimits};
+use crate::api::read_routing::ReadRoutingLayer;
 use crate::api::services;
 use crate::api::{Gateway, PortalSite};
 use crate::config::Config;
@@ -135,6 +136,8 @@ pub async fn serve_with_limits(
             AuthLayer::new(gw.store.clone())
                 .with_rate_limits(limits.rate_limit.map(RateLimits::new)),
         )
+        // Inside the auth layer: a key is looked up on the primary whatever the call.
+        .layer(ReadRoutingLayer)
         .add_routes(routes);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

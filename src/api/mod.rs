@@ -19,6 +19,7 @@ pub mod permissions;
 pub mod portal;
 pub mod pricing;
 pub mod rate_limits;
+pub mod read_routing;
 pub mod replies;
 pub mod service_management;
 pub mod services;

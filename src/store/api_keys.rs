@@ -162,7 +162,8 @@ impl Store {
         write_once!(self, tenant_id, request, self::revoke(tenant_id, id))
     }
 
+    /// Fresh: a key works the moment it is created, and stops the moment it is revoked.
     pub async fn api_key_for_authentication(&self, id: &str) -> Result<Option<(ApiKey, String)>> {
-        dispatch!(self, read, self::for_authentication(id))
+        dispatch!(self, fresh, self::for_authentication(id))
     }
 }

@@ -10,7 +10,7 @@ use crate::domain::error::{Error, Result};
 /// One connection pool's occupancy, as its last checkout left it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
-    /// `"postgres"`, `"sqlite_readers"` or `"sqlite_writer"`.
+    /// `"postgres"`, `"postgres_read_replica"`, `"sqlite_readers"` or `"sqlite_writer"`.
     pub pool: &'static str,
     pub max_size: usize,
     /// Connections open (in use or idle).
@@ -51,7 +51,7 @@ impl Store {
     /// replica started before its migrations ran (or against a database another version
     /// reverted) is not ready.
     pub async fn ready(&self) -> Result<()> {
-        let applied = dispatch!(self, read, self::applied_versions())?;
+        let applied = dispatch!(self, fresh, self::applied_versions())?;
         let pending = super::migrate::pending(self.kind(), &applied);
         if pending.is_empty() {
             Ok(())
@@ -87,7 +87,13 @@ impl Store {
             }
         }
         match &self.backend {
-            Backend::Postgres(pool) => vec![usage("postgres", pool)],
+            Backend::Postgres(pool) => {
+                let mut pools = vec![usage("postgres", pool)];
+                if let Some(replica) = &self.replica {
+                    pools.push(usage("postgres_read_replica", replica.pool()));
+                }
+                pools
+            }
             Backend::Sqlite { readers, writer } => vec![
                 usage("sqlite_readers", readers),
                 usage("sqlite_writer", writer),

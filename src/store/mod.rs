@@ -27,6 +27,7 @@ pub mod payments;
 pub mod poll_states;
 pub mod portal_sessions;
 pub mod pricing;
+pub mod read_replica;
 pub mod schema;
 pub mod service_action_runs;
 pub mod service_action_schema;
@@ -133,11 +134,39 @@ pub mod sqlite_queries {
 
 /// Runs `$module::$function(conn, args…)` (a module made by [`for_each_backend!`], named as the
 /// caller sees it: `self`, or a module in scope) on the store's backend. `read` takes any
-/// pooled connection; `write` on SQLite takes the single writer connection inside `BEGIN
+/// pooled connection: on PostgreSQL the read replica's when the running call allows it and the
+/// replica is caught up (see [`read_replica`]), else the primary's. `fresh` is a read that must
+/// see every commit, the caller's own included (an API key or portal session just created), so
+/// always the primary's. `write` on SQLite takes the single writer connection inside `BEGIN
 /// IMMEDIATE`, so writers queue instead of failing with SQLITE_BUSY (the query's own transaction
 /// nests as a savepoint), and announces the commit (see [`Store::written`]).
 macro_rules! dispatch {
     ($store:expr, read, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
+        match $store.backend() {
+            $crate::store::Backend::Postgres(pool) => {
+                let mut replica = $store.replica_connection().await;
+                // At most twice: on the replica, then (see `ReadReplica::retry_on_primary`) on
+                // the primary.
+                loop {
+                    let from_replica = replica.is_some();
+                    let mut conn = match replica.take() {
+                        Some(conn) => conn,
+                        None => $crate::store::checkout(pool).await?,
+                    };
+                    let result = $module::pg::$function(&mut conn, $($arg),*).await;
+                    if from_replica && $store.retry_on_primary(&result) {
+                        continue;
+                    }
+                    break result;
+                }
+            }
+            $crate::store::Backend::Sqlite { readers, .. } => {
+                let mut conn = $crate::store::checkout(readers).await?;
+                $module::sqlite::$function(&mut conn, $($arg),*).await
+            }
+        }
+    };
+    ($store:expr, fresh, $module:ident :: $function:ident ( $($arg:expr),* $(,)? )) => {
         match $store.backend() {
             $crate::store::Backend::Postgres(pool) => {
                 let mut conn = $crate::store::checkout(pool).await?;
@@ -216,6 +245,8 @@ pub struct Store {
     _checkpointer: Option<wal_checkpoint::Checkpointer>,
     /// Woken when a partner account changes, so this process's pollers follow at once.
     partner_accounts_changed: tokio::sync::Notify,
+    /// PostgreSQL: the standby that serves the reads calls allow on it (see [`read_replica`]).
+    replica: Option<read_replica::ReadReplica>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,7 +311,44 @@ impl Store {
             written: tokio::sync::watch::channel(0).0,
             _checkpointer: checkpointer,
             partner_accounts_changed: tokio::sync::Notify::new(),
+            replica: None,
         })
+    }
+
+    /// Adds a read replica (PostgreSQL only: SQLite has no standby) and starts checking its
+    /// lag. Must be called inside a Tokio runtime.
+    pub fn with_read_replica(mut self, options: &read_replica::ReplicaOptions) -> Result<Self> {
+        let Backend::Postgres(primary) = &self.backend else {
+            return Err(Error::Internal(
+                "a read replica needs PostgreSQL; this store is SQLite".into(),
+            ));
+        };
+        self.replica = Some(read_replica::ReadReplica::start(
+            primary.clone(),
+            options,
+            &self.options,
+        )?);
+        Ok(self)
+    }
+
+    /// The read replica's state, when one is configured.
+    pub fn read_replica_status(&self) -> Option<read_replica::ReplicaStatus> {
+        self.replica.as_ref().map(|r| r.status())
+    }
+
+    /// A replica connection for a `read` (see [`dispatch!`]); None: the primary's.
+    pub(crate) async fn replica_connection(&self) -> Option<Object<AsyncPgConnection>> {
+        match &self.replica {
+            Some(replica) => replica.connection().await,
+            None => None,
+        }
+    }
+
+    /// Whether a read the replica answered with `result` runs again on the primary.
+    pub(crate) fn retry_on_primary<T>(&self, result: &Result<T>) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| r.retry_on_primary(result))
     }
 
     pub(crate) fn backend(&self) -> &Backend {

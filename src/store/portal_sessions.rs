@@ -182,11 +182,12 @@ impl Store {
         dispatch!(self, write, self::open(token, now))
     }
 
+    /// Fresh: the browser comes here straight from opening its link, which wrote the session.
     pub async fn portal_session_for_cookie(
         &self,
         cookie: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PortalSession>> {
-        dispatch!(self, read, self::for_cookie(cookie, now))
+        dispatch!(self, fresh, self::for_cookie(cookie, now))
     }
 }

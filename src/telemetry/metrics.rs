@@ -55,6 +55,16 @@ pub const AUTOMATIC_CLOSE_LAST_SUCCESS: &str =
 pub const RATE_LIMITED: &str = "mspgw_rate_limited_total";
 /// 1 while the database answers and every migration is applied, else 0.
 pub const READY: &str = "mspgw_ready";
+/// 1 while the read replica serves the reads routed to it (configured, answering, and within
+/// `database_read_max_lag_ms`), else 0 (none configured, or its reads are on the primary).
+pub const READ_REPLICA_IN_USE: &str = "mspgw_read_replica_in_use";
+/// How far behind the primary the read replica is known to be at most: the time since the
+/// moment up to which it last held every commit (0 when none is configured). Grows while the
+/// replica is unreachable.
+pub const READ_REPLICA_LAG: &str = "mspgw_read_replica_lag_seconds";
+/// Reads of the calls routed to the read replica, by `served_by` (`replica`, or `primary` when
+/// it was behind or failing).
+pub const READ_REPLICA_READS: &str = "mspgw_read_replica_reads_total";
 
 /// Every series above, for the test that scrapes `/metrics`.
 pub const ALL: &[&str] = &[
@@ -80,6 +90,9 @@ pub const ALL: &[&str] = &[
     AUTOMATIC_CLOSE_LAST_SUCCESS,
     RATE_LIMITED,
     READY,
+    READ_REPLICA_IN_USE,
+    READ_REPLICA_LAG,
+    READ_REPLICA_READS,
 ];
 
 /// Latency buckets (seconds): unary calls take milliseconds, pushes of large batches seconds.
@@ -173,5 +186,18 @@ fn describe() {
     describe_gauge!(
         READY,
         "1 when the database answers and migrations are applied"
+    );
+    describe_gauge!(
+        READ_REPLICA_IN_USE,
+        "1 while the read replica serves the reads routed to it"
+    );
+    describe_gauge!(
+        READ_REPLICA_LAG,
+        Unit::Seconds,
+        "How far behind the primary the read replica is known to be at most"
+    );
+    describe_counter!(
+        READ_REPLICA_READS,
+        "Reads of calls routed to the read replica, by where they were served"
     );
 }

@@ -295,6 +295,27 @@ impl TestGateway {
         }
     }
 
+    /// A second gateway on this gateway's database whose allowed reads go to the standby at
+    /// `read_url` while it is at most `max_lag` behind (PostgreSQL only).
+    #[allow(dead_code)]
+    pub async fn replica_reading_from(&self, read_url: &str, max_lag: Duration) -> Replica {
+        let options = msp_gateway::store::read_replica::ReplicaOptions {
+            url: read_url.to_string(),
+            max_lag,
+        };
+        let store = Store::connect(&self._database.url, &Default::default())
+            .and_then(|store| store.with_read_replica(&options))
+            .expect("connect with a read replica");
+        let ledger = Arc::new(Ledger::new(Arc::new(store)).expect("ledger"));
+        let (address, tx, server) = spawn_server(ledger.clone(), Default::default()).await;
+        Replica {
+            address,
+            ledger,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
     /// The database URL this gateway runs on.
     #[allow(dead_code)]
     pub fn database_url(&self) -> &str {
