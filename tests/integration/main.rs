@@ -24,6 +24,7 @@ mod partner_accounts;
 mod partner_center_emulator;
 mod permissions;
 mod portal_browser;
+mod price_sheets;
 mod replays;
 mod server;
 mod service_actions;
