@@ -52,6 +52,7 @@ fn cost(term: v1::Term, billing: v1::BillingFrequency, amount: &str) -> v1::Unit
         effective_month: "2020-01".into(),
         unit_cost: amount.into(),
         list_price: String::new(),
+        market: String::new(),
     }
 }
 
