@@ -413,7 +413,7 @@ async fn bad_input_is_refused_and_nothing_written(backend: Backend) {
     };
     let cases: Vec<(v1::CreateCatalogItemRequest, &str)> = vec![
         (
-            bad_item(&|i| i.catalog_item_id = "CFQ7TTC0LH18:0001".into()),
+            bad_item(&|i| i.catalog_item_id = "CFQ7TTC0LH18:0001:".into()),
             "catalog_item.catalog_item_id",
         ),
         (
@@ -459,11 +459,7 @@ async fn bad_input_is_refused_and_nothing_written(backend: Backend) {
     assert!(refused.message().contains("Partner Center"), "{refused:?}");
     assert!(charges_of(&mut charges, &customer).await.is_empty());
 
-    let status = catalog
-        .import_price_sheet(v1::ImportPriceSheetRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    // (Price sheets have their own tests: price_sheets.rs.)
     gw.stop().await;
 }
 
