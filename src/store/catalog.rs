@@ -17,7 +17,7 @@ use crate::domain::paging::{Page, PageRequest};
 use crate::store::idempotency::write_once;
 
 pub(super) type ItemRow = (String, String, String, String, String, String, DbTime);
-type CostRow = (
+pub(super) type CostRow = (
     String,
     String,
     String,

@@ -6,6 +6,7 @@ use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::catalog::CostRow;
 use super::catalog_schema::{catalog_items, catalog_unit_costs};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, for_each_backend};
@@ -44,7 +45,7 @@ fn cost_key(item_id: &str, cost: &UnitCost) -> CostKey {
 }
 
 for_each_backend! {
-    use super::{CostKey, ImportSummary, cost_key, priced_as};
+    use super::{CostKey, CostRow, ImportSummary, cost_key, priced_as};
 
     /// Refuses a sheet of another market than the one the tenant's costs in the same currency
     /// came from: two markets' prices for one offer, currency and month would overwrite each
@@ -92,7 +93,7 @@ for_each_backend! {
                 .map_err(|e| Error::Internal(format!("stored catalogue item {id}: {e}")))?;
             by_sku.entry(priced_as(&code)).or_default().push((id, offers));
         }
-        let existing: Vec<(String, String, String, String, String, DbDecimal, Option<DbDecimal>, String)> =
+        let existing: Vec<CostRow> =
             catalog_unit_costs::table
                 .filter(catalog_unit_costs::tenant_id.eq(tenant_id))
                 .select((
