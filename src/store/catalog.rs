@@ -16,8 +16,8 @@ use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
 use crate::store::idempotency::write_once;
 
-type ItemRow = (String, String, String, String, String, String, DbTime);
-type CostRow = (
+pub(super) type ItemRow = (String, String, String, String, String, String, DbTime);
+pub(super) type CostRow = (
     String,
     String,
     String,
@@ -25,6 +25,7 @@ type CostRow = (
     String,
     DbDecimal,
     Option<DbDecimal>,
+    String,
 );
 
 fn into_item(row: ItemRow, costs: Vec<CostRow>) -> Result<CatalogItem> {
@@ -32,7 +33,7 @@ fn into_item(row: ItemRow, costs: Vec<CostRow>) -> Result<CatalogItem> {
     let corrupt = |e: String| Error::Internal(format!("stored catalogue item {id}: {e}"));
     let unit_costs = costs
         .into_iter()
-        .map(|(_, term, billing, currency, month, cost, list)| {
+        .map(|(_, term, billing, currency, month, cost, list, market)| {
             Ok(UnitCost {
                 offer: Offer::new(
                     term.parse().map_err(corrupt)?,
@@ -45,6 +46,7 @@ fn into_item(row: ItemRow, costs: Vec<CostRow>) -> Result<CatalogItem> {
                     .map_err(|e| corrupt(e.to_string()))?,
                 unit_cost: cost.0,
                 list_price: list.map(|l| l.0),
+                market,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -80,6 +82,7 @@ for_each_backend! {
                 catalog_unit_costs::effective_month,
                 catalog_unit_costs::unit_cost,
                 catalog_unit_costs::list_price,
+                catalog_unit_costs::market,
             ))
             .order((catalog_unit_costs::item_id, catalog_unit_costs::term, catalog_unit_costs::billing_frequency, catalog_unit_costs::currency, catalog_unit_costs::effective_month))
             .load(conn)
@@ -136,6 +139,7 @@ for_each_backend! {
                     catalog_unit_costs::effective_month.eq(cost.effective_month.format("%Y-%m").to_string()),
                     catalog_unit_costs::unit_cost.eq(DbDecimal(cost.unit_cost)),
                     catalog_unit_costs::list_price.eq(cost.list_price.map(DbDecimal)),
+                    catalog_unit_costs::market.eq(&cost.market),
                 ))
                 .execute(conn)
                 .await?;

@@ -30,6 +30,7 @@ diesel::table! {
         effective_month -> Text,
         unit_cost -> Exact,
         list_price -> Nullable<Exact>,
+        market -> Text,
     }
 }
 

@@ -26,6 +26,7 @@ pub mod partner_accounts;
 pub mod payments;
 pub mod poll_states;
 pub mod portal_sessions;
+pub mod price_sheets;
 pub mod pricing;
 pub mod read_replica;
 pub mod schema;

@@ -27,6 +27,7 @@ mod partner_center_emulator;
 mod permissions;
 mod pg_cluster;
 mod portal_browser;
+mod price_sheets;
 mod read_replicas;
 mod replays;
 mod server;

@@ -52,6 +52,7 @@ fn cost(term: v1::Term, billing: v1::BillingFrequency, amount: &str) -> v1::Unit
         effective_month: "2020-01".into(),
         unit_cost: amount.into(),
         list_price: String::new(),
+        market: String::new(),
     }
 }
 
@@ -412,7 +413,7 @@ async fn bad_input_is_refused_and_nothing_written(backend: Backend) {
     };
     let cases: Vec<(v1::CreateCatalogItemRequest, &str)> = vec![
         (
-            bad_item(&|i| i.catalog_item_id = "CFQ7TTC0LH18:0001".into()),
+            bad_item(&|i| i.catalog_item_id = "CFQ7TTC0LH18:0001:".into()),
             "catalog_item.catalog_item_id",
         ),
         (
@@ -458,11 +459,7 @@ async fn bad_input_is_refused_and_nothing_written(backend: Backend) {
     assert!(refused.message().contains("Partner Center"), "{refused:?}");
     assert!(charges_of(&mut charges, &customer).await.is_empty());
 
-    let status = catalog
-        .import_price_sheet(v1::ImportPriceSheetRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    // (Price sheets have their own tests: price_sheets.rs.)
     gw.stop().await;
 }
 

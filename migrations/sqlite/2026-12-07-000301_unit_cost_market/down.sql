@@ -1,0 +1,1 @@
+ALTER TABLE catalog_unit_costs DROP COLUMN market;
