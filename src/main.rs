@@ -423,7 +423,7 @@ async fn catalog_command(config: &Config, command: CatalogCommand) -> anyhow::Re
             });
             let key = import_key(request_id.clone(), &market, &csv);
             let sheet = price_sheet::parse(&market, &csv)?;
-            let store = open_store(config).await?;
+            let store = open_store(config, None).await?;
             let tenant = find_tenant(&store, &tenant).await?;
             let answer = store
                 .import_price_sheet(
