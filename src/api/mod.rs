@@ -20,6 +20,8 @@ pub mod portal;
 pub mod pricing;
 pub mod rate_limits;
 pub mod replies;
+#[doc(hidden)]
+pub mod request_fuzz;
 pub mod service_management;
 pub mod services;
 mod status;
