@@ -27,8 +27,11 @@ impl Outcome {
     }
 }
 
+/// A target's entry: the input bytes in, what the parsers made of them out.
+pub type Entry = fn(&[u8]) -> Outcome;
+
 /// The fuzz targets, by name (also the corpus directories under `fuzz/corpus/`).
-pub const TARGETS: [(&str, fn(&[u8]) -> Outcome); 7] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("decimal", decimal),
     ("currency_amount", currency_amount),
     ("page_token", page_token),
