@@ -19,6 +19,8 @@ mod architecture_tests;
 pub mod config;
 pub mod demo;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod ledger;
 pub mod maintenance;
 pub mod operations;

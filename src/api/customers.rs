@@ -10,7 +10,7 @@ use super::convert::{
 use super::replies::{guard, reply};
 use super::{Gateway, customer_of};
 use crate::domain::customer::{
-    Customer, CustomerPatch, EnrollmentRequest, EnrollmentStatus, NewCustomer,
+    Customer, CustomerPatch, CustomerStatus, EnrollmentRequest, EnrollmentStatus, NewCustomer,
     NewVendorAccountLink, check_enrollments, parse_credit_limit, parse_external_ref,
 };
 use crate::domain::error::{Error, FieldViolation, Violations};
@@ -193,7 +193,9 @@ fn customer_to_proto(customer: &Customer) -> v1::Customer {
     to_proto(customer.clone())
 }
 
-fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCustomer), Error> {
+pub(crate) fn parse_new_customer(
+    req: &v1::CreateCustomerRequest,
+) -> Result<(String, NewCustomer), Error> {
     let mut v = Violations::new();
     let request_id = v.check(text::request_id(&req.request_id, true)).flatten();
     let external_ref = v.check(parse_external_ref("external_ref", &req.external_ref));
@@ -281,6 +283,26 @@ fn parse_new_customer(req: &v1::CreateCustomerRequest) -> Result<(String, NewCus
     }
 }
 
+/// A ListCustomers request's filters (status, external_ref) and page.
+pub(crate) fn parse_list_request(
+    req: &v1::ListCustomersRequest,
+) -> Result<(Option<CustomerStatus>, Option<String>, PageRequest), Error> {
+    let mut v = Violations::new();
+    let status = v
+        .check(optional_customer_status("status", req.status))
+        .flatten();
+    let external_ref = if req.external_ref.is_empty() {
+        None
+    } else {
+        v.check(parse_external_ref("external_ref", &req.external_ref))
+    };
+    let filters = format!("status={}|external_ref={}", req.status, req.external_ref);
+    let page = v.check_all(PageRequest::parse(req.page_size, &req.page_token, &filters));
+    v.into_result()?;
+    let page = page.ok_or_else(|| Error::Internal("validated page missing".into()))?;
+    Ok((status, external_ref, page))
+}
+
 #[tonic::async_trait]
 impl CustomerService for CustomerApi {
     async fn create_customer(
@@ -328,20 +350,7 @@ impl CustomerService for CustomerApi {
         request: Request<v1::ListCustomersRequest>,
     ) -> Result<Response<v1::ListCustomersResponse>, Status> {
         let principal = principal(&request)?;
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let status = v
-            .check(optional_customer_status("status", req.status))
-            .flatten();
-        let external_ref = if req.external_ref.is_empty() {
-            None
-        } else {
-            v.check(parse_external_ref("external_ref", &req.external_ref))
-        };
-        let filters = format!("status={}|external_ref={}", req.status, req.external_ref);
-        let page = v.check_all(PageRequest::parse(req.page_size, &req.page_token, &filters));
-        v.into_result()?;
-        let page = page.ok_or_else(|| Status::internal("validated page missing"))?;
+        let (status, external_ref, page) = parse_list_request(&request.into_inner())?;
         let page = self
             .gw
             .store

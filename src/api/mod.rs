@@ -21,6 +21,8 @@ pub mod pricing;
 pub mod rate_limits;
 pub mod read_routing;
 pub mod replies;
+#[doc(hidden)]
+pub mod request_fuzz;
 pub mod service_management;
 pub mod services;
 mod status;

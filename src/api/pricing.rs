@@ -102,7 +102,7 @@ fn scope_text(field: &str, value: &str) -> Result<Option<String>, FieldViolation
     text::display_name(field, value, 256).map(Some)
 }
 
-fn parse_rule(rule: &v1::PriceRule) -> Result<NewPriceRule, Error> {
+pub(crate) fn parse_rule(rule: &v1::PriceRule) -> Result<NewPriceRule, Error> {
     let mut v = Violations::new();
     let vendor = v.check(optional_vendor("price_rule.vendor", rule.vendor));
     let service = v.check(scope_text("price_rule.service", &rule.service));

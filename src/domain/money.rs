@@ -120,16 +120,22 @@ pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, FieldViolation>
     if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
         return Err(malformed());
     }
-    let mantissa = Decimal::from_str_exact(plain).map_err(|_| too_many_digits())?;
-    let Some(exponent) = exponent else {
-        return Ok(mantissa);
+    // The exponent's syntax first, so a malformed number is called malformed whatever its digits.
+    let exponent = match exponent {
+        None => None,
+        Some(exponent) => {
+            let exponent_digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if !digits(exponent_digits) || exponent_digits.len() > 4 {
+                return Err(malformed());
+            }
+            Some(exponent.parse::<i64>().map_err(|_| malformed())?)
+        }
     };
-    let exponent_digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-    if !digits(exponent_digits) || exponent_digits.len() > 4 {
-        return Err(malformed());
+    let mantissa = Decimal::from_str_exact(plain).map_err(|_| too_many_digits())?;
+    match exponent {
+        None => Ok(mantissa),
+        Some(exponent) => scaled(mantissa, exponent).ok_or_else(too_many_digits),
     }
-    let exponent: i64 = exponent.parse().map_err(|_| malformed())?;
-    scaled(mantissa, exponent).ok_or_else(too_many_digits)
 }
 
 /// `mantissa` × 10^`exponent` exactly, or None when a `Decimal` cannot hold it.
@@ -182,7 +188,22 @@ pub fn parse_amount(
             format!("{text} has more fractional digits than {currency} allows ({digits})"),
         ));
     }
+    // Every amount leaves with the currency's minor digits ("5E27" ZAR as "5000…000.00"); one
+    // too large to carry them could not (a Decimal holds 28-29 significant digits in all).
+    if !fits_minor_digits(amount, digits) {
+        return Err(FieldViolation::new(
+            field,
+            format!("{text} is too large to be written with {currency}'s {digits} minor digits"),
+        ));
+    }
     Ok(amount.abs())
+}
+
+/// Whether `amount` can be written with `digits` places after the point.
+fn fits_minor_digits(amount: Decimal, digits: u32) -> bool {
+    let mut shown = amount.normalize();
+    shown.rescale(digits);
+    shown.scale() == digits && shown == amount
 }
 
 /// The one way an amount in a currency leaves the gateway (every API answer, stream and CSV
@@ -286,6 +307,35 @@ mod tests {
         );
         assert!(parse_amount("x", "1E-3", zar()).is_err());
         assert!(parse_amount("x", "-1E2", zar()).is_err());
+    }
+
+    #[test]
+    fn amounts_too_large_for_their_minor_digits_are_refused() {
+        // Found by fuzzing (fuzz/regressions/currency_amount/): accepted, then written
+        // without the minor digits every amount leaves with.
+        let kwd = Currency::parse("c", "KWD").unwrap();
+        for (text, currency) in [
+            ("5E27", zar()),
+            ("1E28", zar()),
+            ("552255522252255222521552155", kwd),
+        ] {
+            let err = parse_amount("x", text, currency).unwrap_err();
+            assert!(err.description.contains("too large"), "{text}: {err:?}");
+        }
+        let largest = "792281625142643375935439503.35";
+        assert_eq!(
+            format_amount(parse_amount("x", largest, zar()).unwrap(), zar()),
+            largest
+        );
+        let jpy = Currency::parse("c", "JPY").unwrap();
+        assert!(parse_amount("x", "7.9E+28", jpy).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_exponent_is_malformed_whatever_the_digits() {
+        // Found by fuzzing: 30 digits and the exponent "-+00" was called too long, not malformed.
+        let err = parse_decimal("x", "0.00000000000007777777777777721E-+00").unwrap_err();
+        assert!(err.description.contains("not a decimal number"), "{err:?}");
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! Refund): a credit marked up like usage would hand the customer more than AWS gave, and AWS
 //! credits on a reseller's payer account are mostly the partner's own (promotions, programme
 //! funding). The MSP passes one on deliberately, by pushing a negative line (IngestUsage).
+#[doc(hidden)]
+pub mod fuzz;
 mod mapping;
 pub mod organizations;
 mod retry;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use super::settings::{CostMetric, Granularity};
+use crate::domain::money::parse_decimal;
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::vendors::VendorError;
 
@@ -114,16 +115,11 @@ pub(crate) fn parse_bound(text: &str) -> Result<DateTime<Utc>, VendorError> {
 }
 
 /// An Amount string, exactly: no rounding, no float. Cost Explorer writes plain decimals
-/// ("0.0101516483") but tiny amounts can come in exponent form ("-1.2E-9").
+/// ("0.0101516483") but tiny amounts can come in exponent form ("-1.2E-9"); read as the API
+/// reads decimals. (`Decimal::from_scientific` rounds a mantissa of more than 28 digits: fuzzing
+/// found "1111111.125799111111111111111125714e-6" read as a different amount.)
 pub(crate) fn parse_amount(text: &str) -> Result<Decimal, VendorError> {
-    Decimal::from_str_exact(text)
-        .or_else(|e| {
-            if text.contains(['e', 'E']) {
-                Decimal::from_scientific(text)
-            } else {
-                Err(e)
-            }
-        })
+    parse_decimal("Amount", text)
         .map_err(|e| VendorError::Malformed(format!("amount {text:?}: {e}")))
 }
 
@@ -328,6 +324,9 @@ mod tests {
         assert!(parse_amount("0.12345678901234567890123456789").is_err());
         assert!(parse_amount("1,5").is_err());
         assert!(parse_amount("").is_err());
+        // Found by fuzzing: a mantissa of more than 28 digits in exponent form was rounded.
+        assert!(parse_amount("1111111.125799111111111111111125714e-6").is_err());
+        assert!(parse_amount("0.00000000000007777777777777721E-00").is_err());
     }
 
     #[test]

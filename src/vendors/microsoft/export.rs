@@ -5,12 +5,12 @@ use std::time::Duration;
 use azure_core::http::{Method, StatusCode, Url};
 use serde::Deserialize;
 
-use super::http::{Answer, Client, LOCATION, RequestCounter};
+use super::http::{Answer, Client, LOCATION, RequestCounter, excerpt};
 use super::rows::{self, RatedUsageRow};
 use super::{BillingPeriod, ExportOutcome, PartnerCenterConfig};
 use crate::vendors::{Pull, PullRequest, VendorError};
 
-const EXPORT_PATH: &str = "reports/partners/billing/usage/unbilled/export";
+pub(super) const EXPORT_PATH: &str = "reports/partners/billing/usage/unbilled/export";
 
 /// The operation resource: running, succeeded (naming the manifest) or failed.
 #[derive(Debug, Deserialize)]
@@ -33,18 +33,18 @@ struct OperationError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Manifest {
+pub(super) struct Manifest {
     #[serde(rename = "eTag")]
     etag: String,
     root_directory: String,
     sas_token: String,
     blob_count: Option<usize>,
-    blobs: Vec<BlobRef>,
+    pub(super) blobs: Vec<BlobRef>,
 }
 
 #[derive(Deserialize)]
-struct BlobRef {
-    name: String,
+pub(super) struct BlobRef {
+    pub(super) name: String,
 }
 
 pub async fn run(
@@ -148,26 +148,12 @@ async fn poll(
             "polling the export operation",
         )
         .await?;
-        let operation: Operation = serde_json::from_slice(&answer.body).map_err(|e| {
-            VendorError::Malformed(format!("export operation: {e}: {}", answer.excerpt()))
-        })?;
-        match operation.status.to_ascii_lowercase().as_str() {
-            "succeeded" | "completed" => {
-                return manifest_of(config, client, counter, base, operation_url, operation).await;
-            }
-            "failed" => {
-                let (code, message) = operation
-                    .error
-                    .map(|e| (e.code.map(|c| c.to_string()), e.message))
-                    .unwrap_or_default();
-                return Err(VendorError::Failed(format!(
-                    "the unbilled usage export failed: {} (code {})",
-                    message.as_deref().unwrap_or("no message"),
-                    code.as_deref().unwrap_or("none")
-                )));
+        match read_operation(&answer.body)? {
+            Some(source) => {
+                return manifest_of(config, client, counter, base, operation_url, source).await;
             }
             // notStarted, running, or a status added later: keep waiting.
-            _ => wait = answer.retry_after().unwrap_or(config.poll_interval),
+            None => wait = answer.retry_after().unwrap_or(config.poll_interval),
         }
     }
     Err(VendorError::Unavailable(format!(
@@ -176,18 +162,72 @@ async fn poll(
     )))
 }
 
+/// Where a succeeded operation says the manifest is.
+pub(super) enum ManifestSource {
+    Inline(Manifest),
+    Link(String),
+}
+
+/// One answer of the operation resource: None while it runs, the manifest's source once it
+/// succeeded, an error when it failed or is unreadable.
+pub(super) fn read_operation(body: &[u8]) -> Result<Option<ManifestSource>, VendorError> {
+    let operation: Operation = serde_json::from_slice(body)
+        .map_err(|e| VendorError::Malformed(format!("export operation: {e}: {}", excerpt(body))))?;
+    match operation.status.to_ascii_lowercase().as_str() {
+        "succeeded" | "completed" => match (operation.resource_location, operation.manifest_link) {
+            (Some(inline @ serde_json::Value::Object(_)), _) => serde_json::from_value(inline)
+                .map(|m| Some(ManifestSource::Inline(m)))
+                .map_err(|e| VendorError::Malformed(format!("export manifest: {e}"))),
+            (_, Some(link)) => Ok(Some(ManifestSource::Link(link))),
+            _ => Err(VendorError::Malformed(
+                "the succeeded export operation names no manifest".into(),
+            )),
+        },
+        "failed" => {
+            let (code, message) = operation
+                .error
+                .map(|e| (e.code.map(|c| c.to_string()), e.message))
+                .unwrap_or_default();
+            Err(VendorError::Failed(format!(
+                "the unbilled usage export failed: {} (code {})",
+                message.as_deref().unwrap_or("no message"),
+                code.as_deref().unwrap_or("none")
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A manifest read from its own document (the operation's link).
+pub(super) fn read_manifest(body: &[u8]) -> Result<Manifest, VendorError> {
+    serde_json::from_slice::<Manifest>(body)
+        .map_err(|e| VendorError::Malformed(format!("export manifest: {e}")))
+}
+
+/// The manifest, once its blob count agrees with its list.
+pub(super) fn checked(manifest: Manifest) -> Result<Manifest, VendorError> {
+    if let Some(count) = manifest.blob_count
+        && count != manifest.blobs.len()
+    {
+        return Err(VendorError::Malformed(format!(
+            "export manifest: blobCount is {count} but {} blobs are listed",
+            manifest.blobs.len()
+        )));
+    }
+    Ok(manifest)
+}
+
 async fn manifest_of(
     config: &PartnerCenterConfig,
     client: &Client,
     counter: &RequestCounter,
     base: &Url,
     operation_url: &Url,
-    operation: Operation,
+    source: ManifestSource,
 ) -> Result<Manifest, VendorError> {
-    let manifest = match (operation.resource_location, operation.manifest_link) {
-        (Some(inline @ serde_json::Value::Object(_)), _) => serde_json::from_value(inline)
-            .map_err(|e| VendorError::Malformed(format!("export manifest: {e}")))?,
-        (_, Some(link)) => {
+    let manifest = match source {
+        ManifestSource::Inline(manifest) => manifest,
+        ManifestSource::Link(link) => {
             let url = same_origin(base, operation_url, &link, "the manifest link")?;
             let answer = api_call(
                 config,
@@ -199,24 +239,10 @@ async fn manifest_of(
                 "reading the export manifest",
             )
             .await?;
-            serde_json::from_slice::<Manifest>(&answer.body)
-                .map_err(|e| VendorError::Malformed(format!("export manifest: {e}")))?
-        }
-        _ => {
-            return Err(VendorError::Malformed(
-                "the succeeded export operation names no manifest".into(),
-            ));
+            read_manifest(&answer.body)?
         }
     };
-    if let Some(count) = manifest.blob_count
-        && count != manifest.blobs.len()
-    {
-        return Err(VendorError::Malformed(format!(
-            "export manifest: blobCount is {count} but {} blobs are listed",
-            manifest.blobs.len()
-        )));
-    }
-    Ok(manifest)
+    checked(manifest)
 }
 
 /// Downloads one blob and reads its rows.
@@ -252,12 +278,20 @@ async fn download(
             VendorError::Failed(error)
         });
     }
-    let text = gunzip(&answer.body)
-        .map_err(|e| VendorError::Malformed(format!("blob {}: {e}", blob.name)))?;
+    read_blob(&blob.name, &answer.body, config.account_key)
+}
+
+/// The rows of one downloaded blob (gzip, or text the HTTP client already decoded).
+pub(super) fn read_blob(
+    name: &str,
+    body: &[u8],
+    account_key: rows::AccountKey,
+) -> Result<Vec<RatedUsageRow>, VendorError> {
+    let text = gunzip(body).map_err(|e| VendorError::Malformed(format!("blob {name}: {e}")))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| rows::parse_row(&blob.name, i + 1, line, config.account_key))
+        .map(|(i, line)| rows::parse_row(name, i + 1, line, account_key))
         .collect()
 }
 
@@ -275,7 +309,7 @@ fn gunzip(body: &[u8]) -> Result<String, String> {
 }
 
 /// `{rootDirectory}/{name}?{sasToken}`; https only, since the query is a credential.
-fn blob_url(manifest: &Manifest, name: &str) -> Result<Url, VendorError> {
+pub(super) fn blob_url(manifest: &Manifest, name: &str) -> Result<Url, VendorError> {
     let root = manifest.root_directory.trim_end_matches('/');
     let sas = manifest.sas_token.trim_start_matches('?');
     let url = Url::parse(&format!("{root}/{}", name.trim_start_matches('/')))
@@ -357,7 +391,12 @@ pub(super) fn api_base(text: &str) -> Result<Url, VendorError> {
 
 /// Resolves a URL the service handed us and insists it stays on the API's origin: the bearer
 /// token goes wherever it points.
-fn same_origin(base: &Url, from: &Url, link: &str, what: &str) -> Result<Url, VendorError> {
+pub(super) fn same_origin(
+    base: &Url,
+    from: &Url,
+    link: &str,
+    what: &str,
+) -> Result<Url, VendorError> {
     let url = from
         .join(link)
         .map_err(|e| VendorError::Malformed(format!("{what}: bad URL ({e})")))?;

@@ -88,12 +88,17 @@ impl Answer {
     /// A short, single-line excerpt of the body for error messages (API bodies only: blob
     /// bodies are never quoted).
     pub fn excerpt(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        match text.char_indices().nth(300) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text,
-        }
+        excerpt(&self.body)
+    }
+}
+
+/// The start of a body for an error message: whitespace collapsed, at most 300 characters.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 

@@ -46,6 +46,8 @@
 //! `ResourceLocation` (else `MeterRegion`); the day = `UsageDate`.
 pub mod control;
 mod export;
+#[doc(hidden)]
+pub mod fuzz;
 mod http;
 mod rows;
 
