@@ -5,11 +5,13 @@
 # fuzz/artifacts/<target>/: fix the code, then add the input to fuzz/regressions/<target>/ named
 # ok-... or err-... (what the gateway must make of it), so `cargo test` replays it for good.
 #
-# Usage: scripts/fuzz.sh [seconds-per-target (default 20)] [target...]   (default: every target)
+# Usage: scripts/fuzz.sh [--quick] [seconds-per-target (default 20)] [target...]   (default: every target)
+#   --quick: an unoptimized build (cargo fuzz --dev, 16 codegen units): far cheaper to compile
+#   cold, slower to run; what CI uses for its short run.
 # New inputs a run discovers go to a scratch directory, never into the committed corpus.
 #
-# CI (.ci/run) does not run this; `cargo test` replays every seed and regression file instead
-# (fuzz_entry::tests). A cold fuzz build instruments the whole dependency tree (AWS and Azure SDKs,
+# `cargo test` replays every seed and regression file on every run (fuzz_entry::tests); CI
+# (.ci/run) also runs `scripts/fuzz.sh --quick 10`. A cold optimized fuzz build instruments the whole dependency tree (AWS and Azure SDKs,
 # tonic, diesel), and cargo fuzz compiles the gateway crate in one codegen unit: measured on the
 # 2-core CI machine under a load of 5-8 from other builds, 20 min wall (942 s CPU) for the
 # dependencies, then 13.7 min (435 s CPU, one core) for the gateway and the 7 targets; at best
@@ -17,6 +19,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+quick=0
+if [ "${1:-}" = --quick ]; then
+  quick=1
+  shift
+fi
 seconds=${1:-20}
 shift || true
 
@@ -28,6 +35,7 @@ export RUSTC_BOOTSTRAP=1
 # No sanitizer: the parsers are safe Rust, where a bug is a panic (overflow checks and debug
 # assertions are on in fuzz/Cargo.toml's profile); AddressSanitizer would only slow the build.
 fuzz_flags=(--sanitizer none)
+[ "$quick" = 1 ] && fuzz_flags+=(--dev --codegen-units 16)
 
 if [ $# -gt 0 ]; then
   targets=("$@")
