@@ -13,8 +13,9 @@
 //! go": 20 rows for the large customer, 1 for the small) and by service and day (600 rows for
 //! the large customer and the control, 1-2 for the small), through the generated client, and of
 //! the portal's overview page (HTTP/1.1 with the session cookie); `REQUESTS` sequential calls
-//! after a warm-up, measured at the client on the loopback (so the figures include the
-//! client's decoding: an upper bound on the server's time).
+//! of each after a warm-up, interleaved (round by round, each customer's reads in turn),
+//! measured at the client on the loopback (so the figures include the client's decoding: an
+//! upper bound on the server's time).
 //!
 //! The ratios: large / small is the target (within 2×) for the overview and the summary by
 //! service. By service and day the answers differ 300-fold in size, so large / small there
@@ -84,22 +85,47 @@ fn usage(
     }
 }
 
-async fn timed<F, Fut>(requests: usize, mut call: F) -> (Duration, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for _ in 0..requests / 10 + 5 {
-        call().await;
+/// One customer's reads: its two summaries and its overview page.
+struct Subject {
+    label: &'static str,
+    count: usize,
+    summaries: [v1::GetSpendSummaryRequest; 2],
+    /// Rows each summary answers (checked on every call).
+    rows: [usize; 2],
+    page: String,
+    cookie: String,
+}
+
+impl Subject {
+    /// Read 0 and 1: the summaries; 2: the overview page.
+    async fn read(
+        &self,
+        read: usize,
+        hd: &HelpDeskServiceClient<tonic::transport::Channel>,
+        http: &reqwest::Client,
+        key: &str,
+    ) {
+        if read < 2 {
+            let request = authorized(key, self.summaries[read].clone());
+            let summary = hd
+                .clone()
+                .get_spend_summary(request)
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(summary.rows.len(), self.rows[read]);
+        } else {
+            let response = http
+                .get(&self.page)
+                .header("cookie", &self.cookie)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+            let body = response.text().await.unwrap();
+            assert!(body.contains("month-to-date"));
+        }
     }
-    let mut samples = Vec::with_capacity(requests);
-    for _ in 0..requests {
-        let start = Instant::now();
-        call().await;
-        samples.push(start.elapsed());
-    }
-    samples.sort();
-    (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -256,23 +282,25 @@ async fn main() {
         v1::SpendDimension::Service.into(),
         v1::SpendDimension::Day.into(),
     ];
-    let mut figures = Vec::new();
     let customers = [
         (&ids[0], "large", recorded),
         (&ids[1], "small", 10),
         (&ids[2], "control", control_charges),
     ];
+    // Each customer's two summaries and its overview page (with a session cookie of its own).
+    let hd = HelpDeskServiceClient::new(channel.clone());
+    let mut subjects = Vec::new();
     for (id, label, count) in customers {
-        let hd = HelpDeskServiceClient::new(channel.clone());
-        let mut summaries = Vec::new();
-        for group_by in [&by_service, &by_service_and_day] {
-            let request = v1::GetSpendSummaryRequest {
+        let summaries =
+            [&by_service, &by_service_and_day].map(|group_by| v1::GetSpendSummaryRequest {
                 customer_id: id.clone(),
                 start_date: first.format("%Y-%m-%d").to_string(),
                 end_date: end.format("%Y-%m-%d").to_string(),
                 group_by: group_by.clone(),
-            };
-            let rows = hd
+            });
+        let mut rows = [0usize; 2];
+        for (i, request) in summaries.iter().enumerate() {
+            rows[i] = hd
                 .clone()
                 .get_spend_summary(authorized(&key, request.clone()))
                 .await
@@ -280,17 +308,7 @@ async fn main() {
                 .into_inner()
                 .rows
                 .len();
-            assert!(rows > 0);
-            let (p50, p99) = timed(requests, || {
-                let mut hd = hd.clone();
-                let message = authorized(&key, request.clone());
-                async move {
-                    let summary = hd.get_spend_summary(message).await.unwrap().into_inner();
-                    assert_eq!(summary.rows.len(), rows);
-                }
-            })
-            .await;
-            summaries.push((p50, p99, rows));
+            assert!(rows[i] > 0);
         }
         let new = NewPortalSession {
             customer_id: id.clone(),
@@ -321,31 +339,52 @@ async fn main() {
             .and_then(|v| v.split(';').next())
             .expect("session cookie")
             .to_string();
-        let page = format!("http://{address}/portal/c/{id}/");
-        let (p50, p99) = timed(requests, || {
-            let call = http.get(&page).header("cookie", &cookie).send();
-            async move {
-                let response = call.await.unwrap();
-                assert!(response.status().is_success());
-                let body = response.text().await.unwrap();
-                assert!(body.contains("month-to-date"));
+        subjects.push(Subject {
+            label,
+            count,
+            summaries,
+            rows,
+            page: format!("http://{address}/portal/c/{id}/"),
+            cookie,
+        });
+    }
+    // Round by round, every customer's three reads in turn, so all customers meet the same
+    // machine (a checkpoint or another process's burst lands on all of them alike, not on
+    // whichever happened to be measured then).
+    let warm_up = requests / 10 + 5;
+    let mut samples = vec![[const { Vec::new() }; 3]; subjects.len()];
+    for round in 0..warm_up + requests {
+        for (s, subject) in subjects.iter().enumerate() {
+            for read in 0..3 {
+                let started = Instant::now();
+                subject.read(read, &hd, &http, &key).await;
+                if round >= warm_up {
+                    samples[s][read].push(started.elapsed());
+                }
             }
-        })
-        .await;
+        }
+    }
+    let mut figures = Vec::new();
+    for (subject, samples) in subjects.iter().zip(samples) {
+        let [s, sd, page] = samples.map(|mut xs| {
+            xs.sort();
+            (percentile(&xs, 0.5), percentile(&xs, 0.99))
+        });
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let (s, sd) = (summaries[0], summaries[1]);
         println!(
-            "{label:<8} {count:>9} {:>7.2} / {:>6.2} ms {:>4} rows {:>7.2} / {:>6.2} ms {:>4} rows {:>10.2} / {:>6.2} ms",
+            "{:<8} {:>9} {:>7.2} / {:>6.2} ms {:>4} rows {:>7.2} / {:>6.2} ms {:>4} rows {:>10.2} / {:>6.2} ms",
+            subject.label,
+            subject.count,
             ms(s.0),
             ms(s.1),
-            s.2,
+            subject.rows[0],
             ms(sd.0),
             ms(sd.1),
-            sd.2,
-            ms(p50),
-            ms(p99),
+            subject.rows[1],
+            ms(page.0),
+            ms(page.1),
         );
-        figures.push([s.0, s.1, sd.0, sd.1, p50, p99]);
+        figures.push([s.0, s.1, sd.0, sd.1, page.0, page.1]);
     }
     let ratio = |of: usize, to: usize, i: usize| {
         format!(
