@@ -354,12 +354,12 @@ async fn main() {
     let warm_up = requests / 10 + 5;
     let mut samples = vec![[const { Vec::new() }; 3]; subjects.len()];
     for round in 0..warm_up + requests {
-        for (s, subject) in subjects.iter().enumerate() {
-            for read in 0..3 {
+        for (subject, samples) in subjects.iter().zip(samples.iter_mut()) {
+            for (read, taken) in samples.iter_mut().enumerate() {
                 let started = Instant::now();
                 subject.read(read, &hd, &http, &key).await;
                 if round >= warm_up {
-                    samples[s][read].push(started.elapsed());
+                    taken.push(started.elapsed());
                 }
             }
         }
