@@ -13,6 +13,9 @@
 //! once through one partner account. 16 calls in flight at 50 ms each is ~320 calls/s per partner
 //! account, enough for 1,000 customers in about 3 s per partner account while staying a small,
 //! fixed load; the worker retries throttling with backoff if a vendor still pushes back.
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +24,6 @@ use msp_gateway::domain::customer::{
 };
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::money::Currency;
-use msp_gateway::domain::partner_account::PartnerAccountSpec;
 use msp_gateway::domain::service_action::{ActionKind, RetryPolicy};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::vendor::{Vendor, VendorAccountKind};
@@ -61,29 +63,10 @@ async fn prepare(url: &str, customers: usize) -> Prepared {
         .expect("tenant");
     let mut partners = Vec::new();
     for i in 0..PARTNER_ACCOUNTS {
-        let spec = PartnerAccountSpec {
-            vendor: Vendor::Simulator,
-            display_name: format!("Bench simulator {i}"),
-            vendor_account_id: format!("bench-{i}"),
-            partner_discount_rate: Decimal::ZERO,
-            credentials_ref: String::new(),
-            poll_interval_secs: 3600,
-            enabled: true,
-            endpoint_url: String::new(),
-            aws: None,
-            microsoft: None,
-        };
-        let request = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
-        partners.push(
-            store
-                .create_partner_account(&tenant.id, &spec, &Idempotent::unanswered(request))
-                .await
-                .unwrap()
-                .fresh()
-                .unwrap()
-                .0
-                .id,
-        );
+        let account =
+            support::usage_fixture::simulator_partner_account(&store, &tenant.id, i, Decimal::ZERO)
+                .await;
+        partners.push(account.id);
     }
     let zar = Currency::parse("c", "ZAR").unwrap();
     let mut ids = Vec::with_capacity(customers);

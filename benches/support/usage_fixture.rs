@@ -8,7 +8,7 @@ use msp_gateway::domain::access::{Principal, Scope};
 use msp_gateway::domain::customer::{BillingCycle, NewCustomer, NewVendorAccountLink};
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::money::Currency;
-use msp_gateway::domain::partner_account::PartnerAccountSpec;
+use msp_gateway::domain::partner_account::{PartnerAccount, PartnerAccountSpec};
 use msp_gateway::domain::pricing::{FxRate, NewPriceRule, PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::UsageLine;
@@ -76,6 +76,36 @@ impl Prepared {
     }
 }
 
+/// The tenant's simulator partner account number `i` ("bench-{i}"), written through the store.
+pub async fn simulator_partner_account(
+    store: &Store,
+    tenant_id: &str,
+    i: usize,
+    partner_discount_rate: Decimal,
+) -> PartnerAccount {
+    let spec = PartnerAccountSpec {
+        vendor: Vendor::Simulator,
+        display_name: format!("Bench simulator {i}"),
+        vendor_account_id: format!("bench-{i}"),
+        partner_discount_rate,
+        credentials_ref: String::new(),
+        poll_interval_secs: 3600,
+        // No pollers run in the benchmarks; enabled so customers can be linked through it.
+        enabled: true,
+        endpoint_url: String::new(),
+        aws: None,
+        microsoft: None,
+    };
+    let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
+    store
+        .create_partner_account(tenant_id, &spec, &Idempotent::unanswered(key))
+        .await
+        .unwrap()
+        .fresh()
+        .unwrap()
+        .0
+}
+
 /// A migrated store with one priced tenant pushing through `sources` partner accounts: a 15 %
 /// markup, a USD->ZAR rate, and 100 customers owning the simulator `accounts`.
 pub async fn prepare(url: &str, accounts: &[String], sources: usize) -> Prepared {
@@ -94,28 +124,8 @@ pub async fn prepare(url: &str, accounts: &[String], sources: usize) -> Prepared
     };
     let mut partner_accounts = Vec::new();
     for i in 0..sources {
-        let spec = PartnerAccountSpec {
-            vendor: Vendor::Simulator,
-            display_name: format!("Bench simulator {i}"),
-            vendor_account_id: format!("bench-{i}"),
-            partner_discount_rate: Decimal::new(12, 2),
-            credentials_ref: String::new(),
-            poll_interval_secs: 3600,
-            // No pollers run in the benchmark; enabled so customers can be linked through it.
-            enabled: true,
-            endpoint_url: String::new(),
-            aws: None,
-            microsoft: None,
-        };
-        let key = IdempotencyKey::new(format!("pa-{i}"), "CreatePartnerAccount", &spec);
         partner_accounts.push(
-            store
-                .create_partner_account(&admin.tenant_id, &spec, &Idempotent::unanswered(key))
-                .await
-                .unwrap()
-                .fresh()
-                .unwrap()
-                .0,
+            simulator_partner_account(&store, &admin.tenant_id, i, Decimal::new(12, 2)).await,
         );
     }
     let zar = Currency::parse("c", "ZAR").unwrap();
