@@ -28,6 +28,28 @@ pub(super) type CostRow = (
     String,
 );
 
+/// The columns a [`CostRow`] is read from (the catalogue's reads and the price-sheet import).
+#[rustfmt::skip]
+pub(super) const COST_COLUMNS: (
+    catalog_unit_costs::item_id,
+    catalog_unit_costs::term,
+    catalog_unit_costs::billing_frequency,
+    catalog_unit_costs::currency,
+    catalog_unit_costs::effective_month,
+    catalog_unit_costs::unit_cost,
+    catalog_unit_costs::list_price,
+    catalog_unit_costs::market,
+) = (
+    catalog_unit_costs::item_id,
+    catalog_unit_costs::term,
+    catalog_unit_costs::billing_frequency,
+    catalog_unit_costs::currency,
+    catalog_unit_costs::effective_month,
+    catalog_unit_costs::unit_cost,
+    catalog_unit_costs::list_price,
+    catalog_unit_costs::market,
+);
+
 fn into_item(row: ItemRow, costs: Vec<CostRow>) -> Result<CatalogItem> {
     let (id, vendor, catalog_item_id, product, unit, offers, created_at) = row;
     let corrupt = |e: String| Error::Internal(format!("stored catalogue item {id}: {e}"));
@@ -63,7 +85,7 @@ fn into_item(row: ItemRow, costs: Vec<CostRow>) -> Result<CatalogItem> {
 }
 
 for_each_backend! {
-    use super::{CostRow, ItemRow, into_item};
+    use super::{COST_COLUMNS, CostRow, ItemRow, into_item};
 
     fn item_columns() -> (catalog_items::id, catalog_items::vendor, catalog_items::catalog_item_id, catalog_items::product, catalog_items::unit, catalog_items::offers, catalog_items::created_at) {
         (catalog_items::id, catalog_items::vendor, catalog_items::catalog_item_id, catalog_items::product, catalog_items::unit, catalog_items::offers, catalog_items::created_at)
@@ -74,16 +96,7 @@ for_each_backend! {
         let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         let costs: Vec<CostRow> = catalog_unit_costs::table
             .filter(catalog_unit_costs::item_id.eq_any(&ids))
-            .select((
-                catalog_unit_costs::item_id,
-                catalog_unit_costs::term,
-                catalog_unit_costs::billing_frequency,
-                catalog_unit_costs::currency,
-                catalog_unit_costs::effective_month,
-                catalog_unit_costs::unit_cost,
-                catalog_unit_costs::list_price,
-                catalog_unit_costs::market,
-            ))
+            .select(COST_COLUMNS)
             .order((catalog_unit_costs::item_id, catalog_unit_costs::term, catalog_unit_costs::billing_frequency, catalog_unit_costs::currency, catalog_unit_costs::effective_month))
             .load(conn)
             .await?;

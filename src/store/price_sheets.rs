@@ -6,7 +6,7 @@ use chrono::{SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::catalog::CostRow;
+use super::catalog::{COST_COLUMNS, CostRow};
 use super::catalog_schema::{catalog_items, catalog_unit_costs};
 use super::sql_types::{DbDecimal, DbTime};
 use super::{Store, for_each_backend};
@@ -96,16 +96,7 @@ for_each_backend! {
         let existing: Vec<CostRow> =
             catalog_unit_costs::table
                 .filter(catalog_unit_costs::tenant_id.eq(tenant_id))
-                .select((
-                    catalog_unit_costs::item_id,
-                    catalog_unit_costs::term,
-                    catalog_unit_costs::billing_frequency,
-                    catalog_unit_costs::currency,
-                    catalog_unit_costs::effective_month,
-                    catalog_unit_costs::unit_cost,
-                    catalog_unit_costs::list_price,
-                    catalog_unit_costs::market,
-                ))
+                .select(COST_COLUMNS)
                 .load(conn)
                 .await?;
         let existing: HashMap<CostKey, (DbDecimal, Option<DbDecimal>, String)> = existing
