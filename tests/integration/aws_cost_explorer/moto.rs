@@ -2,6 +2,7 @@
 //! it that injects AWS errors (moto cannot throttle) and answers chosen operations with scripted
 //! bodies (states moto skips, such as an account creation IN_PROGRESS).
 use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,15 +23,15 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// Starts moto on a port the kernel picks (`-p 0`) and reads the port back from the line
+    /// werkzeug prints. Choosing a free port first and handing it over raced with the other tests'
+    /// servers: a port freed by the probe could be taken before moto bound it, and the test then
+    /// talked to another server (CI saw "connection reset by peer" on the first request).
     pub async fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
         {
             Ok(child) => child,
@@ -40,18 +41,38 @@ impl Moto {
             ),
             Err(e) => panic!("cannot start moto_server: {e}"),
         };
+        let stderr = child.stderr.take().expect("moto_server's stderr");
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        // werkzeug logs every request to stderr: the thread keeps reading after the port line so
+        // that moto never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .split_once("Running on http://127.0.0.1:")
+                    .and_then(|(_, rest)| rest.trim().parse::<u16>().ok())
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = match tokio::time::timeout(Duration::from_secs(60), port_rx).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(_)) => panic!(
+                "moto_server exited at start ({:?})",
+                child.try_wait().expect("moto_server status")
+            ),
+            Err(_) => panic!("moto_server did not listen within 60 s"),
+        };
         let address = SocketAddr::from(([127, 0, 0, 1], port));
+        // The first request is a read that may be repeated, so a server still warming up under a
+        // loaded CI machine costs a retry here, not a failed seed.
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("moto_server status") {
-                panic!("moto_server exited at start ({status}); is port {port} free?");
-            }
-            if TcpStream::connect(address).await.is_ok() {
-                break;
-            }
+        while try_get(address, "/").await.is_none() {
             assert!(
                 Instant::now() < deadline,
-                "moto_server did not listen within 60 s"
+                "moto_server did not answer within 60 s"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -91,6 +112,20 @@ async fn post(address: SocketAddr, path: &str, body: String) -> (StatusCode, Byt
         .body(Full::new(Bytes::from(body)))
         .unwrap();
     send(address, request).await
+}
+
+/// The status of a GET, or None when the connection failed before an answer.
+async fn try_get(address: SocketAddr, path: &str) -> Option<StatusCode> {
+    let stream = TcpStream::connect(address).await.ok()?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header("host", address.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Some(sender.send_request(request).await.ok()?.status())
 }
 
 /// One request on a connection of its own.
