@@ -19,8 +19,9 @@
 //! Prints invoices/s, total time and the ratio close / GROUP BY, for PostgreSQL (a fresh
 //! database) then SQLite (a temporary file).
 //!
-//! Environment: MSPGW_BENCH_CUSTOMERS, MSPGW_BENCH_PER_CUSTOMER, MSPGW_BENCH_SQLITE=0 or
-//! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
+//! Environment: MSPGW_BENCH_CUSTOMERS, MSPGW_BENCH_PER_CUSTOMER, MSPGW_BENCH_PROFILE=1 (prints
+//! where the close's statements spend their time: `support::statement_profile`), MSPGW_BENCH_SQLITE=0 or
+//! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_BENCH_KEEP_SQLITE=1 to keep SQLite's file, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
 //! tests).
 #[path = "support/mod.rs"]
 mod support;
@@ -242,12 +243,19 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
     let group_rows = group_by(url, &tenant.id, month, end).await;
     let group_by = started.elapsed();
 
+    let profiling = support::statement_profile::install_was_requested();
+    if profiling {
+        support::statement_profile::start();
+    }
     let started = Instant::now();
     let closed = ledger
         .close_run(&tenant.id, "bench-close", Utc::now(), |_| {})
         .await
         .unwrap();
     let close = started.elapsed();
+    if profiling {
+        support::statement_profile::report("month close", 25);
+    }
     assert_eq!(closed.status.as_str(), "SUCCEEDED", "{closed:?}");
     server.abort();
     Figures {
@@ -279,6 +287,7 @@ fn report(backend: &str, f: &Figures) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    support::statement_profile::install();
     let customers = env("CUSTOMERS", 1_000);
     let per_customer = env("PER_CUSTOMER", 1_000);
     println!(
@@ -297,5 +306,11 @@ async fn main() {
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
         let figures = run(&url, customers, per_customer).await;
         report("SQLite", &figures);
+        if env("KEEP_SQLITE", 0) == 1 {
+            println!(
+                "SQLite database kept: {}",
+                dir.keep().join("bench.db").display()
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! on an ephemeral port, authorized requests and a simulator partner account.
 // Each benchmark includes this module and uses part of it.
 #![allow(dead_code)]
+pub mod statement_profile;
 pub mod usage_fixture;
 
 use std::net::SocketAddr;

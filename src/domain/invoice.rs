@@ -12,7 +12,7 @@ use super::billing_schedule::BillingSchedule;
 use super::error::{Error, Result};
 use super::invoice_selection::{ClosePoint, on_invoice};
 use super::money::Currency;
-use super::period::Period;
+use super::period::{BillingAnchor, BillingCycle, Period};
 use super::rounding::RoundingRule;
 use super::vendor::Vendor;
 
@@ -22,6 +22,18 @@ pub struct BilledCustomer {
     pub id: String,
     pub external_ref: String,
     pub display_name: String,
+}
+
+/// What closing a customer's periods needs of its record: the customer record without its
+/// enrollments and vendor links (two reads a close does not need).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BillingProfile {
+    pub customer: BilledCustomer,
+    pub currency: Currency,
+    pub cycle: BillingCycle,
+    pub anchor: BillingAnchor,
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// What is billed: one charge, or the sum of charges that agree on every field but the amounts

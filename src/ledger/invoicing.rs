@@ -12,17 +12,16 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
-use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent, Written};
 use crate::domain::ids::{INVOICE, PAYMENT, new_id};
-use crate::domain::invoice::{BilledCustomer, InvoiceContext};
+use crate::domain::invoice::{BillingProfile, InvoiceContext};
 use crate::domain::invoice_groups::{CloseBounds, GroupClass, close_from_groups};
 use crate::domain::invoice_number::format_invoice_number;
 use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
 use crate::domain::invoice_selection::ClosePoint;
 use crate::domain::invoice_settings::InvoiceSettings;
-use crate::domain::payment::{Exposure, PaymentStatus, apply_payment, parse_payment_amount};
+use crate::domain::payment::{PaymentStatus, apply_payment, parse_payment_amount};
 use crate::domain::period::{Period, local_date, start_of_day};
 use crate::domain::period_close::{
     CloseOrder, check_close_order, check_may_close, next_period_to_close, periods_to_close,
@@ -33,7 +32,7 @@ use crate::store::schema::charge_totals;
 
 /// See `plan`.
 pub struct Plan {
-    customer: Customer,
+    customer: BillingProfile,
     settings: InvoiceSettings,
     chain: CloseChain,
     schedule: BillingSchedule,
@@ -43,31 +42,18 @@ pub struct Plan {
 ledger_backends! {
     use super::Plan;
 
-    /// Moves the customer's exposure by `change` and re-evaluates its thresholds (a payment can
-    /// allow resumption). Takes the ledger lock (callers may hold it already).
-    async fn move_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
-        q::charges::lock_ledger(conn, tenant_id).await?;
-        let ids = [customer_id];
-        let mut state = q::credit::states(conn, tenant_id, &ids).await?.remove(customer_id).unwrap_or_default();
-        let moved = change(Exposure { open_charges: state.open_charges, unpaid_invoices: state.unpaid_invoices })?;
-        state.open_charges = moved.open_charges;
-        state.unpaid_invoices = moved.unpaid_invoices;
-        q::credit::write_state(conn, tenant_id, customer_id, &state).await?;
-        q::ledger_credit::reevaluate(conn, tenant_id, vec![customer_id.to_string()]).await
-    }
-
     /// What a close of the customer starts from: its record, the tenant's settings, its close
     /// chain and schedule, and the next period to close. Before the first close that is the
     /// period containing its creation or its earliest usage, whichever is earlier (usage from
     /// before a customer was created, such as imported history, is billed in its own periods).
     pub async fn plan(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<Plan> {
-        let customer = q::customers::get(conn, tenant_id, customer_id).await?;
+        let customer = q::customers::billing_profile(conn, tenant_id, customer_id).await?;
         let settings = q::invoice_settings::get(conn, tenant_id).await?;
         let chain = q::customer_billing::get(conn, tenant_id, customer_id).await?;
         let last_end = chain.last.map(|l| l.period_end);
         let schedule = customer_schedule(
-            customer.billing_cycle,
-            customer.billing_anchor,
+            customer.cycle,
+            customer.anchor,
             &customer.time_zone,
             last_end,
         )?;
@@ -153,12 +139,8 @@ ledger_backends! {
             Vec::new()
         };
         let ctx = InvoiceContext {
-            customer: BilledCustomer {
-                id: customer.id.clone(),
-                external_ref: customer.external_ref.clone(),
-                display_name: customer.display_name.clone(),
-            },
-            currency: customer.billing_currency,
+            customer: customer.customer,
+            currency: customer.currency,
             rounding: settings.rounding,
             period,
             close_sequence,
@@ -176,22 +158,24 @@ ledger_backends! {
         } else {
             None
         };
-        // From here to the commit, closes of the tenant run one at a time: the ledger lock
-        // (exposure is written under it), then the gap-free number.
-        let (unrounded, total) = (draft.unrounded_total, draft.total);
-        move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
-        let number = match issued_on {
-            Some(issued_on) => {
-                let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
-                Some((counter, format_invoice_number(&settings.number_prefix, issued_on, counter)?))
-            }
-            None => None,
-        };
         let previous_sequence = chain.last.map_or(0, |l| l.sequence);
         // Stored to the microsecond (both backends' precision), so a re-read equals the answer.
-        let invoice = Invoice::from_draft(invoice_id, number, draft, previous_sequence, now.trunc_subsecs(6));
-        q::invoices::insert(conn, tenant_id, &invoice).await?;
+        let mut invoice = Invoice::from_draft(invoice_id, None, draft, previous_sequence, now.trunc_subsecs(6));
+        // The chain, the invoice and its lines are written before the ledger lock: closes of
+        // different customers (on PostgreSQL) write them side by side.
         q::customer_billing::advance(conn, tenant_id, customer_id, &chain, &next_chain).await?;
+        q::invoices::insert(conn, tenant_id, &invoice).await?;
+        // From here to the commit, closes of the tenant run one at a time: the ledger lock
+        // (exposure is written under it), then the gap-free number. Keep this part short.
+        let (unrounded, total) = (invoice.unrounded_total, invoice.total);
+        q::ledger_credit::move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
+        if let Some(issued_on) = issued_on {
+            let counter = q::invoice_numbers::take_next(conn, tenant_id).await?;
+            let number = format_invoice_number(&settings.number_prefix, issued_on, counter)?;
+            q::invoices::set_number(conn, tenant_id, &invoice.id, counter, &number).await?;
+            invoice.number_counter = Some(counter);
+            invoice.number = Some(number);
+        }
         Ok(Written { value: invoice, fresh: true })
     }
 
@@ -221,7 +205,7 @@ ledger_backends! {
             };
             q::payments::insert(conn, tenant_id, &payment).await?;
             q::invoices::set_paid(conn, tenant_id, &invoice.id, paid, PaymentStatus::of(invoice.total, paid)).await?;
-            move_exposure(conn, tenant_id, &invoice.customer.id, |e| e.after_payment(amount)).await?;
+            q::ledger_credit::move_exposure(conn, tenant_id, &invoice.customer.id, |e| e.after_payment(amount)).await?;
             Ok(payment)
         })
         .await

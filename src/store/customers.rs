@@ -17,6 +17,7 @@ use crate::domain::customer::{
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::ids;
+use crate::domain::invoice::{BilledCustomer, BillingProfile};
 use crate::domain::money::Currency;
 use crate::domain::paging::{Page, PageRequest};
 use crate::domain::period::BillingAnchor;
@@ -203,19 +204,40 @@ for_each_backend! {
         assemble(rows, enrollment_rows, link_rows)
     }
 
-    pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Customer> {
-        let row = customers::table
+    /// The customer's own row; NOT_FOUND for another tenant's.
+    async fn row_of(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<CustomerRow> {
+        customers::table
             .filter(customers::tenant_id.eq(tenant_id))
             .filter(customers::id.eq(id))
             .select(CustomerRow::as_select())
             .first(conn)
             .await
             .optional()?
-            .ok_or_else(|| Error::not_found("customer", id))?;
+            .ok_or_else(|| Error::not_found("customer", id))
+    }
+
+    pub async fn get(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<Customer> {
+        let row = row_of(conn, tenant_id, id).await?;
         load_many(conn, tenant_id, vec![row])
             .await?
             .pop()
             .ok_or_else(|| Error::Internal("customer vanished while loading".into()))
+    }
+
+    /// The customer's billing profile: one read, without enrollments and vendor links.
+    pub async fn billing_profile(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<BillingProfile> {
+        let row = row_of(conn, tenant_id, id).await?;
+        let customer = assemble(vec![row], Vec::new(), Vec::new())?
+            .pop()
+            .ok_or_else(|| Error::Internal("customer vanished while loading".into()))?;
+        Ok(BillingProfile {
+            customer: BilledCustomer { id: customer.id, external_ref: customer.external_ref, display_name: customer.display_name },
+            currency: customer.billing_currency,
+            cycle: customer.billing_cycle,
+            anchor: customer.billing_anchor,
+            time_zone: customer.time_zone,
+            created_at: customer.created_at,
+        })
     }
 
     pub async fn list(

@@ -10,15 +10,20 @@ use crate::domain::error::Result;
 for_each_backend! {
     /// The next counter (from 1).
     pub async fn take_next(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
+        let take = || {
+            diesel::update(invoice_number_sequences::table.find(tenant_id))
+                .set(invoice_number_sequences::last_number.eq(invoice_number_sequences::last_number + 1))
+                .returning(invoice_number_sequences::last_number)
+        };
+        // One statement once the tenant's counter exists: it runs in a close's serial part.
+        if let Some(number) = take().get_result(conn).await.optional()? {
+            return Ok(number);
+        }
         diesel::insert_into(invoice_number_sequences::table)
             .values((invoice_number_sequences::tenant_id.eq(tenant_id), invoice_number_sequences::last_number.eq(0i64)))
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
-        Ok(diesel::update(invoice_number_sequences::table.find(tenant_id))
-            .set(invoice_number_sequences::last_number.eq(invoice_number_sequences::last_number + 1))
-            .returning(invoice_number_sequences::last_number)
-            .get_result(conn)
-            .await?)
+        Ok(take().get_result(conn).await?)
     }
 }

@@ -429,6 +429,20 @@ for_each_backend! {
         get(conn, tenant_id, id).await
     }
 
+    /// Gives a stored invoice its number: written last in a close, under the ledger lock, with
+    /// the counter just taken.
+    pub async fn set_number(conn: &mut Conn, tenant_id: &str, id: &str, counter: i64, number: &str) -> Result<()> {
+        let changed = diesel::update(invoices::table.find((tenant_id, id)))
+            .filter(invoices::number_counter.is_null())
+            .set((invoices::number_counter.eq(counter), invoices::number.eq(number)))
+            .execute(conn)
+            .await?;
+        if changed != 1 {
+            return Err(crate::domain::error::Error::Internal(format!("invoice {id} could not take number {number}")));
+        }
+        Ok(())
+    }
+
     pub async fn set_paid(conn: &mut Conn, tenant_id: &str, id: &str, paid: rust_decimal::Decimal, status: PaymentStatus) -> Result<()> {
         diesel::update(invoices::table.find((tenant_id, id)))
             .set((invoices::paid.eq(DbDecimal(paid)), invoices::payment_status.eq(status.as_str())))
