@@ -32,13 +32,13 @@ use msp_gateway::ledger::Ledger;
 use msp_gateway::store::Store;
 use msp_gateway::store::migrate::{self, Direction};
 use prost::Message;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 use self::client::Api;
 use self::faults::Faults;
-use crate::gateway_process::free_port;
+use crate::gateway_process::{Gateway, free_port};
 use crate::harness::{Backend, TestDatabase};
 
 fn setting<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -66,11 +66,18 @@ async fn killed_gateways_and_cut_connections_lose_nothing_and_double_nothing(bac
         .expect("tenant");
     let ledger = Ledger::new(store).expect("ledger");
     let port = free_port();
-    let mut faults = Faults::start(&database.url, &tenant.id, port).await;
-    faults.assert_running().await;
     let api = Api::new(SocketAddr::from(([127, 0, 0, 1], port)), key.token());
     let customers = rounds * plan::CUSTOMERS_PER_ROUND;
-    let books = setup::books(api.channel(), api.key(), customers).await;
+    let books = {
+        let mut gateway = Gateway::start(&database.url, port).await;
+        gateway.channel().await;
+        let books = setup::books(api.channel(), api.key(), customers).await;
+        gateway.kill().await;
+        books
+    };
+    let mut faults = Faults::start(&database.url, &tenant.id, port).await;
+    faults.assert_running().await;
+    setup::polled(api.channel(), api.key(), &books).await;
     let plan = plan::rounds(&mut rng, rounds, backend);
     let mut stream = followers::charges(api.clone());
     let mut action_states = followers::actions(api.clone());
@@ -80,11 +87,11 @@ async fn killed_gateways_and_cut_connections_lose_nothing_and_double_nothing(bac
     let mut answers = Vec::new();
     let mut actions = Vec::new();
     let mut suspended = vec![false; customers];
-    let mut closed = 0;
+    let mut closes = Vec::new();
     let mut summary = None;
     for (r, round) in plan.iter().enumerate() {
         let (acknowledged, pushes_done) = watch::channel(0);
-        let (pushed, invoices, acted, ()) = tokio::join!(
+        let (pushed, closed, acted, ()) = tokio::join!(
             work::push(&api, &books.pushed_account_id, &round.pushes, acknowledged),
             work::close(&api, &books.customers, round, r, pushes_done.clone()),
             work::act(&api, &books.customers, round, r, &mut suspended),
@@ -94,7 +101,7 @@ async fn killed_gateways_and_cut_connections_lose_nothing_and_double_nothing(bac
         plan::latest(&round.pushes, &mut latest);
         answers.extend(pushed);
         actions.extend(acted);
-        closed += invoices.len();
+        closes.extend(closed);
         let known = checks::Known {
             books: &books,
             tenant_id: &tenant.id,
@@ -106,45 +113,68 @@ async fn killed_gateways_and_cut_connections_lose_nothing_and_double_nothing(bac
         let seen =
             checks::after_round(&api, &ledger, &known, &mut stream, &mut action_states).await;
         eprintln!(
-            "chaos ({backend:?}): round {r} checked at {:.1} s: {seen:?}",
+            "chaos ({backend:?}): round {r} checked at {:.1} s: {seen}",
             started.elapsed().as_secs_f64()
         );
         summary = Some(seen);
     }
 
-    // A retry after all the restarts still answers the first result, byte for byte.
-    let all_pushes: Vec<_> = plan.iter().flat_map(|r| &r.pushes).collect();
-    let n = rng.random_range(0..all_pushes.len());
+    // Retries after all the restarts still answer the first result, byte for byte.
     let (again, _) = watch::channel(0);
-    let replayed = work::push(
-        &api,
-        &books.pushed_account_id,
-        std::slice::from_ref(all_pushes[n]),
-        again,
-    )
-    .await;
-    assert_eq!(
-        replayed[0].encode_to_vec(),
-        answers[n].encode_to_vec(),
-        "push {} replayed byte for byte",
-        all_pushes[n].request_id
-    );
+    let pushes: Vec<_> = plan.iter().flat_map(|r| &r.pushes).collect();
+    for (push, first) in pushes.iter().zip(&answers) {
+        let replayed = work::push(
+            &api,
+            &books.pushed_account_id,
+            std::slice::from_ref(*push),
+            again.clone(),
+        )
+        .await;
+        assert_eq!(
+            replayed[0].encode_to_vec(),
+            first.encode_to_vec(),
+            "push {} replayed byte for byte (seed {seed})",
+            push.request_id
+        );
+    }
+    for (request, first) in &closes {
+        let replayed = work::close_next(&api, request).await;
+        assert_eq!(
+            replayed.map(|i| i.encode_to_vec()),
+            Some(first.encode_to_vec()),
+            "{} replayed byte for byte (seed {seed})",
+            request.request_id
+        );
+    }
+    for acted in &actions {
+        let replayed =
+            work::suspend_or_resume(&api, acted.resume, &acted.request_id, &acted.customer_id)
+                .await;
+        assert_eq!(
+            replayed.encode_to_vec(),
+            acted.action.encode_to_vec(),
+            "{} replayed byte for byte (seed {seed})",
+            acted.request_id
+        );
+    }
     let counts = &faults.counts;
     eprintln!(
-        "chaos ({backend:?}): seed {seed}, {rounds} rounds in {:.1} s: {} kills, {} terminations \
-         ({} mid-write, {} connections); {} pushes, {closed} closes answered, {} service actions; \
-         refusals retried {:?}; stream reconnects {} (charges) {} (actions); last check {:?}",
+        "chaos ({backend:?}): seed {seed}, {rounds} rounds in {:.1} s: {} kills and {} \
+         terminations ({} connections), {} of them while a write waited; {} pushes, {} closes \
+         answered, {} service actions; refusals retried {:?}; stream reconnects {} (charges) \
+         {} (actions); at the end {}",
         started.elapsed().as_secs_f64(),
         counts.kills,
         counts.terminations,
-        counts.mid_write,
         counts.connections,
+        counts.mid_write,
         answers.len(),
+        closes.len(),
         actions.len(),
         api.refusals(),
         stream.reconnects(),
         action_states.reconnects(),
-        summary,
+        summary.map(|s| s.to_string()).unwrap_or_default(),
     );
     stream.stop().await;
     action_states.stop().await;

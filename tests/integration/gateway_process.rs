@@ -15,6 +15,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// An API-only gateway: no pollers, closer or service worker.
+    pub async fn start(database_url: &str, port: u16) -> Gateway {
+        Gateway::start_with(database_url, port, &[("MSPGW_POLLERS", "false")]).await
+    }
+
     /// A gateway with `settings` (`MSPGW_*` variables) on top of the database, address and
     /// quiet logs.
     pub async fn start_with(database_url: &str, port: u16, settings: &[(&str, &str)]) -> Gateway {

@@ -23,6 +23,7 @@ use super::client::{Api, all_actions, all_charges, all_invoices};
 use super::followers::{ActionStates, Follower, Sequences, terminal};
 use super::plan::{LineId, METERS};
 use super::setup::{Books, PREFIX};
+use super::work::Acted;
 
 /// The priced tenant's 20 % markup and USD→ZAR rate of 18.5.
 const PRICE_FACTOR: Decimal = Decimal::from_parts(222, 0, 0, false, 1);
@@ -45,7 +46,7 @@ pub struct Known<'a> {
     /// Each pushed line's latest cost.
     pub latest: &'a HashMap<LineId, Decimal>,
     pub answers: &'a [v1::IngestUsageResponse],
-    pub actions: &'a [v1::ServiceAction],
+    pub actions: &'a [Acted],
     pub suspended: &'a [bool],
 }
 
@@ -217,13 +218,22 @@ pub async fn after_round(
 }
 
 /// What a round's check saw.
-#[derive(Debug)]
 pub struct Summary {
     pub charges: i64,
     pub lines: usize,
     pub polled_lines: usize,
     pub invoices: usize,
     pub actions: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} charges of {} usage lines ({} polled), {} invoices, {} service actions",
+            self.charges, self.lines, self.polled_lines, self.invoices, self.actions
+        )
+    }
 }
 
 fn check_invoices(snapshot: &Snapshot) -> usize {
@@ -334,7 +344,7 @@ async fn check_actions(
     known: &Known<'_>,
     follower: &mut Follower<ActionStates>,
 ) -> usize {
-    let ids: Vec<&str> = known.actions.iter().map(|a| a.id.as_str()).collect();
+    let ids: Vec<&str> = known.actions.iter().map(|a| a.action.id.as_str()).collect();
     follower
         .until(|seen| ids.iter().all(|id| seen.finished(id)))
         .await;

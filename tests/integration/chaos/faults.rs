@@ -15,6 +15,8 @@ use crate::gateway_process::Gateway;
 const SETTINGS: &[(&str, &str)] = &[
     ("MSPGW_POLLERS", "true"),
     ("MSPGW_SERVICE_ACTION_LEASE_SECS", "3"),
+    // Terminated connections are what the run is about: their warnings are noise here.
+    ("RUST_LOG", "error"),
 ];
 
 /// How long a mid-write termination waits for a write to queue behind the held lock (past
@@ -25,7 +27,7 @@ const WRITE_WITHIN: Duration = Duration::from_secs(2);
 pub struct Counts {
     pub kills: usize,
     pub terminations: usize,
-    /// Terminations that cut a write waiting for the ledger.
+    /// Kills and terminations that cut a write waiting for the ledger.
     pub mid_write: usize,
     /// Connections terminated in all.
     pub connections: i64,
@@ -58,10 +60,18 @@ impl Faults {
             // A pusher done (its sender dropped) lets the remaining faults strike at once.
             let _ = acknowledged.wait_for(|n| *n >= strike.after).await;
             tokio::time::sleep(Duration::from_millis(strike.delay_ms)).await;
+            // The held lock (if any) is released once the fault struck.
+            let held = match strike.fault {
+                Fault::Kill { mid_write } | Fault::Terminate { mid_write } if mid_write => {
+                    Some(self.hold_ledger_until_a_write_waits().await)
+                }
+                _ => None,
+            };
             match strike.fault {
-                Fault::Kill => self.kill().await,
-                Fault::Terminate { mid_write } => self.terminate(mid_write).await,
+                Fault::Kill { .. } => self.kill().await,
+                Fault::Terminate { .. } => self.terminate().await,
             }
+            drop(held);
         }
     }
 
@@ -71,43 +81,55 @@ impl Faults {
         self.gateway = Some(Gateway::start_with(&self.database_url, self.port, SETTINGS).await);
     }
 
-    async fn terminate(&mut self, mid_write: bool) {
+    async fn admin(&self) -> tokio_postgres::Client {
         let (client, connection) =
             tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
                 .await
                 .expect("admin connection");
-        let driver = tokio::spawn(connection);
-        if mid_write {
-            client.batch_execute("BEGIN").await.unwrap();
-            client
-                .execute(
-                    "SELECT 1 FROM ledger_sequences WHERE tenant_id = $1 FOR UPDATE",
-                    &[&self.tenant_id],
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Takes the tenant's ledger lock (every push and close takes it) and holds it until a
+    /// write of the gateway waits for it (or [`WRITE_WITHIN`] passed: then none is counted);
+    /// the lock is released when the returned connection is dropped.
+    async fn hold_ledger_until_a_write_waits(&mut self) -> tokio_postgres::Client {
+        let client = self.admin().await;
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .execute(
+                "SELECT 1 FROM ledger_sequences WHERE tenant_id = $1 FOR UPDATE",
+                &[&self.tenant_id],
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + WRITE_WITHIN;
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = \
+                     current_database() AND wait_event_type = 'Lock'",
+                    &[],
                 )
                 .await
-                .unwrap();
-            let deadline = Instant::now() + WRITE_WITHIN;
-            loop {
-                let waiting: i64 = client
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = \
-                         current_database() AND wait_event_type = 'Lock'",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                if waiting > 0 {
-                    self.counts.mid_write += 1;
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                self.counts.mid_write += 1;
+                return client;
             }
+            if Instant::now() >= deadline {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let terminated: i64 = client
+    }
+
+    /// Terminates every connection to the database but this one.
+    async fn terminate(&mut self) {
+        let terminated: i64 = self
+            .admin()
+            .await
             .query_one(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
                  WHERE datname = current_database() AND pid <> pg_backend_pid()",
@@ -118,9 +140,6 @@ impl Faults {
             .get(0);
         self.counts.terminations += 1;
         self.counts.connections += terminated;
-        // Ends the transaction holding the lock, if any.
-        drop(client);
-        let _ = driver.await;
     }
 
     /// Fails the run when the gateway exited on its own (a crash, not a kill).

@@ -43,11 +43,12 @@ pub struct Push {
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
     /// SIGKILL the gateway, and start it again.
-    Kill,
-    /// `pg_terminate_backend` on every connection of the gateway; `mid_write` holds the
-    /// tenant's ledger lock first until a write waits for it, so a write is certainly cut.
+    Kill { mid_write: bool },
+    /// `pg_terminate_backend` on every connection of the gateway.
     Terminate { mid_write: bool },
 }
+// `mid_write` (PostgreSQL): the tenant's ledger lock is held first until a write waits for it,
+// so the fault certainly cuts a write in flight.
 
 /// A fault and when it strikes: `delay_ms` after the `after`-th push of the round is
 /// acknowledged.
@@ -146,8 +147,11 @@ pub fn rounds(rng: &mut StdRng, rounds: usize, backend: Backend) -> Vec<Round> {
                 .choose_multiple(rng, ACTIONS_PER_ROUND)
                 .copied()
                 .collect();
-            let mut faults = vec![Fault::Kill];
-            if backend == Backend::Postgres {
+            let postgres = backend == Backend::Postgres;
+            let mut faults = vec![Fault::Kill {
+                mid_write: postgres && rng.random_bool(0.5),
+            }];
+            if postgres {
                 faults.push(Fault::Terminate { mid_write: true });
                 faults.push(Fault::Terminate { mid_write: false });
             }

@@ -1,4 +1,5 @@
-//! The books the chaos run keeps, made through the gateway before any fault: two simulator
+//! The books the chaos run keeps, made through an API-only gateway (no poller yet) before any
+//! fault: two simulator
 //! partner accounts (one whose usage only pushes bring, disabled so it is never polled, and one
 //! polled every few seconds), pushed customers each linked to a simulator account of their own, one polled
 //! customer, a 20 % markup and a USD→ZAR rate of 18.5 from long before any usage, and invoicing
@@ -46,7 +47,7 @@ fn partner_accounts(
     PartnerAccountServiceClient::with_interceptor(channel, Bearer::new(key))
 }
 
-async fn partner_account(channel: Channel, key: &str, name: &str, poll_every_secs: i64) -> String {
+async fn partner_account(channel: Channel, key: &str, name: &str) -> String {
     partner_accounts(channel, key)
         .create_partner_account(v1::CreatePartnerAccountRequest {
             request_id: format!("partner-{name}"),
@@ -56,7 +57,7 @@ async fn partner_account(channel: Channel, key: &str, name: &str, poll_every_sec
                 vendor_account_id: format!("sim-partner-{name}"),
                 partner_discount_rate: "0.10".into(),
                 poll_interval: Some(prost_types::Duration {
-                    seconds: poll_every_secs,
+                    seconds: POLL_EVERY_SECS,
                     nanos: 0,
                 }),
                 enabled: true,
@@ -69,26 +70,25 @@ async fn partner_account(channel: Channel, key: &str, name: &str, poll_every_sec
         .id
 }
 
-/// Waits for the account's first poll (of no linked account: nothing), so that no poll of it
-/// brings usage once accounts are linked.
-async fn first_poll(channel: Channel, key: &str, id: &str) {
+/// Waits until the polled account's first poll committed (its usage then is in the ledger
+/// before the first fault, whose restart leaves the poll lease to lapse for a minute).
+pub async fn polled(channel: Channel, key: &str, books: &Books) {
     let started = std::time::Instant::now();
     loop {
         let account = partner_accounts(channel.clone(), key)
-            .get_partner_account(v1::GetPartnerAccountRequest { id: id.into() })
+            .get_partner_account(v1::GetPartnerAccountRequest {
+                id: books.polled_account_id.clone(),
+            })
             .await
             .expect("partner account")
             .into_inner();
-        if account
-            .poll_status
-            .as_ref()
-            .is_some_and(|s| s.last_success_time.is_some())
-        {
+        let status = account.poll_status.clone().unwrap_or_default();
+        if status.last_success_time.is_some() {
             return;
         }
         assert!(
             started.elapsed() < CALL_TIMEOUT,
-            "{id} was never polled: {account:?}"
+            "the polled account was never polled: {account:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -134,11 +134,9 @@ async fn customer(
 }
 
 pub async fn books(channel: Channel, key: &str, customers: usize) -> Books {
-    // Pushed usage only: the account is polled once before anything is linked to it (a day
-    // later next), then disabled once its customers are linked.
-    let pushed_account_id = partner_account(channel.clone(), key, "pushed", 86_400).await;
-    first_poll(channel.clone(), key, &pushed_account_id).await;
-    let polled_account_id = partner_account(channel.clone(), key, "polled", POLL_EVERY_SECS).await;
+    // Pushed usage only: disabled once its customers are linked (links need it enabled).
+    let pushed_account_id = partner_account(channel.clone(), key, "pushed").await;
+    let polled_account_id = partner_account(channel.clone(), key, "polled").await;
     let mut ids = Vec::new();
     for i in 0..customers {
         let name = format!("chaos-{i}");

@@ -46,17 +46,17 @@ pub async fn push(
 }
 
 /// Closes each new customer's due periods, the next one at a time, once their first usage is
-/// in; then, if the round says so, every customer's through a close run. Returns the invoices
-/// the closes answered.
+/// in; then, if the round says so, every customer's through a close run. Returns the closes
+/// that answered an invoice.
 pub async fn close(
     api: &Api,
     customers: &[String],
     round: &Round,
     r: usize,
     mut acknowledged: watch::Receiver<usize>,
-) -> Vec<v1::Invoice> {
+) -> Vec<(v1::CloseBillingPeriodRequest, v1::Invoice)> {
     let _ = acknowledged.wait_for(|n| *n >= 1).await;
-    let mut invoices = Vec::new();
+    let mut closes = Vec::new();
     for &c in &round.new_customers {
         for k in 0..MAX_CLOSES_PER_CUSTOMER {
             let request = v1::CloseBillingPeriodRequest {
@@ -64,26 +64,8 @@ pub async fn close(
                 customer_id: customers[c].clone(),
                 period_start: None,
             };
-            let closed = api
-                .retried(format!("close {}", request.request_id), |api| {
-                    let request = request.clone();
-                    async move {
-                        match api.invoices().close_billing_period(request).await {
-                            Ok(invoice) => Ok(Some(invoice.into_inner())),
-                            // Nothing due: the next period has not ended.
-                            Err(status)
-                                if status.code() == Code::FailedPrecondition
-                                    && status.message().contains("it closes at") =>
-                            {
-                                Ok(None)
-                            }
-                            Err(status) => Err(status),
-                        }
-                    }
-                })
-                .await;
-            match closed {
-                Some(invoice) => invoices.push(invoice),
+            match close_next(api, &request).await {
+                Some(invoice) => closes.push((request, invoice)),
                 None => break,
             }
         }
@@ -109,51 +91,90 @@ pub async fn close(
             .expect("a close run reports progress");
         assert_eq!(last.status, "SUCCEEDED", "close run {r}: {last:?}");
     }
-    invoices
+    closes
 }
 
-/// Suspends the round's customers that are active and resumes those suspended; returns the
-/// actions recorded.
+/// The customer's next due period closed (None: nothing due, the next period has not ended).
+pub async fn close_next(api: &Api, request: &v1::CloseBillingPeriodRequest) -> Option<v1::Invoice> {
+    api.retried(format!("close {}", request.request_id), |api| {
+        let request = request.clone();
+        async move {
+            match api.invoices().close_billing_period(request).await {
+                Ok(invoice) => Ok(Some(invoice.into_inner())),
+                Err(status)
+                    if status.code() == Code::FailedPrecondition
+                        && status.message().contains("it closes at") =>
+                {
+                    Ok(None)
+                }
+                Err(status) => Err(status),
+            }
+        }
+    })
+    .await
+}
+
+/// A suspend (or resume) asked for, and the action it answered.
+pub struct Acted {
+    pub resume: bool,
+    pub request_id: String,
+    pub customer_id: String,
+    pub action: v1::ServiceAction,
+}
+
+/// Suspends the round's customers that are active and resumes those suspended.
 pub async fn act(
     api: &Api,
     customers: &[String],
     round: &Round,
     r: usize,
     suspended: &mut [bool],
-) -> Vec<v1::ServiceAction> {
-    let mut actions = Vec::new();
+) -> Vec<Acted> {
+    let mut acted = Vec::new();
     for &c in &round.actions {
-        let request_id = format!("act-{r}-{c}");
-        let customer_id = customers[c].clone();
+        let (request_id, customer_id) = (format!("act-{r}-{c}"), customers[c].clone());
         let resume = suspended[c];
-        let action = api
-            .retried(format!("service action {request_id}"), |api| {
-                let (request_id, customer_id) = (request_id.clone(), customer_id.clone());
-                async move {
-                    let mut services = api.services();
-                    let answer = if resume {
-                        services
-                            .resume_customer(v1::ResumeCustomerRequest {
-                                customer_id,
-                                reason: "paid".into(),
-                                request_id,
-                            })
-                            .await?
-                    } else {
-                        services
-                            .suspend_customer(v1::SuspendCustomerRequest {
-                                customer_id,
-                                reason: "overdue".into(),
-                                request_id,
-                            })
-                            .await?
-                    };
-                    Ok(answer.into_inner())
-                }
-            })
-            .await;
+        let action = suspend_or_resume(api, resume, &request_id, &customer_id).await;
         suspended[c] = !resume;
-        actions.push(action);
+        acted.push(Acted {
+            resume,
+            request_id,
+            customer_id,
+            action,
+        });
     }
-    actions
+    acted
+}
+
+pub async fn suspend_or_resume(
+    api: &Api,
+    resume: bool,
+    request_id: &str,
+    customer_id: &str,
+) -> v1::ServiceAction {
+    api.retried(format!("service action {request_id}"), |api| {
+        let (request_id, customer_id) = (request_id.to_string(), customer_id.to_string());
+        async move {
+            let mut services = api.services();
+            let answer = if resume {
+                services
+                    .resume_customer(v1::ResumeCustomerRequest {
+                        customer_id,
+                        reason: "paid".into(),
+                        request_id,
+                    })
+                    .await?
+            } else {
+                services
+                    .suspend_customer(v1::SuspendCustomerRequest {
+                        customer_id,
+                        reason: "overdue".into(),
+                        request_id,
+                    })
+                    .await?
+            };
+            Ok(answer.into_inner())
+        }
+    })
+    .await
 }
