@@ -34,25 +34,12 @@ pub struct Api {
 }
 
 /// Whether a real BSS retries the call: the gateway said so (UNAVAILABLE, ABORTED), or the
-/// connection broke under the call (a killed gateway answers nothing; hyper reports the broken
-/// connection, which tonic passes on as UNKNOWN or CANCELLED).
+/// connection broke under the call. A killed gateway answers nothing: the status is then the
+/// client's own, made from the connection's error (which it carries as its source, whatever
+/// its code), never one the gateway sent.
 fn retryable(status: &Status) -> bool {
-    match status.code() {
-        Code::Unavailable | Code::Aborted => true,
-        Code::Unknown | Code::Cancelled => {
-            let message = status.message().to_lowercase();
-            [
-                "transport",
-                "connection",
-                "h2 protocol",
-                "broken pipe",
-                "reset",
-            ]
-            .iter()
-            .any(|m| message.contains(m))
-        }
-        _ => false,
-    }
+    let broken_connection = std::error::Error::source(status).is_some();
+    broken_connection || matches!(status.code(), Code::Unavailable | Code::Aborted)
 }
 
 impl Api {

@@ -73,6 +73,9 @@ impl Faults {
             }
             drop(held);
         }
+        // A gateway that exited on its own (it failed to start) fails the run here, with its
+        // exit status, rather than as clients refused for a minute.
+        self.assert_running().await;
     }
 
     async fn kill(&mut self) {
