@@ -155,13 +155,40 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How long a starting gateway keeps trying a PostgreSQL it cannot reach (or that drops its
+/// connection: a failover, a restart of the server) before it exits with the error.
+const STARTUP_DATABASE_WAIT: Duration = Duration::from_secs(60);
+
+/// The migrations at start. On PostgreSQL a database that is unavailable is tried again, with
+/// back-off, for [`STARTUP_DATABASE_WAIT`]: a gateway restarted during a failover waits for the
+/// new primary instead of exiting (found by the chaos test, which terminates the connections of
+/// a gateway starting up). Migrations are transactional, so a cut one is simply run again.
+async fn migrate_at_start(url: &str) -> anyhow::Result<Vec<String>> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    let postgres =
+        msp_gateway::store::BackendKind::of_url(url) == msp_gateway::store::BackendKind::Postgres;
+    loop {
+        match migrate::run(url, Direction::Up).await {
+            Err(error @ msp_gateway::domain::error::Error::Unavailable(..))
+                if postgres && started.elapsed() < STARTUP_DATABASE_WAIT =>
+            {
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "the database is unavailable at start; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 /// The store on the primary (migrated), with the read replica when `replica` names one (the
 /// standby gets the migrations by replication).
 async fn open_store(
     config: &Config,
     replica: Option<&ReplicaOptions>,
 ) -> anyhow::Result<Arc<Store>> {
-    let applied = migrate::run(&config.database_url, Direction::Up).await?;
+    let applied = migrate_at_start(&config.database_url).await?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "migrations applied");
     }

@@ -75,7 +75,7 @@ ledger_backends! {
 /// What closing one customer's due periods came to.
 struct CustomerClosed {
     invoices: i32,
-    error: Option<String>,
+    error: Option<Error>,
 }
 
 impl Ledger {
@@ -100,7 +100,7 @@ impl Ledger {
         let mut invoices = 0;
         let failed = |invoices, error: Error| CustomerClosed {
             invoices,
-            error: Some(format!("customer {customer_id}: {error}")),
+            error: Some(error),
         };
         loop {
             let due = match self
@@ -199,13 +199,31 @@ impl Ledger {
                 })
                 .buffered(self.concurrent_closes());
             let mut n = 0;
+            let mut interrupted = None;
             while let Some((id, closed)) = closes.next().await {
+                // The closes in flight finish; the cursor stays before the interrupted customer.
+                if interrupted.is_some() {
+                    continue;
+                }
                 n += 1;
                 run.invoices_closed += closed.invoices;
-                if let Some(error) = closed.error {
-                    tracing::warn!(tenant_id, run_id, %error, "close run: a customer could not be closed");
-                    run.last_error = Some(error);
-                    failed = true;
+                match closed.error {
+                    // The database went away under the close (a restart, a failover, a
+                    // terminated connection): no failure of the customer's. The call answers
+                    // UNAVAILABLE and the run stays RUNNING from its last saved cursor, so the
+                    // client's retry with the request id resumes it (customers closed since
+                    // then have nothing due when visited again).
+                    Some(error @ Error::Unavailable(..)) => {
+                        interrupted = Some(error);
+                        continue;
+                    }
+                    Some(error) => {
+                        let error = format!("customer {id}: {error}");
+                        tracing::warn!(tenant_id, run_id, %error, "close run: a customer could not be closed");
+                        run.last_error = Some(error);
+                        failed = true;
+                    }
+                    None => {}
                 }
                 run.customers_done += 1;
                 run.customers_planned = run.customers_planned.max(run.customers_done);
@@ -215,6 +233,9 @@ impl Ledger {
                     saved_at = std::time::Instant::now();
                 }
                 progress(&run);
+            }
+            if let Some(error) = interrupted {
+                return Err(error);
             }
         }
         run.status = if failed {
@@ -247,7 +268,7 @@ impl Ledger {
                     pass.invoices += result.invoices as usize;
                     if let Some(error) = result.error {
                         pass.failed_customers += 1;
-                        tracing::warn!(tenant_id, %error, "automatic close failed; retried next pass");
+                        tracing::warn!(tenant_id, customer_id = %id, %error, "automatic close failed; retried next pass");
                     }
                 }
                 after = Some(last);

@@ -69,6 +69,21 @@ fn migration_error(error: impl std::fmt::Display) -> Error {
     Error::Internal(format!("migration failed: {error}"))
 }
 
+/// A PostgreSQL migration's failure. A connection lost under it (a failover, a terminated
+/// backend) is UNAVAILABLE like any statement's, so a starting gateway tries again (each
+/// migration runs in a transaction); anything else is the migration's own failure.
+fn postgres_migration_error(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    let statement_error = match error.downcast::<diesel::result::Error>() {
+        Ok(error) => *error,
+        Err(error) => return migration_error(error),
+    };
+    let text = statement_error.to_string();
+    match Error::from(statement_error) {
+        unavailable @ Error::Unavailable(..) => unavailable,
+        _ => migration_error(text),
+    }
+}
+
 async fn run_postgres(url: &str, direction: Direction) -> Result<Vec<String>> {
     let mut conn = AsyncPgConnection::establish(url)
         .await
@@ -88,7 +103,7 @@ async fn run_postgres(url: &str, direction: Direction) -> Result<Vec<String>> {
                 .map(|v| versions(vec![v])),
         };
         drop(harness); // closes the session, releasing the advisory lock
-        result.map_err(migration_error)
+        result.map_err(postgres_migration_error)
     })
     .await
     .map_err(|e| Error::Internal(format!("migration task failed: {e}")))?
@@ -138,5 +153,52 @@ impl From<diesel::result::Error> for MigrationFailed {
 impl std::fmt::Display for MigrationFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    use super::*;
+
+    fn failed(kind: DatabaseErrorKind, message: &str) -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(DieselError::DatabaseError(
+            kind,
+            Box::new(message.to_string()),
+        ))
+    }
+
+    /// A connection lost under a migration (the chaos test terminates the connections of a
+    /// gateway starting up) is UNAVAILABLE, so the gateway tries again; a migration's own
+    /// failure stays an internal error.
+    #[test]
+    fn a_connection_lost_under_a_migration_is_unavailable() {
+        for lost in [
+            failed(DatabaseErrorKind::Unknown, "connection closed"),
+            failed(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection",
+            ),
+            failed(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+        ] {
+            assert!(
+                matches!(postgres_migration_error(lost), Error::Unavailable(..)),
+                "a lost connection"
+            );
+        }
+        let own = postgres_migration_error(failed(
+            DatabaseErrorKind::Unknown,
+            "syntax error at or near \"TABEL\"",
+        ));
+        assert!(
+            matches!(&own, Error::Internal(m) if m.contains("migration failed: syntax error")),
+            "{own:?}"
+        );
+        let other = postgres_migration_error("no such migration".into());
+        assert!(matches!(other, Error::Internal(..)), "{other:?}");
     }
 }

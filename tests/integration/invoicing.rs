@@ -121,6 +121,22 @@ pub async fn close(client: &mut Invoices, customer: &str, start: Option<&str>) -
         .into_inner()
 }
 
+/// Runs (or resumes) the close run `request_id` to its end; its last progress report.
+pub async fn close_run(client: &mut Invoices, request_id: &str) -> v1::CloseRunProgress {
+    let mut stream = client
+        .close_billing_periods(v1::CloseBillingPeriodsRequest {
+            request_id: request_id.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("close run {request_id}: {s:?}"))
+        .into_inner();
+    let mut last = None;
+    while let Some(progress) = stream.message().await.unwrap() {
+        last = Some(progress);
+    }
+    last.expect("progress")
+}
+
 /// Checks the invoice's own arithmetic: total = Σ rounded lines exactly, unrounded total =
 /// Σ unrounded lines, difference = total - unrounded.
 #[track_caller]
@@ -418,16 +434,7 @@ async fn close_run_closes_every_due_customer_with_gap_free_numbers(backend: Back
     let run = |id: &str| v1::CloseBillingPeriodsRequest {
         request_id: id.into(),
     };
-    let mut stream = client
-        .close_billing_periods(run("run-1"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(progress) = stream.message().await.unwrap() {
-        last = Some(progress);
-    }
-    let last = last.expect("progress");
+    let last = close_run(&mut client, "run-1").await;
     assert_eq!(last.status, "SUCCEEDED", "{last:?}");
     assert_eq!(last.customers_done, 3);
     // Every customer closes its January and each month after it that is due (at least one
@@ -479,16 +486,7 @@ async fn close_run_closes_every_due_customer_with_gap_free_numbers(backend: Back
         (replay.status.as_str(), replay.invoices_closed),
         ("SUCCEEDED", last.invoices_closed)
     );
-    let mut fresh = client
-        .close_billing_periods(run("run-2"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut final_fresh = None;
-    while let Some(progress) = fresh.message().await.unwrap() {
-        final_fresh = Some(progress);
-    }
-    assert_eq!(final_fresh.expect("progress").invoices_closed, 0);
+    assert_eq!(close_run(&mut client, "run-2").await.invoices_closed, 0);
     gw.stop().await;
 }
 

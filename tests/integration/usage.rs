@@ -55,8 +55,15 @@ pub struct Priced {
     pub customer_id: String,
 }
 
-/// Links simulator account `account_id` to the customer, through the gateway at `channel`.
-async fn link_simulator_account(channel: Channel, key: &str, customer_id: &str, account_id: &str) {
+/// Links simulator account `account_id` to the customer, through the gateway at `channel`,
+/// billed through `partner_account_id` (empty: the tenant's one enabled simulator account).
+pub async fn link_simulator_account(
+    channel: Channel,
+    key: &str,
+    customer_id: &str,
+    account_id: &str,
+    partner_account_id: &str,
+) {
     CustomerServiceClient::with_interceptor(channel, Bearer::new(key))
         .link_vendor_account(v1::LinkVendorAccountRequest {
             customer_id: customer_id.into(),
@@ -64,6 +71,7 @@ async fn link_simulator_account(channel: Channel, key: &str, customer_id: &str, 
                 vendor: v1::Vendor::Simulator.into(),
                 kind: v1::VendorAccountKind::SimulatorAccount.into(),
                 account_id: account_id.into(),
+                partner_account_id: partner_account_id.into(),
                 ..Default::default()
             }),
             request_id: String::new(),
@@ -100,7 +108,7 @@ pub async fn priced_tenant_at(channel: Channel, key: &str) -> Priced {
         .await
         .unwrap()
         .into_inner();
-    link_simulator_account(channel.clone(), key, &customer.id, "sim-linked").await;
+    link_simulator_account(channel.clone(), key, &customer.id, "sim-linked", "").await;
     PricingServiceClient::with_interceptor(channel.clone(), Bearer::new(key))
         .create_price_rule(v1::CreatePriceRuleRequest {
             request_id: "markup".into(),
@@ -274,7 +282,7 @@ async fn unrated_usage_waits_for_its_fix(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    link_simulator_account(gw.channel().await, &gw.admin_key, &eur.id, "sim-orphan").await;
+    link_simulator_account(gw.channel().await, &gw.admin_key, &eur.id, "sim-orphan", "").await;
     let unrated = usage
         .list_unrated_usage(v1::ListUnratedUsageRequest::default())
         .await
@@ -515,6 +523,7 @@ async fn pricing_changed_on_another_replica_reaches_the_next_push(backend: Backe
         &key,
         &priced.customer_id,
         "sim-linked-later",
+        "",
     )
     .await;
     let later = vec![usage_line("sim-linked-later", "after-link", 3, "1.00")];
