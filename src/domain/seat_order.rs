@@ -8,6 +8,16 @@
 //! so a retried CreateSubscription whose first attempt reached Partner Center but was never
 //! recorded (a timeout, a crash) replays Partner Center's first answer instead of buying twice,
 //! and quantity changes set an absolute quantity (repeating one changes nothing).
+//!
+//! Why no durable pending state: the order is recorded only once the vendor confirmed, in the
+//! same transaction as the request id's answer and the first fee, so the ledger never bills a
+//! licence Partner Center did not sell, and a refusal leaves nothing to clean up. What this
+//! trades away: a purchase whose answer was lost and which the client never retries stays sold
+//! at Partner Center and unknown to the gateway (its cart and order carry the derived request
+//! ids, so it can be found). A pending row written before the call would let a sweeper finish
+//! such orders, at the cost of a second state machine beside the service-action worker's; the
+//! client's retry with its request_id (which gRPC clients do on UNAVAILABLE and timeouts) covers
+//! the common case without it.
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};

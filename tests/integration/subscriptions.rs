@@ -511,6 +511,15 @@ async fn the_boundary_run_appends_missed_fees_once_across_replicas(backend: Back
     let total: Decimal = all.iter().map(|c| dec(&c.amount)).sum();
     assert_eq!(total, dec("240") * dec("2") + dec("360") * dec("3"));
     assert!(all.windows(2).all(|w| w[1].sequence == w[0].sequence + 1));
+    // Seat charges count seats, on the stream and on the invoice.
+    assert!(all.iter().all(|c| c.unit == "seat"), "{all:?}");
+    let mut invoices = crate::invoicing::invoices(&gw, &gw.admin_key).await;
+    let invoice = crate::invoicing::close(&mut invoices, &customer, None).await;
+    assert!(!invoice.lines.is_empty(), "{invoice:#?}");
+    assert!(
+        invoice.lines.iter().all(|l| l.unit == "seat"),
+        "{invoice:#?}"
+    );
     replica.stop().await;
     gw.stop().await;
 }
