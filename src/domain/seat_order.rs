@@ -153,6 +153,25 @@ pub trait SeatOrders: Send + Sync {
 
     /// Cancels the subscription (inside the vendor's cancellation window).
     async fn cancel(&self, seats: &VendorSeats) -> Result<(), ControlError>;
+
+    /// Sets what happens at the subscription's renewal (a change the window scheduled).
+    async fn schedule_renewal(
+        &self,
+        seats: &VendorSeats,
+        change: RenewalChange,
+        request_key: &str,
+    ) -> Result<(), ControlError>;
+}
+
+/// A change outside the 168-hour window, for the vendor to apply at the renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalChange {
+    /// Renew with this many seats.
+    Quantity(u32),
+    /// Renew as it is (a scheduled quantity withdrawn).
+    AsIs,
+    /// Do not renew: end at the term's end.
+    End,
 }
 
 /// The seat adapter of each partner account.

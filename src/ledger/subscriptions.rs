@@ -25,7 +25,7 @@ use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::seat_order::{
-    SeatOrder, VendorSeats, check_can_buy, request_seed, vendor_error, vendor_of,
+    RenewalChange, SeatOrder, VendorSeats, check_can_buy, request_seed, vendor_error, vendor_of,
 };
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
@@ -59,6 +59,8 @@ pub enum VendorAction {
     },
     SetQuantity(VendorSeats, u32),
     Cancel(VendorSeats),
+    /// A change the window scheduled for the renewal (or one withdrawn).
+    Renewal(VendorSeats, RenewalChange),
 }
 
 /// A change decided on a subscription's stored state (nothing written yet).
@@ -66,6 +68,8 @@ struct Decided {
     record: SubscriptionRecord,
     item: CatalogItem,
     customer: Customer,
+    /// A reduction was scheduled for the renewal before this change.
+    had_scheduled_quantity: bool,
     /// Fees due before the change, then the change's own charge.
     charges: Vec<SeatCharge>,
     outcome: ChangeOutcome,
@@ -209,6 +213,7 @@ ledger_backends! {
         let chargee = Chargee { customer_id: record.customer_id.clone(), currency: record.currency };
         let prices = prices(conn, tenant_id).await?;
         let mut charges = advance(&mut record.state, now, &item, &chargee, &prices)?;
+        let had_scheduled_quantity = record.state.scheduled.quantity.is_some();
         let outcome = match action {
             SubscriptionAction::SetQuantity(quantity) => {
                 if quantity > record.state.quantity {
@@ -221,27 +226,29 @@ ledger_backends! {
         if let ChangeOutcome::Applied(Some(charge)) = &outcome {
             charges.push(charge.clone());
         }
-        Ok(Decided { record, item, customer, charges, outcome })
+        Ok(Decided { record, item, customer, had_scheduled_quantity, charges, outcome })
     }
 
-    /// What a change at `now` asks of the vendor once the gateway's rules allow it: only a
-    /// change of a vendor's subscription that takes effect now (a scheduled one waits for the
-    /// renewal).
+    /// What a change at `now` asks of the vendor once the gateway's rules allow it: a change
+    /// that takes effect now (the quantity, a cancellation), or one the window scheduled for the
+    /// renewal (or withdrew), for the vendor to apply then.
     pub async fn plan_change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<Option<VendorStep>> {
         let decided = decide(conn, tenant_id, id, action, now.trunc_subsecs(0)).await?;
         let Some(subscription_id) = decided.record.vendor_subscription_id.clone() else {
             return Ok(None);
         };
-        if !matches!(decided.outcome, ChangeOutcome::Applied(Some(_))) {
-            return Ok(None);
-        }
         let Some((customer_tenant, partner_account_id)) = vendor_of(&decided.customer, &decided.item)? else {
             return Ok(None);
         };
         let seats = VendorSeats { customer_tenant, subscription_id };
-        let action = match action {
-            SubscriptionAction::SetQuantity(quantity) => VendorAction::SetQuantity(seats, quantity),
-            SubscriptionAction::Cancel => VendorAction::Cancel(seats),
+        let action = match (action, &decided.outcome) {
+            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Applied(Some(_))) => VendorAction::SetQuantity(seats, quantity),
+            (SubscriptionAction::Cancel, ChangeOutcome::Applied(Some(_))) => VendorAction::Cancel(seats),
+            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::Quantity(quantity)),
+            (SubscriptionAction::Cancel, ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::End),
+            // The current quantity asked for: a reduction scheduled before is withdrawn.
+            (SubscriptionAction::SetQuantity(_), ChangeOutcome::Applied(None)) if decided.had_scheduled_quantity => VendorAction::Renewal(seats, RenewalChange::AsIs),
+            _ => return Ok(None),
         };
         Ok(Some(VendorStep { partner_account_id, action }))
     }
@@ -250,7 +257,7 @@ ledger_backends! {
     pub async fn change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<SubscriptionChange> {
         DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
         let now = now.trunc_subsecs(0);
-        let Decided { mut record, item, customer, charges, outcome } = decide(conn, tenant_id, id, action, now).await?;
+        let Decided { mut record, item, customer, charges, outcome, .. } = decide(conn, tenant_id, id, action, now).await?;
         let applied = matches!(outcome, ChangeOutcome::Applied(Some(_)));
         record.updated_at = now;
         q::subscriptions::update(conn, tenant_id, &record).await?;
@@ -396,6 +403,13 @@ impl Ledger {
             }
             VendorAction::Cancel(target) => {
                 seats.cancel(&target).await.map_err(vendor_error)?;
+                Ok(target.subscription_id)
+            }
+            VendorAction::Renewal(target, change) => {
+                seats
+                    .schedule_renewal(&target, change, &seed)
+                    .await
+                    .map_err(vendor_error)?;
                 Ok(target.subscription_id)
             }
         }

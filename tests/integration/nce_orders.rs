@@ -3,11 +3,14 @@
 //! availability looked up for a `product:sku` item), quantity changes through the subscription
 //! PATCH under If-Match (a stale etag re-read), cancellation inside the window as `deleted`; a
 //! vendor refusal is FAILED_PRECONDITION with Partner Center's code and nothing written; a 429
-//! is waited out; a retried request orders once; a suspended customer cannot buy.
+//! is waited out; a retried request orders once; changes outside the window are scheduled at
+//! Partner Center for the renewal; a suspended customer cannot buy.
 use std::sync::Arc;
 
+use chrono::{Duration, Utc};
 use msp_gateway::domain::catalog::{BillingFrequency, CatalogItemId, Offer, Term};
 use msp_gateway::domain::seat_order::{SeatOrder, SeatOrders};
+use msp_gateway::domain::subscription_record::NewSubscription;
 use msp_gateway::proto::v1;
 use msp_gateway::proto::v1::catalog_service_client::CatalogServiceClient;
 use msp_gateway::proto::v1::charge_service_client::ChargeServiceClient;
@@ -17,7 +20,7 @@ use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::harness::{Backend, Bearer, TestGateway};
+use crate::harness::{Backend, Bearer, TestGateway, fresh_request};
 use crate::partner_center_emulator::{AVAILABILITY, QUANTITY_LIMIT, SKU_UNAVAILABLE};
 use crate::service_actions::partner_center::tenant_customer;
 use crate::service_actions::{
@@ -127,6 +130,17 @@ impl Shop {
             .map(|r| r.into_inner())
     }
 
+    async fn cancel(&mut self, request_id: &str, id: &str) -> v1::SubscriptionChange {
+        self.subs
+            .cancel_subscription(v1::CancelSubscriptionRequest {
+                request_id: request_id.into(),
+                id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     async fn subscriptions(&mut self) -> Vec<v1::Subscription> {
         self.subs
             .list_subscriptions(v1::ListSubscriptionsRequest::default())
@@ -219,15 +233,7 @@ async fn seats_are_bought_resized_and_cancelled_at_partner_center(backend: Backe
     assert_eq!(removed.charge_kind(), v1::ChargeKind::Refund);
     assert_eq!(s.f.emulator.subscription(&vendor_id).1, 6);
     // Cancelled inside the window: deleted at Partner Center.
-    let cancelled = s
-        .subs
-        .cancel_subscription(v1::CancelSubscriptionRequest {
-            request_id: "nce-4".into(),
-            id: bought.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let cancelled = s.cancel("nce-4", &bought.id).await;
     assert_eq!(
         cancelled.subscription.unwrap().status(),
         v1::SubscriptionStatus::SubscriptionCancelled
@@ -350,6 +356,57 @@ async fn throttling_is_waited_out_and_a_repeated_order_buys_once(backend: Backen
     s.gw.stop().await;
 }
 
+/// Outside the 168-hour window a reduction and a cancellation wait for the renewal, at Partner
+/// Center too: the reduction as the subscription's next-term instructions, the end as
+/// `autoRenewEnabled: false`; asking for the current quantity withdraws the reduction.
+async fn changes_scheduled_for_the_renewal_are_sent_to_partner_center(backend: Backend) {
+    let Some(mut s) = shop(backend).await else {
+        return;
+    };
+    let new = NewSubscription {
+        customer_id: s.customer.clone(),
+        item_id: s.item.clone(),
+        quantity: 10,
+        offer: Offer::new(Term::P1Y, BillingFrequency::Monthly).unwrap(),
+    };
+    // Bought ten days ago: its seats have left the window.
+    let bought =
+        s.gw.ledger
+            .create_subscription(
+                &s.gw.tenant_id,
+                &new,
+                Utc::now() - Duration::days(10),
+                &fresh_request(),
+            )
+            .await
+            .unwrap()
+            .fresh()
+            .unwrap();
+    let vendor_id = bought.vendor_subscription_id.clone().unwrap();
+    let reduced = s.set_quantity("nce-l1", &bought.id, 7).await.unwrap();
+    assert!(reduced.scheduled, "{reduced:?}");
+    assert_eq!(s.f.emulator.subscription(&vendor_id).1, 10, "not now");
+    let (renews, next) = s.f.emulator.renewal(&vendor_id);
+    assert!(renews);
+    assert_eq!(next["quantity"], 7);
+    assert_eq!(next["product"]["productId"], "CFQ7TTC0LH18");
+    assert_eq!(next["product"]["availabilityId"], AVAILABILITY);
+    assert_eq!(next["termDuration"], "P1Y");
+    // The current quantity withdraws the scheduled reduction.
+    let kept = s.set_quantity("nce-l2", &bought.id, 10).await.unwrap();
+    assert!(!kept.scheduled);
+    assert_eq!(
+        s.f.emulator.renewal(&vendor_id),
+        (true, serde_json::Value::Null)
+    );
+    // Cancelled outside the window: ends at the term's end, so it does not renew there.
+    let cancelled = s.cancel("nce-l3", &bought.id).await;
+    assert!(cancelled.scheduled);
+    assert!(!s.f.emulator.renewal(&vendor_id).0);
+    assert_eq!(s.f.emulator.subscription(&vendor_id).4, "active");
+    s.gw.stop().await;
+}
+
 async fn a_suspended_customer_cannot_buy_seats(backend: Backend) {
     let Some(mut s) = shop(backend).await else {
         return;
@@ -385,4 +442,5 @@ crate::both_backends!(
     a_vendor_refusal_is_surfaced_and_nothing_written,
     throttling_is_waited_out_and_a_repeated_order_buys_once,
     a_suspended_customer_cannot_buy_seats,
+    changes_scheduled_for_the_renewal_are_sent_to_partner_center,
 );

@@ -28,7 +28,9 @@ use azure_core::http::Url;
 
 use super::{RetrySettings, app_credentials, export, http};
 use crate::domain::partner_account::PartnerAccountSpec;
-use crate::domain::seat_order::{OrderedSubscription, SeatOrder, SeatOrders, VendorSeats};
+use crate::domain::seat_order::{
+    OrderedSubscription, RenewalChange, SeatOrder, SeatOrders, VendorSeats,
+};
 use crate::domain::service_action::RetryPolicy;
 use crate::domain::service_control::{
     ControlError, ControlReport, ControlTarget, EnrollmentOrder, EnrollmentProgress,
@@ -248,6 +250,15 @@ impl SeatOrders for PartnerCenterControl {
 
     async fn cancel(&self, seats: &VendorSeats) -> ControlResult<()> {
         self.cancel_seats(seats).await
+    }
+
+    async fn schedule_renewal(
+        &self,
+        seats: &VendorSeats,
+        change: RenewalChange,
+        request_key: &str,
+    ) -> ControlResult<()> {
+        self.schedule_seat_renewal(seats, change, request_key).await
     }
 }
 

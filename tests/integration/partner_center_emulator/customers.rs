@@ -10,7 +10,8 @@
 //!   `product:sku:availability`, `quantity`, `termDuration`, `billingCycle`), `POST
 //!   …/carts/{cart}/checkout` (an order whose line item names the new subscription) and `GET
 //!   …/orders/{order}`; both POSTs are idempotent on `MS-RequestId` (a repeat gets the first
-//!   answer, nothing is bought twice); a quantity PATCH of a subscription under `If-Match`.
+//!   answer, nothing is bought twice); a quantity PATCH of a subscription under `If-Match`,
+//!   and what it does at renewal (`scheduledNextTermInstructions`, `autoRenewEnabled`).
 //!   Refusals with Partner Center's error body (`code`, `description`): a SKU scripted
 //!   unavailable, a quantity over the scripted limit (cart or PATCH).
 //!
@@ -81,6 +82,9 @@ struct Subscription {
     quantity: u64,
     term: String,
     billing_cycle: String,
+    auto_renew: bool,
+    /// `scheduledNextTermInstructions` (null: none).
+    next_term: Value,
 }
 
 impl Subscription {
@@ -95,6 +99,8 @@ impl Subscription {
             quantity: 10,
             term: "P1Y".into(),
             billing_cycle: "monthly".into(),
+            auto_renew: true,
+            next_term: Value::Null,
         }
     }
 }
@@ -113,7 +119,8 @@ impl Subscription {
             "quantity": self.quantity,
             "unitType": "Licenses",
             "status": self.status,
-            "autoRenewEnabled": true,
+            "autoRenewEnabled": self.auto_renew,
+            "scheduledNextTermInstructions": self.next_term,
             "termDuration": self.term,
             "billingCycle": self.billing_cycle,
             "attributes": { "etag": self.etag(id), "objectType": "Subscription" },
@@ -172,6 +179,13 @@ impl Emulator {
             s.billing_cycle.clone(),
             s.status.clone(),
         )
+    }
+
+    /// (autoRenewEnabled, scheduledNextTermInstructions) of a subscription.
+    pub fn renewal(&self, subscription: &str) -> (bool, Value) {
+        let book = &self.state.lock().unwrap().customers;
+        let s = &book.subscriptions[subscription];
+        (s.auto_renew, s.next_term.clone())
     }
 
     pub fn subscription_status(&self, subscription: &str) -> String {
@@ -418,6 +432,17 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         }
         subscription.quantity = quantity;
     }
+    let next_term = body
+        .get("scheduledNextTermInstructions")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(quantity) = next_term["quantity"].as_u64()
+        && let Some(refusal) = over_limit(&book.script, quantity)
+    {
+        return refusal;
+    }
+    subscription.next_term = next_term;
+    subscription.auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
     subscription.status = wanted;
     subscription.version += 1;
     json(

@@ -12,6 +12,9 @@
 //!   `MS-CorrelationId` derived from the gateway request: Partner Center answers a repeated
 //!   request id with its first answer, so a retried purchase finds the first cart and order
 //!   instead of buying again.
+//! - A change the 168-hour window scheduled for the renewal is PATCHed for Partner Center to
+//!   apply then: a reduction as `scheduledNextTermInstructions`, an end as `autoRenewEnabled:
+//!   false`.
 //! - A refusal (an unavailable SKU, a quantity limit) is a [`ControlError::Permanent`] naming
 //!   Partner Center's code and description, from the error body or the checkout's
 //!   `orderErrors`.
@@ -23,7 +26,7 @@ use super::requests::{vendor_code, vendor_reason};
 use super::subscriptions::Plan;
 use crate::domain::catalog::{CatalogItemId, Term};
 use crate::domain::seat_order::{
-    OrderedSubscription, SeatOrder, VendorSeats, billing_cycle, vendor_request_id,
+    OrderedSubscription, RenewalChange, SeatOrder, VendorSeats, billing_cycle, vendor_request_id,
 };
 use crate::domain::service_control::ControlError;
 use crate::domain::vendor::VendorAccountKind;
@@ -100,8 +103,7 @@ impl PartnerCenterControl {
         quantity: u32,
         request_key: &str,
     ) -> ControlResult<()> {
-        let tenant = guid("customer tenant", &seats.customer_tenant)?;
-        let subscription = guid("subscription id", &seats.subscription_id)?;
+        let (tenant, subscription) = ids(seats)?;
         let what = format!("setting subscription {subscription} to {quantity} seats");
         self.update(tenant, subscription, &what, Some(request_key), |resource| {
             if resource["quantity"].as_u64() == Some(u64::from(quantity)) {
@@ -117,13 +119,66 @@ impl PartnerCenterControl {
     /// Cancels the subscription (`status: deleted`, which Partner Center allows inside its
     /// cancellation window only).
     pub async fn cancel_seats(&self, seats: &VendorSeats) -> ControlResult<()> {
-        let tenant = guid("customer tenant", &seats.customer_tenant)?;
-        let subscription = guid("subscription id", &seats.subscription_id)?;
+        let (tenant, subscription) = ids(seats)?;
         self.set_one(
             tenant,
             subscription,
             super::subscriptions::SubscriptionStatus::Deleted,
         )
+        .await?;
+        Ok(())
+    }
+
+    /// What the subscription does at its renewal: `scheduledNextTermInstructions` (the product,
+    /// the quantity, the term and billing cycle it renews with) for a reduction the window
+    /// scheduled, none to renew as it is, `autoRenewEnabled: false` to end at the term's end.
+    pub async fn schedule_seat_renewal(
+        &self,
+        seats: &VendorSeats,
+        change: RenewalChange,
+        request_key: &str,
+    ) -> ControlResult<()> {
+        let (tenant, subscription) = ids(seats)?;
+        let what = format!("scheduling the renewal of subscription {subscription}");
+        self.update(tenant, subscription, &what, Some(request_key), |resource| {
+            let wanted = match change {
+                RenewalChange::End => {
+                    if resource["autoRenewEnabled"] == json!(false) {
+                        return Plan::Done;
+                    }
+                    resource["autoRenewEnabled"] = false.into();
+                    return Plan::Patch;
+                }
+                RenewalChange::AsIs => Value::Null,
+                RenewalChange::Quantity(quantity) => {
+                    let offer = resource["offerId"].as_str().unwrap_or_default();
+                    let Ok(item) = CatalogItemId::parse("offerId", offer) else {
+                        return Plan::Refuse(format!(
+                            "{what}: its offerId {offer:?} is not product:sku:availability"
+                        ));
+                    };
+                    json!({
+                        "product": {
+                            "productId": item.product,
+                            "skuId": item.sku,
+                            "availabilityId": item.availability,
+                        },
+                        "quantity": quantity,
+                        "termDuration": resource["termDuration"],
+                        "billingCycle": resource["billingCycle"],
+                    })
+                }
+            };
+            let current = resource
+                .get("scheduledNextTermInstructions")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if current == wanted {
+                return Plan::Done;
+            }
+            resource["scheduledNextTermInstructions"] = wanted;
+            Plan::Patch
+        })
         .await?;
         Ok(())
     }
@@ -263,6 +318,14 @@ fn path_id(body: &Value, pointer: &str, name: &str, what: &str) -> ControlResult
         })
         .map(str::to_string)
         .ok_or_else(|| ControlError::permanent(format!("{what}: the answer names no {name}")))
+}
+
+/// The customer tenant and subscription of `seats`, checked to be GUIDs (they go into a path).
+fn ids(seats: &VendorSeats) -> ControlResult<(&str, &str)> {
+    Ok((
+        guid("customer tenant", &seats.customer_tenant)?,
+        guid("subscription id", &seats.subscription_id)?,
+    ))
 }
 
 fn guid<'a>(name: &str, id: &'a str) -> ControlResult<&'a str> {
