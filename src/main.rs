@@ -247,8 +247,15 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         );
         println!("Operations: curl http://{ops_address}/metrics (and /healthz, /readyz)\n");
     }
+    let vendor_ca_pem = config.vendor_ca_pem().map_err(anyhow::Error::msg)?;
+    // Microsoft seats are bought through Partner Center with the partner accounts' credentials.
+    ledger.set_seat_vendors(Arc::new(
+        msp_gateway::vendors::seat_orders::VendorAdapters::new(
+            msp_gateway::vendors::seat_orders::partner_center(vendor_ca_pem.clone()),
+        ),
+    ));
     let poller_settings = poller::PollerSettings {
-        extra_root_ca_pem: config.vendor_ca_pem().map_err(anyhow::Error::msg)?,
+        extra_root_ca_pem: vendor_ca_pem,
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -72,6 +72,7 @@ fn subscription_to_proto(r: &SubscriptionRecord) -> v1::Subscription {
         cancel_at_term_end: s.scheduled.cancel || !s.auto_renew,
         create_time: Some(timestamp(r.created_at)),
         end_time: s.ended_at.map(timestamp),
+        vendor_subscription_id: r.vendor_subscription_id.clone().unwrap_or_default(),
     }
 }
 

@@ -300,19 +300,15 @@ pub struct CatalogItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// Whether seats of `item` can be bought through the gateway today. The MSP's own items need no
-/// vendor. Microsoft seats must be ordered through Partner Center's cart and checkout first,
-/// which is not built yet: billing them without the order would charge for licences nobody
-/// bought, so they are refused (the item can still be catalogued and priced).
+/// Whether seats of `item` can be bought through the gateway: the MSP's own items (no vendor)
+/// and Microsoft's licences (ordered through Partner Center's cart and checkout before they are
+/// billed, see `seat_order`).
 pub fn check_orderable(field: &str, item: &CatalogItem) -> Result<(), super::error::Error> {
     match item.vendor {
-        Vendor::Msp => Ok(()),
+        Vendor::Msp | Vendor::Microsoft => Ok(()),
         vendor => Err(super::error::Error::precondition(
             field,
-            format!(
-                "{vendor} seats are ordered through the vendor (Partner Center's cart and checkout), \
-                 which this gateway does not do yet; only the MSP's own items can be subscribed"
-            ),
+            format!("{vendor} sells no seats through the gateway"),
         )),
     }
 }

@@ -44,6 +44,7 @@ pub mod rating;
 mod rating_tests;
 pub mod retry;
 pub mod rounding;
+pub mod seat_order;
 pub mod seat_pricing;
 pub mod service_action;
 pub mod service_control;

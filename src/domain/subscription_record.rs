@@ -9,6 +9,7 @@ use super::catalog::{CatalogItem, Offer};
 use super::ledger::{ChargeKind, NewChargeEvent};
 use super::line_key::LineKey;
 use super::money::Currency;
+use super::seat_order::SEAT_UNIT;
 use super::subscription::{ChangeOutcome, SeatCharge, SeatChargeKind, Subscription};
 use super::usage::UsageKey;
 
@@ -21,6 +22,9 @@ pub struct SubscriptionRecord {
     pub customer_id: String,
     /// The catalogue item's id.
     pub item_id: String,
+    /// The vendor's subscription the seats were bought as (Partner Center's subscription id),
+    /// set once the vendor confirmed the order; None for the MSP's own items.
+    pub vendor_subscription_id: Option<String>,
     /// The customer's billing currency: every charge's.
     pub currency: Currency,
     pub state: Subscription,
@@ -77,5 +81,45 @@ impl SubscriptionRecord {
             meter: key.meter,
             window_start: charge.at,
         }
+    }
+}
+
+/// What the quantity of a charge of `kind` counts: seats for a subscription's charges, nothing
+/// stated for usage charges (their usage line has the unit).
+pub fn charge_unit(kind: ChargeKind) -> &'static str {
+    match kind {
+        ChargeKind::SubscriptionFee | ChargeKind::Proration | ChargeKind::Refund => SEAT_UNIT,
+        ChargeKind::New | ChargeKind::Revision | ChargeKind::Reversal | ChargeKind::Rerate => "",
+    }
+}
+
+/// The unit of a line that has no usage line: a subscription line's (prefix
+/// [`SUBSCRIPTION_LINE_PREFIX`]) counts seats.
+pub fn line_unit(line_key: &[u8]) -> Option<&'static str> {
+    (line_key.get(..4) == Some(&SUBSCRIPTION_LINE_PREFIX.to_be_bytes()[..])).then_some(SEAT_UNIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn subscription_charges_count_seats() {
+        assert_eq!(charge_unit(ChargeKind::SubscriptionFee), "seat");
+        assert_eq!(charge_unit(ChargeKind::Refund), "seat");
+        assert_eq!(charge_unit(ChargeKind::New), "");
+        let key = UsageKey {
+            vendor_account_id: "sub_1".into(),
+            service: "Microsoft 365".into(),
+            meter: "CFQ7TTC0LH18:0001".into(),
+            region: String::new(),
+            window_start: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        };
+        let seats = LineKey::of(SUBSCRIPTION_LINE_PREFIX, "sub_1", &key);
+        assert_eq!(line_unit(seats.as_bytes()), Some("seat"));
+        let usage = LineKey::of(1, "pa_1", &key);
+        assert_eq!(line_unit(usage.as_bytes()), None);
     }
 }

@@ -18,6 +18,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::invoice::ChargeAmount;
 use crate::domain::invoice_groups::{ChargeGroup, CloseBounds, GroupClass};
 use crate::domain::money::Currency;
+use crate::domain::subscription_record::line_unit;
 use crate::domain::vendor::Vendor;
 use crate::store::sql_types::{DbDecimal, DbTime, Exact, Instant};
 
@@ -111,7 +112,11 @@ fn into_group(row: GroupRow, units: &HashMap<Vec<u8>, String>) -> Result<ChargeG
             vendor,
             service: row.service,
             meter: row.meter,
-            unit: units.get(&row.line_key).cloned().unwrap_or_default(),
+            unit: units
+                .get(&row.line_key)
+                .cloned()
+                .or_else(|| line_unit(&row.line_key).map(str::to_string))
+                .unwrap_or_default(),
             quantity: row.quantity.0,
             amount: row.amount.0,
             currency: Currency::from_stored(&row.currency)?,

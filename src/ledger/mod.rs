@@ -40,6 +40,7 @@ mod write;
 use std::sync::Arc;
 
 use crate::domain::error::Result;
+use crate::domain::seat_order::{NoSeatVendors, SeatVendors};
 use crate::store::Store;
 
 /// The ledger's query modules on PostgreSQL beside the store's (see `store::for_each_backend!`).
@@ -82,6 +83,8 @@ pub struct Ledger {
     copy_pool: Option<copy::LedgerPool>,
     /// Live charge feeds of this process.
     feed: feed::LedgerHub,
+    /// The vendors seats are bought from (see `subscriptions`).
+    seat_vendors: std::sync::RwLock<Arc<dyn SeatVendors>>,
 }
 
 impl Ledger {
@@ -96,7 +99,17 @@ impl Ledger {
             store,
             pricing: Default::default(),
             copy_pool,
+            seat_vendors: std::sync::RwLock::new(Arc::new(NoSeatVendors)),
         })
+    }
+
+    /// Where Microsoft seats are bought (none until set: such purchases are refused).
+    pub fn set_seat_vendors(&self, vendors: Arc<dyn SeatVendors>) {
+        *self.seat_vendors.write().expect("seat vendors") = vendors;
+    }
+
+    pub fn seat_vendors(&self) -> Arc<dyn SeatVendors> {
+        self.seat_vendors.read().expect("seat vendors").clone()
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -16,7 +16,7 @@ use super::diesel_tx::DieselLedger;
 use super::tx::{Access, LedgerTx};
 use super::write::append_unlined;
 use super::{Ledger, ledger_backends};
-use crate::domain::catalog::{CatalogItem, Offer, check_offered, check_orderable};
+use crate::domain::catalog::{CatalogItem, CatalogItemId, Offer, check_offered, check_orderable};
 use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
@@ -24,6 +24,9 @@ use crate::domain::ids::{SUBSCRIPTION, new_id};
 use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
+use crate::domain::seat_order::{
+    RenewalChange, SeatOrder, VendorSeats, check_can_buy, request_seed, vendor_error, vendor_of,
+};
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
 use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
@@ -34,6 +37,42 @@ use crate::store::idempotency::write_once;
 pub enum SubscriptionAction {
     SetQuantity(u32),
     Cancel,
+}
+
+/// What buying or changing seats asks of the vendor, decided (every gateway rule passed) before
+/// the vendor is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorStep {
+    /// The partner account the customer's vendor tenant is linked through.
+    pub partner_account_id: String,
+    pub action: VendorAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VendorAction {
+    /// Cart and checkout (the request key is added by the caller).
+    Order {
+        customer_tenant: String,
+        item: CatalogItemId,
+        quantity: u32,
+        offer: Offer,
+    },
+    SetQuantity(VendorSeats, u32),
+    Cancel(VendorSeats),
+    /// A change the window scheduled for the renewal (or one withdrawn).
+    Renewal(VendorSeats, RenewalChange),
+}
+
+/// A change decided on a subscription's stored state (nothing written yet).
+struct Decided {
+    record: SubscriptionRecord,
+    item: CatalogItem,
+    customer: Customer,
+    /// A reduction was scheduled for the renewal before this change.
+    had_scheduled_quantity: bool,
+    /// Fees due before the change, then the change's own charge.
+    charges: Vec<SeatCharge>,
+    outcome: ChangeOutcome,
 }
 
 /// The tenant's prices, as seat pricing reads them.
@@ -113,11 +152,11 @@ ledger_backends! {
         }
     }
 
-    /// Buys seats at `now`: the record and its first period's fee.
-    pub async fn create(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>) -> Result<SubscriptionRecord> {
-        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
-        let now = now.trunc_subsecs(0);
+    /// A purchase at `now` checked by every gateway rule (customer, item, offer, price) with its
+    /// state and first fee; nothing is written.
+    async fn purchase(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>) -> Result<(Customer, CatalogItem, Tz, Subscription, SeatCharge)> {
         let customer = referenced(q::customers::get(conn, tenant_id, &new.customer_id).await, "subscription.customer_id", "customer", &new.customer_id)?;
+        check_can_buy(&customer)?;
         let item = referenced(q::catalog::get(conn, tenant_id, &new.item_id).await, "subscription.catalog_item_id", "catalogue item", &new.item_id)?;
         check_orderable("subscription.catalog_item_id", &item)?;
         check_offered("subscription.billing_frequency", &item.offers, new.offer).map_err(|v| Error::InvalidArgument(vec![v]))?;
@@ -126,10 +165,34 @@ ledger_backends! {
         let prices = prices(conn, tenant_id).await?;
         let price = seat_price("subscription.catalog_item_id", &item, new.offer, now, &chargee, &prices.book())?;
         let (state, fee) = Subscription::purchase(now, zone, new.offer, new.quantity, price)?;
+        Ok((customer, item, zone, state, fee))
+    }
+
+    /// What buying `new` at `now` asks of the vendor once every gateway rule passed: None for
+    /// the MSP's own items.
+    pub async fn plan_purchase(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>) -> Result<Option<VendorStep>> {
+        let (customer, item, ..) = purchase(conn, tenant_id, new, now.trunc_subsecs(0)).await?;
+        let Some((customer_tenant, partner_account_id)) = vendor_of(&customer, &item)? else {
+            return Ok(None);
+        };
+        let item = CatalogItemId::parse("subscription.catalog_item_id", &item.catalog_item_id).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        Ok(Some(VendorStep {
+            partner_account_id,
+            action: VendorAction::Order { customer_tenant, item, quantity: new.quantity, offer: new.offer },
+        }))
+    }
+
+    /// Buys seats at `now`: the record and its first period's fee. `vendor_subscription_id` is
+    /// the vendor's subscription when the vendor sold them (see [`plan_purchase`]).
+    pub async fn create(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>, vendor_subscription_id: Option<&str>) -> Result<SubscriptionRecord> {
+        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+        let now = now.trunc_subsecs(0);
+        let (customer, item, zone, state, fee) = purchase(conn, tenant_id, new, now).await?;
         let record = SubscriptionRecord {
             id: new_id(SUBSCRIPTION),
             customer_id: customer.id.clone(),
             item_id: item.id.clone(),
+            vendor_subscription_id: vendor_subscription_id.map(str::to_string),
             currency: customer.billing_currency,
             state,
             created_at: now,
@@ -141,24 +204,61 @@ ledger_backends! {
         Ok(record)
     }
 
-    /// Changes the quantity or cancels at `now`, after appending any fee due before it.
-    pub async fn change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<SubscriptionChange> {
-        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
-        let now = now.trunc_subsecs(0);
+    /// A quantity change or cancellation decided at `now` on the stored state, after the fees
+    /// due before it; nothing is written. Adding seats is buying: only for an active customer.
+    async fn decide(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<Decided> {
         let mut record = q::subscriptions::get_for_update(conn, tenant_id, id).await?;
         let item = q::catalog::get(conn, tenant_id, &record.item_id).await?;
         let customer = q::customers::get(conn, tenant_id, &record.customer_id).await?;
         let chargee = Chargee { customer_id: record.customer_id.clone(), currency: record.currency };
         let prices = prices(conn, tenant_id).await?;
         let mut charges = advance(&mut record.state, now, &item, &chargee, &prices)?;
+        let had_scheduled_quantity = record.state.scheduled.quantity.is_some();
         let outcome = match action {
-            SubscriptionAction::SetQuantity(quantity) => record.state.change_quantity(quantity, now)?,
+            SubscriptionAction::SetQuantity(quantity) => {
+                if quantity > record.state.quantity {
+                    check_can_buy(&customer)?;
+                }
+                record.state.change_quantity(quantity, now)?
+            }
             SubscriptionAction::Cancel => record.state.cancel(now)?,
         };
-        let applied = matches!(outcome, ChangeOutcome::Applied(Some(_)));
         if let ChangeOutcome::Applied(Some(charge)) = &outcome {
             charges.push(charge.clone());
         }
+        Ok(Decided { record, item, customer, had_scheduled_quantity, charges, outcome })
+    }
+
+    /// What a change at `now` asks of the vendor once the gateway's rules allow it: a change
+    /// that takes effect now (the quantity, a cancellation), or one the window scheduled for the
+    /// renewal (or withdrew), for the vendor to apply then.
+    pub async fn plan_change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<Option<VendorStep>> {
+        let decided = decide(conn, tenant_id, id, action, now.trunc_subsecs(0)).await?;
+        let Some(subscription_id) = decided.record.vendor_subscription_id.clone() else {
+            return Ok(None);
+        };
+        let Some((customer_tenant, partner_account_id)) = vendor_of(&decided.customer, &decided.item)? else {
+            return Ok(None);
+        };
+        let seats = VendorSeats { customer_tenant, subscription_id };
+        let action = match (action, &decided.outcome) {
+            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Applied(Some(_))) => VendorAction::SetQuantity(seats, quantity),
+            (SubscriptionAction::Cancel, ChangeOutcome::Applied(Some(_))) => VendorAction::Cancel(seats),
+            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::Quantity(quantity)),
+            (SubscriptionAction::Cancel, ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::End),
+            // The current quantity asked for: a reduction scheduled before is withdrawn.
+            (SubscriptionAction::SetQuantity(_), ChangeOutcome::Applied(None)) if decided.had_scheduled_quantity => VendorAction::Renewal(seats, RenewalChange::AsIs),
+            _ => return Ok(None),
+        };
+        Ok(Some(VendorStep { partner_account_id, action }))
+    }
+
+    /// Changes the quantity or cancels at `now`, after appending any fee due before it.
+    pub async fn change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<SubscriptionChange> {
+        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+        let now = now.trunc_subsecs(0);
+        let Decided { mut record, item, customer, charges, outcome, .. } = decide(conn, tenant_id, id, action, now).await?;
+        let applied = matches!(outcome, ChangeOutcome::Applied(Some(_)));
         record.updated_at = now;
         q::subscriptions::update(conn, tenant_id, &record).await?;
         let zone = customer_zone(&customer)?;
@@ -196,6 +296,12 @@ ledger_backends! {
 }
 
 impl Ledger {
+    /// Buys seats (see [`create`]). For a Microsoft item the gateway's rules are checked first,
+    /// then Partner Center sells the seats (cart and checkout, idempotent through the request),
+    /// and only then is the subscription recorded with the vendor's subscription id: a refusal
+    /// or an outage writes nothing, and a retry with the same request_id either replays the
+    /// recorded answer without asking the vendor, or (the first attempt bought but was never
+    /// recorded) gets Partner Center's first order back and records it.
     pub async fn create_subscription(
         &self,
         tenant_id: &str,
@@ -203,14 +309,26 @@ impl Ledger {
         now: DateTime<Utc>,
         request: &Idempotent<'_, SubscriptionRecord>,
     ) -> Result<Answer<SubscriptionRecord>> {
+        if let Some(response) = self.store.recorded_answer(tenant_id, &request.key).await? {
+            return Ok(Answer::Replayed(response));
+        }
+        let step =
+            crate::store::dispatch!(self.store, fresh, self::plan_purchase(tenant_id, new, now))?;
+        let vendor_subscription_id = match step {
+            Some(step) => Some(self.vendor_step(tenant_id, step, &request.key).await?),
+            None => None,
+        };
         write_once!(
             self.store,
             tenant_id,
             Some(request),
-            self::create(tenant_id, new, now)
+            self::create(tenant_id, new, now, vendor_subscription_id.as_deref())
         )
     }
 
+    /// Changes the quantity or cancels (see [`change`]); a Microsoft subscription's change that
+    /// takes effect now is made at Partner Center first (the quantity PATCH, or `deleted`), and
+    /// recorded once it was.
     pub async fn change_subscription(
         &self,
         tenant_id: &str,
@@ -219,12 +337,82 @@ impl Ledger {
         now: DateTime<Utc>,
         request: &Idempotent<'_, SubscriptionChange>,
     ) -> Result<Answer<SubscriptionChange>> {
+        if let Some(response) = self.store.recorded_answer(tenant_id, &request.key).await? {
+            return Ok(Answer::Replayed(response));
+        }
+        let step = crate::store::dispatch!(
+            self.store,
+            fresh,
+            self::plan_change(tenant_id, id, action, now)
+        )?;
+        if let Some(step) = step {
+            self.vendor_step(tenant_id, step, &request.key).await?;
+        }
         write_once!(
             self.store,
             tenant_id,
             Some(request),
             self::change(tenant_id, id, action, now)
         )
+    }
+
+    /// Carries out `step` at the vendor for the request `key`; the vendor's subscription id.
+    async fn vendor_step(
+        &self,
+        tenant_id: &str,
+        step: VendorStep,
+        key: &crate::domain::idempotency::IdempotencyKey,
+    ) -> Result<String> {
+        let account = self
+            .store
+            .partner_account_in(tenant_id, &step.partner_account_id)
+            .await?;
+        let seats = self
+            .seat_vendors()
+            .seats_for(&account)
+            .map_err(vendor_error)?;
+        let seed = request_seed(tenant_id, key);
+        match step.action {
+            VendorAction::Order {
+                customer_tenant,
+                item,
+                quantity,
+                offer,
+            } => {
+                let order = SeatOrder {
+                    customer_tenant,
+                    item,
+                    quantity,
+                    offer,
+                    request_key: seed,
+                };
+                let ordered = seats.order(&order).await.map_err(vendor_error)?;
+                tracing::info!(
+                    subscription = %ordered.subscription_id,
+                    order = %ordered.order_id,
+                    "Partner Center sold the seats"
+                );
+                Ok(ordered.subscription_id)
+            }
+            VendorAction::SetQuantity(target, quantity) => {
+                seats
+                    .set_quantity(&target, quantity, &seed)
+                    .await
+                    .map_err(vendor_error)?;
+                Ok(target.subscription_id)
+            }
+            VendorAction::Cancel(target) => {
+                seats.cancel(&target).await.map_err(vendor_error)?;
+                Ok(target.subscription_id)
+            }
+            VendorAction::Renewal(target, change) => {
+                seats
+                    .schedule_renewal(&target, change, &seed)
+                    .await
+                    .map_err(vendor_error)?;
+                Ok(target.subscription_id)
+            }
+        }
     }
 
     /// The period-boundary run: appends every active subscription's fees due by `now` (of every

@@ -61,6 +61,7 @@ diesel::table! {
         ended_at -> Nullable<Instant>,
         created_at -> Instant,
         updated_at -> Instant,
+        vendor_subscription_id -> Nullable<Text>,
     }
 }
 

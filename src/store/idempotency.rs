@@ -39,17 +39,28 @@ for_each_backend! {
         if inserted == 1 {
             return Ok(None);
         }
-        let (operation, fingerprint, resource_id, response): (String, String, String, Option<Vec<u8>>) =
-            idempotency_keys::table
-                .find((tenant_id, &key.request_id))
-                .select((
-                    idempotency_keys::operation,
-                    idempotency_keys::fingerprint,
-                    idempotency_keys::resource_id,
-                    idempotency_keys::response,
-                ))
-                .first(conn)
-                .await?;
+        // The row is there (another call's): its answer, or the mismatch.
+        recorded(conn, tenant_id, key).await
+    }
+
+    /// The answer a committed call with `key` recorded, if any (the same id with a different
+    /// request is refused). For work that must not start again once answered (a vendor order
+    /// before its write).
+    pub async fn recorded(conn: &mut Conn, tenant_id: &str, key: &IdempotencyKey) -> Result<Option<Vec<u8>>> {
+        let row: Option<(String, String, String, Option<Vec<u8>>)> = idempotency_keys::table
+            .find((tenant_id, &key.request_id))
+            .select((
+                idempotency_keys::operation,
+                idempotency_keys::fingerprint,
+                idempotency_keys::resource_id,
+                idempotency_keys::response,
+            ))
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((operation, fingerprint, resource_id, response)) = row else {
+            return Ok(None);
+        };
         if operation != key.operation || fingerprint != key.fingerprint {
             return Err(key.mismatch());
         }
@@ -75,6 +86,15 @@ for_each_backend! {
 }
 
 impl Store {
+    /// The answer recorded for `key` (see [`recorded`]), read on the primary.
+    pub async fn recorded_answer(
+        &self,
+        tenant_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Vec<u8>>> {
+        dispatch!(self, fresh, self::recorded(tenant_id, key))
+    }
+
     /// Forgets the request ids recorded before `before` (see [`forget_before`]).
     pub async fn forget_request_ids_before(&self, before: DateTime<Utc>) -> Result<usize> {
         dispatch!(self, write, self::forget_before(before))

@@ -40,6 +40,7 @@ struct SubscriptionRow {
     ended_at: Option<DbTime>,
     created_at: DbTime,
     updated_at: DbTime,
+    vendor_subscription_id: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -79,6 +80,7 @@ impl SubscriptionRow {
             id: self.id,
             customer_id: self.customer_id,
             item_id: self.item_id,
+            vendor_subscription_id: self.vendor_subscription_id,
             state,
             created_at: self.created_at.0,
             updated_at: self.updated_at.0,
@@ -131,6 +133,7 @@ for_each_backend! {
                     subscriptions::time_zone.eq(s.time_zone.name()),
                     subscriptions::currency.eq(r.currency.code()),
                     subscriptions::created_at.eq(DbTime(r.created_at)),
+                    subscriptions::vendor_subscription_id.eq(&r.vendor_subscription_id),
                 ),
                 state_columns!(r),
             ))

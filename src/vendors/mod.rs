@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod credentials;
 pub mod microsoft;
+pub mod seat_orders;
 pub mod service_control;
 pub mod simulator;
 

@@ -21,6 +21,7 @@ mod invoicing;
 mod ledger;
 mod microsoft_partner_center;
 mod migrations;
+mod nce_orders;
 mod operations;
 mod partner_accounts;
 mod partner_center_emulator;

@@ -6,7 +6,7 @@ mod auto_suspend;
 mod enrollment;
 mod killed;
 mod moto;
-mod partner_center;
+pub mod partner_center;
 mod queued;
 mod replicas;
 
@@ -177,7 +177,7 @@ pub async fn customer_status(gw: &TestGateway, id: &str) -> v1::CustomerStatus {
     v1::CustomerStatus::try_from(customer.status).unwrap()
 }
 
-fn suspend(customer_id: &str, request_id: &str) -> v1::SuspendCustomerRequest {
+pub fn suspend(customer_id: &str, request_id: &str) -> v1::SuspendCustomerRequest {
     v1::SuspendCustomerRequest {
         customer_id: customer_id.into(),
         reason: "overdue invoice 2026-11".into(),

@@ -11,10 +11,14 @@
 //!   ([`subscriptions`]). A customer tenant target acts on every subscription of the tenant,
 //!   and reports which ones failed and why; a subscription target on that one.
 //!
+//! - New Commerce seats: cart and checkout, quantity PATCH, cancellation ([`orders`], behind
+//!   [`crate::domain::seat_order::SeatOrders`]).
+//!
 //! Within one call, 429 waits out `Retry-After` (up to [`PartnerCenterControlConfig::max_wait`])
 //! and 5xx, 408 and network faults are retried under [`PartnerCenterControlConfig::retry`]
 //! ([`requests`]); what remains is a [`ControlError::Transient`] for the caller to retry later.
 mod customers;
+mod orders;
 mod requests;
 mod subscriptions;
 
@@ -24,6 +28,9 @@ use azure_core::http::Url;
 
 use super::{RetrySettings, app_credentials, export, http};
 use crate::domain::partner_account::PartnerAccountSpec;
+use crate::domain::seat_order::{
+    OrderedSubscription, RenewalChange, SeatOrder, SeatOrders, VendorSeats,
+};
 use crate::domain::service_action::RetryPolicy;
 use crate::domain::service_control::{
     ControlError, ControlReport, ControlTarget, EnrollmentOrder, EnrollmentProgress,
@@ -96,6 +103,9 @@ impl PartnerCenterControlConfig {
                 ControlError::permanent(format!("endpoint_url {:?}: {e}", spec.endpoint_url))
             })?;
             config.api_base_url = format!("{}{API_PATH}", url.origin().ascii_serialization());
+        }
+        if let Some(settings) = &spec.microsoft {
+            config.authority_host = settings.authority_host().to_string();
         }
         Ok(config)
     }
@@ -220,6 +230,35 @@ impl ServiceControl for PartnerCenterControl {
 
     async fn purge(&self, target: &ControlTarget) -> ControlResult<ControlReport> {
         self.act(target, SubscriptionStatus::Deleted).await
+    }
+}
+
+#[async_trait::async_trait]
+impl SeatOrders for PartnerCenterControl {
+    async fn order(&self, order: &SeatOrder) -> ControlResult<OrderedSubscription> {
+        self.order_seats(order).await
+    }
+
+    async fn set_quantity(
+        &self,
+        seats: &VendorSeats,
+        quantity: u32,
+        request_key: &str,
+    ) -> ControlResult<()> {
+        self.set_seat_quantity(seats, quantity, request_key).await
+    }
+
+    async fn cancel(&self, seats: &VendorSeats) -> ControlResult<()> {
+        self.cancel_seats(seats).await
+    }
+
+    async fn schedule_renewal(
+        &self,
+        seats: &VendorSeats,
+        change: RenewalChange,
+        request_key: &str,
+    ) -> ControlResult<()> {
+        self.schedule_seat_renewal(seats, change, request_key).await
     }
 }
 

@@ -5,6 +5,15 @@
 //! - `PATCH /v1/customers/{tenant}/subscriptions/{id}` with the whole resource and `If-Match`
 //!   (412 on a stale etag), status `active` / `suspended` / `deleted`; a subscription marked so
 //!   refuses deletion (past its cancellation window), and a deleted one cannot come back.
+//! - New Commerce orders: `GET /v1/customers/{tenant}/products/{product}/skus/{sku}/
+//!   availabilities`, `POST /v1/customers/{tenant}/carts` (one line item: `catalogItemId`
+//!   `product:sku:availability`, `quantity`, `termDuration`, `billingCycle`), `POST
+//!   …/carts/{cart}/checkout` (an order whose line item names the new subscription) and `GET
+//!   …/orders/{order}`; both POSTs are idempotent on `MS-RequestId` (a repeat gets the first
+//!   answer, nothing is bought twice); a quantity PATCH of a subscription under `If-Match`,
+//!   and what it does at renewal (`scheduledNextTermInstructions`, `autoRenewEnabled`).
+//!   Refusals with Partner Center's error body (`code`, `description`): a SKU scripted
+//!   unavailable, a quantity over the scripted limit (cart or PATCH).
 //!
 //! Tokens must carry Partner Center's scope. Faults through [`CustomerScript`]: 429 with
 //! `Retry-After`, 503, and etags that go stale just before a PATCH (another writer).
@@ -26,7 +35,17 @@ pub struct CustomerScript {
     pub unavailable: u32,
     /// The next N PATCHes find the subscription changed by someone else (its etag moves).
     pub stale_etags: u32,
+    /// `product:sku` keys a cart refuses: not available in the customer's market.
+    pub unavailable_skus: Vec<String>,
+    /// The most seats a cart line or a PATCH may hold.
+    pub max_quantity: Option<u64>,
 }
+
+/// The emulator's refusal codes (Partner Center's error body shape).
+pub const SKU_UNAVAILABLE: u32 = 800002;
+pub const QUANTITY_LIMIT: u32 = 800031;
+/// The availability the emulator sells every SKU under.
+pub const AVAILABILITY: &str = "CFQ7TTC0K5DL";
 
 #[derive(Debug, Clone, Default)]
 pub struct CustomersSeen {
@@ -37,6 +56,16 @@ pub struct CustomersSeen {
     /// The `status` of every PATCH body, in order.
     pub patched_statuses: Vec<String>,
     pub stale_etag_answers: u32,
+    /// Cart bodies, in order (repeats included).
+    pub carts: Vec<Value>,
+    /// The `MS-RequestId` of every cart and checkout request.
+    pub order_request_ids: Vec<String>,
+    pub checkouts: u32,
+    /// Orders actually placed (a repeated request id places none).
+    pub orders_placed: u32,
+    pub availability_reads: u32,
+    /// (subscription, quantity, If-Match) of every PATCH that asked for a new quantity.
+    pub quantity_patches: Vec<(String, u64, String)>,
     pub throttled: u32,
     pub unavailable: u32,
     pub unauthorized: u32,
@@ -45,10 +74,35 @@ pub struct CustomersSeen {
 #[derive(Debug, Clone)]
 struct Subscription {
     tenant: String,
+    offer_id: String,
     offer_name: String,
     status: String,
     version: u32,
     refuses_deletion: bool,
+    quantity: u64,
+    term: String,
+    billing_cycle: String,
+    auto_renew: bool,
+    /// `scheduledNextTermInstructions` (null: none).
+    next_term: Value,
+}
+
+impl Subscription {
+    fn new(tenant: &str, offer_id: &str, offer_name: &str, status: &str) -> Self {
+        Subscription {
+            tenant: tenant.into(),
+            offer_id: offer_id.into(),
+            offer_name: offer_name.into(),
+            status: status.into(),
+            version: 1,
+            refuses_deletion: false,
+            quantity: 10,
+            term: "P1Y".into(),
+            billing_cycle: "monthly".into(),
+            auto_renew: true,
+            next_term: Value::Null,
+        }
+    }
 }
 
 impl Subscription {
@@ -59,15 +113,16 @@ impl Subscription {
     fn resource(&self, id: &str) -> Value {
         json!({
             "id": id,
-            "offerId": "CFQ7TTC0LH18:0001",
+            "offerId": self.offer_id,
             "offerName": self.offer_name,
             "friendlyName": self.offer_name,
-            "quantity": 10,
+            "quantity": self.quantity,
             "unitType": "Licenses",
             "status": self.status,
-            "autoRenewEnabled": true,
-            "termDuration": "P1Y",
-            "billingCycle": "monthly",
+            "autoRenewEnabled": self.auto_renew,
+            "scheduledNextTermInstructions": self.next_term,
+            "termDuration": self.term,
+            "billingCycle": self.billing_cycle,
             "attributes": { "etag": self.etag(id), "objectType": "Subscription" },
         })
     }
@@ -81,6 +136,10 @@ pub(super) struct Book {
     /// The first answer per MS-RequestId, replayed to a repeat.
     requests: HashMap<String, Value>,
     subscriptions: BTreeMap<String, Subscription>,
+    /// Carts by id: the customer tenant, the cart, and the order its checkout placed.
+    carts: HashMap<String, (String, Value, Option<Value>)>,
+    /// Orders by id: the customer tenant and the order.
+    orders: HashMap<String, (String, Value)>,
     script: CustomerScript,
     seen: CustomersSeen,
 }
@@ -95,13 +154,7 @@ impl Emulator {
         for (id, offer, status) in subscriptions {
             book.subscriptions.insert(
                 id.to_string(),
-                Subscription {
-                    tenant: tenant.to_string(),
-                    offer_name: offer.to_string(),
-                    status: status.to_string(),
-                    version: 1,
-                    refuses_deletion: false,
-                },
+                Subscription::new(tenant, "CFQ7TTC0LH18:0001", offer, status),
             );
         }
     }
@@ -113,6 +166,26 @@ impl Emulator {
             .get_mut(subscription)
             .expect("a known subscription")
             .refuses_deletion = true;
+    }
+
+    /// (offer id, quantity, term, billing cycle, status) of a subscription.
+    pub fn subscription(&self, subscription: &str) -> (String, u64, String, String, String) {
+        let book = &self.state.lock().unwrap().customers;
+        let s = &book.subscriptions[subscription];
+        (
+            s.offer_id.clone(),
+            s.quantity,
+            s.term.clone(),
+            s.billing_cycle.clone(),
+            s.status.clone(),
+        )
+    }
+
+    /// (autoRenewEnabled, scheduledNextTermInstructions) of a subscription.
+    pub fn renewal(&self, subscription: &str) -> (bool, Value) {
+        let book = &self.state.lock().unwrap().customers;
+        let s = &book.subscriptions[subscription];
+        (s.auto_renew, s.next_term.clone())
     }
 
     pub fn subscription_status(&self, subscription: &str) -> String {
@@ -197,6 +270,19 @@ pub(super) fn handle(
         (&Method::PATCH, [tenant, "subscriptions", id]) => {
             patch(book, tenant, id, header("if-match"), body)
         }
+        (&Method::GET, [tenant, "products", product, "skus", sku, "availabilities"]) => {
+            availabilities(book, tenant, product, sku)
+        }
+        (&Method::POST, [tenant, "carts"]) => {
+            create_cart(book, tenant, header("ms-requestid"), body)
+        }
+        (&Method::POST, [tenant, "carts", cart, "checkout"]) => {
+            checkout(book, tenant, cart, header("ms-requestid"))
+        }
+        (&Method::GET, [tenant, "orders", order]) => match book.orders.get(*order) {
+            Some((owner, order)) if owner == tenant => json(StatusCode::OK, &[], order.clone()),
+            _ => error(StatusCode::NOT_FOUND, 800, "Order not found."),
+        },
         _ => error(StatusCode::NOT_FOUND, 404, "No such resource."),
     }
 }
@@ -336,6 +422,27 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         (_, "active" | "suspended" | "deleted") => {}
         _ => return error(StatusCode::BAD_REQUEST, 400, "Unknown status."),
     }
+    let quantity = body["quantity"].as_u64().unwrap_or(subscription.quantity);
+    if quantity != subscription.quantity {
+        book.seen
+            .quantity_patches
+            .push((id.to_string(), quantity, if_match.clone()));
+        if let Some(refusal) = over_limit(&book.script, quantity) {
+            return refusal;
+        }
+        subscription.quantity = quantity;
+    }
+    let next_term = body
+        .get("scheduledNextTermInstructions")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(quantity) = next_term["quantity"].as_u64()
+        && let Some(refusal) = over_limit(&book.script, quantity)
+    {
+        return refusal;
+    }
+    subscription.next_term = next_term;
+    subscription.auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
     subscription.status = wanted;
     subscription.version += 1;
     json(
@@ -343,4 +450,165 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         &[("etag", subscription.etag(id))],
         subscription.resource(id),
     )
+}
+
+fn over_limit(script: &CustomerScript, quantity: u64) -> Option<Answer> {
+    let limit = script.max_quantity.filter(|limit| quantity > *limit)?;
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        QUANTITY_LIMIT,
+        &format!("The quantity {quantity} exceeds the limit of {limit} licences for this offer."),
+    ))
+}
+
+fn availabilities(book: &mut Book, tenant: &str, product: &str, sku: &str) -> Answer {
+    book.seen.availability_reads += 1;
+    if !known_customer(book, tenant) {
+        return error(StatusCode::NOT_FOUND, 600, "Customer not found.");
+    }
+    let terms: Vec<Value> = ["P1M", "P1Y", "P3Y"]
+        .iter()
+        .map(|d| json!({"duration": d, "description": d}))
+        .collect();
+    let item = json!({
+        "id": AVAILABILITY,
+        "productId": product,
+        "skuId": sku,
+        "catalogItemId": format!("{product}:{sku}:{AVAILABILITY}"),
+        "segment": "commercial",
+        "isPurchasable": true,
+        "terms": terms,
+    });
+    json(
+        StatusCode::OK,
+        &[],
+        json!({"totalCount": 1, "items": [item], "attributes": {"objectType": "Collection"}}),
+    )
+}
+
+/// The first answer to a repeated MS-RequestId, or the refusal of a missing one; None for a new
+/// request.
+fn replayed(book: &mut Book, request_id: &Option<String>) -> Option<Answer> {
+    let Some(request_id) = request_id
+        .as_ref()
+        .filter(|r| uuid::Uuid::try_parse(r).is_ok())
+    else {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            400,
+            "MS-RequestId must be a GUID.",
+        ));
+    };
+    book.seen.order_request_ids.push(request_id.clone());
+    book.requests
+        .get(request_id)
+        .map(|first| json(StatusCode::CREATED, &[], first.clone()))
+}
+
+fn create_cart(book: &mut Book, tenant: &str, request_id: Option<String>, body: Value) -> Answer {
+    book.seen.carts.push(body.clone());
+    if let Some(answer) = replayed(book, &request_id) {
+        return answer;
+    }
+    if !known_customer(book, tenant) {
+        return error(StatusCode::NOT_FOUND, 600, "Customer not found.");
+    }
+    let line = &body["lineItems"][0];
+    let catalog_item = line["catalogItemId"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = catalog_item.split(':').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            400,
+            "catalogItemId must be product:sku:availability.",
+        );
+    }
+    let sku = format!("{}:{}", parts[0], parts[1]);
+    if book.script.unavailable_skus.contains(&sku) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            SKU_UNAVAILABLE,
+            &format!("The SKU {sku} is not available for purchase in the customer's market."),
+        );
+    }
+    let quantity = line["quantity"].as_u64().unwrap_or(0);
+    if quantity == 0
+        || line["termDuration"].as_str().is_none()
+        || line["billingCycle"].as_str().is_none()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            400,
+            "A line item needs a quantity, a termDuration and a billingCycle.",
+        );
+    }
+    if let Some(refusal) = over_limit(&book.script, quantity) {
+        return refusal;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let cart = json!({
+        "id": id,
+        "lineItems": body["lineItems"],
+        "status": "Active",
+        "attributes": {"objectType": "Cart"},
+    });
+    book.carts
+        .insert(id, (tenant.to_string(), cart.clone(), None));
+    book.requests
+        .insert(request_id.unwrap_or_default(), cart.clone());
+    json(StatusCode::CREATED, &[], cart)
+}
+
+fn checkout(book: &mut Book, tenant: &str, cart_id: &str, request_id: Option<String>) -> Answer {
+    book.seen.checkouts += 1;
+    if let Some(answer) = replayed(book, &request_id) {
+        return answer;
+    }
+    let Some((owner, cart, placed)) = book.carts.get(cart_id).cloned() else {
+        return error(StatusCode::NOT_FOUND, 800, "Cart not found.");
+    };
+    if owner != tenant {
+        return error(StatusCode::NOT_FOUND, 800, "Cart not found.");
+    }
+    if placed.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            800,
+            "The cart was already checked out.",
+        );
+    }
+    let line = &cart["lineItems"][0];
+    let offer_id = line["catalogItemId"].as_str().unwrap_or_default();
+    let subscription_id = uuid::Uuid::new_v4().to_string();
+    let mut subscription = Subscription::new(tenant, offer_id, offer_id, "active");
+    subscription.quantity = line["quantity"].as_u64().unwrap_or(1);
+    subscription.term = line["termDuration"].as_str().unwrap_or_default().into();
+    subscription.billing_cycle = line["billingCycle"].as_str().unwrap_or_default().into();
+    book.subscriptions
+        .insert(subscription_id.clone(), subscription);
+    let order_id = uuid::Uuid::new_v4().simple().to_string();
+    let order = json!({
+        "id": order_id,
+        "referenceCustomerId": tenant,
+        "lineItems": [{
+            "lineItemNumber": 0,
+            "offerId": offer_id,
+            "subscriptionId": subscription_id,
+            "quantity": line["quantity"],
+            "termDuration": line["termDuration"],
+            "billingCycle": line["billingCycle"],
+        }],
+        "status": "completed",
+        "attributes": {"objectType": "Order"},
+    });
+    book.seen.orders_placed += 1;
+    book.orders
+        .insert(order_id, (tenant.to_string(), order.clone()));
+    if let Some(entry) = book.carts.get_mut(cart_id) {
+        entry.2 = Some(order.clone());
+    }
+    let result = json!({"orders": [order], "orderErrors": [], "attributes": {"objectType": "CartCheckoutResult"}});
+    book.requests
+        .insert(request_id.unwrap_or_default(), result.clone());
+    json(StatusCode::CREATED, &[], result)
 }

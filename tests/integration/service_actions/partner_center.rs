@@ -82,7 +82,7 @@ async fn a_refused_subscription_fails_the_purge_and_is_named(backend: Backend) {
 }
 
 /// The customer holding the fixture's tenant (three subscriptions).
-async fn tenant_customer(gw: &TestGateway) -> v1::Customer {
+pub async fn tenant_customer(gw: &TestGateway) -> v1::Customer {
     gw.vendor_customer(
         Vendor::Microsoft,
         TENANT,

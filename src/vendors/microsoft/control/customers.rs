@@ -1,10 +1,10 @@
 //! Enrollment: a new customer tenant under the partner, `POST /v1/customers`.
 use azure_core::http::{Method, StatusCode};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::PartnerCenterControl;
 use super::requests::{refusal, vendor_reason};
+use crate::domain::seat_order::vendor_request_id;
 use crate::domain::service_control::{
     ControlError, EnrollmentDetails, EnrollmentOrder, EnrollmentProgress, MicrosoftEnrollment,
 };
@@ -25,7 +25,7 @@ impl PartnerCenterControl {
         let what = format!("creating customer {}", details.domain);
         let url = self.url("customers")?;
         let headers = [
-            ("ms-requestid", request_id(&order.idempotency_key)),
+            ("ms-requestid", vendor_request_id(&order.idempotency_key)),
             ("ms-correlationid", uuid::Uuid::new_v4().to_string()),
         ];
         let answer = self
@@ -66,17 +66,6 @@ impl PartnerCenterControl {
     }
 }
 
-/// `MS-RequestId`: a GUID derived from the order's idempotency key, so a repeated order is the
-/// same request to Partner Center.
-fn request_id(idempotency_key: &str) -> String {
-    let digest = Sha256::digest(idempotency_key.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes)
-        .into_uuid()
-        .to_string()
-}
-
 fn body(details: &MicrosoftEnrollment) -> serde_json::Value {
     let address = &details.address;
     json!({
@@ -99,21 +88,4 @@ fn body(details: &MicrosoftEnrollment) -> serde_json::Value {
             },
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_stable_guids_per_order() {
-        let first = request_id("sva_1");
-        assert_eq!(first, request_id("sva_1"));
-        assert_ne!(first, request_id("sva_2"));
-        assert!(
-            VendorAccountKind::MicrosoftTenant
-                .check_account_id(&first)
-                .is_ok()
-        );
-    }
 }

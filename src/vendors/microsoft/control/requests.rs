@@ -63,7 +63,7 @@ fn is_transient(status: StatusCode) -> bool {
     status == StatusCode::RequestTimeout || u16::from(status) >= 500
 }
 
-/// A non-success answer as a permanent error with Partner Center's own reason.
+/// A non-success answer as a permanent error with Partner Center's own code and reason.
 pub(super) fn refusal(answer: &Answer, what: &str) -> ControlError {
     let status = u16::from(answer.status);
     let reason = vendor_reason(answer);
@@ -72,7 +72,12 @@ pub(super) fn refusal(answer: &Answer, what: &str) -> ControlError {
             "{what}: Partner Center refused the partner's credentials or permissions (HTTP \
              {status}): {reason}"
         )),
-        _ => ControlError::permanent(format!("{what}: HTTP {status}: {reason}")),
+        _ => {
+            let code = vendor_code(answer)
+                .map(|code| format!(" (code {code})"))
+                .unwrap_or_default();
+            ControlError::permanent(format!("{what}: HTTP {status}{code}: {reason}"))
+        }
     }
 }
 
@@ -90,4 +95,16 @@ pub(super) fn vendor_reason(answer: &Answer) -> String {
     .find_map(|pointer| body.pointer(pointer).and_then(|v| v.as_str()))
     .map(str::to_string)
     .unwrap_or_else(|| answer.excerpt())
+}
+
+/// Partner Center's error code (`code`, or Graph's `error.code`), when the body states one.
+pub(super) fn vendor_code(answer: &Answer) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    ["/code", "/error/code"]
+        .iter()
+        .find_map(|pointer| match body.pointer(pointer)? {
+            serde_json::Value::String(code) => Some(code.clone()),
+            serde_json::Value::Number(code) => Some(code.to_string()),
+            _ => None,
+        })
 }

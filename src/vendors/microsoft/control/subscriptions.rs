@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::PartnerCenterControl;
 use super::requests::refusal;
+use crate::domain::seat_order::vendor_request_id;
 use crate::domain::service_control::{Change, ControlError, ResourceChange};
 use crate::vendors::service_control::ControlResult;
 
@@ -59,7 +60,7 @@ struct SubscriptionList {
 
 /// What to do about one subscription.
 #[derive(Debug, PartialEq, Eq)]
-enum Plan {
+pub(super) enum Plan {
     Done,
     Skip(&'static str),
     Refuse(String),
@@ -156,26 +157,50 @@ impl PartnerCenterControl {
         wanted: SubscriptionStatus,
         whole_tenant: bool,
     ) -> ControlResult<ResourceChange> {
+        let what = format!("setting subscription {subscription} {}", wanted.as_str());
+        self.update(tenant, subscription, &what, None, |resource| {
+            let current = resource["status"].as_str().unwrap_or_default().to_string();
+            let plan = plan(wanted, &current, whole_tenant);
+            if plan == Plan::Patch {
+                resource["status"] = wanted.as_str().into();
+            }
+            plan
+        })
+        .await
+    }
+
+    /// Reads the subscription, lets `decide` change the resource (or say why not), and PATCHes
+    /// the whole resource under `If-Match`; a 412 (changed meanwhile) reads it again and decides
+    /// again. `request_seed` derives `MS-RequestId` per round (None: a fresh one each time).
+    pub(super) async fn update(
+        &self,
+        tenant: &str,
+        subscription: &str,
+        what: &str,
+        request_seed: Option<&str>,
+        mut decide: impl FnMut(&mut serde_json::Value) -> Plan,
+    ) -> ControlResult<ResourceChange> {
         let url = self.url(&format!("customers/{tenant}/subscriptions/{subscription}"))?;
         let rounds = self.config.max_precondition_retries + 1;
-        for _ in 0..rounds {
+        for round in 0..rounds {
             let (mut resource, etag) = self.read(&url, subscription).await?;
-            let current = resource["status"].as_str().unwrap_or_default().to_string();
-            match plan(wanted, &current, whole_tenant) {
+            match decide(&mut resource) {
                 Plan::Done => return Ok(ResourceChange::new(subscription, Change::AlreadyInState)),
                 Plan::Skip(note) => return Ok(ResourceChange::skipped(subscription, note)),
                 Plan::Refuse(reason) => return Err(ControlError::permanent(reason)),
                 Plan::Patch => {}
             }
-            resource["status"] = wanted.as_str().into();
+            let request_id = match request_seed {
+                Some(seed) => vendor_request_id(&format!("{seed}/patch/{round}")),
+                None => uuid::Uuid::new_v4().to_string(),
+            };
             let headers = [
                 ("if-match", etag),
-                ("ms-requestid", uuid::Uuid::new_v4().to_string()),
-                ("ms-correlationid", uuid::Uuid::new_v4().to_string()),
+                ("ms-requestid", request_id.clone()),
+                ("ms-correlationid", request_id),
             ];
-            let what = format!("setting subscription {subscription} {}", wanted.as_str());
             let answer = self
-                .request(Method::Patch, &url, Some(&resource), &headers, &what)
+                .request(Method::Patch, &url, Some(&resource), &headers, what)
                 .await?;
             match answer.status {
                 status if status.is_success() => {
@@ -184,7 +209,7 @@ impl PartnerCenterControl {
                 StatusCode::PreconditionFailed => {
                     tracing::debug!(subscription, "stale etag; reading the subscription again");
                 }
-                _ => return Err(refusal(&answer, &what)),
+                _ => return Err(refusal(&answer, what)),
             }
         }
         Err(ControlError::transient(format!(

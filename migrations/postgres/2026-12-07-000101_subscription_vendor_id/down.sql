@@ -1,0 +1,2 @@
+DROP INDEX subscriptions_vendor_subscription_idx;
+ALTER TABLE subscriptions DROP COLUMN vendor_subscription_id;
