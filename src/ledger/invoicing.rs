@@ -179,10 +179,6 @@ ledger_backends! {
         Ok(Written { value: invoice, fresh: true })
     }
 
-    pub async fn close(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
-        conn.transaction(async |conn| close_in_tx(conn, tenant_id, customer_id, period_start, now).await).await
-    }
-
     /// Records a payment against an invoice; a retry of a recorded request id answers the first
     /// payment as it was.
     pub async fn record_payment(conn: &mut Conn, tenant_id: &str, new: &NewPayment, now: DateTime<Utc>) -> Result<Payment> {
@@ -226,7 +222,8 @@ impl Ledger {
             self.store,
             tenant_id,
             request,
-            self::close(tenant_id, customer_id, period_start, now)
+            // `write_once!` opens the transaction (a nested one cost a savepoint per close).
+            self::close_in_tx(tenant_id, customer_id, period_start, now)
         )
     }
 

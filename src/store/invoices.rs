@@ -182,22 +182,80 @@ impl LineInsert {
     }
 }
 
-/// Inserts an invoice's lines: a multi-row INSERT per chunk on PostgreSQL (one round trip for
-/// a 100-line invoice instead of 100); on SQLite, where Diesel runs a batch as one statement
-/// per row, all of them in one call on the connection's thread.
+/// Inserts an invoice's lines. PostgreSQL: one `INSERT … SELECT FROM UNNEST` with an array per
+/// column, the same text for every invoice and so prepared once per connection; the multi-row
+/// VALUES it replaces was new text for every line count and cost 27 ms of a 100-line close's
+/// ~60 ms of statements in the month-close benchmark (BENCHMARKS.md). SQLite: all of them in
+/// one call on the connection's thread.
 trait LineWriter {
     fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>>;
 }
 
+/// The PostgreSQL statement of [`LineWriter`]: exact decimals and instants travel as text and
+/// are cast by the server, so the arrays need no custom array types.
+const INSERT_LINES_UNNEST: &str = "INSERT INTO invoice_lines (tenant_id, invoice_id, line_number, vendor, service, meter, unit, \
+        quantity, unrounded_amount, amount, adjusts_period_start, adjusts_period_end, adjusts_invoice_id, \
+        adjusts_invoice_number) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], \
+        $8::text[]::numeric[], $9::text[]::numeric[], $10::text[]::numeric[], $11::text[]::timestamptz[], \
+        $12::text[]::timestamptz[], $13::text[], $14::text[])";
+
 impl LineWriter for AsyncPgConnection {
     fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>> {
+        use diesel::sql_types::{Array, Integer, Nullable, Text};
+        let instant = |t: &Option<DbTime>| {
+            t.as_ref()
+                .map(|t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        };
+        let query = diesel::sql_query(INSERT_LINES_UNNEST)
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.tenant_id.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.invoice_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(rows.iter().map(|r| r.line_number).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.vendor).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.service.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.meter.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|r| r.unit.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.quantity.0.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.unrounded_amount.0.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|r| r.amount.0.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| instant(&r.adjusts_period_start))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| instant(&r.adjusts_period_end))
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.adjusts_invoice_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.adjusts_invoice_number.clone())
+                    .collect::<Vec<_>>(),
+            );
         Box::pin(async move {
-            for chunk in rows.chunks(LINES_PER_INSERT) {
-                diesel::insert_into(invoice_lines::table)
-                    .values(chunk)
-                    .execute(self)
-                    .await?;
-            }
+            query.execute(self).await?;
             Ok(())
         })
     }
