@@ -1,19 +1,16 @@
 //! The charges a close bills, summed in the database: one `GROUP BY` over the customer's events
 //! between the previous close's `open_from_sequence` and the close sequence (found through its
 //! runs of consecutive sequences), classed as `domain::invoice_groups::CloseBounds` classes them,
-//! then one read of the units. PostgreSQL sums NUMERIC exactly; SQLite, whose arithmetic goes
+//! each group joined to one of its usage lines for the unit. PostgreSQL sums NUMERIC exactly; SQLite, whose arithmetic goes
 //! through floats, sums the stored decimal text with `mspgw_decimal_sum`.
 //!
 //! Before, a close read and decoded every event and looked up each meter's unit one query at a
 //! time: ~1,100 rows and ~100 queries per 1,000-charge invoice (BENCHMARKS.md).
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::ledger_backends;
-use super::rows::usage_lines;
 use crate::domain::error::{Error, Result};
 use crate::domain::invoice::ChargeAmount;
 use crate::domain::invoice_groups::{ChargeGroup, CloseBounds, GroupClass};
@@ -47,6 +44,9 @@ struct GroupRow {
     /// One of the group's line keys, for its unit.
     #[diesel(sql_type = Binary)]
     line_key: Vec<u8>,
+    /// That line's unit (none for a seat charge, whose key names its own).
+    #[diesel(sql_type = Nullable<Text>)]
+    unit: Option<String>,
 }
 
 /// The grouping statement. Parameters: 1 tenant, 2 customer, 3 period start, 4 period end,
@@ -72,7 +72,8 @@ fn group_sql(postgres: bool) -> String {
         ("mspgw_decimal_sum", "MIN(e.line_key)", "MAX", "MIN")
     };
     format!(
-        "SELECT CASE WHEN e.window_start >= {end} THEN 2 WHEN e.window_start >= {start} THEN 0 ELSE 1 END AS line_class, \
+        "SELECT g.*, u.unit FROM (\
+         SELECT CASE WHEN e.window_start >= {end} THEN 2 WHEN e.window_start >= {start} THEN 0 ELSE 1 END AS line_class, \
                 CASE WHEN e.window_start < {start} THEN e.window_start END AS adjusted_window, \
                 e.vendor, e.service, e.meter, e.currency, \
                 MIN(e.sequence) AS first_sequence, MIN(e.window_start) AS first_window, \
@@ -84,7 +85,8 @@ fn group_sql(postgres: bool) -> String {
             AND r.last_sequence >= {from} AND r.first_sequence <= {to} \
             AND e.customer_id = r.customer_id \
             AND (e.window_start >= {start} OR e.sequence > {settled}) \
-          GROUP BY line_class, adjusted_window, e.vendor, e.service, e.meter, e.currency",
+          GROUP BY line_class, adjusted_window, e.vendor, e.service, e.meter, e.currency\
+         ) g LEFT JOIN usage_lines u ON u.line_key = g.line_key",
         tenant = p(1),
         customer = p(2),
         settled = p(5),
@@ -93,7 +95,7 @@ fn group_sql(postgres: bool) -> String {
     )
 }
 
-fn into_group(row: GroupRow, units: &HashMap<Vec<u8>, String>) -> Result<ChargeGroup> {
+fn into_group(row: GroupRow) -> Result<ChargeGroup> {
     let corrupt = |e: String| Error::Internal(format!("stored charge events: {e}"));
     let class = match row.line_class {
         0 => GroupClass::Period,
@@ -112,9 +114,8 @@ fn into_group(row: GroupRow, units: &HashMap<Vec<u8>, String>) -> Result<ChargeG
             vendor,
             service: row.service,
             meter: row.meter,
-            unit: units
-                .get(&row.line_key)
-                .cloned()
+            unit: row
+                .unit
                 .or_else(|| line_unit(&row.line_key).map(str::to_string))
                 .unwrap_or_default(),
             quantity: row.quantity.0,
@@ -145,18 +146,6 @@ ledger_backends! {
             .bind::<BigInt, _>(to)
             .load(conn)
             .await?;
-        let keys: Vec<Vec<u8>> = grouped.iter().map(|g| g.line_key.clone()).collect();
-        let units: HashMap<Vec<u8>, String> = if keys.is_empty() {
-            HashMap::new()
-        } else {
-            usage_lines::table
-                .filter(usage_lines::line_key.eq_any(keys))
-                .select((usage_lines::line_key, usage_lines::unit))
-                .load(conn)
-                .await?
-                .into_iter()
-                .collect()
-        };
-        grouped.into_iter().map(|row| into_group(row, &units)).collect()
+        grouped.into_iter().map(into_group).collect()
     }
 }
