@@ -135,7 +135,8 @@ macro_rules! header_columns {
     };
 }
 
-/// Lines per INSERT: 14 parameters each, well under both backends' parameter limits.
+/// Lines per SQLite INSERT: 14 parameters each, well under its parameter limit (PostgreSQL
+/// takes all lines as arrays in one statement).
 const LINES_PER_INSERT: usize = 1_000;
 
 /// An invoice line as stored. `treat_none_as_default_value = false` binds NULL for a line that
@@ -278,7 +279,8 @@ impl LineWriter for SqliteConn {
 for_each_backend! {
     use super::{InvoiceRow, LineInsert, LineRow, LineWriter, invoice_from_row, line_from_row};
 
-    /// Stores a finalized invoice and its lines.
+    /// Stores an invoice and its lines; a close gives it its number last ([`set_number`]), under
+    /// the ledger lock.
     pub async fn insert(conn: &mut Conn, tenant_id: &str, invoice: &Invoice) -> Result<()> {
         diesel::insert_into(invoices::table)
             .values((
