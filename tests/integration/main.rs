@@ -36,6 +36,7 @@ mod service_actions;
 mod service_control;
 mod spend_rollups;
 mod sqlite_wal;
+mod subscription_boundaries;
 mod subscriptions;
 mod usage;
 mod validation;
