@@ -139,16 +139,13 @@ pub(crate) enum TotalsWrite {
 }
 
 impl TotalsWrite {
-    /// The SQL of the new amount and quantity; SQLite adds decimal text with
-    /// `mspgw_decimal_add` (see `sqlite_functions`), as its own arithmetic goes through floats.
-    fn set_sql(self, postgres: bool) -> (&'static str, &'static str) {
-        match (self, postgres) {
-            (TotalsWrite::Replace, _) => ("excluded.amount", "excluded.quantity"),
-            (TotalsWrite::Add, true) => (
-                "charge_totals.amount + excluded.amount",
-                "charge_totals.quantity + excluded.quantity",
-            ),
-            (TotalsWrite::Add, false) => (
+    /// The SQLite SQL of the new amount and quantity: decimal text added with
+    /// `mspgw_decimal_add` (see `sqlite_functions`), as SQLite's own arithmetic goes through
+    /// floats. (PostgreSQL's statements are the `*_PG` constants.)
+    fn set_sql(self) -> (&'static str, &'static str) {
+        match self {
+            TotalsWrite::Replace => ("excluded.amount", "excluded.quantity"),
+            TotalsWrite::Add => (
                 "mspgw_decimal_add(charge_totals.amount, excluded.amount)",
                 "mspgw_decimal_add(charge_totals.quantity, excluded.quantity)",
             ),
@@ -156,17 +153,10 @@ impl TotalsWrite {
     }
 
     /// The same for rollup rows.
-    fn rollup_set_sql(self, postgres: bool) -> (&'static str, &'static str, &'static str) {
-        match (self, postgres) {
-            (TotalsWrite::Replace, _) => {
-                ("excluded.amount", "excluded.quantity", "excluded.events")
-            }
-            (TotalsWrite::Add, true) => (
-                "charge_rollups.amount + excluded.amount",
-                "charge_rollups.quantity + excluded.quantity",
-                "charge_rollups.events + excluded.events",
-            ),
-            (TotalsWrite::Add, false) => (
+    fn rollup_set_sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            TotalsWrite::Replace => ("excluded.amount", "excluded.quantity", "excluded.events"),
+            TotalsWrite::Add => (
                 "mspgw_decimal_add(charge_rollups.amount, excluded.amount)",
                 "mspgw_decimal_add(charge_rollups.quantity, excluded.quantity)",
                 "charge_rollups.events + excluded.events",
@@ -245,15 +235,22 @@ impl BatchWriter for AsyncPgConnection {
         })
     }
 
+    /// One UNNEST statement of constant text (prepared once per connection) instead of
+    /// multi-row VALUES, whose text (and plan) was new for every row count: a period-boundary
+    /// batch of 1,000 fees spent 76 ms in rollup upserts that way (BENCHMARKS.md).
     fn write_runs(
         &mut self,
         tenant_id: String,
         runs: Vec<CustomerRun>,
     ) -> BoxFuture<'_, QueryResult<()>> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        let query = diesel::sql_query(INSERT_RUNS_PG)
+            .bind::<Text, _>(tenant_id)
+            .bind::<Array<Text>, _>(column(&runs, |r| r.customer_id.clone()))
+            .bind::<Array<BigInt>, _>(column(&runs, |r| r.first_sequence))
+            .bind::<Array<BigInt>, _>(column(&runs, |r| r.last_sequence));
         Box::pin(async move {
-            for part in runs.chunks(SMALL_ROWS) {
-                diesel_async::RunQueryDsl::execute(insert_runs!(&tenant_id, part), self).await?;
-            }
+            diesel_async::RunQueryDsl::execute(query, self).await?;
             Ok(())
         })
     }
@@ -265,19 +262,96 @@ impl BatchWriter for AsyncPgConnection {
         rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>> {
+        use diesel::sql_types::{Array, BigInt, Date, Text};
+        let (totals_sql, rollups_sql) = match how {
+            TotalsWrite::Add => (ADD_TOTALS_PG, ADD_ROLLUPS_PG),
+            TotalsWrite::Replace => (REPLACE_TOTALS_PG, REPLACE_ROLLUPS_PG),
+        };
+        let totals_query = diesel::sql_query(totals_sql)
+            .bind::<Text, _>(tenant_id.clone())
+            .bind::<Array<Text>, _>(column(&totals, |(k, _)| k.customer_id.clone()))
+            .bind::<Array<Date>, _>(column(&totals, |(k, _)| k.usage_date))
+            .bind::<Array<Text>, _>(column(&totals, |(k, _)| k.vendor.as_str()))
+            .bind::<Array<Text>, _>(column(&totals, |(k, _)| k.service.clone()))
+            .bind::<Array<Text>, _>(column(&totals, |(k, _)| k.meter.clone()))
+            .bind::<Array<Text>, _>(column(&totals, |(_, t)| t.amount.to_string()))
+            .bind::<Array<Text>, _>(column(&totals, |(_, t)| t.quantity.to_string()));
+        let rollups_query = diesel::sql_query(rollups_sql)
+            .bind::<Text, _>(tenant_id)
+            .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.customer_id.clone()))
+            .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.grain.as_str()))
+            .bind::<Array<Date>, _>(column(&rollups, |(k, _)| k.bucket))
+            .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.vendor))
+            .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.service.clone()))
+            .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.meter.clone()))
+            .bind::<Array<Text>, _>(column(&rollups, |(_, t)| t.amount.to_string()))
+            .bind::<Array<Text>, _>(column(&rollups, |(_, t)| t.quantity.to_string()))
+            .bind::<Array<BigInt>, _>(column(&rollups, |(_, t)| t.events));
         Box::pin(async move {
-            for part in totals.chunks(SMALL_ROWS) {
-                let query = upsert_totals!(&tenant_id, part, how.set_sql(true));
-                diesel_async::RunQueryDsl::execute(query, self).await?;
-            }
-            for part in rollups.chunks(SMALL_ROWS) {
-                let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql(true));
-                diesel_async::RunQueryDsl::execute(query, self).await?;
-            }
+            // Sent together: the connection pipelines them.
+            let conn: &AsyncPgConnection = self;
+            futures::try_join!(
+                diesel_async::RunQueryDsl::execute(totals_query, &mut &*conn),
+                diesel_async::RunQueryDsl::execute(rollups_query, &mut &*conn),
+            )?;
             Ok(())
         })
     }
 }
+
+/// One column of `rows`, as an array bind takes it.
+fn column<R, T>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+const INSERT_RUNS_PG: &str = "INSERT INTO charge_event_runs (tenant_id, customer_id, \
+    first_sequence, last_sequence) SELECT $1, unnest($2::text[]), unnest($3::int8[]), \
+    unnest($4::int8[])";
+
+/// Daily totals from arrays (exact decimals travel as text), and what a stored row becomes.
+macro_rules! upsert_totals_pg {
+    ($set:literal) => {
+        concat!(
+            "INSERT INTO charge_totals (tenant_id, customer_id, usage_date, vendor, service, \
+             meter, amount, quantity) SELECT $1, unnest($2::text[]), unnest($3::date[]), \
+             unnest($4::text[]), unnest($5::text[]), unnest($6::text[]), \
+             unnest($7::text[]::numeric[]), unnest($8::text[]::numeric[]) \
+             ON CONFLICT (tenant_id, customer_id, usage_date, vendor, service, meter) DO UPDATE SET ",
+            $set
+        )
+    };
+}
+
+const ADD_TOTALS_PG: &str = upsert_totals_pg!(
+    "amount = charge_totals.amount + excluded.amount, \
+     quantity = charge_totals.quantity + excluded.quantity"
+);
+const REPLACE_TOTALS_PG: &str =
+    upsert_totals_pg!("amount = excluded.amount, quantity = excluded.quantity");
+
+/// Rollup rows from arrays, and what a stored row becomes.
+macro_rules! upsert_rollups_pg {
+    ($set:literal) => {
+        concat!(
+            "INSERT INTO charge_rollups (tenant_id, customer_id, grain, bucket, vendor, service, \
+             meter, amount, quantity, events) SELECT $1, unnest($2::text[]), unnest($3::text[]), \
+             unnest($4::date[]), unnest($5::text[]), unnest($6::text[]), unnest($7::text[]), \
+             unnest($8::text[]::numeric[]), unnest($9::text[]::numeric[]), unnest($10::int8[]) \
+             ON CONFLICT (tenant_id, customer_id, grain, bucket, vendor, service, meter) \
+             DO UPDATE SET ",
+            $set
+        )
+    };
+}
+
+const ADD_ROLLUPS_PG: &str = upsert_rollups_pg!(
+    "amount = charge_rollups.amount + excluded.amount, \
+     quantity = charge_rollups.quantity + excluded.quantity, \
+     events = charge_rollups.events + excluded.events"
+);
+const REPLACE_ROLLUPS_PG: &str = upsert_rollups_pg!(
+    "amount = excluded.amount, quantity = excluded.quantity, events = excluded.events"
+);
 
 const LOOKUP_USAGE_LINES_PG: &str = "\
     SELECT line.* FROM unnest($1::bytea[]) AS wanted(line_key) \
@@ -422,11 +496,11 @@ impl BatchWriter for SqliteConn {
     ) -> BoxFuture<'_, QueryResult<()>> {
         self.spawn_blocking(move |conn| {
             for part in totals.chunks(SMALL_ROWS) {
-                let query = upsert_totals!(&tenant_id, part, how.set_sql(false));
+                let query = upsert_totals!(&tenant_id, part, how.set_sql());
                 diesel::RunQueryDsl::execute(query, conn)?;
             }
             for part in rollups.chunks(SMALL_ROWS) {
-                let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql(false));
+                let query = upsert_rollups!(&tenant_id, part, how.rollup_set_sql());
                 diesel::RunQueryDsl::execute(query, conn)?;
             }
             Ok(())

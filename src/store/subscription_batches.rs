@@ -171,8 +171,64 @@ impl StateWriter for SqliteConn {
     }
 }
 
+/// Reads the due subscriptions among `ids` (sorted) for a batch, holding them. PostgreSQL:
+/// `FOR UPDATE`, one primary-key probe per id in id order, so the plan cannot change with the
+/// table's statistics and two replicas' batches lock in the same order (no deadlock). SQLite:
+/// a plain read (its one writer holds the database).
+trait DueHolder {
+    fn hold_due(
+        &mut self,
+        tenant_id: String,
+        ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, QueryResult<Vec<SubscriptionRow>>>;
+}
+
+const HOLD_DUE_PG: &str = "SELECT s.* FROM unnest($2::text[]) WITH ORDINALITY AS wanted(id, n) \
+    CROSS JOIN LATERAL (SELECT * FROM subscriptions WHERE subscriptions.id = wanted.id \
+        AND subscriptions.tenant_id = $1 AND subscriptions.status = 'ACTIVE' \
+        AND subscriptions.period_end <= $3 FOR UPDATE) AS s \
+    ORDER BY wanted.n";
+
+impl DueHolder for AsyncPgConnection {
+    fn hold_due(
+        &mut self,
+        tenant_id: String,
+        ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, QueryResult<Vec<SubscriptionRow>>> {
+        use diesel::sql_types::{Array, Text};
+        let query = diesel::sql_query(HOLD_DUE_PG)
+            .bind::<Text, _>(tenant_id)
+            .bind::<Array<Text>, _>(ids)
+            .bind::<super::sql_types::Instant, _>(DbTime(now));
+        Box::pin(async move { query.load(self).await })
+    }
+}
+
+impl DueHolder for SqliteConn {
+    fn hold_due(
+        &mut self,
+        tenant_id: String,
+        ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, QueryResult<Vec<SubscriptionRow>>> {
+        Box::pin(async move {
+            subscriptions::table
+                .filter(subscriptions::tenant_id.eq(tenant_id))
+                .filter(subscriptions::id.eq_any(ids))
+                .filter(subscriptions::status.eq("ACTIVE"))
+                .filter(subscriptions::period_end.le(DbTime(now)))
+                .select(SubscriptionRow::as_select())
+                .order(subscriptions::id)
+                .load(self)
+                .await
+        })
+    }
+}
+
 for_each_backend! {
-    use super::{DueSubscription, StateWriter};
+    use super::{DueHolder, DueSubscription, StateWriter};
 
     /// Active subscriptions (of every tenant) whose billing period ended by `now`, after
     /// `after` in (`period_end`, `id`) order; at most `limit`, the longest overdue first.
@@ -200,24 +256,12 @@ for_each_backend! {
     }
 
     /// The subscriptions among `ids` still due by `now`, each held until the transaction ends
-    /// (a no-op update takes PostgreSQL's row locks; SQLite has one writer). A replica whose
-    /// run caught one up first has moved its period on, so it is left out here.
+    /// (see [`DueHolder`]). A replica whose run caught one up first has moved its period on, so
+    /// it is left out here.
     pub async fn hold_due(conn: &mut Conn, tenant_id: &str, ids: &[String], now: DateTime<Utc>) -> Result<Vec<SubscriptionRecord>> {
-        let due = || {
-            subscriptions::table
-                .filter(subscriptions::tenant_id.eq(tenant_id))
-                .filter(subscriptions::id.eq_any(ids))
-                .filter(subscriptions::status.eq("ACTIVE"))
-                .filter(subscriptions::period_end.le(DbTime(now)))
-        };
-        diesel::update(due())
-            .set(subscriptions::updated_at.eq(subscriptions::updated_at))
-            .execute(conn)
-            .await?;
-        due()
-            .select(SubscriptionRow::as_select())
-            .order(subscriptions::id)
-            .load(conn)
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        conn.hold_due(tenant_id.to_string(), ids, now)
             .await?
             .into_iter()
             .map(SubscriptionRow::into_record)

@@ -15,7 +15,7 @@ use crate::domain::subscription::Subscription;
 use crate::domain::subscription_period::BillingPeriod;
 use crate::domain::subscription_record::SubscriptionRecord;
 
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = subscriptions)]
 pub(super) struct SubscriptionRow {
     id: String,
