@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use futures::StreamExt;
 
-use super::{Ledger, ledger_backends};
+use super::{Ledger, invoicing, ledger_backends};
 use crate::domain::error::{Error, Result};
 use crate::domain::invoice_record::{CloseRun, CloseRunStatus};
 use crate::store::dispatch;
@@ -90,27 +90,26 @@ impl Ledger {
         }
     }
 
-    /// Closes every period of the customer that is due at `as_of`, oldest first.
+    /// Closes the customer's `due` periods at `as_of` (read with its round: [`Ledger::due_counts`]),
+    /// oldest first, then any read after them.
     async fn close_due(
         &self,
         tenant_id: &str,
         customer_id: &str,
         as_of: DateTime<Utc>,
+        due: Result<usize>,
     ) -> CustomerClosed {
         let mut invoices = 0;
         let failed = |invoices, error: Error| CustomerClosed {
             invoices,
             error: Some(error),
         };
+        let mut due = match due {
+            Ok(due) => due,
+            Err(error) => return failed(invoices, error),
+        };
         loop {
-            let due = match self
-                .due_periods(tenant_id, customer_id, as_of, DUE_PER_READ)
-                .await
-            {
-                Ok(due) => due,
-                Err(error) => return failed(invoices, error),
-            };
-            for _ in &due {
+            for _ in 0..due {
                 match self
                     .close_billing_period(tenant_id, customer_id, None, as_of, None)
                     .await
@@ -126,13 +125,34 @@ impl Ledger {
                     Err(error) => return failed(invoices, error),
                 }
             }
-            if due.len() < DUE_PER_READ {
+            if due < DUE_PER_READ {
                 return CustomerClosed {
                     invoices,
                     error: None,
                 };
             }
+            due = match self
+                .due_periods(tenant_id, customer_id, as_of, DUE_PER_READ)
+                .await
+            {
+                Ok(periods) => periods.len(),
+                Err(error) => return failed(invoices, error),
+            };
         }
+    }
+
+    /// How many periods each of `ids` may close at `as_of`, read for all of them at once.
+    async fn due_counts(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<(String, Result<usize>)>> {
+        dispatch!(
+            self.store,
+            read,
+            invoicing::due_counts(tenant_id, ids, as_of, DUE_PER_READ)
+        )
     }
 
     /// Runs (or resumes) the tenant's close run `run_id` as of its start, calling `progress`
@@ -190,11 +210,12 @@ impl Ledger {
             }
             let round = ids.len();
             let as_of = run.as_of;
+            let due = self.due_counts(tenant_id, &ids, as_of).await?;
             // Closes side by side, their results taken in id order (the cursor only moves past
             // customers whose close has finished).
-            let mut closes = futures::stream::iter(ids)
-                .map(|id| async move {
-                    let closed = self.close_due(tenant_id, &id, as_of).await;
+            let mut closes = futures::stream::iter(due)
+                .map(|(id, due)| async move {
+                    let closed = self.close_due(tenant_id, &id, as_of, due).await;
                     (id, closed)
                 })
                 .buffered(self.concurrent_closes());
@@ -263,8 +284,8 @@ impl Ledger {
                 let Some(last) = ids.last().cloned() else {
                     break;
                 };
-                for id in ids {
-                    let result = self.close_due(&tenant_id, &id, now).await;
+                for (id, due) in self.due_counts(&tenant_id, &ids, now).await? {
+                    let result = self.close_due(&tenant_id, &id, now, due).await;
                     pass.invoices += result.invoices as usize;
                     if let Some(error) = result.error {
                         pass.failed_customers += 1;

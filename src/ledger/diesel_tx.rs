@@ -144,11 +144,7 @@ ledger_backends! {
         }
 
         async fn credit_inputs(&mut self, tenant_id: &str, customer_ids: &[&str]) -> Result<CreditInputs> {
-            Ok(CreditInputs {
-                limits: q::credit::limits(self.conn, tenant_id, customer_ids).await?,
-                states: q::credit::states(self.conn, tenant_id, customer_ids).await?,
-                defaults: q::credit::defaults(self.conn, tenant_id).await?,
-            })
+            q::credit::inputs(self.conn, tenant_id, customer_ids).await
         }
 
         async fn write_exposure(&mut self, tenant_id: &str, updates: &[ExposureUpdate]) -> Result<()> {

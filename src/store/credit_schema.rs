@@ -1,4 +1,5 @@
-//! The credit-control tables (kept apart from `schema.rs`; no query joins them with others).
+//! The credit-control tables (kept apart from `schema.rs`; only the credit inputs' read joins
+//! them with customers).
 use super::sql_types::{Exact, Instant};
 
 diesel::table! {
@@ -56,3 +57,6 @@ diesel::table! {
         service_action_id -> Nullable<Text>,
     }
 }
+
+use super::schema::customers;
+diesel::allow_tables_to_appear_in_same_query!(customers, customer_credit, credit_defaults);

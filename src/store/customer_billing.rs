@@ -1,4 +1,6 @@
 //! Each customer's close chain: its last close and the lowest sequence that close left open.
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -9,7 +11,40 @@ use crate::domain::error::{Error, Result};
 use crate::domain::invoice_record::CloseChain;
 use crate::domain::invoice_selection::ClosePoint;
 
+/// A stored chain: the last close's end and sequence, and what it left open.
+fn chain_of(end: DbTime, sequence: i64, open_from_sequence: i64) -> CloseChain {
+    CloseChain {
+        last: Some(ClosePoint {
+            period_end: end.0,
+            sequence,
+        }),
+        open_from_sequence,
+    }
+}
+
 for_each_backend! {
+    use super::chain_of;
+
+    /// The close chains of the tenant's customers among `ids` that have closed a period (the
+    /// others' is the default: nothing closed).
+    pub async fn get_many(conn: &mut Conn, tenant_id: &str, ids: &[String]) -> Result<HashMap<String, CloseChain>> {
+        let rows: Vec<(String, DbTime, i64, i64)> = customer_billing::table
+            .filter(customer_billing::tenant_id.eq(tenant_id))
+            .filter(customer_billing::customer_id.eq_any(ids))
+            .select((
+                customer_billing::customer_id,
+                customer_billing::last_closed_end,
+                customer_billing::last_close_sequence,
+                customer_billing::open_from_sequence,
+            ))
+            .load(conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, end, sequence, open_from_sequence)| (id, chain_of(end, sequence, open_from_sequence)))
+            .collect())
+    }
+
     /// The customer's chain (the default before its first close).
     pub async fn get(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<CloseChain> {
         let row: Option<(DbTime, i64, i64)> = customer_billing::table
@@ -24,10 +59,7 @@ for_each_backend! {
             .optional()?;
         Ok(match row {
             None => CloseChain::default(),
-            Some((end, sequence, open_from_sequence)) => CloseChain {
-                last: Some(ClosePoint { period_end: end.0, sequence }),
-                open_from_sequence,
-            },
+            Some((end, sequence, open_from_sequence)) => chain_of(end, sequence, open_from_sequence),
         })
     }
 

@@ -74,6 +74,21 @@ fn corrupt(what: &str, id: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Assembles customers from their rows; enrollments and links may belong to any of them.
+fn profile_of(customer: Customer) -> BillingProfile {
+    BillingProfile {
+        customer: BilledCustomer {
+            id: customer.id,
+            external_ref: customer.external_ref,
+            display_name: customer.display_name,
+        },
+        currency: customer.billing_currency,
+        cycle: customer.billing_cycle,
+        anchor: customer.billing_anchor,
+        time_zone: customer.time_zone,
+        created_at: customer.created_at,
+    }
+}
+
 fn assemble(
     rows: Vec<CustomerRow>,
     enrollment_rows: Vec<EnrollmentRow>,
@@ -227,17 +242,22 @@ for_each_backend! {
     /// The customer's billing profile: one read, without enrollments and vendor links.
     pub async fn billing_profile(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<BillingProfile> {
         let row = row_of(conn, tenant_id, id).await?;
-        let customer = assemble(vec![row], Vec::new(), Vec::new())?
+        assemble(vec![row], Vec::new(), Vec::new())?
             .pop()
-            .ok_or_else(|| Error::Internal("customer vanished while loading".into()))?;
-        Ok(BillingProfile {
-            customer: BilledCustomer { id: customer.id, external_ref: customer.external_ref, display_name: customer.display_name },
-            currency: customer.billing_currency,
-            cycle: customer.billing_cycle,
-            anchor: customer.billing_anchor,
-            time_zone: customer.time_zone,
-            created_at: customer.created_at,
-        })
+            .map(profile_of)
+            .ok_or_else(|| Error::Internal("customer vanished while loading".into()))
+    }
+
+    /// The billing profiles of the tenant's customers among `ids` (one read for a round of a
+    /// close run; those not found are left out).
+    pub async fn billing_profiles(conn: &mut Conn, tenant_id: &str, ids: &[String]) -> Result<Vec<BillingProfile>> {
+        let rows = customers::table
+            .filter(customers::tenant_id.eq(tenant_id))
+            .filter(customers::id.eq_any(ids))
+            .select(CustomerRow::as_select())
+            .load(conn)
+            .await?;
+        Ok(assemble(rows, Vec::new(), Vec::new())?.into_iter().map(profile_of).collect())
     }
 
     pub async fn list(

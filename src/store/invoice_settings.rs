@@ -5,6 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use super::idempotency::write_once;
 use super::invoicing_schema::invoice_settings;
+use super::schema::tenants;
 use super::sql_types::DbTime;
 use super::{Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
@@ -12,7 +13,23 @@ use crate::domain::idempotency::{Answer, Idempotent};
 use crate::domain::invoice_settings::InvoiceSettings;
 use crate::domain::period_close::Grace;
 
+/// Settings as stored (absent: the defaults).
+fn settings_of(row: Option<(String, String, i32)>) -> Result<InvoiceSettings> {
+    let Some((number_prefix, rounding, grace_days)) = row else {
+        return Ok(InvoiceSettings::default());
+    };
+    let stored = |e: String| Error::Internal(format!("stored invoice settings: {e}"));
+    Ok(InvoiceSettings {
+        number_prefix,
+        rounding: rounding.parse().map_err(stored)?,
+        grace: Grace::days("grace_days", u32::try_from(grace_days).unwrap_or(u32::MAX))
+            .map_err(|v| stored(v.to_string()))?,
+    })
+}
+
 for_each_backend! {
+    use super::settings_of;
+
     /// The tenant's settings, or the defaults when it has set none.
     pub async fn get(conn: &mut Conn, tenant_id: &str) -> Result<InvoiceSettings> {
         let row: Option<(String, String, i32)> = invoice_settings::table
@@ -21,16 +38,23 @@ for_each_backend! {
             .first(conn)
             .await
             .optional()?;
-        let Some((number_prefix, rounding, grace_days)) = row else {
-            return Ok(InvoiceSettings::default());
-        };
-        let stored = |e: String| Error::Internal(format!("stored invoice settings: {e}"));
-        Ok(InvoiceSettings {
-            number_prefix,
-            rounding: rounding.parse().map_err(stored)?,
-            grace: Grace::days("grace_days", u32::try_from(grace_days).unwrap_or(u32::MAX))
-                .map_err(|v| stored(v.to_string()))?,
-        })
+        settings_of(row)
+    }
+
+    /// The tenant's settings with its time zone, in one read (a close needs both).
+    pub async fn with_time_zone(conn: &mut Conn, tenant_id: &str) -> Result<(InvoiceSettings, String)> {
+        let (time_zone, row): (String, Option<(String, String, i32)>) = tenants::table
+            .left_join(invoice_settings::table.on(invoice_settings::tenant_id.eq(tenants::id)))
+            .filter(tenants::id.eq(tenant_id))
+            .select((
+                tenants::time_zone,
+                (invoice_settings::number_prefix, invoice_settings::rounding, invoice_settings::grace_days).nullable(),
+            ))
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found("tenant", tenant_id))?;
+        Ok((settings_of(row)?, time_zone))
     }
 
     pub async fn put(conn: &mut Conn, tenant_id: &str, settings: &InvoiceSettings) -> Result<()> {

@@ -120,3 +120,7 @@ diesel::table! {
         finished_at -> Nullable<Instant>,
     }
 }
+
+// A close reads the tenant's time zone (its invoices' issue date) with its invoice settings.
+use super::schema::tenants;
+diesel::allow_tables_to_appear_in_same_query!(invoice_settings, tenants);
