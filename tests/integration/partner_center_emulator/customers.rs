@@ -44,6 +44,9 @@ pub struct CustomerScript {
 /// The emulator's refusal codes (Partner Center's error body shape).
 pub const SKU_UNAVAILABLE: u32 = 800002;
 pub const QUANTITY_LIMIT: u32 = 800031;
+/// Next-term instructions naming no product, a term or billing cycle Partner Center does not
+/// sell together, or no seats.
+pub const INVALID_NEXT_TERM: u32 = 800040;
 /// The availability the emulator sells every SKU under.
 pub const AVAILABILITY: &str = "CFQ7TTC0K5DL";
 
@@ -66,6 +69,11 @@ pub struct CustomersSeen {
     pub availability_reads: u32,
     /// (subscription, quantity, If-Match) of every PATCH that asked for a new quantity.
     pub quantity_patches: Vec<(String, u64, String)>,
+    /// (subscription, instructions) of every PATCH that changed `scheduledNextTermInstructions`
+    /// (null: withdrawn), accepted or not.
+    pub next_term_patches: Vec<(String, Value)>,
+    /// (subscription, autoRenewEnabled) of every PATCH that changed it.
+    pub auto_renew_patches: Vec<(String, bool)>,
     pub throttled: u32,
     pub unavailable: u32,
     pub unauthorized: u32,
@@ -436,13 +444,27 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         .get("scheduledNextTermInstructions")
         .cloned()
         .unwrap_or(Value::Null);
+    if next_term != subscription.next_term {
+        book.seen
+            .next_term_patches
+            .push((id.to_string(), next_term.clone()));
+        if let Some(refusal) = invalid_next_term(&next_term) {
+            return refusal;
+        }
+    }
     if let Some(quantity) = next_term["quantity"].as_u64()
         && let Some(refusal) = over_limit(&book.script, quantity)
     {
         return refusal;
     }
+    let auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
+    if auto_renew != subscription.auto_renew {
+        book.seen
+            .auto_renew_patches
+            .push((id.to_string(), auto_renew));
+    }
     subscription.next_term = next_term;
-    subscription.auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
+    subscription.auto_renew = auto_renew;
     subscription.status = wanted;
     subscription.version += 1;
     json(
@@ -450,6 +472,43 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         &[("etag", subscription.etag(id))],
         subscription.resource(id),
     )
+}
+
+/// Next-term instructions as Partner Center documents them: the product, sku and availability
+/// it renews as, a quantity, and a term duration with a billing cycle sold together (monthly
+/// for any term, annual for P1Y and P3Y, triennial for P3Y). Null withdraws them.
+fn invalid_next_term(next: &Value) -> Option<Answer> {
+    if next.is_null() {
+        return None;
+    }
+    let named = |key: &str| {
+        next["product"][key]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    };
+    let refuse = |what: &str| {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            INVALID_NEXT_TERM,
+            &format!("Invalid scheduledNextTermInstructions: {what}."),
+        ))
+    };
+    if !(named("productId") && named("skuId") && named("availabilityId")) {
+        return refuse("product needs a productId, a skuId and an availabilityId");
+    }
+    if next["quantity"].as_u64().unwrap_or(0) == 0 {
+        return refuse("quantity must be at least 1");
+    }
+    let term = next["termDuration"].as_str().unwrap_or_default();
+    let cycle = next["billingCycle"].as_str().unwrap_or_default();
+    match (term, cycle) {
+        ("P1M" | "P1Y" | "P3Y", "monthly") | ("P1Y" | "P3Y", "annual") | ("P3Y", "triennial") => {
+            None
+        }
+        _ => refuse(&format!(
+            "termDuration {term:?} is not sold with billingCycle {cycle:?}"
+        )),
+    }
 }
 
 fn over_limit(script: &CustomerScript, quantity: u64) -> Option<Answer> {
