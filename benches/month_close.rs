@@ -32,10 +32,8 @@ use support::{authorized, drop_postgres, env, fresh_postgres};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::{Connection, QueryableByName};
-use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::invoice_settings::InvoiceSettings;
 use msp_gateway::domain::period_close::Grace;
-use msp_gateway::domain::pricing::{NewPriceRule, PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::{UsageKey, UsageLine};
 use msp_gateway::ledger::Ledger;
@@ -194,22 +192,7 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
             .into_inner();
         ids.push(created.id);
     }
-    let rule = NewPriceRule {
-        scope: RuleScope::default(),
-        kind: PriceKind::Markup,
-        value: Decimal::new(15, 2),
-        currency: None,
-        effective_from: DateTime::from_timestamp(0, 0).unwrap(),
-        effective_to: None,
-    };
-    ledger
-        .create_price_rule(
-            &tenant.id,
-            &rule,
-            &Idempotent::unanswered(IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule)),
-        )
-        .await
-        .unwrap();
+    support::markup_everything(&ledger, &tenant.id).await;
 
     let month = last_month();
     let days = per_customer.div_ceil(SERVICES * METERS_PER_SERVICE).max(1);

@@ -30,7 +30,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{authorized, drop_postgres, env, fresh_postgres};
@@ -38,7 +37,6 @@ use support::{authorized, drop_postgres, env, fresh_postgres};
 use chrono::{DateTime, DurationRound, Utc};
 use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
 use msp_gateway::domain::portal::NewPortalSession;
-use msp_gateway::domain::pricing::{NewPriceRule, PriceKind, RuleScope};
 use msp_gateway::domain::tenant::NewTenant;
 use msp_gateway::domain::usage::{UsageKey, UsageLine};
 use msp_gateway::ledger::Ledger;
@@ -184,22 +182,7 @@ async fn main() {
             .into_inner();
         ids.push(created.id);
     }
-    let rule = NewPriceRule {
-        scope: RuleScope::default(),
-        kind: PriceKind::Markup,
-        value: Decimal::from_str("0.15").unwrap(),
-        currency: None,
-        effective_from: DateTime::from_timestamp(0, 0).unwrap(),
-        effective_to: None,
-    };
-    ledger
-        .create_price_rule(
-            &tenant.id,
-            &rule,
-            &Idempotent::unanswered(IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule)),
-        )
-        .await
-        .unwrap();
+    support::markup_everything(&ledger, &tenant.id).await;
 
     // The large customer: passes over every (meter, hour) of the last 30 days, each with a new
     // cost, until `charges` charges are recorded.

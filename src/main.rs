@@ -281,11 +281,13 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
         ))
     });
     let boundaries = config.pollers.then(|| {
-        tokio::spawn(msp_gateway::ledger::subscriptions::run_boundaries(
-            ledger.clone(),
-            msp_gateway::ledger::subscriptions::BOUNDARY_CHECK_EVERY,
-            stop_rx.clone(),
-        ))
+        tokio::spawn(
+            msp_gateway::ledger::subscription_boundaries::run_boundaries(
+                ledger.clone(),
+                msp_gateway::ledger::subscription_boundaries::BOUNDARY_CHECK_EVERY,
+                stop_rx.clone(),
+            ),
+        )
     });
     let forgetter = config.pollers.then(|| {
         tokio::spawn(msp_gateway::maintenance::forget_old_request_ids(

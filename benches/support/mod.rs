@@ -158,3 +158,25 @@ pub async fn write(
         .expect("new request");
     count
 }
+
+/// A 15 % markup on everything the tenant sells, in force since 1970.
+pub async fn markup_everything(ledger: &Ledger, tenant_id: &str) {
+    use msp_gateway::domain::idempotency::{IdempotencyKey, Idempotent};
+    use msp_gateway::domain::pricing::{NewPriceRule, PriceKind, RuleScope};
+    let rule = NewPriceRule {
+        scope: RuleScope::default(),
+        kind: PriceKind::Markup,
+        value: rust_decimal::Decimal::new(15, 2),
+        currency: None,
+        effective_from: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        effective_to: None,
+    };
+    ledger
+        .create_price_rule(
+            tenant_id,
+            &rule,
+            &Idempotent::unanswered(IdempotencyKey::new("rule".into(), "CreatePriceRule", &rule)),
+        )
+        .await
+        .unwrap();
+}

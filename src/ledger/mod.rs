@@ -31,6 +31,7 @@ mod pricing_cache;
 mod rows;
 pub mod service_steps;
 pub mod spend;
+pub mod subscription_boundaries;
 pub mod subscriptions;
 pub mod totals;
 mod tx;

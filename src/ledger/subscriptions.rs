@@ -1,5 +1,5 @@
-//! Subscriptions in step with the ledger: each purchase, quantity change, cancellation and
-//! period boundary writes the subscription's new state and appends the charges it implies
+//! Subscriptions in step with the ledger: each purchase, quantity change and cancellation (and,
+//! in `subscription_boundaries`, each period boundary) writes the subscription's new state and appends the charges it implies
 //! (`domain::subscription`) in one transaction, so a subscription's record and its charges
 //! never disagree, and a boundary appended once is never appended again. Each transaction
 //! enters the tenant as ledger writers do (see `tx` for the lock order), then holds the
@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
-use diesel_async::AsyncConnection;
 use rust_decimal::Decimal;
 
 use super::diesel_tx::DieselLedger;
@@ -122,16 +121,15 @@ fn events(
 }
 
 /// Takes `state` to `now`, pricing each new period from the catalogue and the price rules.
-fn advance(
+pub(super) fn advance(
     state: &mut Subscription,
     now: DateTime<Utc>,
     item: &CatalogItem,
     chargee: &Chargee,
-    prices: &Prices,
+    book: &PriceBook<'_>,
 ) -> Result<Vec<SeatCharge>> {
-    let book = prices.book();
     let mut price = |offer: Offer, at: DateTime<Utc>| -> Result<Decimal> {
-        seat_price("catalog_item_id", item, offer, at, chargee, &book)
+        seat_price("catalog_item_id", item, offer, at, chargee, book)
     };
     state.advance(now, &mut price)
 }
@@ -255,7 +253,7 @@ ledger_backends! {
         let customer = q::customers::get(conn, tenant_id, &record.customer_id).await?;
         let chargee = Chargee { customer_id: record.customer_id.clone(), currency: record.currency };
         let prices = prices(conn, tenant_id).await?;
-        let mut charges = advance(&mut record.state, now, &item, &chargee, &prices)?;
+        let mut charges = advance(&mut record.state, now, &item, &chargee, &prices.book())?;
         let had_scheduled_quantity = record.state.scheduled.quantity.is_some();
         let outcome = match action {
             SubscriptionAction::SetQuantity(quantity) => {
@@ -314,31 +312,6 @@ ledger_backends! {
         // line key (the period's), and the current period's key sorts after earlier ones.
         let charge_sequence = if applied { summary.last_sequence } else { None };
         Ok(SubscriptionChange { record, outcome, charge_sequence })
-    }
-
-    /// Appends the fees due by `now` of one subscription (the period-boundary run's step);
-    /// how many. Nothing when it is not due (another run got there first).
-    pub async fn catch_up(conn: &mut Conn, tenant_id: &str, id: &str, now: DateTime<Utc>) -> Result<usize> {
-        conn.transaction(async |conn| {
-            DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
-            let mut record = q::subscriptions::get_for_update(conn, tenant_id, id).await?;
-            if record.state.next_boundary().is_none_or(|end| end > now) {
-                return Ok(0);
-            }
-            let item = q::catalog::get(conn, tenant_id, &record.item_id).await?;
-            let customer = q::customers::get(conn, tenant_id, &record.customer_id).await?;
-            let chargee = Chargee { customer_id: record.customer_id.clone(), currency: record.currency };
-            let prices = prices(conn, tenant_id).await?;
-            let fees = advance(&mut record.state, now, &item, &chargee, &prices)?;
-            record.updated_at = now.trunc_subsecs(6);
-            q::subscriptions::update(conn, tenant_id, &record).await?;
-            if !fees.is_empty() {
-                let zone = customer_zone(&customer)?;
-                append_unlined(&mut DieselLedger::new(conn), tenant_id, zones_of(&record.customer_id, zone), events(&record, &item, &fees)).await?;
-            }
-            Ok(fees.len())
-        })
-        .await
     }
 }
 
@@ -460,76 +433,6 @@ impl Ledger {
                     .map_err(vendor_error)?;
                 Ok(target.subscription_id)
             }
-        }
-    }
-
-    /// The period-boundary run: appends every active subscription's fees due by `now` (of every
-    /// tenant), in batches of `batch`, the longest overdue first; how many fees. Each
-    /// subscription is caught up in its own transaction holding its row, which re-reads whether
-    /// it is still due: replicas running this side by side append each boundary once, and a
-    /// gateway that was down appends every boundary it missed, once. A subscription that cannot
-    /// be caught up (e.g. no unit cost in force) is logged and left due.
-    pub async fn catch_up_due_subscriptions(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-    ) -> Result<usize> {
-        let mut appended = 0;
-        loop {
-            let due = self.store.due_subscriptions(now, batch).await?;
-            let mut progress = 0;
-            for (tenant_id, id) in &due {
-                match self.catch_up_subscription(tenant_id, id, now).await {
-                    Ok(n) => progress += n,
-                    Err(error) => {
-                        tracing::warn!(%error, subscription = %id, "subscription catch-up failed")
-                    }
-                }
-            }
-            appended += progress;
-            if (due.len() as i64) < batch || progress == 0 {
-                return Ok(appended);
-            }
-        }
-    }
-
-    /// Appends one subscription's fees due by `now`; how many.
-    pub async fn catch_up_subscription(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        crate::store::dispatch!(self.store, write, self::catch_up(tenant_id, id, now))
-    }
-}
-
-/// How often the period-boundary run looks for due subscriptions: a fee is appended within this
-/// long of its period's start.
-pub const BOUNDARY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Subscriptions caught up per read of the due ones.
-const BOUNDARY_BATCH: i64 = 1_000;
-
-/// The period-boundary run, every `every` until `stop` turns true (see
-/// [`Ledger::catch_up_due_subscriptions`]).
-pub async fn run_boundaries(
-    ledger: Arc<Ledger>,
-    every: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        match ledger
-            .catch_up_due_subscriptions(Utc::now(), BOUNDARY_BATCH)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(fees = n, "subscription fees appended at period boundaries"),
-            Err(error) => tracing::warn!(%error, "subscription boundary pass failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod service_action_steps;
 pub mod service_actions;
 pub mod sql_types;
 mod sqlite_functions;
+pub mod subscription_batches;
 pub mod subscriptions;
 pub mod tenants;
 mod wal_checkpoint;
@@ -106,6 +107,7 @@ pub mod pg_queries {
     pub use super::service_action_runs::pg as service_action_runs;
     pub use super::service_action_steps::pg as service_action_steps;
     pub use super::service_actions::pg as service_actions;
+    pub use super::subscription_batches::pg as subscription_batches;
     pub use super::subscriptions::pg as subscriptions;
     pub use super::tenants::pg as tenants;
 }
@@ -129,6 +131,7 @@ pub mod sqlite_queries {
     pub use super::service_action_runs::sqlite as service_action_runs;
     pub use super::service_action_steps::sqlite as service_action_steps;
     pub use super::service_actions::sqlite as service_actions;
+    pub use super::subscription_batches::sqlite as subscription_batches;
     pub use super::subscriptions::sqlite as subscriptions;
     pub use super::tenants::sqlite as tenants;
 }

@@ -1,6 +1,5 @@
 //! Subscriptions' records: each holds the domain's `Subscription` state beside whom and what it
 //! is for. Charges are the ledger's (`ledger::subscriptions` writes both in one transaction).
-use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -18,7 +17,7 @@ use crate::domain::subscription_record::SubscriptionRecord;
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = subscriptions)]
-struct SubscriptionRow {
+pub(super) struct SubscriptionRow {
     id: String,
     customer_id: String,
     item_id: String,
@@ -44,7 +43,7 @@ struct SubscriptionRow {
 }
 
 impl SubscriptionRow {
-    fn into_record(self) -> Result<SubscriptionRecord> {
+    pub(super) fn into_record(self) -> Result<SubscriptionRecord> {
         let id = self.id.clone();
         let corrupt = |e: String| Error::Internal(format!("stored subscription {id}: {e}"));
         let offer = Offer::new(
@@ -88,7 +87,7 @@ impl SubscriptionRow {
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| Error::Internal(format!("encoding a subscription: {e}")))
 }
@@ -117,6 +116,7 @@ macro_rules! state_columns {
         )
     }};
 }
+pub(super) use state_columns;
 
 for_each_backend! {
     use super::{SubscriptionRow, json};
@@ -201,19 +201,6 @@ for_each_backend! {
             .collect::<Result<Vec<_>>>()?;
         Ok(page.page(records, |r| &r.id))
     }
-
-    /// Active subscriptions (of every tenant) whose billing period ended by `now`: (tenant, id),
-    /// at most `limit`, the longest overdue first.
-    pub async fn due(conn: &mut Conn, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String)>> {
-        Ok(subscriptions::table
-            .filter(subscriptions::status.eq("ACTIVE"))
-            .filter(subscriptions::period_end.le(DbTime(now)))
-            .select((subscriptions::tenant_id, subscriptions::id))
-            .order((subscriptions::period_end, subscriptions::id))
-            .limit(limit)
-            .load(conn)
-            .await?)
-    }
 }
 
 impl Store {
@@ -228,13 +215,5 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<SubscriptionRecord>> {
         dispatch!(self, read, self::list(tenant_id, customer_id, page))
-    }
-
-    pub async fn due_subscriptions(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<(String, String)>> {
-        dispatch!(self, read, self::due(now, limit))
     }
 }

@@ -322,6 +322,32 @@ impl TestGateway {
         &self._database.url
     }
 
+    /// Runs `sql` on the gateway's database behind its back (to set up a state no API makes,
+    /// such as a corrupt row); the rows it changed.
+    #[allow(dead_code)]
+    pub async fn execute_sql(&self, sql: &str) -> usize {
+        if let Some(path) = self._database.url.strip_prefix("sqlite://") {
+            let (path, sql) = (path.to_string(), sql.to_string());
+            return tokio::task::spawn_blocking(move || {
+                use diesel::Connection;
+                let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+                let mut run = |sql: &str| {
+                    diesel::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn).unwrap()
+                };
+                run("PRAGMA busy_timeout = 10000");
+                run(&sql)
+            })
+            .await
+            .unwrap();
+        }
+        let mut conn = AsyncPgConnection::establish(&self._database.url)
+            .await
+            .unwrap();
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+            .await
+            .unwrap()
+    }
+
     #[allow(dead_code)]
     pub fn backend(&self) -> Backend {
         if self._database.url.starts_with("postgres") {

@@ -37,6 +37,7 @@ mod service_actions;
 mod service_control;
 mod spend_rollups;
 mod sqlite_wal;
+mod subscription_boundaries;
 mod subscription_terms;
 mod subscriptions;
 mod usage;

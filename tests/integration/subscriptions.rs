@@ -21,15 +21,15 @@ use tonic::transport::Channel;
 use crate::customers::new_customer;
 use crate::harness::{Backend, Bearer, TestGateway, assert_violation, fresh_request};
 
-pub(crate) type Catalog = CatalogServiceClient<InterceptedService<Channel, Bearer>>;
-pub(crate) type Subscriptions = SubscriptionServiceClient<InterceptedService<Channel, Bearer>>;
-pub(crate) type Charges = ChargeServiceClient<InterceptedService<Channel, Bearer>>;
+type Catalog = CatalogServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Subscriptions = SubscriptionServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Charges = ChargeServiceClient<InterceptedService<Channel, Bearer>>;
 
-pub(crate) fn dec(s: &str) -> Decimal {
+fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap_or_else(|_| panic!("{s:?} is not a decimal"))
 }
 
-pub(crate) async fn clients(gw: &TestGateway, key: &str) -> (Catalog, Subscriptions, Charges) {
+pub async fn clients(gw: &TestGateway, key: &str) -> (Catalog, Subscriptions, Charges) {
     (
         CatalogServiceClient::with_interceptor(gw.channel().await, Bearer::new(key)),
         SubscriptionServiceClient::with_interceptor(gw.channel().await, Bearer::new(key)),
@@ -58,7 +58,7 @@ fn cost(term: v1::Term, billing: v1::BillingFrequency, amount: &str) -> v1::Unit
 
 /// An MSP item sold P1M monthly (100 a seat) and P1Y annual (1,000), a 20 % markup on MSP
 /// items, and a customer billed in ZAR: (item id, customer id).
-pub(crate) async fn setup(gw: &TestGateway) -> (String, String) {
+pub async fn setup(gw: &TestGateway) -> (String, String) {
     let (mut catalog, _, _) = clients(gw, &gw.admin_key).await;
     let item = catalog
         .create_catalog_item(v1::CreateCatalogItemRequest {
@@ -105,7 +105,7 @@ pub(crate) async fn setup(gw: &TestGateway) -> (String, String) {
     (item.id, customer.id)
 }
 
-pub(crate) fn purchase(customer: &str, item: &str, quantity: i64) -> v1::CreateSubscriptionRequest {
+pub fn purchase(customer: &str, item: &str, quantity: i64) -> v1::CreateSubscriptionRequest {
     v1::CreateSubscriptionRequest {
         request_id: format!("buy-{customer}-{quantity}"),
         subscription: Some(v1::Subscription {
@@ -119,7 +119,7 @@ pub(crate) fn purchase(customer: &str, item: &str, quantity: i64) -> v1::CreateS
     }
 }
 
-pub(crate) async fn charges_of(charges: &mut Charges, customer: &str) -> Vec<v1::Charge> {
+pub async fn charges_of(charges: &mut Charges, customer: &str) -> Vec<v1::Charge> {
     charges
         .list_charges(v1::ListChargesRequest {
             customer_id: customer.into(),
