@@ -117,10 +117,31 @@ async fn a_term_change_is_scheduled_and_renews_at_the_new_price(backend: Backend
         (after.scheduled_term(), after.scheduled_billing_frequency()),
         (v1::Term::P1y, v1::BillingFrequency::Annual)
     );
-    // A retry answers the first answer byte for byte.
+    // The current offer withdraws the change; a retry of the first request then answers the
+    // first answer byte for byte and changes nothing.
+    let withdrawn = subs
+        .change_subscription_term(term_change(
+            "term-2",
+            &bought.id,
+            v1::Term::P1m,
+            v1::BillingFrequency::Monthly,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(withdrawn.subscription.unwrap().scheduled_term, 0);
     let again = subs.change_subscription_term(request).await.unwrap();
     assert_eq!(again.metadata().get("mspgw-replayed").unwrap(), "true");
     assert_eq!(again.into_inner(), change);
+    assert_eq!(get(&mut subs, &bought.id).await.scheduled_term, 0);
+    subs.change_subscription_term(term_change(
+        "term-3",
+        &bought.id,
+        v1::Term::P1y,
+        v1::BillingFrequency::Annual,
+    ))
+    .await
+    .unwrap();
     assert_eq!(charges_of(&mut charges, &customer).await.len(), 1);
 
     // The renewal (the boundary run at the term's end): a P1Y term billed annually, one fee of
