@@ -307,7 +307,18 @@ impl Subscription {
 
     /// [`Subscription::change_offer`] as a change's outcome: scheduled for the renewal, saying
     /// what it renews as (the current offer asked for withdraws a scheduled change).
+    /// Only a subscription that renews takes one (as Partner Center, which schedules changes
+    /// only with auto-renewal on); withdrawing one is always possible.
     pub fn schedule_offer(&mut self, offer: Offer) -> Result<ChangeOutcome> {
+        let renews = self.auto_renew && !self.scheduled.cancel;
+        if !renews && offer != self.offer && self.status == SubscriptionStatus::Active {
+            return Err(Error::precondition(
+                "subscription",
+                "it ends at the end of its term instead of renewing (auto-renewal is off or a \
+                 cancellation is scheduled); turn auto-renewal on (SetSubscriptionAutoRenew) \
+                 first",
+            ));
+        }
         let effective_at = self.change_offer(offer)?;
         let reason = match self.scheduled.offer {
             Some(next) => format!(

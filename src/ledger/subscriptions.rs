@@ -60,7 +60,9 @@ pub enum VendorAction {
         quantity: u32,
         offer: Offer,
     },
-    SetQuantity(VendorSeats, u32),
+    /// The quantity now, then (Partner Center deletes every scheduled change on a change made
+    /// now) what is still scheduled for the renewal, sent again.
+    SetQuantity(VendorSeats, u32, Option<RenewalChange>),
     Cancel(VendorSeats),
     /// A change the window scheduled for the renewal (or one withdrawn).
     Renewal(VendorSeats, RenewalChange),
@@ -285,7 +287,10 @@ ledger_backends! {
         };
         let seats = VendorSeats { customer_tenant, subscription_id };
         let action = match (action, &decided.outcome) {
-            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Applied(Some(_))) => VendorAction::SetQuantity(seats, quantity),
+            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Applied(Some(_))) => {
+                let state = &decided.record.state;
+                VendorAction::SetQuantity(seats, quantity, state.scheduled.offer.is_some().then(|| next_term(state)))
+            }
             (SubscriptionAction::Cancel, ChangeOutcome::Applied(Some(_))) => VendorAction::Cancel(seats),
             // The whole of what is scheduled for the renewal: a reduction, a term change, or
             // (the current quantity asked for) a reduction withdrawn.
@@ -415,11 +420,18 @@ impl Ledger {
                 );
                 Ok(ordered.subscription_id)
             }
-            VendorAction::SetQuantity(target, quantity) => {
+            VendorAction::SetQuantity(target, quantity, next_term) => {
                 seats
                     .set_quantity(&target, quantity, &seed)
                     .await
                     .map_err(vendor_error)?;
+                if let Some(change) = next_term {
+                    // Its own request ids: a repeated MS-RequestId is answered with the first.
+                    seats
+                        .schedule_renewal(&target, change, &format!("{seed}/next-term"))
+                        .await
+                        .map_err(vendor_error)?;
+                }
                 Ok(target.subscription_id)
             }
             VendorAction::Cancel(target) => {

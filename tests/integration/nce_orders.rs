@@ -391,7 +391,7 @@ async fn changes_scheduled_for_the_renewal_are_sent_to_partner_center(backend: B
     assert_eq!(next["quantity"], 7);
     assert_eq!(next["product"]["productId"], "CFQ7TTC0LH18");
     assert_eq!(next["product"]["availabilityId"], AVAILABILITY);
-    assert_eq!(next["termDuration"], "P1Y");
+    assert_eq!(next["product"]["termDuration"], "P1Y");
     // The current quantity withdraws the scheduled reduction.
     let kept = s.set_quantity("nce-l2", &bought.id, 10).await.unwrap();
     assert!(!kept.scheduled);

@@ -72,10 +72,14 @@ impl Shop {
 fn instructions(quantity: u64, term: &str) -> serde_json::Value {
     let (product, sku) = SKU.split_once(':').unwrap();
     json!({
-        "product": {"productId": product, "skuId": sku, "availabilityId": AVAILABILITY},
+        "product": {
+            "productId": product,
+            "skuId": sku,
+            "availabilityId": AVAILABILITY,
+            "termDuration": term,
+            "billingCycle": "monthly",
+        },
         "quantity": quantity,
-        "termDuration": term,
-        "billingCycle": "monthly",
     })
 }
 
@@ -113,18 +117,29 @@ async fn term_changes_and_auto_renewal_go_to_partner_center_first(backend: Backe
     assert_eq!(again, change);
     assert_eq!(s.f.emulator.customers_seen().patches, seen.patches);
 
-    // Seats added now renew too: the instructions follow the quantity.
+    // Seats added now: Partner Center deletes the scheduled change with a change made now, so
+    // it is sent again, renewing the new quantity.
     s.set_quantity("nce-term-2", &bought.id, 7).await.unwrap();
     assert_eq!(
         s.f.emulator.renewal(&vendor_id),
         (true, instructions(7, "P1Y"))
     );
     assert_eq!(s.f.emulator.subscription(&vendor_id).1, 7);
+    assert_eq!(s.f.emulator.customers_seen().next_term_patches.len(), 2);
 
-    // Auto-renewal off, then on again: `autoRenewEnabled` at Partner Center.
+    // Auto-renewal off, then on again: `autoRenewEnabled` at Partner Center. Not renewing, it
+    // takes no term change (Partner Center schedules changes only with auto-renewal on).
     let off = s.auto_renew("nce-term-3", &bought.id, false).await.unwrap();
     assert!(off.scheduled && off.subscription.unwrap().cancel_at_term_end);
     assert!(!s.f.emulator.renewal(&vendor_id).0);
+    let patches = s.f.emulator.customers_seen().patches;
+    let refused = s
+        .change_term("nce-term-3b", &bought.id, v1::Term::P1y)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("auto-renewal"), "{refused:?}");
+    assert_eq!(s.f.emulator.customers_seen().patches, patches);
     let on = s.auto_renew("nce-term-4", &bought.id, true).await.unwrap();
     assert!(on.subscription.unwrap().auto_renew);
     assert!(s.f.emulator.renewal(&vendor_id).0);

@@ -202,6 +202,17 @@ async fn a_subscription_not_to_renew_ends_at_its_term_end(backend: Backend) {
     let again = subs.set_subscription_auto_renew(request).await.unwrap();
     assert_eq!(again.metadata().get("mspgw-replayed").unwrap(), "true");
     assert_eq!(again.into_inner(), change);
+    // What does not renew takes no term change.
+    let refused = subs
+        .change_subscription_term(term_change(
+            "term-no-renew",
+            &bought.id,
+            v1::Term::P1y,
+            v1::BillingFrequency::Annual,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 
     let term_end = instant(&bought.term_end_time);
     let appended = gw

@@ -11,7 +11,9 @@
 //!   …/carts/{cart}/checkout` (an order whose line item names the new subscription) and `GET
 //!   …/orders/{order}`; both POSTs are idempotent on `MS-RequestId` (a repeat gets the first
 //!   answer, nothing is bought twice); a quantity PATCH of a subscription under `If-Match`,
-//!   and what it does at renewal (`scheduledNextTermInstructions`, `autoRenewEnabled`).
+//!   and what it does at renewal (`scheduledNextTermInstructions`, validated: the product with
+//!   its term and billing cycle, a quantity, auto-renewal on; `autoRenewEnabled`); a quantity
+//!   changed now deletes the scheduled instructions, as Partner Center does.
 //!   Refusals with Partner Center's error body (`code`, `description`): a SKU scripted
 //!   unavailable, a quantity over the scripted limit (cart or PATCH).
 //!
@@ -45,7 +47,7 @@ pub struct CustomerScript {
 pub const SKU_UNAVAILABLE: u32 = 800002;
 pub const QUANTITY_LIMIT: u32 = 800031;
 /// Next-term instructions naming no product, a term or billing cycle Partner Center does not
-/// sell together, or no seats.
+/// sell together, or no seats; or set on a subscription that does not renew.
 pub const INVALID_NEXT_TERM: u32 = 800040;
 /// The availability the emulator sells every SKU under.
 pub const AVAILABILITY: &str = "CFQ7TTC0K5DL";
@@ -431,6 +433,11 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         _ => return error(StatusCode::BAD_REQUEST, 400, "Unknown status."),
     }
     let quantity = body["quantity"].as_u64().unwrap_or(subscription.quantity);
+    let auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
+    let mut next_term = body
+        .get("scheduledNextTermInstructions")
+        .cloned()
+        .unwrap_or(Value::Null);
     if quantity != subscription.quantity {
         book.seen
             .quantity_patches
@@ -438,31 +445,27 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         if let Some(refusal) = over_limit(&book.script, quantity) {
             return refusal;
         }
-        subscription.quantity = quantity;
-    }
-    let next_term = body
-        .get("scheduledNextTermInstructions")
-        .cloned()
-        .unwrap_or(Value::Null);
-    if next_term != subscription.next_term {
+        // A change made now deletes every change scheduled for the renewal.
+        next_term = Value::Null;
+    } else if next_term != subscription.next_term {
         book.seen
             .next_term_patches
             .push((id.to_string(), next_term.clone()));
-        if let Some(refusal) = invalid_next_term(&next_term) {
+        if let Some(refusal) = invalid_next_term(&next_term, auto_renew) {
+            return refusal;
+        }
+        if let Some(quantity) = next_term["quantity"].as_u64()
+            && let Some(refusal) = over_limit(&book.script, quantity)
+        {
             return refusal;
         }
     }
-    if let Some(quantity) = next_term["quantity"].as_u64()
-        && let Some(refusal) = over_limit(&book.script, quantity)
-    {
-        return refusal;
-    }
-    let auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
     if auto_renew != subscription.auto_renew {
         book.seen
             .auto_renew_patches
             .push((id.to_string(), auto_renew));
     }
+    subscription.quantity = quantity;
     subscription.next_term = next_term;
     subscription.auto_renew = auto_renew;
     subscription.status = wanted;
@@ -474,18 +477,16 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
     )
 }
 
-/// Next-term instructions as Partner Center documents them: the product, sku and availability
-/// it renews as, a quantity, and a term duration with a billing cycle sold together (monthly
-/// for any term, annual for P1Y and P3Y, triennial for P3Y). Null withdraws them.
-fn invalid_next_term(next: &Value) -> Option<Answer> {
+/// Next-term instructions as Partner Center documents them: the product (productId, skuId,
+/// availabilityId, with the termDuration and billingCycle it renews as, sold together: monthly
+/// for any term, annual for P1Y and P3Y, triennial for P3Y) and a quantity, on a subscription
+/// that renews (auto-renewal on). Null withdraws them.
+fn invalid_next_term(next: &Value, auto_renew: bool) -> Option<Answer> {
     if next.is_null() {
         return None;
     }
-    let named = |key: &str| {
-        next["product"][key]
-            .as_str()
-            .is_some_and(|id| !id.is_empty())
-    };
+    let product = &next["product"];
+    let named = |key: &str| product[key].as_str().is_some_and(|id| !id.is_empty());
     let refuse = |what: &str| {
         Some(error(
             StatusCode::BAD_REQUEST,
@@ -493,20 +494,26 @@ fn invalid_next_term(next: &Value) -> Option<Answer> {
             &format!("Invalid scheduledNextTermInstructions: {what}."),
         ))
     };
+    if !auto_renew {
+        return refuse("changes are scheduled only with autoRenewEnabled");
+    }
     if !(named("productId") && named("skuId") && named("availabilityId")) {
         return refuse("product needs a productId, a skuId and an availabilityId");
     }
     if next["quantity"].as_u64().unwrap_or(0) == 0 {
         return refuse("quantity must be at least 1");
     }
-    let term = next["termDuration"].as_str().unwrap_or_default();
-    let cycle = next["billingCycle"].as_str().unwrap_or_default();
-    match (term, cycle) {
+    let term = product["termDuration"].as_str().unwrap_or_default();
+    let cycle = product["billingCycle"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match (term, cycle.as_str()) {
         ("P1M" | "P1Y" | "P3Y", "monthly") | ("P1Y" | "P3Y", "annual") | ("P3Y", "triennial") => {
             None
         }
         _ => refuse(&format!(
-            "termDuration {term:?} is not sold with billingCycle {cycle:?}"
+            "product.termDuration {term:?} is not sold with product.billingCycle {cycle:?}"
         )),
     }
 }

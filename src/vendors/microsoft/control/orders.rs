@@ -14,8 +14,11 @@
 //!   instead of buying again.
 //! - A change for the renewal is PATCHed for Partner Center to apply then: a reduction the
 //!   168-hour window scheduled, or a term change (always at the renewal), as
-//!   `scheduledNextTermInstructions` carrying both; an end (or renewal turned back on) as
-//!   `autoRenewEnabled`.
+//!   `scheduledNextTermInstructions` carrying both (`product` with its `termDuration` and
+//!   `billingCycle`, and `quantity`; Partner Center takes them only with auto-renewal on); an
+//!   end (or renewal turned back on) as `autoRenewEnabled`. Partner Center deletes the
+//!   scheduled instructions when a change is made now (a quantity PATCH), so the ledger sends
+//!   what is still scheduled again after one.
 //! - A refusal (an unavailable SKU, a quantity limit) is a [`ControlError::Permanent`] naming
 //!   Partner Center's code and description, from the error body or the checkout's
 //!   `orderErrors`.
@@ -107,14 +110,7 @@ impl PartnerCenterControl {
         let (tenant, subscription) = ids(seats)?;
         let what = format!("setting subscription {subscription} to {quantity} seats");
         self.update(tenant, subscription, &what, Some(request_key), |resource| {
-            // A seat change now replaces any reduction scheduled (as the gateway's does), so
-            // next-term instructions kept for a term change renew this many seats.
-            let next = &mut resource["scheduledNextTermInstructions"];
-            let renews_other = next.is_object() && next["quantity"] != json!(quantity);
-            if renews_other {
-                next["quantity"] = quantity.into();
-            }
-            if resource["quantity"].as_u64() == Some(u64::from(quantity)) && !renews_other {
+            if resource["quantity"].as_u64() == Some(u64::from(quantity)) {
                 return Plan::Done;
             }
             resource["quantity"] = quantity.into();
@@ -260,8 +256,8 @@ impl PartnerCenterControl {
 }
 
 /// The `scheduledNextTermInstructions` of `resource` renewing with `quantity` seats and as
-/// `offer` (each None: as it is now): the product, sku and availability it was bought as, and
-/// Partner Center's term duration and billing cycle.
+/// `offer` (each None: as it is now): the product, sku and availability it was bought as with
+/// the term duration and billing cycle, and the quantity.
 fn next_term(
     resource: &Value,
     quantity: Option<u32>,
@@ -286,15 +282,16 @@ fn next_term(
             resource["billingCycle"].clone(),
         ),
     };
+    // The term and billing cycle belong to the product (Partner Center's `ProductTerm`).
     Ok(json!({
         "product": {
             "productId": item.product,
             "skuId": item.sku,
             "availabilityId": item.availability,
+            "termDuration": term,
+            "billingCycle": billing,
         },
         "quantity": quantity,
-        "termDuration": term,
-        "billingCycle": billing,
     }))
 }
 
