@@ -155,6 +155,8 @@ pub const PERMISSIONS: &[(&str, Methods)] = &[
             ("ListSubscriptions", Subscriptions, Read),
             ("ChangeSubscriptionQuantity", Subscriptions, Write),
             ("CancelSubscription", Subscriptions, Write),
+            ("ChangeSubscriptionTerm", Subscriptions, Write),
+            ("SetSubscriptionAutoRenew", Subscriptions, Write),
         ],
     ),
     // Opening a customer's portal is the BSS's (billing) or an admin's.

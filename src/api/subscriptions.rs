@@ -73,6 +73,7 @@ fn subscription_to_proto(r: &SubscriptionRecord) -> v1::Subscription {
         create_time: Some(timestamp(r.created_at)),
         end_time: s.ended_at.map(timestamp),
         vendor_subscription_id: r.vendor_subscription_id.clone().unwrap_or_default(),
+        auto_renew: s.auto_renew,
     }
 }
 
@@ -240,6 +241,51 @@ impl SubscriptionService for SubscriptionApi {
             "CancelSubscription",
             id,
             SubscriptionAction::Cancel,
+        )
+        .await
+    }
+
+    async fn change_subscription_term(
+        &self,
+        request: Request<v1::ChangeSubscriptionTermRequest>,
+    ) -> Result<Response<v1::SubscriptionChange>, Status> {
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let (request_id, id) = request_and_id(&mut v, &req.request_id, &req.id)?;
+        let offer = offer_from_proto(&mut v, "", req.term, req.billing_frequency);
+        v.into_result()?;
+        let (Some(request_id), Some(id), Some(offer)) = (request_id, id, offer) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        self.change(
+            &principal.tenant_id,
+            request_id,
+            "ChangeSubscriptionTerm",
+            id,
+            SubscriptionAction::ChangeOffer(offer),
+        )
+        .await
+    }
+
+    async fn set_subscription_auto_renew(
+        &self,
+        request: Request<v1::SetSubscriptionAutoRenewRequest>,
+    ) -> Result<Response<v1::SubscriptionChange>, Status> {
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let (request_id, id) = request_and_id(&mut v, &req.request_id, &req.id)?;
+        v.into_result()?;
+        let (Some(request_id), Some(id)) = (request_id, id) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        self.change(
+            &principal.tenant_id,
+            request_id,
+            "SetSubscriptionAutoRenew",
+            id,
+            SubscriptionAction::SetAutoRenew(req.auto_renew),
         )
         .await
     }

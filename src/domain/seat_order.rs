@@ -163,15 +163,35 @@ pub trait SeatOrders: Send + Sync {
     ) -> Result<(), ControlError>;
 }
 
-/// A change outside the 168-hour window, for the vendor to apply at the renewal.
+/// What the vendor is to do at the renewal: a change the 168-hour window scheduled, a term
+/// change (only ever at the renewal), or whether it renews at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewalChange {
-    /// Renew with this many seats.
-    Quantity(u32),
-    /// Renew as it is (a scheduled quantity withdrawn).
-    AsIs,
-    /// Do not renew: end at the term's end.
-    End,
+    /// Renew with these changes (None: as it is now); both None withdraws every scheduled
+    /// change. Always the whole of what is scheduled, so a term change and a reduction
+    /// scheduled one after the other both reach the vendor.
+    NextTerm {
+        quantity: Option<u32>,
+        offer: Option<Offer>,
+    },
+    /// Renew (true) or end at the term's end (false).
+    AutoRenew(bool),
+}
+
+/// Seats are ordered only through an enabled partner account: a disabled one (its credentials
+/// revoked, the MSP's relationship paused) is refused before the vendor is called, naming it.
+pub fn check_orders_through(account: &PartnerAccount) -> Result<()> {
+    if account.spec.enabled {
+        return Ok(());
+    }
+    Err(Error::precondition(
+        "subscription.catalog_item_id",
+        format!(
+            "partner account {} ({}) is disabled: the customer's {} seats are ordered through it; \
+             enable it (UpdatePartnerAccount) first",
+            account.id, account.spec.display_name, account.spec.vendor
+        ),
+    ))
 }
 
 /// The seat adapter of each partner account.

@@ -305,6 +305,71 @@ impl Subscription {
         self.auto_renew = auto_renew;
     }
 
+    /// [`Subscription::change_offer`] as a change's outcome: scheduled for the renewal, saying
+    /// what it renews as (the current offer asked for withdraws a scheduled change).
+    /// Only a subscription that renews takes one (as Partner Center, which schedules changes
+    /// only with auto-renewal on); withdrawing one is always possible.
+    pub fn schedule_offer(&mut self, offer: Offer) -> Result<ChangeOutcome> {
+        let renews = self.auto_renew && !self.scheduled.cancel;
+        if !renews && offer != self.offer && self.status == SubscriptionStatus::Active {
+            return Err(Error::precondition(
+                "subscription",
+                "it ends at the end of its term instead of renewing (auto-renewal is off or a \
+                 cancellation is scheduled); turn auto-renewal on (SetSubscriptionAutoRenew) \
+                 first",
+            ));
+        }
+        let effective_at = self.change_offer(offer)?;
+        let reason = match self.scheduled.offer {
+            Some(next) => format!(
+                "a term changes only at the renewal: it renews as {next} on {}",
+                rfc3339(effective_at)
+            ),
+            None => format!(
+                "no term change is scheduled: it renews as {} on {}",
+                self.offer,
+                rfc3339(effective_at)
+            ),
+        };
+        Ok(ChangeOutcome::Scheduled {
+            effective_at,
+            reason,
+        })
+    }
+
+    /// Sets whether it renews at the end of its term, as a change's outcome (taking effect
+    /// then). Turning renewal on also withdraws a cancellation scheduled for the term's end:
+    /// the vendor (Partner Center's `autoRenewEnabled`) has one switch for both, and the two
+    /// must agree.
+    pub fn schedule_auto_renew(&mut self, auto_renew: bool) -> Result<ChangeOutcome> {
+        if self.status != SubscriptionStatus::Active {
+            return Err(Error::precondition(
+                "subscription",
+                format!("it is {}", self.status.as_str()),
+            ));
+        }
+        self.set_auto_renew(auto_renew);
+        if auto_renew {
+            self.scheduled.cancel = false;
+        }
+        let effective_at = self.term_end()?;
+        let reason = if auto_renew {
+            format!(
+                "it renews at the end of its term on {}",
+                rfc3339(effective_at)
+            )
+        } else {
+            format!(
+                "it ends at the end of its term on {} instead of renewing",
+                rfc3339(effective_at)
+            )
+        };
+        Ok(ChangeOutcome::Scheduled {
+            effective_at,
+            reason,
+        })
+    }
+
     /// Takes the subscription to `now`: every billing period that started by `now` gets its fee,
     /// each term that ended renews (with its scheduled changes) or ends. `unit_price` prices one
     /// seat of an offer for the period starting at an instant. Returns the fees, in order.

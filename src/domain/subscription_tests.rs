@@ -248,3 +248,33 @@ fn terms_change_only_to_longer_ones_at_renewal() {
     assert_eq!(fees.last().unwrap().amount, dec("300"));
     assert_eq!(s.offer, longer);
 }
+
+#[test]
+fn renewal_turned_on_withdraws_a_scheduled_cancellation_and_off_ends_the_term() {
+    let monthly = offer(Term::P1M, BillingFrequency::Monthly);
+    let mut s = buy(monthly, 2);
+    let late = bought() + Duration::days(8);
+    assert!(matches!(
+        s.cancel(late),
+        Ok(ChangeOutcome::Scheduled { .. })
+    ));
+    let Ok(ChangeOutcome::Scheduled { effective_at, .. }) = s.schedule_auto_renew(true) else {
+        panic!("scheduled for the term's end");
+    };
+    assert_eq!(effective_at, s.term_end().unwrap());
+    assert!(!s.scheduled.cancel);
+    assert_eq!(s.advance(effective_at, &mut flat).unwrap().len(), 1);
+    assert_eq!(s.status, SubscriptionStatus::Active);
+
+    s.schedule_auto_renew(false).unwrap();
+    let end = s.term_end().unwrap();
+    assert!(s.advance(end, &mut flat).unwrap().is_empty());
+    assert_eq!(
+        (s.status, s.ended_at),
+        (SubscriptionStatus::Expired, Some(end))
+    );
+    assert!(matches!(
+        s.schedule_auto_renew(true),
+        Err(Error::FailedPrecondition { .. })
+    ));
+}

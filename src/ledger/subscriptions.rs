@@ -24,7 +24,8 @@ use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::seat_order::{
-    RenewalChange, SeatOrder, VendorSeats, check_can_buy, request_seed, vendor_error, vendor_of,
+    RenewalChange, SeatOrder, VendorSeats, check_can_buy, check_orders_through, request_seed,
+    vendor_error, vendor_of,
 };
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
@@ -36,6 +37,9 @@ use crate::store::idempotency::write_once;
 pub enum SubscriptionAction {
     SetQuantity(u32),
     Cancel,
+    /// A new term and billing frequency from the renewal on.
+    ChangeOffer(Offer),
+    SetAutoRenew(bool),
 }
 
 /// What buying or changing seats asks of the vendor, decided (every gateway rule passed) before
@@ -56,7 +60,9 @@ pub enum VendorAction {
         quantity: u32,
         offer: Offer,
     },
-    SetQuantity(VendorSeats, u32),
+    /// The quantity now, then (Partner Center deletes every scheduled change on a change made
+    /// now) what is still scheduled for the renewal, sent again.
+    SetQuantity(VendorSeats, u32, Option<RenewalChange>),
     Cancel(VendorSeats),
     /// A change the window scheduled for the renewal (or one withdrawn).
     Renewal(VendorSeats, RenewalChange),
@@ -128,6 +134,45 @@ pub(super) fn advance(
         seat_price("catalog_item_id", item, offer, at, chargee, book)
     };
     state.advance(now, &mut price)
+}
+
+/// Schedules `offer` for the renewal: one the item sells (naming `term` when no offer has
+/// that term, else `billing_frequency`) and is priced at the renewal, so the renewal cannot
+/// fail for want of a price the change could have told.
+fn schedule_offer(
+    state: &mut Subscription,
+    item: &CatalogItem,
+    offer: Offer,
+    chargee: &Chargee,
+    prices: &Prices,
+) -> Result<ChangeOutcome> {
+    let field = if item.offers.iter().any(|o| o.term == offer.term) {
+        "billing_frequency"
+    } else {
+        "term"
+    };
+    // A shorter term is refused by the rule, not the catalogue; the current offer withdraws.
+    if offer.term < state.offer.term || offer == state.offer {
+        return state.schedule_offer(offer);
+    }
+    check_offered(field, &item.offers, offer).map_err(|v| Error::InvalidArgument(vec![v]))?;
+    seat_price(
+        field,
+        item,
+        offer,
+        state.term_end()?,
+        chargee,
+        &prices.book(),
+    )?;
+    state.schedule_offer(offer)
+}
+
+/// What the vendor is to renew with: everything scheduled.
+fn next_term(state: &Subscription) -> RenewalChange {
+    RenewalChange::NextTerm {
+        quantity: state.scheduled.quantity,
+        offer: state.scheduled.offer,
+    }
 }
 
 ledger_backends! {
@@ -220,6 +265,8 @@ ledger_backends! {
                 record.state.change_quantity(quantity, now)?
             }
             SubscriptionAction::Cancel => record.state.cancel(now)?,
+            SubscriptionAction::ChangeOffer(offer) => schedule_offer(&mut record.state, &item, offer, &chargee, &prices)?,
+            SubscriptionAction::SetAutoRenew(on) => record.state.schedule_auto_renew(on)?,
         };
         if let ChangeOutcome::Applied(Some(charge)) = &outcome {
             charges.push(charge.clone());
@@ -240,12 +287,17 @@ ledger_backends! {
         };
         let seats = VendorSeats { customer_tenant, subscription_id };
         let action = match (action, &decided.outcome) {
-            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Applied(Some(_))) => VendorAction::SetQuantity(seats, quantity),
+            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Applied(Some(_))) => {
+                let state = &decided.record.state;
+                VendorAction::SetQuantity(seats, quantity, state.scheduled.offer.is_some().then(|| next_term(state)))
+            }
             (SubscriptionAction::Cancel, ChangeOutcome::Applied(Some(_))) => VendorAction::Cancel(seats),
-            (SubscriptionAction::SetQuantity(quantity), ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::Quantity(quantity)),
-            (SubscriptionAction::Cancel, ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::End),
-            // The current quantity asked for: a reduction scheduled before is withdrawn.
-            (SubscriptionAction::SetQuantity(_), ChangeOutcome::Applied(None)) if decided.had_scheduled_quantity => VendorAction::Renewal(seats, RenewalChange::AsIs),
+            // The whole of what is scheduled for the renewal: a reduction, a term change, or
+            // (the current quantity asked for) a reduction withdrawn.
+            (SubscriptionAction::SetQuantity(_), ChangeOutcome::Scheduled { .. }) | (SubscriptionAction::ChangeOffer(_), _) => VendorAction::Renewal(seats, next_term(&decided.record.state)),
+            (SubscriptionAction::SetQuantity(_), ChangeOutcome::Applied(None)) if decided.had_scheduled_quantity => VendorAction::Renewal(seats, next_term(&decided.record.state)),
+            (SubscriptionAction::Cancel, ChangeOutcome::Scheduled { .. }) => VendorAction::Renewal(seats, RenewalChange::AutoRenew(false)),
+            (SubscriptionAction::SetAutoRenew(on), _) => VendorAction::Renewal(seats, RenewalChange::AutoRenew(on)),
             _ => return Ok(None),
         };
         Ok(Some(VendorStep { partner_account_id, action }))
@@ -340,6 +392,7 @@ impl Ledger {
             .store
             .partner_account_in(tenant_id, &step.partner_account_id)
             .await?;
+        check_orders_through(&account)?;
         let seats = self
             .seat_vendors()
             .seats_for(&account)
@@ -367,11 +420,18 @@ impl Ledger {
                 );
                 Ok(ordered.subscription_id)
             }
-            VendorAction::SetQuantity(target, quantity) => {
+            VendorAction::SetQuantity(target, quantity, next_term) => {
                 seats
                     .set_quantity(&target, quantity, &seed)
                     .await
                     .map_err(vendor_error)?;
+                if let Some(change) = next_term {
+                    // Its own request ids: a repeated MS-RequestId is answered with the first.
+                    seats
+                        .schedule_renewal(&target, change, &format!("{seed}/next-term"))
+                        .await
+                        .map_err(vendor_error)?;
+                }
                 Ok(target.subscription_id)
             }
             VendorAction::Cancel(target) => {

@@ -32,20 +32,20 @@ type Subscriptions = SubscriptionServiceClient<InterceptedService<Channel, Beare
 type Charges = ChargeServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Microsoft 365 Business Basic as a price sheet keys it (no availability).
-const SKU: &str = "CFQ7TTC0LH18:0001";
+pub(crate) const SKU: &str = "CFQ7TTC0LH18:0001";
 
-struct Shop {
-    gw: TestGateway,
-    f: Fixture,
-    customer: String,
-    item: String,
-    subs: Subscriptions,
+pub(crate) struct Shop {
+    pub(crate) gw: TestGateway,
+    pub(crate) f: Fixture,
+    pub(crate) customer: String,
+    pub(crate) item: String,
+    pub(crate) subs: Subscriptions,
     charges: Charges,
 }
 
 /// A gateway buying through the emulator: a customer billed in USD linked to the fixture's
 /// customer tenant (no markup), a Microsoft item sold P1Y billed monthly and P1M monthly.
-async fn shop(backend: Backend) -> Option<Shop> {
+pub(crate) async fn shop(backend: Backend) -> Option<Shop> {
     let gw = TestGateway::start(backend).await?;
     let f = Fixture::start().await;
     let control: Arc<dyn SeatOrders> = Arc::new(f.control());
@@ -100,7 +100,7 @@ async fn shop(backend: Backend) -> Option<Shop> {
 }
 
 impl Shop {
-    fn buy(&self, request_id: &str, quantity: i64) -> v1::CreateSubscriptionRequest {
+    pub(crate) fn buy(&self, request_id: &str, quantity: i64) -> v1::CreateSubscriptionRequest {
         v1::CreateSubscriptionRequest {
             request_id: request_id.into(),
             subscription: Some(v1::Subscription {
@@ -114,7 +114,7 @@ impl Shop {
         }
     }
 
-    async fn set_quantity(
+    pub(crate) async fn set_quantity(
         &mut self,
         request_id: &str,
         id: &str,
@@ -130,7 +130,7 @@ impl Shop {
             .map(|r| r.into_inner())
     }
 
-    async fn cancel(&mut self, request_id: &str, id: &str) -> v1::SubscriptionChange {
+    pub(crate) async fn cancel(&mut self, request_id: &str, id: &str) -> v1::SubscriptionChange {
         self.subs
             .cancel_subscription(v1::CancelSubscriptionRequest {
                 request_id: request_id.into(),
@@ -141,7 +141,7 @@ impl Shop {
             .into_inner()
     }
 
-    async fn subscriptions(&mut self) -> Vec<v1::Subscription> {
+    pub(crate) async fn subscriptions(&mut self) -> Vec<v1::Subscription> {
         self.subs
             .list_subscriptions(v1::ListSubscriptionsRequest::default())
             .await
@@ -150,7 +150,7 @@ impl Shop {
             .subscriptions
     }
 
-    async fn charges(&mut self) -> Vec<v1::Charge> {
+    pub(crate) async fn charges(&mut self) -> Vec<v1::Charge> {
         self.charges
             .list_charges(v1::ListChargesRequest {
                 customer_id: self.customer.clone(),
@@ -391,7 +391,7 @@ async fn changes_scheduled_for_the_renewal_are_sent_to_partner_center(backend: B
     assert_eq!(next["quantity"], 7);
     assert_eq!(next["product"]["productId"], "CFQ7TTC0LH18");
     assert_eq!(next["product"]["availabilityId"], AVAILABILITY);
-    assert_eq!(next["termDuration"], "P1Y");
+    assert_eq!(next["product"]["termDuration"], "P1Y");
     // The current quantity withdraws the scheduled reduction.
     let kept = s.set_quantity("nce-l2", &bought.id, 10).await.unwrap();
     assert!(!kept.scheduled);

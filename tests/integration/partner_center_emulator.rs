@@ -31,7 +31,7 @@ use tokio_rustls::rustls;
 mod customers;
 use customers::PARTNER_CENTER_SCOPE;
 #[allow(unused_imports)]
-pub use customers::{AVAILABILITY, QUANTITY_LIMIT, SKU_UNAVAILABLE};
+pub use customers::{AVAILABILITY, INVALID_NEXT_TERM, QUANTITY_LIMIT, SKU_UNAVAILABLE};
 
 pub const TENANT: &str = "5b1d3a2e-7c4f-4e8a-9d21-0f6b8c3e4a17";
 pub const CLIENT_ID: &str = "0c6f1a52-3d4e-4b8f-a1c2-9e7d5b3a1f00";

@@ -105,7 +105,7 @@ pub async fn setup(gw: &TestGateway) -> (String, String) {
     (item.id, customer.id)
 }
 
-fn purchase(customer: &str, item: &str, quantity: i64) -> v1::CreateSubscriptionRequest {
+pub fn purchase(customer: &str, item: &str, quantity: i64) -> v1::CreateSubscriptionRequest {
     v1::CreateSubscriptionRequest {
         request_id: format!("buy-{customer}-{quantity}"),
         subscription: Some(v1::Subscription {

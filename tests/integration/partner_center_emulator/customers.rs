@@ -11,7 +11,9 @@
 //!   …/carts/{cart}/checkout` (an order whose line item names the new subscription) and `GET
 //!   …/orders/{order}`; both POSTs are idempotent on `MS-RequestId` (a repeat gets the first
 //!   answer, nothing is bought twice); a quantity PATCH of a subscription under `If-Match`,
-//!   and what it does at renewal (`scheduledNextTermInstructions`, `autoRenewEnabled`).
+//!   and what it does at renewal (`scheduledNextTermInstructions`, validated: the product with
+//!   its term and billing cycle, a quantity, auto-renewal on; `autoRenewEnabled`); a quantity
+//!   changed now deletes the scheduled instructions, as Partner Center does.
 //!   Refusals with Partner Center's error body (`code`, `description`): a SKU scripted
 //!   unavailable, a quantity over the scripted limit (cart or PATCH).
 //!
@@ -44,6 +46,9 @@ pub struct CustomerScript {
 /// The emulator's refusal codes (Partner Center's error body shape).
 pub const SKU_UNAVAILABLE: u32 = 800002;
 pub const QUANTITY_LIMIT: u32 = 800031;
+/// Next-term instructions naming no product, a term or billing cycle Partner Center does not
+/// sell together, or no seats; or set on a subscription that does not renew.
+pub const INVALID_NEXT_TERM: u32 = 800040;
 /// The availability the emulator sells every SKU under.
 pub const AVAILABILITY: &str = "CFQ7TTC0K5DL";
 
@@ -66,6 +71,11 @@ pub struct CustomersSeen {
     pub availability_reads: u32,
     /// (subscription, quantity, If-Match) of every PATCH that asked for a new quantity.
     pub quantity_patches: Vec<(String, u64, String)>,
+    /// (subscription, instructions) of every PATCH that changed `scheduledNextTermInstructions`
+    /// (null: withdrawn), accepted or not.
+    pub next_term_patches: Vec<(String, Value)>,
+    /// (subscription, autoRenewEnabled) of every PATCH that changed it.
+    pub auto_renew_patches: Vec<(String, bool)>,
     pub throttled: u32,
     pub unavailable: u32,
     pub unauthorized: u32,
@@ -423,6 +433,11 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         _ => return error(StatusCode::BAD_REQUEST, 400, "Unknown status."),
     }
     let quantity = body["quantity"].as_u64().unwrap_or(subscription.quantity);
+    let auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
+    let mut next_term = body
+        .get("scheduledNextTermInstructions")
+        .cloned()
+        .unwrap_or(Value::Null);
     if quantity != subscription.quantity {
         book.seen
             .quantity_patches
@@ -430,19 +445,29 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         if let Some(refusal) = over_limit(&book.script, quantity) {
             return refusal;
         }
-        subscription.quantity = quantity;
+        // A change made now deletes every change scheduled for the renewal.
+        next_term = Value::Null;
+    } else if next_term != subscription.next_term {
+        book.seen
+            .next_term_patches
+            .push((id.to_string(), next_term.clone()));
+        if let Some(refusal) = invalid_next_term(&next_term, auto_renew) {
+            return refusal;
+        }
+        if let Some(quantity) = next_term["quantity"].as_u64()
+            && let Some(refusal) = over_limit(&book.script, quantity)
+        {
+            return refusal;
+        }
     }
-    let next_term = body
-        .get("scheduledNextTermInstructions")
-        .cloned()
-        .unwrap_or(Value::Null);
-    if let Some(quantity) = next_term["quantity"].as_u64()
-        && let Some(refusal) = over_limit(&book.script, quantity)
-    {
-        return refusal;
+    if auto_renew != subscription.auto_renew {
+        book.seen
+            .auto_renew_patches
+            .push((id.to_string(), auto_renew));
     }
+    subscription.quantity = quantity;
     subscription.next_term = next_term;
-    subscription.auto_renew = body["autoRenewEnabled"].as_bool().unwrap_or(true);
+    subscription.auto_renew = auto_renew;
     subscription.status = wanted;
     subscription.version += 1;
     json(
@@ -450,6 +475,47 @@ fn patch(book: &mut Book, tenant: &str, id: &str, if_match: Option<String>, body
         &[("etag", subscription.etag(id))],
         subscription.resource(id),
     )
+}
+
+/// Next-term instructions as Partner Center documents them: the product (productId, skuId,
+/// availabilityId, with the termDuration and billingCycle it renews as, sold together: monthly
+/// for any term, annual for P1Y and P3Y, triennial for P3Y) and a quantity, on a subscription
+/// that renews (auto-renewal on). Null withdraws them.
+fn invalid_next_term(next: &Value, auto_renew: bool) -> Option<Answer> {
+    if next.is_null() {
+        return None;
+    }
+    let product = &next["product"];
+    let named = |key: &str| product[key].as_str().is_some_and(|id| !id.is_empty());
+    let refuse = |what: &str| {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            INVALID_NEXT_TERM,
+            &format!("Invalid scheduledNextTermInstructions: {what}."),
+        ))
+    };
+    if !auto_renew {
+        return refuse("changes are scheduled only with autoRenewEnabled");
+    }
+    if !(named("productId") && named("skuId") && named("availabilityId")) {
+        return refuse("product needs a productId, a skuId and an availabilityId");
+    }
+    if next["quantity"].as_u64().unwrap_or(0) == 0 {
+        return refuse("quantity must be at least 1");
+    }
+    let term = product["termDuration"].as_str().unwrap_or_default();
+    let cycle = product["billingCycle"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match (term, cycle.as_str()) {
+        ("P1M" | "P1Y" | "P3Y", "monthly") | ("P1Y" | "P3Y", "annual") | ("P3Y", "triennial") => {
+            None
+        }
+        _ => refuse(&format!(
+            "product.termDuration {term:?} is not sold with product.billingCycle {cycle:?}"
+        )),
+    }
 }
 
 fn over_limit(script: &CustomerScript, quantity: u64) -> Option<Answer> {

@@ -12,9 +12,13 @@
 //!   `MS-CorrelationId` derived from the gateway request: Partner Center answers a repeated
 //!   request id with its first answer, so a retried purchase finds the first cart and order
 //!   instead of buying again.
-//! - A change the 168-hour window scheduled for the renewal is PATCHed for Partner Center to
-//!   apply then: a reduction as `scheduledNextTermInstructions`, an end as `autoRenewEnabled:
-//!   false`.
+//! - A change for the renewal is PATCHed for Partner Center to apply then: a reduction the
+//!   168-hour window scheduled, or a term change (always at the renewal), as
+//!   `scheduledNextTermInstructions` carrying both (`product` with its `termDuration` and
+//!   `billingCycle`, and `quantity`; Partner Center takes them only with auto-renewal on); an
+//!   end (or renewal turned back on) as `autoRenewEnabled`. Partner Center deletes the
+//!   scheduled instructions when a change is made now (a quantity PATCH), so the ledger sends
+//!   what is still scheduled again after one.
 //! - A refusal (an unavailable SKU, a quantity limit) is a [`ControlError::Permanent`] naming
 //!   Partner Center's code and description, from the error body or the checkout's
 //!   `orderErrors`.
@@ -24,7 +28,7 @@ use serde_json::{Value, json};
 use super::PartnerCenterControl;
 use super::requests::{vendor_code, vendor_reason};
 use super::subscriptions::Plan;
-use crate::domain::catalog::{CatalogItemId, Term};
+use crate::domain::catalog::{CatalogItemId, Offer, Term};
 use crate::domain::seat_order::{
     OrderedSubscription, RenewalChange, SeatOrder, VendorSeats, billing_cycle, vendor_request_id,
 };
@@ -130,8 +134,9 @@ impl PartnerCenterControl {
     }
 
     /// What the subscription does at its renewal: `scheduledNextTermInstructions` (the product,
-    /// the quantity, the term and billing cycle it renews with) for a reduction the window
-    /// scheduled, none to renew as it is, `autoRenewEnabled: false` to end at the term's end.
+    /// sku and availability, the quantity, the term and billing cycle it renews with) for a
+    /// reduction or a term change scheduled, none to renew as it is; `autoRenewEnabled` for
+    /// whether it renews at all.
     pub async fn schedule_seat_renewal(
         &self,
         seats: &VendorSeats,
@@ -142,31 +147,22 @@ impl PartnerCenterControl {
         let what = format!("scheduling the renewal of subscription {subscription}");
         self.update(tenant, subscription, &what, Some(request_key), |resource| {
             let wanted = match change {
-                RenewalChange::End => {
-                    if resource["autoRenewEnabled"] == json!(false) {
+                RenewalChange::AutoRenew(renews) => {
+                    if resource["autoRenewEnabled"] == json!(renews) {
                         return Plan::Done;
                     }
-                    resource["autoRenewEnabled"] = false.into();
+                    resource["autoRenewEnabled"] = renews.into();
                     return Plan::Patch;
                 }
-                RenewalChange::AsIs => Value::Null,
-                RenewalChange::Quantity(quantity) => {
-                    let offer = resource["offerId"].as_str().unwrap_or_default();
-                    let Ok(item) = CatalogItemId::parse("offerId", offer) else {
-                        return Plan::Refuse(format!(
-                            "{what}: its offerId {offer:?} is not product:sku:availability"
-                        ));
-                    };
-                    json!({
-                        "product": {
-                            "productId": item.product,
-                            "skuId": item.sku,
-                            "availabilityId": item.availability,
-                        },
-                        "quantity": quantity,
-                        "termDuration": resource["termDuration"],
-                        "billingCycle": resource["billingCycle"],
-                    })
+                RenewalChange::NextTerm {
+                    quantity: None,
+                    offer: None,
+                } => Value::Null,
+                RenewalChange::NextTerm { quantity, offer } => {
+                    match next_term(resource, quantity, offer, &what) {
+                        Ok(instructions) => instructions,
+                        Err(refusal) => return Plan::Refuse(refusal),
+                    }
                 }
             };
             let current = resource
@@ -257,6 +253,46 @@ impl PartnerCenterControl {
                 ))
             })
     }
+}
+
+/// The `scheduledNextTermInstructions` of `resource` renewing with `quantity` seats and as
+/// `offer` (each None: as it is now): the product, sku and availability it was bought as with
+/// the term duration and billing cycle, and the quantity.
+fn next_term(
+    resource: &Value,
+    quantity: Option<u32>,
+    offer: Option<Offer>,
+    what: &str,
+) -> Result<Value, String> {
+    let offer_id = resource["offerId"].as_str().unwrap_or_default();
+    let item = CatalogItemId::parse("offerId", offer_id)
+        .ok()
+        .filter(|item| item.availability.is_some())
+        .ok_or_else(|| {
+            format!("{what}: its offerId {offer_id:?} is not product:sku:availability")
+        })?;
+    let quantity = quantity.map_or_else(|| resource["quantity"].clone(), Value::from);
+    let (term, billing) = match offer {
+        Some(offer) => (
+            json!(offer.term.as_str()),
+            json!(billing_cycle(offer.billing)),
+        ),
+        None => (
+            resource["termDuration"].clone(),
+            resource["billingCycle"].clone(),
+        ),
+    };
+    // The term and billing cycle belong to the product (Partner Center's `ProductTerm`).
+    Ok(json!({
+        "product": {
+            "productId": item.product,
+            "skuId": item.sku,
+            "availabilityId": item.availability,
+            "termDuration": term,
+            "billingCycle": billing,
+        },
+        "quantity": quantity,
+    }))
 }
 
 /// The answer's JSON body when it succeeded, else Partner Center's refusal with its code.
