@@ -230,12 +230,13 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
     if profiling {
         support::statement_profile::start();
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), support::cpu_times());
     let closed = ledger
         .close_run(&tenant.id, "bench-close", Utc::now(), |_| {})
         .await
         .unwrap();
     let close = started.elapsed();
+    println!("month close {}", support::cpu_times().since(cpu));
     if profiling {
         support::statement_profile::report("month close", 25);
     }

@@ -324,12 +324,13 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
     if profiling {
         support::statement_profile::start();
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), support::cpu_times());
     let fees = ledger
         .catch_up_due_subscriptions(now, BOUNDARY_BATCH)
         .await
         .unwrap();
     let run = started.elapsed();
+    println!("boundary run {}", support::cpu_times().since(cpu));
     if profiling {
         support::statement_profile::report("period-boundary run", 25);
     }

@@ -180,3 +180,49 @@ pub async fn markup_everything(ledger: &Ledger, tenant_id: &str) {
         .await
         .unwrap();
 }
+
+/// CPU seconds used so far by this process (the gateway: API, ledger code, Diesel, SQLite) and by
+/// the whole machine (this process plus PostgreSQL's backends and anything else), from /proc.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTimes {
+    pub process: f64,
+    pub machine: f64,
+}
+
+pub fn cpu_times() -> CpuTimes {
+    // Clock ticks per second: 100 on Linux.
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
+    let process = (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / TICKS;
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .map(|cpu| {
+            let ticks: Vec<f64> = cpu
+                .split_whitespace()
+                .skip(1)
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect();
+            // Busy: everything but idle (4th) and iowait (5th).
+            ticks.iter().sum::<f64>() - ticks.get(3).unwrap_or(&0.0) - ticks.get(4).unwrap_or(&0.0)
+        })
+        .unwrap_or(0.0)
+        / TICKS;
+    CpuTimes { process, machine }
+}
+
+impl CpuTimes {
+    /// "gateway X s, rest Y s" since `before`.
+    pub fn since(self, before: CpuTimes) -> String {
+        let process = self.process - before.process;
+        let rest = (self.machine - before.machine) - process;
+        format!("CPU: gateway process {process:.2} s, rest of the machine {rest:.2} s")
+    }
+}

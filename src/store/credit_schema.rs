@@ -1,5 +1,4 @@
-//! The credit-control tables (kept apart from `schema.rs`; only the credit inputs' read joins
-//! them with customers).
+//! The credit-control tables (kept apart from `schema.rs`; no query joins them with others).
 use super::sql_types::{Exact, Instant};
 
 diesel::table! {
@@ -57,6 +56,3 @@ diesel::table! {
         service_action_id -> Nullable<Text>,
     }
 }
-
-use super::schema::customers;
-diesel::allow_tables_to_appear_in_same_query!(customers, customer_credit, credit_defaults);

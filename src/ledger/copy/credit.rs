@@ -12,7 +12,7 @@ use crate::domain::credit::{
 };
 use crate::domain::error::Result;
 use crate::domain::money::Currency;
-use crate::store::credit::UPSERT_EXPOSURE_PG;
+use crate::store::credit::{CREDIT_STATES_PG, UPSERT_EXPOSURE_PG};
 
 /// The credit limits, states and defaults of the customers among `ids`, read side by side.
 pub(super) async fn inputs(client: &Client, tenant_id: &str, ids: &[&str]) -> Result<CreditInputs> {
@@ -24,11 +24,7 @@ pub(super) async fn inputs(client: &Client, tenant_id: &str, ids: &[&str]) -> Re
             "SELECT id, tenant_id, credit_limit, billing_currency FROM customers WHERE id = ANY($1)",
             &by_id,
         ),
-        client.query(
-            "SELECT customer_id, thresholds, policy, open_charges, unpaid_invoices, crossed \
-             FROM customer_credit WHERE tenant_id = $1 AND customer_id = ANY($2)",
-            &by_tenant,
-        ),
+        client.query(CREDIT_STATES_PG, &by_tenant),
         client.query_opt(
             "SELECT thresholds, policy FROM credit_defaults WHERE tenant_id = $1",
             &by_tenant[..1],
