@@ -490,6 +490,9 @@ Seats of customer {customer}: {monthly_id} ({mq} x BACKUP-50GB, P1M billed month
 {add}{remove}\
 \x20 # 5 fewer on the annual one, outside the window: scheduled for the renewal (\"scheduled\": true):\n\
 {late}\
+\x20 # From the next renewal on, the monthly one as a P1Y billed annually (a term only grows); the annual one not renewed:\n\
+\x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"try-term\", \"id\": \"{monthly_id}\", \"term\": \"TERM_P1Y\", \"billing_frequency\": \"BILLING_FREQUENCY_ANNUAL\"}}' {address} msp.gateway.v1.SubscriptionService/ChangeSubscriptionTerm\n\
+\x20 grpcurl {flag}{auth} -d '{{\"request_id\": \"try-renew\", \"id\": \"{annual_id}\", \"auto_renew\": false}}' {address} msp.gateway.v1.SubscriptionService/SetSubscriptionAutoRenew\n\
 \x20 grpcurl {flag}{auth} -d '{{\"kinds\": [\"SUBSCRIPTION_FEE\", \"PRORATION\", \"REFUND\"]}}' {address} msp.gateway.v1.ChargeService/StreamCharges   # seats beside usage on one stream (drop kinds for all)\n",
         customer = monthly.customer_id,
         monthly_id = monthly.id,
