@@ -203,21 +203,17 @@ impl SubscriptionService for SubscriptionApi {
         &self,
         request: Request<v1::ChangeSubscriptionQuantityRequest>,
     ) -> Result<Response<v1::SubscriptionChange>, Status> {
-        let principal = principal(&request)?;
+        let tenant_id = principal(&request)?.tenant_id.clone();
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let (request_id, id) = request_and_id(&mut v, &req.request_id, &req.id)?;
-        let quantity = v.check(check_quantity("quantity", req.quantity));
-        v.into_result()?;
-        let (Some(request_id), Some(id), Some(quantity)) = (request_id, id, quantity) else {
-            return Err(Status::internal("validated fields missing"));
+        let action = |v: &mut Violations| {
+            v.check(check_quantity("quantity", req.quantity))
+                .map(SubscriptionAction::SetQuantity)
         };
-        let action = SubscriptionAction::SetQuantity(quantity);
-        self.change(
-            &principal.tenant_id,
-            request_id,
+        self.change_request(
+            &tenant_id,
+            &req.request_id,
+            &req.id,
             "ChangeSubscriptionQuantity",
-            id,
             action,
         )
         .await
@@ -227,20 +223,15 @@ impl SubscriptionService for SubscriptionApi {
         &self,
         request: Request<v1::CancelSubscriptionRequest>,
     ) -> Result<Response<v1::SubscriptionChange>, Status> {
-        let principal = principal(&request)?;
+        let tenant_id = principal(&request)?.tenant_id.clone();
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let (request_id, id) = request_and_id(&mut v, &req.request_id, &req.id)?;
-        v.into_result()?;
-        let (Some(request_id), Some(id)) = (request_id, id) else {
-            return Err(Status::internal("validated fields missing"));
-        };
-        self.change(
-            &principal.tenant_id,
-            request_id,
+        let action = |_: &mut Violations| Some(SubscriptionAction::Cancel);
+        self.change_request(
+            &tenant_id,
+            &req.request_id,
+            &req.id,
             "CancelSubscription",
-            id,
-            SubscriptionAction::Cancel,
+            action,
         )
         .await
     }
@@ -249,21 +240,18 @@ impl SubscriptionService for SubscriptionApi {
         &self,
         request: Request<v1::ChangeSubscriptionTermRequest>,
     ) -> Result<Response<v1::SubscriptionChange>, Status> {
-        let principal = principal(&request)?;
+        let tenant_id = principal(&request)?.tenant_id.clone();
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let (request_id, id) = request_and_id(&mut v, &req.request_id, &req.id)?;
-        let offer = offer_from_proto(&mut v, "", req.term, req.billing_frequency);
-        v.into_result()?;
-        let (Some(request_id), Some(id), Some(offer)) = (request_id, id, offer) else {
-            return Err(Status::internal("validated fields missing"));
+        let action = |v: &mut Violations| {
+            offer_from_proto(v, "", req.term, req.billing_frequency)
+                .map(SubscriptionAction::ChangeOffer)
         };
-        self.change(
-            &principal.tenant_id,
-            request_id,
+        self.change_request(
+            &tenant_id,
+            &req.request_id,
+            &req.id,
             "ChangeSubscriptionTerm",
-            id,
-            SubscriptionAction::ChangeOffer(offer),
+            action,
         )
         .await
     }
@@ -272,26 +260,42 @@ impl SubscriptionService for SubscriptionApi {
         &self,
         request: Request<v1::SetSubscriptionAutoRenewRequest>,
     ) -> Result<Response<v1::SubscriptionChange>, Status> {
-        let principal = principal(&request)?;
+        let tenant_id = principal(&request)?.tenant_id.clone();
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let (request_id, id) = request_and_id(&mut v, &req.request_id, &req.id)?;
-        v.into_result()?;
-        let (Some(request_id), Some(id)) = (request_id, id) else {
-            return Err(Status::internal("validated fields missing"));
-        };
-        self.change(
-            &principal.tenant_id,
-            request_id,
+        let action = |_: &mut Violations| Some(SubscriptionAction::SetAutoRenew(req.auto_renew));
+        self.change_request(
+            &tenant_id,
+            &req.request_id,
+            &req.id,
             "SetSubscriptionAutoRenew",
-            id,
-            SubscriptionAction::SetAutoRenew(req.auto_renew),
+            action,
         )
         .await
     }
 }
 
 impl SubscriptionApi {
+    /// A change's request: its request id and subscription id, then the action's own fields
+    /// (`action`), every violation reported together; then the change.
+    async fn change_request(
+        &self,
+        tenant_id: &str,
+        request_id: &str,
+        id: &str,
+        operation: &'static str,
+        action: impl FnOnce(&mut Violations) -> Option<SubscriptionAction>,
+    ) -> Result<Response<v1::SubscriptionChange>, Status> {
+        let mut v = Violations::new();
+        let (request_id, id) = request_and_id(&mut v, request_id, id)?;
+        let action = action(&mut v);
+        v.into_result()?;
+        let (Some(request_id), Some(id), Some(action)) = (request_id, id, action) else {
+            return Err(Status::internal("validated fields missing"));
+        };
+        self.change(tenant_id, request_id, operation, id, action)
+            .await
+    }
+
     async fn change(
         &self,
         tenant_id: &str,
