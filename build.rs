@@ -28,6 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
+    // `embed_migrations!` reads the migration directories at compile time; without this a new
+    // migration directory is not embedded until something else rebuilds the crate.
+    println!("cargo:rerun-if-changed=migrations");
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()

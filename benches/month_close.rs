@@ -6,8 +6,9 @@
 //!
 //! One tenant with `CUSTOMERS` customers (default 1,000, UTC, monthly) and `PER_CUSTOMER`
 //! charges each (default 1,000: 20 services x 5 meters x 10 days of last month), 1,000,000
-//! charges in all, recorded through the ledger (`ingest_push`, 50,000 lines a push). Then, in
-//! the same run and on the same rows:
+//! charges in all, recorded through the ledger (`ingest_push`, 50,000 lines a push), then the
+//! database analyzed (as autovacuum keeps a production one). Then, in the same run and on the
+//! same rows:
 //!
 //! - **GROUP BY baseline**: one plain SQL `GROUP BY customer, vendor, service, meter` over the
 //!   month's charge events, every row fetched (PostgreSQL: exact `SUM` of NUMERIC; SQLite: `SUM`
@@ -21,7 +22,7 @@
 //!
 //! Environment: MSPGW_BENCH_CUSTOMERS, MSPGW_BENCH_PER_CUSTOMER, MSPGW_BENCH_PROFILE=1 (prints
 //! where the close's statements spend their time: `support::statement_profile`), MSPGW_BENCH_SQLITE=0 or
-//! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_BENCH_KEEP_SQLITE=1 to keep SQLite's file, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
+//! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_BENCH_KEEP_SQLITE=1 / MSPGW_BENCH_KEEP_POSTGRES=1 to keep the database, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
 //! tests).
 #[path = "support/mod.rs"]
 mod support;
@@ -221,6 +222,9 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
     recorded += support::write(&ledger, &tenant.id, &account, batch).await;
     let ingest = started.elapsed();
 
+    // A production ledger has statistics (autovacuum keeps them); without them the planner
+    // guesses, and plans the close's grouping read, and the baseline, on guesses.
+    support::execute(url, &["ANALYZE".to_string()]).await;
     let end = month + chrono::Duration::days(40);
     let started = Instant::now();
     let group_rows = group_by(url, &tenant.id, month, end).await;
@@ -283,7 +287,11 @@ async fn main() {
         let url = fresh_postgres(&name).await;
         let figures = run(&url, customers, per_customer).await;
         report("PostgreSQL", &figures);
-        drop_postgres(&name).await;
+        if env("KEEP_POSTGRES", 0) == 1 {
+            println!("PostgreSQL database kept: {name}");
+        } else {
+            drop_postgres(&name).await;
+        }
     }
     if env("SQLITE", 1) == 1 {
         let dir = tempfile::tempdir().unwrap();

@@ -35,7 +35,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{authorized, drop_postgres, env, fresh_postgres};
+use support::{authorized, drop_postgres, env, execute, fresh_postgres, postgres};
 
 use chrono::{DateTime, Utc};
 use diesel::Connection;
@@ -80,39 +80,6 @@ struct Figures {
 
 fn offer(term: Term, billing: BillingFrequency) -> Offer {
     Offer::new(term, billing).unwrap()
-}
-
-async fn postgres(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// Statements run one after another on `url`'s database, outside the gateway; the rows the
-/// last one changed.
-async fn execute(url: &str, statements: &[String]) -> u64 {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let (path, statements) = (path.to_string(), statements.to_vec());
-        return tokio::task::spawn_blocking(move || {
-            use diesel::RunQueryDsl;
-            let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-            let mut changed = 0;
-            for statement in &statements {
-                changed = diesel::sql_query(statement).execute(&mut conn).unwrap() as u64;
-            }
-            changed
-        })
-        .await
-        .unwrap();
-    }
-    let client = postgres(url).await;
-    let mut changed = 0;
-    for statement in statements {
-        changed = client.execute(statement.as_str(), &[]).await.unwrap();
-    }
-    changed
 }
 
 /// Copies the template customer `customers - 1` times and its subscriptions to every copy.

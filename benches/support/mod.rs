@@ -226,3 +226,40 @@ impl CpuTimes {
         format!("CPU: gateway process {process:.2} s, rest of the machine {rest:.2} s")
     }
 }
+
+/// A plain client of `url`'s database, outside the gateway.
+pub async fn postgres(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Statements run one after another on `url`'s database, outside the gateway; the rows the
+/// last one changed.
+pub async fn execute(url: &str, statements: &[String]) -> u64 {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let (path, statements) = (path.to_string(), statements.to_vec());
+        return tokio::task::spawn_blocking(move || {
+            use diesel::Connection;
+            let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+            let mut changed = 0;
+            for statement in &statements {
+                changed = diesel::RunQueryDsl::execute(diesel::sql_query(statement), &mut conn)
+                    .unwrap() as u64;
+            }
+            changed
+        })
+        .await
+        .unwrap();
+    }
+    let client = postgres(url).await;
+    let mut changed = 0;
+    for statement in statements {
+        changed = tokio_postgres::Client::execute(&client, statement.as_str(), &[])
+            .await
+            .unwrap();
+    }
+    changed
+}

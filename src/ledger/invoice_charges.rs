@@ -71,6 +71,21 @@ fn group_sql(postgres: bool) -> String {
     } else {
         ("mspgw_decimal_sum", "MIN(e.line_key)", "MAX", "MIN")
     };
+    let range = format!(
+        "e.tenant_id = r.tenant_id AND e.customer_id = r.customer_id \
+         AND e.sequence BETWEEN {greatest}(r.first_sequence, {from}) AND {least}(r.last_sequence, {to})",
+        from = p(6),
+        to = p(7),
+    );
+    // PostgreSQL: each run's events by a range scan of the primary key, fenced (`OFFSET 0`)
+    // so the planner cannot flatten it into a join it may choose to serve with a parallel
+    // scan of the whole ledger: it did once the tables were analyzed (45 ms a close at
+    // 200,000 events, growing with the ledger, against 2 ms; BENCHMARKS.md, session 10).
+    let events = if postgres {
+        format!("CROSS JOIN LATERAL (SELECT * FROM charge_events e WHERE {range} OFFSET 0) e")
+    } else {
+        format!("JOIN charge_events e ON {range}")
+    };
     format!(
         "SELECT g.*, u.unit FROM (\
          SELECT CASE WHEN e.window_start >= {end} THEN 2 WHEN e.window_start >= {start} THEN 0 ELSE 1 END AS line_class, \
@@ -78,12 +93,9 @@ fn group_sql(postgres: bool) -> String {
                 e.vendor, e.service, e.meter, e.currency, \
                 MIN(e.sequence) AS first_sequence, MIN(e.window_start) AS first_window, \
                 {sum}(e.quantity) AS quantity, {sum}(e.amount) AS amount, {any_key} AS line_key \
-           FROM charge_event_runs r \
-           JOIN charge_events e ON e.tenant_id = r.tenant_id \
-                AND e.sequence BETWEEN {greatest}(r.first_sequence, {from}) AND {least}(r.last_sequence, {to}) \
+           FROM charge_event_runs r {events} \
           WHERE r.tenant_id = {tenant} AND r.customer_id = {customer} \
             AND r.last_sequence >= {from} AND r.first_sequence <= {to} \
-            AND e.customer_id = r.customer_id \
             AND (e.window_start >= {start} OR e.sequence > {settled}) \
           GROUP BY line_class, adjusted_window, e.vendor, e.service, e.meter, e.currency\
          ) g LEFT JOIN usage_lines u ON u.line_key = g.line_key",
