@@ -84,15 +84,6 @@ impl SubscriptionRecord {
     }
 }
 
-/// What the quantity of a charge of `kind` counts: seats for a subscription's charges, nothing
-/// stated for usage charges (their usage line has the unit).
-pub fn charge_unit(kind: ChargeKind) -> &'static str {
-    match kind {
-        ChargeKind::SubscriptionFee | ChargeKind::Proration | ChargeKind::Refund => SEAT_UNIT,
-        ChargeKind::New | ChargeKind::Revision | ChargeKind::Reversal | ChargeKind::Rerate => "",
-    }
-}
-
 /// The unit of a line that has no usage line: a subscription line's (prefix
 /// [`SUBSCRIPTION_LINE_PREFIX`]) counts seats.
 pub fn line_unit(line_key: &[u8]) -> Option<&'static str> {
@@ -107,9 +98,6 @@ mod tests {
 
     #[test]
     fn subscription_charges_count_seats() {
-        assert_eq!(charge_unit(ChargeKind::SubscriptionFee), "seat");
-        assert_eq!(charge_unit(ChargeKind::Refund), "seat");
-        assert_eq!(charge_unit(ChargeKind::New), "");
         let key = UsageKey {
             vendor_account_id: "sub_1".into(),
             service: "Microsoft 365".into(),

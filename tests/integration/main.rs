@@ -9,6 +9,7 @@ mod certs;
 mod chaos;
 mod charge_runs;
 mod charge_streams;
+mod charge_units;
 mod connection_loss;
 mod credit_control;
 mod customers;
