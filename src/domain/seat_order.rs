@@ -178,6 +178,48 @@ pub enum RenewalChange {
     AutoRenew(bool),
 }
 
+/// How long a change of a vendor subscription holds it while the vendor is asked: longer than
+/// the vendor calls can take (each Partner Center request gives up after 2 minutes of retries,
+/// a change makes at most three), short enough that a gateway that crashed mid-change holds up
+/// nobody for long.
+pub const CHANGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A request's hold on a subscription while its change is at the vendor: the request (its
+/// [`request_seed`]), when it claimed it (claims run on the wall clock: they are about
+/// processes, not billing time) and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeClaim {
+    pub request: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ChangeClaim {
+    pub fn new(request: String, at: chrono::DateTime<chrono::Utc>) -> Self {
+        ChangeClaim {
+            request,
+            at,
+            expires_at: at + CHANGE_CLAIM_TTL,
+        }
+    }
+}
+
+/// A change refused because another request's change of the same subscription is in flight.
+///
+/// Refused rather than queued: the other change waits on Partner Center (seconds, up to
+/// minutes under throttling), and a gRPC call held that long would hold a connection and a
+/// deadline the caller did not plan for; the caller's retry with the same request_id is
+/// cheap and decides on the state the first change left.
+pub fn change_in_progress(subscription_id: &str) -> Error {
+    Error::InProgress {
+        kind: "subscription",
+        id: subscription_id.to_string(),
+        description: "another change of this subscription is in progress at Partner Center; \
+                      retry with the same request_id once it has finished"
+            .into(),
+    }
+}
+
 /// Seats are ordered only through an enabled partner account: a disabled one (its credentials
 /// revoked, the MSP's relationship paused) is refused before the vendor is called, naming it.
 pub fn check_orders_through(account: &PartnerAccount) -> Result<()> {

@@ -24,8 +24,8 @@ use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::seat_order::{
-    RenewalChange, SeatOrder, VendorSeats, check_can_buy, check_orders_through, request_seed,
-    vendor_error, vendor_of,
+    ChangeClaim, RenewalChange, SeatOrder, VendorSeats, change_in_progress, check_can_buy,
+    check_orders_through, request_seed, vendor_error, vendor_of,
 };
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
@@ -303,6 +303,38 @@ ledger_backends! {
         Ok(Some(VendorStep { partner_account_id, action }))
     }
 
+    /// [`plan_change`] for the request of `claim`, one at a time per subscription: refused
+    /// while another request's change is in flight; when the change asks the vendor, the
+    /// subscription is claimed for the request, for [`change_claimed`] to release.
+    pub async fn plan_claimed_change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>, claim: &ChangeClaim) -> Result<Option<VendorStep>> {
+        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+        if q::subscriptions::change_holder(conn, tenant_id, id, &claim.request, claim.at).await?.is_some() {
+            return Err(change_in_progress(id));
+        }
+        let step = plan_change(conn, tenant_id, id, action, now).await?;
+        if step.is_some() {
+            q::subscriptions::claim_change(conn, tenant_id, id, &claim.request, claim.expires_at).await?;
+        }
+        Ok(step)
+    }
+
+    /// [`change`] recorded for the request `claim`, releasing its claim: refused (nothing
+    /// written) while another request's change is in flight, which a change that asked no
+    /// vendor (and so claimed nothing) may meet.
+    pub async fn change_claimed(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>, claim: &ChangeClaim) -> Result<SubscriptionChange> {
+        let changed = change(conn, tenant_id, id, action, now).await?;
+        if q::subscriptions::change_holder(conn, tenant_id, id, &claim.request, claim.at).await?.is_some() {
+            return Err(change_in_progress(id));
+        }
+        q::subscriptions::release_change(conn, tenant_id, id, &claim.request).await?;
+        Ok(changed)
+    }
+
+    /// Releases the request `claim`'s claim of the subscription.
+    pub async fn release_claim(conn: &mut Conn, tenant_id: &str, id: &str, claim: &str) -> Result<()> {
+        q::subscriptions::release_change(conn, tenant_id, id, claim).await
+    }
+
     /// Changes the quantity or cancels at `now`, after appending any fee due before it.
     pub async fn change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<SubscriptionChange> {
         DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
@@ -354,6 +386,15 @@ impl Ledger {
     /// Changes the quantity or cancels (see [`change`]); a Microsoft subscription's change that
     /// takes effect now is made at Partner Center first (the quantity PATCH, or `deleted`), and
     /// recorded once it was.
+    ///
+    /// Changes of one subscription are made one at a time: deciding on the stored state, asking
+    /// the vendor and recording the outcome are three steps, and two changes interleaving them
+    /// would both decide on the same state (and the record could end up disagreeing with
+    /// Partner Center). No transaction is held across the vendor call; instead the deciding
+    /// transaction claims the subscription for the request (see [`plan_claimed_change`]) and
+    /// the recording one releases it. A change arriving meanwhile is refused
+    /// ([`change_in_progress`]). The claim lapses after `CHANGE_CLAIM_TTL` should this
+    /// gateway die mid-call.
     pub async fn change_subscription(
         &self,
         tenant_id: &str,
@@ -365,19 +406,38 @@ impl Ledger {
         if let Some(response) = self.store.recorded_answer(tenant_id, &request.key).await? {
             return Ok(Answer::Replayed(response));
         }
-        let step = crate::store::dispatch!(
+        let claim = ChangeClaim::new(request_seed(tenant_id, &request.key), Utc::now());
+        let step = write_once!(
             self.store,
-            fresh,
-            self::plan_change(tenant_id, id, action, now)
-        )?;
-        if let Some(step) = step {
-            self.vendor_step(tenant_id, step, &request.key).await?;
+            tenant_id,
+            None,
+            self::plan_claimed_change(tenant_id, id, action, now, &claim)
+        )?
+        .unguarded()?;
+        if let Some(step) = step
+            && let Err(error) = self.vendor_step(tenant_id, step, &request.key).await
+        {
+            // A refusal changed nothing at the vendor: the subscription is free again. After an
+            // outage the change may have been made: the claim stays for this request's retry
+            // (or lapses), so no other change decides on a state the vendor may have left.
+            if !matches!(error, Error::Unavailable(..)) {
+                let released = write_once!(
+                    self.store,
+                    tenant_id,
+                    None,
+                    self::release_claim(tenant_id, id, &claim.request)
+                );
+                if let Err(release_error) = released {
+                    tracing::warn!(subscription = id, error = %release_error, "a refused change's claim stays until it lapses");
+                }
+            }
+            return Err(error);
         }
         write_once!(
             self.store,
             tenant_id,
             Some(request),
-            self::change(tenant_id, id, action, now)
+            self::change_claimed(tenant_id, id, action, now, &claim)
         )
     }
 

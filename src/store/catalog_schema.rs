@@ -62,6 +62,8 @@ diesel::table! {
         created_at -> Instant,
         updated_at -> Instant,
         vendor_subscription_id -> Nullable<Text>,
+        change_request -> Nullable<Text>,
+        change_expires_at -> Nullable<Instant>,
     }
 }
 

@@ -22,6 +22,7 @@ mod invoicing;
 mod ledger;
 mod microsoft_partner_center;
 mod migrations;
+mod nce_change_order;
 mod nce_orders;
 mod nce_terms;
 mod operations;
