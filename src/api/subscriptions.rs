@@ -13,6 +13,7 @@ use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::format_amount;
 use crate::domain::paging::PageRequest;
+use crate::domain::seat_order::CREATE_SUBSCRIPTION;
 use crate::domain::subscription::{ChangeOutcome, SubscriptionStatus};
 use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
 use crate::domain::text;
@@ -38,7 +39,7 @@ fn status_to_proto(s: SubscriptionStatus) -> v1::SubscriptionStatus {
     }
 }
 
-fn subscription_to_proto(r: &SubscriptionRecord) -> v1::Subscription {
+pub fn subscription_to_proto(r: &SubscriptionRecord) -> v1::Subscription {
     let s = &r.state;
     let shown_at = Utc::now().max(s.period.start);
     v1::Subscription {
@@ -146,7 +147,7 @@ impl SubscriptionService for SubscriptionApi {
             quantity,
             offer,
         };
-        let key = IdempotencyKey::new(request_id, "CreateSubscription", &new);
+        let key = IdempotencyKey::new(request_id, CREATE_SUBSCRIPTION, &new);
         let answer = self
             .gw
             .ledger

@@ -9,15 +9,15 @@
 //! recorded (a timeout, a crash) replays Partner Center's first answer instead of buying twice,
 //! and quantity changes set an absolute quantity (repeating one changes nothing).
 //!
-//! Why no durable pending state: the order is recorded only once the vendor confirmed, in the
-//! same transaction as the request id's answer and the first fee, so the ledger never bills a
-//! licence Partner Center did not sell, and a refusal leaves nothing to clean up. What this
-//! trades away: a purchase whose answer was lost and which the client never retries stays sold
-//! at Partner Center and unknown to the gateway (its cart and order carry the derived request
-//! ids, so it can be found). A pending row written before the call would let a sweeper finish
-//! such orders, at the cost of a second state machine beside the service-action worker's; the
-//! client's retry with its request_id (which gRPC clients do on UNAVAILABLE and timeouts) covers
-//! the common case without it.
+//! A purchase whose answer was lost: the order is written as pending (`PendingOrder`, its own
+//! short transaction) before Partner Center is called, and removed by the transaction that
+//! records the subscription, its first fee and the request id's answer. One left behind (a
+//! timeout, a crash, and a client that never retried) is finished by the sweeper
+//! (`ledger::pending_orders`, where the pollers run, after `pending_order_age_secs`): it repeats
+//! the order with the same vendor request ids, so Partner Center answers with the first order,
+//! and records it as the request would have, so a later retry answers that subscription; a
+//! refusal marks the request failed and its retries answer the refusal. The ledger still never
+//! bills a licence Partner Center did not confirm: only a confirmed order is recorded.
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -59,6 +59,22 @@ pub struct VendorSeats {
     pub customer_tenant: String,
     pub subscription_id: String,
 }
+
+/// A purchase sent to the vendor and not yet recorded: what the sweeper needs to finish it as
+/// the request would have (see `ledger::pending_orders`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOrder {
+    pub tenant_id: String,
+    /// The CreateSubscription request's key (its operation is always CreateSubscription).
+    pub key: IdempotencyKey,
+    pub order: super::subscription_record::NewSubscription,
+    /// When the request decided the purchase: the subscription's first period starts then.
+    pub ordered_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The operation of every pending order's request.
+pub const CREATE_SUBSCRIPTION: &str = "CreateSubscription";
 
 /// Partner Center's `billingCycle` for a billing frequency.
 pub fn billing_cycle(billing: BillingFrequency) -> &'static str {

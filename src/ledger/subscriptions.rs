@@ -18,14 +18,14 @@ use super::{Ledger, ledger_backends};
 use crate::domain::catalog::{CatalogItem, CatalogItemId, Offer, check_offered, check_orderable};
 use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{Answer, Idempotent};
+use crate::domain::idempotency::{Answer, IdempotencyKey, Idempotent};
 use crate::domain::ids::{SUBSCRIPTION, new_id};
 use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::seat_order::{
-    ChangeClaim, RenewalChange, SeatOrder, VendorSeats, change_in_progress, check_can_buy,
-    check_orders_through, request_seed, vendor_error, vendor_of,
+    ChangeClaim, PendingOrder, RenewalChange, SeatOrder, VendorSeats, change_in_progress,
+    check_can_buy, check_orders_through, request_seed, vendor_error, vendor_of,
 };
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
@@ -247,6 +247,14 @@ ledger_backends! {
         Ok(record)
     }
 
+    /// [`create`] of a purchase the vendor sold, removing its pending order in the same
+    /// transaction.
+    pub async fn create_ordered(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>, vendor_subscription_id: &str, key: &IdempotencyKey) -> Result<SubscriptionRecord> {
+        let record = create(conn, tenant_id, new, now, Some(vendor_subscription_id)).await?;
+        q::pending_seat_orders::remove(conn, tenant_id, key).await?;
+        Ok(record)
+    }
+
     /// A quantity change or cancellation decided at `now` on the stored state, after the fees
     /// due before it; nothing is written. Adding seats is buying: only for an active customer.
     async fn decide(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<Decided> {
@@ -356,9 +364,14 @@ impl Ledger {
     /// Buys seats (see [`create`]). For a Microsoft item the gateway's rules are checked first,
     /// then Partner Center sells the seats (cart and checkout, idempotent through the request),
     /// and only then is the subscription recorded with the vendor's subscription id: a refusal
-    /// or an outage writes nothing, and a retry with the same request_id either replays the
-    /// recorded answer without asking the vendor, or (the first attempt bought but was never
-    /// recorded) gets Partner Center's first order back and records it.
+    /// or an outage records no subscription, and a retry with the same request_id either
+    /// replays the recorded answer without asking the vendor, or (the first attempt bought but
+    /// was never recorded) gets Partner Center's first order back and records it.
+    ///
+    /// The order is kept as pending (its own short transaction) before Partner Center is
+    /// called, and removed by the transaction that records the subscription: one whose answer
+    /// was lost and which the client never retries is finished by the sweeper
+    /// ([`Ledger::finish_pending_orders`]).
     pub async fn create_subscription(
         &self,
         tenant_id: &str,
@@ -369,17 +382,43 @@ impl Ledger {
         if let Some(response) = self.store.recorded_answer(tenant_id, &request.key).await? {
             return Ok(Answer::Replayed(response));
         }
+        if let Some(refusal) = self.pending_refusal(tenant_id, &request.key).await? {
+            return Err(refusal);
+        }
         let step =
             crate::store::dispatch!(self.store, fresh, self::plan_purchase(tenant_id, new, now))?;
-        let vendor_subscription_id = match step {
-            Some(step) => Some(self.vendor_step(tenant_id, step, &request.key).await?),
-            None => None,
+        let Some(step) = step else {
+            return write_once!(
+                self.store,
+                tenant_id,
+                Some(request),
+                self::create(tenant_id, new, now, None)
+            );
+        };
+        let pending = PendingOrder {
+            tenant_id: tenant_id.to_string(),
+            key: request.key.clone(),
+            order: new.clone(),
+            ordered_at: now,
+            created_at: Utc::now(),
+        };
+        self.keep_pending(&pending).await?;
+        let vendor_subscription_id = match self.vendor_step(tenant_id, step, &request.key).await {
+            Ok(id) => id,
+            Err(error) => {
+                // A refusal sold nothing and the caller has it: nothing is left to finish. After
+                // an outage the order may have been placed: it stays for the sweeper.
+                if !matches!(error, Error::Unavailable(..)) {
+                    self.forget_pending(tenant_id, &request.key).await;
+                }
+                return Err(error);
+            }
         };
         write_once!(
             self.store,
             tenant_id,
             Some(request),
-            self::create(tenant_id, new, now, vendor_subscription_id.as_deref())
+            self::create_ordered(tenant_id, new, now, &vendor_subscription_id, &request.key)
         )
     }
 
@@ -442,7 +481,7 @@ impl Ledger {
     }
 
     /// Carries out `step` at the vendor for the request `key`; the vendor's subscription id.
-    async fn vendor_step(
+    pub(super) async fn vendor_step(
         &self,
         tenant_id: &str,
         step: VendorStep,

@@ -67,4 +67,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
+    pending_seat_orders (tenant_id, request_id) {
+        tenant_id -> Text,
+        request_id -> Text,
+        fingerprint -> Text,
+        customer_id -> Text,
+        item_id -> Text,
+        quantity -> BigInt,
+        term -> Text,
+        billing_frequency -> Text,
+        ordered_at -> Instant,
+        created_at -> Instant,
+        refusal -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(catalog_items, catalog_unit_costs);

@@ -24,6 +24,7 @@ mod microsoft_partner_center;
 mod migrations;
 mod nce_change_order;
 mod nce_orders;
+mod nce_pending_orders;
 mod nce_terms;
 mod operations;
 mod partner_accounts;

@@ -16,7 +16,6 @@
 //! Partner Center's customers and subscriptions (`/v1/customers…`, service control) live in
 //! [`customers`], with their own script and record.
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -208,7 +207,14 @@ impl Emulator {
                     };
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                        async move {
+                            let answer = handle(&state, request).await;
+                            // A scripted lost answer: the connection closes without it.
+                            if answer.headers().contains_key(customers::LOSE_ANSWER) {
+                                return Err(std::io::Error::other("answer lost"));
+                            }
+                            Ok(answer)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
