@@ -13,9 +13,10 @@ use crate::domain::error::{Error, Violations};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::format_amount;
 use crate::domain::paging::PageRequest;
-use crate::domain::seat_order::CREATE_SUBSCRIPTION;
 use crate::domain::subscription::{ChangeOutcome, SubscriptionStatus};
-use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
+use crate::domain::subscription_record::{
+    CREATE_SUBSCRIPTION, NewSubscription, SubscriptionChange, SubscriptionRecord,
+};
 use crate::domain::text;
 use crate::ledger::subscriptions::SubscriptionAction;
 use crate::proto::v1;

@@ -9,7 +9,7 @@
 //! recorded (a timeout, a crash) replays Partner Center's first answer instead of buying twice,
 //! and quantity changes set an absolute quantity (repeating one changes nothing).
 //!
-//! A purchase whose answer was lost: the order is written as pending (`PendingOrder`, its own
+//! A purchase whose answer was lost: the order is written as pending (`subscription_record::PendingOrder`, its own
 //! short transaction) before Partner Center is called, and removed by the transaction that
 //! records the subscription, its first fee and the request id's answer. One left behind (a
 //! timeout, a crash, and a client that never retried) is finished by the sweeper
@@ -59,22 +59,6 @@ pub struct VendorSeats {
     pub customer_tenant: String,
     pub subscription_id: String,
 }
-
-/// A purchase sent to the vendor and not yet recorded: what the sweeper needs to finish it as
-/// the request would have (see `ledger::pending_orders`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingOrder {
-    pub tenant_id: String,
-    /// The CreateSubscription request's key (its operation is always CreateSubscription).
-    pub key: IdempotencyKey,
-    pub order: super::subscription_record::NewSubscription,
-    /// When the request decided the purchase: the subscription's first period starts then.
-    pub ordered_at: chrono::DateTime<chrono::Utc>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// The operation of every pending order's request.
-pub const CREATE_SUBSCRIPTION: &str = "CreateSubscription";
 
 /// Partner Center's `billingCycle` for a billing frequency.
 pub fn billing_cycle(billing: BillingFrequency) -> &'static str {

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 
 use super::catalog::{CatalogItem, Offer};
 use super::ledger::{ChargeKind, NewChargeEvent};
+use super::idempotency::IdempotencyKey;
 use super::line_key::LineKey;
 use super::money::Currency;
 use super::seat_order::SEAT_UNIT;
@@ -40,6 +41,22 @@ pub struct NewSubscription {
     pub quantity: u32,
     pub offer: Offer,
 }
+
+/// A purchase sent to the vendor and not yet recorded: what the sweeper needs to finish it as
+/// the request would have (see `ledger::pending_orders`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOrder {
+    pub tenant_id: String,
+    /// The CreateSubscription request's key (its operation is always CreateSubscription).
+    pub key: IdempotencyKey,
+    pub order: NewSubscription,
+    /// When the request decided the purchase: the subscription's first period starts then.
+    pub ordered_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The operation of every pending order's request.
+pub const CREATE_SUBSCRIPTION: &str = "CreateSubscription";
 
 /// What a quantity change or cancellation did, with the sequence of the charge it appended.
 #[derive(Debug, Clone, PartialEq)]

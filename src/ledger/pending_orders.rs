@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 use super::{Ledger, subscriptions};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, Idempotent};
-use crate::domain::seat_order::PendingOrder;
-use crate::domain::subscription_record::SubscriptionRecord;
+use crate::domain::subscription_record::{PendingOrder, SubscriptionRecord};
 use crate::store::idempotency::write_once;
 use crate::store::{dispatch, pending_seat_orders};
 

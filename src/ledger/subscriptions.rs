@@ -24,12 +24,14 @@ use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::seat_order::{
-    ChangeClaim, PendingOrder, RenewalChange, SeatOrder, VendorSeats, change_in_progress,
-    check_can_buy, check_orders_through, request_seed, vendor_error, vendor_of,
+    ChangeClaim, RenewalChange, SeatOrder, VendorSeats, change_in_progress, check_can_buy,
+    check_orders_through, request_seed, vendor_error, vendor_of,
 };
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
-use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
+use crate::domain::subscription_record::{
+    NewSubscription, PendingOrder, SubscriptionChange, SubscriptionRecord,
+};
 use crate::store::idempotency::write_once;
 
 /// What a change asks of a subscription.

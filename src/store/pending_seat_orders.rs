@@ -1,4 +1,4 @@
-//! Purchases sent to a vendor and not yet recorded (`domain::seat_order::PendingOrder`): written
+//! Purchases sent to a vendor and not yet recorded (`domain::subscription_record::PendingOrder`): written
 //! before the vendor is called, removed in the transaction that records the subscription, and
 //! finished by the sweeper (`ledger::pending_orders`) when left behind.
 use chrono::{DateTime, Utc};
@@ -11,8 +11,7 @@ use super::sql_types::DbTime;
 use crate::domain::catalog::Offer;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::IdempotencyKey;
-use crate::domain::seat_order::{CREATE_SUBSCRIPTION, PendingOrder};
-use crate::domain::subscription_record::NewSubscription;
+use crate::domain::subscription_record::{CREATE_SUBSCRIPTION, NewSubscription, PendingOrder};
 
 type Row = (
     String,
