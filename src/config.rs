@@ -54,6 +54,9 @@ pub struct Config {
     /// Seconds between passes of the automatic closer, which closes billing periods whose grace
     /// has passed (runs where the pollers run).
     pub close_check_secs: u64,
+    /// Seconds a purchase may stay sent to Partner Center and unrecorded before the pending-order
+    /// sweeper finishes it (runs where the pollers run).
+    pub pending_order_age_secs: u64,
     /// Days a request id and its first answer are kept; a retry after that runs as a new call
     /// (at least 1; where `pollers` is on, forgotten hourly).
     pub idempotency_retention_days: u32,
@@ -134,6 +137,7 @@ const CONFIG_KEYS: &[&str] = &[
     "vendor_ca_file",
     "max_request_bytes",
     "close_check_secs",
+    "pending_order_age_secs",
     "idempotency_retention_days",
     "service_action_lease_secs",
     "http2_keepalive_secs",
@@ -164,6 +168,7 @@ impl Default for Config {
             vendor_ca_file: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             close_check_secs: 600,
+            pending_order_age_secs: 300,
             idempotency_retention_days: 7,
             service_action_lease_secs: 30,
             http2_keepalive_secs: 30,

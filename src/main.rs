@@ -289,6 +289,19 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
             ),
         )
     });
+    // Purchases sent to Partner Center whose recording was lost are finished here.
+    let pending_orders = config.pollers.then(|| {
+        tokio::spawn(msp_gateway::ledger::pending_orders::run_pending_orders(
+            ledger.clone(),
+            Duration::from_secs(config.pending_order_age_secs),
+            Arc::new(|record| {
+                prost::Message::encode_to_vec(
+                    &msp_gateway::api::subscriptions::subscription_to_proto(record),
+                )
+            }),
+            stop_rx.clone(),
+        ))
+    });
     let forgetter = config.pollers.then(|| {
         tokio::spawn(msp_gateway::maintenance::forget_old_request_ids(
             store.clone(),
@@ -328,6 +341,9 @@ async fn serve(config: &Config, demo: bool) -> anyhow::Result<()> {
     }
     if let Some(closer) = closer {
         let _ = closer.await;
+    }
+    if let Some(pending_orders) = pending_orders {
+        let _ = pending_orders.await;
     }
     if let Some(boundaries) = boundaries {
         let _ = boundaries.await;

@@ -14,7 +14,6 @@ use crate::domain::error::{Error, FieldViolation, Violations};
 use crate::domain::ledger::ChargeKind;
 use crate::domain::money::{format_amount, format_decimal};
 use crate::domain::paging::PageRequest;
-use crate::domain::subscription_record::charge_unit;
 use crate::ledger::feed::{FeedItem, StreamFilter};
 use crate::proto::v1;
 use crate::proto::v1::charge_service_server::ChargeService;
@@ -43,7 +42,7 @@ pub fn charge_to_proto(e: &ChargeEvent) -> v1::Charge {
         window_start: Some(timestamp(e.window_start)),
         record_time: Some(timestamp(e.recorded_at)),
         line_key: e.line_key.to_string(),
-        unit: charge_unit(e.kind).to_string(),
+        unit: e.unit.clone(),
     }
 }
 

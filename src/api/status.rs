@@ -93,6 +93,11 @@ impl From<Error> for Status {
                     "modified concurrently; read it again and retry with the new etag",
                 ),
             ),
+            Error::InProgress { kind, id, .. } => {
+                let mut details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
+                details.set_resource_info(kind, id, "", "a change is in progress; retry");
+                Status::with_error_details(Code::Aborted, message, details)
+            }
             Error::ResourceExhausted {
                 limit, retry_after, ..
             } => {

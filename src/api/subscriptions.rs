@@ -14,7 +14,9 @@ use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::money::format_amount;
 use crate::domain::paging::PageRequest;
 use crate::domain::subscription::{ChangeOutcome, SubscriptionStatus};
-use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
+use crate::domain::subscription_record::{
+    CREATE_SUBSCRIPTION, NewSubscription, SubscriptionChange, SubscriptionRecord,
+};
 use crate::domain::text;
 use crate::ledger::subscriptions::SubscriptionAction;
 use crate::proto::v1;
@@ -38,7 +40,7 @@ fn status_to_proto(s: SubscriptionStatus) -> v1::SubscriptionStatus {
     }
 }
 
-fn subscription_to_proto(r: &SubscriptionRecord) -> v1::Subscription {
+pub fn subscription_to_proto(r: &SubscriptionRecord) -> v1::Subscription {
     let s = &r.state;
     let shown_at = Utc::now().max(s.period.start);
     v1::Subscription {
@@ -146,7 +148,7 @@ impl SubscriptionService for SubscriptionApi {
             quantity,
             offer,
         };
-        let key = IdempotencyKey::new(request_id, "CreateSubscription", &new);
+        let key = IdempotencyKey::new(request_id, CREATE_SUBSCRIPTION, &new);
         let answer = self
             .gw
             .ledger

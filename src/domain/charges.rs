@@ -23,6 +23,9 @@ pub struct ChargeEvent {
     pub meter: String,
     pub window_start: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
+    /// What `quantity` counts: the usage line's unit ("h", "GB-Mo"), "seat" for a
+    /// subscription's charges. Read with the event, never stored on it.
+    pub unit: String,
 }
 
 /// Filters of a charge listing.

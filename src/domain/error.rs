@@ -59,6 +59,15 @@ pub enum Error {
         current: String,
     },
 
+    /// Another request is changing the same object right now: retrying (with the same
+    /// request_id) once it has finished may succeed.
+    #[error("{kind} {id:?}: {description}")]
+    InProgress {
+        kind: &'static str,
+        id: String,
+        description: String,
+    },
+
     /// No credentials, or credentials that do not authenticate.
     #[error("{0}")]
     Unauthenticated(String),

@@ -9,15 +9,15 @@
 //! recorded (a timeout, a crash) replays Partner Center's first answer instead of buying twice,
 //! and quantity changes set an absolute quantity (repeating one changes nothing).
 //!
-//! Why no durable pending state: the order is recorded only once the vendor confirmed, in the
-//! same transaction as the request id's answer and the first fee, so the ledger never bills a
-//! licence Partner Center did not sell, and a refusal leaves nothing to clean up. What this
-//! trades away: a purchase whose answer was lost and which the client never retries stays sold
-//! at Partner Center and unknown to the gateway (its cart and order carry the derived request
-//! ids, so it can be found). A pending row written before the call would let a sweeper finish
-//! such orders, at the cost of a second state machine beside the service-action worker's; the
-//! client's retry with its request_id (which gRPC clients do on UNAVAILABLE and timeouts) covers
-//! the common case without it.
+//! A purchase whose answer was lost: the order is written as pending (`subscription_record::PendingOrder`, its own
+//! short transaction) before Partner Center is called, and removed by the transaction that
+//! records the subscription, its first fee and the request id's answer. One left behind (a
+//! timeout, a crash, and a client that never retried) is finished by the sweeper
+//! (`ledger::pending_orders`, where the pollers run, after `pending_order_age_secs`): it repeats
+//! the order with the same vendor request ids, so Partner Center answers with the first order,
+//! and records it as the request would have, so a later retry answers that subscription; a
+//! refusal marks the request failed and its retries answer the refusal. The ledger still never
+//! bills a licence Partner Center did not confirm: only a confirmed order is recorded.
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -176,6 +176,48 @@ pub enum RenewalChange {
     },
     /// Renew (true) or end at the term's end (false).
     AutoRenew(bool),
+}
+
+/// How long a change of a vendor subscription holds it while the vendor is asked: longer than
+/// the vendor calls can take (each Partner Center request gives up after 2 minutes of retries,
+/// a change makes at most three), short enough that a gateway that crashed mid-change holds up
+/// nobody for long.
+pub const CHANGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A request's hold on a subscription while its change is at the vendor: the request (its
+/// [`request_seed`]), when it claimed it (claims run on the wall clock: they are about
+/// processes, not billing time) and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeClaim {
+    pub request: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ChangeClaim {
+    pub fn new(request: String, at: chrono::DateTime<chrono::Utc>) -> Self {
+        ChangeClaim {
+            request,
+            at,
+            expires_at: at + CHANGE_CLAIM_TTL,
+        }
+    }
+}
+
+/// A change refused because another request's change of the same subscription is in flight.
+///
+/// Refused rather than queued: the other change waits on Partner Center (seconds, up to
+/// minutes under throttling), and a gRPC call held that long would hold a connection and a
+/// deadline the caller did not plan for; the caller's retry with the same request_id is
+/// cheap and decides on the state the first change left.
+pub fn change_in_progress(subscription_id: &str) -> Error {
+    Error::InProgress {
+        kind: "subscription",
+        id: subscription_id.to_string(),
+        description: "another change of this subscription is in progress at Partner Center; \
+                      retry with the same request_id once it has finished"
+            .into(),
+    }
 }
 
 /// Seats are ordered only through an enabled partner account: a disabled one (its credentials

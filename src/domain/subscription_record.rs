@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 
 use super::catalog::{CatalogItem, Offer};
 use super::ledger::{ChargeKind, NewChargeEvent};
+use super::idempotency::IdempotencyKey;
 use super::line_key::LineKey;
 use super::money::Currency;
 use super::seat_order::SEAT_UNIT;
@@ -40,6 +41,22 @@ pub struct NewSubscription {
     pub quantity: u32,
     pub offer: Offer,
 }
+
+/// A purchase sent to the vendor and not yet recorded: what the sweeper needs to finish it as
+/// the request would have (see `ledger::pending_orders`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOrder {
+    pub tenant_id: String,
+    /// The CreateSubscription request's key (its operation is always CreateSubscription).
+    pub key: IdempotencyKey,
+    pub order: NewSubscription,
+    /// When the request decided the purchase: the subscription's first period starts then.
+    pub ordered_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The operation of every pending order's request.
+pub const CREATE_SUBSCRIPTION: &str = "CreateSubscription";
 
 /// What a quantity change or cancellation did, with the sequence of the charge it appended.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,15 +101,6 @@ impl SubscriptionRecord {
     }
 }
 
-/// What the quantity of a charge of `kind` counts: seats for a subscription's charges, nothing
-/// stated for usage charges (their usage line has the unit).
-pub fn charge_unit(kind: ChargeKind) -> &'static str {
-    match kind {
-        ChargeKind::SubscriptionFee | ChargeKind::Proration | ChargeKind::Refund => SEAT_UNIT,
-        ChargeKind::New | ChargeKind::Revision | ChargeKind::Reversal | ChargeKind::Rerate => "",
-    }
-}
-
 /// The unit of a line that has no usage line: a subscription line's (prefix
 /// [`SUBSCRIPTION_LINE_PREFIX`]) counts seats.
 pub fn line_unit(line_key: &[u8]) -> Option<&'static str> {
@@ -107,9 +115,6 @@ mod tests {
 
     #[test]
     fn subscription_charges_count_seats() {
-        assert_eq!(charge_unit(ChargeKind::SubscriptionFee), "seat");
-        assert_eq!(charge_unit(ChargeKind::Refund), "seat");
-        assert_eq!(charge_unit(ChargeKind::New), "");
         let key = UsageKey {
             vendor_account_id: "sub_1".into(),
             service: "Microsoft 365".into(),

@@ -15,6 +15,17 @@ use crate::store::dispatch;
 use crate::store::schema::{charge_event_runs, ledger_sequences};
 use crate::store::sql_types::DbTime;
 
+/// Each event's usage line's unit, none for a line with no usage line (a subscription's).
+///
+/// Read with the event rather than stored on it: the COPY ingest path writes every event, and a
+/// column more costs it on every row. A correlated subquery on `usage_lines`' primary key
+/// (`line_key`) is one index probe per event returned on both backends, after the LIMIT, where
+/// PostgreSQL may plan a LEFT JOIN as a hash join over every usage line.
+fn line_unit_sql()
+-> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Text>> {
+    diesel::dsl::sql("(SELECT u.unit FROM usage_lines u WHERE u.line_key = charge_events.line_key)")
+}
+
 ledger_backends! {
     /// Takes the tenant's ledger lock: the sequence row stays locked until the transaction ends,
     /// so ledger writers of one tenant run one at a time and commit in sequence order. Returns
@@ -77,7 +88,7 @@ ledger_backends! {
             let mut query = charge_events::table
                 .filter(charge_events::tenant_id.eq(tenant_id))
                 .filter(charge_events::sequence.gt(cursor))
-                .select(ChargeEventRow::as_select())
+                .select((ChargeEventRow::as_select(), line_unit_sql()))
                 .order(charge_events::sequence)
                 .limit(wanted)
                 .into_boxed();
@@ -114,8 +125,8 @@ ledger_backends! {
             }
             let rows = query.load(conn).await?;
             let full = rows.len() as i64 == wanted;
-            for row in rows {
-                events.push(row.into_event()?);
+            for (row, unit) in rows {
+                events.push(row.into_event(unit)?);
             }
             if full || runs_exhausted {
                 break;

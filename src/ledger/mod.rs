@@ -27,6 +27,7 @@ pub mod feed;
 mod invoice_charges;
 pub mod invoicing;
 pub mod open_period;
+pub mod pending_orders;
 mod pricing_cache;
 mod rows;
 pub mod service_steps;

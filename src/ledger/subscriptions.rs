@@ -18,18 +18,20 @@ use super::{Ledger, ledger_backends};
 use crate::domain::catalog::{CatalogItem, CatalogItemId, Offer, check_offered, check_orderable};
 use crate::domain::customer::Customer;
 use crate::domain::error::{Error, Result};
-use crate::domain::idempotency::{Answer, Idempotent};
+use crate::domain::idempotency::{Answer, IdempotencyKey, Idempotent};
 use crate::domain::ids::{SUBSCRIPTION, new_id};
 use crate::domain::ledger::NewChargeEvent;
 use crate::domain::pricing::{FxRate, PriceRule, PricingPolicy};
 use crate::domain::rating::{Chargee, PriceBook};
 use crate::domain::seat_order::{
-    RenewalChange, SeatOrder, VendorSeats, check_can_buy, check_orders_through, request_seed,
-    vendor_error, vendor_of,
+    ChangeClaim, RenewalChange, SeatOrder, VendorSeats, change_in_progress, check_can_buy,
+    check_orders_through, request_seed, vendor_error, vendor_of,
 };
 use crate::domain::seat_pricing::seat_price;
 use crate::domain::subscription::{ChangeOutcome, SeatCharge, Subscription};
-use crate::domain::subscription_record::{NewSubscription, SubscriptionChange, SubscriptionRecord};
+use crate::domain::subscription_record::{
+    NewSubscription, PendingOrder, SubscriptionChange, SubscriptionRecord,
+};
 use crate::store::idempotency::write_once;
 
 /// What a change asks of a subscription.
@@ -247,6 +249,14 @@ ledger_backends! {
         Ok(record)
     }
 
+    /// [`create`] of a purchase the vendor sold, removing its pending order in the same
+    /// transaction.
+    pub async fn create_ordered(conn: &mut Conn, tenant_id: &str, new: &NewSubscription, now: DateTime<Utc>, vendor_subscription_id: &str, key: &IdempotencyKey) -> Result<SubscriptionRecord> {
+        let record = create(conn, tenant_id, new, now, Some(vendor_subscription_id)).await?;
+        q::pending_seat_orders::remove(conn, tenant_id, key).await?;
+        Ok(record)
+    }
+
     /// A quantity change or cancellation decided at `now` on the stored state, after the fees
     /// due before it; nothing is written. Adding seats is buying: only for an active customer.
     async fn decide(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<Decided> {
@@ -303,6 +313,38 @@ ledger_backends! {
         Ok(Some(VendorStep { partner_account_id, action }))
     }
 
+    /// [`plan_change`] for the request of `claim`, one at a time per subscription: refused
+    /// while another request's change is in flight; when the change asks the vendor, the
+    /// subscription is claimed for the request, for [`change_claimed`] to release.
+    pub async fn plan_claimed_change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>, claim: &ChangeClaim) -> Result<Option<VendorStep>> {
+        DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
+        if q::subscriptions::change_holder(conn, tenant_id, id, &claim.request, claim.at).await?.is_some() {
+            return Err(change_in_progress(id));
+        }
+        let step = plan_change(conn, tenant_id, id, action, now).await?;
+        if step.is_some() {
+            q::subscriptions::claim_change(conn, tenant_id, id, &claim.request, claim.expires_at).await?;
+        }
+        Ok(step)
+    }
+
+    /// [`change`] recorded for the request `claim`, releasing its claim: refused (nothing
+    /// written) while another request's change is in flight, which a change that asked no
+    /// vendor (and so claimed nothing) may meet.
+    pub async fn change_claimed(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>, claim: &ChangeClaim) -> Result<SubscriptionChange> {
+        let changed = change(conn, tenant_id, id, action, now).await?;
+        if q::subscriptions::change_holder(conn, tenant_id, id, &claim.request, claim.at).await?.is_some() {
+            return Err(change_in_progress(id));
+        }
+        q::subscriptions::release_change(conn, tenant_id, id, &claim.request).await?;
+        Ok(changed)
+    }
+
+    /// Releases the request `claim`'s claim of the subscription.
+    pub async fn release_claim(conn: &mut Conn, tenant_id: &str, id: &str, claim: &str) -> Result<()> {
+        q::subscriptions::release_change(conn, tenant_id, id, claim).await
+    }
+
     /// Changes the quantity or cancels at `now`, after appending any fee due before it.
     pub async fn change(conn: &mut Conn, tenant_id: &str, id: &str, action: SubscriptionAction, now: DateTime<Utc>) -> Result<SubscriptionChange> {
         DieselLedger::new(conn).enter(tenant_id, Access::Shared).await?;
@@ -324,9 +366,14 @@ impl Ledger {
     /// Buys seats (see [`create`]). For a Microsoft item the gateway's rules are checked first,
     /// then Partner Center sells the seats (cart and checkout, idempotent through the request),
     /// and only then is the subscription recorded with the vendor's subscription id: a refusal
-    /// or an outage writes nothing, and a retry with the same request_id either replays the
-    /// recorded answer without asking the vendor, or (the first attempt bought but was never
-    /// recorded) gets Partner Center's first order back and records it.
+    /// or an outage records no subscription, and a retry with the same request_id either
+    /// replays the recorded answer without asking the vendor, or (the first attempt bought but
+    /// was never recorded) gets Partner Center's first order back and records it.
+    ///
+    /// The order is kept as pending (its own short transaction) before Partner Center is
+    /// called, and removed by the transaction that records the subscription: one whose answer
+    /// was lost and which the client never retries is finished by the sweeper
+    /// ([`Ledger::finish_pending_orders`]).
     pub async fn create_subscription(
         &self,
         tenant_id: &str,
@@ -337,23 +384,58 @@ impl Ledger {
         if let Some(response) = self.store.recorded_answer(tenant_id, &request.key).await? {
             return Ok(Answer::Replayed(response));
         }
+        if let Some(refusal) = self.pending_refusal(tenant_id, &request.key).await? {
+            return Err(refusal);
+        }
         let step =
             crate::store::dispatch!(self.store, fresh, self::plan_purchase(tenant_id, new, now))?;
-        let vendor_subscription_id = match step {
-            Some(step) => Some(self.vendor_step(tenant_id, step, &request.key).await?),
-            None => None,
+        let Some(step) = step else {
+            return write_once!(
+                self.store,
+                tenant_id,
+                Some(request),
+                self::create(tenant_id, new, now, None)
+            );
+        };
+        let pending = PendingOrder {
+            tenant_id: tenant_id.to_string(),
+            key: request.key.clone(),
+            order: new.clone(),
+            ordered_at: now,
+            created_at: Utc::now(),
+        };
+        self.keep_pending(&pending).await?;
+        let vendor_subscription_id = match self.vendor_step(tenant_id, step, &request.key).await {
+            Ok(id) => id,
+            Err(error) => {
+                // A refusal sold nothing and the caller has it: nothing is left to finish. After
+                // an outage the order may have been placed: it stays for the sweeper.
+                if !matches!(error, Error::Unavailable(..)) {
+                    self.forget_pending(tenant_id, &request.key).await;
+                }
+                return Err(error);
+            }
         };
         write_once!(
             self.store,
             tenant_id,
             Some(request),
-            self::create(tenant_id, new, now, vendor_subscription_id.as_deref())
+            self::create_ordered(tenant_id, new, now, &vendor_subscription_id, &request.key)
         )
     }
 
     /// Changes the quantity or cancels (see [`change`]); a Microsoft subscription's change that
     /// takes effect now is made at Partner Center first (the quantity PATCH, or `deleted`), and
     /// recorded once it was.
+    ///
+    /// Changes of one subscription are made one at a time: deciding on the stored state, asking
+    /// the vendor and recording the outcome are three steps, and two changes interleaving them
+    /// would both decide on the same state (and the record could end up disagreeing with
+    /// Partner Center). No transaction is held across the vendor call; instead the deciding
+    /// transaction claims the subscription for the request (see [`plan_claimed_change`]) and
+    /// the recording one releases it. A change arriving meanwhile is refused
+    /// ([`change_in_progress`]). The claim lapses after `CHANGE_CLAIM_TTL` should this
+    /// gateway die mid-call.
     pub async fn change_subscription(
         &self,
         tenant_id: &str,
@@ -365,24 +447,43 @@ impl Ledger {
         if let Some(response) = self.store.recorded_answer(tenant_id, &request.key).await? {
             return Ok(Answer::Replayed(response));
         }
-        let step = crate::store::dispatch!(
+        let claim = ChangeClaim::new(request_seed(tenant_id, &request.key), Utc::now());
+        let step = write_once!(
             self.store,
-            fresh,
-            self::plan_change(tenant_id, id, action, now)
-        )?;
-        if let Some(step) = step {
-            self.vendor_step(tenant_id, step, &request.key).await?;
+            tenant_id,
+            None,
+            self::plan_claimed_change(tenant_id, id, action, now, &claim)
+        )?
+        .unguarded()?;
+        if let Some(step) = step
+            && let Err(error) = self.vendor_step(tenant_id, step, &request.key).await
+        {
+            // A refusal changed nothing at the vendor: the subscription is free again. After an
+            // outage the change may have been made: the claim stays for this request's retry
+            // (or lapses), so no other change decides on a state the vendor may have left.
+            if !matches!(error, Error::Unavailable(..)) {
+                let released = write_once!(
+                    self.store,
+                    tenant_id,
+                    None,
+                    self::release_claim(tenant_id, id, &claim.request)
+                );
+                if let Err(release_error) = released {
+                    tracing::warn!(subscription = id, error = %release_error, "a refused change's claim stays until it lapses");
+                }
+            }
+            return Err(error);
         }
         write_once!(
             self.store,
             tenant_id,
             Some(request),
-            self::change(tenant_id, id, action, now)
+            self::change_claimed(tenant_id, id, action, now, &claim)
         )
     }
 
     /// Carries out `step` at the vendor for the request `key`; the vendor's subscription id.
-    async fn vendor_step(
+    pub(super) async fn vendor_step(
         &self,
         tenant_id: &str,
         step: VendorStep,

@@ -62,6 +62,27 @@ diesel::table! {
         created_at -> Instant,
         updated_at -> Instant,
         vendor_subscription_id -> Nullable<Text>,
+        change_request -> Nullable<Text>,
+        change_expires_at -> Nullable<Instant>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
+    pending_seat_orders (tenant_id, request_id) {
+        tenant_id -> Text,
+        request_id -> Text,
+        fingerprint -> Text,
+        customer_id -> Text,
+        item_id -> Text,
+        quantity -> BigInt,
+        term -> Text,
+        billing_frequency -> Text,
+        ordered_at -> Instant,
+        created_at -> Instant,
+        refusal -> Nullable<Text>,
     }
 }
 

@@ -24,6 +24,7 @@ pub mod invoicing_schema;
 pub mod migrate;
 pub mod partner_accounts;
 pub mod payments;
+pub mod pending_seat_orders;
 pub mod poll_states;
 pub mod portal_sessions;
 pub mod price_sheets;
@@ -102,6 +103,7 @@ pub mod pg_queries {
     pub use super::invoices::pg as invoices;
     pub use super::partner_accounts::pg as partner_accounts;
     pub use super::payments::pg as payments;
+    pub use super::pending_seat_orders::pg as pending_seat_orders;
     pub use super::poll_states::pg as poll_states;
     pub use super::pricing::pg as pricing;
     pub use super::service_action_runs::pg as service_action_runs;
@@ -126,6 +128,7 @@ pub mod sqlite_queries {
     pub use super::invoices::sqlite as invoices;
     pub use super::partner_accounts::sqlite as partner_accounts;
     pub use super::payments::sqlite as payments;
+    pub use super::pending_seat_orders::sqlite as pending_seat_orders;
     pub use super::poll_states::sqlite as poll_states;
     pub use super::pricing::sqlite as pricing;
     pub use super::service_action_runs::sqlite as service_action_runs;

@@ -1,5 +1,6 @@
 //! Subscriptions' records: each holds the domain's `Subscription` state beside whom and what it
 //! is for. Charges are the ledger's (`ledger::subscriptions` writes both in one transaction).
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -178,6 +179,45 @@ for_each_backend! {
             .execute(conn)
             .await?;
         get(conn, tenant_id, id).await
+    }
+
+    /// Holds the subscription's row until the transaction ends (as [`get_for_update`]) and
+    /// names the request other than `request` whose change claims it at `now`, if any.
+    pub async fn change_holder(conn: &mut Conn, tenant_id: &str, id: &str, request: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        let claim: Option<(Option<String>, Option<DbTime>)> = diesel::update(subscriptions::table.filter(subscriptions::tenant_id.eq(tenant_id)).filter(subscriptions::id.eq(id)))
+            .set(subscriptions::updated_at.eq(subscriptions::updated_at))
+            .returning((subscriptions::change_request, subscriptions::change_expires_at))
+            .get_result(conn)
+            .await
+            .optional()?;
+        Ok(match claim {
+            Some((Some(holder), Some(expires_at))) if holder != request && expires_at.0 > now => Some(holder),
+            _ => None,
+        })
+    }
+
+    /// Claims the subscription for the change `request` until `expires_at` (the caller checked
+    /// [`change_holder`] in the same transaction).
+    pub async fn claim_change(conn: &mut Conn, tenant_id: &str, id: &str, request: &str, expires_at: DateTime<Utc>) -> Result<()> {
+        diesel::update(subscriptions::table.filter(subscriptions::tenant_id.eq(tenant_id)).filter(subscriptions::id.eq(id)))
+            .set((subscriptions::change_request.eq(request), subscriptions::change_expires_at.eq(DbTime(expires_at))))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the change `request`'s claim (nothing when it holds none).
+    pub async fn release_change(conn: &mut Conn, tenant_id: &str, id: &str, request: &str) -> Result<()> {
+        diesel::update(
+            subscriptions::table
+                .filter(subscriptions::tenant_id.eq(tenant_id))
+                .filter(subscriptions::id.eq(id))
+                .filter(subscriptions::change_request.eq(request)),
+        )
+        .set((subscriptions::change_request.eq(None::<String>), subscriptions::change_expires_at.eq(None::<DbTime>)))
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     pub async fn list(conn: &mut Conn, tenant_id: &str, customer_id: Option<&str>, page: &PageRequest) -> Result<Page<SubscriptionRecord>> {

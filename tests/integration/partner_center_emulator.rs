@@ -16,7 +16,6 @@
 //! Partner Center's customers and subscriptions (`/v1/customers…`, service control) live in
 //! [`customers`], with their own script and record.
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -147,6 +146,21 @@ struct State {
     origin: String,
     /// Partner Center customers and subscriptions.
     customers: customers::Book,
+    /// The next subscription PATCH waits here before it is served.
+    patch_hold: Option<Hold>,
+}
+
+/// A request held before it is served (see [`Emulator::hold_next_patch`]).
+struct Hold {
+    arrived: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The test's end of a held request: `arrived` resolves once the request came in; it is served
+/// when `release` is sent (or dropped).
+pub struct Held {
+    pub arrived: tokio::sync::oneshot::Receiver<()>,
+    pub release: tokio::sync::oneshot::Sender<()>,
 }
 
 pub struct Emulator {
@@ -176,6 +190,7 @@ impl Emulator {
             sas_signature: format!("sig{}", uuid::Uuid::new_v4().simple()),
             origin: format!("https://{addr}"),
             customers: customers::Book::default(),
+            patch_hold: None,
         }));
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let serving = state.clone();
@@ -192,7 +207,14 @@ impl Emulator {
                     };
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                        async move {
+                            let answer = handle(&state, request).await;
+                            // A scripted lost answer: the connection closes without it.
+                            if answer.headers().contains_key(customers::LOSE_ANSWER) {
+                                return Err(std::io::Error::other("answer lost"));
+                            }
+                            Ok(answer)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
@@ -223,6 +245,21 @@ impl Emulator {
 
     pub fn seen(&self) -> Seen {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Holds the next `PATCH /v1/customers/…` (a subscription change) before it is served, so
+    /// a test can act while a change is at Partner Center.
+    pub fn hold_next_patch(&self) -> Held {
+        let (arrived, arrival) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel();
+        self.state.lock().unwrap().patch_hold = Some(Hold {
+            arrived,
+            release: released,
+        });
+        Held {
+            arrived: arrival,
+            release,
+        }
     }
 }
 
@@ -296,6 +333,13 @@ async fn handle(state: &Mutex<State>, request: Request<Incoming>) -> Answer {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if method == Method::PATCH && path.starts_with("/v1/customers/") {
+        let hold = state.lock().unwrap().patch_hold.take();
+        if let Some(hold) = hold {
+            let _ = hold.arrived.send(());
+            let _ = hold.release.await;
+        }
+    }
     let mut state = state.lock().unwrap();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
 

@@ -23,6 +23,7 @@ use crate::domain::ledger_append::NumberedEvent;
 use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
 use crate::domain::rating::{RatedAmount, UnratedReason};
+use crate::domain::subscription_record::line_unit;
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::store::sql_types::{DbDecimal, DbTime};
 pub(super) use binary::CopyRows;
@@ -441,8 +442,16 @@ impl UsageLineRow {
     }
 }
 
+// Charge reads join each event to its usage line for the unit.
+diesel::allow_tables_to_appear_in_same_query!(charge_events, usage_lines);
+
 impl ChargeEventRow {
-    pub fn into_event(self) -> Result<ChargeEvent> {
+    /// The event, counting `unit` (its usage line's, or none for a line with no usage line:
+    /// a subscription line's is then seats).
+    pub fn into_event(self, unit: Option<String>) -> Result<ChargeEvent> {
+        let unit = unit
+            .or_else(|| line_unit(&self.line_key).map(str::to_string))
+            .unwrap_or_default();
         let corrupt =
             |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
         Ok(ChargeEvent {
@@ -460,6 +469,7 @@ impl ChargeEventRow {
             meter: self.meter,
             window_start: self.window_start.0,
             recorded_at: self.recorded_at.0,
+            unit,
         })
     }
 }

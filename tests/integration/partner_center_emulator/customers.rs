@@ -41,7 +41,13 @@ pub struct CustomerScript {
     pub unavailable_skus: Vec<String>,
     /// The most seats a cart line or a PATCH may hold.
     pub max_quantity: Option<u64>,
+    /// The next N checkouts are carried out (or replayed) and their answers lost: the
+    /// connection closes without one.
+    pub lose_checkout_answers: u32,
 }
+
+/// Marks an answer to be lost (see [`CustomerScript::lose_checkout_answers`]).
+pub const LOSE_ANSWER: &str = "x-emulator-lose-answer";
 
 /// The emulator's refusal codes (Partner Center's error body shape).
 pub const SKU_UNAVAILABLE: u32 = 800002;
@@ -287,7 +293,14 @@ pub(super) fn handle(
             create_cart(book, tenant, header("ms-requestid"), body)
         }
         (&Method::POST, [tenant, "carts", cart, "checkout"]) => {
-            checkout(book, tenant, cart, header("ms-requestid"))
+            let mut answer = checkout(book, tenant, cart, header("ms-requestid"));
+            if book.script.lose_checkout_answers > 0 {
+                book.script.lose_checkout_answers -= 1;
+                answer
+                    .headers_mut()
+                    .insert(LOSE_ANSWER, hyper::header::HeaderValue::from_static("1"));
+            }
+            answer
         }
         (&Method::GET, [tenant, "orders", order]) => match book.orders.get(*order) {
             Some((owner, order)) if owner == tenant => json(StatusCode::OK, &[], order.clone()),
