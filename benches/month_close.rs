@@ -22,7 +22,7 @@
 //!
 //! Environment: MSPGW_BENCH_CUSTOMERS, MSPGW_BENCH_PER_CUSTOMER, MSPGW_BENCH_PROFILE=1 (prints
 //! where the close's statements spend their time: `support::statement_profile`), MSPGW_BENCH_SQLITE=0 or
-//! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_BENCH_KEEP_SQLITE=1 / MSPGW_BENCH_KEEP_POSTGRES=1 to keep the database, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
+//! MSPGW_BENCH_POSTGRES=0 to skip a backend, MSPGW_BENCH_ANALYZE=0 to measure without statistics, MSPGW_BENCH_KEEP_SQLITE=1 / MSPGW_BENCH_KEEP_POSTGRES=1 to keep the database, MSPGW_TEST_POSTGRES_URL (an admin URL, as for the
 //! tests).
 #[path = "support/mod.rs"]
 mod support;
@@ -224,7 +224,9 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
 
     // A production ledger has statistics (autovacuum keeps them); without them the planner
     // guesses, and plans the close's grouping read, and the baseline, on guesses.
-    support::execute(url, &["ANALYZE".to_string()]).await;
+    if env("ANALYZE", 1) == 1 {
+        support::execute(url, &["ANALYZE".to_string()]).await;
+    }
     let end = month + chrono::Duration::days(40);
     let started = Instant::now();
     let group_rows = group_by(url, &tenant.id, month, end).await;
