@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::catalog::{CatalogItem, Offer};
-use super::ledger::{ChargeKind, NewChargeEvent};
 use super::idempotency::IdempotencyKey;
+use super::ledger::{ChargeKind, NewChargeEvent};
 use super::line_key::LineKey;
 use super::money::Currency;
 use super::seat_order::SEAT_UNIT;
