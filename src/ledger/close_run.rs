@@ -328,21 +328,21 @@ pub async fn close_pass(ledger: &Ledger) -> Result<ClosePass> {
 pub async fn run_closer(
     ledger: std::sync::Arc<Ledger>,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        match close_pass(&ledger).await {
-            Ok(ClosePass { invoices: 0, .. }) => {}
-            Ok(pass) => tracing::info!(
-                invoices = pass.invoices,
-                failed_customers = pass.failed_customers,
-                "automatic close finalized invoices"
-            ),
-            Err(error) => tracing::warn!(%error, "automatic close pass failed"),
+    super::periodic::every(every, stop, || {
+        let ledger = ledger.clone();
+        async move {
+            match close_pass(&ledger).await {
+                Ok(ClosePass { invoices: 0, .. }) => {}
+                Ok(pass) => tracing::info!(
+                    invoices = pass.invoices,
+                    failed_customers = pass.failed_customers,
+                    "automatic close finalized invoices"
+                ),
+                Err(error) => tracing::warn!(%error, "automatic close pass failed"),
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+    })
+    .await
 }

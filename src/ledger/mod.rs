@@ -28,6 +28,7 @@ mod invoice_charges;
 pub mod invoicing;
 pub mod open_period;
 pub mod pending_orders;
+mod periodic;
 mod pricing_cache;
 mod rows;
 pub mod service_steps;

@@ -162,21 +162,21 @@ pub async fn run_pending_orders(
     ledger: Arc<Ledger>,
     age: std::time::Duration,
     encode: EncodeSubscription,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::minutes(5));
-    loop {
-        match ledger
-            .finish_pending_orders(Utc::now() - age, &encode)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(orders = n, "pending seat orders finished"),
-            Err(error) => tracing::warn!(%error, "pending seat order pass failed"),
+    super::periodic::every(SWEEP_EVERY, stop, move || {
+        let (ledger, encode) = (ledger.clone(), encode.clone());
+        async move {
+            match ledger
+                .finish_pending_orders(Utc::now() - age, &encode)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(orders = n, "pending seat orders finished"),
+                Err(error) => tracing::warn!(%error, "pending seat order pass failed"),
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(SWEEP_EVERY) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+    })
+    .await
 }

@@ -235,20 +235,22 @@ pub const BOUNDARY_BATCH: i64 = 2_000;
 pub async fn run_boundaries(
     ledger: Arc<Ledger>,
     every: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        match ledger
-            .catch_up_due_subscriptions(Utc::now(), BOUNDARY_BATCH)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(fees = n, "subscription fees appended at period boundaries"),
-            Err(error) => tracing::warn!(%error, "subscription boundary pass failed"),
+    super::periodic::every(every, stop, move || {
+        let ledger = ledger.clone();
+        async move {
+            match ledger
+                .catch_up_due_subscriptions(Utc::now(), BOUNDARY_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(fees = n, "subscription fees appended at period boundaries")
+                }
+                Err(error) => tracing::warn!(%error, "subscription boundary pass failed"),
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+    })
+    .await
 }
