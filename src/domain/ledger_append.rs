@@ -3,8 +3,9 @@
 //!
 //! Within one ledger write, each chunk's events are numbered customer by customer, so every
 //! customer's events form runs of consecutive sequences: a customer's charges are found through
-//! its runs instead of an index entry per event. The same append keeps daily totals per
-//! customer, vendor, service and meter (for the open period and the run rate) and each
+//! its runs instead of an index entry per event. The same write keeps daily totals per
+//! customer, vendor, service and meter (for the open period and the run rate; `daily_totals`,
+//! known before the events are numbered, so they are written before the ledger lock) and each
 //! customer's change of exposure (for credit control).
 use std::collections::{BTreeMap, HashMap};
 
@@ -71,32 +72,67 @@ pub struct Appended {
     pub last_sequence: i64,
     pub events: usize,
     pub runs: Vec<CustomerRun>,
-    /// The change of each daily total touched.
-    pub totals: BTreeMap<TotalKey, Total>,
     /// Each touched customer's change of open charges.
     pub exposure: BTreeMap<String, Decimal>,
+}
+
+/// The change of each daily total that `events` make, each on its usage day in its customer's
+/// time zone (`zones`; a customer not in it counts its days in UTC). It depends on the events
+/// alone, not on their sequences: a write adds it to the stored totals before it takes the
+/// ledger lock (see `ledger::tx`).
+pub fn daily_totals(
+    events: &[NewChargeEvent],
+    zones: &HashMap<String, Tz>,
+) -> BTreeMap<TotalKey, Total> {
+    let mut totals: BTreeMap<TotalKey, Total> = BTreeMap::new();
+    let mut day: Option<(&str, DateTime<Utc>, NaiveDate)> = None;
+    for event in events {
+        // Neighbouring events mostly share customer and window: convert the time once.
+        let date = match day {
+            Some((customer, at, date))
+                if customer == event.customer_id && at == event.window_start =>
+            {
+                date
+            }
+            _ => {
+                let zone = zones.get(&event.customer_id).copied().unwrap_or(Tz::UTC);
+                let date = usage_date(event.window_start, zone);
+                day = Some((event.customer_id.as_str(), event.window_start, date));
+                date
+            }
+        };
+        let key = TotalKey {
+            customer_id: event.customer_id.clone(),
+            usage_date: date,
+            vendor: event.vendor,
+            service: event.service.clone(),
+            meter: event.meter.clone(),
+        };
+        totals
+            .entry(key)
+            .or_default()
+            .add(event.amount, event.quantity);
+    }
+    totals
 }
 
 /// Numbers events after `last_sequence`, chunk by chunk.
 pub struct Appender {
     appended: Appended,
-    /// Customers' time zones; a customer not in it counts its days in UTC.
-    zones: std::sync::Arc<HashMap<String, Tz>>,
 }
 
 impl Appender {
-    pub fn new(last_sequence: i64, zones: std::sync::Arc<HashMap<String, Tz>>) -> Self {
+    pub fn new(last_sequence: i64) -> Self {
         Appender {
             appended: Appended {
                 last_sequence,
                 ..Appended::default()
             },
-            zones,
         }
     }
 
     /// Numbers one chunk's events customer by customer (and by line key within a customer),
-    /// continuing the sequence, and records their runs, totals and exposure.
+    /// continuing the sequence, and records their runs and exposure.
     pub fn append(&mut self, mut events: Vec<NewChargeEvent>) -> Vec<NumberedEvent> {
         events.sort_by(|a, b| {
             a.customer_id
@@ -104,7 +140,6 @@ impl Appender {
                 .then(a.line_key.cmp(&b.line_key))
         });
         let mut numbered = Vec::with_capacity(events.len());
-        let mut day: Option<(String, DateTime<Utc>, NaiveDate)> = None;
         for event in events {
             let a = &mut self.appended;
             a.last_sequence += 1;
@@ -123,35 +158,6 @@ impl Appender {
                     last_sequence: sequence,
                 }),
             }
-            // Neighbouring events mostly share customer and window: convert the time once.
-            let date = match &day {
-                Some((customer, at, date))
-                    if *customer == event.customer_id && *at == event.window_start =>
-                {
-                    *date
-                }
-                _ => {
-                    let zone = self
-                        .zones
-                        .get(&event.customer_id)
-                        .copied()
-                        .unwrap_or(Tz::UTC);
-                    let date = usage_date(event.window_start, zone);
-                    day = Some((event.customer_id.clone(), event.window_start, date));
-                    date
-                }
-            };
-            let key = TotalKey {
-                customer_id: event.customer_id.clone(),
-                usage_date: date,
-                vendor: event.vendor,
-                service: event.service.clone(),
-                meter: event.meter.clone(),
-            };
-            a.totals
-                .entry(key)
-                .or_default()
-                .add(event.amount, event.quantity);
             match a.exposure.get_mut(&event.customer_id) {
                 Some(sum) => *sum += event.amount,
                 None => {
@@ -220,10 +226,8 @@ mod tests {
     }
 
     #[test]
-    fn chunks_are_numbered_by_customer_into_runs_with_totals_and_exposure() {
-        let zones = HashMap::from([("cus_b".to_string(), Tz::Africa__Johannesburg)]);
-        let mut appender = Appender::new(10, std::sync::Arc::new(zones));
-        // 23:30 UTC is already the next day in Johannesburg (UTC+2).
+    fn chunks_are_numbered_by_customer_into_runs_with_exposure() {
+        let mut appender = Appender::new(10);
         let late = Utc.with_ymd_and_hms(2026, 11, 1, 23, 30, 0).unwrap();
         let first = appender.append(vec![
             event("cus_b", "b1", late, 5),
@@ -262,26 +266,42 @@ mod tests {
         );
         assert_eq!(appended.exposure["cus_a"], Decimal::from(3));
         assert_eq!(appended.exposure["cus_b"], Decimal::from(9));
-        let days: Vec<(&str, String, Decimal)> = appended
-            .totals
-            .iter()
-            .map(|(k, t)| (k.customer_id.as_str(), k.usage_date.to_string(), t.amount))
+    }
+
+    #[test]
+    fn daily_totals_sum_each_customers_local_day() {
+        let zones = HashMap::from([("cus_b".to_string(), Tz::Africa__Johannesburg)]);
+        // 23:30 UTC is already the next day in Johannesburg (UTC+2).
+        let late = Utc.with_ymd_and_hms(2026, 11, 1, 23, 30, 0).unwrap();
+        let early = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
+        let events = [
+            event("cus_b", "b1", late, 5),
+            event("cus_a", "a1", late, 1),
+            event("cus_b", "b2", late, 7),
+            event("cus_a", "a2", late, 2),
+            event("cus_b", "b3", late, -3),
+            event("cus_b", "b4", early, 4),
+        ];
+        let days: Vec<(String, String, Decimal, i64)> = daily_totals(&events, &zones)
+            .into_iter()
+            .map(|(k, t)| (k.customer_id, k.usage_date.to_string(), t.amount, t.events))
             .collect();
         assert_eq!(
             days,
             vec![
-                ("cus_a", "2026-11-01".to_string(), Decimal::from(3)),
-                ("cus_b", "2026-11-02".to_string(), Decimal::from(9)),
+                ("cus_a".into(), "2026-11-01".into(), Decimal::from(3), 2),
+                ("cus_b".into(), "2026-11-01".into(), Decimal::from(4), 1),
+                ("cus_b".into(), "2026-11-02".into(), Decimal::from(9), 3),
             ]
         );
     }
 
     #[test]
     fn nothing_appended_keeps_the_sequence() {
-        let mut appender = Appender::new(4, Default::default());
+        let mut appender = Appender::new(4);
         assert!(appender.append(Vec::new()).is_empty());
         let appended = appender.finish();
         assert_eq!((appended.last_sequence, appended.events), (4, 0));
-        assert!(appended.runs.is_empty() && appended.totals.is_empty());
+        assert!(appended.runs.is_empty() && appended.exposure.is_empty());
     }
 }

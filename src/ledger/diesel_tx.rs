@@ -1,6 +1,8 @@
 //! The ledger's statements ([`LedgerTx`]) through Diesel on both backends: every ledger write on
 //! SQLite, and on PostgreSQL the re-rates and re-evaluations that run inside the Diesel
 //! transaction of the change that caused them (`changes`).
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -13,7 +15,7 @@ use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::Result;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ledger::{LedgerLine, TenantPricing, tenant_pricing};
-use crate::domain::ledger_append::{Appended, NumberedEvent};
+use crate::domain::ledger_append::{Appended, NumberedEvent, Total, TotalKey};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::service_action::NewServiceAction;
@@ -133,9 +135,14 @@ ledger_backends! {
             Ok(self.conn.write_ledger_rows(Vec::new(), events).await?)
         }
 
+        const TOTALS_BEFORE_LEDGER_LOCK: bool = IS_POSTGRES;
+
+        async fn write_totals(&mut self, tenant_id: &str, totals: &BTreeMap<TotalKey, Total>) -> Result<()> {
+            q::totals::add(self.conn, tenant_id, totals).await
+        }
+
         async fn write_appended(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
             self.conn.write_runs(tenant_id.to_string(), appended.runs.clone()).await?;
-            q::totals::add(self.conn, tenant_id, &appended.totals).await?;
             diesel::update(ledger_sequences::table.find(tenant_id))
                 .set(ledger_sequences::last_sequence.eq(appended.last_sequence))
                 .execute(self.conn)

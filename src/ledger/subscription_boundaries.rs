@@ -114,6 +114,17 @@ ledger_backends! {
     }
 }
 
+/// The fees of a finished batch task (None: none was under way).
+fn fees_of(joined: Option<std::result::Result<usize, tokio::task::JoinError>>) -> Result<usize> {
+    match joined {
+        None => Ok(0),
+        Some(Ok(fees)) => Ok(fees),
+        Some(Err(error)) => Err(Error::Internal(format!(
+            "a period-boundary batch did not finish: {error}"
+        ))),
+    }
+}
+
 /// `due` grouped by tenant, each tenant's ids in the order they were found.
 fn by_tenant(due: &[DueSubscription]) -> BTreeMap<&str, Vec<String>> {
     let mut tenants: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -134,26 +145,76 @@ impl Ledger {
     /// boundary once, and a gateway that was down appends every boundary it missed, once. A
     /// subscription that cannot be caught up (e.g. no unit cost in force) is logged and left
     /// due; the run reads on past it, so it holds back no other.
+    ///
+    /// On PostgreSQL [`BOUNDARY_BATCHES_IN_FLIGHT`] batches are written side by side: a batch's
+    /// holds, state updates and daily totals take only row locks, so one batch's go on while
+    /// another holds the tenant's ledger lock for its fees.
     pub async fn catch_up_due_subscriptions(
-        &self,
+        self: &Arc<Self>,
         now: DateTime<Utc>,
         batch: i64,
     ) -> Result<usize> {
+        let in_flight = self.boundary_batches_in_flight();
+        let mut writing = tokio::task::JoinSet::new();
         let mut appended = 0;
-        let mut after: Option<DueSubscription> = None;
-        loop {
-            let due = self
-                .store
-                .due_subscriptions(now, after.as_ref(), batch)
-                .await?;
-            for (tenant_id, ids) in by_tenant(&due) {
-                appended += self.catch_up_batch(tenant_id, &ids, now).await;
+        let read = async {
+            let mut after: Option<DueSubscription> = None;
+            loop {
+                if writing.len() >= in_flight {
+                    appended += fees_of(writing.join_next().await)?;
+                }
+                let due = self
+                    .store
+                    .due_subscriptions(now, after.as_ref(), batch)
+                    .await?;
+                let more = (due.len() as i64) >= batch;
+                after = due.last().cloned();
+                if in_flight == 1 {
+                    appended += self.catch_up_page(&due, now).await;
+                } else {
+                    let ledger = self.clone();
+                    writing.spawn(async move { ledger.catch_up_page(&due, now).await });
+                }
+                if !more {
+                    return Ok::<_, Error>(());
+                }
             }
-            if (due.len() as i64) < batch {
-                return Ok(appended);
-            }
-            after = due.last().cloned();
         }
+        .await;
+        // Every batch under way finishes (a dropped one would be cut off mid-transaction)
+        // before a failed read is answered.
+        let mut first_error = read.err();
+        while let Some(written) = writing.join_next().await {
+            match fees_of(Some(written)) {
+                Ok(fees) => appended += fees,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(appended),
+        }
+    }
+
+    /// How many batches of the period-boundary run are written side by side. SQLite writes
+    /// one transaction at a time, so a second batch could only wait: one, written in the run's
+    /// own task.
+    fn boundary_batches_in_flight(&self) -> usize {
+        match self.store.backend() {
+            crate::store::Backend::Postgres(_) => BOUNDARY_BATCHES_IN_FLIGHT,
+            crate::store::Backend::Sqlite { .. } => 1,
+        }
+    }
+
+    /// Catches up one read of due subscriptions, tenant by tenant; how many fees.
+    async fn catch_up_page(&self, due: &[DueSubscription], now: DateTime<Utc>) -> usize {
+        let mut appended = 0;
+        for (tenant_id, ids) in by_tenant(due) {
+            appended += self.catch_up_batch(tenant_id, &ids, now).await;
+        }
+        appended
     }
 
     /// Catches up one tenant's batch, logging what fails; how many fees. A batch whose
@@ -225,10 +286,14 @@ impl Ledger {
 /// long of its period's start.
 pub const BOUNDARY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Subscriptions read, and caught up in one transaction per tenant, at a time. (Two
-/// transactions of a tenant side by side did not help on PostgreSQL: most of a batch's work is
-/// its append under the tenant's ledger lock; BENCHMARKS.md.)
+/// Subscriptions read, and caught up in one transaction per tenant, at a time.
 pub const BOUNDARY_BATCH: i64 = 2_000;
+
+/// Batches of the period-boundary run written side by side on PostgreSQL (see
+/// [`Ledger::catch_up_due_subscriptions`]). Two keep both of this machine's cores busy; before
+/// daily totals moved out of the ledger lock, two gained nothing (most of a batch was under
+/// it; BENCHMARKS.md).
+pub const BOUNDARY_BATCHES_IN_FLIGHT: usize = 2;
 
 /// The period-boundary run, every `every` until `stop` turns true (see
 /// [`Ledger::catch_up_due_subscriptions`]).

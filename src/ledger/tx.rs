@@ -2,13 +2,15 @@
 //! in. Implemented through Diesel on both backends (`diesel_tx`: SQLite's writes, and
 //! PostgreSQL re-rates inside the Diesel transaction that changed a price) and through
 //! tokio-postgres with COPY (`copy`: PostgreSQL pushes and pulls).
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::Result;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ledger::{LedgerLine, TenantPricing};
-use crate::domain::ledger_append::{Appended, NumberedEvent};
+use crate::domain::ledger_append::{Appended, NumberedEvent, Total, TotalKey};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::service_action::NewServiceAction;
@@ -36,11 +38,14 @@ impl Access {
 }
 
 /// One ledger transaction's statements on one connection, in this order: `enter` (the tenant),
-/// reads of stored lines (locking them), lines written, then `lock_ledger` (which serializes
-/// the tenant's event appends until commit), events written, then what follows them
-/// (`write_appended`, the credit hook, `notify`). Every writer takes these locks in that order,
-/// so writers of one tenant never deadlock. Writes that change prices or links (`changes`)
-/// update their own records first and then follow the same order.
+/// reads of stored lines (locking them), lines written, daily totals and rollups added
+/// (`write_totals`: each statement in key order, totals before rollups; on SQLite after the
+/// events instead, see `TOTALS_BEFORE_LEDGER_LOCK`), then `lock_ledger` (which serializes the
+/// tenant's event appends until commit), events written, then what follows them
+/// (`write_appended`, the credit hook, `notify`). Every writer takes these locks in that
+/// order, and nothing holding the ledger lock waits for a line or a total, so writers of one
+/// tenant never deadlock (two writers of one total take turns). Writes that change
+/// prices or links (`changes`) update their own records first and then follow the same order.
 #[async_trait::async_trait]
 pub trait LedgerTx: Send {
     /// One chunk of lines, encoded for this connection (by the planner, ahead of the write).
@@ -99,8 +104,20 @@ pub trait LedgerTx: Send {
     ) -> Result<Self::Events>;
     async fn write_lines(&mut self, lines: Self::Lines) -> Result<()>;
     async fn write_events(&mut self, events: Self::Events) -> Result<()>;
-    /// After the chunks of a write that appended events: its runs of consecutive sequences,
-    /// its daily totals and the tenant's new last sequence.
+    /// Whether a write adds its daily totals before it takes the ledger lock (PostgreSQL: so
+    /// writers of one tenant add theirs side by side) or after its events (SQLite: one writer
+    /// at a time, so the earlier place gains nothing there, and SQLite keeps the order its
+    /// figures were measured with; BENCHMARKS.md, session 11).
+    const TOTALS_BEFORE_LEDGER_LOCK: bool;
+    /// Adds a write's changes of daily totals, and of their rollups, to the stored ones (the
+    /// changes do not depend on the sequences).
+    async fn write_totals(
+        &mut self,
+        tenant_id: &str,
+        totals: &BTreeMap<TotalKey, Total>,
+    ) -> Result<()>;
+    /// After the chunks of a write that appended events: its runs of consecutive sequences and
+    /// the tenant's new last sequence.
     async fn write_appended(&mut self, tenant_id: &str, appended: &Appended) -> Result<()>;
     /// The credit limits, states and defaults of the customers among `customer_ids`.
     async fn credit_inputs(

@@ -3,7 +3,7 @@
 //! runs the plan against a [`LedgerTx`], the transaction's statements on one connection (see
 //! `tx` for the lock order, `diesel_tx` for Diesel, `copy` for PostgreSQL COPY): lines first,
 //! then, under the tenant's ledger lock, the events and what follows them (`finish`).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -19,7 +19,9 @@ use crate::domain::ledger::{
     IngestSummary, LedgerLine, LedgerPlan, NewChargeEvent, keyed_by, plan_keyed, plan_pull,
     plan_rerate,
 };
-use crate::domain::ledger_append::{Appended, Appender, NumberedEvent};
+use crate::domain::ledger_append::{
+    Appended, Appender, NumberedEvent, Total, TotalKey, daily_totals,
+};
 use crate::domain::line_key::{LineKey, LineKeyMap, LineKeySet};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::usage::{Pull, UsageLine};
@@ -166,10 +168,13 @@ async fn append_events<T: LedgerTx>(
     pipelined(tx, produce, |tx: &mut T, events| tx.write_events(events)).await
 }
 
-/// Writes a planned write's lines, then, when it implies events, takes the ledger lock and
-/// appends them with what follows: runs, totals, the new last sequence, the credit hook and the
-/// notification. The ledger lock is held only for the events, so writers of one tenant write
-/// their lines side by side (each holding the row locks of the stored lines it read).
+/// Writes a planned write's lines and, when it implies events, adds their daily totals (and
+/// rollups; SQLite after the events, see `LedgerTx`), then takes the ledger lock and appends
+/// the events with what follows: runs, the new last sequence, the credit hook and the
+/// notification. The ledger lock is held only for
+/// what is numbered, so writers of one tenant write their lines and totals side by side (each
+/// holding the row locks of what it wrote): the totals, 8,000 rollup rows a 2,000-fee period-
+/// boundary batch, were 60% of its time under the lock (BENCHMARKS.md, session 11).
 async fn write<T, P>(
     tx: &mut T,
     tenant_id: &str,
@@ -188,8 +193,15 @@ where
             last_sequence: None,
         });
     }
+    let (events, totals) = totals_of(events, zones).await?;
+    if T::TOTALS_BEFORE_LEDGER_LOCK {
+        tx.write_totals(tenant_id, &totals).await?;
+    }
     let last = tx.lock_ledger(tenant_id).await?;
-    let appended = append_events(tx, tenant_id, Appender::new(last, zones), events).await?;
+    let appended = append_events(tx, tenant_id, Appender::new(last), events).await?;
+    if !T::TOTALS_BEFORE_LEDGER_LOCK {
+        tx.write_totals(tenant_id, &totals).await?;
+    }
     // Contiguous within the write: every event got the next number after the ledger's last.
     debug_assert_eq!(
         appended.last_sequence - last,
@@ -202,6 +214,28 @@ where
         events_appended: appended.events,
         last_sequence: Some(appended.last_sequence),
     })
+}
+
+/// Writes of more events than this sum their daily totals on a blocking thread.
+const LARGE_WRITE_EVENTS: usize = 10_000;
+
+/// `events` with their daily totals (see `daily_totals`). A large write's are summed on a
+/// blocking thread, as its events are numbered (`pipelined`): a push of a million lines would
+/// otherwise hold one of the runtime's workers while its totals are summed.
+async fn totals_of(
+    events: Vec<NewChargeEvent>,
+    zones: Arc<HashMap<String, Tz>>,
+) -> Result<(Vec<NewChargeEvent>, BTreeMap<TotalKey, Total>)> {
+    if events.len() <= LARGE_WRITE_EVENTS {
+        let totals = daily_totals(&events, &zones);
+        return Ok((events, totals));
+    }
+    tokio::task::spawn_blocking(move || {
+        let totals = daily_totals(&events, &zones);
+        (events, totals)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("summing daily totals failed: {e}")))
 }
 
 /// Chunks of a plan made in one go (pulls and re-rates, from lines read up front); `stored`
@@ -383,8 +417,8 @@ fn line_keys(prefix: u32, partner_account_id: &str, lines: &[UsageLine]) -> Vec<
     })
 }
 
-/// After the events of a write: its runs and daily totals and the new last sequence, the credit
-/// hook, and the notification that wakes every replica's feeds on commit.
+/// After the events of a write: its runs and the new last sequence, the credit hook, and the
+/// notification that wakes every replica's feeds on commit.
 async fn finish<T: LedgerTx>(tx: &mut T, tenant_id: &str, appended: &Appended) -> Result<()> {
     tx.write_appended(tenant_id, appended).await?;
     super::credit::hook(tx, tenant_id, appended).await?;

@@ -371,6 +371,26 @@ async fn concurrent_writers_of_one_tenant_keep_the_ledger_exact(backend: Backend
     let stored: std::collections::HashSet<_> =
         lines.values().map(|l| l.usage.key.clone()).collect();
     assert_eq!(stored, expected);
+    // The writers added their daily totals side by side, before the ledger lock: each
+    // customer's totals still sum to its events.
+    let mut by_customer: std::collections::BTreeMap<&str, Decimal> = Default::default();
+    for e in &events {
+        *by_customer.entry(e.customer_id.as_str()).or_default() += e.amount;
+    }
+    assert!(!by_customer.is_empty());
+    let all_days = msp_gateway::domain::spend::DayRange {
+        first: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
+        end: chrono::NaiveDate::from_ymd_opt(2100, 1, 1).unwrap(),
+    };
+    for (customer, sum) in by_customer {
+        let totals = gw
+            .ledger
+            .daily_totals(&gw.tenant_id, customer, all_days)
+            .await
+            .unwrap();
+        let total: Decimal = totals.totals.iter().map(|t| t.amount).sum();
+        assert_eq!(total, sum, "customer {customer}");
+    }
     gw.stop().await;
 }
 

@@ -12,6 +12,8 @@ mod credit;
 mod rows;
 mod service_actions;
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool::managed::{Metrics, Object, RecycleError, RecycleResult};
@@ -29,7 +31,7 @@ use crate::domain::credit::{CreditEvent, CreditInputs, ExposureUpdate};
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{IdempotencyKey, unrecorded_answer};
 use crate::domain::ledger::{LedgerLine, TenantPricing};
-use crate::domain::ledger_append::{Appended, NumberedEvent};
+use crate::domain::ledger_append::{Appended, NumberedEvent, Total, TotalKey};
 use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::service_action::NewServiceAction;
@@ -408,16 +410,17 @@ impl LedgerTx for PgLedger {
         self.copy_in(charge_event_columns::copy_sql(), events).await
     }
 
-    async fn write_appended(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
+    const TOTALS_BEFORE_LEDGER_LOCK: bool = true;
+
+    async fn write_totals(
+        &mut self,
+        tenant_id: &str,
+        changes: &BTreeMap<TotalKey, Total>,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let client = self.client()?;
-        let run_customers: Vec<&str> = appended
-            .runs
-            .iter()
-            .map(|r| r.customer_id.as_str())
-            .collect();
-        let firsts: Vec<i64> = appended.runs.iter().map(|r| r.first_sequence).collect();
-        let lasts: Vec<i64> = appended.runs.iter().map(|r| r.last_sequence).collect();
-        let changes = &appended.totals;
         let customers: Vec<&str> = changes.keys().map(|k| k.customer_id.as_str()).collect();
         let dates: Vec<NaiveDate> = changes.keys().map(|k| k.usage_date).collect();
         let vendors: Vec<&str> = changes.keys().map(|k| k.vendor.as_str()).collect();
@@ -425,7 +428,6 @@ impl LedgerTx for PgLedger {
         let meters: Vec<&str> = changes.keys().map(|k| k.meter.as_str()).collect();
         let amounts: Vec<Decimal> = changes.values().map(|t| t.amount).collect();
         let quantities: Vec<Decimal> = changes.values().map(|t| t.quantity).collect();
-        let runs: [&(dyn ToSql + Sync); 4] = [&tenant_id, &run_customers, &firsts, &lasts];
         let totals: [&(dyn ToSql + Sync); 8] = [
             &tenant_id,
             &customers,
@@ -458,15 +460,8 @@ impl LedgerTx for PgLedger {
             &r_quantities,
             &r_events,
         ];
-        let last: [&(dyn ToSql + Sync); 2] = [&tenant_id, &appended.last_sequence];
-        // Sent together: the connection pipelines them.
+        // Sent together: the connection pipelines them. Each in key order (see `LedgerTx`).
         futures::try_join!(
-            client.execute(
-                "INSERT INTO charge_event_runs (tenant_id, customer_id, first_sequence, \
-                 last_sequence) SELECT $1, unnest($2::text[]), unnest($3::int8[]), \
-                 unnest($4::int8[])",
-                &runs,
-            ),
             client.execute(
                 "INSERT INTO charge_totals (tenant_id, customer_id, usage_date, vendor, service, \
                  meter, amount, quantity) SELECT $1, unnest($2::text[]), unnest($3::date[]), \
@@ -488,6 +483,29 @@ impl LedgerTx for PgLedger {
                  quantity = charge_rollups.quantity + EXCLUDED.quantity, \
                  events = charge_rollups.events + EXCLUDED.events",
                 &rollup_columns,
+            ),
+        )?;
+        Ok(())
+    }
+
+    async fn write_appended(&mut self, tenant_id: &str, appended: &Appended) -> Result<()> {
+        let client = self.client()?;
+        let run_customers: Vec<&str> = appended
+            .runs
+            .iter()
+            .map(|r| r.customer_id.as_str())
+            .collect();
+        let firsts: Vec<i64> = appended.runs.iter().map(|r| r.first_sequence).collect();
+        let lasts: Vec<i64> = appended.runs.iter().map(|r| r.last_sequence).collect();
+        let runs: [&(dyn ToSql + Sync); 4] = [&tenant_id, &run_customers, &firsts, &lasts];
+        let last: [&(dyn ToSql + Sync); 2] = [&tenant_id, &appended.last_sequence];
+        // Sent together: the connection pipelines them.
+        futures::try_join!(
+            client.execute(
+                "INSERT INTO charge_event_runs (tenant_id, customer_id, first_sequence, \
+                 last_sequence) SELECT $1, unnest($2::text[]), unnest($3::int8[]), \
+                 unnest($4::int8[])",
+                &runs,
             ),
             client.execute(
                 "UPDATE ledger_sequences SET last_sequence = $2 WHERE tenant_id = $1",
