@@ -4,9 +4,9 @@
 //! Within one ledger write, each chunk's events are numbered customer by customer, so every
 //! customer's events form runs of consecutive sequences: a customer's charges are found through
 //! its runs instead of an index entry per event. The same write keeps daily totals per
-//! customer, vendor, service and meter (for the open period and the run rate; `daily_totals`,
-//! known before the events are numbered, so they are written before the ledger lock) and each
-//! customer's change of exposure (for credit control).
+//! customer, vendor, service and meter (for the open period and the run rate;
+//! `add_daily_totals`, known before the events are numbered, so they are written before the
+//! ledger lock) and each customer's change of exposure (for credit control).
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -76,15 +76,15 @@ pub struct Appended {
     pub exposure: BTreeMap<String, Decimal>,
 }
 
-/// The change of each daily total that `events` make, each on its usage day in its customer's
-/// time zone (`zones`; a customer not in it counts its days in UTC). It depends on the events
-/// alone, not on their sequences: a write adds it to the stored totals before it takes the
-/// ledger lock (see `ledger::tx`).
-pub fn daily_totals(
+/// Adds the change of each daily total that `events` make to `totals`, each on its usage day
+/// in its customer's time zone (`zones`; a customer not in it counts its days in UTC). It
+/// depends on the events alone, not on their sequences: a write sums it chunk by chunk as it
+/// plans, and adds it to the stored totals before it takes the ledger lock (see `ledger::tx`).
+pub fn add_daily_totals(
+    totals: &mut BTreeMap<TotalKey, Total>,
     events: &[NewChargeEvent],
     zones: &HashMap<String, Tz>,
-) -> BTreeMap<TotalKey, Total> {
-    let mut totals: BTreeMap<TotalKey, Total> = BTreeMap::new();
+) {
     let mut day: Option<(&str, DateTime<Utc>, NaiveDate)> = None;
     for event in events {
         // Neighbouring events mostly share customer and window: convert the time once.
@@ -113,7 +113,6 @@ pub fn daily_totals(
             .or_default()
             .add(event.amount, event.quantity);
     }
-    totals
 }
 
 /// Numbers events after `last_sequence`, chunk by chunk.
@@ -282,7 +281,10 @@ mod tests {
             event("cus_b", "b3", late, -3),
             event("cus_b", "b4", early, 4),
         ];
-        let days: Vec<(String, String, Decimal, i64)> = daily_totals(&events, &zones)
+        let mut totals = BTreeMap::new();
+        add_daily_totals(&mut totals, &events[..2], &zones);
+        add_daily_totals(&mut totals, &events[2..], &zones);
+        let days: Vec<(String, String, Decimal, i64)> = totals
             .into_iter()
             .map(|(k, t)| (k.customer_id, k.usage_date.to_string(), t.amount, t.events))
             .collect();

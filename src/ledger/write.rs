@@ -20,7 +20,7 @@ use crate::domain::ledger::{
     plan_rerate,
 };
 use crate::domain::ledger_append::{
-    Appended, Appender, NumberedEvent, Total, TotalKey, daily_totals,
+    Appended, Appender, NumberedEvent, Total, TotalKey, add_daily_totals,
 };
 use crate::domain::line_key::{LineKey, LineKeyMap, LineKeySet};
 use crate::domain::partner_account::PartnerAccount;
@@ -112,15 +112,23 @@ where
 type EncodeLines<C> = fn(&str, Vec<(LedgerLine, bool)>, chrono::DateTime<Utc>) -> Result<C>;
 type EncodeEvents<C> = fn(&str, Vec<NumberedEvent>, chrono::DateTime<Utc>) -> Result<C>;
 
+/// What phase one leaves: the lines written, the events (unnumbered) and their daily totals.
+struct LinesWritten {
+    lines: usize,
+    events: Vec<NewChargeEvent>,
+    totals: BTreeMap<TotalKey, Total>,
+}
+
 /// Phase one of a ledger write, under the tenant's shared write lock and the row locks of the
 /// stored lines it read: `plan` yields one chunk's lines and events at a time; the lines are
-/// encoded and written, the events kept (unnumbered) for [`append_events`]. Returns the lines
-/// written and the events.
+/// encoded and written, the events kept (unnumbered) for [`append_events`] and their daily
+/// totals summed (by the planner thread, while the database writes the lines).
 async fn write_lines<T, P>(
     tx: &mut T,
     tenant_id: &str,
+    zones: Arc<HashMap<String, Tz>>,
     mut plan: P,
-) -> Result<(usize, Vec<NewChargeEvent>)>
+) -> Result<LinesWritten>
 where
     T: LedgerTx,
     P: FnMut() -> Option<Result<ChunkPlan>> + Send + 'static,
@@ -128,16 +136,22 @@ where
     let encode: EncodeLines<T::Lines> = T::encode_lines;
     let tenant = tenant_id.to_string();
     let produce = move |feed: &Feed<T::Lines>| {
-        let (mut written, mut events, now) = (0, Vec::new(), Utc::now());
+        let mut written = LinesWritten {
+            lines: 0,
+            events: Vec::new(),
+            totals: BTreeMap::new(),
+        };
+        let now = Utc::now();
         while let Some(next) = plan() {
             let chunk = next?;
-            written += chunk.lines.len();
-            events.extend(chunk.events);
+            written.lines += chunk.lines.len();
+            add_daily_totals(&mut written.totals, &chunk.events, &zones);
+            written.events.extend(chunk.events);
             if !feed.send(encode(&tenant, chunk.lines, now)?) {
                 break;
             }
         }
-        Ok((written, events))
+        Ok(written)
     };
     pipelined(tx, produce, |tx: &mut T, lines| tx.write_lines(lines)).await
 }
@@ -185,7 +199,11 @@ where
     T: LedgerTx,
     P: FnMut() -> Option<Result<ChunkPlan>> + Send + 'static,
 {
-    let (lines_written, events) = write_lines(tx, tenant_id, plan).await?;
+    let LinesWritten {
+        lines: lines_written,
+        events,
+        totals,
+    } = write_lines(tx, tenant_id, zones, plan).await?;
     if events.is_empty() {
         return Ok(IngestSummary {
             lines_written,
@@ -193,7 +211,6 @@ where
             last_sequence: None,
         });
     }
-    let (events, totals) = totals_of(events, zones).await?;
     if T::TOTALS_BEFORE_LEDGER_LOCK {
         tx.write_totals(tenant_id, &totals).await?;
     }
@@ -214,28 +231,6 @@ where
         events_appended: appended.events,
         last_sequence: Some(appended.last_sequence),
     })
-}
-
-/// Writes of more events than this sum their daily totals on a blocking thread.
-const LARGE_WRITE_EVENTS: usize = 10_000;
-
-/// `events` with their daily totals (see `daily_totals`). A large write's are summed on a
-/// blocking thread, as its events are numbered (`pipelined`): a push of a million lines would
-/// otherwise hold one of the runtime's workers while its totals are summed.
-async fn totals_of(
-    events: Vec<NewChargeEvent>,
-    zones: Arc<HashMap<String, Tz>>,
-) -> Result<(Vec<NewChargeEvent>, BTreeMap<TotalKey, Total>)> {
-    if events.len() <= LARGE_WRITE_EVENTS {
-        let totals = daily_totals(&events, &zones);
-        return Ok((events, totals));
-    }
-    tokio::task::spawn_blocking(move || {
-        let totals = daily_totals(&events, &zones);
-        (events, totals)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("summing daily totals failed: {e}")))
 }
 
 /// Chunks of a plan made in one go (pulls and re-rates, from lines read up front); `stored`
