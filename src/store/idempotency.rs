@@ -14,7 +14,7 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::idempotency_keys;
 use super::sql_types::DbTime;
-use super::{Store, dispatch, for_each_backend};
+use super::{Store, dispatch, for_each_backend, pending_seat_orders};
 use crate::domain::error::Result;
 use crate::domain::idempotency::{IdempotencyKey, unrecorded_answer};
 
@@ -97,7 +97,15 @@ impl Store {
 
     /// Forgets the request ids recorded before `before` (see [`forget_before`]).
     pub async fn forget_request_ids_before(&self, before: DateTime<Utc>) -> Result<usize> {
-        dispatch!(self, write, self::forget_before(before))
+        let forgotten = dispatch!(self, write, self::forget_before(before))?;
+        // A purchase the sweeper found refused keeps its refusal as its retries' answer: it
+        // goes with its request id.
+        let refused = dispatch!(
+            self,
+            write,
+            pending_seat_orders::forget_refused_before(before)
+        )?;
+        Ok(forgotten + refused)
     }
 }
 

@@ -118,6 +118,14 @@ for_each_backend! {
         Ok(())
     }
 
+    /// Forgets the refusals of requests made before `before` (every tenant's), with their
+    /// request ids (`Store::forget_request_ids_before`): a retry after that is a new request.
+    pub async fn forget_refused_before(conn: &mut Conn, before: DateTime<Utc>) -> Result<usize> {
+        Ok(diesel::delete(p::table.filter(p::refusal.is_not_null()).filter(p::created_at.lt(DbTime(before))))
+            .execute(conn)
+            .await?)
+    }
+
     /// Pending orders written before `before`, oldest first, at most `limit` (every tenant's).
     pub async fn due(conn: &mut Conn, before: DateTime<Utc>, limit: i64) -> Result<Vec<PendingOrder>> {
         let rows: Vec<Row> = p::table

@@ -121,6 +121,19 @@ async fn a_pending_order_partner_center_refuses_answers_its_retry_with_the_refus
         "{refused:?}"
     );
     assert_eq!(s.f.emulator.customers_seen().orders_placed, 0);
+    // The refusal is kept while the request id is, and forgotten with it.
+    let refusals = "UPDATE pending_seat_orders SET refusal = refusal WHERE refusal IS NOT NULL";
+    assert_eq!(s.gw.execute_sql(refusals).await, 1);
+    s.gw.store
+        .forget_request_ids_before(Utc::now() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(s.gw.execute_sql(refusals).await, 1, "within the retention");
+    s.gw.store
+        .forget_request_ids_before(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(s.gw.execute_sql(refusals).await, 0, "past the retention");
     s.gw.stop().await;
 }
 
