@@ -114,15 +114,11 @@ ledger_backends! {
     }
 }
 
-/// The fees of a finished batch task (None: none was under way).
-fn fees_of(joined: Option<std::result::Result<usize, tokio::task::JoinError>>) -> Result<usize> {
-    match joined {
-        None => Ok(0),
-        Some(Ok(fees)) => Ok(fees),
-        Some(Err(error)) => Err(Error::Internal(format!(
-            "a period-boundary batch did not finish: {error}"
-        ))),
-    }
+/// The fees of a finished batch task.
+fn fees_of(done: std::result::Result<usize, tokio::task::JoinError>) -> Result<usize> {
+    done.map_err(|error| {
+        Error::Internal(format!("a period-boundary batch did not finish: {error}"))
+    })
 }
 
 /// `due` grouped by tenant, each tenant's ids in the order they were found.
@@ -160,8 +156,10 @@ impl Ledger {
         let read = async {
             let mut after: Option<DueSubscription> = None;
             loop {
-                if writing.len() >= in_flight {
-                    appended += fees_of(writing.join_next().await)?;
+                if writing.len() >= in_flight
+                    && let Some(done) = writing.join_next().await
+                {
+                    appended += fees_of(done)?;
                 }
                 let due = self
                     .store
@@ -169,12 +167,8 @@ impl Ledger {
                     .await?;
                 let more = (due.len() as i64) >= batch;
                 after = due.last().cloned();
-                if in_flight == 1 {
-                    appended += self.catch_up_page(&due, now).await;
-                } else {
-                    let ledger = self.clone();
-                    writing.spawn(async move { ledger.catch_up_page(&due, now).await });
-                }
+                let ledger = self.clone();
+                writing.spawn(async move { ledger.catch_up_page(&due, now).await });
                 if !more {
                     return Ok::<_, Error>(());
                 }
@@ -184,8 +178,8 @@ impl Ledger {
         // Every batch under way finishes (a dropped one would be cut off mid-transaction)
         // before a failed read is answered.
         let mut first_error = read.err();
-        while let Some(written) = writing.join_next().await {
-            match fees_of(Some(written)) {
+        while let Some(done) = writing.join_next().await {
+            match fees_of(done) {
                 Ok(fees) => appended += fees,
                 Err(error) => {
                     first_error.get_or_insert(error);
@@ -199,8 +193,8 @@ impl Ledger {
     }
 
     /// How many batches of the period-boundary run are written side by side. SQLite writes
-    /// one transaction at a time, so a second batch could only wait: one, written in the run's
-    /// own task.
+    /// one transaction at a time, so a second batch could only wait: one, read after the last
+    /// one is written.
     fn boundary_batches_in_flight(&self) -> usize {
         match self.store.backend() {
             crate::store::Backend::Postgres(_) => BOUNDARY_BATCHES_IN_FLIGHT,

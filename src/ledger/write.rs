@@ -185,10 +185,10 @@ async fn append_events<T: LedgerTx>(
 /// Writes a planned write's lines and, when it implies events, adds their daily totals (and
 /// rollups; SQLite after the events, see `LedgerTx`), then takes the ledger lock and appends
 /// the events with what follows: runs, the new last sequence, the credit hook and the
-/// notification. The ledger lock is held only for
-/// what is numbered, so writers of one tenant write their lines and totals side by side (each
-/// holding the row locks of what it wrote): the totals, 8,000 rollup rows a 2,000-fee period-
-/// boundary batch, were 60% of its time under the lock (BENCHMARKS.md, session 11).
+/// notification. The ledger lock is held only for what is numbered, so writers of one tenant
+/// write their lines and totals side by side (each holding the row locks of what it wrote): a
+/// 2,000-fee period-boundary batch's rollup upsert alone (8,000 rows) took ~81 ms under the
+/// lock before (BENCHMARKS.md, sessions 9 and 11).
 async fn write<T, P>(
     tx: &mut T,
     tenant_id: &str,
