@@ -126,10 +126,7 @@ async fn group_by(url: &str, tenant_id: &str, from: DateTime<Utc>, to: DateTime<
         .await
         .unwrap();
     }
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::postgres(url).await;
     let rows = client
         .query(
             "SELECT customer_id, vendor, service, meter, SUM(amount)::text, SUM(quantity)::text \
@@ -141,6 +138,53 @@ async fn group_by(url: &str, tenant_id: &str, from: DateTime<Utc>, to: DateTime<
         .await
         .unwrap();
     rows.len()
+}
+
+/// Σ of the tenant's charge events' amounts and Σ of its invoices' unrounded totals, exactly
+/// (decimal text summed here, as SQLite's SUM would go through floats).
+async fn ledger_and_invoiced(url: &str, tenant_id: &str) -> (Decimal, Decimal) {
+    const EVENTS: &str = "SELECT amount AS v FROM charge_events WHERE tenant_id = $1";
+    const INVOICED: &str = "SELECT unrounded_total AS v FROM invoices WHERE tenant_id = $1";
+    let sum = |texts: Vec<String>| -> Decimal {
+        texts
+            .iter()
+            .map(|t| Decimal::from_str_exact(t).unwrap())
+            .sum()
+    };
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let (path, tenant_id) = (path.to_string(), tenant_id.to_string());
+        return tokio::task::spawn_blocking(move || {
+            use diesel::RunQueryDsl;
+            #[derive(QueryableByName)]
+            struct Text {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                v: String,
+            }
+            let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+            let mut texts = |sql: &str| -> Vec<String> {
+                diesel::sql_query(sql.replace("$1", "?"))
+                    .bind::<diesel::sql_types::Text, _>(&tenant_id)
+                    .load::<Text>(&mut conn)
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| t.v)
+                    .collect()
+            };
+            (sum(texts(EVENTS)), sum(texts(INVOICED)))
+        })
+        .await
+        .unwrap();
+    }
+    let client = support::postgres(url).await;
+    let mut sums = Vec::new();
+    for sql in [EVENTS, INVOICED] {
+        let rows = client
+            .query(&format!("SELECT v::text FROM ({sql}) s"), &[&tenant_id])
+            .await
+            .unwrap();
+        sums.push(sum(rows.iter().map(|r| r.get::<_, String>(0)).collect()));
+    }
+    (sums[0], sums[1])
 }
 
 async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
@@ -247,6 +291,9 @@ async fn run(url: &str, customers: usize, per_customer: usize) -> Figures {
         support::statement_profile::report("month close", 25);
     }
     assert_eq!(closed.status.as_str(), "SUCCEEDED", "{closed:?}");
+    // Every charge (all of last month) on an invoice, exactly: a fast close must be a right one.
+    let (ledger_sum, invoiced) = ledger_and_invoiced(url, &tenant.id).await;
+    assert_eq!(invoiced, ledger_sum, "invoiced against the ledger");
     server.abort();
     Figures {
         charges: recorded,

@@ -21,7 +21,9 @@ use super::invoice::{
     BilledCustomer, ChargeAmount, InvoiceCharge, InvoiceContext, InvoiceDraft, InvoiceRef,
     PriorInvoice, assemble, close_invoice,
 };
-use super::invoice_groups::{ChargeGroup, CloseBounds, GroupClass, close_from_groups};
+use super::invoice_groups::{
+    ChargeGroup, CloseBounds, GroupClass, PeriodCharges, close_from_groups,
+};
 use super::invoice_number::format_invoice_number;
 use super::invoice_selection::{
     ClosePoint, FIRST_SEQUENCE, is_open, on_invoice, open_from_sequence,
@@ -402,10 +404,29 @@ fn close_next(
     let sums_on_invoice: Decimal = on_this.iter().map(|c| c.charge.amount).sum();
     prop_assert_eq!(draft.unrounded_total, sums_on_invoice);
     let read: Vec<&InvoiceCharge> = mine.iter().filter(|c| c.sequence >= read_from).collect();
-    let (grouped, grouped_open_from) =
-        close_from_groups(&ctx, grouped_like_sql(&CloseBounds::of(&ctx), &read)).unwrap();
+    let bounds = CloseBounds::of(&ctx);
+    let (grouped, grouped_open_from) = close_from_groups(
+        &ctx,
+        grouped_like_sql(&bounds, &read),
+        PeriodCharges::InGroups,
+    )
+    .unwrap();
     prop_assert_eq!(&grouped, &draft);
     prop_assert_eq!(grouped_open_from, open_from);
+    // The period's charges summed from the customer's whole history, as the daily totals keep
+    // them (not only from `read_from` on: none of them is below it), beside the other groups.
+    let outside: Vec<ChargeGroup> = grouped_like_sql(&bounds, &read)
+        .into_iter()
+        .filter(|g| g.class != GroupClass::Period)
+        .collect();
+    let (from_sums, sums_open_from) = close_from_groups(
+        &ctx,
+        outside,
+        PeriodCharges::Summed(period_sums(&ctx, &mine)),
+    )
+    .unwrap();
+    prop_assert_eq!(&from_sums, &draft);
+    prop_assert_eq!(sums_open_from, open_from);
     book.closes.push(Close {
         previous,
         prior,
@@ -457,6 +478,34 @@ fn grouped_like_sql(bounds: &CloseBounds, read: &[&InvoiceCharge]) -> Vec<Charge
         group.amount.amount += ch.amount;
     }
     groups.into_values().collect()
+}
+
+/// Every charge of the customer recorded by the close whose window starts in the period,
+/// summed per vendor, service, meter and unit, dated the period's start: what the store sums
+/// from the daily totals and rollups.
+fn period_sums(ctx: &InvoiceContext, mine: &[InvoiceCharge]) -> Vec<ChargeAmount> {
+    let mut sums: BTreeMap<(Vendor, String, String, String), ChargeAmount> = BTreeMap::new();
+    for c in mine
+        .iter()
+        .filter(|c| c.sequence <= ctx.close_sequence && ctx.period.contains(c.charge.window_start))
+    {
+        let ch = &c.charge;
+        let key = (
+            ch.vendor,
+            ch.service.clone(),
+            ch.meter.clone(),
+            ch.unit.clone(),
+        );
+        let sum = sums.entry(key).or_insert_with(|| ChargeAmount {
+            quantity: Decimal::ZERO,
+            amount: Decimal::ZERO,
+            window_start: ctx.period.start,
+            ..ch.clone()
+        });
+        sum.quantity += ch.quantity;
+        sum.amount += ch.amount;
+    }
+    sums.into_values().collect()
 }
 
 /// The invoice's charges summed per vendor, service, meter, unit and window, as one SQL

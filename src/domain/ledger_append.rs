@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
 use super::ledger::NewChargeEvent;
+use super::line_key::LineKey;
 use super::vendor::Vendor;
 
 /// A charge event with its sequence number.
@@ -23,12 +24,16 @@ pub struct NumberedEvent {
     pub event: NewChargeEvent,
 }
 
-/// Consecutive sequences `[first_sequence, last_sequence]` that all belong to one customer.
+/// Consecutive sequences `[first_sequence, last_sequence]` that all belong to one customer,
+/// with the earliest and latest usage window start among them: a close skips the runs that
+/// hold nothing outside the period it bills (see `ledger::invoice_charges`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerRun {
     pub customer_id: String,
     pub first_sequence: i64,
     pub last_sequence: i64,
+    pub first_window: DateTime<Utc>,
+    pub last_window: DateTime<Utc>,
 }
 
 /// What a daily total adds up: one customer's charges for one vendor, service and meter, over
@@ -50,13 +55,18 @@ pub struct Total {
     /// (see `spend_rollup`), where it tells a key without charges in a range from one whose
     /// charges sum to zero.
     pub events: i64,
+    /// The line key of one of the charges summed: stored with the monthly rollup per meter,
+    /// where an invoice line takes its unit from (a close sums the rollups instead of reading
+    /// the charges; see `ledger::invoice_charges`).
+    pub line_key: Option<LineKey>,
 }
 
 impl Total {
-    pub fn add(&mut self, amount: Decimal, quantity: Decimal) {
+    pub fn add(&mut self, amount: Decimal, quantity: Decimal, line_key: LineKey) {
         self.amount += amount;
         self.quantity += quantity;
         self.events += 1;
+        self.line_key.get_or_insert(line_key);
     }
 }
 
@@ -111,7 +121,7 @@ pub fn add_daily_totals(
         totals
             .entry(key)
             .or_default()
-            .add(event.amount, event.quantity);
+            .add(event.amount, event.quantity, event.line_key);
     }
 }
 
@@ -149,12 +159,16 @@ impl Appender {
                     if run.customer_id == event.customer_id
                         && run.last_sequence + 1 == sequence =>
                 {
-                    run.last_sequence = sequence
+                    run.last_sequence = sequence;
+                    run.first_window = run.first_window.min(event.window_start);
+                    run.last_window = run.last_window.max(event.window_start);
                 }
                 _ => a.runs.push(CustomerRun {
                     customer_id: event.customer_id.clone(),
                     first_sequence: sequence,
                     last_sequence: sequence,
+                    first_window: event.window_start,
+                    last_window: event.window_start,
                 }),
             }
             match a.exposure.get_mut(&event.customer_id) {
@@ -198,7 +212,6 @@ mod tests {
 
     use super::*;
     use crate::domain::ledger::ChargeKind;
-    use crate::domain::line_key::LineKey;
     use crate::domain::money::Currency;
     use crate::domain::usage::UsageKey;
 
@@ -228,11 +241,12 @@ mod tests {
     fn chunks_are_numbered_by_customer_into_runs_with_exposure() {
         let mut appender = Appender::new(10);
         let late = Utc.with_ymd_and_hms(2026, 11, 1, 23, 30, 0).unwrap();
+        let early = Utc.with_ymd_and_hms(2026, 10, 30, 8, 0, 0).unwrap();
         let first = appender.append(vec![
             event("cus_b", "b1", late, 5),
             event("cus_a", "a1", late, 1),
             event("cus_b", "b2", late, 7),
-            event("cus_a", "a2", late, 2),
+            event("cus_a", "a2", early, 2),
         ]);
         let order: Vec<(i64, &str)> = first
             .iter()
@@ -243,7 +257,7 @@ mod tests {
             vec![(11, "cus_a"), (12, "cus_a"), (13, "cus_b"), (14, "cus_b")]
         );
         // The next chunk continues the sequence; cus_b's run goes on across the chunks.
-        let second = appender.append(vec![event("cus_b", "b3", late, -3)]);
+        let second = appender.append(vec![event("cus_b", "b3", early, -3)]);
         assert_eq!(second[0].sequence, 15);
         let appended = appender.finish();
         assert_eq!(appended.last_sequence, 15);
@@ -254,12 +268,17 @@ mod tests {
                 CustomerRun {
                     customer_id: "cus_a".into(),
                     first_sequence: 11,
-                    last_sequence: 12
+                    last_sequence: 12,
+                    first_window: early,
+                    last_window: late,
                 },
+                // The window bounds span both chunks too.
                 CustomerRun {
                     customer_id: "cus_b".into(),
                     first_sequence: 13,
-                    last_sequence: 15
+                    last_sequence: 15,
+                    first_window: early,
+                    last_window: late,
                 },
             ]
         );

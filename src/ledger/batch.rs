@@ -13,7 +13,8 @@ use crate::domain::ledger_append::{CustomerRun, Total, TotalKey};
 use crate::domain::spend::rollup::RollupKey;
 use crate::store::SqliteConn;
 
-/// INSERT of charge event runs: rows of (tenant, customer, first, last sequence).
+/// INSERT of charge event runs: rows of (tenant, customer, first and last sequence, first and
+/// last window).
 macro_rules! insert_runs {
     ($tenant_id:expr, $runs:expr) => {{
         use diesel::prelude::*;
@@ -26,6 +27,8 @@ macro_rules! insert_runs {
                     r::customer_id.eq(&run.customer_id),
                     r::first_sequence.eq(run.first_sequence),
                     r::last_sequence.eq(run.last_sequence),
+                    r::first_window.eq(Some($crate::store::sql_types::DbTime(run.first_window))),
+                    r::last_window.eq(Some($crate::store::sql_types::DbTime(run.last_window))),
                 )
             })
             .collect();
@@ -83,7 +86,8 @@ macro_rules! upsert_totals {
 /// SQL expressions (of `charge_rollups` and `excluded`) of `$set_sql`.
 macro_rules! upsert_rollups {
     ($tenant_id:expr, $rollups:expr, $set_sql:expr) => {{
-        let (amount_sql, quantity_sql, events_sql): (&str, &str, &str) = $set_sql;
+        let (amount_sql, quantity_sql, events_sql, line_key_sql): (&str, &str, &str, &str) =
+            $set_sql;
         use diesel::prelude::*;
         use $crate::store::schema::charge_rollups as r;
         use $crate::store::sql_types::{DbDecimal, Exact};
@@ -105,6 +109,7 @@ macro_rules! upsert_rollups {
                         r::amount.eq(DbDecimal(v.amount)),
                         r::quantity.eq(DbDecimal(v.quantity)),
                         r::events.eq(v.events),
+                        r::line_key.eq(v.line_key.map(|k| k.as_bytes().to_vec())),
                     )
                 },
             )
@@ -125,6 +130,9 @@ macro_rules! upsert_rollups {
                 r::amount.eq(diesel::dsl::sql::<Exact>(amount_sql)),
                 r::quantity.eq(diesel::dsl::sql::<Exact>(quantity_sql)),
                 r::events.eq(diesel::dsl::sql::<diesel::sql_types::BigInt>(events_sql)),
+                r::line_key.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Binary>,
+                >(line_key_sql)),
             ))
     }};
 }
@@ -153,19 +161,26 @@ impl TotalsWrite {
     }
 
     /// The same for rollup rows.
-    fn rollup_set_sql(self) -> (&'static str, &'static str, &'static str) {
+    /// A stored line key stays (any summed charge's will do).
+    fn rollup_set_sql(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
-            TotalsWrite::Replace => ("excluded.amount", "excluded.quantity", "excluded.events"),
+            TotalsWrite::Replace => (
+                "excluded.amount",
+                "excluded.quantity",
+                "excluded.events",
+                "excluded.line_key",
+            ),
             TotalsWrite::Add => (
                 "mspgw_decimal_add(charge_rollups.amount, excluded.amount)",
                 "mspgw_decimal_add(charge_rollups.quantity, excluded.quantity)",
                 "charge_rollups.events + excluded.events",
+                "coalesce(charge_rollups.line_key, excluded.line_key)",
             ),
         }
     }
 }
 
-/// Rows per multi-row statement of runs, totals and rollups (at most 10 columns: within
+/// Rows per multi-row statement of runs, totals and rollups (at most 11 columns: within
 /// SQLite's 32766 binds).
 const SMALL_ROWS: usize = 1000;
 
@@ -243,12 +258,15 @@ impl BatchWriter for AsyncPgConnection {
         tenant_id: String,
         runs: Vec<CustomerRun>,
     ) -> BoxFuture<'_, QueryResult<()>> {
+        use crate::store::sql_types::{DbTime, Instant};
         use diesel::sql_types::{Array, BigInt, Text};
         let query = diesel::sql_query(INSERT_RUNS_PG)
             .bind::<Text, _>(tenant_id)
             .bind::<Array<Text>, _>(column(&runs, |r| r.customer_id.clone()))
             .bind::<Array<BigInt>, _>(column(&runs, |r| r.first_sequence))
-            .bind::<Array<BigInt>, _>(column(&runs, |r| r.last_sequence));
+            .bind::<Array<BigInt>, _>(column(&runs, |r| r.last_sequence))
+            .bind::<Array<Instant>, _>(column(&runs, |r| DbTime(r.first_window)))
+            .bind::<Array<Instant>, _>(column(&runs, |r| DbTime(r.last_window)));
         Box::pin(async move {
             diesel_async::RunQueryDsl::execute(query, self).await?;
             Ok(())
@@ -262,7 +280,7 @@ impl BatchWriter for AsyncPgConnection {
         rollups: Vec<(RollupKey, Total)>,
         how: TotalsWrite,
     ) -> BoxFuture<'_, QueryResult<()>> {
-        use diesel::sql_types::{Array, BigInt, Date, Text};
+        use diesel::sql_types::{Array, BigInt, Binary, Date, Nullable, Text};
         let (totals_sql, rollups_sql) = match how {
             TotalsWrite::Add => (ADD_TOTALS_PG, ADD_ROLLUPS_PG),
             TotalsWrite::Replace => (REPLACE_TOTALS_PG, REPLACE_ROLLUPS_PG),
@@ -286,7 +304,10 @@ impl BatchWriter for AsyncPgConnection {
             .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.meter.clone()))
             .bind::<Array<Text>, _>(column(&rollups, |(_, t)| t.amount.to_string()))
             .bind::<Array<Text>, _>(column(&rollups, |(_, t)| t.quantity.to_string()))
-            .bind::<Array<BigInt>, _>(column(&rollups, |(_, t)| t.events));
+            .bind::<Array<BigInt>, _>(column(&rollups, |(_, t)| t.events))
+            .bind::<Array<Nullable<Binary>>, _>(column(&rollups, |(_, t)| {
+                t.line_key.map(|k| k.as_bytes().to_vec())
+            }));
         Box::pin(async move {
             // Sent together: the connection pipelines them.
             let conn: &AsyncPgConnection = self;
@@ -305,8 +326,8 @@ fn column<R, T>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
 }
 
 const INSERT_RUNS_PG: &str = "INSERT INTO charge_event_runs (tenant_id, customer_id, \
-    first_sequence, last_sequence) SELECT $1, unnest($2::text[]), unnest($3::int8[]), \
-    unnest($4::int8[])";
+    first_sequence, last_sequence, first_window, last_window) SELECT $1, unnest($2::text[]), \
+    unnest($3::int8[]), unnest($4::int8[]), unnest($5::timestamptz[]), unnest($6::timestamptz[])";
 
 /// Daily totals from arrays (exact decimals travel as text), and what a stored row becomes.
 macro_rules! upsert_totals_pg {
@@ -334,9 +355,10 @@ macro_rules! upsert_rollups_pg {
     ($set:literal) => {
         concat!(
             "INSERT INTO charge_rollups (tenant_id, customer_id, grain, bucket, vendor, service, \
-             meter, amount, quantity, events) SELECT $1, unnest($2::text[]), unnest($3::text[]), \
-             unnest($4::date[]), unnest($5::text[]), unnest($6::text[]), unnest($7::text[]), \
-             unnest($8::text[]::numeric[]), unnest($9::text[]::numeric[]), unnest($10::int8[]) \
+             meter, amount, quantity, events, line_key) SELECT $1, unnest($2::text[]), \
+             unnest($3::text[]), unnest($4::date[]), unnest($5::text[]), unnest($6::text[]), \
+             unnest($7::text[]), unnest($8::text[]::numeric[]), unnest($9::text[]::numeric[]), \
+             unnest($10::int8[]), unnest($11::bytea[]) \
              ON CONFLICT (tenant_id, customer_id, grain, bucket, vendor, service, meter) \
              DO UPDATE SET ",
             $set
@@ -347,10 +369,12 @@ macro_rules! upsert_rollups_pg {
 const ADD_ROLLUPS_PG: &str = upsert_rollups_pg!(
     "amount = charge_rollups.amount + excluded.amount, \
      quantity = charge_rollups.quantity + excluded.quantity, \
-     events = charge_rollups.events + excluded.events"
+     events = charge_rollups.events + excluded.events, \
+     line_key = coalesce(charge_rollups.line_key, excluded.line_key)"
 );
 const REPLACE_ROLLUPS_PG: &str = upsert_rollups_pg!(
-    "amount = excluded.amount, quantity = excluded.quantity, events = excluded.events"
+    "amount = excluded.amount, quantity = excluded.quantity, events = excluded.events, \
+     line_key = excluded.line_key"
 );
 
 const LOOKUP_USAGE_LINES_PG: &str = "\

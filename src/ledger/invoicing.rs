@@ -12,13 +12,16 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::invoice_charges::Reach;
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent, Written};
 use crate::domain::ids::{INVOICE, PAYMENT, new_id};
 use crate::domain::invoice::{BillingProfile, InvoiceContext};
-use crate::domain::invoice_groups::{CloseBounds, GroupClass, close_from_groups};
+use crate::domain::invoice_groups::{
+    CloseBounds, GroupClass, PeriodCharges, close_from_groups, period_days,
+};
 use crate::domain::invoice_number::format_invoice_number;
 use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
 use crate::domain::invoice_selection::ClosePoint;
@@ -165,7 +168,10 @@ ledger_backends! {
         let close_sequence = if IS_POSTGRES {
             // The customer's closes one at a time; the tenant's ledger lock only from the
             // exposure step on (below), so closes of different customers read and sum their
-            // charges side by side. The last committed sequence serves as the close sequence:
+            // charges side by side. The tenant shared, as ledger writers take it: a change of
+            // the customer's time zone (which re-buckets its daily totals under the tenant
+            // alone) waits for the close, whose period sums take the totals' days in the zone
+            // it reads. The last committed sequence serves as the close sequence:
             // ledger writers commit in sequence order, so every event up to it is visible to
             // the statements that follow, and none after it is read.
             //
@@ -175,7 +181,7 @@ ledger_backends! {
             // aggregation (1.3 against 2.5 ms a 100-line close; BENCHMARKS.md, session 10).
             // The close's other reads need no sort (its prior invoices come in the order of
             // their unique index).
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0)), set_config('enable_sort', 'off', true)")
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0)), pg_advisory_xact_lock_shared(1836281959, hashtext($1)), set_config('enable_sort', 'off', true)")
                 .bind::<diesel::sql_types::Text, _>(tenant_id)
                 .bind::<diesel::sql_types::Text, _>(customer_id)
                 .execute(conn)
@@ -211,7 +217,18 @@ ledger_backends! {
             close_sequence,
             settled_through: chain.last.map_or(0, |l| l.sequence),
         };
-        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence).await?;
+        // The period's own charges from the totals and rollups when it is whole local days of
+        // the customer's zone (the totals' days); else, or when they lack a unit, all read.
+        let zone: Option<chrono_tz::Tz> = customer.time_zone.parse().ok();
+        let period_sums = match zone.and_then(|zone| period_days(&period, zone)) {
+            Some(days) => q::invoice_charges::period_sums(conn, tenant_id, customer_id, &bounds, days, customer.currency).await?,
+            None => None,
+        };
+        let (reach, period_charges) = match period_sums {
+            Some(sums) => (Reach::OutsidePeriod, PeriodCharges::Summed(sums)),
+            None => (Reach::All, PeriodCharges::InGroups),
+        };
+        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence, reach).await?;
         // Only adjustment lines name earlier invoices.
         let priors = if groups.iter().any(|g| g.class == GroupClass::Adjustment) {
             q::invoices::priors(conn, tenant_id, customer_id).await?
@@ -228,7 +245,7 @@ ledger_backends! {
             schedule: &schedule,
             prior_invoices: &priors,
         };
-        let (draft, open_from_sequence) = close_from_groups(&ctx, groups)?;
+        let (draft, open_from_sequence) = close_from_groups(&ctx, groups, period_charges)?;
         let this = ClosePoint { period_end: period.end, sequence: close_sequence };
         let next_chain = CloseChain { last: Some(this), open_from_sequence };
         let issued_on = if draft.needs_number() {

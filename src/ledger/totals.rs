@@ -52,7 +52,7 @@ ledger_backends! {
                     service: e.service.clone(),
                     meter: e.meter.clone(),
                 };
-                totals.entry(key).or_default().add(e.amount, e.quantity);
+                totals.entry(key).or_default().add(e.amount, e.quantity, e.line_key);
             }
             if (events.len() as i64) < PAGE {
                 break;

@@ -173,12 +173,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::Instant;
+
     /// Consecutive sequences that all belong to one customer: how a customer's charges are found.
+    /// The window bounds are the earliest and latest usage window start among them (None: not
+    /// known, a run written before they were kept).
     charge_event_runs (tenant_id, customer_id, last_sequence) {
         tenant_id -> Text,
         customer_id -> Text,
         first_sequence -> BigInt,
         last_sequence -> BigInt,
+        first_window -> Nullable<Instant>,
+        last_window -> Nullable<Instant>,
     }
 }
 
@@ -217,6 +224,8 @@ diesel::table! {
         amount -> Exact,
         quantity -> Exact,
         events -> BigInt,
+        /// One summed charge's line key, on `month_meter` rows (an invoice line's unit).
+        line_key -> Nullable<Binary>,
     }
 }
 

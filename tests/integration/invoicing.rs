@@ -704,11 +704,152 @@ async fn bad_input_scopes_and_tenants(backend: Backend) {
     gw.stop().await;
 }
 
+/// An invoice's lines as two closes of the same charges must show them: the adjusted period
+/// named by its start (each customer's own invoice ids aside).
+fn comparable_lines(invoice: &v1::Invoice) -> Vec<v1::InvoiceLine> {
+    let mut lines = invoice.lines.clone();
+    for line in &mut lines {
+        if let Some(adjusts) = &mut line.adjusts {
+            adjusts.invoice_id.clear();
+            adjusts.invoice_number.clear();
+        }
+    }
+    lines
+}
+
+/// A period of whole local days is summed from the daily totals and monthly rollups (less
+/// what comes after the close), the rest read from the charges: the same invoice as reading
+/// every charge, which a close does when the rollups keep no line key for a meter's unit (rows
+/// written before they did). Quarterly from the 15th in Chatham (+13:45 / +12:45) takes the
+/// days of its partial months from the daily totals and its whole months from the rollups.
+async fn period_sums_bill_what_the_charges_make(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let (account, customers) = books(&gw, &["Asia/Kolkata", "Asia/Kolkata"]).await;
+    let (summed, read) = (&customers[0], &customers[1]);
+    for c in [summed, read] {
+        push(
+            &gw,
+            &account,
+            vec![
+                // 23:30 on 31 October in Kolkata: October.
+                line(c, "vm", "1.25", at("2025-10-31T18:00:00Z")),
+                // 00:00 on 1 November: November.
+                line(c, "vm", "2.50", at("2025-10-31T18:30:00Z")),
+                line(c, "disk", "0.3333333333", at("2025-11-15T10:00:00Z")),
+                // 23:30 on 30 November: November; 00:00 on 1 December: left open.
+                line(c, "net", "4.00", at("2025-11-30T18:00:00Z")),
+                line(c, "net", "8.00", at("2025-11-30T18:30:00Z")),
+            ],
+        )
+        .await;
+    }
+    let mut client = invoices(&gw, &gw.admin_key).await;
+    for c in [summed, read] {
+        let october = close(&mut client, c, None).await;
+        assert_eq!(october.period_end, Some(ts("2025-10-31T18:30:00Z")));
+        assert_eq!(october.total, "1.25");
+        // A revision of November and a late one of October (an adjustment).
+        push(
+            &gw,
+            &account,
+            vec![
+                line(c, "disk", "0.50", at("2025-11-15T10:00:00Z")),
+                line(c, "vm", "1.75", at("2025-10-31T18:00:00Z")),
+            ],
+        )
+        .await;
+    }
+    let nulled = gw
+        .execute_sql(&format!(
+            "UPDATE charge_rollups SET line_key = NULL WHERE customer_id = '{read}'"
+        ))
+        .await;
+    assert!(nulled > 0, "the rollups of {read} kept line keys");
+    let from_sums = close(&mut client, summed, None).await;
+    let from_charges = close(&mut client, read, None).await;
+    assert_eq!(from_sums.period_start, Some(ts("2025-10-31T18:30:00Z")));
+    assert_eq!(
+        comparable_lines(&from_sums),
+        comparable_lines(&from_charges)
+    );
+    assert_eq!(
+        line_amount(&from_sums, "vm", false),
+        Some(("2.50".into(), "2.50".into()))
+    );
+    assert_eq!(
+        line_amount(&from_sums, "vm", true),
+        Some(("0.50".into(), "0.50".into()))
+    );
+    assert_eq!(
+        line_amount(&from_sums, "disk", false),
+        Some(("0.50".into(), "0.50".into()))
+    );
+    assert!(from_sums.lines.iter().all(|l| l.unit == "h"));
+    assert_eq!(from_sums.total, "7.50");
+    assert_exact(&from_sums);
+
+    let mut request = crate::customers::new_customer("inv-chatham", "INV-CHATHAM");
+    request.time_zone = "Pacific/Chatham".into();
+    request.billing_cycle = v1::BillingCycle::Quarterly.into();
+    request.billing_anchor = Some(v1::BillingAnchor { month: 1, day: 15 });
+    request.enrollments = vec![v1::EnrollmentRequest {
+        vendor: v1::Vendor::Simulator.into(),
+        partner_account_id: String::new(),
+        new_account: None,
+    }];
+    let chatham = gw
+        .customers(&gw.admin_key)
+        .await
+        .create_customer(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let c = &chatham;
+    push(
+        &gw,
+        &account,
+        vec![
+            // 23:45 on 14 January in Chatham (+13:45): the quarter before.
+            line(c, "vm", "1.00", at("2026-01-14T10:00:00Z")),
+            // 00:00 on 15 January: the days of January from the daily totals.
+            line(c, "vm", "2.00", at("2026-01-14T10:15:00Z")),
+            // February: a whole month from the rollups.
+            line(c, "disk", "3.00", at("2026-02-20T00:00:00Z")),
+            // 01:45 on 1 April: the days of April.
+            line(c, "disk", "0.25", at("2026-03-31T12:00:00Z")),
+            // 23:45 on 14 April (+12:45 since 5 April): this quarter; 00:00 on 15 April: open.
+            line(c, "net", "5.00", at("2026-04-14T11:00:00Z")),
+            line(c, "net", "6.00", at("2026-04-14T11:15:00Z")),
+        ],
+    )
+    .await;
+    let before = close(&mut client, c, None).await;
+    assert_eq!(before.total, "1.00");
+    let quarter = close(&mut client, c, None).await;
+    assert_eq!(quarter.period_start, Some(ts("2026-01-14T10:15:00Z")));
+    assert_eq!(quarter.period_end, Some(ts("2026-04-14T11:15:00Z")));
+    assert_eq!(
+        line_amount(&quarter, "disk", false),
+        Some(("3.25".into(), "3.25".into()))
+    );
+    assert_eq!(quarter.total, "10.25");
+    assert_exact(&quarter);
+    assert_eq!(
+        dec(&before.unrounded_total) + dec(&quarter.unrounded_total) + dec("6.00"),
+        ledger_sum(&gw, c).await
+    );
+    gw.stop().await;
+}
+
 crate::both_backends!(
     closes_periods_across_dst_with_exact_totals,
     late_usage_becomes_a_prior_period_adjustment,
     payments_partial_full_over_and_retried,
     close_run_closes_every_due_customer_with_gap_free_numbers,
     a_close_racing_pushes_bills_each_charge_once,
+    period_sums_bill_what_the_charges_make,
     bad_input_scopes_and_tenants,
 );

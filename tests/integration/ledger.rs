@@ -391,6 +391,34 @@ async fn concurrent_writers_of_one_tenant_keep_the_ledger_exact(backend: Backend
         let total: Decimal = totals.totals.iter().map(|t| t.amount).sum();
         assert_eq!(total, sum, "customer {customer}");
     }
+    // Each run keeps the earliest and latest window of its events (a close skips runs by
+    // them): a no-op update counts the runs, then those that disagree.
+    let window = |bound: &str| {
+        format!(
+            "(SELECT {bound}(e.window_start) FROM charge_events e \
+               WHERE e.tenant_id = charge_event_runs.tenant_id \
+                 AND e.sequence BETWEEN charge_event_runs.first_sequence \
+                 AND charge_event_runs.last_sequence)"
+        )
+    };
+    let count = async |condition: String| {
+        gw.execute_sql(&format!(
+            "UPDATE charge_event_runs SET first_window = first_window WHERE {condition}"
+        ))
+        .await
+    };
+    assert!(count("first_window IS NOT NULL".into()).await > 4);
+    let disagree = count(format!(
+        "first_window IS NULL OR last_window IS NULL \
+         OR first_window <> {} OR last_window <> {}",
+        window("min"),
+        window("max")
+    ))
+    .await;
+    assert_eq!(
+        disagree, 0,
+        "runs whose window bounds are not their events'"
+    );
     gw.stop().await;
 }
 

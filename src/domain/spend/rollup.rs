@@ -103,6 +103,7 @@ fn next_month(month: NaiveDate) -> NaiveDate {
 /// The changes of the rollups implied by changes of daily totals (a write's, or a customer's
 /// rebuilt totals): each daily total adds to one row of every grain. Quantities are summed
 /// alongside but mean something only per meter (`MonthMeter`); no read uses them otherwise.
+/// `MonthMeter` rows keep one of their charges' line keys (the unit of an invoice line).
 pub fn rollups(totals: &BTreeMap<TotalKey, Total>) -> BTreeMap<RollupKey, Total> {
     let mut out: BTreeMap<RollupKey, Total> = BTreeMap::new();
     for (key, total) in totals {
@@ -111,6 +112,10 @@ pub fn rollups(totals: &BTreeMap<TotalKey, Total>) -> BTreeMap<RollupKey, Total>
             sum.amount += total.amount;
             sum.quantity += total.quantity;
             sum.events += total.events;
+            // Only a row per meter has a unit to give an invoice line.
+            if grain == Grain::MonthMeter {
+                sum.line_key = sum.line_key.or(total.line_key);
+            }
         }
     }
     out
@@ -379,10 +384,21 @@ mod tests {
             service: service.into(),
             meter: meter.into(),
         };
+        let line = |meter: &str| {
+            let usage = crate::domain::usage::UsageKey {
+                vendor_account_id: "acct".into(),
+                service: "EC2".into(),
+                meter: meter.into(),
+                region: String::new(),
+                window_start: day("2026-12-01").and_hms_opt(0, 0, 0).unwrap().and_utc(),
+            };
+            crate::domain::line_key::LineKey::of(1, "pa_1", &usage)
+        };
         let t = |a: &str| Total {
             amount: Decimal::from_str(a).unwrap(),
             quantity: Decimal::ONE,
             events: 2,
+            line_key: Some(line(a)),
         };
         let totals: BTreeMap<TotalKey, Total> = [
             (key("2026-11-30", "EC2", "a"), t("1.5")),
@@ -434,5 +450,23 @@ mod tests {
             meter: String::new(),
         };
         assert_eq!(rolled[&december].events, 4);
+        // Rows per meter keep a line key of their charges (for the unit), the others none.
+        assert_eq!(rolled[&december].line_key, None);
+        let per_meter = |bucket: &str, service: &str, meter: &str| RollupKey {
+            customer_id: "c".into(),
+            grain: Grain::MonthMeter,
+            bucket: day(bucket),
+            vendor: "AWS",
+            service: service.into(),
+            meter: meter.into(),
+        };
+        assert_eq!(
+            rolled[&per_meter("2026-12-01", "EC2", "b")].line_key,
+            Some(line("-2"))
+        );
+        assert_eq!(
+            rolled[&per_meter("2026-11-01", "EC2", "a")].line_key,
+            Some(line("1.5"))
+        );
     }
 }

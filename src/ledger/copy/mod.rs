@@ -448,7 +448,11 @@ impl LedgerTx for PgLedger {
         let r_amounts: Vec<Decimal> = rolled.values().map(|t| t.amount).collect();
         let r_quantities: Vec<Decimal> = rolled.values().map(|t| t.quantity).collect();
         let r_events: Vec<i64> = rolled.values().map(|t| t.events).collect();
-        let rollup_columns: [&(dyn ToSql + Sync); 10] = [
+        let r_line_keys: Vec<Option<&[u8]>> = rolled
+            .values()
+            .map(|t| t.line_key.as_ref().map(|k| k.as_bytes()))
+            .collect();
+        let rollup_columns: [&(dyn ToSql + Sync); 11] = [
             &tenant_id,
             &r_customers,
             &r_grains,
@@ -459,6 +463,7 @@ impl LedgerTx for PgLedger {
             &r_amounts,
             &r_quantities,
             &r_events,
+            &r_line_keys,
         ];
         // Sent together: the connection pipelines them. Each in key order (see `LedgerTx`).
         futures::try_join!(
@@ -474,14 +479,16 @@ impl LedgerTx for PgLedger {
             ),
             client.execute(
                 "INSERT INTO charge_rollups (tenant_id, customer_id, grain, bucket, vendor, \
-                 service, meter, amount, quantity, events) SELECT $1, unnest($2::text[]), \
-                 unnest($3::text[]), unnest($4::date[]), unnest($5::text[]), \
-                 unnest($6::text[]), unnest($7::text[]), unnest($8::numeric[]), \
-                 unnest($9::numeric[]), unnest($10::int8[]) \
+                 service, meter, amount, quantity, events, line_key) SELECT $1, \
+                 unnest($2::text[]), unnest($3::text[]), unnest($4::date[]), \
+                 unnest($5::text[]), unnest($6::text[]), unnest($7::text[]), \
+                 unnest($8::numeric[]), unnest($9::numeric[]), unnest($10::int8[]), \
+                 unnest($11::bytea[]) \
                  ON CONFLICT (tenant_id, customer_id, grain, bucket, vendor, service, meter) \
                  DO UPDATE SET amount = charge_rollups.amount + EXCLUDED.amount, \
                  quantity = charge_rollups.quantity + EXCLUDED.quantity, \
-                 events = charge_rollups.events + EXCLUDED.events",
+                 events = charge_rollups.events + EXCLUDED.events, \
+                 line_key = coalesce(charge_rollups.line_key, EXCLUDED.line_key)",
                 &rollup_columns,
             ),
         )?;
@@ -497,14 +504,26 @@ impl LedgerTx for PgLedger {
             .collect();
         let firsts: Vec<i64> = appended.runs.iter().map(|r| r.first_sequence).collect();
         let lasts: Vec<i64> = appended.runs.iter().map(|r| r.last_sequence).collect();
-        let runs: [&(dyn ToSql + Sync); 4] = [&tenant_id, &run_customers, &firsts, &lasts];
+        let first_windows: Vec<DateTime<Utc>> =
+            appended.runs.iter().map(|r| r.first_window).collect();
+        let last_windows: Vec<DateTime<Utc>> =
+            appended.runs.iter().map(|r| r.last_window).collect();
+        let runs: [&(dyn ToSql + Sync); 6] = [
+            &tenant_id,
+            &run_customers,
+            &firsts,
+            &lasts,
+            &first_windows,
+            &last_windows,
+        ];
         let last: [&(dyn ToSql + Sync); 2] = [&tenant_id, &appended.last_sequence];
         // Sent together: the connection pipelines them.
         futures::try_join!(
             client.execute(
                 "INSERT INTO charge_event_runs (tenant_id, customer_id, first_sequence, \
-                 last_sequence) SELECT $1, unnest($2::text[]), unnest($3::int8[]), \
-                 unnest($4::int8[])",
+                 last_sequence, first_window, last_window) SELECT $1, unnest($2::text[]), \
+                 unnest($3::int8[]), unnest($4::int8[]), unnest($5::timestamptz[]), \
+                 unnest($6::timestamptz[])",
                 &runs,
             ),
             client.execute(

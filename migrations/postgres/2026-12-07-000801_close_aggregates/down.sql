@@ -1,0 +1,2 @@
+ALTER TABLE charge_rollups DROP COLUMN line_key;
+ALTER TABLE charge_event_runs DROP COLUMN first_window, DROP COLUMN last_window;
