@@ -40,7 +40,8 @@ pub fn parse_prefix(field: &str, prefix: &str) -> Result<String, FieldViolation>
     }
 }
 
-/// The number of the `counter`th invoice (from 1) of a tenant, issued on `issued_on`.
+/// The number of the `counter`th invoice (from 1) of a tenant, issued on `issued_on`:
+/// [`number_stem`] then the counter, zero-padded to [`COUNTER_DIGITS`].
 pub fn format_invoice_number(prefix: &str, issued_on: NaiveDate, counter: i64) -> Result<String> {
     if counter < 1 {
         return Err(Error::Internal(format!(
@@ -48,11 +49,15 @@ pub fn format_invoice_number(prefix: &str, issued_on: NaiveDate, counter: i64) -
         )));
     }
     Ok(format!(
-        "{prefix}-{:04}-{:02}-{counter:0width$}",
-        issued_on.year(),
-        issued_on.month(),
+        "{}{counter:0width$}",
+        number_stem(prefix, issued_on),
         width = COUNTER_DIGITS
     ))
+}
+
+/// What every number issued on `issued_on` starts with: `PREFIX-YYYY-MM-`.
+pub fn number_stem(prefix: &str, issued_on: NaiveDate) -> String {
+    format!("{prefix}-{:04}-{:02}-", issued_on.year(), issued_on.month())
 }
 
 #[cfg(test)]

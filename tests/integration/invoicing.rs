@@ -789,6 +789,13 @@ async fn period_sums_bill_what_the_charges_make(backend: Backend) {
     assert!(from_sums.lines.iter().all(|l| l.unit == "h"));
     assert_eq!(from_sums.total, "7.50");
     assert_exact(&from_sums);
+    // Past a million the counter widens (PostgreSQL numbers in SQL, checked against the rule).
+    gw.execute_sql("UPDATE invoice_number_sequences SET last_number = 999999")
+        .await;
+    let december = close(&mut client, summed, None).await;
+    assert_eq!(december.total, "8.00");
+    assert_eq!(december.number_counter, 1_000_000);
+    assert!(december.number.ends_with("-1000000"), "{}", december.number);
 
     let mut request = crate::customers::new_customer("inv-chatham", "INV-CHATHAM");
     request.time_zone = "Pacific/Chatham".into();
