@@ -154,12 +154,8 @@ ledger_backends! {
             // Three reads, not one join: joined, PostgreSQL planned `customer_credit` on a
             // table analyzed while still empty as a scan repeated per customer (115-235 ms for
             // 1,000 customers in the period-boundary benchmark), and SQLite scanned every
-            // customer (138 ms).
-            Ok(CreditInputs {
-                limits: q::credit::limits(self.conn, tenant_id, customer_ids).await?,
-                states: q::credit::states(self.conn, tenant_id, customer_ids).await?,
-                defaults: q::credit::defaults(self.conn, tenant_id).await?,
-            })
+            // customer (138 ms). PostgreSQL sends the three pipelined (see `store::credit`).
+            q::credit::inputs(self.conn, tenant_id, customer_ids).await
         }
 
         async fn write_exposure(&mut self, tenant_id: &str, updates: &[ExposureUpdate]) -> Result<()> {
