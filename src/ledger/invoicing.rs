@@ -284,7 +284,8 @@ ledger_backends! {
 
     /// Takes the tenant's next invoice counter and writes it, with the number it makes, on the
     /// invoice `invoice_id`. PostgreSQL does both in one statement (it runs under the ledger
-    /// lock, where closes queue: a round trip less there shortened every close), formatting
+    /// lock, where closes queue: a round trip less there; no gain showed in the month-close
+    /// benchmark's noise, BENCHMARKS.md session 12), formatting
     /// the number in SQL as `format_invoice_number` does, which is checked here; the first
     /// invoice of a tenant (no counter yet) and SQLite take the counter, then write it.
     async fn number_invoice(conn: &mut Conn, tenant_id: &str, invoice_id: &str, prefix: &str, issued_on: NaiveDate) -> Result<(i64, String)> {
