@@ -107,6 +107,14 @@ pub fn line_unit(line_key: &[u8]) -> Option<&'static str> {
     (line_key.get(..4) == Some(&SUBSCRIPTION_LINE_PREFIX.to_be_bytes()[..])).then_some(SEAT_UNIT)
 }
 
+/// What the charges of the line `line_key` count: its usage line's unit (`usage_unit`, read
+/// beside it), else the line's own ([`line_unit`]), else nothing known ("").
+pub fn charge_unit(usage_unit: Option<String>, line_key: &[u8]) -> String {
+    usage_unit
+        .or_else(|| line_unit(line_key).map(str::to_string))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -27,22 +27,13 @@ use rust_decimal::Decimal;
 use super::ledger_backends;
 use crate::domain::error::{Error, Result};
 use crate::domain::invoice::ChargeAmount;
-use crate::domain::invoice_groups::{ChargeGroup, CloseBounds, GroupClass};
+use crate::domain::invoice_groups::{ChargeGroup, CloseBounds, GroupClass, PeriodCharges};
 use crate::domain::money::Currency;
 use crate::domain::spend::DayRange;
 use crate::domain::spend::rollup::{Grain, RangeParts, month_of};
-use crate::domain::subscription_record::line_unit;
+use crate::domain::subscription_record::charge_unit;
 use crate::domain::vendor::Vendor;
 use crate::store::sql_types::{DbDecimal, DbTime, Exact, Instant};
-
-/// Which of a close's charges `groups` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
-    /// Every charge the close sees.
-    All,
-    /// Only those outside the period (its own come from `period_sums`).
-    OutsidePeriod,
-}
 
 #[derive(QueryableByName)]
 struct GroupRow {
@@ -76,7 +67,7 @@ struct GroupRow {
 
 /// The grouping statement. Parameters: 1 tenant, 2 customer, 3 period start, 4 period end,
 /// 5 settled-through sequence (`CloseBounds`), 6 and 7 the first and last sequence to read.
-/// `OutsidePeriod` reads only the runs whose window bounds reach before the period (and hold
+/// With the period's charges `Summed` apart, only the runs whose window bounds reach before the period (and hold
 /// charges after the previous close) or after it, and of them only the events outside it; a
 /// run without window bounds (written before they were kept) is read.
 ///
@@ -84,7 +75,7 @@ struct GroupRow {
 /// primary key (tenant, sequence): SQLite turned the earlier `sequence BETWEEN … OR …` list
 /// into a scan of the tenant's whole ledger (56 ms a close at 100,000 charges, growing with the
 /// ledger), and the list made every customer's statement text different.
-fn group_sql(postgres: bool, reach: Reach) -> String {
+fn group_sql(postgres: bool, period: &PeriodCharges) -> String {
     let d = Dialect { postgres };
     let p = |n| d.param(n);
     let (start, end) = (p(3), p(4));
@@ -95,9 +86,9 @@ fn group_sql(postgres: bool, reach: Reach) -> String {
         (d.sum(), "MIN(e.line_key)")
     };
     let events = d.run_events(&p(6), Some(&p(7)));
-    let outside = match reach {
-        Reach::All => String::new(),
-        Reach::OutsidePeriod => format!(
+    let outside = match period {
+        PeriodCharges::InGroups => String::new(),
+        PeriodCharges::Summed(_) => format!(
             "AND ((r.last_sequence > {settled} AND (r.first_window IS NULL OR r.first_window < {start})) \
                   OR r.last_window IS NULL OR r.last_window >= {end}) \
              AND (e.window_start < {start} OR e.window_start >= {end}) ",
@@ -199,10 +190,7 @@ fn into_group(row: GroupRow) -> Result<ChargeGroup> {
             vendor,
             service: row.service,
             meter: row.meter,
-            unit: row
-                .unit
-                .or_else(|| line_unit(&row.line_key).map(str::to_string))
-                .unwrap_or_default(),
+            unit: charge_unit(row.unit, &row.line_key),
             quantity: row.quantity.0,
             amount: row.amount.0,
             currency: Currency::from_stored(&row.currency)?,
@@ -212,16 +200,17 @@ fn into_group(row: GroupRow) -> Result<ChargeGroup> {
 }
 
 ledger_backends! {
-    use super::{GroupRow, PeriodSumRow, Reach, UnitRow, group_sql, period_sums_of, period_sums_sql, units_sql};
+    use super::{GroupRow, PeriodSumRow, UnitRow, group_sql, period_sums_of, period_sums_sql, units_sql};
 
     /// The customer's charges from sequence `from` up to the close sequence of `bounds`, in
-    /// groups (see the module).
-    pub async fn groups(conn: &mut Conn, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, from: i64, reach: Reach) -> Result<Vec<ChargeGroup>> {
+    /// groups (see the module); those of the period itself only when `period` does not bring
+    /// them summed.
+    pub async fn groups(conn: &mut Conn, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, from: i64, period: &PeriodCharges) -> Result<Vec<ChargeGroup>> {
         let to = bounds.close_sequence;
         if to < from {
             return Ok(Vec::new());
         }
-        let grouped: Vec<GroupRow> = diesel::sql_query(group_sql(IS_POSTGRES, reach))
+        let grouped: Vec<GroupRow> = diesel::sql_query(group_sql(IS_POSTGRES, period))
             .bind::<Text, _>(tenant_id)
             .bind::<Text, _>(customer_id)
             .bind::<Instant, _>(DbTime(bounds.period_start))
@@ -404,10 +393,7 @@ fn period_sums_of(
     }
     let mut unit_of: HashMap<Key, String> = HashMap::with_capacity(units.len());
     for row in units {
-        let unit = row
-            .unit
-            .or_else(|| line_unit(&row.line_key).map(str::to_string))
-            .unwrap_or_default();
+        let unit = charge_unit(row.unit, &row.line_key);
         unit_of
             .entry((row.vendor, row.service, row.meter))
             .or_insert(unit);

@@ -12,7 +12,6 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::invoice_charges::Reach;
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
 use crate::domain::error::{Error, Result};
@@ -233,11 +232,8 @@ ledger_backends! {
             Some(days) => q::invoice_charges::period_sums(conn, tenant_id, customer_id, &bounds, days, customer.currency).await?,
             None => None,
         };
-        let (reach, period_charges) = match period_sums {
-            Some(sums) => (Reach::OutsidePeriod, PeriodCharges::Summed(sums)),
-            None => (Reach::All, PeriodCharges::InGroups),
-        };
-        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence, reach).await?;
+        let period_charges = period_sums.map_or(PeriodCharges::InGroups, PeriodCharges::Summed);
+        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence, &period_charges).await?;
         // Only adjustment lines name earlier invoices.
         let priors = if groups.iter().any(|g| g.class == GroupClass::Adjustment) {
             q::invoices::priors(conn, tenant_id, customer_id).await?

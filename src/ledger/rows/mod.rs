@@ -23,7 +23,7 @@ use crate::domain::ledger_append::NumberedEvent;
 use crate::domain::line_key::LineKey;
 use crate::domain::money::Currency;
 use crate::domain::rating::{RatedAmount, UnratedReason};
-use crate::domain::subscription_record::line_unit;
+use crate::domain::subscription_record::charge_unit;
 use crate::domain::usage::{UsageKey, UsageLine};
 use crate::store::sql_types::{DbDecimal, DbTime};
 pub(super) use binary::CopyRows;
@@ -449,9 +449,7 @@ impl ChargeEventRow {
     /// The event, counting `unit` (its usage line's, or none for a line with no usage line:
     /// a subscription line's is then seats).
     pub fn into_event(self, unit: Option<String>) -> Result<ChargeEvent> {
-        let unit = unit
-            .or_else(|| line_unit(&self.line_key).map(str::to_string))
-            .unwrap_or_default();
+        let unit = charge_unit(unit, &self.line_key);
         let corrupt =
             |e: String| Error::Internal(format!("stored charge event {}: {e}", self.sequence));
         Ok(ChargeEvent {
