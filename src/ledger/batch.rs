@@ -12,6 +12,7 @@ use super::rows::{
 use crate::domain::ledger_append::{CustomerRun, Total, TotalKey};
 use crate::domain::spend::rollup::RollupKey;
 use crate::store::SqliteConn;
+use crate::store::prepared::KeepPrepared;
 
 /// INSERT of charge event runs: rows of (tenant, customer, first and last sequence, first and
 /// last window).
@@ -266,7 +267,8 @@ impl BatchWriter for AsyncPgConnection {
             .bind::<Array<BigInt>, _>(column(&runs, |r| r.first_sequence))
             .bind::<Array<BigInt>, _>(column(&runs, |r| r.last_sequence))
             .bind::<Array<Instant>, _>(column(&runs, |r| DbTime(r.first_window)))
-            .bind::<Array<Instant>, _>(column(&runs, |r| DbTime(r.last_window)));
+            .bind::<Array<Instant>, _>(column(&runs, |r| DbTime(r.last_window)))
+            .keep_prepared();
         Box::pin(async move {
             diesel_async::RunQueryDsl::execute(query, self).await?;
             Ok(())
@@ -293,7 +295,8 @@ impl BatchWriter for AsyncPgConnection {
             .bind::<Array<Text>, _>(column(&totals, |(k, _)| k.service.clone()))
             .bind::<Array<Text>, _>(column(&totals, |(k, _)| k.meter.clone()))
             .bind::<Array<Text>, _>(column(&totals, |(_, t)| t.amount.to_string()))
-            .bind::<Array<Text>, _>(column(&totals, |(_, t)| t.quantity.to_string()));
+            .bind::<Array<Text>, _>(column(&totals, |(_, t)| t.quantity.to_string()))
+            .keep_prepared();
         let rollups_query = diesel::sql_query(rollups_sql)
             .bind::<Text, _>(tenant_id)
             .bind::<Array<Text>, _>(column(&rollups, |(k, _)| k.customer_id.clone()))
@@ -307,7 +310,8 @@ impl BatchWriter for AsyncPgConnection {
             .bind::<Array<BigInt>, _>(column(&rollups, |(_, t)| t.events))
             .bind::<Array<Nullable<Binary>>, _>(column(&rollups, |(_, t)| {
                 t.line_key.map(|k| k.as_bytes().to_vec())
-            }));
+            }))
+            .keep_prepared();
         Box::pin(async move {
             // Sent together: the connection pipelines them.
             let conn: &AsyncPgConnection = self;
@@ -391,7 +395,9 @@ async fn lookup_usage_lines(
     keys: Vec<Vec<u8>>,
 ) -> QueryResult<Vec<UsageLineRow>> {
     use diesel::sql_types::{Array, Binary};
-    let query = diesel::sql_query(LOOKUP_USAGE_LINES_PG).bind::<Array<Binary>, _>(keys);
+    let query = diesel::sql_query(LOOKUP_USAGE_LINES_PG)
+        .bind::<Array<Binary>, _>(keys)
+        .keep_prepared();
     diesel_async::RunQueryDsl::load(query, &mut conn).await
 }
 

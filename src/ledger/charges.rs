@@ -11,6 +11,7 @@ use super::{Ledger, ledger_backends};
 use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::Result;
 use crate::domain::ledger::ChargeKind;
+use crate::store::credit::ledger_lock_query;
 use crate::store::dispatch;
 use crate::store::schema::{charge_event_runs, ledger_sequences};
 use crate::store::sql_types::DbTime;
@@ -31,11 +32,7 @@ ledger_backends! {
     /// so ledger writers of one tenant run one at a time and commit in sequence order. Returns
     /// the last sequence handed out.
     pub async fn lock_ledger(conn: &mut Conn, tenant_id: &str) -> Result<i64> {
-        let lock = || {
-            diesel::update(ledger_sequences::table.find(tenant_id))
-                .set(ledger_sequences::last_sequence.eq(ledger_sequences::last_sequence))
-                .returning(ledger_sequences::last_sequence)
-        };
+        let lock = || ledger_lock_query!(tenant_id);
         // The row exists after the tenant's first write: one round trip then, not two (a close
         // takes this lock twice, a push once).
         if let Some(last) = lock().get_result(conn).await.optional()? {

@@ -12,8 +12,8 @@ use super::diesel_tx::DieselLedger;
 use super::tx::LedgerTx;
 use super::{Ledger, ledger_backends};
 use crate::domain::credit::{
-    CreditAction, CreditDefaults, CreditEvent, CreditPosition, CreditSettings, CreditSettingsPatch,
-    RUN_RATE_DAYS, assess, forecast,
+    CreditAction, CreditDefaults, CreditEvent, CreditInputs, CreditPosition, CreditSettings,
+    CreditSettingsPatch, RUN_RATE_DAYS, assess, forecast,
 };
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent};
@@ -103,11 +103,26 @@ ledger_backends! {
     /// invoice, a payment lowers the unpaid part) and records the crossings that causes (a
     /// payment can allow resumption). Takes the ledger lock, which the caller keeps to its
     /// commit: this is a close's serial part, so the credit inputs are read once and the state
-    /// written once (it was read and written twice, 8 statements under the lock, now 5).
+    /// written once (it was read and written twice, 8 statements under the lock, now 5), and
+    /// on PostgreSQL the lock and the reads go out in one round trip.
     pub async fn move_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
-        let ledger_sequence = q::charges::lock_ledger(conn, tenant_id).await?;
-        let mut tx = DieselLedger::new(conn);
-        let mut inputs = tx.credit_inputs(tenant_id, &[customer_id]).await?;
+        let locked = q::credit::inputs_under_ledger_lock(conn, tenant_id, &[customer_id]).await?;
+        apply_exposure(conn, tenant_id, customer_id, locked, change).await
+    }
+
+    /// [`move_exposure`] from `locked`, the ledger lock's sequence and the customer's credit
+    /// inputs read under it (`store::credit::inputs_under_ledger_lock`: a close reads them
+    /// pipelined with its invoice number). None: the tenant had no lock row, nothing is
+    /// locked yet.
+    pub async fn apply_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, locked: Option<(i64, CreditInputs)>, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
+        let (ledger_sequence, mut inputs) = match locked {
+            Some(locked) => locked,
+            // The tenant's first ledger write: its lock row is made, then the inputs read.
+            None => {
+                let sequence = q::charges::lock_ledger(conn, tenant_id).await?;
+                (sequence, DieselLedger::new(conn).credit_inputs(tenant_id, &[customer_id]).await?)
+            }
+        };
         let mut state = inputs.states.remove(customer_id).unwrap_or_default();
         let moved = change(Exposure { open_charges: state.open_charges, unpaid_invoices: state.unpaid_invoices })?;
         state.open_charges = moved.open_charges;

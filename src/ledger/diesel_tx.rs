@@ -20,6 +20,7 @@ use crate::domain::line_key::{LineKey, LineKeyMap};
 use crate::domain::partner_account::PartnerAccount;
 use crate::domain::service_action::NewServiceAction;
 use crate::domain::service_action::credit_policy::PolicyCustomer;
+use crate::store::prepared::KeepPrepared;
 use crate::store::schema::{customers, ledger_sequences, pricing_versions, vendor_accounts};
 
 /// A ledger transaction through Diesel on `conn`.
@@ -47,6 +48,7 @@ ledger_backends! {
             if IS_POSTGRES {
                 diesel::sql_query(access.postgres_lock_sql())
                     .bind::<diesel::sql_types::Text, _>(tenant_id)
+                    .keep_prepared()
                     .execute(self.conn)
                     .await?;
             }
@@ -199,6 +201,7 @@ ledger_backends! {
                 diesel::sql_query("SELECT pg_notify($1, $2)")
                     .bind::<diesel::sql_types::Text, _>(channel)
                     .bind::<diesel::sql_types::Text, _>(payload)
+                    .keep_prepared()
                     .execute(self.conn)
                     .await?;
             }

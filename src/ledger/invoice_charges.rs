@@ -33,6 +33,7 @@ use crate::domain::spend::DayRange;
 use crate::domain::spend::rollup::{Grain, RangeParts, month_of};
 use crate::domain::subscription_record::charge_unit;
 use crate::domain::vendor::Vendor;
+use crate::store::prepared::KeepPrepared;
 use crate::store::sql_types::{DbDecimal, DbTime, Exact, Instant};
 
 #[derive(QueryableByName)]
@@ -218,6 +219,7 @@ ledger_backends! {
             .bind::<BigInt, _>(bounds.settled_through)
             .bind::<BigInt, _>(from)
             .bind::<BigInt, _>(to)
+            .keep_prepared()
             .load(conn)
             .await?;
         grouped.into_iter().map(into_group).collect()
@@ -246,6 +248,7 @@ ledger_backends! {
             .bind::<Date, _>(head.end)
             .bind::<Date, _>(tail.first)
             .bind::<Date, _>(tail.end)
+            .keep_prepared()
             .load(conn)
             .await?;
         // The units of every meter of the months the days fall in.
@@ -254,6 +257,7 @@ ledger_backends! {
             .bind::<Text, _>(customer_id)
             .bind::<Date, _>(month_of(days.first))
             .bind::<Date, _>(days.end)
+            .keep_prepared()
             .load(conn)
             .await?;
         period_sums_of(rows, units, currency, bounds.period_start)

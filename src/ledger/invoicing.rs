@@ -10,10 +10,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
 
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
+use crate::domain::credit::CreditInputs;
 use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent, Written};
 use crate::domain::ids::{INVOICE, PAYMENT, new_id};
@@ -30,9 +32,10 @@ use crate::domain::period::{Period, local_date, start_of_day};
 use crate::domain::period_close::{
     CloseOrder, check_close_order, check_may_close, next_period_to_close, periods_to_close,
 };
-use crate::store::dispatch;
 use crate::store::idempotency::write_once;
+use crate::store::prepared::KeepPrepared;
 use crate::store::schema::charge_totals;
+use crate::store::{SqliteConn, dispatch};
 
 /// See `plan`.
 pub struct Plan {
@@ -80,8 +83,107 @@ fn plan_of(
     })
 }
 
+/// What the number statement answered: the counter taken, and the number written on the
+/// invoice (None: the counter was taken but the invoice not numbered).
+#[derive(diesel::QueryableByName)]
+struct Numbered {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    counter: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    number: Option<String>,
+}
+
+/// PostgreSQL takes the tenant's next invoice counter and writes it, with the number it makes,
+/// on the invoice ($2) in one statement, formatting the number in SQL as
+/// `format_invoice_number` does (`number_invoice` checks it; $3 is the `number_stem`). No row:
+/// the tenant has no counter yet.
+fn number_sql() -> String {
+    format!(
+        "WITH taken AS (UPDATE invoice_number_sequences SET last_number = last_number + 1 \
+                         WHERE tenant_id = $1 RETURNING last_number), \
+              numbered AS (UPDATE invoices SET number_counter = taken.last_number, \
+                number = $3 || lpad(taken.last_number::text, \
+                                    greatest({COUNTER_DIGITS}, length(taken.last_number::text)), '0') \
+                FROM taken \
+               WHERE invoices.tenant_id = $1 AND invoices.id = $2 AND invoices.number_counter IS NULL \
+              RETURNING invoices.number) \
+         SELECT taken.last_number AS counter, numbered.number FROM taken LEFT JOIN numbered ON true"
+    )
+}
+
+/// The start of a close's serial part: the tenant's ledger lock, the customer's credit inputs
+/// read under it (None: the tenant has no lock row yet, see `ledger_credit::apply_exposure`)
+/// and, when the invoice takes a number (`number`: its id and `number_stem`), the number.
+/// PostgreSQL sends all of it in one round trip, the number statement behind the reads and so
+/// under the lock (closes of a tenant queue at that lock: each round trip under it costs the
+/// whole run; BENCHMARKS.md, session 13). SQLite reads, and leaves the number to
+/// `number_invoice`.
+/// The ledger lock's sequence with the credit inputs read under it, and the number taken.
+type SerialStarted = (Option<(i64, CreditInputs)>, Option<Numbered>);
+
+trait SerialStart {
+    fn lock_and_number<'a>(
+        &'a mut self,
+        tenant_id: &'a str,
+        customer_id: &'a str,
+        number: Option<(&'a str, String)>,
+    ) -> BoxFuture<'a, Result<SerialStarted>>;
+}
+
+impl SerialStart for AsyncPgConnection {
+    fn lock_and_number<'a>(
+        &'a mut self,
+        tenant_id: &'a str,
+        customer_id: &'a str,
+        number: Option<(&'a str, String)>,
+    ) -> BoxFuture<'a, Result<SerialStarted>> {
+        Box::pin(async move {
+            let conn: &AsyncPgConnection = self;
+            let ids = [customer_id.to_string()];
+            // Polled second by `try_join!`, so sent after the lock and the reads.
+            let numbered = async {
+                let Some((invoice_id, stem)) = number else {
+                    return Ok(None);
+                };
+                let taken = diesel::sql_query(number_sql())
+                    .bind::<diesel::sql_types::Text, _>(tenant_id)
+                    .bind::<diesel::sql_types::Text, _>(invoice_id)
+                    .bind::<diesel::sql_types::Text, _>(stem)
+                    .keep_prepared()
+                    .get_result::<Numbered>(&mut &*conn)
+                    .await
+                    .optional()?;
+                Ok::<_, Error>(taken)
+            };
+            futures::try_join!(
+                crate::store::credit::pg_inputs_under_ledger_lock(conn, tenant_id, &ids),
+                numbered
+            )
+        })
+    }
+}
+
+impl SerialStart for SqliteConn {
+    fn lock_and_number<'a>(
+        &'a mut self,
+        tenant_id: &'a str,
+        customer_id: &'a str,
+        _number: Option<(&'a str, String)>,
+    ) -> BoxFuture<'a, Result<SerialStarted>> {
+        Box::pin(async move {
+            let locked = crate::store::credit::sqlite::inputs_under_ledger_lock(
+                self,
+                tenant_id,
+                &[customer_id],
+            )
+            .await?;
+            Ok((locked, None))
+        })
+    }
+}
+
 ledger_backends! {
-    use super::{Plan, plan_of};
+    use super::{Numbered, Plan, SerialStart, plan_of};
 
     /// What a close of the customer starts from: its record, the tenant's settings, its close
     /// chain and schedule, and the next period to close (see [`plan_of`]).
@@ -191,6 +293,7 @@ ledger_backends! {
             let locked: Locked = diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0)), pg_advisory_xact_lock_shared(1836281959, hashtext($1)), set_config('enable_sort', 'off', true), COALESCE((SELECT last_sequence FROM ledger_sequences WHERE tenant_id = $1), 0) AS last_sequence")
                 .bind::<diesel::sql_types::Text, _>(tenant_id)
                 .bind::<diesel::sql_types::Text, _>(customer_id)
+                .keep_prepared()
                 .get_result(conn)
                 .await?;
             locked.last_sequence
@@ -269,52 +372,22 @@ ledger_backends! {
         // From here to the commit, closes of the tenant run one at a time: the ledger lock
         // (exposure is written under it), then the gap-free number. Keep this part short.
         let (unrounded, total) = (invoice.unrounded_total, invoice.total);
-        q::ledger_credit::move_exposure(conn, tenant_id, customer_id, |e| e.after_close(unrounded, total)).await?;
+        let number_request = issued_on.map(|day| (invoice.id.as_str(), number_stem(&settings.number_prefix, day)));
+        let (locked, numbered) = conn.lock_and_number(tenant_id, customer_id, number_request).await?;
+        q::ledger_credit::apply_exposure(conn, tenant_id, customer_id, locked, |e| e.after_close(unrounded, total)).await?;
         if let Some(issued_on) = issued_on {
-            let (counter, number) = number_invoice(conn, tenant_id, &invoice.id, &settings.number_prefix, issued_on).await?;
+            let (counter, number) = number_invoice(conn, tenant_id, &invoice.id, &settings.number_prefix, issued_on, numbered).await?;
             invoice.number_counter = Some(counter);
             invoice.number = Some(number);
         }
         Ok(Written { value: invoice, fresh: true })
     }
 
-    /// Takes the tenant's next invoice counter and writes it, with the number it makes, on the
-    /// invoice `invoice_id`. PostgreSQL does both in one statement (it runs under the ledger
-    /// lock, where closes queue: a round trip less there; no gain showed in the month-close
-    /// benchmark's noise, BENCHMARKS.md session 12), formatting
-    /// the number in SQL as `format_invoice_number` does, which is checked here; the first
-    /// invoice of a tenant (no counter yet) and SQLite take the counter, then write it.
-    async fn number_invoice(conn: &mut Conn, tenant_id: &str, invoice_id: &str, prefix: &str, issued_on: NaiveDate) -> Result<(i64, String)> {
-        #[derive(diesel::QueryableByName)]
-        struct Numbered {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            counter: i64,
-            /// None: the counter was taken but the invoice not numbered.
-            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-            number: Option<String>,
-        }
-        // No row: the tenant has no counter yet.
-        let numbered = if IS_POSTGRES {
-            diesel::sql_query(format!(
-                "WITH taken AS (UPDATE invoice_number_sequences SET last_number = last_number + 1 \
-                                 WHERE tenant_id = $1 RETURNING last_number), \
-                      numbered AS (UPDATE invoices SET number_counter = taken.last_number, \
-                        number = $3 || lpad(taken.last_number::text, \
-                                            greatest({COUNTER_DIGITS}, length(taken.last_number::text)), '0') \
-                        FROM taken \
-                       WHERE invoices.tenant_id = $1 AND invoices.id = $2 AND invoices.number_counter IS NULL \
-                      RETURNING invoices.number) \
-                 SELECT taken.last_number AS counter, numbered.number FROM taken LEFT JOIN numbered ON true"
-            ))
-            .bind::<diesel::sql_types::Text, _>(tenant_id)
-            .bind::<diesel::sql_types::Text, _>(invoice_id)
-            .bind::<diesel::sql_types::Text, _>(number_stem(prefix, issued_on))
-            .get_result::<Numbered>(conn)
-            .await
-            .optional()?
-        } else {
-            None
-        };
+    /// Numbers the invoice `invoice_id` with the tenant's next invoice counter. On PostgreSQL
+    /// `numbered` is what the number statement sent with the close's ledger lock answered
+    /// (see [`SerialStart`]; None: the tenant has no counter yet); then, and on SQLite, the
+    /// counter is taken and written here. The number is checked against `format_invoice_number`.
+    async fn number_invoice(conn: &mut Conn, tenant_id: &str, invoice_id: &str, prefix: &str, issued_on: NaiveDate, numbered: Option<Numbered>) -> Result<(i64, String)> {
         let (counter, number) = match numbered {
             Some(Numbered { counter, number: Some(number) }) => (counter, number),
             Some(Numbered { counter, number: None }) => {

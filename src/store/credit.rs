@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use rust_decimal::Decimal;
 
 use super::credit_schema::{credit_defaults, credit_events, credit_sequences, customer_credit};
+use super::prepared::KeepPrepared;
 use super::schema::customers;
 use super::sql_types::{DbDecimal, DbTime};
 use super::{SqliteConn, Store, dispatch, for_each_backend};
@@ -126,7 +127,8 @@ impl CreditStateReader for AsyncPgConnection {
         use diesel::sql_types::{Array, Text};
         let query = diesel::sql_query(CREDIT_STATES_PG)
             .bind::<Text, _>(tenant_id)
-            .bind::<Array<Text>, _>(ids);
+            .bind::<Array<Text>, _>(ids)
+            .keep_prepared();
         Box::pin(async move { query.load(self).await })
     }
 }
@@ -171,7 +173,32 @@ trait CreditInputsReader {
         tenant_id: String,
         ids: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<CreditInputRows>>;
+
+    /// The tenant's ledger lock ([`ledger_lock_query`]; None: the tenant has no lock row yet,
+    /// and the rows were read without it), then the rows: on PostgreSQL in the same round trip
+    /// (the server runs the reads once the lock is granted). A close and a payment take their
+    /// serial part this way, a round trip shorter.
+    fn locked_credit_input_rows(
+        &mut self,
+        tenant_id: String,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, QueryResult<(Option<i64>, CreditInputRows)>>;
 }
+
+/// Takes the tenant's ledger lock: the sequence row stays locked until the transaction ends, so
+/// ledger writers of one tenant run one at a time and commit in sequence order. Answers the
+/// last sequence handed out; no row before the tenant's first ledger write.
+macro_rules! ledger_lock_query {
+    ($tenant_id:expr) => {
+        diesel::update($crate::store::schema::ledger_sequences::table.find($tenant_id))
+            .set(
+                $crate::store::schema::ledger_sequences::last_sequence
+                    .eq($crate::store::schema::ledger_sequences::last_sequence),
+            )
+            .returning($crate::store::schema::ledger_sequences::last_sequence)
+    };
+}
+pub(crate) use ledger_lock_query;
 
 /// By id alone (ids are unique across tenants): a primary-key probe per id whatever the
 /// planner's statistics say; the caller checks the tenant.
@@ -194,24 +221,71 @@ macro_rules! defaults_query {
     };
 }
 
+/// The three reads of [`CreditInputsReader`], sent pipelined on the connection.
+async fn pipelined_input_rows(
+    conn: &AsyncPgConnection,
+    tenant_id: &str,
+    ids: &[String],
+) -> QueryResult<CreditInputRows> {
+    use diesel::sql_types::{Array, Text};
+    let limits = limits_query!(ids);
+    let states = diesel::sql_query(CREDIT_STATES_PG)
+        .bind::<Text, _>(tenant_id)
+        .bind::<Array<Text>, _>(ids)
+        .keep_prepared();
+    let defaults = defaults_query!(tenant_id);
+    futures::try_join!(limits.load(&mut &*conn), states.load(&mut &*conn), async {
+        defaults.first(&mut &*conn).await.optional()
+    },)
+}
+
 impl CreditInputsReader for AsyncPgConnection {
     fn credit_input_rows(
         &mut self,
         tenant_id: String,
         ids: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<CreditInputRows>> {
-        use diesel::sql_types::{Array, Text};
-        Box::pin(async move {
-            let limits = limits_query!(&ids);
-            let states = diesel::sql_query(CREDIT_STATES_PG)
-                .bind::<Text, _>(&tenant_id)
-                .bind::<Array<Text>, _>(&ids);
-            let defaults = defaults_query!(&tenant_id);
-            let conn: &AsyncPgConnection = self;
-            futures::try_join!(limits.load(&mut &*conn), states.load(&mut &*conn), async {
-                defaults.first(&mut &*conn).await.optional()
-            },)
-        })
+        Box::pin(async move { pipelined_input_rows(self, &tenant_id, &ids).await })
+    }
+
+    fn locked_credit_input_rows(
+        &mut self,
+        tenant_id: String,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, QueryResult<(Option<i64>, CreditInputRows)>> {
+        Box::pin(async move { pg_locked_input_rows(self, &tenant_id, &ids).await })
+    }
+}
+
+/// The ledger lock, then the three reads, sent on `conn` without waiting: the server runs
+/// pipelined statements in the order they are sent, and the lock is sent first (`try_join!`
+/// polls it first, and diesel-async 0.9 sends a prepared statement on its first poll; one not
+/// yet prepared holds the connection's statement cache while it is, which keeps the reads from
+/// being sent before it). So the reads take their snapshots once the lock is granted, and so
+/// does any statement the caller pipelines after this future's first poll.
+async fn pg_locked_input_rows(
+    conn: &AsyncPgConnection,
+    tenant_id: &str,
+    ids: &[String],
+) -> QueryResult<(Option<i64>, CreditInputRows)> {
+    let lock = ledger_lock_query!(tenant_id);
+    futures::try_join!(
+        async { lock.get_result(&mut &*conn).await.optional() },
+        pipelined_input_rows(conn, tenant_id, ids),
+    )
+}
+
+/// [`inputs_under_ledger_lock`](self::pg::inputs_under_ledger_lock) on a shared PostgreSQL
+/// connection, so the caller can pipeline statements of its own behind it (see
+/// [`pg_locked_input_rows`]; they run under the ledger lock too).
+pub async fn pg_inputs_under_ledger_lock(
+    conn: &AsyncPgConnection,
+    tenant_id: &str,
+    ids: &[String],
+) -> Result<Option<(i64, CreditInputs)>> {
+    match pg_locked_input_rows(conn, tenant_id, ids).await? {
+        (Some(sequence), rows) => Ok(Some((sequence, inputs_of(rows, tenant_id)?))),
+        (None, _) => Ok(None),
     }
 }
 
@@ -228,6 +302,28 @@ impl CreditInputsReader for SqliteConn {
             Ok((limits, states, defaults))
         })
     }
+
+    fn locked_credit_input_rows(
+        &mut self,
+        tenant_id: String,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, QueryResult<(Option<i64>, CreditInputRows)>> {
+        Box::pin(async move {
+            let locked = ledger_lock_query!(&tenant_id)
+                .get_result(self)
+                .await
+                .optional()?;
+            Ok((locked, self.credit_input_rows(tenant_id, ids).await?))
+        })
+    }
+}
+
+fn inputs_of((limits, states, defaults): CreditInputRows, tenant_id: &str) -> Result<CreditInputs> {
+    Ok(CreditInputs {
+        limits: limits_of(limits, tenant_id)?,
+        states: states_of(states)?,
+        defaults: defaults_of(defaults)?,
+    })
 }
 
 fn defaults_of(row: Option<(String, String)>) -> Result<CreditDefaults> {
@@ -269,12 +365,18 @@ for_each_backend! {
     /// Everything a credit evaluation of the tenant's customers among `ids` reads.
     pub async fn inputs(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<CreditInputs> {
         let ids = ids.iter().map(|id| id.to_string()).collect();
-        let (limits, states, defaults) = conn.credit_input_rows(tenant_id.to_string(), ids).await?;
-        Ok(CreditInputs {
-            limits: limits_of(limits, tenant_id)?,
-            states: states_of(states)?,
-            defaults: defaults_of(defaults)?,
-        })
+        inputs_of(conn.credit_input_rows(tenant_id.to_string(), ids).await?, tenant_id)
+    }
+
+    /// The tenant's ledger lock and the last sequence handed out, then [`inputs`] under it;
+    /// None when the tenant has no lock row yet (nothing was locked: take the lock with
+    /// `ledger::charges::lock_ledger`, which makes the row, and read again).
+    pub async fn inputs_under_ledger_lock(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<Option<(i64, CreditInputs)>> {
+        let ids = ids.iter().map(|id| id.to_string()).collect();
+        match conn.locked_credit_input_rows(tenant_id.to_string(), ids).await? {
+            (Some(sequence), rows) => Ok(Some((sequence, inputs_of(rows, tenant_id)?))),
+            (None, _) => Ok(None),
+        }
     }
 
     pub async fn write_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults) -> Result<()> {
@@ -505,6 +607,7 @@ impl ExposureWriter for AsyncPgConnection {
                 .bind::<Array<Numeric>, _>(open)
                 .bind::<Timestamptz, _>(Utc::now())
                 .bind::<Array<Text>, _>(crossed)
+                .keep_prepared()
                 .execute(self)
                 .await?;
             Ok(())

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
 use super::invoicing_schema::{invoice_lines, invoice_number_sequences, invoices};
+use super::prepared::KeepPrepared;
 use super::sql_types::{DbDecimal, DbTime};
 use super::{SqliteConn, Store, dispatch, for_each_backend};
 use crate::domain::error::{Error, Result};
@@ -254,7 +255,8 @@ impl LineWriter for AsyncPgConnection {
                 rows.iter()
                     .map(|r| r.adjusts_invoice_number.clone())
                     .collect::<Vec<_>>(),
-            );
+            )
+            .keep_prepared();
         Box::pin(async move {
             query.execute(self).await?;
             Ok(())
@@ -483,6 +485,7 @@ for_each_backend! {
             diesel::sql_query("SELECT 1 FROM invoices WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
                 .bind::<diesel::sql_types::Text, _>(tenant_id)
                 .bind::<diesel::sql_types::Text, _>(id)
+                .keep_prepared()
                 .execute(conn)
                 .await?;
         }

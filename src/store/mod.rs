@@ -27,6 +27,7 @@ pub mod payments;
 pub mod pending_seat_orders;
 pub mod poll_states;
 pub mod portal_sessions;
+pub mod prepared;
 pub mod price_sheets;
 pub mod pricing;
 pub mod read_replica;

@@ -8,6 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
 use super::catalog_schema::subscriptions;
+use super::prepared::KeepPrepared;
 use super::sql_types::{DbDecimal, DbTime};
 use super::subscriptions::{SubscriptionRow, json, state_columns};
 use super::{SqliteConn, Store, dispatch, for_each_backend};
@@ -131,6 +132,7 @@ impl StateWriter for AsyncPgConnection {
                 .bind::<Array<Bool>, _>(column(&rows, |r| r.auto_renew))
                 .bind::<Array<Nullable<Text>>, _>(column(&rows, |r| r.ended_at.clone()))
                 .bind::<Array<Text>, _>(column(&rows, |r| r.updated_at.clone()))
+                .keep_prepared()
                 .execute(self)
                 .await?;
             Ok(updated)
@@ -201,7 +203,8 @@ impl DueHolder for AsyncPgConnection {
         let query = diesel::sql_query(HOLD_DUE_PG)
             .bind::<Text, _>(tenant_id)
             .bind::<Array<Text>, _>(ids)
-            .bind::<super::sql_types::Instant, _>(DbTime(now));
+            .bind::<super::sql_types::Instant, _>(DbTime(now))
+            .keep_prepared();
         Box::pin(async move { query.load(self).await })
     }
 }

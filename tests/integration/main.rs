@@ -32,6 +32,7 @@ mod partner_center_emulator;
 mod permissions;
 mod pg_cluster;
 mod portal_browser;
+mod prepared_statements;
 mod price_sheets;
 mod read_replicas;
 mod replays;
