@@ -7,8 +7,8 @@
 //! One tenant with `CUSTOMERS` customers (default 1,000, UTC, monthly) and `PER_CUSTOMER`
 //! charges each (default 1,000: 20 services x 5 meters x 10 days of last month), 1,000,000
 //! charges in all, recorded through the ledger (`ingest_push`, 50,000 lines a push), then the
-//! database analyzed (as autovacuum keeps a production one). Then, in the same run and on the
-//! same rows:
+//! database analyzed (as autovacuum keeps a production one) and checkpointed. Then, in the same
+//! run and on the same rows:
 //!
 //! - **GROUP BY baseline**: one plain SQL `GROUP BY customer, vendor, service, meter` over the
 //!   month's charge events, every row fetched (PostgreSQL: exact `SUM` of NUMERIC; SQLite: `SUM`
