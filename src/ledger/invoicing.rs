@@ -111,6 +111,9 @@ fn number_sql() -> String {
     )
 }
 
+/// The ledger lock's sequence with the credit inputs read under it, and the number taken.
+type SerialStarted = (Option<(i64, CreditInputs)>, Option<Numbered>);
+
 /// The start of a close's serial part: the tenant's ledger lock, the customer's credit inputs
 /// read under it (None: the tenant has no lock row yet, see `ledger_credit::apply_exposure`)
 /// and, when the invoice takes a number (`number`: its id and `number_stem`), the number.
@@ -118,9 +121,10 @@ fn number_sql() -> String {
 /// under the lock (closes of a tenant queue at that lock: each round trip under it costs the
 /// whole run; BENCHMARKS.md, session 13). SQLite reads, and leaves the number to
 /// `number_invoice`.
-/// The ledger lock's sequence with the credit inputs read under it, and the number taken.
-type SerialStarted = (Option<(i64, CreditInputs)>, Option<Numbered>);
-
+///
+/// The server runs pipelined statements in the order they arrive. The number is sent last:
+/// `try_join!` polls it after the reads, and diesel-async's statement cache is a fair
+/// (tokio) mutex that a statement being prepared holds (see `store::credit`).
 trait SerialStart {
     fn lock_and_number<'a>(
         &'a mut self,
