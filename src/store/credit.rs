@@ -283,10 +283,7 @@ pub async fn pg_inputs_under_ledger_lock(
     tenant_id: &str,
     ids: &[String],
 ) -> Result<Option<(i64, CreditInputs)>> {
-    match pg_locked_input_rows(conn, tenant_id, ids).await? {
-        (Some(sequence), rows) => Ok(Some((sequence, inputs_of(rows, tenant_id)?))),
-        (None, _) => Ok(None),
-    }
+    locked_inputs_of(pg_locked_input_rows(conn, tenant_id, ids).await?, tenant_id)
 }
 
 impl CreditInputsReader for SqliteConn {
@@ -324,6 +321,16 @@ fn inputs_of((limits, states, defaults): CreditInputRows, tenant_id: &str) -> Re
         states: states_of(states)?,
         defaults: defaults_of(defaults)?,
     })
+}
+
+/// The ledger lock's sequence and the inputs read under it; None when no lock row was found.
+fn locked_inputs_of(
+    (locked, rows): (Option<i64>, CreditInputRows),
+    tenant_id: &str,
+) -> Result<Option<(i64, CreditInputs)>> {
+    locked
+        .map(|sequence| Ok((sequence, inputs_of(rows, tenant_id)?)))
+        .transpose()
 }
 
 fn defaults_of(row: Option<(String, String)>) -> Result<CreditDefaults> {
@@ -373,10 +380,7 @@ for_each_backend! {
     /// `ledger::charges::lock_ledger`, which makes the row, and read again).
     pub async fn inputs_under_ledger_lock(conn: &mut Conn, tenant_id: &str, ids: &[&str]) -> Result<Option<(i64, CreditInputs)>> {
         let ids = ids.iter().map(|id| id.to_string()).collect();
-        match conn.locked_credit_input_rows(tenant_id.to_string(), ids).await? {
-            (Some(sequence), rows) => Ok(Some((sequence, inputs_of(rows, tenant_id)?))),
-            (None, _) => Ok(None),
-        }
+        locked_inputs_of(conn.locked_credit_input_rows(tenant_id.to_string(), ids).await?, tenant_id)
     }
 
     pub async fn write_defaults(conn: &mut Conn, tenant_id: &str, new: &CreditDefaults) -> Result<()> {
