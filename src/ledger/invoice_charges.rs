@@ -206,7 +206,7 @@ ledger_backends! {
     /// The customer's charges from sequence `from` up to the close sequence of `bounds`, in
     /// groups (see the module); those of the period itself only when `period` does not bring
     /// them summed.
-    pub async fn groups(conn: &mut Conn, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, from: i64, period: &PeriodCharges) -> Result<Vec<ChargeGroup>> {
+    pub async fn groups(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, from: i64, period: &PeriodCharges) -> Result<Vec<ChargeGroup>> {
         let to = bounds.close_sequence;
         if to < from {
             return Ok(Vec::new());
@@ -229,14 +229,24 @@ ledger_backends! {
     /// recorded by its close sequence, summed per vendor, service, meter and unit (see the
     /// module), in `currency`. None when a meter with charges has no line key for its unit
     /// (rollups written before line keys were kept): the close then reads the charges.
-    pub async fn period_sums(conn: &mut Conn, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, days: DayRange, currency: Currency) -> Result<Option<Vec<ChargeAmount>>> {
+    /// PostgreSQL's close sends its two statements pipelined ([`period_sum_rows`],
+    /// [`unit_rows`], then [`period_sums_of`](super::period_sums_of)).
+    pub async fn period_sums(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, days: DayRange, currency: Currency) -> Result<Option<Vec<ChargeAmount>>> {
+        let rows = period_sum_rows(conn, tenant_id, customer_id, bounds, days).await?;
+        let units = unit_rows(conn, tenant_id, customer_id, days).await?;
+        period_sums_of(rows, units, currency, bounds.period_start)
+    }
+
+    /// The rollups' and totals' sums of the period's days, and the charges after the close
+    /// sequence to subtract (`period_sums_sql`).
+    pub async fn period_sum_rows(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, days: DayRange) -> Result<Vec<PeriodSumRow>> {
         let parts = RangeParts::of(days, false);
         // Without subtracting, a range is its whole months and at most two partial ones.
         let ([head, tail], []) = (day_ranges(&parts.plus, days.first)?, parts.minus.as_slice()) else {
             return Err(Error::Internal(format!("the days {days:?} as rollups: {parts:?}")));
         };
         let (months_first, months_end) = parts.months.unwrap_or((days.first, days.first));
-        let rows: Vec<PeriodSumRow> = diesel::sql_query(period_sums_sql(IS_POSTGRES))
+        Ok(diesel::sql_query(period_sums_sql(IS_POSTGRES))
             .bind::<Text, _>(tenant_id)
             .bind::<Text, _>(customer_id)
             .bind::<Instant, _>(DbTime(bounds.period_start))
@@ -250,17 +260,19 @@ ledger_backends! {
             .bind::<Date, _>(tail.end)
             .keep_prepared()
             .load(conn)
-            .await?;
-        // The units of every meter of the months the days fall in.
-        let units: Vec<UnitRow> = diesel::sql_query(units_sql(IS_POSTGRES))
+            .await?)
+    }
+
+    /// The units of every meter of the months the days `days` fall in (`units_sql`).
+    pub async fn unit_rows(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, days: DayRange) -> Result<Vec<UnitRow>> {
+        Ok(diesel::sql_query(units_sql(IS_POSTGRES))
             .bind::<Text, _>(tenant_id)
             .bind::<Text, _>(customer_id)
             .bind::<Date, _>(month_of(days.first))
             .bind::<Date, _>(days.end)
             .keep_prepared()
             .load(conn)
-            .await?;
-        period_sums_of(rows, units, currency, bounds.period_start)
+            .await?)
     }
 }
 
@@ -278,8 +290,9 @@ fn day_ranges(plus: &[DayRange], at: NaiveDate) -> Result<[DayRange; 2]> {
     }
 }
 
+/// A row of `period_sums_sql`.
 #[derive(QueryableByName)]
-struct PeriodSumRow {
+pub struct PeriodSumRow {
     /// 0: the rollups' and totals' sums; 1: the charges after the close sequence, to subtract.
     #[diesel(sql_type = Integer)]
     part: i32,
@@ -295,8 +308,9 @@ struct PeriodSumRow {
     amount: DbDecimal,
 }
 
+/// A row of `units_sql`.
 #[derive(QueryableByName)]
-struct UnitRow {
+pub struct UnitRow {
     #[diesel(sql_type = Text)]
     vendor: String,
     #[diesel(sql_type = Text)]
@@ -375,7 +389,7 @@ fn units_sql(postgres: bool) -> String {
 }
 
 /// The period's sums from the rows of `period_sums_sql` and `units_sql`, dated `period_start`.
-fn period_sums_of(
+pub fn period_sums_of(
     rows: Vec<PeriodSumRow>,
     units: Vec<UnitRow>,
     currency: Currency,

@@ -6,12 +6,13 @@
 //! none after. The invoice, its lines, its number (the tenant's gap-free counter), the
 //! customer's close chain and its exposure (open charges move to unpaid invoices) are written in
 //! the same transaction. Payments take the same lock, because exposure is written under it.
+mod steps;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::future::BoxFuture;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{Ledger, ledger_backends};
 use crate::domain::billing_schedule::BillingSchedule;
@@ -20,10 +21,8 @@ use crate::domain::error::{Error, Result};
 use crate::domain::idempotency::{Answer, Idempotent, Written};
 use crate::domain::ids::{INVOICE, PAYMENT, new_id};
 use crate::domain::invoice::{BillingProfile, InvoiceContext};
-use crate::domain::invoice_groups::{
-    CloseBounds, GroupClass, PeriodCharges, close_from_groups, period_days,
-};
-use crate::domain::invoice_number::{COUNTER_DIGITS, format_invoice_number, number_stem};
+use crate::domain::invoice_groups::{CloseBounds, GroupClass, close_from_groups, period_days};
+use crate::domain::invoice_number::{format_invoice_number, number_stem};
 use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
 use crate::domain::invoice_selection::ClosePoint;
 use crate::domain::invoice_settings::InvoiceSettings;
@@ -32,10 +31,9 @@ use crate::domain::period::{Period, local_date, start_of_day};
 use crate::domain::period_close::{
     CloseOrder, check_close_order, check_may_close, next_period_to_close, periods_to_close,
 };
+use crate::store::dispatch;
 use crate::store::idempotency::write_once;
-use crate::store::prepared::KeepPrepared;
 use crate::store::schema::charge_totals;
-use crate::store::{SqliteConn, dispatch};
 
 /// See `plan`.
 pub struct Plan {
@@ -93,101 +91,13 @@ struct Numbered {
     number: Option<String>,
 }
 
-/// PostgreSQL takes the tenant's next invoice counter and writes it, with the number it makes,
-/// on the invoice ($2) in one statement, formatting the number in SQL as
-/// `format_invoice_number` does (`number_invoice` checks it; $3 is the `number_stem`). No row:
-/// the tenant has no counter yet.
-fn number_sql() -> String {
-    format!(
-        "WITH taken AS (UPDATE invoice_number_sequences SET last_number = last_number + 1 \
-                         WHERE tenant_id = $1 RETURNING last_number), \
-              numbered AS (UPDATE invoices SET number_counter = taken.last_number, \
-                number = $3 || lpad(taken.last_number::text, \
-                                    greatest({COUNTER_DIGITS}, length(taken.last_number::text)), '0') \
-                FROM taken \
-               WHERE invoices.tenant_id = $1 AND invoices.id = $2 AND invoices.number_counter IS NULL \
-              RETURNING invoices.number) \
-         SELECT taken.last_number AS counter, numbered.number FROM taken LEFT JOIN numbered ON true"
-    )
-}
-
-/// The ledger lock's sequence with the credit inputs read under it, and the number taken.
+/// The ledger lock's sequence with the credit inputs read under it, and the number taken
+/// (see [`steps::CloseSteps::write_and_lock`]).
 type SerialStarted = (Option<(i64, CreditInputs)>, Option<Numbered>);
 
-/// The start of a close's serial part: the tenant's ledger lock, the customer's credit inputs
-/// read under it (None: the tenant has no lock row yet, see `ledger_credit::apply_exposure`)
-/// and, when the invoice takes a number (`number`: its id and `number_stem`), the number.
-/// PostgreSQL sends all of it in one round trip, the number statement behind the reads and so
-/// under the lock (closes of a tenant queue at that lock: each round trip under it costs the
-/// whole run; BENCHMARKS.md, session 13). SQLite reads, and leaves the number to
-/// `number_invoice`.
-///
-/// The server runs pipelined statements in the order they arrive. The number is sent last:
-/// `try_join!` polls it after the reads, and diesel-async's statement cache is a fair
-/// (tokio) mutex that a statement being prepared holds (see `store::credit`).
-trait SerialStart {
-    fn lock_and_number<'a>(
-        &'a mut self,
-        tenant_id: &'a str,
-        customer_id: &'a str,
-        number: Option<(&'a str, String)>,
-    ) -> BoxFuture<'a, Result<SerialStarted>>;
-}
-
-impl SerialStart for AsyncPgConnection {
-    fn lock_and_number<'a>(
-        &'a mut self,
-        tenant_id: &'a str,
-        customer_id: &'a str,
-        number: Option<(&'a str, String)>,
-    ) -> BoxFuture<'a, Result<SerialStarted>> {
-        Box::pin(async move {
-            let conn: &AsyncPgConnection = self;
-            let ids = [customer_id.to_string()];
-            // Polled second by `try_join!`, so sent after the lock and the reads.
-            let numbered = async {
-                let Some((invoice_id, stem)) = number else {
-                    return Ok(None);
-                };
-                let taken = diesel::sql_query(number_sql())
-                    .bind::<diesel::sql_types::Text, _>(tenant_id)
-                    .bind::<diesel::sql_types::Text, _>(invoice_id)
-                    .bind::<diesel::sql_types::Text, _>(stem)
-                    .keep_prepared()
-                    .get_result::<Numbered>(&mut &*conn)
-                    .await
-                    .optional()?;
-                Ok::<_, Error>(taken)
-            };
-            futures::try_join!(
-                crate::store::credit::pg_inputs_under_ledger_lock(conn, tenant_id, &ids),
-                numbered
-            )
-        })
-    }
-}
-
-impl SerialStart for SqliteConn {
-    fn lock_and_number<'a>(
-        &'a mut self,
-        tenant_id: &'a str,
-        customer_id: &'a str,
-        _number: Option<(&'a str, String)>,
-    ) -> BoxFuture<'a, Result<SerialStarted>> {
-        Box::pin(async move {
-            let locked = crate::store::credit::sqlite::inputs_under_ledger_lock(
-                self,
-                tenant_id,
-                &[customer_id],
-            )
-            .await?;
-            Ok((locked, None))
-        })
-    }
-}
-
 ledger_backends! {
-    use super::{Numbered, Plan, SerialStart, plan_of};
+    use super::{Numbered, Plan, plan_of};
+    use super::steps::CloseSteps;
 
     /// What a close of the customer starts from: its record, the tenant's settings, its close
     /// chain and schedule, and the next period to close (see [`plan_of`]).
@@ -195,33 +105,36 @@ ledger_backends! {
         let customer = q::customers::billing_profile(conn, tenant_id, customer_id).await?;
         let (settings, tenant_zone) = q::invoice_settings::with_time_zone(conn, tenant_id).await?;
         let chain = q::customer_billing::get(conn, tenant_id, customer_id).await?;
-        let first_days = if chain.last.is_none() {
-            first_usage_days(conn, tenant_id, &[customer_id.to_string()]).await?
-        } else {
-            HashMap::new()
+        let first_day = match chain.last {
+            None => first_usage_day(conn, tenant_id, customer_id).await?,
+            Some(_) => None,
         };
-        plan_of(customer, (settings, tenant_zone), chain, first_days.get(customer_id).copied())
+        plan_of(customer, (settings, tenant_zone), chain, first_day)
     }
 
     /// The earliest day with usage of each customer among `ids` that has any (each customer's
-    /// daily totals are on its own local days). One `min` per customer, which both backends
-    /// answer from the first entry of the daily totals' key (tenant, customer, day, …): grouped
-    /// over several customers, PostgreSQL read every total of each (1.6 ms a customer of 100
-    /// meters x 10 days, 1.6 of a 1,000-customer month close's PostgreSQL seconds).
+    /// daily totals are on its own local days): [`first_usage_day`] of each.
     async fn first_usage_days(conn: &mut Conn, tenant_id: &str, ids: &[String]) -> Result<HashMap<String, NaiveDate>> {
         let mut days = HashMap::with_capacity(ids.len());
         for id in ids {
-            let first: Option<NaiveDate> = charge_totals::table
-                .filter(charge_totals::tenant_id.eq(tenant_id))
-                .filter(charge_totals::customer_id.eq(id))
-                .select(diesel::dsl::min(charge_totals::usage_date))
-                .first(conn)
-                .await?;
-            if let Some(day) = first {
+            if let Some(day) = first_usage_day(conn, tenant_id, id).await? {
                 days.insert(id.clone(), day);
             }
         }
         Ok(days)
+    }
+
+    /// The customer's earliest day with usage, if any: a `min` that both backends answer from
+    /// the first entry of the daily totals' key (tenant, customer, day, …). Grouped over
+    /// several customers, PostgreSQL read every total of each (1.6 ms a customer of 100 meters
+    /// x 10 days, 1.6 of a 1,000-customer month close's PostgreSQL seconds).
+    pub async fn first_usage_day(conn: &mut impl Statements, tenant_id: &str, customer_id: &str) -> Result<Option<NaiveDate>> {
+        Ok(charge_totals::table
+            .filter(charge_totals::tenant_id.eq(tenant_id))
+            .filter(charge_totals::customer_id.eq(customer_id))
+            .select(diesel::dsl::min(charge_totals::usage_date))
+            .first(conn)
+            .await?)
     }
 
     /// How many periods of each customer among `ids` may close at `now` (at most `limit`): a
@@ -270,42 +183,7 @@ ledger_backends! {
     /// of `now`, inside the caller's transaction. Closing a closed period returns its invoice.
     pub async fn close_in_tx(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
         let invoice_id = new_id(INVOICE);
-        let close_sequence = if IS_POSTGRES {
-            // The customer's closes one at a time; the tenant's ledger lock only from the
-            // exposure step on (below), so closes of different customers read and sum their
-            // charges side by side. The tenant shared, as ledger writers take it: a change of
-            // the customer's time zone (which re-buckets its daily totals under the tenant
-            // alone) waits for the close, whose period sums take the totals' days in the zone
-            // it reads. The last committed sequence serves as the close sequence:
-            // ledger writers commit in sequence order, so every event up to it is visible to
-            // the statements that follow, and none after it is read. It is read by the same
-            // statement (a round trip less), so as of before the locks were waited for: it may
-            // precede the customer's close that was waited for, and is raised to that close's
-            // sequence below (every event up to that one is committed too).
-            //
-            // The same statement turns sort-based grouping off for this transaction: the
-            // planner estimates the customer's events from a run's parameterised range and
-            // so picks a sort of its ~1,000 events by six keys, which cost twice the hash
-            // aggregation (1.3 against 2.5 ms a 100-line close; BENCHMARKS.md, session 10).
-            // The close's other reads need no sort (its prior invoices come in the order of
-            // their unique index).
-            #[derive(diesel::QueryableByName)]
-            struct Locked {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                last_sequence: i64,
-            }
-            let locked: Locked = diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0)), pg_advisory_xact_lock_shared(1836281959, hashtext($1)), set_config('enable_sort', 'off', true), COALESCE((SELECT last_sequence FROM ledger_sequences WHERE tenant_id = $1), 0) AS last_sequence")
-                .bind::<diesel::sql_types::Text, _>(tenant_id)
-                .bind::<diesel::sql_types::Text, _>(customer_id)
-                .keep_prepared()
-                .get_result(conn)
-                .await?;
-            locked.last_sequence
-        } else {
-            // SQLite writes one transaction at a time anyway.
-            q::charges::lock_ledger(conn, tenant_id).await?
-        };
-        let Plan { customer, settings, tenant_zone, chain, schedule, next } = plan(conn, tenant_id, customer_id).await?;
+        let (close_sequence, Plan { customer, settings, tenant_zone, chain, schedule, next }) = conn.lock_and_plan(tenant_id, customer_id).await?;
         let close_sequence = close_sequence.max(chain.last.map_or(0, |l| l.sequence));
         let period: Period = match period_start {
             None => next,
@@ -335,12 +213,8 @@ ledger_backends! {
         // The period's own charges from the totals and rollups when it is whole local days of
         // the customer's zone (the totals' days); else, or when they lack a unit, all read.
         let zone: Option<chrono_tz::Tz> = customer.time_zone.parse().ok();
-        let period_sums = match zone.and_then(|zone| period_days(&period, zone)) {
-            Some(days) => q::invoice_charges::period_sums(conn, tenant_id, customer_id, &bounds, days, customer.currency).await?,
-            None => None,
-        };
-        let period_charges = period_sums.map_or(PeriodCharges::InGroups, PeriodCharges::Summed);
-        let groups = q::invoice_charges::groups(conn, tenant_id, customer_id, &bounds, chain.open_from_sequence, &period_charges).await?;
+        let days = zone.and_then(|zone| period_days(&period, zone));
+        let (period_charges, groups) = conn.read_charges(tenant_id, customer_id, &bounds, days, customer.currency, chain.open_from_sequence).await?;
         // Only adjustment lines name earlier invoices.
         let priors = if groups.iter().any(|g| g.class == GroupClass::Adjustment) {
             q::invoices::priors(conn, tenant_id, customer_id).await?
@@ -370,14 +244,12 @@ ledger_backends! {
         // Stored to the microsecond (both backends' precision), so a re-read equals the answer.
         let mut invoice = Invoice::from_draft(invoice_id, None, draft, previous_sequence, now.trunc_subsecs(6));
         // The chain, the invoice and its lines are written before the ledger lock: closes of
-        // different customers (on PostgreSQL) write them side by side.
-        q::customer_billing::advance(conn, tenant_id, customer_id, &chain, &next_chain).await?;
-        q::invoices::insert(conn, tenant_id, &invoice).await?;
-        // From here to the commit, closes of the tenant run one at a time: the ledger lock
-        // (exposure is written under it), then the gap-free number. Keep this part short.
+        // different customers (on PostgreSQL) write them side by side. From the lock to the
+        // commit, closes of the tenant run one at a time: the exposure is written under it, and
+        // the gap-free number taken. Keep this part short.
         let (unrounded, total) = (invoice.unrounded_total, invoice.total);
         let number_request = issued_on.map(|day| (invoice.id.as_str(), number_stem(&settings.number_prefix, day)));
-        let (locked, numbered) = conn.lock_and_number(tenant_id, customer_id, number_request).await?;
+        let (locked, numbered) = conn.write_and_lock(tenant_id, customer_id, &chain, &next_chain, &invoice, number_request).await?;
         q::ledger_credit::apply_exposure(conn, tenant_id, customer_id, locked, |e| e.after_close(unrounded, total)).await?;
         if let Some(issued_on) = issued_on {
             let (counter, number) = number_invoice(conn, tenant_id, &invoice.id, &settings.number_prefix, issued_on, numbered).await?;
@@ -389,7 +261,7 @@ ledger_backends! {
 
     /// Numbers the invoice `invoice_id` with the tenant's next invoice counter. On PostgreSQL
     /// `numbered` is what the number statement sent with the close's ledger lock answered
-    /// (see [`SerialStart`]; None: the tenant has no counter yet); then, and on SQLite, the
+    /// (see [`CloseSteps::write_and_lock`]; None: the tenant has no counter yet); then, and on SQLite, the
     /// counter is taken and written here. The number is checked against `format_invoice_number`.
     async fn number_invoice(conn: &mut Conn, tenant_id: &str, invoice_id: &str, prefix: &str, issued_on: NaiveDate, numbered: Option<Numbered>) -> Result<(i64, String)> {
         let (counter, number) = match numbered {

@@ -46,7 +46,7 @@ for_each_backend! {
     }
 
     /// The customer's chain (the default before its first close).
-    pub async fn get(conn: &mut Conn, tenant_id: &str, customer_id: &str) -> Result<CloseChain> {
+    pub async fn get(conn: &mut impl Statements, tenant_id: &str, customer_id: &str) -> Result<CloseChain> {
         let row: Option<(DbTime, i64, i64)> = customer_billing::table
             .find((tenant_id, customer_id))
             .select((
@@ -65,7 +65,7 @@ for_each_backend! {
 
     /// Moves the chain from `expected` to `next`; an INTERNAL error when another close moved it
     /// first (closes of one customer are serialized by the ledger lock, so this is a bug).
-    pub async fn advance(conn: &mut Conn, tenant_id: &str, customer_id: &str, expected: &CloseChain, next: &CloseChain) -> Result<()> {
+    pub async fn advance(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, expected: &CloseChain, next: &CloseChain) -> Result<()> {
         let Some(last) = next.last else {
             return Err(Error::Internal("a close chain cannot move back to no close".into()));
         };

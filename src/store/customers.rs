@@ -220,7 +220,7 @@ for_each_backend! {
     }
 
     /// The customer's own row; NOT_FOUND for another tenant's.
-    async fn row_of(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<CustomerRow> {
+    async fn row_of(conn: &mut impl Statements, tenant_id: &str, id: &str) -> Result<CustomerRow> {
         customers::table
             .filter(customers::tenant_id.eq(tenant_id))
             .filter(customers::id.eq(id))
@@ -240,7 +240,7 @@ for_each_backend! {
     }
 
     /// The customer's billing profile: one read, without enrollments and vendor links.
-    pub async fn billing_profile(conn: &mut Conn, tenant_id: &str, id: &str) -> Result<BillingProfile> {
+    pub async fn billing_profile(conn: &mut impl Statements, tenant_id: &str, id: &str) -> Result<BillingProfile> {
         let row = row_of(conn, tenant_id, id).await?;
         assemble(vec![row], Vec::new(), Vec::new())?
             .pop()

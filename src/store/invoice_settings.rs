@@ -42,7 +42,7 @@ for_each_backend! {
     }
 
     /// The tenant's settings with its time zone, in one read (a close needs both).
-    pub async fn with_time_zone(conn: &mut Conn, tenant_id: &str) -> Result<(InvoiceSettings, String)> {
+    pub async fn with_time_zone(conn: &mut impl Statements, tenant_id: &str) -> Result<(InvoiceSettings, String)> {
         let (time_zone, row): (String, Option<(String, String, i32)>) = tenants::table
             .left_join(invoice_settings::table.on(invoice_settings::tenant_id.eq(tenants::id)))
             .filter(tenants::id.eq(tenant_id))

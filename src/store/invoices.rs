@@ -144,7 +144,7 @@ const LINES_PER_INSERT: usize = 1_000;
 /// adjusts nothing (SQLite has no DEFAULT in a multi-row VALUES).
 #[derive(Insertable)]
 #[diesel(table_name = invoice_lines, treat_none_as_default_value = false)]
-struct LineInsert {
+pub struct LineInsert {
     tenant_id: String,
     invoice_id: String,
     line_number: i32,
@@ -189,7 +189,7 @@ impl LineInsert {
 /// VALUES it replaces was new text for every line count and cost 27 ms of a 100-line close's
 /// ~60 ms of statements in the month-close benchmark (BENCHMARKS.md). SQLite: all of them in
 /// one call on the connection's thread.
-trait LineWriter {
+pub trait LineWriter {
     fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>>;
 }
 
@@ -203,6 +203,16 @@ const INSERT_LINES_UNNEST: &str = "INSERT INTO invoice_lines (tenant_id, invoice
         $12::text[]::timestamptz[], $13::text[], $14::text[])";
 
 impl LineWriter for AsyncPgConnection {
+    fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>> {
+        Box::pin(async move {
+            let mut shared: &AsyncPgConnection = self;
+            shared.insert_lines(rows).await
+        })
+    }
+}
+
+/// On a shared connection, so the insert can go out pipelined with other statements.
+impl LineWriter for &AsyncPgConnection {
     fn insert_lines(&mut self, rows: Vec<LineInsert>) -> BoxFuture<'_, QueryResult<()>> {
         use diesel::sql_types::{Array, Integer, Nullable, Text};
         let instant = |t: &Option<DbTime>| {
@@ -284,6 +294,12 @@ for_each_backend! {
     /// Stores an invoice and its lines; a close gives it its number last ([`set_number`]), under
     /// the ledger lock.
     pub async fn insert(conn: &mut Conn, tenant_id: &str, invoice: &Invoice) -> Result<()> {
+        insert_row(conn, tenant_id, invoice).await?;
+        insert_lines(conn, tenant_id, invoice).await
+    }
+
+    /// The invoice's own row, without its lines ([`insert_lines`]).
+    pub async fn insert_row(conn: &mut impl Statements, tenant_id: &str, invoice: &Invoice) -> Result<()> {
         diesel::insert_into(invoices::table)
             .values((
                 (
@@ -314,6 +330,11 @@ for_each_backend! {
             ))
             .execute(conn)
             .await?;
+        Ok(())
+    }
+
+    /// The invoice's lines (its row is [`insert_row`]).
+    pub async fn insert_lines(conn: &mut (impl Statements + LineWriter), tenant_id: &str, invoice: &Invoice) -> Result<()> {
         // One multi-row statement per chunk (was one per line: ~100 round trips per invoice).
         let rows: Vec<LineInsert> = (1..).zip(invoice.lines.iter()).map(|(n, line)| LineInsert::of(tenant_id, &invoice.id, n, line)).collect();
         conn.insert_lines(rows).await?;

@@ -26,6 +26,7 @@ pub mod partner_accounts;
 pub mod payments;
 pub mod pending_seat_orders;
 pub mod poll_states;
+pub mod pool;
 pub mod portal_sessions;
 pub mod prepared;
 pub mod price_sheets;
@@ -48,10 +49,11 @@ use std::time::Duration;
 use diesel::SqliteConnection;
 use diesel::connection::SimpleConnection;
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use futures::FutureExt;
+
+use self::pool::{Connections, Object, Pool};
 
 use crate::domain::error::{Error, Result};
 
@@ -60,7 +62,8 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// Expands the query functions given to it twice: in `pg` against [`AsyncPgConnection`] and in
 /// `sqlite` against [`SqliteConn`]. Inside, `Conn` is the backend's connection type, `q` names
 /// the same backend's query modules of the other concepts (the store's, or those given after
-/// `queries:`), and `IS_POSTGRES` tells the dialect.
+/// `queries:`), `Statements` what a function that PostgreSQL may pipeline takes instead of
+/// `Conn` ([`PgStatements`]), and `IS_POSTGRES` tells the dialect.
 macro_rules! for_each_backend {
     (queries: $pg:path, $sqlite:path; $($item:item)*) => {
         pub mod pg {
@@ -69,6 +72,7 @@ macro_rules! for_each_backend {
             use super::*;
             use $pg as q;
             pub type Conn = diesel_async::AsyncPgConnection;
+            pub use $crate::store::PgStatements as Statements;
             pub const IS_POSTGRES: bool = true;
             $($item)*
         }
@@ -77,6 +81,7 @@ macro_rules! for_each_backend {
             use super::*;
             use $sqlite as q;
             pub type Conn = $crate::store::SqliteConn;
+            pub use $crate::store::SqliteStatements as Statements;
             pub const IS_POSTGRES: bool = false;
             $($item)*
         }
@@ -89,6 +94,23 @@ macro_rules! for_each_backend {
     };
 }
 pub(crate) use for_each_backend;
+
+/// What a PostgreSQL query function may run its statements on: the connection, or a shared
+/// reference to it (`&AsyncPgConnection`), on which diesel-async pipelines statements: a caller
+/// that starts several together pays one round trip for all (see `ledger::close_steps`). Query
+/// code names it `Statements` (`conn: &mut impl Statements`).
+pub trait PgStatements: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send {}
+impl<C: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send> PgStatements for C {}
+
+/// [`PgStatements`] of SQLite: its connection (one statement at a time on its thread).
+pub trait SqliteStatements:
+    diesel_async::AsyncConnectionCore<Backend = diesel::sqlite::Sqlite> + Send
+{
+}
+impl<C: diesel_async::AsyncConnectionCore<Backend = diesel::sqlite::Sqlite> + Send> SqliteStatements
+    for C
+{
+}
 
 /// Each table's (or concept's) PostgreSQL query module, for query code that calls across them.
 pub mod pg_queries {
@@ -416,9 +438,9 @@ fn build_pool<C>(
     options: &PoolOptions,
 ) -> Result<Pool<C>>
 where
-    AsyncDieselConnectionManager<C>: deadpool::managed::Manager,
+    Connections<C>: deadpool::managed::Manager,
 {
-    Pool::builder(manager)
+    Pool::builder(Connections::new(manager))
         .max_size(size.max(1))
         .wait_timeout(Some(options.acquire_timeout))
         .create_timeout(Some(options.acquire_timeout))
@@ -429,8 +451,8 @@ where
 
 pub(crate) async fn checkout<C>(pool: &Pool<C>) -> Result<Object<C>>
 where
-    AsyncDieselConnectionManager<C>: deadpool::managed::Manager,
-    <AsyncDieselConnectionManager<C> as deadpool::managed::Manager>::Error: std::fmt::Display,
+    Connections<C>: deadpool::managed::Manager,
+    <Connections<C> as deadpool::managed::Manager>::Error: std::fmt::Display,
 {
     pool.get()
         .await

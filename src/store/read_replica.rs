@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use diesel::QueryableByName;
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
 
+use super::pool::{Object, Pool};
 use super::{PoolOptions, build_pool, checkout};
 use crate::domain::error::{Error, Result};
 

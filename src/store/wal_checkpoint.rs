@@ -6,8 +6,8 @@
 //! the writer or the readers.
 use std::time::Duration;
 
+use super::pool::Pool;
 use diesel_async::SimpleAsyncConnection;
-use diesel_async::pooled_connection::deadpool::Pool;
 
 use super::SqliteConn;
 

@@ -11,6 +11,7 @@ mod charge_runs;
 mod charge_streams;
 mod charge_units;
 mod connection_loss;
+mod connection_pool;
 mod credit_control;
 mod customers;
 mod failover;

@@ -19,16 +19,26 @@ struct Answer {
     n: i32,
 }
 
-/// Counts the statements `conn` adds to its statement cache from now on.
-fn count_cached<C: AsyncConnection>(conn: &mut C) -> Arc<AtomicUsize> {
-    let cached = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&cached);
+/// Counts the instrumentation events of `conn` that `counted` picks, from now on.
+pub fn count_events<C: AsyncConnection>(
+    conn: &mut C,
+    counted: fn(&InstrumentationEvent<'_>) -> bool,
+) -> Arc<AtomicUsize> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
     conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::CacheQuery { .. } = event {
+        if counted(&event) {
             counter.fetch_add(1, Ordering::SeqCst);
         }
     });
-    cached
+    seen
+}
+
+/// Counts the statements `conn` adds to its statement cache from now on.
+fn count_cached<C: AsyncConnection>(conn: &mut C) -> Arc<AtomicUsize> {
+    count_events(conn, |event| {
+        matches!(event, InstrumentationEvent::CacheQuery { .. })
+    })
 }
 
 /// Runs `$sql` with 1, 2 and 3 on `$conn` (kept prepared when `$keep`), checks the answers,

@@ -91,9 +91,7 @@ pub(super) fn pool(url: &str, options: &crate::store::PoolOptions) -> Result<Led
 /// Runs `work` in a transaction on a ledger connection; commits when it returns `Ok`.
 pub(super) async fn transaction<R>(
     ledger: &LedgerPool,
-    readers: &deadpool::managed::Pool<
-        diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>,
-    >,
+    readers: &crate::store::pool::Pool<AsyncPgConnection>,
     work: impl AsyncFnOnce(&mut PgLedger) -> Result<R>,
 ) -> Result<R> {
     let client = ledger
@@ -118,9 +116,7 @@ pub(super) struct PgLedger {
     client: Option<Object<Connector>>,
     /// Pricing and partner accounts are read through Diesel on another connection (read
     /// committed, as the transaction's own statements would see them).
-    readers: deadpool::managed::Pool<
-        diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>,
-    >,
+    readers: crate::store::pool::Pool<AsyncPgConnection>,
     open: bool,
 }
 
