@@ -11,8 +11,8 @@ use super::{Ledger, ledger_backends};
 use crate::domain::charges::{ChargeEvent, ChargeFilter};
 use crate::domain::error::Result;
 use crate::domain::ledger::ChargeKind;
-use crate::store::credit::ledger_lock_query;
 use crate::store::dispatch;
+use crate::store::ledger_sequences::ledger_lock_query;
 use crate::store::schema::{charge_event_runs, ledger_sequences};
 use crate::store::sql_types::DbTime;
 

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use rust_decimal::Decimal;
 
 use super::credit_schema::{credit_defaults, credit_events, credit_sequences, customer_credit};
+use super::ledger_sequences::ledger_lock_query;
 use super::prepared::KeepPrepared;
 use super::schema::customers;
 use super::sql_types::{DbDecimal, DbTime};
@@ -174,7 +175,7 @@ trait CreditInputsReader {
         ids: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<CreditInputRows>>;
 
-    /// The tenant's ledger lock ([`ledger_lock_query`]; None: the tenant has no lock row yet,
+    /// The tenant's ledger lock (`store::ledger_sequences`; None: the tenant has no lock row yet,
     /// and the rows were read without it), then the rows: on PostgreSQL in the same round trip
     /// (the server runs the reads once the lock is granted). A close and a payment take their
     /// serial part this way, a round trip shorter.
@@ -184,21 +185,6 @@ trait CreditInputsReader {
         ids: Vec<String>,
     ) -> BoxFuture<'_, QueryResult<(Option<i64>, CreditInputRows)>>;
 }
-
-/// Takes the tenant's ledger lock: the sequence row stays locked until the transaction ends, so
-/// ledger writers of one tenant run one at a time and commit in sequence order. Answers the
-/// last sequence handed out; no row before the tenant's first ledger write.
-macro_rules! ledger_lock_query {
-    ($tenant_id:expr) => {
-        diesel::update($crate::store::schema::ledger_sequences::table.find($tenant_id))
-            .set(
-                $crate::store::schema::ledger_sequences::last_sequence
-                    .eq($crate::store::schema::ledger_sequences::last_sequence),
-            )
-            .returning($crate::store::schema::ledger_sequences::last_sequence)
-    };
-}
-pub(crate) use ledger_lock_query;
 
 /// By id alone (ids are unique across tenants): a primary-key probe per id whatever the
 /// planner's statistics say; the caller checks the tenant.

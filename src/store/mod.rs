@@ -21,6 +21,7 @@ pub mod invoice_numbers;
 pub mod invoice_settings;
 pub mod invoices;
 pub mod invoicing_schema;
+pub mod ledger_sequences;
 pub mod migrate;
 pub mod partner_accounts;
 pub mod payments;
