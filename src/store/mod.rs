@@ -98,7 +98,7 @@ pub(crate) use for_each_backend;
 
 /// What a PostgreSQL query function may run its statements on: the connection, or a shared
 /// reference to it (`&AsyncPgConnection`), on which diesel-async pipelines statements: a caller
-/// that starts several together pays one round trip for all (see `ledger::close_steps`). Query
+/// that starts several together pays one round trip for all (see `ledger::invoicing::steps`). Query
 /// code names it `Statements` (`conn: &mut impl Statements`).
 pub trait PgStatements: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send {}
 impl<C: diesel_async::AsyncConnectionCore<Backend = diesel::pg::Pg> + Send> PgStatements for C {}
