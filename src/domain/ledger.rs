@@ -107,6 +107,10 @@ pub struct NewChargeEvent {
     pub vendor: Vendor,
     pub service: String,
     pub meter: String,
+    /// What the quantity counts: the usage line's unit (a subscription's: seats). Not stored
+    /// with the event; the monthly rollup per meter keeps it for the invoice line (see
+    /// `ledger_append::Total::unit`).
+    pub unit: String,
     pub window_start: DateTime<Utc>,
 }
 
@@ -231,6 +235,7 @@ fn delta(
         vendor: after.vendor,
         service: after.usage.key.service.clone(),
         meter: after.usage.key.meter.clone(),
+        unit: after.usage.unit.clone(),
         window_start: after.usage.key.window_start,
     })
 }

@@ -47,7 +47,7 @@ pub struct TotalKey {
     pub meter: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Total {
     pub amount: Decimal,
     pub quantity: Decimal,
@@ -56,17 +56,31 @@ pub struct Total {
     /// charges sum to zero.
     pub events: i64,
     /// The line key of one of the charges summed: stored with the monthly rollup per meter,
-    /// where an invoice line takes its unit from (a close sums the rollups instead of reading
-    /// the charges; see `ledger::invoice_charges`).
+    /// where a close finds an invoice line's unit through it when the row keeps no `unit` (a
+    /// close sums the rollups instead of reading the charges; see `ledger::invoice_charges`).
     pub line_key: Option<LineKey>,
+    /// The unit of one of the charges summed, as recorded with it (None: not known, as for
+    /// totals rebuilt from stored events, which keep no unit): stored with the monthly rollup
+    /// per meter, where a close takes it instead of looking up `line_key`'s usage line (a
+    /// probe per meter: ~1 ms of a 100-line close; BENCHMARKS.md, session 15).
+    pub unit: Option<String>,
 }
 
 impl Total {
-    pub fn add(&mut self, amount: Decimal, quantity: Decimal, line_key: LineKey) {
+    pub fn add(
+        &mut self,
+        amount: Decimal,
+        quantity: Decimal,
+        line_key: LineKey,
+        unit: Option<&str>,
+    ) {
         self.amount += amount;
         self.quantity += quantity;
         self.events += 1;
         self.line_key.get_or_insert(line_key);
+        if self.unit.is_none() {
+            self.unit = unit.map(str::to_string);
+        }
     }
 }
 
@@ -118,10 +132,12 @@ pub fn add_daily_totals(
             service: event.service.clone(),
             meter: event.meter.clone(),
         };
-        totals
-            .entry(key)
-            .or_default()
-            .add(event.amount, event.quantity, event.line_key);
+        totals.entry(key).or_default().add(
+            event.amount,
+            event.quantity,
+            event.line_key,
+            Some(&event.unit),
+        );
     }
 }
 
@@ -233,6 +249,7 @@ mod tests {
             vendor: Vendor::Simulator,
             service: key.service,
             meter: key.meter,
+            unit: "h".into(),
             window_start: at,
         }
     }

@@ -96,6 +96,7 @@ impl SubscriptionRecord {
             vendor: item.vendor,
             service: key.service,
             meter: key.meter,
+            unit: SEAT_UNIT.to_string(),
             window_start: charge.at,
         }
     }

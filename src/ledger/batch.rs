@@ -87,8 +87,13 @@ macro_rules! upsert_totals {
 /// SQL expressions (of `charge_rollups` and `excluded`) of `$set_sql`.
 macro_rules! upsert_rollups {
     ($tenant_id:expr, $rollups:expr, $set_sql:expr) => {{
-        let (amount_sql, quantity_sql, events_sql, line_key_sql): (&str, &str, &str, &str) =
-            $set_sql;
+        let (amount_sql, quantity_sql, events_sql, line_key_sql, unit_sql): (
+            &str,
+            &str,
+            &str,
+            &str,
+            &str,
+        ) = $set_sql;
         use diesel::prelude::*;
         use $crate::store::schema::charge_rollups as r;
         use $crate::store::sql_types::{DbDecimal, Exact};
@@ -111,6 +116,7 @@ macro_rules! upsert_rollups {
                         r::quantity.eq(DbDecimal(v.quantity)),
                         r::events.eq(v.events),
                         r::line_key.eq(v.line_key.map(|k| k.as_bytes().to_vec())),
+                        r::unit.eq(v.unit.as_deref()),
                     )
                 },
             )
@@ -134,6 +140,9 @@ macro_rules! upsert_rollups {
                 r::line_key.eq(diesel::dsl::sql::<
                     diesel::sql_types::Nullable<diesel::sql_types::Binary>,
                 >(line_key_sql)),
+                r::unit.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Text>,
+                >(unit_sql)),
             ))
     }};
 }
@@ -162,26 +171,37 @@ impl TotalsWrite {
     }
 
     /// The same for rollup rows.
-    /// A stored line key stays (any summed charge's will do).
-    fn rollup_set_sql(self) -> (&'static str, &'static str, &'static str, &'static str) {
+    /// A stored line key stays (any summed charge's will do); the unit is the latest write's
+    /// that knows one (so a unit the vendor revised shows on the next invoice).
+    fn rollup_set_sql(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
         match self {
             TotalsWrite::Replace => (
                 "excluded.amount",
                 "excluded.quantity",
                 "excluded.events",
                 "excluded.line_key",
+                "excluded.unit",
             ),
             TotalsWrite::Add => (
                 "mspgw_decimal_add(charge_rollups.amount, excluded.amount)",
                 "mspgw_decimal_add(charge_rollups.quantity, excluded.quantity)",
                 "charge_rollups.events + excluded.events",
                 "coalesce(charge_rollups.line_key, excluded.line_key)",
+                "coalesce(excluded.unit, charge_rollups.unit)",
             ),
         }
     }
 }
 
-/// Rows per multi-row statement of runs, totals and rollups (at most 11 columns: within
+/// Rows per multi-row statement of runs, totals and rollups (at most 12 columns: within
 /// SQLite's 32766 binds).
 const SMALL_ROWS: usize = 1000;
 
@@ -311,6 +331,7 @@ impl BatchWriter for AsyncPgConnection {
             .bind::<Array<Nullable<Binary>>, _>(column(&rollups, |(_, t)| {
                 t.line_key.map(|k| k.as_bytes().to_vec())
             }))
+            .bind::<Array<Nullable<Text>>, _>(column(&rollups, |(_, t)| t.unit.clone()))
             .keep_prepared();
         Box::pin(async move {
             // Sent together: the connection pipelines them.
@@ -359,10 +380,10 @@ macro_rules! upsert_rollups_pg {
     ($set:literal) => {
         concat!(
             "INSERT INTO charge_rollups (tenant_id, customer_id, grain, bucket, vendor, service, \
-             meter, amount, quantity, events, line_key) SELECT $1, unnest($2::text[]), \
+             meter, amount, quantity, events, line_key, unit) SELECT $1, unnest($2::text[]), \
              unnest($3::text[]), unnest($4::date[]), unnest($5::text[]), unnest($6::text[]), \
              unnest($7::text[]), unnest($8::text[]::numeric[]), unnest($9::text[]::numeric[]), \
-             unnest($10::int8[]), unnest($11::bytea[]) \
+             unnest($10::int8[]), unnest($11::bytea[]), unnest($12::text[]) \
              ON CONFLICT (tenant_id, customer_id, grain, bucket, vendor, service, meter) \
              DO UPDATE SET ",
             $set
@@ -374,11 +395,12 @@ const ADD_ROLLUPS_PG: &str = upsert_rollups_pg!(
     "amount = charge_rollups.amount + excluded.amount, \
      quantity = charge_rollups.quantity + excluded.quantity, \
      events = charge_rollups.events + excluded.events, \
-     line_key = coalesce(charge_rollups.line_key, excluded.line_key)"
+     line_key = coalesce(charge_rollups.line_key, excluded.line_key), \
+     unit = coalesce(excluded.unit, charge_rollups.unit)"
 );
 const REPLACE_ROLLUPS_PG: &str = upsert_rollups_pg!(
     "amount = excluded.amount, quantity = excluded.quantity, events = excluded.events, \
-     line_key = excluded.line_key"
+     line_key = excluded.line_key, unit = excluded.unit"
 );
 
 const LOOKUP_USAGE_LINES_PG: &str = "\

@@ -6,7 +6,9 @@
 //!   per meter (whole months) and the daily totals (the days of partial months) the ledger
 //!   write keeps, less the charges recorded after the close sequence, in one statement (one
 //!   snapshot): a 1,000-charge month of 100 meters reads 100 rollup rows, not 1,000 events.
-//!   Each sum's unit comes from the usage line of a line key its meter's rollup row keeps.
+//!   Each sum's unit is the one its meter's rollup row keeps, or on a row without one (written
+//!   before rollups kept units, or rebuilt from stored events) the unit of the usage line of
+//!   the line key the row keeps.
 //! - [`groups`](self::pg::groups): one `GROUP BY` over the customer's events between the
 //!   previous close's `open_from_sequence` and the close sequence (found through its runs of
 //!   consecutive sequences), each group joined to one of its usage lines for the unit; beside
@@ -319,7 +321,7 @@ pub struct UnitRow {
     meter: String,
     #[diesel(sql_type = Binary)]
     line_key: Vec<u8>,
-    /// The usage line's unit (none for a seat charge, whose key names its own).
+    /// The row's unit, else its usage line's (none for a seat charge, whose key names its own).
     #[diesel(sql_type = Nullable<Text>)]
     unit: Option<String>,
 }
@@ -371,13 +373,15 @@ fn period_sums_sql(postgres: bool) -> String {
     )
 }
 
-/// The line keys (and units) the monthly rollups per meter keep, of the months from bucket
-/// `3` to before `4`. Parameters: 1 tenant, 2 customer.
+/// The units the monthly rollups per meter keep, of the months from bucket `3` to before `4`,
+/// with their line keys; a row without a unit takes its line key's usage line's (COALESCE
+/// evaluates the probe only then). Parameters: 1 tenant, 2 customer.
 fn units_sql(postgres: bool) -> String {
     let p = |n| Dialect { postgres }.param(n);
     format!(
-        "SELECT r.vendor, r.service, r.meter, r.line_key, u.unit FROM charge_rollups r \
-           LEFT JOIN usage_lines u ON u.line_key = r.line_key \
+        "SELECT r.vendor, r.service, r.meter, r.line_key, \
+                COALESCE(r.unit, (SELECT u.unit FROM usage_lines u WHERE u.line_key = r.line_key)) AS unit \
+           FROM charge_rollups r \
           WHERE r.tenant_id = {} AND r.customer_id = {} AND r.grain = '{}' \
             AND r.bucket >= {} AND r.bucket < {} AND r.line_key IS NOT NULL",
         p(1),

@@ -27,7 +27,7 @@ ledger_backends! {
         if totals.is_empty() {
             return Ok(());
         }
-        let rows = totals.iter().map(|(k, t)| (k.clone(), *t)).collect();
+        let rows = totals.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
         let rollups = rollups(totals).into_iter().collect();
         Ok(conn.write_totals(tenant_id.to_string(), rows, rollups, how).await?)
     }
@@ -52,7 +52,9 @@ ledger_backends! {
                     service: e.service.clone(),
                     meter: e.meter.clone(),
                 };
-                totals.entry(key).or_default().add(e.amount, e.quantity, e.line_key);
+                // Stored events keep no unit: the rebuilt rollups leave it to the close to
+                // look up (`invoice_charges`).
+                totals.entry(key).or_default().add(e.amount, e.quantity, e.line_key, None);
             }
             if (events.len() as i64) < PAGE {
                 break;

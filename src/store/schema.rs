@@ -226,6 +226,9 @@ diesel::table! {
         events -> BigInt,
         /// One summed charge's line key, on `month_meter` rows (an invoice line's unit).
         line_key -> Nullable<Binary>,
+        /// The unit of one of the latest write's charges, on `month_meter` rows (an invoice
+        /// line's); none on rows written before it was kept, or rebuilt from stored events.
+        unit -> Nullable<Text>,
     }
 }
 

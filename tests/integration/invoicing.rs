@@ -720,15 +720,17 @@ fn comparable_lines(invoice: &v1::Invoice) -> Vec<v1::InvoiceLine> {
 /// A period of whole local days is summed from the daily totals and monthly rollups (less
 /// what comes after the close), the rest read from the charges: the same invoice as reading
 /// every charge, which a close does when the rollups keep no line key for a meter's unit (rows
-/// written before they did). Quarterly from the 15th in Chatham (+13:45 / +12:45) takes the
-/// days of its partial months from the daily totals and its whole months from the rollups.
+/// written before they did), and with the same units, whether a rollup keeps its unit or (rows
+/// written before it did) a close looks it up through the row's line key; a revised unit shows.
+/// Quarterly from the 15th in Chatham (+13:45 / +12:45) takes the days of its partial months
+/// from the daily totals and its whole months from the rollups.
 async fn period_sums_bill_what_the_charges_make(backend: Backend) {
     let Some(gw) = TestGateway::start(backend).await else {
         return;
     };
-    let (account, customers) = books(&gw, &["Asia/Kolkata", "Asia/Kolkata"]).await;
-    let (summed, read) = (&customers[0], &customers[1]);
-    for c in [summed, read] {
+    let (account, customers) = books(&gw, &["Asia/Kolkata"; 3]).await;
+    let (summed, read, looked_up) = (&customers[0], &customers[1], &customers[2]);
+    for c in [summed, read, looked_up] {
         push(
             &gw,
             &account,
@@ -746,18 +748,17 @@ async fn period_sums_bill_what_the_charges_make(backend: Backend) {
         .await;
     }
     let mut client = invoices(&gw, &gw.admin_key).await;
-    for c in [summed, read] {
+    for c in [summed, read, looked_up] {
         let october = close(&mut client, c, None).await;
         assert_eq!(october.period_end, Some(ts("2025-10-31T18:30:00Z")));
         assert_eq!(october.total, "1.25");
-        // A revision of November and a late one of October (an adjustment).
+        // A revision of November, in another unit, and a late one of October (an adjustment).
+        let mut disk = line(c, "disk", "0.50", at("2025-11-15T10:00:00Z"));
+        disk.unit = "GB-h".into();
         push(
             &gw,
             &account,
-            vec![
-                line(c, "disk", "0.50", at("2025-11-15T10:00:00Z")),
-                line(c, "vm", "1.75", at("2025-10-31T18:00:00Z")),
-            ],
+            vec![disk, line(c, "vm", "1.75", at("2025-10-31T18:00:00Z"))],
         )
         .await;
     }
@@ -767,12 +768,27 @@ async fn period_sums_bill_what_the_charges_make(backend: Backend) {
         ))
         .await;
     assert!(nulled > 0, "the rollups of {read} kept line keys");
+    let unkept = gw
+        .execute_sql(&format!(
+            "UPDATE charge_rollups SET unit = NULL \
+              WHERE customer_id = '{looked_up}' AND grain = 'month_meter' AND unit IS NOT NULL"
+        ))
+        .await;
+    assert!(
+        unkept > 0,
+        "the rollups per meter of {looked_up} kept no unit"
+    );
     let from_sums = close(&mut client, summed, None).await;
     let from_charges = close(&mut client, read, None).await;
+    let from_lookups = close(&mut client, looked_up, None).await;
     assert_eq!(from_sums.period_start, Some(ts("2025-10-31T18:30:00Z")));
     assert_eq!(
         comparable_lines(&from_sums),
         comparable_lines(&from_charges)
+    );
+    assert_eq!(
+        comparable_lines(&from_sums),
+        comparable_lines(&from_lookups)
     );
     assert_eq!(
         line_amount(&from_sums, "vm", false),
@@ -786,7 +802,10 @@ async fn period_sums_bill_what_the_charges_make(backend: Backend) {
         line_amount(&from_sums, "disk", false),
         Some(("0.50".into(), "0.50".into()))
     );
-    assert!(from_sums.lines.iter().all(|l| l.unit == "h"));
+    for line in &from_sums.lines {
+        let unit = if line.meter == "disk" { "GB-h" } else { "h" };
+        assert_eq!(line.unit, unit, "{line:?}");
+    }
     assert_eq!(from_sums.total, "7.50");
     assert_exact(&from_sums);
     // Past a million the counter widens (PostgreSQL numbers in SQL, checked against the rule).

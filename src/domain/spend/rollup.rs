@@ -103,7 +103,7 @@ fn next_month(month: NaiveDate) -> NaiveDate {
 /// The changes of the rollups implied by changes of daily totals (a write's, or a customer's
 /// rebuilt totals): each daily total adds to one row of every grain. Quantities are summed
 /// alongside but mean something only per meter (`MonthMeter`); no read uses them otherwise.
-/// `MonthMeter` rows keep one of their charges' line keys (the unit of an invoice line).
+/// `MonthMeter` rows keep one of their charges' line keys and units (an invoice line's unit).
 pub fn rollups(totals: &BTreeMap<TotalKey, Total>) -> BTreeMap<RollupKey, Total> {
     let mut out: BTreeMap<RollupKey, Total> = BTreeMap::new();
     for (key, total) in totals {
@@ -115,6 +115,9 @@ pub fn rollups(totals: &BTreeMap<TotalKey, Total>) -> BTreeMap<RollupKey, Total>
             // Only a row per meter has a unit to give an invoice line.
             if grain == Grain::MonthMeter {
                 sum.line_key = sum.line_key.or(total.line_key);
+                if sum.unit.is_none() {
+                    sum.unit.clone_from(&total.unit);
+                }
             }
         }
     }
@@ -399,6 +402,7 @@ mod tests {
             quantity: Decimal::ONE,
             events: 2,
             line_key: Some(line(a)),
+            unit: Some(format!("unit of {a}")),
         };
         let totals: BTreeMap<TotalKey, Total> = [
             (key("2026-11-30", "EC2", "a"), t("1.5")),
@@ -450,8 +454,9 @@ mod tests {
             meter: String::new(),
         };
         assert_eq!(rolled[&december].events, 4);
-        // Rows per meter keep a line key of their charges (for the unit), the others none.
+        // Rows per meter keep a line key and a unit of their charges, the others neither.
         assert_eq!(rolled[&december].line_key, None);
+        assert_eq!(rolled[&december].unit, None);
         let per_meter = |bucket: &str, service: &str, meter: &str| RollupKey {
             customer_id: "c".into(),
             grain: Grain::MonthMeter,
@@ -467,6 +472,10 @@ mod tests {
         assert_eq!(
             rolled[&per_meter("2026-11-01", "EC2", "a")].line_key,
             Some(line("1.5"))
+        );
+        assert_eq!(
+            rolled[&per_meter("2026-12-01", "EC2", "b")].unit.as_deref(),
+            Some("unit of -2")
         );
     }
 }

@@ -448,7 +448,8 @@ impl LedgerTx for PgLedger {
             .values()
             .map(|t| t.line_key.as_ref().map(|k| k.as_bytes()))
             .collect();
-        let rollup_columns: [&(dyn ToSql + Sync); 11] = [
+        let r_units: Vec<Option<&str>> = rolled.values().map(|t| t.unit.as_deref()).collect();
+        let rollup_columns: [&(dyn ToSql + Sync); 12] = [
             &tenant_id,
             &r_customers,
             &r_grains,
@@ -460,6 +461,7 @@ impl LedgerTx for PgLedger {
             &r_quantities,
             &r_events,
             &r_line_keys,
+            &r_units,
         ];
         // Sent together: the connection pipelines them. Each in key order (see `LedgerTx`).
         futures::try_join!(
@@ -475,16 +477,17 @@ impl LedgerTx for PgLedger {
             ),
             client.execute(
                 "INSERT INTO charge_rollups (tenant_id, customer_id, grain, bucket, vendor, \
-                 service, meter, amount, quantity, events, line_key) SELECT $1, \
+                 service, meter, amount, quantity, events, line_key, unit) SELECT $1, \
                  unnest($2::text[]), unnest($3::text[]), unnest($4::date[]), \
                  unnest($5::text[]), unnest($6::text[]), unnest($7::text[]), \
                  unnest($8::numeric[]), unnest($9::numeric[]), unnest($10::int8[]), \
-                 unnest($11::bytea[]) \
+                 unnest($11::bytea[]), unnest($12::text[]) \
                  ON CONFLICT (tenant_id, customer_id, grain, bucket, vendor, service, meter) \
                  DO UPDATE SET amount = charge_rollups.amount + EXCLUDED.amount, \
                  quantity = charge_rollups.quantity + EXCLUDED.quantity, \
                  events = charge_rollups.events + EXCLUDED.events, \
-                 line_key = coalesce(charge_rollups.line_key, EXCLUDED.line_key)",
+                 line_key = coalesce(charge_rollups.line_key, EXCLUDED.line_key), \
+                 unit = coalesce(EXCLUDED.unit, charge_rollups.unit)",
                 &rollup_columns,
             ),
         )?;

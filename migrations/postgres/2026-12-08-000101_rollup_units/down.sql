@@ -1,0 +1,1 @@
+ALTER TABLE charge_rollups DROP COLUMN unit;
