@@ -132,9 +132,24 @@ impl Exposure {
     /// A close moves the invoice's charges out of the open ones and its rounded total into the
     /// unpaid invoices: exposure moves by the rounding difference only.
     pub fn after_close(&self, unrounded_total: Decimal, total: Decimal) -> Result<Exposure> {
+        self.moved_by(Exposure::close_move(unrounded_total, total))
+    }
+
+    /// What [`after_close`](Self::after_close) adds, as a change a store can apply to the
+    /// stored exposure (a close on PostgreSQL sends it with its serial step; see
+    /// `ledger::invoicing::steps`).
+    pub fn close_move(unrounded_total: Decimal, total: Decimal) -> Exposure {
+        Exposure {
+            open_charges: -unrounded_total,
+            unpaid_invoices: total,
+        }
+    }
+
+    /// This exposure with `change` added to each part.
+    pub fn moved_by(&self, change: Exposure) -> Result<Exposure> {
         Ok(Exposure {
-            open_charges: checked_sum(self.open_charges, -unrounded_total)?,
-            unpaid_invoices: checked_sum(self.unpaid_invoices, total)?,
+            open_charges: checked_sum(self.open_charges, change.open_charges)?,
+            unpaid_invoices: checked_sum(self.unpaid_invoices, change.unpaid_invoices)?,
         })
     }
 

@@ -107,30 +107,43 @@ ledger_backends! {
     /// on PostgreSQL the lock and the reads go out in one round trip.
     pub async fn move_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
         let locked = q::credit::inputs_under_ledger_lock(conn, tenant_id, &[customer_id]).await?;
-        apply_exposure(conn, tenant_id, customer_id, locked, change).await
+        apply_exposure(conn, tenant_id, customer_id, locked, change, None).await
     }
 
     /// [`move_exposure`] from `locked`, the ledger lock's sequence and the customer's credit
     /// inputs read under it (`store::credit::inputs_under_ledger_lock`: a close reads them
     /// pipelined with its invoice number). None: the tenant had no lock row, nothing is
-    /// locked yet.
-    pub async fn apply_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, locked: Option<(i64, CreditInputs)>, change: impl FnOnce(Exposure) -> Result<Exposure>) -> Result<()> {
-        let (ledger_sequence, mut inputs) = match locked {
-            Some(locked) => locked,
+    /// locked yet. `stored`: the exposure after the change, as the store already wrote it
+    /// under the same lock (a close on PostgreSQL moves it with its serial step); the state is
+    /// then written again only if the crossed thresholds changed.
+    pub async fn apply_exposure(conn: &mut Conn, tenant_id: &str, customer_id: &str, locked: Option<(i64, CreditInputs)>, change: impl FnOnce(Exposure) -> Result<Exposure>, stored: Option<Exposure>) -> Result<()> {
+        let (ledger_sequence, mut inputs) = match (locked, stored) {
+            (Some(locked), _) => locked,
             // The tenant's first ledger write: its lock row is made, then the inputs read.
-            None => {
+            (None, None) => {
                 let sequence = q::charges::lock_ledger(conn, tenant_id).await?;
                 (sequence, DieselLedger::new(conn).credit_inputs(tenant_id, &[customer_id]).await?)
             }
+            // Moved only where the lock row existed, and it is never removed.
+            (None, Some(_)) => return Err(Error::Internal(format!("the exposure of {customer_id} was moved without the ledger lock of {tenant_id}"))),
         };
         let mut state = inputs.states.remove(customer_id).unwrap_or_default();
         let moved = change(Exposure { open_charges: state.open_charges, unpaid_invoices: state.unpaid_invoices })?;
+        // The store's sum and the domain's rule agree, or nothing is committed.
+        if let Some(stored) = stored
+            && stored != moved
+        {
+            return Err(Error::Internal(format!("the exposure of {customer_id} moved to {stored:?} in the store, {moved:?} by its rule")));
+        }
         state.open_charges = moved.open_charges;
         state.unpaid_invoices = moved.unpaid_invoices;
         inputs.states.insert(customer_id.to_string(), state.clone());
         let (assessed, events) = assess(&[(customer_id.to_string(), Decimal::ZERO)], inputs, ledger_sequence)?;
-        state.crossed = assessed.into_iter().next().map(|a| a.crossed).unwrap_or_default();
-        q::credit::write_state(conn, tenant_id, customer_id, &state).await?;
+        let crossed = assessed.into_iter().next().map(|a| a.crossed).unwrap_or_default();
+        if stored.is_none() || crossed != state.crossed {
+            state.crossed = crossed;
+            q::credit::write_state(conn, tenant_id, customer_id, &state).await?;
+        }
         record_crossings(&mut DieselLedger::new(conn), tenant_id, events).await
     }
 

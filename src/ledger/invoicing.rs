@@ -26,7 +26,7 @@ use crate::domain::invoice_number::{format_invoice_number, number_stem};
 use crate::domain::invoice_record::{CloseChain, Invoice, NewPayment, Payment, customer_schedule};
 use crate::domain::invoice_selection::ClosePoint;
 use crate::domain::invoice_settings::InvoiceSettings;
-use crate::domain::payment::{PaymentStatus, apply_payment, parse_payment_amount};
+use crate::domain::payment::{Exposure, PaymentStatus, apply_payment, parse_payment_amount};
 use crate::domain::period::{Period, local_date, start_of_day};
 use crate::domain::period_close::{
     CloseOrder, check_close_order, check_may_close, next_period_to_close, periods_to_close,
@@ -91,13 +91,17 @@ struct Numbered {
     number: Option<String>,
 }
 
-/// The ledger lock's sequence with the credit inputs read under it, and the number taken
-/// (see [`steps::CloseSteps::write_and_lock`]).
-type SerialStarted = (Option<(i64, CreditInputs)>, Option<Numbered>);
+/// The ledger lock's sequence with the credit inputs read under it, the number taken and the
+/// exposure moved in the store (see [`steps::CloseSteps::write_and_lock`]).
+type SerialStarted = (
+    Option<(i64, CreditInputs)>,
+    Option<Numbered>,
+    Option<Exposure>,
+);
 
 ledger_backends! {
     use super::{Numbered, Plan, plan_of};
-    use super::steps::CloseSteps;
+    use super::steps::{CloseSteps, Started};
 
     /// What a close of the customer starts from: its record, the tenant's settings, its close
     /// chain and schedule, and the next period to close (see [`plan_of`]).
@@ -183,7 +187,7 @@ ledger_backends! {
     /// of `now`, inside the caller's transaction. Closing a closed period returns its invoice.
     pub async fn close_in_tx(conn: &mut Conn, tenant_id: &str, customer_id: &str, period_start: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Written<Invoice>> {
         let invoice_id = new_id(INVOICE);
-        let (close_sequence, Plan { customer, settings, tenant_zone, chain, schedule, next }) = conn.lock_and_plan(tenant_id, customer_id).await?;
+        let Started { last_sequence: close_sequence, ledger_lock_row, plan: Plan { customer, settings, tenant_zone, chain, schedule, next } } = conn.lock_and_plan(tenant_id, customer_id).await?;
         let close_sequence = close_sequence.max(chain.last.map_or(0, |l| l.sequence));
         let period: Period = match period_start {
             None => next,
@@ -249,8 +253,10 @@ ledger_backends! {
         // the gap-free number taken. Keep this part short.
         let (unrounded, total) = (invoice.unrounded_total, invoice.total);
         let number_request = issued_on.map(|day| (invoice.id.as_str(), number_stem(&settings.number_prefix, day)));
-        let (locked, numbered) = conn.write_and_lock(tenant_id, customer_id, &chain, &next_chain, &invoice, number_request).await?;
-        q::ledger_credit::apply_exposure(conn, tenant_id, customer_id, locked, |e| e.after_close(unrounded, total)).await?;
+        // Moved in the store with the serial step where the ledger lock row exists (PostgreSQL).
+        let change = ledger_lock_row.then(|| Exposure::close_move(unrounded, total));
+        let (locked, numbered, moved) = conn.write_and_lock(tenant_id, customer_id, &chain, &next_chain, &invoice, number_request, change).await?;
+        q::ledger_credit::apply_exposure(conn, tenant_id, customer_id, locked, |e| e.after_close(unrounded, total), moved).await?;
         if let Some(issued_on) = issued_on {
             let (counter, number) = number_invoice(conn, tenant_id, &invoice.id, &settings.number_prefix, issued_on, numbered).await?;
             invoice.number_counter = Some(counter);

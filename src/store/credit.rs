@@ -23,6 +23,7 @@ use crate::domain::credit::{
 };
 use crate::domain::error::{Error, Result};
 use crate::domain::money::Currency;
+use crate::domain::payment::Exposure;
 
 type CreditEventRow = (
     i64,
@@ -270,6 +271,56 @@ pub async fn pg_inputs_under_ledger_lock(
     ids: &[String],
 ) -> Result<Option<(i64, CreditInputs)>> {
     locked_inputs_of(pg_locked_input_rows(conn, tenant_id, ids).await?, tenant_id)
+}
+
+/// Adds `change` to the customer's stored exposure (creating its credit state as
+/// `write_state` creates a default one: no thresholds, policy or crossings of its own) and
+/// answers the exposure after it. On a shared PostgreSQL connection: a close sends it pipelined
+/// behind its ledger lock and credit reads, so its serial part waits for the gateway once
+/// fewer (`ledger::invoicing::steps`); the caller must hold the ledger lock when it runs, as
+/// every writer of `customer_credit` does.
+pub async fn pg_move_exposure(
+    conn: &AsyncPgConnection,
+    tenant_id: &str,
+    customer_id: &str,
+    change: Exposure,
+) -> Result<Exposure> {
+    use crate::store::sql_types::Exact;
+    let (open_charges, unpaid_invoices): (DbDecimal, DbDecimal) =
+        diesel::insert_into(customer_credit::table)
+            .values((
+                customer_credit::tenant_id.eq(tenant_id),
+                customer_credit::customer_id.eq(customer_id),
+                customer_credit::thresholds.eq(None::<String>),
+                customer_credit::policy.eq(None::<&str>),
+                customer_credit::open_charges.eq(DbDecimal(change.open_charges)),
+                customer_credit::unpaid_invoices.eq(DbDecimal(change.unpaid_invoices)),
+                customer_credit::crossed.eq(encode_percents(&[])),
+                customer_credit::updated_at.eq(DbTime(Utc::now())),
+            ))
+            .on_conflict((customer_credit::tenant_id, customer_credit::customer_id))
+            .do_update()
+            .set((
+                customer_credit::open_charges.eq(diesel::dsl::sql::<Exact>(
+                    "customer_credit.open_charges + excluded.open_charges",
+                )),
+                customer_credit::unpaid_invoices.eq(diesel::dsl::sql::<Exact>(
+                    "customer_credit.unpaid_invoices + excluded.unpaid_invoices",
+                )),
+                customer_credit::updated_at.eq(
+                    diesel::dsl::sql::<crate::store::sql_types::Instant>("excluded.updated_at"),
+                ),
+            ))
+            .returning((
+                customer_credit::open_charges,
+                customer_credit::unpaid_invoices,
+            ))
+            .get_result(&mut &*conn)
+            .await?;
+    Ok(Exposure {
+        open_charges: open_charges.0,
+        unpaid_invoices: unpaid_invoices.0,
+    })
 }
 
 impl CreditInputsReader for SqliteConn {

@@ -64,7 +64,7 @@ pub async fn take(
 }
 
 /// Drains until a heartbeat; returns the events before it and its high-water mark.
-async fn until_heartbeat(
+pub async fn until_heartbeat(
     stream: &mut Streaming<v1::StreamCreditEventsResponse>,
 ) -> (Vec<v1::CreditEvent>, i64) {
     let mut out = Vec::new();
@@ -84,7 +84,7 @@ async fn until_heartbeat(
     }
 }
 
-fn summary(events: &[v1::CreditEvent]) -> Vec<(u32, &'static str)> {
+pub fn summary(events: &[v1::CreditEvent]) -> Vec<(u32, &'static str)> {
     events
         .iter()
         .map(|e| {

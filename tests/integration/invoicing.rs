@@ -870,10 +870,92 @@ async fn period_sums_bill_what_the_charges_make(backend: Backend) {
     gw.stop().await;
 }
 
+/// A close moves exposure by its rounding difference: one that rounds up to the limit crosses
+/// it (the crossing recorded with the close, the state's crossed thresholds with it), and a
+/// payment of the rounding crosses back down. Exposure is exact all along.
+async fn a_close_rounding_up_to_the_limit_crosses_it(backend: Backend) {
+    let Some(gw) = TestGateway::start(backend).await else {
+        return;
+    };
+    let (account, customers) = books(&gw, &["UTC"]).await;
+    let c = &customers[0];
+    let mut credit = credit_client(&gw).await;
+    credit
+        .update_credit_settings(v1::UpdateCreditSettingsRequest {
+            settings: Some(v1::CreditSettings {
+                customer_id: c.clone(),
+                credit_limit: "100".into(),
+                threshold_percents: vec![50, 100],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["credit_limit".into(), "threshold_percents".into()],
+            }),
+            request_id: "limit-100".into(),
+        })
+        .await
+        .unwrap();
+    // Half-even: 99.995 rounds to 100.00 (the digit before the 5 is odd).
+    push(
+        &gw,
+        &account,
+        vec![line(c, "vm", "99.995", at("2025-05-05T10:00:00Z"))],
+    )
+    .await;
+    let position = async |credit: &mut Credit| {
+        credit
+            .get_credit_position(v1::GetCreditPositionRequest {
+                customer_id: c.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let before = position(&mut credit).await;
+    assert_eq!(dec(&before.exposure), dec("99.995"));
+    assert_eq!(before.crossed_threshold_percents, vec![50]);
+    let mut client = invoices(&gw, &gw.admin_key).await;
+    let invoice = close(&mut client, c, Some("2025-05-01T00:00:00Z")).await;
+    assert_eq!(invoice.total, "100.00");
+    let closed = position(&mut credit).await;
+    assert_eq!(
+        (dec(&closed.open_charges), dec(&closed.unpaid_invoices)),
+        (Decimal::ZERO, dec("100.00"))
+    );
+    assert_eq!(closed.crossed_threshold_percents, vec![50, 100]);
+    let paid = client
+        .record_payment(v1::RecordPaymentRequest {
+            request_id: "pay-rounding".into(),
+            invoice_id: invoice.id.clone(),
+            amount: "0.01".into(),
+            reference: "bank".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paid.balance_after, "99.99");
+    let after = position(&mut credit).await;
+    assert_eq!(dec(&after.exposure), dec("99.99"));
+    assert_eq!(after.crossed_threshold_percents, vec![50]);
+    // The crossings, in order: 50 up at the push, 100 up at the close, 100 down at the payment;
+    // nothing more (the stream's heartbeat says where it ends).
+    let mut stream = crate::credit_control::open(&mut credit, 0).await;
+    let events = crate::credit_control::take(&mut stream, 3).await;
+    assert_eq!(
+        crate::credit_control::summary(&events),
+        vec![(50, "UP"), (100, "UP"), (100, "DOWN")]
+    );
+    let (more, hwm) = crate::credit_control::until_heartbeat(&mut stream).await;
+    assert!(more.is_empty(), "{more:?}");
+    assert_eq!(hwm, 3);
+    gw.stop().await;
+}
+
 crate::both_backends!(
     closes_periods_across_dst_with_exact_totals,
     late_usage_becomes_a_prior_period_adjustment,
     payments_partial_full_over_and_retried,
+    a_close_rounding_up_to_the_limit_crosses_it,
     close_run_closes_every_due_customer_with_gap_free_numbers,
     a_close_racing_pushes_bills_each_charge_once,
     period_sums_bill_what_the_charges_make,

@@ -25,6 +25,7 @@ use crate::domain::invoice_groups::{ChargeGroup, CloseBounds, PeriodCharges};
 use crate::domain::invoice_number::COUNTER_DIGITS;
 use crate::domain::invoice_record::{CloseChain, Invoice};
 use crate::domain::money::Currency;
+use crate::domain::payment::Exposure;
 use crate::domain::spend::DayRange;
 use crate::ledger::{pg_queries, sqlite_queries};
 use crate::store::SqliteConn;
@@ -36,6 +37,16 @@ pub(super) type ChargeReads = (PeriodCharges, Vec<ChargeGroup>);
 /// What an invoice to be numbered is numbered with: its id and `number_stem`.
 pub(super) type NumberRequest<'a> = Option<(&'a str, String)>;
 
+/// Where a close starts ([`CloseSteps::lock_and_plan`]).
+pub(super) struct Started {
+    /// The last committed ledger sequence when the locks were asked for.
+    pub(super) last_sequence: i64,
+    /// The tenant's ledger lock row existed (it is never removed once made): the close's serial
+    /// step will find it, and on PostgreSQL may move the exposure in the same round trip.
+    pub(super) ledger_lock_row: bool,
+    pub(super) plan: Plan,
+}
+
 pub(super) trait CloseSteps {
     /// 1. The customer's close lock and the tenant's ledger lock shared, with the last
     ///    committed ledger sequence (PostgreSQL; SQLite takes the ledger lock: it writes one
@@ -44,7 +55,7 @@ pub(super) trait CloseSteps {
         &'a mut self,
         tenant_id: &'a str,
         customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<(i64, Plan)>>;
+    ) -> BoxFuture<'a, Result<Started>>;
 
     /// 2. The charges from sequence `from` up to the close sequence of `bounds`: the period's
     ///    own summed when it is whole local `days` of the customer's zone (the daily totals'
@@ -62,10 +73,14 @@ pub(super) trait CloseSteps {
     /// 3. The close's writes (the chain moved from `chain` to `next`, the invoice, its lines),
     ///    then the start of its serial part: the tenant's ledger lock, the customer's credit
     ///    inputs read under it (None: the tenant has no lock row yet, see
-    ///    `ledger_credit::apply_exposure`) and, when the invoice takes a number, the number
-    ///    (PostgreSQL; SQLite leaves it to `number_invoice`). The writes run before the lock,
-    ///    so closes of different customers write side by side; closes of a tenant queue at the
-    ///    lock, and every round trip under it costs the whole run.
+    ///    `ledger_credit::apply_exposure`), when the invoice takes a number, the number, and
+    ///    with `exposure` (when the lock row exists) the customer's exposure moved by it in
+    ///    the store, answering the exposure after (PostgreSQL; SQLite leaves the number to
+    ///    `number_invoice` and the exposure to `apply_exposure`, and answers None for both).
+    ///    The writes run before the lock, so closes of different customers write side by
+    ///    side; closes of a tenant queue at the lock, and every round trip under it costs the
+    ///    whole run: with the exposure moved here, the serial part waits for the gateway once
+    ///    (for the commit) unless a threshold is crossed.
     #[allow(clippy::too_many_arguments)]
     fn write_and_lock<'a>(
         &'a mut self,
@@ -75,6 +90,7 @@ pub(super) trait CloseSteps {
         next: &'a CloseChain,
         invoice: &'a Invoice,
         number: NumberRequest<'a>,
+        exposure: Option<Exposure>,
     ) -> BoxFuture<'a, Result<SerialStarted>>;
 }
 
@@ -96,12 +112,15 @@ pub(super) trait CloseSteps {
 /// invoices come in the order of their unique index).
 const CLOSE_LOCK_PG: &str = "SELECT pg_advisory_xact_lock(hashtextextended('close:' || $1 || ':' || $2, 0)), \
      pg_advisory_xact_lock_shared(1836281959, hashtext($1)), set_config('enable_sort', 'off', true), \
-     COALESCE((SELECT last_sequence FROM ledger_sequences WHERE tenant_id = $1), 0) AS last_sequence";
+     COALESCE((SELECT last_sequence FROM ledger_sequences WHERE tenant_id = $1), 0) AS last_sequence, \
+     EXISTS (SELECT 1 FROM ledger_sequences WHERE tenant_id = $1) AS ledger_lock_row";
 
 #[derive(diesel::QueryableByName)]
 struct Locked {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     last_sequence: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ledger_lock_row: bool,
 }
 
 /// PostgreSQL takes the tenant's next invoice counter and writes it, with the number it makes,
@@ -127,7 +146,7 @@ impl CloseSteps for AsyncPgConnection {
         &'a mut self,
         tenant_id: &'a str,
         customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<(i64, Plan)>> {
+    ) -> BoxFuture<'a, Result<Started>> {
         use diesel::sql_types::Text;
         use pg_queries as q;
         Box::pin(async move {
@@ -146,10 +165,11 @@ impl CloseSteps for AsyncPgConnection {
                 async { super::pg::first_usage_day(&mut &*conn, tenant_id, customer_id).await },
             )?;
             let first_day: Option<NaiveDate> = chain.last.is_none().then_some(first_day).flatten();
-            Ok((
-                locked.last_sequence,
-                plan_of(customer, settings, chain, first_day)?,
-            ))
+            Ok(Started {
+                last_sequence: locked.last_sequence,
+                ledger_lock_row: locked.ledger_lock_row,
+                plan: plan_of(customer, settings, chain, first_day)?,
+            })
         })
     }
 
@@ -202,6 +222,7 @@ impl CloseSteps for AsyncPgConnection {
         next: &'a CloseChain,
         invoice: &'a Invoice,
         number: NumberRequest<'a>,
+        exposure: Option<Exposure>,
     ) -> BoxFuture<'a, Result<SerialStarted>> {
         use diesel::sql_types::Text;
         use pg_queries as q;
@@ -223,7 +244,23 @@ impl CloseSteps for AsyncPgConnection {
                     .optional()?;
                 Ok::<_, Error>(taken)
             };
-            let ((), (), (), locked, numbered) = futures::try_join!(
+            // Polled after the number: under the lock, after the credit reads (which so read
+            // the state before it).
+            let moved = async {
+                match exposure {
+                    Some(change) => Ok(Some(
+                        crate::store::credit::pg_move_exposure(
+                            conn,
+                            tenant_id,
+                            customer_id,
+                            change,
+                        )
+                        .await?,
+                    )),
+                    None => Ok::<_, Error>(None),
+                }
+            };
+            let ((), (), (), locked, numbered, moved) = futures::try_join!(
                 async {
                     q::customer_billing::advance(&mut &*conn, tenant_id, customer_id, chain, next)
                         .await
@@ -232,8 +269,9 @@ impl CloseSteps for AsyncPgConnection {
                 async { q::invoices::insert_lines(&mut &*conn, tenant_id, invoice).await },
                 crate::store::credit::pg_inputs_under_ledger_lock(conn, tenant_id, &ids),
                 numbered,
+                moved,
             )?;
-            Ok((locked, numbered))
+            Ok((locked, numbered, moved))
         })
     }
 }
@@ -243,14 +281,16 @@ impl CloseSteps for SqliteConn {
         &'a mut self,
         tenant_id: &'a str,
         customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<(i64, Plan)>> {
+    ) -> BoxFuture<'a, Result<Started>> {
         use sqlite_queries as q;
         Box::pin(async move {
             let sequence = q::charges::lock_ledger(self, tenant_id).await?;
-            Ok((
-                sequence,
-                super::sqlite::plan(self, tenant_id, customer_id).await?,
-            ))
+            Ok(Started {
+                last_sequence: sequence,
+                // Taken (and made where missing) just now; unused here (see `write_and_lock`).
+                ledger_lock_row: true,
+                plan: super::sqlite::plan(self, tenant_id, customer_id).await?,
+            })
         })
     }
 
@@ -287,6 +327,7 @@ impl CloseSteps for SqliteConn {
         next: &'a CloseChain,
         invoice: &'a Invoice,
         _number: NumberRequest<'a>,
+        _exposure: Option<Exposure>,
     ) -> BoxFuture<'a, Result<SerialStarted>> {
         use sqlite_queries as q;
         Box::pin(async move {
@@ -298,7 +339,7 @@ impl CloseSteps for SqliteConn {
                 &[customer_id],
             )
             .await?;
-            Ok((locked, None))
+            Ok((locked, None, None))
         })
     }
 }
