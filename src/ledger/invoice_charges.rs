@@ -203,7 +203,7 @@ fn into_group(row: GroupRow) -> Result<ChargeGroup> {
 }
 
 ledger_backends! {
-    use super::{GroupRow, PeriodSumRow, UnitRow, group_sql, period_sums_of, period_sums_sql, units_sql};
+    use super::{GroupRow, PeriodSumRow, group_sql, period_sums_of, period_sums_sql};
 
     /// The customer's charges from sequence `from` up to the close sequence of `bounds`, in
     /// groups (see the module); those of the period itself only when `period` does not bring
@@ -231,16 +231,15 @@ ledger_backends! {
     /// recorded by its close sequence, summed per vendor, service, meter and unit (see the
     /// module), in `currency`. None when a meter with charges has no line key for its unit
     /// (rollups written before line keys were kept): the close then reads the charges.
-    /// PostgreSQL's close sends its two statements pipelined ([`period_sum_rows`],
-    /// [`unit_rows`], then [`period_sums_of`](super::period_sums_of)).
+    /// PostgreSQL's close sends the statement pipelined with its other reads
+    /// ([`period_sum_rows`], then [`period_sums_of`](super::period_sums_of)).
     pub async fn period_sums(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, days: DayRange, currency: Currency) -> Result<Option<Vec<ChargeAmount>>> {
         let rows = period_sum_rows(conn, tenant_id, customer_id, bounds, days).await?;
-        let units = unit_rows(conn, tenant_id, customer_id, days).await?;
-        period_sums_of(rows, units, currency, bounds.period_start)
+        period_sums_of(rows, currency, bounds.period_start)
     }
 
-    /// The rollups' and totals' sums of the period's days, and the charges after the close
-    /// sequence to subtract (`period_sums_sql`).
+    /// The rollups' and totals' sums of the period's days, the charges after the close
+    /// sequence to subtract, and the meters' units (`period_sums_sql`).
     pub async fn period_sum_rows(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, bounds: &CloseBounds, days: DayRange) -> Result<Vec<PeriodSumRow>> {
         let parts = RangeParts::of(days, false);
         // Without subtracting, a range is its whole months and at most two partial ones.
@@ -260,16 +259,6 @@ ledger_backends! {
             .bind::<Date, _>(head.end)
             .bind::<Date, _>(tail.first)
             .bind::<Date, _>(tail.end)
-            .keep_prepared()
-            .load(conn)
-            .await?)
-    }
-
-    /// The units of every meter of the months the days `days` fall in (`units_sql`).
-    pub async fn unit_rows(conn: &mut impl Statements, tenant_id: &str, customer_id: &str, days: DayRange) -> Result<Vec<UnitRow>> {
-        Ok(diesel::sql_query(units_sql(IS_POSTGRES))
-            .bind::<Text, _>(tenant_id)
-            .bind::<Text, _>(customer_id)
             .bind::<Date, _>(month_of(days.first))
             .bind::<Date, _>(days.end)
             .keep_prepared()
@@ -295,7 +284,8 @@ fn day_ranges(plus: &[DayRange], at: NaiveDate) -> Result<[DayRange; 2]> {
 /// A row of `period_sums_sql`.
 #[derive(QueryableByName)]
 pub struct PeriodSumRow {
-    /// 0: the rollups' and totals' sums; 1: the charges after the close sequence, to subtract.
+    /// 0: the rollups' and totals' sums; 1: the charges after the close sequence, to subtract;
+    /// 2: a meter's unit (with its line key; zero sums).
     #[diesel(sql_type = Integer)]
     part: i32,
     #[diesel(sql_type = Text)]
@@ -308,36 +298,36 @@ pub struct PeriodSumRow {
     quantity: DbDecimal,
     #[diesel(sql_type = Exact)]
     amount: DbDecimal,
-}
-
-/// A row of `units_sql`.
-#[derive(QueryableByName)]
-pub struct UnitRow {
-    #[diesel(sql_type = Text)]
-    vendor: String,
-    #[diesel(sql_type = Text)]
-    service: String,
-    #[diesel(sql_type = Text)]
-    meter: String,
-    #[diesel(sql_type = Binary)]
-    line_key: Vec<u8>,
-    /// The row's unit, else its usage line's (none for a seat charge, whose key names its own).
+    /// Part 2: the line key the meter's rollup row keeps.
+    #[diesel(sql_type = Nullable<Binary>)]
+    line_key: Option<Vec<u8>>,
+    /// Part 2: the row's unit, else its line key's usage line's (none for a seat charge, whose
+    /// key names its own).
     #[diesel(sql_type = Nullable<Text>)]
     unit: Option<String>,
 }
 
 /// The period-sums statement. Parameters: 1 tenant, 2 customer, 3 period start, 4 period end,
 /// 5 close sequence, 6 and 7 the whole months' buckets `[first, end)`, 8 to 11 two ranges of
-/// days `[first, end)` (empty ones when fewer). Part 0 adds the rollups per meter of the whole
-/// months and the daily totals of the days; part 1, to subtract, sums the events after the
-/// close sequence whose windows start in the period (a ledger write commits its totals with its
-/// events, and writes commit in sequence order, so the statement's snapshot holds the totals
-/// of every event up to some sequence and exactly the events after the close sequence up to
-/// it). Empty ranges cost an index probe each.
+/// days `[first, end)` (empty ones when fewer), 12 and 13 the buckets of every month the days
+/// fall in. Part 0 adds the rollups per meter of the whole months and the daily totals of the
+/// days; part 1, to subtract, sums the events after the close sequence whose windows start in
+/// the period (a ledger write commits its totals with its events, and writes commit in
+/// sequence order, so the statement's snapshot holds the totals of every event up to some
+/// sequence and exactly the events after the close sequence up to it); part 2 brings each
+/// meter's unit (`units_sql`), in the same statement: one fewer per close, whose fixed cost
+/// (bind, plan check, executor start, the reply's send) was ~40% of PostgreSQL's CPU in a
+/// close (perf; BENCHMARKS.md, session 15). Empty ranges cost an index probe each.
 fn period_sums_sql(postgres: bool) -> String {
     let d = Dialect { postgres };
     let p = |n| d.param(n);
     let sum = d.sum();
+    // Parts 0 and 1 have no unit; part 2 no sums.
+    let (no_key, no_unit, zero) = if postgres {
+        ("NULL::bytea", "NULL::text", "0::numeric")
+    } else {
+        ("NULL", "NULL", "'0'")
+    };
     let (tenant, customer, start, end, close) = (p(1), p(2), p(3), p(4), p(5));
     let events = d.run_events(&format!("{close} + 1"), None);
     let days = |first: u8, end: u8| {
@@ -351,74 +341,74 @@ fn period_sums_sql(postgres: bool) -> String {
     };
     format!(
         "SELECT 0 AS part, s.vendor, s.service, s.meter, {sum}(s.quantity) AS quantity, \
-                {sum}(s.amount) AS amount FROM (\
+                {sum}(s.amount) AS amount, {no_key} AS line_key, {no_unit} AS unit FROM (\
            SELECT vendor, service, meter, quantity, amount FROM charge_rollups \
             WHERE tenant_id = {tenant} AND customer_id = {customer} AND grain = '{grain}' \
               AND bucket >= {months_first} AND bucket < {months_end} \
            UNION ALL {head} UNION ALL {tail}\
          ) s GROUP BY s.vendor, s.service, s.meter \
          UNION ALL \
-         SELECT 1, e.vendor, e.service, e.meter, {sum}(e.quantity), {sum}(e.amount) \
+         SELECT 1, e.vendor, e.service, e.meter, {sum}(e.quantity), {sum}(e.amount), {no_key}, {no_unit} \
            FROM charge_event_runs r {events} \
           WHERE r.tenant_id = {tenant} AND r.customer_id = {customer} AND r.last_sequence > {close} \
             AND (r.last_window IS NULL OR r.last_window >= {start}) \
             AND (r.first_window IS NULL OR r.first_window < {end}) \
             AND e.window_start >= {start} AND e.window_start < {end} \
-          GROUP BY e.vendor, e.service, e.meter",
+          GROUP BY e.vendor, e.service, e.meter \
+         UNION ALL {units}",
         grain = Grain::MonthMeter.as_str(),
         months_first = p(6),
         months_end = p(7),
         head = days(8, 9),
         tail = days(10, 11),
+        units = units_sql(postgres, zero),
     )
 }
 
-/// The units the monthly rollups per meter keep, of the months from bucket `3` to before `4`,
-/// with their line keys; a row without a unit takes its line key's usage line's (COALESCE
-/// evaluates the probe only then). Parameters: 1 tenant, 2 customer.
-fn units_sql(postgres: bool) -> String {
+/// Part 2 of `period_sums_sql`: the units the monthly rollups per meter keep, of the months
+/// from bucket `12` to before `13`, with their line keys (and `zero` for the sums); a row
+/// without a unit takes its line key's usage line's (COALESCE evaluates the probe only then).
+fn units_sql(postgres: bool, zero: &str) -> String {
     let p = |n| Dialect { postgres }.param(n);
     format!(
-        "SELECT r.vendor, r.service, r.meter, r.line_key, \
-                COALESCE(r.unit, (SELECT u.unit FROM usage_lines u WHERE u.line_key = r.line_key)) AS unit \
+        "SELECT 2, r.vendor, r.service, r.meter, {zero}, {zero}, r.line_key, \
+                COALESCE(r.unit, (SELECT u.unit FROM usage_lines u WHERE u.line_key = r.line_key)) \
            FROM charge_rollups r \
           WHERE r.tenant_id = {} AND r.customer_id = {} AND r.grain = '{}' \
             AND r.bucket >= {} AND r.bucket < {} AND r.line_key IS NOT NULL",
         p(1),
         p(2),
         Grain::MonthMeter.as_str(),
-        p(3),
-        p(4),
+        p(12),
+        p(13),
     )
 }
 
-/// The period's sums from the rows of `period_sums_sql` and `units_sql`, dated `period_start`.
+/// The period's sums from the rows of `period_sums_sql`, dated `period_start`.
 pub fn period_sums_of(
     rows: Vec<PeriodSumRow>,
-    units: Vec<UnitRow>,
     currency: Currency,
     period_start: DateTime<Utc>,
 ) -> Result<Option<Vec<ChargeAmount>>> {
     type Key = (String, String, String);
     let mut sums: BTreeMap<Key, (Decimal, Decimal)> = BTreeMap::new();
+    let mut unit_of: HashMap<Key, String> = HashMap::new();
     for row in rows {
-        let sign = if row.part == 0 {
-            Decimal::ONE
-        } else {
-            Decimal::NEGATIVE_ONE
+        let key = (row.vendor, row.service, row.meter);
+        let sign = match row.part {
+            0 => Decimal::ONE,
+            1 => Decimal::NEGATIVE_ONE,
+            _ => {
+                let line_key = row.line_key.unwrap_or_default();
+                unit_of
+                    .entry(key)
+                    .or_insert_with(|| charge_unit(row.unit, &line_key));
+                continue;
+            }
         };
-        let sum = sums
-            .entry((row.vendor, row.service, row.meter))
-            .or_default();
+        let sum = sums.entry(key).or_default();
         sum.0 += sign * row.quantity.0;
         sum.1 += sign * row.amount.0;
-    }
-    let mut unit_of: HashMap<Key, String> = HashMap::with_capacity(units.len());
-    for row in units {
-        let unit = charge_unit(row.unit, &row.line_key);
-        unit_of
-            .entry((row.vendor, row.service, row.meter))
-            .or_insert(unit);
     }
     let mut amounts = Vec::with_capacity(sums.len());
     for (key, (quantity, amount)) in sums {

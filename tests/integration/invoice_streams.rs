@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use msp_gateway::proto::v1;
-use prost_types::FieldMask;
 use tonic::{Code, Streaming};
 
 use crate::charge_streams::line;
@@ -557,21 +556,13 @@ async fn a_payment_below_the_limit_allows_resumption(backend: Backend) {
     let (account, customers) = books(&gw, &["UTC"]).await;
     let c = &customers[0];
     let mut credit = credit_client(&gw).await;
-    credit
-        .update_credit_settings(v1::UpdateCreditSettingsRequest {
-            settings: Some(v1::CreditSettings {
-                customer_id: c.clone(),
-                credit_limit: "100.00".into(),
-                policy: v1::CreditPolicy::AutoSuspend.into(),
-                ..Default::default()
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["credit_limit".into(), "policy".into()],
-            }),
-            request_id: "limit-100".into(),
-        })
-        .await
-        .unwrap();
+    let settings = v1::CreditSettings {
+        customer_id: c.clone(),
+        credit_limit: "100.00".into(),
+        policy: v1::CreditPolicy::AutoSuspend.into(),
+        ..Default::default()
+    };
+    crate::invoicing::set_credit(&mut credit, settings, &["credit_limit", "policy"]).await;
     push(
         &gw,
         &account,
@@ -638,13 +629,7 @@ async fn a_payment_below_the_limit_allows_resumption(backend: Backend) {
         crate::invoicing::dec(&resumed.exposure),
         crate::invoicing::dec("90")
     );
-    let position = credit
-        .get_credit_position(v1::GetCreditPositionRequest {
-            customer_id: c.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let position = crate::invoicing::credit_position(&mut credit, c).await;
     assert_eq!(
         crate::invoicing::dec(&position.unpaid_invoices),
         crate::invoicing::dec("90")

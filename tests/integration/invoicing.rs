@@ -28,6 +28,30 @@ pub async fn credit_client(gw: &TestGateway) -> Credit {
     CreditControlServiceClient::with_interceptor(gw.channel().await, Bearer::new(&gw.admin_key))
 }
 
+/// Sets the fields `paths` of a customer's credit settings.
+pub async fn set_credit(credit: &mut Credit, settings: v1::CreditSettings, paths: &[&str]) {
+    credit
+        .update_credit_settings(v1::UpdateCreditSettingsRequest {
+            request_id: format!("set-{}-of-{}", paths.join("+"), settings.customer_id),
+            settings: Some(settings),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn credit_position(credit: &mut Credit, customer_id: &str) -> v1::CreditPosition {
+    credit
+        .get_credit_position(v1::GetCreditPositionRequest {
+            customer_id: customer_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 pub async fn invoices(gw: &TestGateway, key: &str) -> Invoices {
     InvoiceServiceClient::with_interceptor(gw.channel().await, Bearer::new(key))
 }
@@ -335,16 +359,7 @@ async fn payments_partial_full_over_and_retried(backend: Backend) {
     assert_eq!(invoice.total, "100.00");
     assert_eq!(invoice.payment_status(), v1::PaymentStatus::Unpaid);
     let mut credit = credit_client(&gw).await;
-    let position = async |credit: &mut Credit| {
-        credit
-            .get_credit_position(v1::GetCreditPositionRequest {
-                customer_id: c.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    };
-    let after_close = position(&mut credit).await;
+    let after_close = credit_position(&mut credit, c).await;
     assert_eq!(dec(&after_close.open_charges), Decimal::ZERO);
     assert_eq!(dec(&after_close.unpaid_invoices), dec("100.00"));
     let pay = |request_id: &str, amount: &str| v1::RecordPaymentRequest {
@@ -370,7 +385,7 @@ async fn payments_partial_full_over_and_retried(backend: Backend) {
         .into_inner();
     assert_eq!(retried, first);
     assert_eq!(
-        dec(&position(&mut credit).await.unpaid_invoices),
+        dec(&credit_position(&mut credit, c).await.unpaid_invoices),
         dec("70.00")
     );
     let reused = client.record_payment(pay("p-1", "31.00")).await;
@@ -405,7 +420,7 @@ async fn payments_partial_full_over_and_retried(backend: Backend) {
         ("100.00", "0.00")
     );
     assert_eq!(
-        dec(&position(&mut credit).await.unpaid_invoices),
+        dec(&credit_position(&mut credit, c).await.unpaid_invoices),
         Decimal::ZERO
     );
     let listed = client
@@ -880,21 +895,18 @@ async fn a_close_rounding_up_to_the_limit_crosses_it(backend: Backend) {
     let (account, customers) = books(&gw, &["UTC"]).await;
     let c = &customers[0];
     let mut credit = credit_client(&gw).await;
-    credit
-        .update_credit_settings(v1::UpdateCreditSettingsRequest {
-            settings: Some(v1::CreditSettings {
-                customer_id: c.clone(),
-                credit_limit: "100".into(),
-                threshold_percents: vec![50, 100],
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["credit_limit".into(), "threshold_percents".into()],
-            }),
-            request_id: "limit-100".into(),
-        })
-        .await
-        .unwrap();
+    let settings = v1::CreditSettings {
+        customer_id: c.clone(),
+        credit_limit: "100".into(),
+        threshold_percents: vec![50, 100],
+        ..Default::default()
+    };
+    set_credit(
+        &mut credit,
+        settings,
+        &["credit_limit", "threshold_percents"],
+    )
+    .await;
     // Half-even: 99.995 rounds to 100.00 (the digit before the 5 is odd).
     push(
         &gw,
@@ -902,22 +914,13 @@ async fn a_close_rounding_up_to_the_limit_crosses_it(backend: Backend) {
         vec![line(c, "vm", "99.995", at("2025-05-05T10:00:00Z"))],
     )
     .await;
-    let position = async |credit: &mut Credit| {
-        credit
-            .get_credit_position(v1::GetCreditPositionRequest {
-                customer_id: c.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    };
-    let before = position(&mut credit).await;
+    let before = credit_position(&mut credit, c).await;
     assert_eq!(dec(&before.exposure), dec("99.995"));
     assert_eq!(before.crossed_threshold_percents, vec![50]);
     let mut client = invoices(&gw, &gw.admin_key).await;
     let invoice = close(&mut client, c, Some("2025-05-01T00:00:00Z")).await;
     assert_eq!(invoice.total, "100.00");
-    let closed = position(&mut credit).await;
+    let closed = credit_position(&mut credit, c).await;
     assert_eq!(
         (dec(&closed.open_charges), dec(&closed.unpaid_invoices)),
         (Decimal::ZERO, dec("100.00"))
@@ -934,7 +937,7 @@ async fn a_close_rounding_up_to_the_limit_crosses_it(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(paid.balance_after, "99.99");
-    let after = position(&mut credit).await;
+    let after = credit_position(&mut credit, c).await;
     assert_eq!(dec(&after.exposure), dec("99.99"));
     assert_eq!(after.crossed_threshold_percents, vec![50]);
     // The crossings, in order: 50 up at the push, 100 up at the close, 100 down at the payment;

@@ -5,9 +5,13 @@
 //!
 //! On this 2-vCPU machine a close's gateway and server CPU went mostly to the kernel's work
 //! around round trips (task switches, socket wake-ups; BENCHMARKS.md, session 13): a close made
-//! ~16 of them, now 6 (BEGIN, these three, the exposure write, COMMIT; the pool's check only
-//! for a connection idle a while, see `store::pool`). The 1,000-invoice benchmark run: median
-//! 6.8 s before, 4.9 s after, with 27% less CPU (session 14).
+//! ~16 of them, then 6 (BEGIN, these three, the exposure write, COMMIT; the pool's check only
+//! for a connection idle a while, see `store::pool`): the 1,000-invoice benchmark run's median
+//! went from 6.8 s to 4.9 s, with 27% less CPU (session 14). Now 5: the exposure moves with
+//! step 3 (`write_and_lock`), so from the ledger lock to the commit the server waits for the
+//! gateway once. A statement's fixed cost (bind, plan check, executor start, the reply's
+//! send) was still ~40% of PostgreSQL's CPU in a close (perf, session 15): fewer statements
+//! count as well as fewer round trips.
 //!
 //! The server runs pipelined statements in the order they arrive, and they arrive in the order
 //! `try_join!` first polls their futures: diesel-async 0.9 sends a statement on its first poll,
@@ -196,15 +200,14 @@ impl CloseSteps for AsyncPgConnection {
             };
             // The groups read as though the sums will do (the statement's shape is all
             // `groups` takes of `PeriodCharges`); read again, all of them, if they will not.
-            let (rows, units, outside) = futures::try_join!(
+            let (rows, outside) = futures::try_join!(
                 async {
                     charges::period_sum_rows(&mut &*conn, tenant_id, customer_id, bounds, days)
                         .await
                 },
-                async { charges::unit_rows(&mut &*conn, tenant_id, customer_id, days).await },
                 groups(PeriodCharges::Summed(Vec::new())),
             )?;
-            match period_sums_of(rows, units, currency, bounds.period_start)? {
+            match period_sums_of(rows, currency, bounds.period_start)? {
                 Some(sums) => Ok((PeriodCharges::Summed(sums), outside)),
                 None => Ok((
                     PeriodCharges::InGroups,
