@@ -315,6 +315,8 @@ pub async fn pg_move_exposure(
                 customer_credit::open_charges,
                 customer_credit::unpaid_invoices,
             ))
+            // A fixed text: Diesel leaves upserts unprepared, a prepare round trip under the lock.
+            .keep_prepared()
             .get_result(&mut &*conn)
             .await?;
     Ok(Exposure {

@@ -6,6 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use super::for_each_backend;
 use super::invoicing_schema::customer_billing;
+use super::prepared::KeepPrepared;
 use super::sql_types::DbTime;
 use crate::domain::error::{Error, Result};
 use crate::domain::invoice_record::CloseChain;
@@ -74,16 +75,20 @@ for_each_backend! {
             customer_billing::last_close_sequence.eq(last.sequence),
             customer_billing::open_from_sequence.eq(next.open_from_sequence),
         );
+        // Kept prepared: Diesel leaves upserts and UPDATEs unprepared (a prepare round trip
+        // each, in a close's pipelined step).
         let changed = match expected.last {
             None => diesel::insert_into(customer_billing::table)
                 .values((customer_billing::tenant_id.eq(tenant_id), customer_billing::customer_id.eq(customer_id), values))
                 .on_conflict_do_nothing()
+                .keep_prepared()
                 .execute(conn)
                 .await?,
             Some(previous) => diesel::update(customer_billing::table.find((tenant_id, customer_id)))
                 .filter(customer_billing::last_close_sequence.eq(previous.sequence))
                 .filter(customer_billing::last_closed_end.eq(DbTime(previous.period_end)))
                 .set(values)
+                .keep_prepared()
                 .execute(conn)
                 .await?,
         };

@@ -232,7 +232,7 @@ impl CloseSteps for AsyncPgConnection {
         Box::pin(async move {
             let conn: &AsyncPgConnection = self;
             let ids = [customer_id.to_string()];
-            // Polled last, so sent behind the lock and the reads: under the lock.
+            // Polled after the lock and the reads, so sent behind them: under the lock.
             let numbered = async {
                 let Some((invoice_id, stem)) = number else {
                     return Ok(None);
@@ -247,8 +247,9 @@ impl CloseSteps for AsyncPgConnection {
                     .optional()?;
                 Ok::<_, Error>(taken)
             };
-            // Polled after the number: under the lock, after the credit reads (which so read
-            // the state before it).
+            // Polled last: under the lock, after the credit reads (which so read the state
+            // before it). Every statement of this step is kept prepared, so the step is one
+            // round trip; one left unprepared would cost a prepare round trip of its own.
             let moved = async {
                 match exposure {
                     Some(change) => Ok(Some(
